@@ -1,0 +1,1 @@
+//! The Container Network Model layer of rvswitch (see docs/architecture.md).

@@ -1,0 +1,383 @@
+//! Packet memory: one contiguous, page-aligned region cut into fixed-size
+//! frames, and move-only descriptors ([`PktBuf`]) that name a frame plus the
+//! window of it that holds the packet.
+//!
+//! The region has the shape of an AF_XDP UMEM on purpose: a driver can
+//! register it with the kernel so that frames move between AF_XDP ports as
+//! descriptors, never as bytes. Every frame keeps headroom in front of the
+//! packet so a VLAN push or a VXLAN encapsulation writes into the headroom
+//! instead of copying the payload.
+//!
+//! Owns: the memory and the free list. Never: syscalls, locks, allocation
+//! after construction.
+
+use bytemuck::{Pod, Zeroable};
+
+/// Page-aligned storage unit (AF_XDP wants the UMEM page aligned).
+#[derive(Clone, Copy, Pod, Zeroable)]
+#[repr(C, align(4096))]
+struct Page([u8; PAGE]);
+const PAGE: usize = 4096;
+
+/// Default frame size: two frames per page, the common AF_XDP chunk size.
+pub const DEFAULT_FRAME_SIZE: usize = 2048;
+/// Default headroom: room for a QinQ pair plus an IPv6 VXLAN encapsulation
+/// (70 bytes) with the rest left for a driver header (virtio-net header).
+pub const DEFAULT_HEADROOM: usize = 256;
+
+/// A packet: which frame, where the data starts in it, how long it is.
+///
+/// Deliberately not `Clone`/`Copy`: exactly one owner holds a frame, so a
+/// frame can neither be freed twice nor freed while queued somewhere.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PktBuf {
+    frame: u32,
+    head: u16,
+    len: u16,
+}
+
+impl PktBuf {
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    #[inline]
+    pub fn frame(&self) -> u32 {
+        self.frame
+    }
+    #[inline]
+    pub fn headroom(&self) -> usize {
+        self.head as usize
+    }
+}
+
+/// Error for a pool that cannot be built as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    #[error("frame size {0} is not a power of two between 2048 and 65536")]
+    FrameSize(usize),
+    #[error("headroom {headroom} leaves no room in a {frame_size}-byte frame")]
+    Headroom { headroom: usize, frame_size: usize },
+    #[error("a pool needs between 1 and 2^24 frames, not {0}")]
+    Count(usize),
+}
+
+/// The frames and their free list.
+pub struct PacketPool {
+    mem: Box<[Page]>,
+    frame_size: usize,
+    frame_shift: u32,
+    headroom: u16,
+    nframes: u32,
+    free: Vec<u32>,
+}
+
+impl std::fmt::Debug for PacketPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PacketPool")
+            .field("frames", &self.nframes)
+            .field("frame_size", &self.frame_size)
+            .field("headroom", &self.headroom)
+            .field("free", &self.free.len())
+            .finish()
+    }
+}
+
+impl PacketPool {
+    /// `nframes` frames of `frame_size` bytes with `headroom` reserved in front.
+    pub fn new(nframes: usize, frame_size: usize, headroom: usize) -> Result<Self, PoolError> {
+        if !frame_size.is_power_of_two() || !(2048..=65536).contains(&frame_size) {
+            return Err(PoolError::FrameSize(frame_size));
+        }
+        if headroom + 64 > frame_size || headroom > u16::MAX as usize {
+            return Err(PoolError::Headroom {
+                headroom,
+                frame_size,
+            });
+        }
+        if nframes == 0 || nframes > 1 << 24 {
+            return Err(PoolError::Count(nframes));
+        }
+        let bytes = nframes * frame_size;
+        let pages = bytes.div_ceil(PAGE);
+        // Zeroed pages: the allocator hands back fresh mappings, so untouched
+        // frames cost no resident memory.
+        let mem = vec![Page([0; PAGE]); pages].into_boxed_slice();
+        // Pop order = ascending frame number: neighbours in time are
+        // neighbours in memory.
+        let free = (0..nframes as u32).rev().collect();
+        Ok(PacketPool {
+            mem,
+            frame_size,
+            frame_shift: frame_size.trailing_zeros(),
+            headroom: headroom as u16,
+            nframes: nframes as u32,
+            free,
+        })
+    }
+
+    /// A pool with the default geometry (2 KiB frames, 256 bytes headroom).
+    pub fn with_frames(nframes: usize) -> Self {
+        Self::new(nframes, DEFAULT_FRAME_SIZE, DEFAULT_HEADROOM).expect("default geometry is valid")
+    }
+
+    pub fn frame_size(&self) -> usize {
+        self.frame_size
+    }
+    pub fn headroom(&self) -> usize {
+        self.headroom as usize
+    }
+    pub fn capacity(&self) -> usize {
+        self.nframes as usize
+    }
+    pub fn available(&self) -> usize {
+        self.free.len()
+    }
+    /// Largest packet a frame holds when it starts at the default headroom.
+    pub fn max_packet(&self) -> usize {
+        self.frame_size - self.headroom as usize
+    }
+
+    /// Take an empty frame; `None` when the pool is exhausted.
+    #[inline]
+    pub fn alloc(&mut self) -> Option<PktBuf> {
+        let frame = self.free.pop()?;
+        Some(PktBuf {
+            frame,
+            head: self.headroom,
+            len: 0,
+        })
+    }
+
+    /// Give a frame back.
+    #[inline]
+    pub fn free(&mut self, b: PktBuf) {
+        debug_assert!(b.frame < self.nframes);
+        debug_assert!(self.free.len() < self.nframes as usize, "pool over-freed");
+        self.free.push(b.frame);
+    }
+
+    #[inline]
+    fn frame_range(&self, frame: u32) -> std::ops::Range<usize> {
+        let start = (frame as usize) << self.frame_shift;
+        start..start + self.frame_size
+    }
+
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        bytemuck::cast_slice(&self.mem)
+    }
+
+    #[inline]
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        bytemuck::cast_slice_mut(&mut self.mem)
+    }
+
+    /// The packet's bytes.
+    #[inline]
+    pub fn data(&self, b: &PktBuf) -> &[u8] {
+        let start = ((b.frame as usize) << self.frame_shift) + b.head as usize;
+        &self.bytes()[start..start + b.len as usize]
+    }
+
+    /// The packet's bytes, writable.
+    #[inline]
+    pub fn data_mut(&mut self, b: &PktBuf) -> &mut [u8] {
+        let start = ((b.frame as usize) << self.frame_shift) + b.head as usize;
+        let end = start + b.len as usize;
+        &mut self.bytes_mut()[start..end]
+    }
+
+    /// Room after the packet's head up to the end of its frame, for a driver
+    /// to receive into; follow with [`PacketPool::set_len`].
+    #[inline]
+    pub fn tail_room_mut(&mut self, b: &PktBuf) -> &mut [u8] {
+        let r = self.frame_range(b.frame);
+        let start = r.start + b.head as usize;
+        &mut self.bytes_mut()[start..r.end]
+    }
+
+    /// Set the packet length after a driver wrote into [`Self::tail_room_mut`].
+    #[inline]
+    pub fn set_len(&self, b: &mut PktBuf, len: usize) {
+        assert!(
+            b.head as usize + len <= self.frame_size,
+            "packet overruns its frame"
+        );
+        b.len = len as u16;
+    }
+
+    /// Copy `bytes` into a fresh frame. `None` if the pool is empty or the
+    /// packet does not fit a frame.
+    pub fn alloc_from(&mut self, bytes: &[u8]) -> Option<PktBuf> {
+        if bytes.len() > self.max_packet() {
+            return None;
+        }
+        let mut b = self.alloc()?;
+        b.len = bytes.len() as u16;
+        self.data_mut(&b).copy_from_slice(bytes);
+        Some(b)
+    }
+
+    /// A second, independent copy of a packet (flooding), same headroom.
+    #[inline]
+    pub fn duplicate(&mut self, b: &PktBuf) -> Option<PktBuf> {
+        let frame = self.free.pop()?;
+        let src = ((b.frame as usize) << self.frame_shift) + b.head as usize;
+        let dst = ((frame as usize) << self.frame_shift) + b.head as usize;
+        let n = b.len as usize;
+        self.bytes_mut().copy_within(src..src + n, dst);
+        Some(PktBuf {
+            frame,
+            head: b.head,
+            len: b.len,
+        })
+    }
+
+    /// Grow the packet by `n` bytes at the front (into the headroom) and
+    /// return the new packet start. Panics if the headroom is too small, which
+    /// the pool geometry rules out for every push the pipeline makes.
+    #[inline]
+    pub fn push_front(&self, b: &mut PktBuf, n: usize) {
+        assert!(b.head as usize >= n, "headroom exhausted");
+        b.head -= n as u16;
+        b.len += n as u16;
+    }
+
+    /// Drop `n` bytes from the front of the packet.
+    #[inline]
+    pub fn pull_front(&self, b: &mut PktBuf, n: usize) {
+        assert!(b.len as usize >= n, "pull past the end of the packet");
+        b.head += n as u16;
+        b.len -= n as u16;
+    }
+
+    /// Byte offset of the packet start inside the region (an AF_XDP descriptor address).
+    #[inline]
+    pub fn addr_of(&self, b: &PktBuf) -> u64 {
+        (((b.frame as usize) << self.frame_shift) + b.head as usize) as u64
+    }
+
+    /// Rebuild a descriptor from a region offset and length (AF_XDP rx/completion).
+    /// `None` if it does not name bytes inside one frame.
+    #[inline]
+    pub fn buf_at(&self, addr: u64, len: usize) -> Option<PktBuf> {
+        let addr = addr as usize;
+        let frame = addr >> self.frame_shift;
+        let head = addr & (self.frame_size - 1);
+        if frame >= self.nframes as usize || head + len > self.frame_size {
+            return None;
+        }
+        Some(PktBuf {
+            frame: frame as u32,
+            head: head as u16,
+            len: len as u16,
+        })
+    }
+
+    /// Reset a descriptor to the default headroom and zero length (drivers
+    /// reusing completed frames for receive).
+    #[inline]
+    pub fn reset(&self, b: &mut PktBuf) {
+        b.head = self.headroom;
+        b.len = 0;
+    }
+
+    /// Hand a frame taken with [`Self::alloc`] to an owner outside the pool's
+    /// bookkeeping (a kernel ring), returning its region offset.
+    #[inline]
+    pub fn into_addr(&self, b: PktBuf) -> u64 {
+        ((b.frame as usize) << self.frame_shift) as u64
+    }
+
+    /// The whole region, for registering it with the kernel as a UMEM.
+    pub fn region_mut(&mut self) -> &mut [u8] {
+        self.bytes_mut()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry_is_validated() {
+        assert_eq!(
+            PacketPool::new(8, 1000, 0).unwrap_err(),
+            PoolError::FrameSize(1000)
+        );
+        assert!(matches!(
+            PacketPool::new(8, 2048, 2000),
+            Err(PoolError::Headroom { .. })
+        ));
+        assert_eq!(
+            PacketPool::new(0, 2048, 256).unwrap_err(),
+            PoolError::Count(0)
+        );
+    }
+
+    #[test]
+    fn alloc_until_empty_then_free() {
+        let mut p = PacketPool::with_frames(4);
+        let bufs: Vec<_> = (0..4).map(|_| p.alloc().unwrap()).collect();
+        assert!(p.alloc().is_none());
+        assert_eq!(p.available(), 0);
+        for b in bufs {
+            p.free(b);
+        }
+        assert_eq!(p.available(), 4);
+    }
+
+    #[test]
+    fn data_round_trip_and_headroom_push_pull() {
+        let mut p = PacketPool::with_frames(2);
+        let mut b = p.alloc_from(&[1, 2, 3, 4]).unwrap();
+        assert_eq!(p.data(&b), &[1, 2, 3, 4]);
+        p.push_front(&mut b, 2);
+        p.data_mut(&b)[..2].copy_from_slice(&[9, 9]);
+        assert_eq!(p.data(&b), &[9, 9, 1, 2, 3, 4]);
+        p.pull_front(&mut b, 3);
+        assert_eq!(p.data(&b), &[2, 3, 4]);
+    }
+
+    #[test]
+    fn duplicate_is_independent() {
+        let mut p = PacketPool::with_frames(2);
+        let a = p.alloc_from(&[7; 60]).unwrap();
+        let c = p.duplicate(&a).unwrap();
+        p.data_mut(&c)[0] = 1;
+        assert_eq!(p.data(&a)[0], 7);
+        assert_eq!(p.data(&c)[0], 1);
+        assert!(p.duplicate(&a).is_none(), "pool of two is empty now");
+    }
+
+    #[test]
+    fn oversize_packet_refused() {
+        let mut p = PacketPool::with_frames(1);
+        assert!(p.alloc_from(&vec![0; DEFAULT_FRAME_SIZE]).is_none());
+        assert_eq!(p.available(), 1, "refusal takes no frame");
+    }
+
+    #[test]
+    fn addresses_round_trip() {
+        let mut p = PacketPool::with_frames(4);
+        let _a = p.alloc().unwrap();
+        let b = p.alloc_from(&[5; 10]).unwrap();
+        let addr = p.addr_of(&b);
+        let c = p.buf_at(addr, 10).unwrap();
+        assert_eq!(c, b);
+        assert!(p.buf_at(4 * 2048, 1).is_none());
+        assert!(p.buf_at(2040, 100).is_none());
+    }
+
+    #[test]
+    fn region_is_page_aligned() {
+        let mut p = PacketPool::with_frames(3);
+        assert_eq!(p.region_mut().as_ptr() as usize % 4096, 0);
+        assert!(p.region_mut().len() >= 3 * 2048);
+    }
+}

@@ -1,0 +1,816 @@
+//! The forwarding database of one bridge domain (802.1D §7.8, IVL: one
+//! address space per VLAN): learning, lookup, aging, static entries, MAC
+//! moves with flap damping, and per-port / per-domain limits.
+//!
+//! Owns: the table and its counters. Never: syscalls, reading a clock (the
+//! caller passes `now` in seconds), whole-table walks on the per-batch path
+//! (aging walks a bounded number of buckets per call; only operator flushes
+//! walk everything).
+
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+
+use crate::mac::MacAddr;
+use crate::port::PortId;
+
+/// 802.1D's recommended default ageing time.
+pub const DEFAULT_AGING_SECS: u32 = 300;
+
+/// Key of an entry: VID in bits 48..60, MAC in bits 0..48.
+#[inline]
+pub const fn fdb_key(vid: u16, mac: u64) -> u64 {
+    ((vid as u64 & 0xfff) << 48) | (mac & 0xffff_ffff_ffff)
+}
+
+#[inline]
+const fn key_vid(key: u64) -> u16 {
+    (key >> 48) as u16 & 0xfff
+}
+
+#[inline]
+const fn key_mac(key: u64) -> MacAddr {
+    MacAddr::from_u64(key)
+}
+
+const F_STATIC: u16 = 1;
+const F_DAMPED: u16 = 2;
+
+/// One slot: 16 bytes, four to a cache line.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    key: u64,
+    last_seen: u32,
+    port: u16,
+    flags: u16,
+}
+
+/// Flap damping: a station that moves more than `max_moves` times within
+/// `window_secs` stays where it is for `hold_secs`; frames still flow, the
+/// table just stops chasing it (and the counters say so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MoveDamping {
+    pub max_moves: u16,
+    pub window_secs: u32,
+    pub hold_secs: u32,
+}
+
+impl Default for MoveDamping {
+    fn default() -> Self {
+        MoveDamping {
+            max_moves: 5,
+            window_secs: 2,
+            hold_secs: 10,
+        }
+    }
+}
+
+/// Table-wide settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FdbConfig {
+    /// Seconds an unrefreshed dynamic entry lives; 0 disables aging.
+    pub aging_secs: u32,
+    /// Most dynamic entries the domain learns; 0 means no limit.
+    pub max_entries: u32,
+    pub damping: MoveDamping,
+}
+
+impl Default for FdbConfig {
+    fn default() -> Self {
+        FdbConfig {
+            aging_secs: DEFAULT_AGING_SECS,
+            max_entries: 0,
+            damping: MoveDamping::default(),
+        }
+    }
+}
+
+/// What a learn call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    New,
+    Refreshed,
+    Moved { from: PortId },
+    MoveDamped,
+    LimitPort,
+    LimitDomain,
+    StaticConflict,
+}
+
+/// An entry as the control plane sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FdbEntryInfo {
+    pub vid: u16,
+    pub mac: MacAddr,
+    pub port: PortId,
+    #[serde(rename = "static")]
+    pub is_static: bool,
+    /// Seconds since last seen (0 for static entries).
+    pub age_secs: u32,
+    pub damped: bool,
+}
+
+/// Which entries a flush removes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushFilter {
+    pub port: Option<PortId>,
+    pub vid: Option<u16>,
+    /// Static entries go too (port removal); operators' flushes keep them.
+    pub include_static: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Flap {
+    window_start: u32,
+    moves: u16,
+    damped_until: u32,
+}
+
+/// Most stations tracked for flapping at once; beyond it, moves are simply
+/// not damped (and a counter of the overflow would show it in `flap_overflow`).
+const FLAP_TRACK_MAX: usize = 4096;
+
+/// A bridge domain's forwarding database.
+pub struct Fdb {
+    table: HashTable<Entry>,
+    hasher: DefaultHashBuilder,
+    cfg: FdbConfig,
+    dynamic: u32,
+    per_port: Vec<u32>,
+    port_limit: Vec<u32>,
+    cursor: usize,
+    flaps: HashMap<u64, Flap>,
+    flap_purged_at: u32,
+    /// Moves seen while the flap tracker was full.
+    pub flap_overflow: u64,
+}
+
+impl std::fmt::Debug for Fdb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fdb")
+            .field("entries", &self.table.len())
+            .field("dynamic", &self.dynamic)
+            .finish()
+    }
+}
+
+impl Default for Fdb {
+    fn default() -> Self {
+        Self::new(FdbConfig::default())
+    }
+}
+
+impl Fdb {
+    pub fn new(cfg: FdbConfig) -> Self {
+        Fdb {
+            table: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+            cfg,
+            dynamic: 0,
+            per_port: Vec::new(),
+            port_limit: Vec::new(),
+            cursor: 0,
+            flaps: HashMap::new(),
+            flap_purged_at: 0,
+            flap_overflow: 0,
+        }
+    }
+
+    /// Pre-size for `n` entries (benches; avoids rehash pauses on big domains).
+    pub fn with_capacity(cfg: FdbConfig, n: usize) -> Self {
+        let mut f = Self::new(cfg);
+        f.table.reserve(n, |_| 0);
+        f
+    }
+
+    pub fn config(&self) -> &FdbConfig {
+        &self.cfg
+    }
+
+    pub fn set_config(&mut self, cfg: FdbConfig) {
+        self.cfg = cfg;
+    }
+
+    /// Entries in the table (static and dynamic).
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+    /// Dynamic (learned) entries.
+    pub fn dynamic_len(&self) -> u32 {
+        self.dynamic
+    }
+    /// Dynamic entries learned on `port`.
+    pub fn port_len(&self, port: PortId) -> u32 {
+        self.per_port.get(port.index()).copied().unwrap_or(0)
+    }
+
+    /// Most dynamic entries `port` may hold; 0 lifts the limit.
+    pub fn set_port_limit(&mut self, port: PortId, limit: u32) {
+        let i = port.index();
+        if self.port_limit.len() <= i {
+            self.port_limit.resize(i + 1, 0);
+        }
+        self.port_limit[i] = limit;
+    }
+
+    #[inline]
+    fn hash(&self, key: u64) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    #[inline]
+    fn expired(&self, e: &Entry, now: u32) -> bool {
+        e.flags & F_STATIC == 0
+            && self.cfg.aging_secs != 0
+            && now.wrapping_sub(e.last_seen) >= self.cfg.aging_secs
+    }
+
+    #[inline]
+    fn port_count_mut(&mut self, port: u16) -> &mut u32 {
+        let i = port as usize;
+        if self.per_port.len() <= i {
+            self.per_port.resize(i + 1, 0);
+        }
+        &mut self.per_port[i]
+    }
+
+    #[inline]
+    fn port_full(&self, port: u16) -> bool {
+        let limit = self.port_limit.get(port as usize).copied().unwrap_or(0);
+        limit != 0 && self.per_port.get(port as usize).copied().unwrap_or(0) >= limit
+    }
+
+    /// Where `key` lives, if known and not expired.
+    #[inline]
+    pub fn lookup(&self, key: u64, now: u32) -> Option<PortId> {
+        self.lookup_hashed(key, self.hash(key), now)
+    }
+
+    #[inline]
+    fn lookup_hashed(&self, key: u64, hash: u64, now: u32) -> Option<PortId> {
+        match self.table.find(hash, |e| e.key == key) {
+            Some(e) if !self.expired(e, now) => Some(PortId(e.port)),
+            _ => None,
+        }
+    }
+
+    /// Look up a batch of keys. Hashes are computed in one pass first so the
+    /// probes that follow are independent of each other and the CPU can keep
+    /// several cache misses in flight (the 1M-entry case is memory bound).
+    #[inline]
+    pub fn lookup_batch(&self, keys: &[u64], now: u32, out: &mut [Option<PortId>]) {
+        debug_assert!(out.len() >= keys.len());
+        let mut hashes = [0u64; crate::batch::BATCH_MAX];
+        for (h, k) in hashes.iter_mut().zip(keys) {
+            *h = self.hash(*k);
+        }
+        for i in 0..keys.len() {
+            out[i] = self.lookup_hashed(keys[i], hashes[i], now);
+        }
+    }
+
+    /// Learn (or refresh) that `key` was seen on `port` at `now`.
+    #[inline]
+    pub fn learn(&mut self, key: u64, port: PortId, now: u32) -> Learned {
+        let hash = self.hash(key);
+        let aging = self.cfg.aging_secs;
+        let Some(e) = self.table.find_mut(hash, |e| e.key == key) else {
+            return self.insert_new(key, hash, port.0, now);
+        };
+        if e.port == port.0 {
+            // The common case: touch the line only when the second changed.
+            if e.last_seen != now {
+                e.last_seen = now;
+            }
+            return Learned::Refreshed;
+        }
+        if e.flags & F_STATIC != 0 {
+            return Learned::StaticConflict;
+        }
+        let from = e.port;
+        let was_expired = aging != 0 && now.wrapping_sub(e.last_seen) >= aging;
+        if was_expired {
+            // An entry past its age is gone in all but bookkeeping: relearn.
+            e.port = port.0;
+            e.last_seen = now;
+            e.flags = 0;
+            *self.port_count_mut(from) -= 1;
+            *self.port_count_mut(port.0) += 1;
+            return Learned::New;
+        }
+        self.station_moved(key, hash, from, port.0, now)
+    }
+
+    #[cold]
+    fn insert_new(&mut self, key: u64, hash: u64, port: u16, now: u32) -> Learned {
+        if self.cfg.max_entries != 0 && self.dynamic >= self.cfg.max_entries {
+            return Learned::LimitDomain;
+        }
+        if self.port_full(port) {
+            return Learned::LimitPort;
+        }
+        let hasher = &self.hasher;
+        self.table.insert_unique(
+            hash,
+            Entry {
+                key,
+                last_seen: now,
+                port,
+                flags: 0,
+            },
+            |e| hasher.hash_one(e.key),
+        );
+        self.dynamic += 1;
+        *self.port_count_mut(port) += 1;
+        Learned::New
+    }
+
+    #[cold]
+    fn station_moved(&mut self, key: u64, hash: u64, from: u16, to: u16, now: u32) -> Learned {
+        let d = self.cfg.damping;
+        // Damped stations stay put until their hold ends.
+        let tracker_full = self.flaps.len() >= FLAP_TRACK_MAX;
+        let flap = match self.flaps.get_mut(&key) {
+            Some(f) => Some(f),
+            None if tracker_full => {
+                self.flap_overflow += 1;
+                None
+            }
+            None => Some(self.flaps.entry(key).or_insert(Flap {
+                window_start: now,
+                moves: 0,
+                damped_until: 0,
+            })),
+        };
+        let mut damp_now = false;
+        if let Some(f) = flap {
+            if f.damped_until != 0 && now.wrapping_sub(f.damped_until) > u32::MAX / 2 {
+                return Learned::MoveDamped;
+            }
+            if f.damped_until != 0 || now.wrapping_sub(f.window_start) >= d.window_secs {
+                *f = Flap {
+                    window_start: now,
+                    moves: 0,
+                    damped_until: 0,
+                };
+            }
+            f.moves += 1;
+            if d.max_moves != 0 && f.moves > d.max_moves {
+                f.damped_until = now.wrapping_add(d.hold_secs).max(1);
+                damp_now = true;
+            }
+        }
+        if damp_now {
+            if let Some(e) = self.table.find_mut(hash, |e| e.key == key) {
+                e.flags |= F_DAMPED;
+            }
+            return Learned::MoveDamped;
+        }
+        if self.port_full(to) {
+            return Learned::LimitPort;
+        }
+        let e = self
+            .table
+            .find_mut(hash, |e| e.key == key)
+            .expect("entry found by caller");
+        e.port = to;
+        e.last_seen = now;
+        e.flags &= !F_DAMPED;
+        *self.port_count_mut(from) -= 1;
+        *self.port_count_mut(to) += 1;
+        Learned::Moved { from: PortId(from) }
+    }
+
+    /// Install a static entry (never aged, never moved by learning). Replaces
+    /// a dynamic entry for the same key.
+    pub fn add_static(&mut self, vid: u16, mac: MacAddr, port: PortId) {
+        let key = fdb_key(vid, mac.to_u64());
+        self.remove(vid, mac);
+        let hash = self.hash(key);
+        let hasher = &self.hasher;
+        self.table.insert_unique(
+            hash,
+            Entry {
+                key,
+                last_seen: 0,
+                port: port.0,
+                flags: F_STATIC,
+            },
+            |e| hasher.hash_one(e.key),
+        );
+    }
+
+    /// Remove one entry, static or dynamic. Returns whether it existed.
+    pub fn remove(&mut self, vid: u16, mac: MacAddr) -> bool {
+        let key = fdb_key(vid, mac.to_u64());
+        let hash = self.hash(key);
+        match self.table.find_entry(hash, |e| e.key == key) {
+            Ok(occ) => {
+                let (e, _) = occ.remove();
+                if e.flags & F_STATIC == 0 {
+                    self.dynamic -= 1;
+                    *self.port_count_mut(e.port) -= 1;
+                }
+                self.flaps.remove(&key);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Remove every entry matching `f` (an operator or a port removal; walks
+    /// the whole table, so it is a control-plane operation).
+    pub fn flush(&mut self, f: FlushFilter) -> usize {
+        let mut removed_dynamic = Vec::new();
+        let before = self.table.len();
+        self.table.retain(|e| {
+            let hit = f.port.is_none_or(|p| p.0 == e.port)
+                && f.vid.is_none_or(|v| v == key_vid(e.key))
+                && (f.include_static || e.flags & F_STATIC == 0);
+            if hit && e.flags & F_STATIC == 0 {
+                removed_dynamic.push(e.port);
+            }
+            !hit
+        });
+        for p in removed_dynamic {
+            self.dynamic -= 1;
+            *self.port_count_mut(p) -= 1;
+        }
+        if self.table.is_empty() {
+            self.flaps.clear();
+        }
+        before - self.table.len()
+    }
+
+    /// Examine up to `budget` buckets from where the last call stopped and
+    /// drop expired dynamic entries. Returns how many expired. Calling this
+    /// with a small budget every batch keeps aging off the latency path; a
+    /// full pass takes `buckets / budget` calls.
+    pub fn age_step(&mut self, now: u32, budget: usize) -> usize {
+        if self.flaps.len() > 0 && now.wrapping_sub(self.flap_purged_at) >= 1 {
+            self.flap_purged_at = now;
+            let w = self.cfg.damping.window_secs;
+            self.flaps.retain(|_, f| {
+                if f.damped_until != 0 {
+                    now.wrapping_sub(f.damped_until) > u32::MAX / 2
+                } else {
+                    now.wrapping_sub(f.window_start) < w
+                }
+            });
+        }
+        if self.cfg.aging_secs == 0 || self.table.is_empty() {
+            return 0;
+        }
+        let n = self.table.num_buckets();
+        let aging = self.cfg.aging_secs;
+        let mut expired = 0;
+        for _ in 0..budget.min(n) {
+            if self.cursor >= n {
+                self.cursor = 0;
+            }
+            if let Ok(occ) = self.table.get_bucket_entry(self.cursor) {
+                let e = occ.get();
+                if e.flags & F_STATIC == 0 && now.wrapping_sub(e.last_seen) >= aging {
+                    let (e, _) = occ.remove();
+                    self.dynamic -= 1;
+                    *self.port_count_mut(e.port) -= 1;
+                    expired += 1;
+                }
+            }
+            self.cursor += 1;
+        }
+        expired
+    }
+
+    /// Buckets a full aging pass visits.
+    pub fn buckets(&self) -> usize {
+        self.table.num_buckets()
+    }
+
+    /// Every entry, for the control plane (allocates; not for the fast path).
+    pub fn entries(&self, now: u32) -> Vec<FdbEntryInfo> {
+        let mut v: Vec<_> = self
+            .table
+            .iter()
+            .filter(|e| !self.expired(e, now))
+            .map(|e| FdbEntryInfo {
+                vid: key_vid(e.key),
+                mac: key_mac(e.key),
+                port: PortId(e.port),
+                is_static: e.flags & F_STATIC != 0,
+                age_secs: if e.flags & F_STATIC != 0 {
+                    0
+                } else {
+                    now.wrapping_sub(e.last_seen)
+                },
+                damped: e.flags & F_DAMPED != 0,
+            })
+            .collect();
+        v.sort_by_key(|e| (e.vid, e.mac));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(vid: u16, n: u64) -> u64 {
+        fdb_key(vid, MacAddr::local(n).to_u64())
+    }
+    const P1: PortId = PortId(1);
+    const P2: PortId = PortId(2);
+    const P3: PortId = PortId(3);
+
+    #[test]
+    fn learn_then_lookup() {
+        let mut f = Fdb::default();
+        assert_eq!(f.lookup(k(1, 1), 0), None);
+        assert_eq!(f.learn(k(1, 1), P1, 0), Learned::New);
+        assert_eq!(f.lookup(k(1, 1), 0), Some(P1));
+        assert_eq!(f.learn(k(1, 1), P1, 5), Learned::Refreshed);
+        assert_eq!(f.dynamic_len(), 1);
+        assert_eq!(f.port_len(P1), 1);
+    }
+
+    #[test]
+    fn vlans_are_separate_address_spaces() {
+        let mut f = Fdb::default();
+        f.learn(k(10, 1), P1, 0);
+        f.learn(k(20, 1), P2, 0);
+        assert_eq!(f.lookup(k(10, 1), 0), Some(P1));
+        assert_eq!(f.lookup(k(20, 1), 0), Some(P2));
+        assert_eq!(f.lookup(k(30, 1), 0), None);
+    }
+
+    #[test]
+    fn entries_expire_at_the_aging_time_even_before_the_sweep() {
+        let mut f = Fdb::new(FdbConfig {
+            aging_secs: 300,
+            ..Default::default()
+        });
+        f.learn(k(1, 1), P1, 100);
+        assert_eq!(f.lookup(k(1, 1), 399), Some(P1));
+        assert_eq!(
+            f.lookup(k(1, 1), 400),
+            None,
+            "expired entries do not forward"
+        );
+        assert_eq!(f.entries(400).len(), 0);
+        // The sweep reclaims it.
+        let mut expired = 0;
+        for _ in 0..f.buckets() {
+            expired += f.age_step(400, 1);
+        }
+        assert_eq!(expired, 1);
+        assert_eq!(f.len(), 0);
+        assert_eq!(f.port_len(P1), 0);
+    }
+
+    #[test]
+    fn refreshed_entries_survive_aging() {
+        let mut f = Fdb::new(FdbConfig {
+            aging_secs: 10,
+            ..Default::default()
+        });
+        f.learn(k(1, 1), P1, 0);
+        f.learn(k(1, 2), P1, 0);
+        f.learn(k(1, 1), P1, 8);
+        assert_eq!(f.age_step(12, 1 << 20), 1);
+        assert_eq!(f.lookup(k(1, 1), 12), Some(P1));
+        assert_eq!(f.lookup(k(1, 2), 12), None);
+    }
+
+    #[test]
+    fn aging_sweep_is_bounded_per_call() {
+        let mut f = Fdb::new(FdbConfig {
+            aging_secs: 1,
+            ..Default::default()
+        });
+        for i in 0..10_000 {
+            f.learn(k(1, i), P1, 0);
+        }
+        let buckets = f.buckets();
+        assert!(buckets >= 10_000);
+        // One call with a budget of 64 frees at most 64 entries.
+        assert!(f.age_step(5, 64) <= 64);
+        // Enough calls to cover the table once free everything.
+        let mut total = 0;
+        for _ in 0..buckets.div_ceil(64) {
+            total += f.age_step(5, 64);
+        }
+        assert_eq!(f.len(), 0, "one full pass frees every expired entry");
+        assert!(total <= 10_000);
+        assert_eq!(f.dynamic_len(), 0);
+    }
+
+    #[test]
+    fn aging_zero_means_forever() {
+        let mut f = Fdb::new(FdbConfig {
+            aging_secs: 0,
+            ..Default::default()
+        });
+        f.learn(k(1, 1), P1, 0);
+        assert_eq!(f.age_step(1_000_000, 1 << 20), 0);
+        assert_eq!(f.lookup(k(1, 1), 1_000_000), Some(P1));
+    }
+
+    #[test]
+    fn static_entries_do_not_age_or_move() {
+        let mut f = Fdb::new(FdbConfig {
+            aging_secs: 1,
+            ..Default::default()
+        });
+        let m = MacAddr::local(9);
+        f.add_static(5, m, P2);
+        let key = fdb_key(5, m.to_u64());
+        assert_eq!(f.learn(key, P1, 0), Learned::StaticConflict);
+        assert_eq!(f.age_step(100, 1 << 20), 0);
+        assert_eq!(f.lookup(key, 100), Some(P2));
+        assert_eq!(f.dynamic_len(), 0);
+        let e = &f.entries(100)[0];
+        assert!(e.is_static);
+        assert_eq!((e.vid, e.mac, e.port), (5, m, P2));
+    }
+
+    #[test]
+    fn static_replaces_dynamic_and_keeps_counts() {
+        let mut f = Fdb::default();
+        let m = MacAddr::local(3);
+        f.learn(fdb_key(1, m.to_u64()), P1, 0);
+        f.add_static(1, m, P2);
+        assert_eq!(f.dynamic_len(), 0);
+        assert_eq!(f.port_len(P1), 0);
+        assert_eq!(f.len(), 1);
+    }
+
+    #[test]
+    fn mac_move_updates_the_port_and_counts() {
+        let mut f = Fdb::default();
+        f.learn(k(1, 1), P1, 0);
+        assert_eq!(f.learn(k(1, 1), P2, 1), Learned::Moved { from: P1 });
+        assert_eq!(f.lookup(k(1, 1), 1), Some(P2));
+        assert_eq!((f.port_len(P1), f.port_len(P2)), (0, 1));
+    }
+
+    #[test]
+    fn flapping_station_is_damped_then_released() {
+        let d = MoveDamping {
+            max_moves: 3,
+            window_secs: 2,
+            hold_secs: 10,
+        };
+        let mut f = Fdb::new(FdbConfig {
+            damping: d,
+            ..Default::default()
+        });
+        let key = k(1, 1);
+        f.learn(key, P1, 100);
+        // Three moves inside the window are honoured.
+        assert_eq!(f.learn(key, P2, 100), Learned::Moved { from: P1 });
+        assert_eq!(f.learn(key, P1, 100), Learned::Moved { from: P2 });
+        assert_eq!(f.learn(key, P2, 101), Learned::Moved { from: P1 });
+        // The fourth trips the damper: the entry stays on P2.
+        assert_eq!(f.learn(key, P1, 101), Learned::MoveDamped);
+        assert_eq!(f.lookup(key, 101), Some(P2));
+        assert!(f.entries(101)[0].damped);
+        for t in 101..111 {
+            assert_eq!(
+                f.learn(key, P1, t),
+                Learned::MoveDamped,
+                "still held at {t}"
+            );
+            f.learn(key, P2, t); // refreshes on its own port still work
+        }
+        assert_eq!(f.lookup(key, 110), Some(P2));
+        // Hold over: the move is honoured again.
+        assert_eq!(f.learn(key, P1, 111), Learned::Moved { from: P2 });
+        assert!(!f.entries(111)[0].damped);
+    }
+
+    #[test]
+    fn slow_moves_are_never_damped() {
+        let d = MoveDamping {
+            max_moves: 2,
+            window_secs: 2,
+            hold_secs: 10,
+        };
+        let mut f = Fdb::new(FdbConfig {
+            damping: d,
+            ..Default::default()
+        });
+        let key = k(1, 1);
+        f.learn(key, P1, 0);
+        for t in 1..50u32 {
+            let to = if t % 2 == 0 { P1 } else { P2 };
+            // One move every 3 s never fills the 2 s window.
+            assert!(
+                matches!(f.learn(key, to, t * 3), Learned::Moved { .. }),
+                "at {t}"
+            );
+            f.age_step(t * 3, 16);
+        }
+    }
+
+    #[test]
+    fn domain_limit_stops_learning_but_not_refresh() {
+        let mut f = Fdb::new(FdbConfig {
+            max_entries: 2,
+            ..Default::default()
+        });
+        assert_eq!(f.learn(k(1, 1), P1, 0), Learned::New);
+        assert_eq!(f.learn(k(1, 2), P1, 0), Learned::New);
+        assert_eq!(f.learn(k(1, 3), P1, 0), Learned::LimitDomain);
+        assert_eq!(f.learn(k(1, 1), P1, 1), Learned::Refreshed);
+        assert_eq!(f.lookup(k(1, 3), 1), None);
+        f.remove(1, MacAddr::local(1));
+        assert_eq!(
+            f.learn(k(1, 3), P1, 2),
+            Learned::New,
+            "room again after a removal"
+        );
+    }
+
+    #[test]
+    fn port_limit_applies_to_learns_and_moves() {
+        let mut f = Fdb::default();
+        f.set_port_limit(P1, 1);
+        assert_eq!(f.learn(k(1, 1), P1, 0), Learned::New);
+        assert_eq!(f.learn(k(1, 2), P1, 0), Learned::LimitPort);
+        assert_eq!(
+            f.learn(k(1, 2), P2, 0),
+            Learned::New,
+            "other ports unaffected"
+        );
+        assert_eq!(
+            f.learn(k(1, 2), P1, 0),
+            Learned::LimitPort,
+            "a move into a full port is refused"
+        );
+        assert_eq!(f.lookup(k(1, 2), 0), Some(P2));
+        f.set_port_limit(P1, 0);
+        assert_eq!(f.learn(k(1, 3), P1, 0), Learned::New);
+    }
+
+    #[test]
+    fn flush_by_port_vid_and_static() {
+        let mut f = Fdb::default();
+        f.learn(k(1, 1), P1, 0);
+        f.learn(k(2, 2), P1, 0);
+        f.learn(k(1, 3), P2, 0);
+        f.add_static(1, MacAddr::local(4), P1);
+        assert_eq!(
+            f.flush(FlushFilter {
+                port: Some(P1),
+                vid: Some(1),
+                include_static: false
+            }),
+            1
+        );
+        assert_eq!(f.lookup(k(2, 2), 0), Some(P1));
+        assert_eq!(
+            f.flush(FlushFilter {
+                port: Some(P1),
+                ..Default::default()
+            }),
+            1
+        );
+        assert_eq!(f.len(), 2, "static on P1 and dynamic on P2 remain");
+        assert_eq!(
+            f.flush(FlushFilter {
+                port: Some(P1),
+                include_static: true,
+                ..Default::default()
+            }),
+            1
+        );
+        assert_eq!(f.flush(FlushFilter::default()), 1);
+        assert!(f.is_empty());
+        assert_eq!(
+            (
+                f.dynamic_len(),
+                f.port_len(P1),
+                f.port_len(P2),
+                f.port_len(P3)
+            ),
+            (0, 0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn batch_lookup_matches_single_lookup() {
+        let mut f = Fdb::default();
+        for i in 0..100 {
+            f.learn(k(1, i), PortId((i % 7) as u16), 0);
+        }
+        let keys: Vec<u64> = (90..130).map(|i| k(1, i)).collect();
+        let mut out = [None; 64];
+        f.lookup_batch(&keys, 0, &mut out);
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(out[i], f.lookup(*key, 0));
+        }
+    }
+}

@@ -1,0 +1,553 @@
+//! The switch a worker owns: its packet pool, ports, bridge domains (each
+//! with its FDB), counters and tracer. Control operations are methods called
+//! between batches; the per-batch pipeline is in `pipeline.rs`.
+//!
+//! Owns: all data plane state of one worker. Never: syscalls (ports do their
+//! own I/O behind the `Port` trait), blocking, reading the wall clock (the
+//! worker sets `now`).
+
+use crate::batch::{BATCH_DEFAULT, Batch};
+use crate::buf::PacketPool;
+use crate::config::{DomainConfig, DomainId, PortConfig};
+use crate::counters::{PortCounters, StageCounters};
+use crate::fdb::{Fdb, FdbEntryInfo, FlushFilter};
+use crate::mac::MacAddr;
+use crate::port::{Port, PortError, PortId};
+use crate::ratelimit::TokenBucket;
+use crate::trace::Tracer;
+use crate::vlan::{Egress, VlanError, check_vid};
+
+/// Why a control operation was refused. Nothing changed when one is returned.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SwitchError {
+    #[error("no port {0}")]
+    UnknownPort(String),
+    #[error("no bridge domain {0}")]
+    UnknownDomain(String),
+    #[error("a {kind} named {name:?} already exists")]
+    Duplicate { kind: &'static str, name: String },
+    #[error("name {0:?} is not usable: 1 to 64 characters of letters, digits, '-', '_', '.'")]
+    BadName(String),
+    #[error(transparent)]
+    Vlan(#[from] VlanError),
+    #[error("port {port} is not a member of VLAN {vid}")]
+    NotVlanMember { port: String, vid: u16 },
+    #[error("port {port} belongs to bridge domain {port_domain}, not {domain}")]
+    WrongDomain {
+        port: String,
+        port_domain: String,
+        domain: String,
+    },
+    #[error("bridge domain {domain} still has {ports} port(s); remove them first")]
+    DomainInUse { domain: String, ports: usize },
+    #[error("the switch is full: at most {0} ports")]
+    TooManyPorts(usize),
+}
+
+pub(crate) struct PortSlot {
+    pub port: Box<dyn Port>,
+    pub cfg: PortConfig,
+    pub counters: PortCounters,
+    pub txq: Batch,
+    pub storm: Option<TokenBucket>,
+    pub max_frame: usize,
+    pub last_error: Option<String>,
+}
+
+pub(crate) struct Domain {
+    pub cfg: DomainConfig,
+    pub fdb: Fdb,
+    pub members: Vec<PortId>,
+}
+
+/// A port as the control plane sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortInfo {
+    pub id: PortId,
+    pub name: String,
+    pub cfg: PortConfig,
+    pub counters: PortCounters,
+    pub learned: u32,
+    pub last_error: Option<String>,
+}
+
+/// A bridge domain as the control plane sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainInfo {
+    pub id: DomainId,
+    pub cfg: DomainConfig,
+    pub ports: Vec<PortId>,
+    pub fdb_entries: usize,
+}
+
+/// Buckets of each FDB examined for aging per poll.
+const AGE_BUDGET: usize = 64;
+
+/// One worker's switch.
+pub struct Switch {
+    pub(crate) pool: PacketPool,
+    pub(crate) ports: Vec<Option<PortSlot>>,
+    pub(crate) domains: Vec<Option<Domain>>,
+    pub(crate) stages: StageCounters,
+    pub(crate) tracer: Tracer,
+    pub(crate) now_ms: u64,
+    pub(crate) now_s: u32,
+    pub(crate) scratch: crate::pipeline::Scratch,
+    rx: Batch,
+    burst: usize,
+}
+
+fn check_name(name: &str) -> Result<(), SwitchError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(SwitchError::BadName(name.to_string()))
+    }
+}
+
+impl Switch {
+    /// A switch over `pool` receiving bursts of 32.
+    pub fn new(pool: PacketPool) -> Self {
+        Self::with_burst(pool, BATCH_DEFAULT)
+    }
+
+    /// A switch receiving bursts of `burst` (1..=64) frames per port.
+    pub fn with_burst(pool: PacketPool, burst: usize) -> Self {
+        Switch {
+            pool,
+            ports: Vec::new(),
+            domains: Vec::new(),
+            stages: StageCounters::default(),
+            tracer: Tracer::default(),
+            now_ms: 0,
+            now_s: 0,
+            scratch: crate::pipeline::Scratch::default(),
+            rx: Batch::new(burst),
+            burst,
+        }
+    }
+
+    pub fn burst(&self) -> usize {
+        self.burst
+    }
+
+    /// Advance the switch's clock (milliseconds on any monotonic scale).
+    #[inline]
+    pub fn set_now_ms(&mut self, ms: u64) {
+        self.now_ms = ms;
+        self.now_s = (ms / 1000) as u32;
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    pub fn pool(&self) -> &PacketPool {
+        &self.pool
+    }
+
+    pub fn pool_mut(&mut self) -> &mut PacketPool {
+        &mut self.pool
+    }
+
+    // ---- bridge domains -------------------------------------------------
+
+    pub fn add_domain(&mut self, cfg: DomainConfig) -> Result<DomainId, SwitchError> {
+        check_name(&cfg.name)?;
+        if self.domain_id(&cfg.name).is_some() {
+            return Err(SwitchError::Duplicate {
+                kind: "bridge domain",
+                name: cfg.name,
+            });
+        }
+        let slot = self
+            .domains
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.domains.len());
+        if slot > u16::MAX as usize {
+            return Err(SwitchError::TooManyPorts(u16::MAX as usize));
+        }
+        let d = Domain {
+            fdb: Fdb::new(cfg.fdb),
+            cfg,
+            members: Vec::new(),
+        };
+        if slot == self.domains.len() {
+            self.domains.push(Some(d));
+        } else {
+            self.domains[slot] = Some(d);
+        }
+        Ok(DomainId(slot as u16))
+    }
+
+    pub fn domain_id(&self, name: &str) -> Option<DomainId> {
+        self.domains
+            .iter()
+            .position(|d| d.as_ref().is_some_and(|d| d.cfg.name == name))
+            .map(|i| DomainId(i as u16))
+    }
+
+    fn domain(&self, id: DomainId) -> Result<&Domain, SwitchError> {
+        self.domains
+            .get(id.0 as usize)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| SwitchError::UnknownDomain(id.to_string()))
+    }
+
+    fn domain_mut(&mut self, id: DomainId) -> Result<&mut Domain, SwitchError> {
+        self.domains
+            .get_mut(id.0 as usize)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| SwitchError::UnknownDomain(id.to_string()))
+    }
+
+    /// Change a domain's FDB settings (aging, limits, damping) in place.
+    pub fn set_domain_config(
+        &mut self,
+        id: DomainId,
+        cfg: DomainConfig,
+    ) -> Result<(), SwitchError> {
+        check_name(&cfg.name)?;
+        if self.domain_id(&cfg.name).is_some_and(|other| other != id) {
+            return Err(SwitchError::Duplicate {
+                kind: "bridge domain",
+                name: cfg.name,
+            });
+        }
+        let d = self.domain_mut(id)?;
+        d.fdb.set_config(cfg.fdb);
+        d.cfg = cfg;
+        Ok(())
+    }
+
+    pub fn remove_domain(&mut self, id: DomainId) -> Result<DomainConfig, SwitchError> {
+        let d = self.domain(id)?;
+        if !d.members.is_empty() {
+            return Err(SwitchError::DomainInUse {
+                domain: d.cfg.name.clone(),
+                ports: d.members.len(),
+            });
+        }
+        Ok(self.domains[id.0 as usize].take().expect("checked").cfg)
+    }
+
+    pub fn domains(&self) -> Vec<DomainInfo> {
+        self.domains
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| {
+                d.as_ref().map(|d| DomainInfo {
+                    id: DomainId(i as u16),
+                    cfg: d.cfg.clone(),
+                    ports: d.members.clone(),
+                    fdb_entries: d.fdb.len(),
+                })
+            })
+            .collect()
+    }
+
+    // ---- ports ----------------------------------------------------------
+
+    /// Attach a port back end with its configuration.
+    pub fn add_port(
+        &mut self,
+        port: Box<dyn Port>,
+        cfg: PortConfig,
+    ) -> Result<PortId, SwitchError> {
+        let name = port.name().to_string();
+        check_name(&name)?;
+        if self.port_id(&name).is_some() {
+            return Err(SwitchError::Duplicate { kind: "port", name });
+        }
+        cfg.vlan.validate()?;
+        self.domain(cfg.domain)?;
+        let slot = self
+            .ports
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.ports.len());
+        if slot > PortId::MAX as usize {
+            return Err(SwitchError::TooManyPorts(PortId::MAX as usize + 1));
+        }
+        let id = PortId(slot as u16);
+        let max_frame = port.max_frame();
+        let storm = cfg
+            .storm_control
+            .map(|s| TokenBucket::new(s.pps, s.burst, self.now_ms));
+        let domain = cfg.domain;
+        let mac_limit = cfg.mac_limit;
+        let ps = PortSlot {
+            port,
+            cfg,
+            counters: PortCounters::default(),
+            txq: Batch::new(crate::batch::BATCH_MAX),
+            storm,
+            max_frame,
+            last_error: None,
+        };
+        if slot == self.ports.len() {
+            self.ports.push(Some(ps));
+        } else {
+            self.ports[slot] = Some(ps);
+        }
+        let d = self.domain_mut(domain).expect("checked");
+        d.members.push(id);
+        d.fdb.set_port_limit(id, mac_limit);
+        Ok(id)
+    }
+
+    pub fn port_id(&self, name: &str) -> Option<PortId> {
+        self.ports
+            .iter()
+            .position(|p| p.as_ref().is_some_and(|p| p.port.name() == name))
+            .map(|i| PortId(i as u16))
+    }
+
+    pub(crate) fn slot(&self, id: PortId) -> Result<&PortSlot, SwitchError> {
+        self.ports
+            .get(id.index())
+            .and_then(Option::as_ref)
+            .ok_or_else(|| SwitchError::UnknownPort(id.to_string()))
+    }
+
+    /// Detach a port: its FDB entries (static ones too) go, its queued frames
+    /// are freed, and the back end is handed back to the caller to close.
+    pub fn remove_port(&mut self, id: PortId) -> Result<Box<dyn Port>, SwitchError> {
+        self.slot(id)?;
+        let mut ps = self.ports[id.index()].take().expect("checked");
+        ps.txq.free_all(&mut self.pool);
+        let d = self
+            .domain_mut(ps.cfg.domain)
+            .expect("a port's domain exists");
+        d.members.retain(|p| *p != id);
+        d.fdb.flush(FlushFilter {
+            port: Some(id),
+            vid: None,
+            include_static: true,
+        });
+        d.fdb.set_port_limit(id, 0);
+        Ok(ps.port)
+    }
+
+    /// Replace a port's configuration. Entries learned under the old VLAN
+    /// setup are flushed (they may no longer be reachable).
+    pub fn set_port_config(&mut self, id: PortId, cfg: PortConfig) -> Result<(), SwitchError> {
+        cfg.vlan.validate()?;
+        self.domain(cfg.domain)?;
+        let old = self.slot(id)?.cfg.clone();
+        if old.domain != cfg.domain {
+            let d = self.domain_mut(old.domain)?;
+            d.members.retain(|p| *p != id);
+            d.fdb.flush(FlushFilter {
+                port: Some(id),
+                vid: None,
+                include_static: true,
+            });
+            d.fdb.set_port_limit(id, 0);
+            self.domain_mut(cfg.domain)?.members.push(id);
+        } else if old.vlan != cfg.vlan || (old.learning && !cfg.learning) {
+            self.domain_mut(cfg.domain)?.fdb.flush(FlushFilter {
+                port: Some(id),
+                vid: None,
+                include_static: false,
+            });
+        }
+        self.domain_mut(cfg.domain)?
+            .fdb
+            .set_port_limit(id, cfg.mac_limit);
+        let now = self.now_ms;
+        let ps = self.ports[id.index()].as_mut().expect("checked");
+        ps.storm = cfg
+            .storm_control
+            .map(|s| TokenBucket::new(s.pps, s.burst, now));
+        ps.cfg = cfg;
+        Ok(())
+    }
+
+    pub fn port_info(&self, id: PortId) -> Result<PortInfo, SwitchError> {
+        let ps = self.slot(id)?;
+        let learned = self
+            .domain(ps.cfg.domain)
+            .map(|d| d.fdb.port_len(id))
+            .unwrap_or(0);
+        Ok(PortInfo {
+            id,
+            name: ps.port.name().to_string(),
+            cfg: ps.cfg.clone(),
+            counters: ps.counters.clone(),
+            learned,
+            last_error: ps.last_error.clone(),
+        })
+    }
+
+    pub fn ports(&self) -> Vec<PortInfo> {
+        (0..self.ports.len())
+            .filter_map(|i| self.port_info(PortId(i as u16)).ok())
+            .collect()
+    }
+
+    /// The back end of a port (drivers use this to reach their own state).
+    pub fn port_backend_mut(&mut self, id: PortId) -> Result<&mut dyn Port, SwitchError> {
+        match self.ports.get_mut(id.index()).and_then(Option::as_mut) {
+            Some(ps) => Ok(ps.port.as_mut()),
+            None => Err(SwitchError::UnknownPort(id.to_string())),
+        }
+    }
+
+    /// File descriptors to wait on when idle: (port, fd).
+    pub fn poll_fds(&self) -> Vec<(PortId, i32)> {
+        self.ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                p.as_ref()
+                    .and_then(|p| p.port.poll_fd())
+                    .map(|fd| (PortId(i as u16), fd))
+            })
+            .collect()
+    }
+
+    // ---- forwarding database --------------------------------------------
+
+    /// Install a static entry: `mac` in VLAN `vid` of `domain` lives on `port`.
+    pub fn add_static(
+        &mut self,
+        domain: DomainId,
+        vid: u16,
+        mac: MacAddr,
+        port: PortId,
+    ) -> Result<(), SwitchError> {
+        let vid = check_vid(vid as u32)?;
+        if !mac.is_valid_source() {
+            return Err(SwitchError::Vlan(VlanError::Syntax(format!(
+                "{mac} is not a unicast station address"
+            ))));
+        }
+        let dname = self.domain(domain)?.cfg.name.clone();
+        let ps = self.slot(port)?;
+        let pname = ps.port.name().to_string();
+        if ps.cfg.domain != domain {
+            let pd = self.domain(ps.cfg.domain)?.cfg.name.clone();
+            return Err(SwitchError::WrongDomain {
+                port: pname,
+                port_domain: pd,
+                domain: dname,
+            });
+        }
+        if ps.cfg.vlan.egress(vid) == Egress::NotMember {
+            return Err(SwitchError::NotVlanMember { port: pname, vid });
+        }
+        self.domain_mut(domain)?.fdb.add_static(vid, mac, port);
+        Ok(())
+    }
+
+    /// Remove one entry. Returns whether it existed.
+    pub fn remove_fdb_entry(
+        &mut self,
+        domain: DomainId,
+        vid: u16,
+        mac: MacAddr,
+    ) -> Result<bool, SwitchError> {
+        Ok(self.domain_mut(domain)?.fdb.remove(vid, mac))
+    }
+
+    pub fn flush_fdb(
+        &mut self,
+        domain: DomainId,
+        filter: FlushFilter,
+    ) -> Result<usize, SwitchError> {
+        Ok(self.domain_mut(domain)?.fdb.flush(filter))
+    }
+
+    pub fn fdb_entries(&self, domain: DomainId) -> Result<Vec<FdbEntryInfo>, SwitchError> {
+        Ok(self.domain(domain)?.fdb.entries(self.now_s))
+    }
+
+    /// Where `mac` in `vid` is known to live.
+    pub fn fdb_lookup(
+        &self,
+        domain: DomainId,
+        vid: u16,
+        mac: MacAddr,
+    ) -> Result<Option<PortId>, SwitchError> {
+        Ok(self
+            .domain(domain)?
+            .fdb
+            .lookup(crate::fdb::fdb_key(vid, mac.to_u64()), self.now_s))
+    }
+
+    /// Direct access to a domain's table (benches pre-load it).
+    pub fn fdb_mut(&mut self, domain: DomainId) -> Result<&mut Fdb, SwitchError> {
+        Ok(&mut self.domain_mut(domain)?.fdb)
+    }
+
+    // ---- counters and trace ----------------------------------------------
+
+    pub fn stage_counters(&self) -> &StageCounters {
+        &self.stages
+    }
+
+    pub fn tracer(&mut self) -> &mut Tracer {
+        &mut self.tracer
+    }
+
+    // ---- the loop --------------------------------------------------------
+
+    /// One pass over every port: receive a burst, run it through the
+    /// pipeline, transmit. Then a bounded aging step. Returns how many frames
+    /// were received (0 means the worker may consider going idle).
+    pub fn poll(&mut self) -> usize {
+        let mut total = 0;
+        let mut rx = std::mem::replace(&mut self.rx, Batch::new(1));
+        for i in 0..self.ports.len() {
+            let Some(ps) = self.ports[i].as_mut() else {
+                continue;
+            };
+            match ps.port.rx_burst(&mut self.pool, &mut rx) {
+                Ok(0) => continue,
+                Ok(n) => total += n,
+                Err(e) => {
+                    record_port_error(ps, e);
+                    if rx.is_empty() {
+                        continue;
+                    }
+                }
+            }
+            self.process(PortId(i as u16), &mut rx);
+        }
+        self.rx = rx;
+        self.age(AGE_BUDGET);
+        total
+    }
+
+    /// Run the aging sweep on every domain with `budget` buckets each.
+    /// Returns entries expired.
+    pub fn age(&mut self, budget: usize) -> usize {
+        let now = self.now_s;
+        let mut n = 0;
+        for d in self.domains.iter_mut().flatten() {
+            n += d.fdb.age_step(now, budget);
+        }
+        self.stages
+            .add(crate::counters::StageCounter::AgeExpired, n as u64);
+        n
+    }
+
+    /// Let every back end do its idle-time housekeeping.
+    pub fn maintain(&mut self) {
+        for ps in self.ports.iter_mut().flatten() {
+            ps.port.maintain(&mut self.pool);
+        }
+    }
+}
+
+#[cold]
+fn record_port_error(ps: &mut PortSlot, e: PortError) {
+    ps.last_error = Some(e.to_string());
+}
