@@ -72,9 +72,19 @@ pub struct PacketPool {
     frame_size: usize,
     frame_shift: u32,
     headroom: u16,
+    /// Small frames: numbers 0..nframes, at the start of the region.
     nframes: u32,
     free: Vec<u32>,
+    /// Large frames (GSO super-frames): numbers nframes..nframes+nlarge,
+    /// after the small ones, LARGE_FRAME bytes each.
+    nlarge: u32,
+    free_large: Vec<u32>,
 }
+
+/// Size of a large frame: a 64 KiB GSO super-frame plus its virtio-net
+/// header and the headroom.
+pub const LARGE_FRAME: usize = 1 << 17;
+const LARGE_SHIFT: u32 = 17;
 
 impl std::fmt::Debug for PacketPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -83,6 +93,8 @@ impl std::fmt::Debug for PacketPool {
             .field("frame_size", &self.frame_size)
             .field("headroom", &self.headroom)
             .field("free", &self.free.len())
+            .field("large_frames", &self.nlarge)
+            .field("large_free", &self.free_large.len())
             .finish()
     }
 }
@@ -90,6 +102,19 @@ impl std::fmt::Debug for PacketPool {
 impl PacketPool {
     /// `nframes` frames of `frame_size` bytes with `headroom` reserved in front.
     pub fn new(nframes: usize, frame_size: usize, headroom: usize) -> Result<Self, PoolError> {
+        Self::with_large(nframes, frame_size, headroom, 0)
+    }
+
+    /// Like [`PacketPool::new`], plus `nlarge` frames of [`LARGE_FRAME`]
+    /// bytes for TCP/UDP segmentation-offload super-frames (TAP ports with
+    /// TSO). Only the small frames form the AF_XDP-registrable prefix of the
+    /// region; large frames are touched (made resident) only when used.
+    pub fn with_large(
+        nframes: usize,
+        frame_size: usize,
+        headroom: usize,
+        nlarge: usize,
+    ) -> Result<Self, PoolError> {
         if !frame_size.is_power_of_two() || !(2048..=65536).contains(&frame_size) {
             return Err(PoolError::FrameSize(frame_size));
         }
@@ -102,7 +127,11 @@ impl PacketPool {
         if nframes == 0 || nframes > 1 << 24 {
             return Err(PoolError::Count(nframes));
         }
-        let bytes = nframes * frame_size;
+        if nlarge > 1 << 16 {
+            return Err(PoolError::Count(nlarge));
+        }
+        let small_bytes = (nframes * frame_size).next_multiple_of(PAGE);
+        let bytes = small_bytes + nlarge * LARGE_FRAME;
         let pages = bytes.div_ceil(PAGE);
         // Zeroed pages: the allocator hands back fresh mappings, so untouched
         // frames cost no resident memory.
@@ -117,6 +146,8 @@ impl PacketPool {
             headroom: headroom as u16,
             nframes: nframes as u32,
             free,
+            nlarge: nlarge as u32,
+            free_large: (nframes as u32..(nframes + nlarge) as u32).rev().collect(),
         })
     }
 
@@ -137,6 +168,31 @@ impl PacketPool {
     pub fn available(&self) -> usize {
         self.free.len()
     }
+    /// Large frames in the pool and free.
+    pub fn large_capacity(&self) -> usize {
+        self.nlarge as usize
+    }
+    pub fn large_available(&self) -> usize {
+        self.free_large.len()
+    }
+    /// Largest packet a large frame holds at the default headroom (0 without large frames).
+    pub fn max_large_packet(&self) -> usize {
+        if self.nlarge == 0 {
+            0
+        } else {
+            LARGE_FRAME - self.headroom as usize
+        }
+    }
+    /// Bytes at the start of the region that hold the small frames (the part
+    /// a driver registers as an AF_XDP UMEM).
+    pub fn small_region_len(&self) -> usize {
+        self.nframes as usize * self.frame_size
+    }
+    /// Whether `b` is a large frame.
+    #[inline]
+    pub fn is_large(&self, b: &PktBuf) -> bool {
+        b.frame >= self.nframes
+    }
     /// Largest packet a frame holds when it starts at the default headroom.
     pub fn max_packet(&self) -> usize {
         self.frame_size - self.headroom as usize
@@ -153,18 +209,53 @@ impl PacketPool {
         })
     }
 
+    /// Take an empty large frame; `None` when there are none left.
+    #[inline]
+    pub fn alloc_large(&mut self) -> Option<PktBuf> {
+        let frame = self.free_large.pop()?;
+        Some(PktBuf {
+            frame,
+            head: self.headroom,
+            len: 0,
+        })
+    }
+
     /// Give a frame back.
     #[inline]
     pub fn free(&mut self, b: PktBuf) {
-        debug_assert!(b.frame < self.nframes);
-        debug_assert!(self.free.len() < self.nframes as usize, "pool over-freed");
-        self.free.push(b.frame);
+        if b.frame < self.nframes {
+            debug_assert!(self.free.len() < self.nframes as usize, "pool over-freed");
+            self.free.push(b.frame);
+        } else {
+            debug_assert!(b.frame < self.nframes + self.nlarge);
+            self.free_large.push(b.frame);
+        }
+    }
+
+    /// Region offset of a frame's first byte.
+    #[inline(always)]
+    fn frame_start(&self, frame: u32) -> usize {
+        if frame < self.nframes {
+            (frame as usize) << self.frame_shift
+        } else {
+            let small = (self.nframes as usize * self.frame_size).next_multiple_of(PAGE);
+            small + (((frame - self.nframes) as usize) << LARGE_SHIFT)
+        }
+    }
+
+    #[inline(always)]
+    fn frame_len(&self, frame: u32) -> usize {
+        if frame < self.nframes {
+            self.frame_size
+        } else {
+            LARGE_FRAME
+        }
     }
 
     #[inline]
     fn frame_range(&self, frame: u32) -> std::ops::Range<usize> {
-        let start = (frame as usize) << self.frame_shift;
-        start..start + self.frame_size
+        let start = self.frame_start(frame);
+        start..start + self.frame_len(frame)
     }
 
     #[inline]
@@ -180,14 +271,14 @@ impl PacketPool {
     /// The packet's bytes.
     #[inline]
     pub fn data(&self, b: &PktBuf) -> &[u8] {
-        let start = ((b.frame as usize) << self.frame_shift) + b.head as usize;
+        let start = self.frame_start(b.frame) + b.head as usize;
         &self.bytes()[start..start + b.len as usize]
     }
 
     /// The packet's bytes, writable.
     #[inline]
     pub fn data_mut(&mut self, b: &PktBuf) -> &mut [u8] {
-        let start = ((b.frame as usize) << self.frame_shift) + b.head as usize;
+        let start = self.frame_start(b.frame) + b.head as usize;
         let end = start + b.len as usize;
         &mut self.bytes_mut()[start..end]
     }
@@ -205,19 +296,36 @@ impl PacketPool {
     #[inline]
     pub fn set_len(&self, b: &mut PktBuf, len: usize) {
         assert!(
-            b.head as usize + len <= self.frame_size,
+            b.head as usize + len <= self.frame_len(b.frame),
             "packet overruns its frame"
         );
+        assert!(len <= u16::MAX as usize, "packet longer than 65535 bytes");
         b.len = len as u16;
+    }
+
+    /// Move the packet start to `head` bytes into its frame, keeping its end
+    /// (drivers that receive a header into the headroom use this).
+    #[inline]
+    pub fn set_head(&self, b: &mut PktBuf, head: usize) {
+        let end = b.head as usize + b.len as usize;
+        assert!(
+            head <= end && head <= u16::MAX as usize,
+            "head past the packet end"
+        );
+        b.head = head as u16;
+        b.len = (end - head) as u16;
     }
 
     /// Copy `bytes` into a fresh frame. `None` if the pool is empty or the
     /// packet does not fit a frame.
     pub fn alloc_from(&mut self, bytes: &[u8]) -> Option<PktBuf> {
-        if bytes.len() > self.max_packet() {
+        let mut b = if bytes.len() <= self.max_packet() {
+            self.alloc()?
+        } else if bytes.len() <= self.max_large_packet().min(u16::MAX as usize) {
+            self.alloc_large()?
+        } else {
             return None;
-        }
-        let mut b = self.alloc()?;
+        };
         b.len = bytes.len() as u16;
         self.data_mut(&b).copy_from_slice(bytes);
         Some(b)
@@ -226,9 +334,13 @@ impl PacketPool {
     /// A second, independent copy of a packet (flooding), same headroom.
     #[inline]
     pub fn duplicate(&mut self, b: &PktBuf) -> Option<PktBuf> {
-        let frame = self.free.pop()?;
-        let src = ((b.frame as usize) << self.frame_shift) + b.head as usize;
-        let dst = ((frame as usize) << self.frame_shift) + b.head as usize;
+        let frame = if b.frame < self.nframes {
+            self.free.pop()?
+        } else {
+            self.free_large.pop()?
+        };
+        let src = self.frame_start(b.frame) + b.head as usize;
+        let dst = self.frame_start(frame) + b.head as usize;
         let n = b.len as usize;
         self.bytes_mut().copy_within(src..src + n, dst);
         Some(PktBuf {
@@ -259,7 +371,8 @@ impl PacketPool {
     /// Byte offset of the packet start inside the region (an AF_XDP descriptor address).
     #[inline]
     pub fn addr_of(&self, b: &PktBuf) -> u64 {
-        (((b.frame as usize) << self.frame_shift) + b.head as usize) as u64
+        debug_assert!(b.frame < self.nframes, "large frames are not in the UMEM");
+        (self.frame_start(b.frame) + b.head as usize) as u64
     }
 
     /// Rebuild a descriptor from a region offset and length (AF_XDP rx/completion).
@@ -287,16 +400,19 @@ impl PacketPool {
         b.len = 0;
     }
 
-    /// Hand a frame taken with [`Self::alloc`] to an owner outside the pool's
-    /// bookkeeping (a kernel ring), returning its region offset.
+    /// Hand a small frame taken with [`Self::alloc`] to an owner outside the
+    /// pool's bookkeeping (a kernel ring), returning its region offset.
     #[inline]
     pub fn into_addr(&self, b: PktBuf) -> u64 {
+        debug_assert!(b.frame < self.nframes, "large frames are not in the UMEM");
         ((b.frame as usize) << self.frame_shift) as u64
     }
 
-    /// The whole region, for registering it with the kernel as a UMEM.
+    /// The small-frame part of the region, for registering it with the
+    /// kernel as an AF_XDP UMEM (page aligned, `small_region_len()` bytes).
     pub fn region_mut(&mut self) -> &mut [u8] {
-        self.bytes_mut()
+        let n = self.small_region_len();
+        &mut self.bytes_mut()[..n]
     }
 }
 
@@ -372,6 +488,39 @@ mod tests {
         assert_eq!(c, b);
         assert!(p.buf_at(4 * 2048, 1).is_none());
         assert!(p.buf_at(2040, 100).is_none());
+    }
+
+    #[test]
+    fn large_frames_hold_gso_super_frames() {
+        let mut p = PacketPool::with_large(4, 2048, 256, 2).unwrap();
+        assert_eq!(p.max_large_packet(), LARGE_FRAME - 256);
+        let big = vec![0x5a; 65_000];
+        let b = p.alloc_from(&big).unwrap();
+        assert!(p.is_large(&b));
+        assert_eq!(p.data(&b), &big[..]);
+        let c = p.duplicate(&b).unwrap();
+        assert!(p.is_large(&c));
+        assert!(p.duplicate(&b).is_none(), "two large frames only");
+        assert_eq!(p.available(), 4, "small frames untouched");
+        p.free(b);
+        p.free(c);
+        assert_eq!(p.large_available(), 2);
+        let s = p.alloc_from(&[1; 100]).unwrap();
+        assert!(!p.is_large(&s));
+        assert_eq!(
+            p.region_mut().len(),
+            4 * 2048,
+            "UMEM part is the small frames only"
+        );
+    }
+
+    #[test]
+    fn set_head_moves_start_keeps_end() {
+        let mut p = PacketPool::with_frames(1);
+        let mut b = p.alloc_from(&[1, 2, 3, 4]).unwrap();
+        p.set_head(&mut b, 256 - 2);
+        assert_eq!(p.data(&b).len(), 6);
+        assert_eq!(&p.data(&b)[2..], &[1, 2, 3, 4]);
     }
 
     #[test]

@@ -85,8 +85,10 @@ const AGE_BUDGET: usize = 64;
 
 /// One worker's switch.
 pub struct Switch {
-    pub(crate) pool: PacketPool,
+    // Field order is drop order: ports (which may have registered the pool's
+    // memory with the kernel) close before the pool is freed.
     pub(crate) ports: Vec<Option<PortSlot>>,
+    pub(crate) pool: PacketPool,
     pub(crate) domains: Vec<Option<Domain>>,
     pub(crate) stages: StageCounters,
     pub(crate) tracer: Tracer,
