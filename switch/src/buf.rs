@@ -34,6 +34,62 @@ pub struct PktBuf {
     frame: u32,
     head: u16,
     len: u16,
+    offload: Offload,
+}
+
+/// Checksum and segmentation offload state a packet carries across the
+/// switch (from a TAP's virtio-net header to the egress port), so a TCP
+/// super-frame crosses as one unit. 8 bytes; [`Offload::NONE`] by default.
+///
+/// `csum_start` counts from the start of the L3 header, not of the frame:
+/// a VLAN push or pop on the way moves the frame start but not this offset,
+/// and the egress adds its own L2 header length back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offload {
+    /// [`Offload::NEEDS_CSUM`] and/or [`Offload::DATA_VALID`].
+    pub flags: u8,
+    /// One of the `GSO_*` constants (virtio-net numbering).
+    pub gso_type: u8,
+    /// Payload bytes per segment when `gso_type` is not [`Offload::GSO_NONE`].
+    pub gso_size: u16,
+    /// Where checksumming starts, counted from the L3 header.
+    pub csum_start: u16,
+    /// Where the checksum field is, counted from `csum_start`.
+    pub csum_offset: u16,
+}
+
+impl Offload {
+    /// No offload: the frame is complete as it stands.
+    pub const NONE: Offload = Offload {
+        flags: 0,
+        gso_type: 0,
+        gso_size: 0,
+        csum_start: 0,
+        csum_offset: 0,
+    };
+    /// The L4 checksum is partial (pseudo-header sum only) and must be
+    /// completed from `csum_start` (virtio `VIRTIO_NET_HDR_F_NEEDS_CSUM`).
+    pub const NEEDS_CSUM: u8 = 1;
+    /// The receiver verified the checksum (`VIRTIO_NET_HDR_F_DATA_VALID`).
+    pub const DATA_VALID: u8 = 2;
+    pub const GSO_NONE: u8 = 0;
+    pub const GSO_TCPV4: u8 = 1;
+    pub const GSO_UDP: u8 = 3;
+    pub const GSO_TCPV6: u8 = 4;
+    pub const GSO_UDP_L4: u8 = 5;
+    /// Flag bit on `gso_type`: the super-frame carries ECN CWR.
+    pub const GSO_ECN: u8 = 0x80;
+
+    /// Whether the frame is a super-frame to be segmented.
+    #[inline]
+    pub fn is_gso(&self) -> bool {
+        self.gso_type & !Self::GSO_ECN != Self::GSO_NONE
+    }
+    /// Whether the L4 checksum still has to be completed.
+    #[inline]
+    pub fn needs_csum(&self) -> bool {
+        self.flags & Self::NEEDS_CSUM != 0
+    }
 }
 
 impl PktBuf {
@@ -52,6 +108,16 @@ impl PktBuf {
     #[inline]
     pub fn headroom(&self) -> usize {
         self.head as usize
+    }
+    /// The offload state the packet carries ([`Offload::NONE`] unless a
+    /// driver set one).
+    #[inline]
+    pub fn offload(&self) -> Offload {
+        self.offload
+    }
+    #[inline]
+    pub fn set_offload(&mut self, o: Offload) {
+        self.offload = o;
     }
 }
 
@@ -206,6 +272,7 @@ impl PacketPool {
             frame,
             head: self.headroom,
             len: 0,
+            offload: Offload::NONE,
         })
     }
 
@@ -217,6 +284,7 @@ impl PacketPool {
             frame,
             head: self.headroom,
             len: 0,
+            offload: Offload::NONE,
         })
     }
 
@@ -347,6 +415,7 @@ impl PacketPool {
             frame,
             head: b.head,
             len: b.len,
+            offload: b.offload,
         })
     }
 
@@ -389,6 +458,7 @@ impl PacketPool {
             frame: frame as u32,
             head: head as u16,
             len: len as u16,
+            offload: Offload::NONE,
         })
     }
 
@@ -398,6 +468,7 @@ impl PacketPool {
     pub fn reset(&self, b: &mut PktBuf) {
         b.head = self.headroom;
         b.len = 0;
+        b.offload = Offload::NONE;
     }
 
     /// Hand a small frame taken with [`Self::alloc`] to an owner outside the
@@ -512,6 +583,30 @@ mod tests {
             4 * 2048,
             "UMEM part is the small frames only"
         );
+    }
+
+    #[test]
+    fn offload_is_small_copied_by_duplicate_and_cleared_on_reuse() {
+        assert!(std::mem::size_of::<PktBuf>() <= 16);
+        let mut p = PacketPool::with_frames(3);
+        let mut a = p.alloc_from(&[1; 60]).unwrap();
+        assert_eq!(a.offload(), Offload::NONE);
+        let o = Offload {
+            flags: Offload::NEEDS_CSUM,
+            gso_type: Offload::GSO_TCPV4,
+            gso_size: 1448,
+            csum_start: 20,
+            csum_offset: 16,
+        };
+        a.set_offload(o);
+        assert!(o.is_gso() && o.needs_csum());
+        let c = p.duplicate(&a).unwrap();
+        assert_eq!(c.offload(), o);
+        p.reset(&mut a);
+        assert_eq!(a.offload(), Offload::NONE);
+        p.free(a);
+        p.free(c);
+        assert_eq!(p.alloc().unwrap().offload(), Offload::NONE);
     }
 
     #[test]

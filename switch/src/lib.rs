@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod buf;
+pub mod capture;
 pub mod config;
 pub mod counters;
 pub mod fdb;

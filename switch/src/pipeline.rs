@@ -11,6 +11,7 @@
 
 use crate::batch::{BATCH_MAX, Batch};
 use crate::buf::{PacketPool, PktBuf};
+use crate::capture::Direction;
 use crate::counters::{DropReason, StageCounter, StageCounters};
 use crate::fdb::{Learned, fdb_key};
 use crate::mac::MacAddr;
@@ -201,6 +202,7 @@ fn enqueue(
     touched: &mut Vec<PortId>,
     out: PortId,
     b: PktBuf,
+    now_ms: u64,
 ) {
     let os = ports[out.index()]
         .as_mut()
@@ -214,13 +216,18 @@ fn enqueue(
         touched.push(out);
     }
     if let Err(b) = os.txq.push(b) {
-        flush_port(os, pool);
+        flush_port(os, pool, now_ms);
         os.txq.push(b).expect("empty after flush");
     }
 }
 
 #[inline]
-fn flush_port(os: &mut PortSlot, pool: &mut PacketPool) {
+fn flush_port(os: &mut PortSlot, pool: &mut PacketPool, now_ms: u64) {
+    if let Some(cap) = os.capture.as_mut() {
+        for b in os.txq.iter() {
+            cap.record(now_ms, Direction::Tx, pool.data(b));
+        }
+    }
     let done = os.port.tx_burst(pool, &mut os.txq);
     os.counters.tx_packets += done.packets as u64;
     os.counters.tx_bytes += done.bytes as u64;
@@ -262,6 +269,11 @@ impl Switch {
         }
         ps.counters.rx_packets += n as u64;
         ps.counters.rx_bytes += bytes;
+        if let Some(cap) = ps.capture.as_mut() {
+            for b in batch.iter() {
+                cap.record(now_ms, Direction::Rx, pool.data(b));
+            }
+        }
         if !ps.cfg.enabled {
             ps.counters.drops[DropReason::PortDisabled as usize] += n as u64;
             batch.free_all(pool);
@@ -435,7 +447,7 @@ impl Switch {
                                     format!("port {out}: {egress:?}"),
                                 );
                             }
-                            enqueue(ports, pool, &mut scratch.touched, out, b)
+                            enqueue(ports, pool, &mut scratch.touched, out, b, now_ms)
                         }
                         Err(r) => {
                             if traced {
@@ -488,7 +500,7 @@ impl Switch {
                         };
                         stages.inc(StageCounter::FloodCopies);
                         match egress_edit(pool, &mut c, &m, e, tpid, stages) {
-                            Ok(()) => enqueue(ports, pool, &mut scratch.touched, p, c),
+                            Ok(()) => enqueue(ports, pool, &mut scratch.touched, p, c, now_ms),
                             Err(r) => drop(ports, pool, c, p, r),
                         }
                     }
@@ -505,7 +517,7 @@ impl Switch {
                         );
                     }
                     match egress_edit(pool, &mut b, &m, last_e, tpid, stages) {
-                        Ok(()) => enqueue(ports, pool, &mut scratch.touched, last, b),
+                        Ok(()) => enqueue(ports, pool, &mut scratch.touched, last, b, now_ms),
                         Err(r) => drop(ports, pool, b, last, r),
                     }
                 }
@@ -516,7 +528,7 @@ impl Switch {
         for &p in scratch.touched.iter() {
             if let Some(os) = ports[p.index()].as_mut() {
                 if !os.txq.is_empty() {
-                    flush_port(os, pool);
+                    flush_port(os, pool, now_ms);
                 }
             }
         }

@@ -46,6 +46,7 @@ pub enum SwitchError {
 
 pub(crate) struct PortSlot {
     pub port: Box<dyn Port>,
+    pub capture: Option<crate::capture::Capture>,
     pub cfg: PortConfig,
     pub counters: PortCounters,
     pub txq: Batch,
@@ -292,6 +293,7 @@ impl Switch {
             storm,
             max_frame,
             last_error: None,
+            capture: None,
         };
         if slot == self.ports.len() {
             self.ports.push(Some(ps));
@@ -489,7 +491,19 @@ impl Switch {
         Ok(&mut self.domain_mut(domain)?.fdb)
     }
 
-    // ---- counters and trace ----------------------------------------------
+    // ---- counters, capture and trace ---------------------------------------
+
+    /// Start (or with `None` stop) copying a port's received and transmitted
+    /// frames to a capture sink.
+    pub fn set_capture(
+        &mut self,
+        id: PortId,
+        capture: Option<crate::capture::Capture>,
+    ) -> Result<(), SwitchError> {
+        self.slot(id)?;
+        self.ports[id.index()].as_mut().expect("checked").capture = capture;
+        Ok(())
+    }
 
     pub fn stage_counters(&self) -> &StageCounters {
         &self.stages
