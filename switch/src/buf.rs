@@ -201,7 +201,7 @@ impl PacketPool {
         let pages = bytes.div_ceil(PAGE);
         // Zeroed pages: the allocator hands back fresh mappings, so untouched
         // frames cost no resident memory.
-        let mem = vec![Page([0; PAGE]); pages].into_boxed_slice();
+        let mem = bytemuck::allocation::zeroed_slice_box::<Page>(pages);
         // Pop order = ascending frame number: neighbours in time are
         // neighbours in memory.
         let free = (0..nframes as u32).rev().collect();
@@ -328,12 +328,12 @@ impl PacketPool {
 
     #[inline]
     fn bytes(&self) -> &[u8] {
-        bytemuck::cast_slice(&self.mem)
+        bytemuck::must_cast_slice(&self.mem)
     }
 
     #[inline]
     fn bytes_mut(&mut self) -> &mut [u8] {
-        bytemuck::cast_slice_mut(&mut self.mem)
+        bytemuck::must_cast_slice_mut(&mut self.mem)
     }
 
     /// The packet's bytes.

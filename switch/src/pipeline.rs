@@ -56,9 +56,8 @@ pub(crate) struct Meta {
 pub(crate) struct Scratch {
     meta: [Meta; BATCH_MAX],
     action: [Action; BATCH_MAX],
-    keys: [u64; BATCH_MAX],
-    key_idx: [u8; BATCH_MAX],
-    found: [Option<PortId>; BATCH_MAX],
+    src_hash: [u64; BATCH_MAX],
+    dst_hash: [u64; BATCH_MAX],
     trace_ids: [u64; BATCH_MAX],
     /// Bit i set: packet i is traced.
     traced: u64,
@@ -73,9 +72,8 @@ impl Default for Scratch {
         Scratch {
             meta: [Meta::default(); BATCH_MAX],
             action: [Action::Continue; BATCH_MAX],
-            keys: [0; BATCH_MAX],
-            key_idx: [0; BATCH_MAX],
-            found: [None; BATCH_MAX],
+            src_hash: [0; BATCH_MAX],
+            dst_hash: [0; BATCH_MAX],
             trace_ids: [0; BATCH_MAX],
             traced: 0,
             touched: Vec::with_capacity(64),
@@ -161,7 +159,7 @@ fn egress_edit(
     m: &Meta,
     e: Egress,
     tpid: u16,
-    stages: &mut StageCounters,
+    c: &mut BatchCounts,
 ) -> Result<(), DropReason> {
     match (m.tagged, e) {
         (false, Egress::Untagged) => {}
@@ -175,7 +173,7 @@ fn egress_edit(
         (true, Egress::Untagged) => {
             pool.data_mut(b).copy_within(0..12, TAG_LEN);
             pool.pull_front(b, TAG_LEN);
-            stages.inc(StageCounter::EgressTagPop);
+            c.pop += 1;
         }
         (false, Egress::Tagged) => {
             if b.headroom() < TAG_LEN {
@@ -187,7 +185,7 @@ fn egress_edit(
             d[12..14].copy_from_slice(&tpid.to_be_bytes());
             let tci = (m.tci & 0xf000) | m.vid;
             d[14..16].copy_from_slice(&tci.to_be_bytes());
-            stages.inc(StageCounter::EgressTagPush);
+            c.push += 1;
         }
         (_, Egress::NotMember) => return Err(DropReason::NoEgressMember),
     }
@@ -241,6 +239,11 @@ fn mac(v: u64) -> MacAddr {
 impl Switch {
     /// Run one batch received on `in_port` through the pipeline. Every packet
     /// leaves `batch`: transmitted, queued on a port, or dropped and counted.
+    ///
+    /// Two passes over the batch. Pass 1 parses and classifies every frame,
+    /// hashes its source and destination keys and prefetches their FDB
+    /// buckets; pass 2 learns, looks up, edits and queues. By the time pass 2
+    /// probes the table, the lines pass 1 asked for are (mostly) in cache.
     pub fn process(&mut self, in_port: PortId, batch: &mut Batch) {
         let n = batch.len();
         if n == 0 {
@@ -257,8 +260,7 @@ impl Switch {
             now_ms,
             ..
         } = self;
-        let now_s = *now_s;
-        let now_ms = *now_ms;
+        let (now_s, now_ms) = (*now_s, *now_ms);
         let Some(ps) = ports.get_mut(in_port.index()).and_then(Option::as_mut) else {
             batch.free_all(pool);
             return;
@@ -282,257 +284,324 @@ impl Switch {
         let domain = domains[ps.cfg.domain.0 as usize]
             .as_mut()
             .expect("a port's domain exists");
+        let fdb = &mut domain.fdb;
         let tpid = domain.cfg.vlan_protocol.tpid();
+        let learning = ps.cfg.learning;
 
-        // Trace: pick the packets to follow (one branch when disarmed).
         scratch.traced = 0;
         if tracer.is_armed() {
             start_trace(tracer, scratch, pool, batch, in_port);
         }
 
-        // Stage 1: parse and classify.
+        // Pass 1: parse, classify, hash, prefetch. (`i % BATCH_MAX` is free
+        // and lets the compiler drop the bounds checks on the scratch arrays.)
         let mode = &ps.cfg.vlan;
         for i in 0..n {
-            let d = pool.data(batch.get(i));
-            match parse_classify(d, tpid, mode) {
+            let i = i % BATCH_MAX;
+            scratch.action[i] = match parse_classify(pool.data(batch.get(i)), tpid, mode) {
                 Ok(m) => {
                     scratch.meta[i] = m;
-                    scratch.action[i] = Action::Continue;
-                    if m.tagged {
-                        stages.inc(if m.tci & 0xfff == 0 {
-                            StageCounter::ParsePriorityTagged
+                    scratch.src_hash[i] = if learning {
+                        fdb.prefetch_key(fdb_key(m.vid, m.src))
+                    } else {
+                        0
+                    };
+                    if m.dst & MULTICAST_BIT != 0 {
+                        Action::Flood(if m.dst == BROADCAST {
+                            FloodKind::Broadcast
                         } else {
-                            StageCounter::ParseTagged
-                        });
+                            FloodKind::Multicast
+                        })
+                    } else {
+                        scratch.dst_hash[i] = fdb.prefetch_key(fdb_key(m.vid, m.dst));
+                        Action::Continue
                     }
                 }
-                Err(r) => scratch.action[i] = Action::Drop(r),
-            }
-            if scratch.traced & (1 << i) != 0 {
-                let v = match scratch.action[i] {
-                    Action::Drop(r) => format!("drop: {r}"),
-                    _ => {
-                        let m = &scratch.meta[i];
-                        format!(
-                            "dst {} src {} vlan {}{}",
-                            mac(m.dst),
-                            mac(m.src),
-                            m.vid,
-                            if m.tagged {
-                                format!(" (tagged, pcp {})", m.tci >> 13)
-                            } else {
-                                " (untagged)".into()
-                            }
-                        )
-                    }
-                };
-                tracer.step(scratch.trace_ids[i], "parse", v);
-            }
-        }
-
-        // Stage 2: learn.
-        if ps.cfg.learning {
-            for i in 0..n {
-                if scratch.action[i] != Action::Continue {
-                    continue;
-                }
-                let m = &scratch.meta[i];
-                let r = domain.fdb.learn(fdb_key(m.vid, m.src), in_port, now_s);
-                stages.inc(match r {
-                    Learned::Refreshed => StageCounter::LearnRefresh,
-                    Learned::New => StageCounter::LearnNew,
-                    Learned::Moved { .. } => StageCounter::LearnMove,
-                    Learned::MoveDamped => StageCounter::LearnMoveDamped,
-                    Learned::LimitPort => StageCounter::LearnLimitPort,
-                    Learned::LimitDomain => StageCounter::LearnLimitDomain,
-                    Learned::StaticConflict => StageCounter::LearnStaticConflict,
-                });
-                if scratch.traced & (1 << i) != 0 {
-                    tracer.step(scratch.trace_ids[i], "learn", format!("{r:?}"));
-                }
-            }
-        }
-
-        // Stage 3: lookup (unicast destinations in one batched probe).
-        let mut k = 0;
-        for i in 0..n {
-            if scratch.action[i] != Action::Continue {
-                continue;
-            }
-            let m = &scratch.meta[i];
-            if m.dst & MULTICAST_BIT != 0 {
-                scratch.action[i] = Action::Flood(if m.dst == BROADCAST {
-                    FloodKind::Broadcast
-                } else {
-                    FloodKind::Multicast
-                });
-            } else {
-                scratch.keys[k] = fdb_key(m.vid, m.dst);
-                scratch.key_idx[k] = i as u8;
-                k += 1;
-            }
-        }
-        domain
-            .fdb
-            .lookup_batch(&scratch.keys[..k], now_s, &mut scratch.found[..k]);
-        for j in 0..k {
-            let i = scratch.key_idx[j] as usize;
-            scratch.action[i] = match scratch.found[j] {
-                Some(p) if p == in_port => Action::Drop(DropReason::Filtered),
-                Some(p) => Action::Unicast(p),
-                None => Action::Flood(FloodKind::Unknown),
+                Err(r) => Action::Drop(r),
             };
+            if scratch.traced & (1 << i) != 0 {
+                trace_parse(tracer, scratch, i);
+            }
         }
-        for i in 0..n {
-            match scratch.action[i] {
-                Action::Unicast(_) => stages.inc(StageCounter::FwdKnownUnicast),
-                Action::Flood(kind) => {
+
+        // Pass 2: learn, look up, storm-control, edit, queue.
+        let mut c = BatchCounts::default();
+        scratch.touched.clear();
+        for (i, mut b) in batch.drain().enumerate() {
+            let i = i % BATCH_MAX;
+            let traced = scratch.traced & (1 << i) != 0;
+            let m = scratch.meta[i];
+            let mut action = scratch.action[i];
+            if !matches!(action, Action::Drop(_)) {
+                if m.tagged {
+                    c.tagged += 1;
+                    c.priority_tagged += (m.tci & 0xfff == 0) as u32;
+                }
+                if learning {
+                    let r = fdb.learn_hashed(
+                        fdb_key(m.vid, m.src),
+                        scratch.src_hash[i],
+                        in_port,
+                        now_s,
+                    );
+                    if r == Learned::Refreshed {
+                        c.refreshed += 1;
+                    } else {
+                        stages.inc(learn_counter(r));
+                    }
+                    if traced {
+                        tracer.step(scratch.trace_ids[i], "learn", format!("{r:?}"));
+                    }
+                }
+                if action == Action::Continue {
+                    action = match fdb.lookup_hashed(
+                        fdb_key(m.vid, m.dst),
+                        scratch.dst_hash[i],
+                        now_s,
+                    ) {
+                        Some(p) if p == in_port => Action::Drop(DropReason::Filtered),
+                        Some(p) => Action::Unicast(p),
+                        None => Action::Flood(FloodKind::Unknown),
+                    };
+                }
+                if let Action::Flood(kind) = action {
                     stages.inc(match kind {
                         FloodKind::Broadcast => StageCounter::FwdBroadcast,
                         FloodKind::Multicast => StageCounter::FwdMulticast,
                         FloodKind::Unknown => StageCounter::FwdUnknownUnicast,
                     });
-                    if let Some(bucket) = ps.storm.as_mut() {
-                        if !bucket.admit(now_ms) {
-                            scratch.action[i] = Action::Drop(DropReason::StormControl);
-                        }
+                    let ps = ports[in_port.index()]
+                        .as_mut()
+                        .expect("ingress port exists");
+                    if let Some(bucket) = ps.storm.as_mut()
+                        && !bucket.admit(now_ms)
+                    {
+                        action = Action::Drop(DropReason::StormControl);
                     }
                 }
-                _ => {}
-            }
-            if scratch.traced & (1 << i) != 0
-                && !matches!(scratch.action[i], Action::Drop(_) if i >= n)
-            {
-                let v = match scratch.action[i] {
-                    Action::Unicast(p) => format!("known unicast -> port {p}"),
-                    Action::Flood(kind) => format!("flood ({kind:?})"),
-                    Action::Drop(r) => format!("drop: {r}"),
-                    Action::Continue => "continue".into(),
-                };
-                tracer.step(scratch.trace_ids[i], "forward", v);
-            }
-        }
-
-        // Stage 4: output. The ingress slot is re-borrowed per packet because
-        // flooding needs the whole port table.
-        let members = &domain.members;
-        scratch.touched.clear();
-        for (i, mut b) in batch.drain().enumerate() {
-            let traced = scratch.traced & (1 << i) != 0;
-            let m = scratch.meta[i];
-            let drop = |ports: &mut [Option<PortSlot>],
-                        pool: &mut PacketPool,
-                        b: PktBuf,
-                        at: PortId,
-                        r: DropReason| {
-                if let Some(s) = ports[at.index()].as_mut() {
-                    s.counters.drop(r);
+                if traced {
+                    trace_forward(tracer, scratch.trace_ids[i], action);
                 }
-                pool.free(b);
-            };
-            match scratch.action[i] {
+            }
+            match action {
                 Action::Continue => unreachable!("every packet has a verdict after lookup"),
-                Action::Drop(r) => drop(ports, pool, b, in_port, r),
+                Action::Drop(r) => drop_at(ports, pool, b, in_port, r),
                 Action::Unicast(out) => {
+                    c.known_unicast += 1;
                     let egress = match ports.get(out.index()).and_then(Option::as_ref) {
                         Some(os) if os.cfg.enabled => os.cfg.vlan.egress(m.vid),
                         _ => Egress::NotMember,
                     };
-                    match egress_edit(pool, &mut b, &m, egress, tpid, stages) {
-                        Ok(()) => {
-                            if traced {
-                                tracer.step(
-                                    scratch.trace_ids[i],
-                                    "output",
-                                    format!("port {out}: {egress:?}"),
-                                );
-                            }
-                            enqueue(ports, pool, &mut scratch.touched, out, b, now_ms)
-                        }
-                        Err(r) => {
-                            if traced {
-                                tracer.step(
-                                    scratch.trace_ids[i],
-                                    "output",
-                                    format!("port {out}: drop: {r}"),
-                                );
-                            }
-                            drop(ports, pool, b, in_port, r)
-                        }
-                    }
-                }
-                Action::Flood(_) => {
-                    scratch.targets.clear();
-                    for &p in members {
-                        if p == in_port {
-                            continue;
-                        }
-                        let Some(os) = ports[p.index()].as_ref() else {
-                            continue;
-                        };
-                        if !os.cfg.enabled {
-                            continue;
-                        }
-                        let e = os.cfg.vlan.egress(m.vid);
-                        if e != Egress::NotMember {
-                            scratch.targets.push((p, e));
-                        }
-                    }
-                    let Some(&(last, last_e)) = scratch.targets.last() else {
-                        if traced {
-                            tracer.step(
-                                scratch.trace_ids[i],
-                                "output",
-                                "drop: flood set empty".into(),
-                            );
-                        }
-                        drop(ports, pool, b, in_port, DropReason::FloodEmpty);
-                        continue;
-                    };
-                    let copies = scratch.targets.len() - 1;
-                    for t in 0..copies {
-                        let (p, e) = scratch.targets[t];
-                        let Some(mut c) = pool.duplicate(&b) else {
-                            if let Some(s) = ports[in_port.index()].as_mut() {
-                                s.counters.drop(DropReason::PoolExhausted);
-                            }
-                            continue;
-                        };
-                        stages.inc(StageCounter::FloodCopies);
-                        match egress_edit(pool, &mut c, &m, e, tpid, stages) {
-                            Ok(()) => enqueue(ports, pool, &mut scratch.touched, p, c, now_ms),
-                            Err(r) => drop(ports, pool, c, p, r),
-                        }
-                    }
+                    let r = egress_edit(pool, &mut b, &m, egress, tpid, &mut c);
                     if traced {
-                        let list: Vec<String> = scratch
-                            .targets
-                            .iter()
-                            .map(|(p, e)| format!("{p}:{e:?}"))
-                            .collect();
-                        tracer.step(
-                            scratch.trace_ids[i],
-                            "output",
-                            format!("flood to ports [{}]", list.join(", ")),
-                        );
+                        let v = match r {
+                            Ok(()) => format!("port {out}: {egress:?}"),
+                            Err(r) => format!("port {out}: drop: {r}"),
+                        };
+                        tracer.step(scratch.trace_ids[i], "output", v);
                     }
-                    match egress_edit(pool, &mut b, &m, last_e, tpid, stages) {
-                        Ok(()) => enqueue(ports, pool, &mut scratch.touched, last, b, now_ms),
-                        Err(r) => drop(ports, pool, b, last, r),
+                    match r {
+                        Ok(()) => enqueue(ports, pool, &mut scratch.touched, out, b, now_ms),
+                        Err(r) => drop_at(ports, pool, b, in_port, r),
                     }
                 }
+                Action::Flood(_) => flood(
+                    ports,
+                    pool,
+                    &domain.members,
+                    scratch,
+                    tracer,
+                    FloodJob {
+                        in_port,
+                        i,
+                        traced,
+                        tpid,
+                        now_ms,
+                    },
+                    b,
+                    &m,
+                    &mut c,
+                ),
             }
         }
+        c.add_to(stages);
 
         // Transmit what the batch produced.
         for &p in scratch.touched.iter() {
-            if let Some(os) = ports[p.index()].as_mut() {
-                if !os.txq.is_empty() {
-                    flush_port(os, pool, now_ms);
-                }
+            if let Some(os) = ports[p.index()].as_mut()
+                && !os.txq.is_empty()
+            {
+                flush_port(os, pool, now_ms);
             }
         }
     }
+}
+
+/// Per-batch tallies of the per-packet counters, added to the stage
+/// counters once per batch.
+#[derive(Default)]
+pub(crate) struct BatchCounts {
+    tagged: u32,
+    priority_tagged: u32,
+    refreshed: u32,
+    known_unicast: u32,
+    copies: u32,
+    push: u32,
+    pop: u32,
+}
+
+impl BatchCounts {
+    fn add_to(&self, s: &mut StageCounters) {
+        s.add(
+            StageCounter::ParseTagged,
+            (self.tagged - self.priority_tagged) as u64,
+        );
+        s.add(
+            StageCounter::ParsePriorityTagged,
+            self.priority_tagged as u64,
+        );
+        s.add(StageCounter::LearnRefresh, self.refreshed as u64);
+        s.add(StageCounter::FwdKnownUnicast, self.known_unicast as u64);
+        s.add(StageCounter::FloodCopies, self.copies as u64);
+        s.add(StageCounter::EgressTagPush, self.push as u64);
+        s.add(StageCounter::EgressTagPop, self.pop as u64);
+    }
+}
+
+fn learn_counter(r: Learned) -> StageCounter {
+    match r {
+        Learned::Refreshed => StageCounter::LearnRefresh,
+        Learned::New => StageCounter::LearnNew,
+        Learned::Moved { .. } => StageCounter::LearnMove,
+        Learned::MoveDamped => StageCounter::LearnMoveDamped,
+        Learned::LimitPort => StageCounter::LearnLimitPort,
+        Learned::LimitDomain => StageCounter::LearnLimitDomain,
+        Learned::StaticConflict => StageCounter::LearnStaticConflict,
+    }
+}
+
+#[inline]
+fn drop_at(
+    ports: &mut [Option<PortSlot>],
+    pool: &mut PacketPool,
+    b: PktBuf,
+    at: PortId,
+    r: DropReason,
+) {
+    if let Some(s) = ports[at.index()].as_mut() {
+        s.counters.drop(r);
+    }
+    pool.free(b);
+}
+
+/// What `flood` needs to know about the packet besides the packet.
+struct FloodJob {
+    in_port: PortId,
+    i: usize,
+    traced: bool,
+    tpid: u16,
+    now_ms: u64,
+}
+
+/// Copy a frame to every other member port of its VLAN, editing the tag per
+/// port; the original goes to the last one.
+#[allow(clippy::too_many_arguments)]
+fn flood(
+    ports: &mut [Option<PortSlot>],
+    pool: &mut PacketPool,
+    members: &[PortId],
+    scratch: &mut Scratch,
+    tracer: &mut Tracer,
+    job: FloodJob,
+    mut b: PktBuf,
+    m: &Meta,
+    c: &mut BatchCounts,
+) {
+    scratch.targets.clear();
+    for &p in members {
+        if p == job.in_port {
+            continue;
+        }
+        let Some(os) = ports[p.index()].as_ref() else {
+            continue;
+        };
+        if !os.cfg.enabled {
+            continue;
+        }
+        let e = os.cfg.vlan.egress(m.vid);
+        if e != Egress::NotMember {
+            scratch.targets.push((p, e));
+        }
+    }
+    if job.traced {
+        let list: Vec<String> = scratch
+            .targets
+            .iter()
+            .map(|(p, e)| format!("{p}:{e:?}"))
+            .collect();
+        let v = if list.is_empty() {
+            "drop: flood set empty".into()
+        } else {
+            format!("flood to ports [{}]", list.join(", "))
+        };
+        tracer.step(scratch.trace_ids[job.i], "output", v);
+    }
+    let Some(&(last, last_e)) = scratch.targets.last() else {
+        drop_at(ports, pool, b, job.in_port, DropReason::FloodEmpty);
+        return;
+    };
+    for t in 0..scratch.targets.len() - 1 {
+        let (p, e) = scratch.targets[t];
+        let Some(mut copy) = pool.duplicate(&b) else {
+            if let Some(s) = ports[job.in_port.index()].as_mut() {
+                s.counters.drop(DropReason::PoolExhausted);
+            }
+            continue;
+        };
+        c.copies += 1;
+        match egress_edit(pool, &mut copy, m, e, job.tpid, c) {
+            Ok(()) => enqueue(ports, pool, &mut scratch.touched, p, copy, job.now_ms),
+            Err(r) => drop_at(ports, pool, copy, p, r),
+        }
+    }
+    match egress_edit(pool, &mut b, m, last_e, job.tpid, c) {
+        Ok(()) => enqueue(ports, pool, &mut scratch.touched, last, b, job.now_ms),
+        Err(r) => drop_at(ports, pool, b, last, r),
+    }
+}
+
+#[cold]
+fn trace_parse(tracer: &mut Tracer, scratch: &Scratch, i: usize) {
+    let v = match scratch.action[i] {
+        Action::Drop(r) => format!("drop: {r}"),
+        _ => {
+            let m = &scratch.meta[i];
+            let tag = if m.tagged {
+                format!(" (tagged, pcp {})", m.tci >> 13)
+            } else {
+                " (untagged)".into()
+            };
+            format!(
+                "dst {} src {} vlan {}{}",
+                mac(m.dst),
+                mac(m.src),
+                m.vid,
+                tag
+            )
+        }
+    };
+    tracer.step(scratch.trace_ids[i], "parse", v);
+}
+
+#[cold]
+fn trace_forward(tracer: &mut Tracer, id: u64, action: Action) {
+    let v = match action {
+        Action::Unicast(p) => format!("known unicast -> port {p}"),
+        Action::Flood(kind) => format!("flood ({kind:?})"),
+        Action::Drop(r) => format!("drop: {r}"),
+        Action::Continue => "continue".into(),
+    };
+    tracer.step(id, "forward", v);
 }
 
 #[cold]

@@ -170,6 +170,11 @@ impl<'de> serde::Deserialize<'de> for VlanSet {
 }
 
 /// How a port takes part in VLANs.
+///
+/// The trunk's bitmap makes this 520 bytes; it exists once per port in the
+/// configuration and is read in place on the fast path, where a `Box` would
+/// add a pointer chase per frame for no gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "mode", rename_all = "lowercase")]
 pub enum VlanMode {

@@ -7,12 +7,13 @@
 //! (aging walks a bounded number of buckets per call; only operator flushes
 //! walk everything).
 
-use std::hash::BuildHasher;
+mod table;
 
-use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use hashbrown::HashMap;
 
 use crate::mac::MacAddr;
 use crate::port::PortId;
+use table::{Table, Val};
 
 /// 802.1D's recommended default ageing time.
 pub const DEFAULT_AGING_SECS: u32 = 300;
@@ -35,15 +36,6 @@ const fn key_mac(key: u64) -> MacAddr {
 
 const F_STATIC: u16 = 1;
 const F_DAMPED: u16 = 2;
-
-/// One slot: 16 bytes, four to a cache line.
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    key: u64,
-    last_seen: u32,
-    port: u16,
-    flags: u16,
-}
 
 /// Flap damping: a station that moves more than `max_moves` times within
 /// `window_secs` stays where it is for `hold_secs`; frames still flow, the
@@ -132,8 +124,7 @@ const FLAP_TRACK_MAX: usize = 4096;
 
 /// A bridge domain's forwarding database.
 pub struct Fdb {
-    table: HashTable<Entry>,
-    hasher: DefaultHashBuilder,
+    table: Table,
     cfg: FdbConfig,
     dynamic: u32,
     per_port: Vec<u32>,
@@ -143,6 +134,8 @@ pub struct Fdb {
     flap_purged_at: u32,
     /// Moves seen while the flap tracker was full.
     pub flap_overflow: u64,
+    /// Reused list of entries an aging step removed.
+    scratch: Vec<(u64, Val)>,
 }
 
 impl std::fmt::Debug for Fdb {
@@ -162,9 +155,18 @@ impl Default for Fdb {
 
 impl Fdb {
     pub fn new(cfg: FdbConfig) -> Self {
+        Self::with_capacity(cfg, 0)
+    }
+
+    /// Pre-size for `n` entries (big domains; avoids growth pauses).
+    pub fn with_capacity(cfg: FdbConfig, n: usize) -> Self {
+        let n = if n == 0 && cfg.max_entries != 0 {
+            cfg.max_entries as usize
+        } else {
+            n
+        };
         Fdb {
-            table: HashTable::new(),
-            hasher: DefaultHashBuilder::default(),
+            table: Table::with_capacity(n.min(1 << 24)),
             cfg,
             dynamic: 0,
             per_port: Vec::new(),
@@ -173,14 +175,8 @@ impl Fdb {
             flaps: HashMap::new(),
             flap_purged_at: 0,
             flap_overflow: 0,
+            scratch: Vec::new(),
         }
-    }
-
-    /// Pre-size for `n` entries (benches; avoids rehash pauses on big domains).
-    pub fn with_capacity(cfg: FdbConfig, n: usize) -> Self {
-        let mut f = Self::new(cfg);
-        f.table.reserve(n, |_| 0);
-        f
     }
 
     pub fn config(&self) -> &FdbConfig {
@@ -196,7 +192,7 @@ impl Fdb {
         self.table.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.table.len() == 0
     }
     /// Dynamic (learned) entries.
     pub fn dynamic_len(&self) -> u32 {
@@ -218,11 +214,11 @@ impl Fdb {
 
     #[inline]
     fn hash(&self, key: u64) -> u64 {
-        self.hasher.hash_one(key)
+        self.table.hash(key)
     }
 
     #[inline]
-    fn expired(&self, e: &Entry, now: u32) -> bool {
+    fn expired(&self, e: &Val, now: u32) -> bool {
         e.flags & F_STATIC == 0
             && self.cfg.aging_secs != 0
             && now.wrapping_sub(e.last_seen) >= self.cfg.aging_secs
@@ -250,34 +246,51 @@ impl Fdb {
     }
 
     #[inline]
-    fn lookup_hashed(&self, key: u64, hash: u64, now: u32) -> Option<PortId> {
-        match self.table.find(hash, |e| e.key == key) {
+    pub(crate) fn lookup_hashed(&self, key: u64, hash: u64, now: u32) -> Option<PortId> {
+        match self.table.find(key, hash) {
             Some(e) if !self.expired(e, now) => Some(PortId(e.port)),
             _ => None,
         }
     }
 
-    /// Look up a batch of keys. Hashes are computed in one pass first so the
-    /// probes that follow are independent of each other and the CPU can keep
-    /// several cache misses in flight (the 1M-entry case is memory bound).
+    /// Look up a batch of keys: hash them all and prefetch both candidate
+    /// buckets of each first, then probe, so the cache misses of the whole
+    /// batch overlap instead of queueing one behind the other (a table of a
+    /// million stations does not fit any cache).
     #[inline]
     pub fn lookup_batch(&self, keys: &[u64], now: u32, out: &mut [Option<PortId>]) {
-        debug_assert!(out.len() >= keys.len());
-        let mut hashes = [0u64; crate::batch::BATCH_MAX];
-        for (h, k) in hashes.iter_mut().zip(keys) {
-            *h = self.hash(*k);
+        let n = keys.len().min(crate::batch::BATCH_MAX).min(out.len());
+        let mut hs = [0u64; crate::batch::BATCH_MAX];
+        for i in 0..n {
+            let h = self.hash(keys[i]);
+            self.table.prefetch(h);
+            hs[i] = h;
         }
-        for i in 0..keys.len() {
-            out[i] = self.lookup_hashed(keys[i], hashes[i], now);
+        for i in 0..n {
+            out[i] = self.lookup_hashed(keys[i], hs[i], now);
         }
+    }
+
+    /// Hash `key` and prefetch where it would live (the pipeline does this a
+    /// stage ahead of the probe).
+    #[inline]
+    pub fn prefetch_key(&self, key: u64) -> u64 {
+        let h = self.hash(key);
+        self.table.prefetch(h);
+        h
     }
 
     /// Learn (or refresh) that `key` was seen on `port` at `now`.
     #[inline]
     pub fn learn(&mut self, key: u64, port: PortId, now: u32) -> Learned {
-        let hash = self.hash(key);
+        self.learn_hashed(key, self.hash(key), port, now)
+    }
+
+    /// [`Fdb::learn`] with the hash from [`Fdb::prefetch_key`].
+    #[inline]
+    pub fn learn_hashed(&mut self, key: u64, hash: u64, port: PortId, now: u32) -> Learned {
         let aging = self.cfg.aging_secs;
-        let Some(e) = self.table.find_mut(hash, |e| e.key == key) else {
+        let Some(e) = self.table.find_mut(key, hash) else {
             return self.insert_new(key, hash, port.0, now);
         };
         if e.port == port.0 {
@@ -312,16 +325,14 @@ impl Fdb {
         if self.port_full(port) {
             return Learned::LimitPort;
         }
-        let hasher = &self.hasher;
-        self.table.insert_unique(
+        self.table.insert_new(
+            key,
             hash,
-            Entry {
-                key,
+            Val {
                 last_seen: now,
                 port,
                 flags: 0,
             },
-            |e| hasher.hash_one(e.key),
         );
         self.dynamic += 1;
         *self.port_count_mut(port) += 1;
@@ -364,7 +375,7 @@ impl Fdb {
             }
         }
         if damp_now {
-            if let Some(e) = self.table.find_mut(hash, |e| e.key == key) {
+            if let Some(e) = self.table.find_mut(key, hash) {
                 e.flags |= F_DAMPED;
             }
             return Learned::MoveDamped;
@@ -374,7 +385,7 @@ impl Fdb {
         }
         let e = self
             .table
-            .find_mut(hash, |e| e.key == key)
+            .find_mut(key, hash)
             .expect("entry found by caller");
         e.port = to;
         e.last_seen = now;
@@ -390,16 +401,14 @@ impl Fdb {
         let key = fdb_key(vid, mac.to_u64());
         self.remove(vid, mac);
         let hash = self.hash(key);
-        let hasher = &self.hasher;
-        self.table.insert_unique(
+        self.table.insert_new(
+            key,
             hash,
-            Entry {
-                key,
+            Val {
                 last_seen: 0,
                 port: port.0,
                 flags: F_STATIC,
             },
-            |e| hasher.hash_one(e.key),
         );
     }
 
@@ -407,9 +416,8 @@ impl Fdb {
     pub fn remove(&mut self, vid: u16, mac: MacAddr) -> bool {
         let key = fdb_key(vid, mac.to_u64());
         let hash = self.hash(key);
-        match self.table.find_entry(hash, |e| e.key == key) {
-            Ok(occ) => {
-                let (e, _) = occ.remove();
+        match self.table.remove(key, hash) {
+            Some(e) => {
                 if e.flags & F_STATIC == 0 {
                     self.dynamic -= 1;
                     *self.port_count_mut(e.port) -= 1;
@@ -417,7 +425,7 @@ impl Fdb {
                 self.flaps.remove(&key);
                 true
             }
-            Err(_) => false,
+            None => false,
         }
     }
 
@@ -426,9 +434,9 @@ impl Fdb {
     pub fn flush(&mut self, f: FlushFilter) -> usize {
         let mut removed_dynamic = Vec::new();
         let before = self.table.len();
-        self.table.retain(|e| {
+        self.table.retain(|key, e| {
             let hit = f.port.is_none_or(|p| p.0 == e.port)
-                && f.vid.is_none_or(|v| v == key_vid(e.key))
+                && f.vid.is_none_or(|v| v == key_vid(key))
                 && (f.include_static || e.flags & F_STATIC == 0);
             if hit && e.flags & F_STATIC == 0 {
                 removed_dynamic.push(e.port);
@@ -439,7 +447,7 @@ impl Fdb {
             self.dynamic -= 1;
             *self.port_count_mut(p) -= 1;
         }
-        if self.table.is_empty() {
+        if self.table.len() == 0 {
             self.flaps.clear();
         }
         before - self.table.len()
@@ -450,7 +458,7 @@ impl Fdb {
     /// with a small budget every batch keeps aging off the latency path; a
     /// full pass takes `buckets / budget` calls.
     pub fn age_step(&mut self, now: u32, budget: usize) -> usize {
-        if self.flaps.len() > 0 && now.wrapping_sub(self.flap_purged_at) >= 1 {
+        if !self.flaps.is_empty() && now.wrapping_sub(self.flap_purged_at) >= 1 {
             self.flap_purged_at = now;
             let w = self.cfg.damping.window_secs;
             self.flaps.retain(|_, f| {
@@ -461,33 +469,35 @@ impl Fdb {
                 }
             });
         }
-        if self.cfg.aging_secs == 0 || self.table.is_empty() {
+        if self.cfg.aging_secs == 0 || self.table.len() == 0 {
             return 0;
         }
-        let n = self.table.num_buckets();
+        let n = self.table.buckets();
         let aging = self.cfg.aging_secs;
-        let mut expired = 0;
+        let mut gone = std::mem::take(&mut self.scratch);
         for _ in 0..budget.min(n) {
             if self.cursor >= n {
                 self.cursor = 0;
             }
-            if let Ok(occ) = self.table.get_bucket_entry(self.cursor) {
-                let e = occ.get();
-                if e.flags & F_STATIC == 0 && now.wrapping_sub(e.last_seen) >= aging {
-                    let (e, _) = occ.remove();
-                    self.dynamic -= 1;
-                    *self.port_count_mut(e.port) -= 1;
-                    expired += 1;
-                }
-            }
+            self.table.sweep_bucket(
+                self.cursor,
+                |_, e| e.flags & F_STATIC == 0 && now.wrapping_sub(e.last_seen) >= aging,
+                &mut gone,
+            );
             self.cursor += 1;
         }
+        let expired = gone.len();
+        for (_, e) in gone.drain(..) {
+            self.dynamic -= 1;
+            *self.port_count_mut(e.port) -= 1;
+        }
+        self.scratch = gone;
         expired
     }
 
-    /// Buckets a full aging pass visits.
+    /// Buckets a full aging pass visits (budget units of [`Fdb::age_step`]).
     pub fn buckets(&self) -> usize {
-        self.table.num_buckets()
+        self.table.buckets()
     }
 
     /// Every entry, for the control plane (allocates; not for the fast path).
@@ -495,10 +505,10 @@ impl Fdb {
         let mut v: Vec<_> = self
             .table
             .iter()
-            .filter(|e| !self.expired(e, now))
-            .map(|e| FdbEntryInfo {
-                vid: key_vid(e.key),
-                mac: key_mac(e.key),
+            .filter(|(_, e)| !self.expired(e, now))
+            .map(|(key, e)| FdbEntryInfo {
+                vid: key_vid(key),
+                mac: key_mac(key),
                 port: PortId(e.port),
                 is_static: e.flags & F_STATIC != 0,
                 age_secs: if e.flags & F_STATIC != 0 {
@@ -594,9 +604,9 @@ mod tests {
             f.learn(k(1, i), P1, 0);
         }
         let buckets = f.buckets();
-        assert!(buckets >= 10_000);
-        // One call with a budget of 64 frees at most 64 entries.
-        assert!(f.age_step(5, 64) <= 64);
+        assert!(buckets * 4 >= 10_000, "four slots a bucket");
+        // One call with a budget of 64 buckets frees at most 64 * 4 entries.
+        assert!(f.age_step(5, 64) <= 256);
         // Enough calls to cover the table once free everything.
         let mut total = 0;
         for _ in 0..buckets.div_ceil(64) {

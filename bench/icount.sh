@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Instructions per frame for each pipeline scenario, from callgrind: run the
+# scenario for N and 2N bursts and divide the difference by N*BURST frames,
+# so setup (pool, tables, 1M-entry fills) cancels out.
+# Usage: bench/icount.sh [SCENARIO...]   (needs valgrind)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q -p rvs-bench --bin rvs-icount
+bin=target/release/rvs-icount
+scenarios=${*:-known_unicast flood_4ports learn_new_macs access_to_trunk trunk_to_access lookup_1M_entries}
+burst=32
+n=2000
+count() {
+  local out
+  out=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$1" "$burst" "$2" 2>&1)
+  echo "$out" | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+}
+printf '%-22s %12s\n' scenario instr/frame
+for s in $scenarios; do
+  a=$(count "$s" "$n")
+  b=$(count "$s" $((2 * n)))
+  printf '%-22s %12.1f\n' "$s" "$(echo "($b - $a) / ($n * $burst)" | bc -l)"
+done
