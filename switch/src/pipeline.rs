@@ -205,7 +205,9 @@ fn enqueue(
     let os = ports[out.index()]
         .as_mut()
         .expect("caller checked the port");
-    if b.len() > os.max_frame {
+    // A GSO super-frame is the egress back end's to segment (TAP passes it
+    // on or cuts it, AF_PACKET hands it to the kernel, AF_XDP cuts it).
+    if b.len() > os.max_frame && !b.offload().is_gso() {
         os.counters.drop(DropReason::Oversize);
         pool.free(b);
         return;
@@ -561,12 +563,12 @@ fn flood(
         c.copies += 1;
         match egress_edit(pool, &mut copy, m, e, job.tpid, c) {
             Ok(()) => enqueue(ports, pool, &mut scratch.touched, p, copy, job.now_ms),
-            Err(r) => drop_at(ports, pool, copy, p, r),
+            Err(r) => drop_at(ports, pool, copy, job.in_port, r),
         }
     }
     match egress_edit(pool, &mut b, m, last_e, job.tpid, c) {
         Ok(()) => enqueue(ports, pool, &mut scratch.touched, last, b, job.now_ms),
-        Err(r) => drop_at(ports, pool, b, last, r),
+        Err(r) => drop_at(ports, pool, b, job.in_port, r),
     }
 }
 

@@ -53,6 +53,8 @@ pub(crate) struct PortSlot {
     pub storm: Option<TokenBucket>,
     pub max_frame: usize,
     pub last_error: Option<String>,
+    /// The back end reported its link gone: no more receive calls.
+    pub gone: bool,
 }
 
 pub(crate) struct Domain {
@@ -66,6 +68,8 @@ pub(crate) struct Domain {
 pub struct PortInfo {
     pub id: PortId,
     pub name: String,
+    /// The back end reported its link gone.
+    pub gone: bool,
     pub cfg: PortConfig,
     pub counters: PortCounters,
     pub learned: u32,
@@ -301,6 +305,7 @@ impl Switch {
             max_frame,
             last_error: None,
             capture: None,
+            gone: false,
         };
         if slot == self.ports.len() {
             self.ports.push(Some(ps));
@@ -390,6 +395,7 @@ impl Switch {
         Ok(PortInfo {
             id,
             name: ps.port.name().to_string(),
+            gone: ps.gone,
             cfg: ps.cfg.clone(),
             counters: ps.counters.clone(),
             learned,
@@ -575,5 +581,13 @@ impl Switch {
 
 #[cold]
 fn record_port_error(ps: &mut PortSlot, e: PortError) {
-    ps.last_error = Some(e.to_string());
+    // A vanished link stops being polled (the control plane removes or
+    // re-attaches it); other errors are kept once, not re-formatted per poll.
+    if matches!(e, PortError::Gone(_)) {
+        ps.gone = true;
+    }
+    let msg = e.to_string();
+    if ps.last_error.as_deref() != Some(&msg) {
+        ps.last_error = Some(msg);
+    }
 }

@@ -574,3 +574,58 @@ fn removing_a_port_forgets_its_stations_and_frees_everything() {
     );
     assert_eq!(r.sw.pool().available(), 1024);
 }
+
+/// A back end whose link vanished: every receive says so.
+struct GonePort;
+
+impl rvs_switch::Port for GonePort {
+    fn name(&self) -> &str {
+        "gone0"
+    }
+    fn rx_burst(
+        &mut self,
+        _: &mut PacketPool,
+        _: &mut rvs_switch::Batch,
+    ) -> Result<usize, rvs_switch::PortError> {
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        assert_eq!(
+            CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            0,
+            "polled after it said gone"
+        );
+        Err(rvs_switch::PortError::Gone("gone0".into()))
+    }
+    fn tx_burst(
+        &mut self,
+        pool: &mut PacketPool,
+        batch: &mut rvs_switch::Batch,
+    ) -> rvs_switch::TxDone {
+        let n = batch.len();
+        batch.free_all(pool);
+        rvs_switch::TxDone {
+            packets: 0,
+            bytes: 0,
+            dropped: n,
+        }
+    }
+}
+
+#[test]
+fn a_port_whose_link_is_gone_is_reported_and_no_longer_polled() {
+    let mut r = rig(&[access(1)]);
+    let id =
+        r.sw.add_port(Box::new(GonePort), PortConfig::access(r.dom, 1))
+            .unwrap();
+    for _ in 0..3 {
+        r.sw.poll();
+    }
+    let info = r.sw.port_info(id).unwrap();
+    assert!(info.gone);
+    assert_eq!(info.last_error.as_deref(), Some("port gone0: link is gone"));
+    r.send(0, &frame(BCAST, mac(1)));
+    assert_eq!(
+        r.sw.pool().available(),
+        1024,
+        "the flood copy to the dead port was freed"
+    );
+}

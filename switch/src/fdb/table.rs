@@ -85,14 +85,14 @@ impl Table {
         self.hasher.hash_one(key)
     }
 
+    /// The two candidate buckets of hash `h`. The second is the first XOR an
+    /// odd number drawn from the hash's upper half, so the two always differ
+    /// (bucket counts are powers of two, at least 4) with no branch.
     #[inline(always)]
     fn homes(&self, h: u64) -> (usize, usize) {
         let b1 = h as usize & self.mask;
-        let mut b2 = (h >> 32) as usize & self.mask;
-        if b2 == b1 {
-            b2 = b1 ^ 1;
-        }
-        (b1, b2 & self.mask)
+        let b2 = (b1 ^ ((h >> 32) as usize | 1)) & self.mask;
+        (b1, b2)
     }
 
     /// Prefetch both candidate buckets of hash `h`.
