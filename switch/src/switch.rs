@@ -538,6 +538,9 @@ impl Switch {
             let Some(ps) = self.ports[i].as_mut() else {
                 continue;
             };
+            if ps.gone {
+                continue;
+            }
             match ps.port.rx_burst(&mut self.pool, &mut rx) {
                 Ok(0) => continue,
                 Ok(n) => total += n,
