@@ -2,4 +2,12 @@
 //! netlink and namespaces. All `unsafe` in the project lives here, each block
 //! with a `// SAFETY:` note.
 
+pub mod afpacket;
+pub mod afxdp;
+pub mod ethtool;
+pub mod gso;
+pub mod netlink;
+pub mod netns;
+pub mod tap;
 pub mod testutil;
+pub mod vnet;

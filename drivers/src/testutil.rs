@@ -245,6 +245,52 @@ impl Drop for RunningSwitch {
     }
 }
 
+/// Send one raw Ethernet frame, exactly as given (VLAN tags included), out
+/// of `ifname` in namespace `ns` through an AF_PACKET socket. For tests that
+/// need frames the namespace's own stack would not build (this kernel has
+/// no 802.1Q sub-interfaces, so tagged traffic is injected this way).
+pub fn inject_frame(ns: &Netns, ifname: &str, frame: &[u8]) -> std::io::Result<()> {
+    let ifname = std::ffi::CString::new(ifname).expect("no NUL in names");
+    crate::netns::in_netns(&ns.name, || -> std::io::Result<()> {
+        // SAFETY: if_nametoindex reads a NUL-terminated string that lives
+        // across the call.
+        let index = unsafe { libc::if_nametoindex(ifname.as_ptr()) };
+        if index == 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: socket(2) takes no pointers. Protocol 0: send only.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by socket(2); nothing else owns it.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = index as i32;
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+        // SAFETY: `frame` and `sll` are live for the call and the length
+        // arguments are their sizes.
+        let n = unsafe {
+            libc::sendto(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    })
+    .map_err(std::io::Error::other)?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,99 @@
+//! What a TAP port is created with: name, offloads, MTU, and the errors
+//! creation reports. Plain data; the syscalls are in `mod.rs`.
+
+use std::io;
+
+use rvs_switch::PacketPool;
+
+use crate::netlink::NetlinkError;
+
+/// Which offloads the TAP offers the kernel (`TUNSETOFFLOAD`): what the
+/// kernel may hand us, and what we pass through on transmit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TapOffload {
+    /// Complete frames only; partial checksums are completed in software.
+    None,
+    /// `TUN_F_CSUM`: frames may carry a partial L4 checksum.
+    Csum,
+    /// `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`: TCP super-frames up to
+    /// 64 KiB. Needs a pool with large frames.
+    Tso,
+}
+
+/// How to create a TAP port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapOptions {
+    /// Interface name (at most 15 bytes); also the switch port name.
+    pub name: String,
+    pub offload: TapOffload,
+    /// `IFF_MULTI_QUEUE`: further `TapPort`s may attach to the same name.
+    pub multi_queue: bool,
+    pub mtu: u32,
+    /// Bring the link up after creation.
+    pub up: bool,
+}
+
+impl TapOptions {
+    /// Checksum offload, MTU 1500, up, single queue.
+    pub fn new(name: &str) -> TapOptions {
+        TapOptions {
+            name: name.to_string(),
+            offload: TapOffload::Csum,
+            multi_queue: false,
+            mtu: 1500,
+            up: true,
+        }
+    }
+
+    /// Like [`TapOptions::new`], with TSO when `pool` has large frames.
+    pub fn for_pool(name: &str, pool: &PacketPool) -> TapOptions {
+        let mut o = Self::new(name);
+        if pool.large_capacity() > 0 {
+            o.offload = TapOffload::Tso;
+        }
+        o
+    }
+
+    pub fn offload(mut self, o: TapOffload) -> Self {
+        self.offload = o;
+        self
+    }
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = mtu;
+        self
+    }
+    pub fn up(mut self, up: bool) -> Self {
+        self.up = up;
+        self
+    }
+    pub fn multi_queue(mut self, mq: bool) -> Self {
+        self.multi_queue = mq;
+        self
+    }
+}
+
+/// Why a TAP could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    #[error("create tap {name}: {why}")]
+    Config { name: String, why: String },
+    #[error("create tap {name}: open /dev/net/tun failed: {source}")]
+    Open {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("create tap {name}: {op} failed: {source}")]
+    Ioctl {
+        name: String,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("create tap {name}: {source}")]
+    Netlink {
+        name: String,
+        #[source]
+        source: NetlinkError,
+    },
+}
