@@ -145,6 +145,25 @@ pub struct PacketPool {
     /// after the small ones, LARGE_FRAME bytes each.
     nlarge: u32,
     free_large: Vec<u32>,
+    /// Cloned by every kernel registration of the region (an AF_XDP UMEM).
+    /// If the pool is dropped while one is alive, its memory is leaked
+    /// rather than freed under the kernel's feet.
+    registrations: std::sync::Arc<()>,
+}
+
+/// Proof that a kernel registration of a pool's region is alive: hold it as
+/// long as the kernel may write into the region.
+#[derive(Debug, Clone)]
+pub struct RegionToken(#[allow(dead_code)] std::sync::Arc<()>);
+
+impl Drop for PacketPool {
+    fn drop(&mut self) {
+        if std::sync::Arc::strong_count(&self.registrations) > 1 {
+            // A socket still has the region registered: the kernel may write
+            // into it. Leaking a few MiB beats a use-after-free.
+            std::mem::forget(std::mem::take(&mut self.mem));
+        }
+    }
 }
 
 /// Size of a large frame: a 64 KiB GSO super-frame plus its virtio-net
@@ -213,6 +232,7 @@ impl PacketPool {
             nframes: nframes as u32,
             free,
             nlarge: nlarge as u32,
+            registrations: std::sync::Arc::new(()),
             free_large: (nframes as u32..(nframes + nlarge) as u32).rev().collect(),
         })
     }
@@ -479,6 +499,17 @@ impl PacketPool {
         ((b.frame as usize) << self.frame_shift) as u64
     }
 
+    /// A token to keep while the kernel has the region registered (see
+    /// [`RegionToken`]).
+    pub fn region_token(&self) -> RegionToken {
+        RegionToken(self.registrations.clone())
+    }
+
+    /// Whether any [`RegionToken`] is alive.
+    pub fn region_registered(&self) -> bool {
+        std::sync::Arc::strong_count(&self.registrations) > 1
+    }
+
     /// The small-frame part of the region, for registering it with the
     /// kernel as an AF_XDP UMEM (page aligned, `small_region_len()` bytes).
     pub fn region_mut(&mut self) -> &mut [u8] {
@@ -616,6 +647,16 @@ mod tests {
         p.set_head(&mut b, 256 - 2);
         assert_eq!(p.data(&b).len(), 6);
         assert_eq!(&p.data(&b)[2..], &[1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_pool_dropped_while_registered_leaks_instead_of_freeing() {
+        let p = PacketPool::with_frames(2);
+        assert!(!p.region_registered());
+        let t = p.region_token();
+        assert!(p.region_registered());
+        drop(p); // must not free memory the token's holder may still use
+        drop(t);
     }
 
     #[test]

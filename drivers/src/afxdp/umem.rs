@@ -53,6 +53,8 @@ struct UmemShared {
     umem_headroom: u32,
     ring_size: u32,
     anchor: Mutex<Weak<Registration>>,
+    /// Keeps the pool from freeing the region while sockets may use it.
+    _token: rvs_switch::buf::RegionToken,
     /// Frames a dropped port left on its (now closed) rings, for the next
     /// port call that has the pool to give them back.
     orphans: Mutex<Vec<u32>>,
@@ -131,6 +133,7 @@ impl Umem {
                 umem_headroom: pool.headroom().saturating_sub(XDP_PACKET_HEADROOM) as u32,
                 ring_size,
                 anchor: Mutex::new(Weak::new()),
+                _token: pool.region_token(),
                 orphans: Mutex::new(Vec::new()),
                 has_orphans: AtomicBool::new(false),
             }),
