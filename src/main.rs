@@ -1,3 +1,51 @@
-fn main() {
-    println!("rvswitch");
+//! The `rvswitch` binary: parses the command line and hands over to the
+//! library (`rvswitch::daemon`, `rvswitch::ctl`). Errors meet `anyhow` here.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rvswitch::{daemon, spec};
+
+#[derive(Debug, Parser)]
+#[command(name = "rvswitch", version, about = "A userspace virtual switch")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the data plane and its control API.
+    Daemon(daemon::DaemonArgs),
+    /// Operate a running daemon over its API socket.
+    Ctl(rvswitch::ctl::CtlArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Daemon(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init();
+            let factory = if args.test_memory_ports {
+                tracing::warn!("--test-memory-ports: ports are in-memory test ports");
+                spec::memory_port_factory()
+            } else {
+                rvswitch::backends::driver_factory()
+            };
+            daemon::run(&args, factory, daemon::termination_signal()).context("rvswitch daemon")
+        }
+        Command::Ctl(args) => {
+            if let Err(e) = rvswitch::ctl::run(args) {
+                eprintln!("rvswitch ctl: {e}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+    }
 }

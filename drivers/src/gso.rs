@@ -4,10 +4,15 @@
 //!
 //! Pure functions over byte slices: no syscalls, no allocation. Segments are
 //! handed out as (rebuilt headers, payload slice of the super-frame) so a
-//! driver can `writev` them without copying the payload.
+//! driver can `writev` them without copying the payload. The one exception,
+//! [`finish_in_software`], writes segments into pool frames for egresses that
+//! take no offload at all (AF_XDP); it is off the common path.
 //!
 //! Owns: the Internet checksum and TCP segmentation. Never: I/O, IP options
 //! other than IPv4 header options, IPv6 extension headers (refused).
+
+use rvs_switch::PacketPool;
+use rvs_switch::buf::{Offload, PktBuf};
 
 /// Largest rebuilt header block: two VLAN tags, IPv6, TCP with options.
 pub const MAX_HEADERS: usize = 14 + 8 + 40 + 60;
@@ -280,3 +285,99 @@ pub fn segment_tcp<E>(
 #[cfg(test)]
 #[path = "gso_tests.rs"]
 mod tests;
+
+/// What [`finish_in_software`] did with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// Nothing to do: the packet is complete as it is.
+    AsIs,
+    /// Its partial checksum was completed in place.
+    Checksummed,
+    /// It was cut into this many segments (the original frame was freed).
+    Segmented(usize),
+}
+
+/// Why [`finish_in_software`] dropped a packet (it was freed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unfinished {
+    /// Offload metadata that does not match the frame, or a GSO type that
+    /// is not TCP.
+    BadOffload,
+    /// No free frame for a segment.
+    NoBuffer,
+    /// A segment would not fit the egress even so.
+    TooBig,
+}
+
+/// For an egress that takes no offloads (AF_XDP, a plain packet socket):
+/// turn a packet carrying GSO or partial-checksum metadata into complete
+/// frames of at most `max_len` bytes, handed to `emit` in order, each from
+/// the pool's small frames. Complete packets pass through untouched.
+pub fn finish_in_software(
+    pool: &mut PacketPool,
+    mut b: PktBuf,
+    max_len: usize,
+    mut emit: impl FnMut(&mut PacketPool, PktBuf),
+) -> Result<Finished, Unfinished> {
+    let o = b.offload();
+    if o.is_gso() {
+        let base = o.gso_type & !Offload::GSO_ECN;
+        if base != Offload::GSO_TCPV4 && base != Offload::GSO_TCPV6 {
+            pool.free(b);
+            return Err(Unfinished::BadOffload);
+        }
+        // Copy the frame out: segments are written into frames of the same pool.
+        let frame = pool.data(&b).to_vec();
+        pool.free(b);
+        let mut segs = Vec::new();
+        let r = segment_tcp(&frame, o.gso_size, CsumMode::Full, |s| {
+            let len = s.headers.len() + s.payload.len();
+            if len > max_len {
+                return Err(Unfinished::TooBig);
+            }
+            let mut seg = pool.alloc().ok_or(Unfinished::NoBuffer)?;
+            let room = pool.tail_room_mut(&seg);
+            room[..s.headers.len()].copy_from_slice(s.headers);
+            room[s.headers.len()..len].copy_from_slice(s.payload);
+            pool.set_len(&mut seg, len);
+            segs.push(seg);
+            Ok(())
+        });
+        let n = segs.len();
+        match r {
+            Ok(Ok(_)) => {
+                for s in segs {
+                    emit(pool, s);
+                }
+                Ok(Finished::Segmented(n))
+            }
+            Ok(Err(e)) => {
+                for s in segs {
+                    pool.free(s);
+                }
+                Err(e)
+            }
+            Err(_) => {
+                for s in segs {
+                    pool.free(s);
+                }
+                Err(Unfinished::BadOffload)
+            }
+        }
+    } else if o.needs_csum() {
+        let frame = pool.data_mut(&b);
+        let done = l2_len(frame).and_then(|l2| {
+            complete_checksum(frame, l2 + o.csum_start as usize, o.csum_offset as usize).ok()
+        });
+        if done.is_none() {
+            pool.free(b);
+            return Err(Unfinished::BadOffload);
+        }
+        b.set_offload(Offload::NONE);
+        emit(pool, b);
+        Ok(Finished::Checksummed)
+    } else {
+        emit(pool, b);
+        Ok(Finished::AsIs)
+    }
+}

@@ -19,6 +19,8 @@ pub struct CapturedFrame {
     /// The switch clock when it was seen, in milliseconds.
     pub ts_ms: u64,
     pub dir: Direction,
+    /// The frame length on the wire (`data` may be cut at the snap length).
+    pub orig_len: usize,
     pub data: Vec<u8>,
 }
 
@@ -56,6 +58,7 @@ impl Capture {
         match self.tx.try_send(CapturedFrame {
             ts_ms,
             dir,
+            orig_len: frame.len(),
             data: frame[..n].to_vec(),
         }) {
             Ok(()) | Err(TrySendError::Disconnected(_)) => {}

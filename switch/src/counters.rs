@@ -62,6 +62,26 @@ named_enum! {
         TxFull => ("tx_queue_full", "egress port could not take the frame"),
         StormControl => ("storm_control", "broadcast/multicast/unknown-unicast rate limit exceeded"),
         Oversize => ("oversize", "frame longer than the egress port MTU"),
+        L3NoGateway => ("l3_no_gateway", "L3: bridge domain has no gateway (internal network)"),
+        L3NotForGateway => ("l3_not_for_gateway", "L3: frame not addressed to the gateway MAC"),
+        L3Malformed => ("l3_malformed", "L3: IP/ARP header invalid (version, length)"),
+        L3BadChecksum => ("l3_bad_checksum", "L3: IPv4 header checksum wrong"),
+        L3NotRoutable => ("l3_not_routable", "L3: multicast, broadcast or link-local destination not routed"),
+        L3TtlExceeded => ("l3_ttl_exceeded", "L3: TTL or hop limit expired"),
+        L3NoRoute => ("l3_no_route", "L3: no route to the destination"),
+        L3RoutingDisabled => ("l3_routing_disabled", "L3: routing between these networks is off"),
+        L3FragNeeded => ("l3_frag_needed", "L3: larger than the egress MTU and may not be fragmented"),
+        L3FragUnsupported => ("l3_fragmentation_unsupported", "L3: larger than the egress MTU (fragmentation not implemented)"),
+        L3LocalUnsupported => ("l3_local_unsupported", "L3: packet to the gateway that it does not answer"),
+        NeighPendingFull => ("neigh_pending_full", "L3: unresolved neighbor's hold queue full"),
+        NeighTableFull => ("neigh_table_full", "L3: neighbor table full"),
+        NeighUnresolved => ("neigh_unresolved", "L3: neighbor never answered ARP/ND; held packet freed"),
+        VxlanTruncated => ("vxlan_truncated", "VXLAN: datagram shorter than its outer headers"),
+        VxlanNoIFlag => ("vxlan_no_i_flag", "VXLAN: I flag clear (no valid VNI)"),
+        VxlanUnknownVni => ("vxlan_unknown_vni", "VXLAN: VNI not configured on this VTEP"),
+        VxlanNotForUs => ("vxlan_not_for_us", "VXLAN: outer header is not UDP to our VTEP"),
+        VxlanOversize => ("vxlan_oversize", "VXLAN: inner frame plus encapsulation exceeds the underlay MTU"),
+        VxlanNoRemote => ("vxlan_no_remote", "VXLAN: no remote VTEP to send to (empty flood list)"),
     }
 }
 
@@ -85,17 +105,49 @@ named_enum! {
         EgressTagPush => ("egress_tag_push", "egress: VLAN tags pushed"),
         EgressTagPop => ("egress_tag_pop", "egress: VLAN tags popped"),
         AgeExpired => ("age_expired", "aging: entries expired"),
+        L3Forwarded => ("l3_forwarded", "L3: packets routed"),
+        L3ArpReplies => ("l3_arp_replies", "L3: ARP replies sent for gateway addresses"),
+        L3ArpRequests => ("l3_arp_requests", "L3: ARP requests sent to resolve neighbors"),
+        L3NdAdverts => ("l3_nd_adverts", "L3: neighbor advertisements sent for gateway addresses"),
+        L3NdSolicits => ("l3_nd_solicits", "L3: neighbor solicitations sent to resolve neighbors"),
+        L3EchoReplies => ("l3_echo_replies", "L3: ICMP/ICMPv6 echo replies sent by the gateway"),
+        L3IcmpErrors => ("l3_icmp_errors", "L3: ICMP/ICMPv6 errors sent"),
+        L3IcmpRateLimited => ("l3_icmp_rate_limited", "L3: ICMP errors suppressed by the rate limit"),
+        L3SolicitRateLimited => ("l3_solicit_rate_limited", "L3: ARP/ND solicitations suppressed by the rate limit"),
+        L3NeighConsumed => ("l3_neigh_consumed", "L3: ARP/ND messages taken in by the gateway"),
+        NeighHeld => ("neigh_held", "L3: packets held waiting for a neighbor"),
+        NeighReleased => ("neigh_released", "L3: held packets sent after resolution"),
+        NeighExpired => ("neigh_expired", "L3: neighbor entries aged out"),
+        VxlanDecap => ("vxlan_decap", "vxlan: frames decapsulated"),
+        VxlanEncap => ("vxlan_encap", "vxlan: frames encapsulated (each head-end copy counted)"),
+        VxlanReplicas => ("vxlan_replicas", "vxlan: head-end replication copies beyond the first"),
+        VxlanLearnNew => ("vxlan_learn_new", "vxlan: remote MACs learned"),
+        VxlanLearnMove => ("vxlan_learn_move", "vxlan: remote MACs moved to another VTEP"),
+        VxlanLearnLimit => ("vxlan_learn_limit", "vxlan: remote MACs not learned (limit or remote table full)"),
+        VxlanAgeExpired => ("vxlan_age_expired", "vxlan: remote MACs aged out"),
     }
 }
 
 /// Counters of one port.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortCounters {
     pub rx_packets: u64,
     pub rx_bytes: u64,
     pub tx_packets: u64,
     pub tx_bytes: u64,
     pub drops: [u64; DropReason::COUNT],
+}
+
+impl Default for PortCounters {
+    fn default() -> Self {
+        PortCounters {
+            rx_packets: 0,
+            rx_bytes: 0,
+            tx_packets: 0,
+            tx_bytes: 0,
+            drops: [0; DropReason::COUNT],
+        }
+    }
 }
 
 impl PortCounters {

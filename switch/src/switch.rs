@@ -42,6 +42,10 @@ pub enum SwitchError {
     DomainInUse { domain: String, ports: usize },
     #[error("the switch is full: at most {0} ports")]
     TooManyPorts(usize),
+    #[error("the switch is full: at most {0} bridge domains")]
+    TooManyDomains(usize),
+    #[error("{0} is not a unicast station address")]
+    NotStationMac(MacAddr),
 }
 
 pub(crate) struct PortSlot {
@@ -110,7 +114,9 @@ pub struct Switch {
     aged_at_ms: u64,
 }
 
-fn check_name(name: &str) -> Result<(), SwitchError> {
+/// Whether `name` is usable for a port or bridge domain (1 to 64 of letters,
+/// digits, `-`, `_`, `.`).
+pub fn check_name(name: &str) -> Result<(), SwitchError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -185,7 +191,7 @@ impl Switch {
             .position(Option::is_none)
             .unwrap_or(self.domains.len());
         if slot > u16::MAX as usize {
-            return Err(SwitchError::TooManyPorts(u16::MAX as usize));
+            return Err(SwitchError::TooManyDomains(u16::MAX as usize + 1));
         }
         let d = Domain {
             fdb: Fdb::new(cfg.fdb),
@@ -442,9 +448,7 @@ impl Switch {
     ) -> Result<(), SwitchError> {
         let vid = check_vid(vid as u32)?;
         if !mac.is_valid_source() {
-            return Err(SwitchError::Vlan(VlanError::Syntax(format!(
-                "{mac} is not a unicast station address"
-            ))));
+            return Err(SwitchError::NotStationMac(mac));
         }
         let dname = self.domain(domain)?.cfg.name.clone();
         let ps = self.slot(port)?;

@@ -158,6 +158,8 @@ pub struct AfXdpStats {
     pub tx_copied: AtomicU64,
     /// Large frames dropped: longer than a UMEM frame or the MTU.
     pub tx_drop_too_big: AtomicU64,
+    pub tx_drop_bad_offload: AtomicU64,
+    pub tx_segments: AtomicU64,
     /// Frames dropped because the tx ring (or the pool, for copies) was full.
     pub tx_drop_full: AtomicU64,
     /// `sendto` wake-ups and those that failed with something other than
@@ -182,6 +184,8 @@ pub struct AfXdpCounters {
     pub tx_moved: u64,
     pub tx_copied: u64,
     pub tx_drop_too_big: u64,
+    pub tx_drop_bad_offload: u64,
+    pub tx_segments: u64,
     pub tx_drop_full: u64,
     pub tx_kicks: u64,
     pub tx_kick_errors: u64,
@@ -209,6 +213,8 @@ impl AfXdpStats {
             tx_moved: g(&self.tx_moved),
             tx_copied: g(&self.tx_copied),
             tx_drop_too_big: g(&self.tx_drop_too_big),
+            tx_drop_bad_offload: g(&self.tx_drop_bad_offload),
+            tx_segments: g(&self.tx_segments),
             tx_drop_full: g(&self.tx_drop_full),
             tx_kicks: g(&self.tx_kicks),
             tx_kick_errors: g(&self.tx_kick_errors),

@@ -10,6 +10,7 @@
 use std::io;
 use std::sync::Arc;
 
+use rvs_switch::buf::{Offload, PktBuf};
 use rvs_switch::{Batch, PacketPool, Port, PortError, TxDone};
 use xdpilone::xdp::XdpDesc;
 use xdpilone::{DeviceQueue, RingRx, RingTx};
@@ -18,6 +19,7 @@ use super::ethtool;
 use super::prog::XdpRedirect;
 use super::umem::{HeldFrames, Registration};
 use super::{AfXdpConfig, AfXdpError, AfXdpInfo, AfXdpStats, Umem};
+use crate::gso::{self, Finished};
 
 /// Refill only when at least this many fill slots are free (or the ring is
 /// nearly empty), so a refill is one burst, not one frame.
@@ -50,6 +52,8 @@ pub struct AfXdpPort {
     kick_error: Option<io::Error>,
     /// Staging for large-class frames copied into UMEM frames.
     scratch: Vec<u8>,
+    /// Software segments waiting for the next burst of the same tx call.
+    overflow: Vec<PktBuf>,
 }
 
 impl std::fmt::Debug for AfXdpPort {
@@ -151,6 +155,7 @@ impl AfXdpPort {
             pool_reserve: cfg.pool_reserve,
             kick_error: None,
             scratch: vec![0; pool.max_packet()],
+            overflow: Vec::new(),
         };
         port.refill(pool);
         Ok(port)
@@ -237,6 +242,94 @@ impl AfXdpPort {
             // Zero-copy drivers may sleep on an empty fill ring.
             self.fq_cq.wake();
         }
+    }
+
+    /// Put one burst on the tx ring (frames it cannot take are dropped).
+    fn tx_once(&mut self, pool: &mut PacketPool, batch: &mut Batch) -> TxDone {
+        self.reap_completions(pool);
+        let mut done = TxDone::default();
+        if batch.is_empty() {
+            return done;
+        }
+        let (copied, too_big, mut full) = if batch.iter().any(|b| pool.is_large(b)) {
+            self.copy_large_frames(pool, batch)
+        } else {
+            (0, 0, 0)
+        };
+
+        // xdpilone reserves against its cached view of the kernel's consumer
+        // and refreshes it only when that view shows a full ring, so a second
+        // round picks up slots the kernel freed since.
+        let mut left = batch.len();
+        let mut frames = batch.drain();
+        for _ in 0..2 {
+            if left == 0 {
+                break;
+            }
+            let mut tx = self.tx.transmit(left as u32);
+            for _ in 0..tx.capacity() {
+                let b = frames.next().expect("capacity <= frames left");
+                left -= 1;
+                let len = b.len();
+                tx.insert_once(XdpDesc {
+                    addr: pool.addr_of(&b),
+                    len: len as u32,
+                    options: 0,
+                });
+                done.packets += 1;
+                done.bytes += len;
+                // The frame belongs to the kernel until the completion ring
+                // hands its address back.
+                self.held.hand_over(b.frame());
+                let _ = pool.into_addr(b);
+            }
+            tx.commit();
+        }
+        for b in frames {
+            pool.free(b);
+            full += 1;
+        }
+        let moved = (done.packets as u64).saturating_sub(copied);
+        done.dropped = (too_big + full) as usize;
+        self.kick();
+        let s = &self.stats;
+        AfXdpStats::add(&s.tx_packets, done.packets as u64);
+        AfXdpStats::add(&s.tx_bytes, done.bytes as u64);
+        AfXdpStats::add(&s.tx_moved, moved);
+        AfXdpStats::add(&s.tx_copied, copied);
+        AfXdpStats::add(&s.tx_drop_too_big, too_big);
+        AfXdpStats::add(&s.tx_drop_full, full);
+        done
+    }
+
+    /// Complete every offload in `batch` in software (segments may outnumber
+    /// the batch: the overflow waits in `self.pending`). Returns how many
+    /// packets had to be dropped.
+    #[cold]
+    fn finish_offloads(&mut self, pool: &mut PacketPool, batch: &mut Batch) -> u64 {
+        let max_len = self.info.max_frame.min(pool.max_packet());
+        let mut out: Vec<PktBuf> = Vec::with_capacity(batch.len());
+        let mut dropped = 0;
+        for b in batch.drain() {
+            if b.offload() == Offload::NONE {
+                out.push(b);
+                continue;
+            }
+            match gso::finish_in_software(pool, b, max_len, |_, seg| out.push(seg)) {
+                Ok(Finished::Segmented(n)) => AfXdpStats::add(&self.stats.tx_segments, n as u64),
+                Ok(_) => {}
+                Err(_) => dropped += 1,
+            }
+        }
+        // What fits goes in this burst; the rest in further bursts of the
+        // same call, in order.
+        let mut rest = out.into_iter();
+        while !batch.is_full() {
+            let Some(b) = rest.next() else { break };
+            batch.push(b).expect("not full");
+        }
+        self.overflow.extend(rest);
+        dropped
     }
 
     /// Replace large-class frames (not in the UMEM) in `batch` by copies in
@@ -371,59 +464,27 @@ impl Port for AfXdpPort {
     }
 
     fn tx_burst(&mut self, pool: &mut PacketPool, batch: &mut Batch) -> TxDone {
-        self.reap_completions(pool);
-        let mut done = TxDone::default();
-        if batch.is_empty() {
-            return done;
+        // AF_XDP takes no offloads: finish partial checksums and cut GSO
+        // super-frames (from TAP ports) in software first. Segments beyond
+        // one burst wait in `overflow` and go out in further bursts here.
+        let mut bad_offload = 0;
+        if batch.iter().any(|b| b.offload() != Offload::NONE) {
+            bad_offload = self.finish_offloads(pool, batch);
         }
-        let (copied, too_big, mut full) = if batch.iter().any(|b| pool.is_large(b)) {
-            self.copy_large_frames(pool, batch)
-        } else {
-            (0, 0, 0)
-        };
-        // xdpilone reserves against its cached view of the kernel's consumer
-        // and refreshes it only when that view shows a full ring, so a second
-        // round picks up slots the kernel freed since.
-        let mut left = batch.len();
-        let mut frames = batch.drain();
-        for _ in 0..2 {
-            if left == 0 {
-                break;
+        let mut total = self.tx_once(pool, batch);
+        while !self.overflow.is_empty() {
+            let k = self.overflow.len().min(batch.limit());
+            for b in self.overflow.drain(..k) {
+                batch.push(b).expect("k <= limit");
             }
-            let mut tx = self.tx.transmit(left as u32);
-            for _ in 0..tx.capacity() {
-                let b = frames.next().expect("capacity <= frames left");
-                left -= 1;
-                let len = b.len();
-                tx.insert_once(XdpDesc {
-                    addr: pool.addr_of(&b),
-                    len: len as u32,
-                    options: 0,
-                });
-                done.packets += 1;
-                done.bytes += len;
-                // The frame belongs to the kernel until the completion ring
-                // hands its address back.
-                self.held.hand_over(b.frame());
-                let _ = pool.into_addr(b);
-            }
-            tx.commit();
+            let d = self.tx_once(pool, batch);
+            total.packets += d.packets;
+            total.bytes += d.bytes;
+            total.dropped += d.dropped;
         }
-        for b in frames {
-            pool.free(b);
-            full += 1;
-        }
-        let moved = (done.packets as u64).saturating_sub(copied);
-        done.dropped = (too_big + full) as usize;
-        self.kick();
-        let s = &self.stats;
-        AfXdpStats::add(&s.tx_packets, done.packets as u64);
-        AfXdpStats::add(&s.tx_bytes, done.bytes as u64);
-        AfXdpStats::add(&s.tx_moved, moved);
-        AfXdpStats::add(&s.tx_copied, copied);
-        AfXdpStats::add(&s.tx_drop_too_big, too_big);
-        AfXdpStats::add(&s.tx_drop_full, full);
-        done
+        total.dropped += bad_offload as usize;
+        AfXdpStats::add(&self.stats.tx_drop_bad_offload, bad_offload);
+        total
     }
 
     fn poll_fd(&self) -> Option<i32> {

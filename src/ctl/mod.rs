@@ -1,0 +1,472 @@
+//! `rvswitch ctl`: the operator's CLI over the control API.
+//!
+//! Owns: command-line shapes, request building and human output (aligned
+//! tables; `--json` prints the API's JSON as is). Never: talking to the data
+//! plane or the store directly — everything goes through the socket, so the
+//! CLI can do nothing the API does not allow.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use hyper::Method;
+use serde_json::{Value, json};
+
+use crate::client::{Client, ClientError};
+use crate::daemon::DEFAULT_SOCKET;
+
+mod output;
+
+use output::Output;
+pub use output::{table, vlan_text};
+
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// Unix socket of the daemon's control API.
+    #[arg(long, global = true, default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Print the API's JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Bridge domains.
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    /// Ports.
+    #[command(subcommand)]
+    Port(PortCmd),
+    /// Forwarding database of a bridge domain.
+    #[command(subcommand)]
+    Fdb(FdbCmd),
+    /// Counters of every port (or of one) and of the pipeline stages.
+    Stats { port: Option<String> },
+    /// Packet trace.
+    #[command(subcommand)]
+    Trace(TraceCmd),
+    /// Capture a port's frames into a pcap file.
+    Capture {
+        port: String,
+        /// The pcap file to write.
+        #[arg(short = 'w', long = "write")]
+        file: PathBuf,
+        /// Stop after this many frames.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this many seconds (default 10 when no count is given).
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DomainOpts {
+    /// Seconds before a learned entry expires (0: never).
+    #[arg(long)]
+    aging_secs: Option<u32>,
+    /// Most learned entries (0: no limit).
+    #[arg(long)]
+    max_macs: Option<u32>,
+    /// 802.1q or 802.1ad.
+    #[arg(long)]
+    vlan_protocol: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainCmd {
+    /// List bridge domains.
+    List,
+    /// Create a bridge domain.
+    Add {
+        name: String,
+        #[command(flatten)]
+        opts: DomainOpts,
+    },
+    /// Change a bridge domain's settings.
+    Set {
+        name: String,
+        #[command(flatten)]
+        opts: DomainOpts,
+    },
+    /// Delete a bridge domain (it must have no ports).
+    Del { name: String },
+    /// Show one bridge domain.
+    Show { name: String },
+}
+
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct VlanOpts {
+    /// Access port, untagged in this VLAN.
+    #[arg(long, value_name = "PVID")]
+    access: Option<u16>,
+    /// Trunk carrying these VLANs ("10,20-30" or "all").
+    #[arg(long, value_name = "VLANS")]
+    trunk: Option<String>,
+    /// 802.1ad customer port mapped into this service VLAN.
+    #[arg(long, value_name = "SVID")]
+    tunnel: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+pub struct PortOpts {
+    #[command(flatten)]
+    vlan: VlanOpts,
+    /// Untagged VLAN of a trunk.
+    #[arg(long, requires = "trunk")]
+    native: Option<u16>,
+    /// Learn source addresses on this port.
+    #[arg(long)]
+    learning: Option<bool>,
+    /// Administratively up.
+    #[arg(long)]
+    enabled: Option<bool>,
+    /// Most addresses learned on the port (0: no limit).
+    #[arg(long)]
+    mac_limit: Option<u32>,
+    /// Storm control: flooded frames per second (with --storm-burst).
+    #[arg(long, requires = "storm_burst")]
+    storm_pps: Option<u64>,
+    /// Storm control burst, in frames.
+    #[arg(long, requires = "storm_pps")]
+    storm_burst: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PortCmd {
+    /// List ports (with the error of any whose back end did not open).
+    List,
+    /// Open a back end and add it as a port of a bridge domain.
+    Add {
+        name: String,
+        /// tap, afxdp or afpacket.
+        #[arg(long)]
+        kind: String,
+        /// Interface to attach (afxdp, afpacket).
+        #[arg(long)]
+        iface: Option<String>,
+        /// Queue of the interface (afxdp).
+        #[arg(long)]
+        queue: Option<u32>,
+        /// Back-end option KEY=VALUE (repeatable; VALUE is JSON or a string).
+        #[arg(long = "option", value_name = "KEY=VALUE")]
+        options: Vec<String>,
+        #[arg(long)]
+        domain: String,
+        #[command(flatten)]
+        opts: PortOpts,
+    },
+    /// Change a port's settings (what is not given stays).
+    Set {
+        name: String,
+        /// Move to another bridge domain (of the same worker).
+        #[arg(long)]
+        domain: Option<String>,
+        #[command(flatten)]
+        opts: PortOpts,
+        /// Turn storm control off.
+        #[arg(long, conflicts_with = "storm_pps")]
+        no_storm_control: bool,
+    },
+    /// Remove a port (its static entries go too).
+    Del { name: String },
+    /// Show one port.
+    Show { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FdbCmd {
+    /// List a bridge domain's entries.
+    Show { domain: String },
+    /// Add a static entry.
+    Add {
+        domain: String,
+        #[arg(long)]
+        vid: u16,
+        #[arg(long)]
+        mac: String,
+        #[arg(long)]
+        port: String,
+    },
+    /// Delete one entry (static or learned).
+    Del {
+        domain: String,
+        #[arg(long)]
+        vid: u16,
+        #[arg(long)]
+        mac: String,
+    },
+    /// Flush learned entries (static ones stay).
+    Flush {
+        domain: String,
+        #[arg(long)]
+        port: Option<String>,
+        #[arg(long)]
+        vid: Option<u16>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TraceCmd {
+    /// Trace the next COUNT packets (from PORT only, if given).
+    Start {
+        #[arg(long)]
+        count: u32,
+        #[arg(long)]
+        port: Option<String>,
+    },
+    /// Print the records traced so far.
+    Show,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Percent-encode a path segment or query value (names are plain, but a MAC
+/// or a typo may not be).
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn domain_body(name: Option<&str>, o: &DomainOpts) -> Value {
+    let mut v = json!({});
+    if let Some(n) = name {
+        v["name"] = json!(n);
+    }
+    if let Some(a) = o.aging_secs {
+        v["aging_secs"] = json!(a);
+    }
+    if let Some(m) = o.max_macs {
+        v["max_macs"] = json!(m);
+    }
+    if let Some(p) = &o.vlan_protocol {
+        v["vlan_protocol"] = json!(p);
+    }
+    v
+}
+
+fn port_settings(o: &PortOpts, v: &mut Value) {
+    if let Some(p) = o.vlan.access {
+        v["vlan"] = json!({"mode": "access", "pvid": p});
+    } else if let Some(t) = &o.vlan.trunk {
+        v["vlan"] = json!({"mode": "trunk", "allowed": t});
+        if let Some(n) = o.native {
+            v["vlan"]["native"] = json!(n);
+        }
+    } else if let Some(s) = o.vlan.tunnel {
+        v["vlan"] = json!({"mode": "tunnel", "svid": s});
+    }
+    for (k, val) in [("learning", o.learning), ("enabled", o.enabled)] {
+        if let Some(b) = val {
+            v[k] = json!(b);
+        }
+    }
+    if let Some(m) = o.mac_limit {
+        v["mac_limit"] = json!(m);
+    }
+    if let (Some(pps), Some(burst)) = (o.storm_pps, o.storm_burst) {
+        v["storm_control"] = json!({"pps": pps, "burst": burst});
+    }
+}
+
+/// Run one `ctl` command, printing its result to stdout.
+pub fn run(args: CtlArgs) -> Result<(), CtlError> {
+    let c = Client::new(&args.socket)?;
+    let out = Output { json: args.json };
+    match args.command {
+        CtlCommand::Domain(cmd) => match cmd {
+            DomainCmd::List => out.domains(&c.get("/v1/domains")?.ok()?),
+            DomainCmd::Show { name } => {
+                out.domain(&c.get(&format!("/v1/domains/{}", enc(&name)))?.ok()?)
+            }
+            DomainCmd::Add { name, opts } => {
+                let r = c.request(
+                    Method::POST,
+                    "/v1/domains",
+                    Some(&domain_body(Some(&name), &opts)),
+                )?;
+                out.domain(&r.ok()?)
+            }
+            DomainCmd::Set { name, opts } => {
+                let path = format!("/v1/domains/{}", enc(&name));
+                let r = c.request(Method::PATCH, &path, Some(&domain_body(None, &opts)))?;
+                out.domain(&r.ok()?)
+            }
+            DomainCmd::Del { name } => {
+                let path = format!("/v1/domains/{}", enc(&name));
+                c.request(Method::DELETE, &path, None)?.ok()?;
+                out.done(&format!("deleted bridge domain {name}"))
+            }
+        },
+        CtlCommand::Port(cmd) => match cmd {
+            PortCmd::List => out.ports(&c.get("/v1/ports")?.ok()?),
+            PortCmd::Show { name } => out.port(&c.get(&format!("/v1/ports/{}", enc(&name)))?.ok()?),
+            PortCmd::Add {
+                name,
+                kind,
+                iface,
+                queue,
+                options,
+                domain,
+                opts,
+            } => {
+                let mut v = json!({"name": name, "kind": kind, "domain": domain});
+                if let Some(i) = iface {
+                    v["iface"] = json!(i);
+                }
+                if let Some(q) = queue {
+                    v["queue"] = json!(q);
+                }
+                let mut o = serde_json::Map::new();
+                for kv in options {
+                    let (k, val) = kv.split_once('=').ok_or_else(|| {
+                        CtlError::Usage(format!("--option {kv:?}: expected KEY=VALUE"))
+                    })?;
+                    let val = serde_json::from_str(val).unwrap_or_else(|_| json!(val));
+                    o.insert(k.to_string(), val);
+                }
+                if !o.is_empty() {
+                    v["options"] = Value::Object(o);
+                }
+                port_settings(&opts, &mut v);
+                out.port(&c.request(Method::POST, "/v1/ports", Some(&v))?.ok()?)
+            }
+            PortCmd::Set {
+                name,
+                domain,
+                opts,
+                no_storm_control,
+            } => {
+                let mut v = json!({});
+                if let Some(d) = domain {
+                    v["domain"] = json!(d);
+                }
+                port_settings(&opts, &mut v);
+                if no_storm_control {
+                    v["storm_control"] = Value::Null;
+                }
+                let path = format!("/v1/ports/{}", enc(&name));
+                out.port(&c.request(Method::PATCH, &path, Some(&v))?.ok()?)
+            }
+            PortCmd::Del { name } => {
+                c.request(Method::DELETE, &format!("/v1/ports/{}", enc(&name)), None)?
+                    .ok()?;
+                out.done(&format!("deleted port {name}"))
+            }
+        },
+        CtlCommand::Fdb(cmd) => match cmd {
+            FdbCmd::Show { domain } => {
+                out.fdb(&c.get(&format!("/v1/domains/{}/fdb", enc(&domain)))?.ok()?)
+            }
+            FdbCmd::Add {
+                domain,
+                vid,
+                mac,
+                port,
+            } => {
+                let path = format!("/v1/domains/{}/fdb", enc(&domain));
+                let body = json!({"vid": vid, "mac": mac, "port": port});
+                let r = c.request(Method::POST, &path, Some(&body))?.ok()?;
+                out.reply_or(&r, &format!("added static {mac} vlan {vid} -> {port}"))
+            }
+            FdbCmd::Del { domain, vid, mac } => {
+                let path = format!("/v1/domains/{}/fdb/{vid}/{}", enc(&domain), enc(&mac));
+                c.request(Method::DELETE, &path, None)?.ok()?;
+                out.done(&format!("deleted {mac} vlan {vid}"))
+            }
+            FdbCmd::Flush { domain, port, vid } => {
+                let mut q = Vec::new();
+                if let Some(p) = port {
+                    q.push(format!("port={}", enc(&p)));
+                }
+                if let Some(v) = vid {
+                    q.push(format!("vid={v}"));
+                }
+                let mut path = format!("/v1/domains/{}/fdb", enc(&domain));
+                if !q.is_empty() {
+                    path = format!("{path}?{}", q.join("&"));
+                }
+                let r = c.request(Method::DELETE, &path, None)?.ok()?;
+                let n = r.json()["flushed"].as_u64().unwrap_or(0);
+                out.reply_or(&r, &format!("flushed {n} entries"))
+            }
+        },
+        CtlCommand::Stats { port: None } => out.stats(&c.get("/v1/stats")?.ok()?),
+        CtlCommand::Stats { port: Some(p) } => {
+            out.port_stats(&c.get(&format!("/v1/ports/{}/stats", enc(&p)))?.ok()?)
+        }
+        CtlCommand::Trace(TraceCmd::Start { count, port }) => {
+            let mut body = json!({"count": count});
+            if let Some(p) = &port {
+                body["port"] = json!(p);
+            }
+            c.request(Method::POST, "/v1/trace", Some(&body))?.ok()?;
+            out.done(&format!("tracing the next {count} packets"))
+        }
+        CtlCommand::Trace(TraceCmd::Show) => out.trace(&c.get("/v1/trace")?.ok()?),
+        CtlCommand::Capture {
+            port,
+            file,
+            count,
+            seconds,
+        } => {
+            let mut q = Vec::new();
+            if let Some(n) = count {
+                q.push(format!("count={n}"));
+            }
+            if let Some(s) = seconds {
+                q.push(format!("seconds={s}"));
+            }
+            let path = format!("/v1/ports/{}/capture?{}", enc(&port), q.join("&"));
+            let ferr = |source| CtlError::File {
+                path: file.clone(),
+                source,
+            };
+            let mut f = std::fs::File::create(&file).map_err(ferr)?;
+            let n = match c.download(&path, &mut f) {
+                Ok(n) => n,
+                Err(e) => {
+                    drop(f);
+                    let _ = std::fs::remove_file(&file);
+                    return Err(e.into());
+                }
+            };
+            f.sync_all().map_err(ferr)?;
+            eprintln!("wrote {n} bytes to {}", file.display());
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_path_segments() {
+        assert_eq!(enc("bd-0.x_y"), "bd-0.x_y");
+        assert_eq!(enc("02:00:00:00:00:01"), "02%3A00%3A00%3A00%3A00%3A01");
+        assert_eq!(enc("a b/c"), "a%20b%2Fc");
+    }
+}

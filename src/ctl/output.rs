@@ -1,0 +1,389 @@
+//! Human output of `rvswitch ctl`: aligned tables for lists, labelled
+//! fields for single objects, and `--json` passthrough of the API's JSON.
+//!
+//! Owns: formatting only. Never: requests (the caller hands in replies).
+
+use serde_json::Value;
+
+use super::CtlError;
+use crate::client::Reply;
+
+/// Aligned columns: each as wide as its widest cell.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut w: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<width$}  ", width = w[i]));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut s = line(headers.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        s.push_str(&line(r.clone()));
+    }
+    s
+}
+
+fn txt(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `access 10`, `trunk 10,20-30 native 1`, `tunnel 100`.
+pub fn vlan_text(v: &Value) -> String {
+    match v["mode"].as_str() {
+        Some("access") => format!("access {}", txt(&v["pvid"])),
+        Some("trunk") => {
+            let mut s = format!("trunk {}", txt(&v["allowed"]));
+            if !v["native"].is_null() {
+                s.push_str(&format!(" native {}", txt(&v["native"])));
+            }
+            s
+        }
+        Some("tunnel") => format!("tunnel {}", txt(&v["svid"])),
+        _ => txt(v),
+    }
+}
+
+/// A labelled line of a `show` output and how to render it.
+type Field<'a> = (&'a str, &'a dyn Fn(&Value) -> String);
+
+pub(super) struct Output {
+    pub json: bool,
+}
+
+impl Output {
+    pub(super) fn print_json(&self, r: &Reply) -> Result<(), CtlError> {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r.json()).unwrap_or_default()
+        );
+        Ok(())
+    }
+
+    pub(super) fn done(&self, msg: &str) -> Result<(), CtlError> {
+        if self.json {
+            println!("{{}}");
+        } else {
+            println!("{msg}");
+        }
+        Ok(())
+    }
+
+    pub(super) fn reply_or(&self, r: &Reply, msg: &str) -> Result<(), CtlError> {
+        if self.json {
+            self.print_json(r)
+        } else {
+            self.done(msg)
+        }
+    }
+
+    fn list(
+        &self,
+        r: &Reply,
+        headers: &[&str],
+        row: impl Fn(&Value) -> Vec<String>,
+    ) -> Result<(), CtlError> {
+        if self.json {
+            return self.print_json(r);
+        }
+        let rows: Vec<_> = r
+            .json()
+            .as_array()
+            .map(|a| a.iter().map(&row).collect())
+            .unwrap_or_default();
+        print!("{}", table(headers, &rows));
+        Ok(())
+    }
+
+    fn fields(&self, r: &Reply, keys: &[Field<'_>]) -> Result<(), CtlError> {
+        if self.json {
+            return self.print_json(r);
+        }
+        let v = r.json();
+        let rows: Vec<_> = keys
+            .iter()
+            .map(|(k, f)| vec![format!("{k}:"), f(&v)])
+            .collect();
+        for line in table(&["", ""], &rows).lines().skip(1) {
+            println!("{line}");
+        }
+        Ok(())
+    }
+
+    pub(super) fn domains(&self, r: &Reply) -> Result<(), CtlError> {
+        self.list(
+            r,
+            &[
+                "NAME", "PROTOCOL", "AGING", "MAX-MACS", "WORKER", "FDB", "PORTS",
+            ],
+            |d| {
+                vec![
+                    txt(&d["name"]),
+                    txt(&d["vlan_protocol"]),
+                    txt(&d["aging_secs"]),
+                    txt(&d["max_macs"]),
+                    txt(&d["worker"]),
+                    txt(&d["fdb_entries"]),
+                    names(&d["ports"]),
+                ]
+            },
+        )
+    }
+
+    pub(super) fn domain(&self, r: &Reply) -> Result<(), CtlError> {
+        self.fields(
+            r,
+            &[
+                ("name", &|v| txt(&v["name"])),
+                ("vlan protocol", &|v| txt(&v["vlan_protocol"])),
+                ("aging secs", &|v| txt(&v["aging_secs"])),
+                ("max macs", &|v| txt(&v["max_macs"])),
+                ("worker", &|v| txt(&v["worker"])),
+                ("fdb entries", &|v| txt(&v["fdb_entries"])),
+                ("ports", &|v| names(&v["ports"])),
+            ],
+        )
+    }
+
+    pub(super) fn ports(&self, r: &Reply) -> Result<(), CtlError> {
+        self.list(
+            r,
+            &[
+                "NAME", "KIND", "IFACE", "DOMAIN", "VLAN", "LEARN", "ENABLED", "STATE", "LEARNED",
+                "ERROR",
+            ],
+            |p| {
+                vec![
+                    txt(&p["name"]),
+                    txt(&p["kind"]),
+                    txt(&p["iface"]),
+                    txt(&p["domain"]),
+                    vlan_text(&p["vlan"]),
+                    txt(&p["learning"]),
+                    txt(&p["enabled"]),
+                    txt(&p["state"]),
+                    txt(&p["learned"]),
+                    txt(&p["error"]),
+                ]
+            },
+        )
+    }
+
+    pub(super) fn port(&self, r: &Reply) -> Result<(), CtlError> {
+        self.fields(
+            r,
+            &[
+                ("name", &|v| txt(&v["name"])),
+                ("kind", &|v| txt(&v["kind"])),
+                ("iface", &|v| {
+                    format!("{} queue {}", txt(&v["iface"]), txt(&v["queue"]))
+                }),
+                ("domain", &|v| txt(&v["domain"])),
+                ("vlan", &|v| vlan_text(&v["vlan"])),
+                ("learning", &|v| txt(&v["learning"])),
+                ("enabled", &|v| txt(&v["enabled"])),
+                ("mac limit", &|v| txt(&v["mac_limit"])),
+                ("storm control", &|v| match &v["storm_control"] {
+                    Value::Null => "off".into(),
+                    s => format!("{} pps, burst {}", txt(&s["pps"]), txt(&s["burst"])),
+                }),
+                ("worker", &|v| txt(&v["worker"])),
+                ("state", &|v| txt(&v["state"])),
+                ("error", &|v| txt(&v["error"])),
+                ("learned", &|v| txt(&v["learned"])),
+            ],
+        )
+    }
+
+    pub(super) fn fdb(&self, r: &Reply) -> Result<(), CtlError> {
+        self.list(r, &["VID", "MAC", "PORT", "TYPE", "AGE"], |e| {
+            let stat = e["static"].as_bool() == Some(true);
+            vec![
+                txt(&e["vid"]),
+                txt(&e["mac"]),
+                txt(&e["port"]),
+                if stat {
+                    "static"
+                } else if e["damped"].as_bool() == Some(true) {
+                    "damped"
+                } else {
+                    "learned"
+                }
+                .into(),
+                if stat {
+                    "-".into()
+                } else {
+                    txt(&e["age_secs"])
+                },
+            ]
+        })
+    }
+
+    pub(super) fn stats(&self, r: &Reply) -> Result<(), CtlError> {
+        if self.json {
+            return self.print_json(r);
+        }
+        let v = r.json();
+        let empty = Vec::new();
+        let ports = v["ports"].as_array().unwrap_or(&empty);
+        let rows: Vec<_> = ports
+            .iter()
+            .map(|p| {
+                let drops: u64 = p["drops"]
+                    .as_object()
+                    .map_or(0, |d| d.values().filter_map(Value::as_u64).sum());
+                vec![
+                    txt(&p["name"]),
+                    txt(&p["rx_packets"]),
+                    txt(&p["rx_bytes"]),
+                    txt(&p["tx_packets"]),
+                    txt(&p["tx_bytes"]),
+                    drops.to_string(),
+                    txt(&p["learned"]),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            table(
+                &[
+                    "PORT", "RX-PKTS", "RX-BYTES", "TX-PKTS", "TX-BYTES", "DROPS", "LEARNED"
+                ],
+                &rows
+            )
+        );
+        let drops: Vec<_> = ports
+            .iter()
+            .flat_map(|p| {
+                nonzero(&p["drops"])
+                    .into_iter()
+                    .map(move |(k, n)| vec![txt(&p["name"]), k, n])
+            })
+            .collect();
+        if !drops.is_empty() {
+            print!("\n{}", table(&["PORT", "DROP REASON", "COUNT"], &drops));
+        }
+        let stages: Vec<_> = nonzero(&v["stages"])
+            .into_iter()
+            .map(|(k, n)| vec![k, n])
+            .collect();
+        if !stages.is_empty() {
+            print!("\n{}", table(&["STAGE COUNTER", "COUNT"], &stages));
+        }
+        Ok(())
+    }
+
+    pub(super) fn port_stats(&self, r: &Reply) -> Result<(), CtlError> {
+        if self.json {
+            return self.print_json(r);
+        }
+        let p = r.json();
+        let mut rows: Vec<_> = [
+            "rx_packets",
+            "rx_bytes",
+            "tx_packets",
+            "tx_bytes",
+            "learned",
+        ]
+        .iter()
+        .map(|k| vec![k.to_string(), txt(&p[*k])])
+        .collect();
+        rows.extend(
+            nonzero(&p["drops"])
+                .into_iter()
+                .map(|(k, n)| vec![format!("drop {k}"), n]),
+        );
+        print!("{}", table(&["COUNTER", "VALUE"], &rows));
+        Ok(())
+    }
+
+    pub(super) fn trace(&self, r: &Reply) -> Result<(), CtlError> {
+        if self.json {
+            return self.print_json(r);
+        }
+        let v = r.json();
+        let recs = v.as_array().cloned().unwrap_or_default();
+        if recs.is_empty() {
+            println!("no packets traced");
+        }
+        for t in recs {
+            println!(
+                "packet {} from {} ({} bytes, worker {}): {}",
+                txt(&t["seq"]),
+                txt(&t["in_port"]),
+                txt(&t["len"]),
+                txt(&t["worker"]),
+                txt(&t["head_hex"])
+            );
+            for s in t["steps"].as_array().cloned().unwrap_or_default() {
+                println!("  {:<10} {}", txt(&s["stage"]), txt(&s["verdict"]));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn names(v: &Value) -> String {
+    let n: Vec<String> = v
+        .as_array()
+        .map(|a| a.iter().map(txt).collect())
+        .unwrap_or_default();
+    if n.is_empty() {
+        "-".into()
+    } else {
+        n.join(",")
+    }
+}
+
+fn nonzero(v: &Value) -> Vec<(String, String)> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+                .map(|(k, n)| (k.clone(), txt(n)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tables_align_columns() {
+        let t = table(
+            &["A", "LONGER"],
+            &[
+                vec!["wide-cell".into(), "x".into()],
+                vec!["b".into(), "y".into()],
+            ],
+        );
+        assert_eq!(t, "A          LONGER\nwide-cell  x\nb          y\n");
+    }
+
+    #[test]
+    fn vlan_text_reads_each_mode() {
+        assert_eq!(vlan_text(&json!({"mode":"access","pvid":10})), "access 10");
+        assert_eq!(
+            vlan_text(&json!({"mode":"trunk","allowed":"10-20","native":1})),
+            "trunk 10-20 native 1"
+        );
+        assert_eq!(vlan_text(&json!({"mode":"tunnel","svid":7})), "tunnel 7");
+    }
+}

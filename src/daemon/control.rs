@@ -1,0 +1,588 @@
+//! The control plane's operations on bridge domains, ports and static FDB
+//! entries: validate, apply to the data plane, persist, answer.
+//!
+//! Owns: the in-memory mirror of the store (what exists, which port back
+//! ends failed to open), the order of every change and its rollback. Never:
+//! HTTP (that is `api.rs`) or packet work (that is the workers').
+//!
+//! # Order of a change
+//! Every operation runs under one mutex, so checks and changes do not
+//! interleave. A request is validated completely against the mirror first;
+//! a bad one changes nothing.
+//! - Creating or changing something applies it to the data plane first and
+//!   stores it second: the data plane step is the one that fails for
+//!   ordinary reasons (a back end will not open, an interface is missing),
+//!   and it should fail before anything is persisted. If the store write
+//!   then fails, the data plane change is undone (removing a port or domain
+//!   just added, or putting the old config back, cannot fail for ordinary
+//!   reasons) and the client gets a 500.
+//! - Deleting something stores the deletion first — the commit point — and
+//!   then removes it from the data plane, which cannot fail for an object
+//!   that was just checked to exist. Were the worker gone, the next start
+//!   replays the store without it.
+//!
+//! The answer is sent only after the store committed (durably).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rvs_switch::MacAddr;
+
+pub use super::error::{ControlError, switch_error};
+use super::model::*;
+use super::store::Store;
+use crate::spec::PortFactory;
+use crate::worker::{Dataplane, Target};
+
+type Result<T, E = ControlError> = std::result::Result<T, E>;
+
+/// A stored port and whether its back end is attached.
+#[derive(Debug, Clone)]
+pub(super) struct PortState {
+    pub rec: PortRecord,
+    /// Why the back end could not be opened (the port is stored but absent
+    /// from the data plane).
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct State {
+    pub domains: BTreeMap<String, DomainRecord>,
+    pub ports: BTreeMap<String, PortState>,
+}
+
+/// The daemon's control plane.
+pub struct Control {
+    pub(super) state: Mutex<State>,
+    pub(super) dp: Dataplane,
+    pub(super) store: Store,
+    factory: PortFactory,
+    /// Ports with a capture running.
+    pub(super) captures: Mutex<HashSet<String>>,
+    /// Set when the daemon begins to stop: running captures end cleanly.
+    pub(super) closing: Arc<AtomicBool>,
+}
+
+pub(super) fn not_found_domain(name: &str) -> ControlError {
+    ControlError::NotFound(format!("no bridge domain {name}"))
+}
+
+pub(super) fn not_found_port(name: &str) -> ControlError {
+    ControlError::NotFound(format!("no port {name}"))
+}
+
+impl Control {
+    /// Take over the workers and the store, replaying stored state into the
+    /// data plane: domains, then ports, then static entries. A port whose
+    /// back end fails to open stays stored and is listed with its error.
+    pub fn start(dp: Dataplane, store: Store, factory: PortFactory) -> Result<Control> {
+        let snap = store.load()?;
+        let c = Control {
+            state: Mutex::new(State::default()),
+            dp,
+            store,
+            factory,
+            captures: Mutex::new(HashSet::new()),
+            closing: Arc::new(AtomicBool::new(false)),
+        };
+        let mut st = c.lock();
+        for d in snap.domains {
+            c.dp.assign_domain(&d.name);
+            let cfg = d.to_config();
+            if let Err(e) =
+                c.dp.call(Target::Domain(&d.name), move |sw| sw.add_domain(cfg))?
+            {
+                tracing::error!(domain = %d.name, error = %e, "stored bridge domain refused by the switch");
+            }
+            st.domains.insert(d.name.clone(), d);
+        }
+        for p in snap.ports {
+            let error = if st.domains.contains_key(&p.config.domain) {
+                c.attach(&p).err().map(|e| e.to_string())
+            } else {
+                Some(format!("bridge domain {} is not stored", p.config.domain))
+            };
+            if let Some(e) = &error {
+                tracing::warn!(port = %p.spec.name, error = %e, "port back end did not open; kept in the store");
+            }
+            st.ports
+                .insert(p.spec.name.clone(), PortState { rec: p, error });
+        }
+        for s in snap.statics {
+            let attached = st.ports.get(&s.port).is_some_and(|p| p.error.is_none());
+            if attached && let Err(e) = c.install_static(&s) {
+                tracing::warn!(domain = %s.domain, mac = %s.mac, error = %e, "stored static entry not installed");
+            }
+        }
+        drop(st);
+        Ok(c)
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("control state lock")
+    }
+
+    /// The daemon is stopping: running captures finish their pcap streams
+    /// (so clients keep a complete file) instead of being cut off.
+    pub fn begin_shutdown(&self) {
+        self.closing.store(true, Ordering::Release);
+    }
+
+    /// Stop the workers: every port closes, the store stays as it is.
+    pub fn shutdown(&self) {
+        self.dp.shutdown();
+    }
+
+    // ---- helpers on the data plane ------------------------------------------
+
+    /// Open a port's back end on its domain's worker and add it to the switch.
+    fn attach(&self, rec: &PortRecord) -> Result<()> {
+        let factory = self.factory.clone();
+        let spec = rec.spec.clone();
+        let settings = rec.config.clone();
+        let domain = settings.domain.clone();
+        self.dp.call(Target::Domain(&domain), move |sw| {
+            let did = sw
+                .domain_id(&settings.domain)
+                .ok_or_else(|| not_found_domain(&settings.domain))?;
+            let cfg = settings.to_config(did).map_err(ControlError::BadRequest)?;
+            let port = factory(&spec, sw.pool_mut()).map_err(ControlError::Backend)?;
+            if port.name() != spec.name {
+                return Err(ControlError::Internal(format!(
+                    "the back end opened for port {} calls itself {}",
+                    spec.name,
+                    port.name()
+                )));
+            }
+            sw.add_port(port, cfg).map_err(switch_error)?;
+            Ok(())
+        })?
+    }
+
+    /// Remove a port from the switch; its back end is dropped (closed) on
+    /// the worker, before that worker's pool could ever go away.
+    fn detach(&self, name: &str, domain: &str) -> Result<()> {
+        let name = name.to_string();
+        self.dp.call(Target::Domain(domain), move |sw| {
+            let id = sw.port_id(&name).ok_or_else(|| not_found_port(&name))?;
+            sw.remove_port(id).map(drop).map_err(switch_error)
+        })?
+    }
+
+    fn set_port_config(&self, name: &str, settings: &PortSettings) -> Result<()> {
+        let name = name.to_string();
+        let settings = settings.clone();
+        let domain = settings.domain.clone();
+        self.dp.call(Target::Domain(&domain), move |sw| {
+            let id = sw.port_id(&name).ok_or_else(|| not_found_port(&name))?;
+            let did = sw
+                .domain_id(&settings.domain)
+                .ok_or_else(|| not_found_domain(&settings.domain))?;
+            let cfg = settings.to_config(did).map_err(ControlError::BadRequest)?;
+            sw.set_port_config(id, cfg).map_err(switch_error)
+        })?
+    }
+
+    pub(super) fn install_static(&self, s: &StaticRecord) -> Result<()> {
+        let s = s.clone();
+        let domain = s.domain.clone();
+        self.dp.call(Target::Domain(&domain), move |sw| {
+            let did = sw
+                .domain_id(&s.domain)
+                .ok_or_else(|| not_found_domain(&s.domain))?;
+            let pid = sw.port_id(&s.port).ok_or_else(|| not_found_port(&s.port))?;
+            sw.add_static(did, s.vid, s.mac, pid).map_err(switch_error)
+        })?
+    }
+
+    pub(super) fn remove_entry(&self, domain: &str, vid: u16, mac: MacAddr) -> Result<bool> {
+        let d = domain.to_string();
+        self.dp.call(Target::Domain(domain), move |sw| {
+            let did = sw.domain_id(&d).ok_or_else(|| not_found_domain(&d))?;
+            sw.remove_fdb_entry(did, vid, mac).map_err(switch_error)
+        })?
+    }
+
+    // ---- bridge domains -------------------------------------------------------
+
+    pub fn list_domains(&self) -> Result<Vec<DomainView>> {
+        let st = self.lock();
+        let sizes: BTreeMap<String, usize> = self
+            .dp
+            .call_all(|sw| {
+                sw.domains()
+                    .into_iter()
+                    .map(|d| (d.cfg.name, d.fdb_entries))
+                    .collect::<Vec<_>>()
+            })?
+            .into_iter()
+            .flatten()
+            .collect();
+        Ok(st
+            .domains
+            .values()
+            .map(|d| DomainView {
+                record: d.clone(),
+                worker: self.dp.worker_of(&d.name).unwrap_or(0),
+                ports: st
+                    .ports
+                    .values()
+                    .filter(|p| p.rec.config.domain == d.name)
+                    .map(|p| p.rec.spec.name.clone())
+                    .collect(),
+                fdb_entries: sizes.get(&d.name).copied().unwrap_or(0),
+            })
+            .collect())
+    }
+
+    pub fn get_domain(&self, name: &str) -> Result<DomainView> {
+        self.list_domains()?
+            .into_iter()
+            .find(|d| d.record.name == name)
+            .ok_or_else(|| not_found_domain(name))
+    }
+
+    pub fn create_domain(&self, rec: DomainRecord) -> Result<DomainView> {
+        rec.validate().map_err(ControlError::BadRequest)?;
+        let mut st = self.lock();
+        if st.domains.contains_key(&rec.name) {
+            return Err(ControlError::Conflict(format!(
+                "a bridge domain named {:?} already exists",
+                rec.name
+            )));
+        }
+        self.dp.assign_domain(&rec.name);
+        let cfg = rec.to_config();
+        let added = self
+            .dp
+            .call(Target::Domain(&rec.name), move |sw| sw.add_domain(cfg))
+            .map_err(ControlError::from)
+            .and_then(|r| r.map_err(switch_error));
+        if let Err(e) = added {
+            self.dp.release_domain(&rec.name);
+            return Err(e);
+        }
+        if let Err(e) = self.store.put_domain(&rec) {
+            let n = rec.name.clone();
+            let _ = self.dp.call(Target::Domain(&rec.name), move |sw| {
+                sw.domain_id(&n).map(|id| sw.remove_domain(id))
+            });
+            self.dp.release_domain(&rec.name);
+            return Err(e.into());
+        }
+        st.domains.insert(rec.name.clone(), rec.clone());
+        drop(st);
+        self.get_domain(&rec.name)
+    }
+
+    pub fn patch_domain(&self, name: &str, patch: DomainPatch) -> Result<DomainView> {
+        let mut st = self.lock();
+        let old = st
+            .domains
+            .get(name)
+            .ok_or_else(|| not_found_domain(name))?
+            .clone();
+        let new = patch.apply(&old);
+        new.validate().map_err(ControlError::BadRequest)?;
+        let apply = |rec: &DomainRecord| -> Result<()> {
+            let cfg = rec.to_config();
+            let n = rec.name.clone();
+            self.dp.call(Target::Domain(name), move |sw| {
+                let id = sw.domain_id(&n).ok_or_else(|| not_found_domain(&n))?;
+                sw.set_domain_config(id, cfg).map_err(switch_error)
+            })?
+        };
+        apply(&new)?;
+        if let Err(e) = self.store.put_domain(&new) {
+            let _ = apply(&old);
+            return Err(e.into());
+        }
+        st.domains.insert(name.to_string(), new);
+        drop(st);
+        self.get_domain(name)
+    }
+
+    pub fn delete_domain(&self, name: &str) -> Result<()> {
+        let mut st = self.lock();
+        if !st.domains.contains_key(name) {
+            return Err(not_found_domain(name));
+        }
+        let users: Vec<&str> = st
+            .ports
+            .values()
+            .filter(|p| p.rec.config.domain == name)
+            .map(|p| p.rec.spec.name.as_str())
+            .collect();
+        if !users.is_empty() {
+            return Err(ControlError::Conflict(format!(
+                "bridge domain {name} is in use by port(s) {}; remove them first",
+                users.join(", ")
+            )));
+        }
+        self.store.delete_domain(name)?;
+        st.domains.remove(name);
+        let n = name.to_string();
+        let removed = self.dp.call(Target::Domain(name), move |sw| {
+            let id = sw.domain_id(&n).ok_or_else(|| not_found_domain(&n))?;
+            sw.remove_domain(id).map(drop).map_err(switch_error)
+        });
+        self.dp.release_domain(name);
+        removed??;
+        Ok(())
+    }
+
+    // ---- ports ------------------------------------------------------------------
+
+    pub fn list_ports(&self) -> Result<Vec<PortView>> {
+        let st = self.lock();
+        let live: BTreeMap<String, (u32, Option<String>)> = self
+            .dp
+            .call_all(|sw| {
+                sw.ports()
+                    .into_iter()
+                    .map(|p| (p.name, (p.learned, p.last_error)))
+                    .collect::<Vec<_>>()
+            })?
+            .into_iter()
+            .flatten()
+            .collect();
+        Ok(st
+            .ports
+            .values()
+            .map(|p| {
+                let (learned, last_error) = live.get(&p.rec.spec.name).cloned().unwrap_or_default();
+                PortView {
+                    spec: p.rec.spec.clone(),
+                    config: p.rec.config.clone(),
+                    worker: self.dp.worker_of(&p.rec.config.domain),
+                    state: if p.error.is_none() { "up" } else { "failed" }.into(),
+                    error: p.error.clone(),
+                    learned,
+                    last_error,
+                }
+            })
+            .collect())
+    }
+
+    pub fn get_port(&self, name: &str) -> Result<PortView> {
+        self.list_ports()?
+            .into_iter()
+            .find(|p| p.spec.name == name)
+            .ok_or_else(|| not_found_port(name))
+    }
+
+    pub fn create_port(&self, req: CreatePort) -> Result<PortView> {
+        let rec = req.into_record().map_err(ControlError::BadRequest)?;
+        let name = rec.spec.name.clone();
+        let mut st = self.lock();
+        if st.ports.contains_key(&name) {
+            return Err(ControlError::Conflict(format!(
+                "a port named {name:?} already exists"
+            )));
+        }
+        if !st.domains.contains_key(&rec.config.domain) {
+            return Err(not_found_domain(&rec.config.domain));
+        }
+        self.attach(&rec)?;
+        if let Err(e) = self.store.put_port(&rec, false) {
+            let _ = self.detach(&name, &rec.config.domain);
+            return Err(e.into());
+        }
+        st.ports
+            .insert(name.clone(), PortState { rec, error: None });
+        drop(st);
+        self.get_port(&name)
+    }
+
+    pub fn patch_port(&self, name: &str, patch: PortPatch) -> Result<PortView> {
+        let mut st = self.lock();
+        let old = st
+            .ports
+            .get(name)
+            .ok_or_else(|| not_found_port(name))?
+            .clone();
+        let new = patch
+            .apply(&old.rec.config)
+            .map_err(ControlError::BadRequest)?;
+        if !st.domains.contains_key(&new.domain) {
+            return Err(not_found_domain(&new.domain));
+        }
+        let moved = new.domain != old.rec.config.domain;
+        if moved && self.dp.worker_of(&new.domain) != self.dp.worker_of(&old.rec.config.domain) {
+            return Err(ControlError::Conflict(format!(
+                "bridge domain {} lives on another worker than {}; delete port {name} and create it again",
+                new.domain, old.rec.config.domain
+            )));
+        }
+        let rec = PortRecord {
+            spec: old.rec.spec.clone(),
+            config: new,
+        };
+        let attached = old.error.is_none();
+        // Moving to another domain flushes the port's static entries in the
+        // switch; the store drops them in the same transaction.
+        let lost_statics = if attached && moved {
+            self.store.statics_of(name)?
+        } else {
+            Vec::new()
+        };
+        if attached {
+            self.set_port_config(name, &rec.config)?;
+        }
+        if let Err(e) = self.store.put_port(&rec, moved) {
+            if attached {
+                let _ = self.set_port_config(name, &old.rec.config);
+                for s in &lost_statics {
+                    let _ = self.install_static(s);
+                }
+            }
+            return Err(e.into());
+        }
+        st.ports.insert(
+            name.to_string(),
+            PortState {
+                rec,
+                error: old.error,
+            },
+        );
+        drop(st);
+        self.get_port(name)
+    }
+
+    pub fn delete_port(&self, name: &str) -> Result<()> {
+        let mut st = self.lock();
+        let p = st
+            .ports
+            .get(name)
+            .ok_or_else(|| not_found_port(name))?
+            .clone();
+        self.store.delete_port(name)?;
+        st.ports.remove(name);
+        if p.error.is_none() {
+            self.detach(name, &p.rec.config.domain)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::daemon::testutil::TempDir;
+
+    fn control(dir: &TempDir) -> Control {
+        let store = Store::open(&dir.0).unwrap();
+        let dp = Dataplane::start(1).unwrap();
+        Control::start(dp, store, crate::spec::memory_port_factory()).unwrap()
+    }
+
+    fn port(name: &str, pvid: u16) -> CreatePort {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "kind": "tap", "domain": "bd0", "vlan": {"mode": "access", "pvid": pvid}
+        }))
+        .unwrap()
+    }
+
+    /// What the data plane holds: domain names, (port, config) pairs, FDB size.
+    fn dataplane(c: &Control) -> (Vec<String>, Vec<(String, rvs_switch::PortConfig)>, usize) {
+        c.dp.call(Target::Worker(0), |sw| {
+            let doms = sw.domains();
+            (
+                doms.iter().map(|d| d.cfg.name.clone()).collect(),
+                sw.ports().into_iter().map(|p| (p.name, p.cfg)).collect(),
+                doms.iter().map(|d| d.fdb_entries).sum(),
+            )
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_failed_store_write_rolls_the_data_plane_back() {
+        let dir = TempDir::new("rollback");
+        let c = control(&dir);
+        let bd0 = DomainRecord {
+            name: "bd0".into(),
+            aging_secs: 300,
+            max_macs: 0,
+            vlan_protocol: Default::default(),
+        };
+        c.create_domain(bd0.clone()).unwrap();
+        c.create_port(port("p1", 10)).unwrap();
+        let before = dataplane(&c);
+        c.store.fail_writes.store(true, Ordering::Relaxed);
+        let internal =
+            |r: Result<()>| assert!(matches!(r, Err(ControlError::Internal(_))), "{r:?}");
+        internal(
+            c.create_domain(DomainRecord {
+                name: "bd1".into(),
+                ..bd0.clone()
+            })
+            .map(drop),
+        );
+        internal(c.create_port(port("p2", 10)).map(drop));
+        let patch: PortPatch =
+            serde_json::from_str(r#"{"vlan":{"mode":"access","pvid":20}}"#).unwrap();
+        internal(c.patch_port("p1", patch).map(drop));
+        let dpatch = DomainPatch {
+            aging_secs: Some(60),
+            ..Default::default()
+        };
+        internal(c.patch_domain("bd0", dpatch).map(drop));
+        let entry = StaticEntry {
+            vid: 10,
+            mac: MacAddr::local(1),
+            port: "p1".into(),
+        };
+        internal(c.add_static("bd0", entry));
+        internal(c.delete_port("p1"));
+        assert_eq!(dataplane(&c), before, "every refused change was undone");
+        assert_eq!(c.get_domain("bd0").unwrap().record, bd0);
+        c.store.fail_writes.store(false, Ordering::Relaxed);
+        c.shutdown();
+        drop(c);
+        // Store and data plane agree after a restart too.
+        let c = control(&dir);
+        assert_eq!(dataplane(&c), before);
+        c.shutdown();
+    }
+
+    #[test]
+    fn bad_requests_change_nothing() {
+        let dir = TempDir::new("badreq");
+        let c = control(&dir);
+        let bd0: DomainRecord = serde_json::from_str(r#"{"name":"bd0"}"#).unwrap();
+        c.create_domain(bd0).unwrap();
+        c.create_port(port("p1", 10)).unwrap();
+        let before = (dataplane(&c), c.store.load().unwrap());
+        assert!(matches!(
+            c.create_port(port("p2", 4095)),
+            Err(ControlError::BadRequest(_))
+        ));
+        assert!(matches!(
+            c.create_port(port("p1", 10)),
+            Err(ControlError::Conflict(_))
+        ));
+        let e = StaticEntry {
+            vid: 20,
+            mac: MacAddr::local(1),
+            port: "p1".into(),
+        };
+        assert!(matches!(
+            c.add_static("bd0", e),
+            Err(ControlError::BadRequest(_))
+        ));
+        assert!(matches!(
+            c.delete_domain("bd0"),
+            Err(ControlError::Conflict(_))
+        ));
+        assert!(matches!(
+            c.delete_fdb_entry("bd0", "10", "nope"),
+            Err(ControlError::BadRequest(_))
+        ));
+        assert_eq!((dataplane(&c), c.store.load().unwrap()), before);
+        c.shutdown();
+    }
+}

@@ -1,0 +1,59 @@
+//! The control plane's error: what class of refusal an operation met, so
+//! the API can answer with the right status.
+//!
+//! Owns: the classes and the mapping of data plane, store and worker errors
+//! onto them. Never: HTTP types (the API maps classes to statuses).
+
+use rvs_switch::SwitchError;
+
+use super::store::StoreError;
+use crate::worker::WorkerError;
+
+/// Why a control operation was refused; nothing changed when one is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The request is malformed or out of range (HTTP 400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// A named port, bridge domain or entry does not exist (HTTP 404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with what exists (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
+    /// A port back end could not be opened (HTTP 500).
+    #[error("{0}")]
+    Backend(String),
+    /// The store or a worker failed (HTTP 500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ControlError {
+    fn from(e: StoreError) -> Self {
+        ControlError::Internal(e.to_string())
+    }
+}
+
+impl From<WorkerError> for ControlError {
+    fn from(e: WorkerError) -> Self {
+        ControlError::Internal(e.to_string())
+    }
+}
+
+/// Map the switch's refusals onto API classes.
+pub fn switch_error(e: SwitchError) -> ControlError {
+    let msg = e.to_string();
+    match e {
+        SwitchError::UnknownPort(_) | SwitchError::UnknownDomain(_) => ControlError::NotFound(msg),
+        SwitchError::Duplicate { .. }
+        | SwitchError::DomainInUse { .. }
+        | SwitchError::WrongDomain { .. }
+        | SwitchError::TooManyPorts(_)
+        | SwitchError::TooManyDomains(_) => ControlError::Conflict(msg),
+        SwitchError::BadName(_)
+        | SwitchError::Vlan(_)
+        | SwitchError::NotVlanMember { .. }
+        | SwitchError::NotStationMac(_) => ControlError::BadRequest(msg),
+    }
+}

@@ -1,0 +1,188 @@
+//! `rvswitch daemon`: the data plane workers, the control API on a Unix
+//! socket and the persistent store, started and stopped in order.
+//!
+//! Owns: the process's lifecycle — open the store, start the workers, replay
+//! the stored state, bind the socket (mode 0600), serve until SIGTERM/SIGINT,
+//! then stop accepting, stop the workers (ports close) and remove the socket.
+//! Never: deciding which port back ends exist — the caller passes a
+//! [`PortFactory`] (`main.rs` wires in `rvs-drivers`).
+//!
+//! With several workers (`--workers N`) each bridge domain, with all of its
+//! ports, is placed on one worker (the least loaded when it is created), as
+//! an FDB is not shared between threads. Placement is not stored: a restart
+//! places the stored domains again (in name order), so `--workers` may change
+//! between runs.
+
+pub mod api;
+pub mod control;
+pub mod error;
+pub mod fdb;
+pub mod model;
+pub mod observe;
+pub mod store;
+#[cfg(test)]
+pub(crate) mod testutil;
+
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::spec::PortFactory;
+use crate::worker::Dataplane;
+pub use control::{Control, ControlError};
+
+/// Where the API socket lives unless `--socket` says otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/rvswitch/rvswitch.sock";
+/// Where the state lives unless `--state-dir` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/rvswitch";
+/// How long requests in flight (a capture stream, say) may take to finish
+/// once shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// `rvswitch daemon` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DaemonArgs {
+    /// Unix socket of the control API.
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Directory of the state store (`rvswitch.redb`).
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Data plane worker threads; each bridge domain lives on one of them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: u16,
+    /// FOR TESTS ONLY: every port is an in-memory port that carries no
+    /// traffic, whatever its kind. Lets API tests run without TAP/XDP.
+    #[arg(long, hide = true)]
+    pub test_memory_ports: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Worker(#[from] crate::worker::WorkerError),
+    #[error("replay stored state: {0}")]
+    Replay(ControlError),
+    #[error("control socket {path}: {what}: {cause}")]
+    Socket {
+        path: PathBuf,
+        what: &'static str,
+        cause: std::io::Error,
+    },
+    #[error("control socket {0}: another daemon is answering on it")]
+    InUse(PathBuf),
+    #[error("async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+fn sock_err(path: &Path, what: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let path = path.to_path_buf();
+    move |cause| DaemonError::Socket { path, what, cause }
+}
+
+/// Bind the API socket so that it is never reachable with looser
+/// permissions: bind under a temporary name, chmod 0600, rename into place.
+/// A directory we create for it is 0700.
+fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener, DaemonError> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(sock_err(path, "create directory"))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(sock_err(path, "chmod directory"))?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let listener = tokio::net::UnixListener::bind(&tmp).map_err(sock_err(path, "bind"))?;
+    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(sock_err(path, "chmod and rename")(e));
+    }
+    Ok(listener)
+}
+
+/// Refuse to start next to a live daemon on the same socket (checked before
+/// anything is opened, so its ports are not touched). A stale socket file
+/// is replaced when the new one is renamed into place.
+fn check_socket_free(path: &Path) -> Result<(), DaemonError> {
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(DaemonError::InUse(path.to_path_buf()));
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn termination_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
+        return std::future::pending().await;
+    };
+    let t = Box::pin(term.recv());
+    let i = Box::pin(int.recv());
+    futures_util::future::select(t, i).await;
+}
+
+/// Run the daemon until `shutdown` resolves (the binary passes
+/// [`termination_signal`]; in-process tests pass their own trigger).
+pub fn run<F>(args: &DaemonArgs, factory: PortFactory, shutdown: F) -> Result<(), DaemonError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    check_socket_free(&args.socket)?;
+    let store = store::Store::open(&args.state_dir)?;
+    let dp = Dataplane::start(args.workers as usize)?;
+    let control = Arc::new(Control::start(dp, store, factory).map_err(DaemonError::Replay)?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("rvs-api")
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    let socket = args.socket.clone();
+    let served = rt.block_on(async {
+        let listener = bind_socket(&socket)?;
+        tracing::info!(socket = %socket.display(), workers = args.workers, "control API listening");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let app = api::router(control.clone());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .await
+        });
+        shutdown.await;
+        tracing::info!("shutting down: no new connections");
+        control.begin_shutdown();
+        let _ = stop_tx.send(());
+        match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "API server failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "API server task failed"),
+            Err(_) => tracing::warn!("requests still in flight after the grace period; dropped"),
+        }
+        Ok::<(), DaemonError>(())
+    });
+    rt.shutdown_timeout(Duration::from_secs(1));
+    // Workers stop and drop their switches: TAP fds close, XDP detaches.
+    control.shutdown();
+    if served.is_ok() {
+        let _ = std::fs::remove_file(&socket);
+    }
+    tracing::info!("stopped; state kept in {}", args.state_dir.display());
+    served
+}
