@@ -12,6 +12,7 @@ pub mod client;
 pub mod ctl;
 pub mod daemon;
 pub mod pcap;
+pub mod quickstart;
 pub mod spec;
 pub mod worker;
 

@@ -18,6 +18,8 @@ enum Command {
     Daemon(daemon::DaemonArgs),
     /// Operate a running daemon over its API socket.
     Ctl(rvswitch::ctl::CtlArgs),
+    /// Deploy the two-host quickstart lab, check it, keep it up until Ctrl-C.
+    Quickstart(rvswitch::quickstart::QuickstartArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,6 +41,10 @@ fn main() -> anyhow::Result<()> {
                 rvswitch::backends::driver_factory()
             };
             daemon::run(&args, factory, daemon::termination_signal()).context("rvswitch daemon")
+        }
+        Command::Quickstart(args) => {
+            rvswitch::quickstart::run(&args)?;
+            Ok(())
         }
         Command::Ctl(args) => {
             if let Err(e) = rvswitch::ctl::run(args) {
