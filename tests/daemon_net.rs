@@ -333,3 +333,58 @@ fn ports_and_static_entries_come_back_after_a_restart() {
     let fdb = d.json(&["fdb", "show", "keep"]);
     assert!(fdb.to_string().contains("02:00:00:00:00:aa"), "{fdb}");
 }
+
+#[test]
+fn capture_writes_a_pcap_that_tcpdump_reads() {
+    if !root_or_skip("capture_writes_a_pcap_that_tcpdump_reads") {
+        return;
+    }
+    let d = Daemon::start();
+    d.ctl(&["domain", "add", "cap"]);
+    let (a, b) = (Netns::new("rvca"), Netns::new("rvcb"));
+    let (pa, pb) = (unique("rvt"), unique("rvt"));
+    tap_into(&d, &a, &pa, "cap", &["--access", "1"], "10.74.0.1/24");
+    tap_into(&d, &b, &pb, "cap", &["--access", "1"], "10.74.0.2/24");
+    assert!(a.ping_eventually("10.74.0.2", Duration::from_secs(5)));
+    let file = d.dir.join("cap.pcap");
+    let sock = d.socket();
+    let file_arg = file.clone();
+    let cap = std::thread::spawn(move || {
+        Command::new(BIN)
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&sock)
+            .args(["capture", "--seconds", "3", "-w"])
+            .arg(&file_arg)
+            .arg(&pb)
+            .output()
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(a.ping("10.74.0.2", 3));
+    let out = cap.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = Command::new("tcpdump")
+        .args(["-nn", "-r"])
+        .arg(&file)
+        .output()
+        .expect("tcpdump is installed");
+    let text = String::from_utf8_lossy(&read.stdout);
+    assert!(
+        read.status.success(),
+        "tcpdump -r failed: {}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    assert!(
+        text.contains("10.74.0.1 > 10.74.0.2: ICMP echo request"),
+        "{text}"
+    );
+    assert!(
+        text.contains("10.74.0.2 > 10.74.0.1: ICMP echo reply"),
+        "{text}"
+    );
+}
