@@ -1,0 +1,144 @@
+//! Driver unit tests: commit failures, fabric failures, naming.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::driver::{Driver, NewEndpoint};
+use crate::fabric::{FabricCall, MemoryFabric};
+use crate::ipam::AddressKind;
+use crate::ipam::IpamConfig;
+use crate::model::{DEFAULT_MTU, Network, NetworkKind, PortType, Subnet};
+use crate::store::Store;
+
+fn driver() -> (Driver, Arc<MemoryFabric>) {
+    let f = Arc::new(MemoryFabric::new());
+    let d = Driver::open(
+        Store::in_memory().unwrap(),
+        f.clone(),
+        IpamConfig::default(),
+    )
+    .unwrap();
+    (d, f)
+}
+
+fn net(id: &str) -> Network {
+    Network {
+        id: id.into(),
+        name: id.into(),
+        kind: NetworkKind::Bridge,
+        subnets: vec![Subnet {
+            pool: "10.1.0.0/24".parse().unwrap(),
+            gateway: Some("10.1.0.1".parse().unwrap()),
+            address_space: "rvs-local".into(),
+        }],
+        internal: false,
+        enable_ipv6: false,
+        mtu: DEFAULT_MTU,
+        port_type: PortType::Tap,
+        port_security: true,
+        routing: true,
+        options: Default::default(),
+        labels: Default::default(),
+    }
+}
+
+#[test]
+fn failed_commits_leave_memory_and_fabric_as_they_were() {
+    let (d, f) = driver();
+    let (id, _) = d
+        .request_pool(
+            "rvs-local",
+            Some("10.1.0.0/24".parse().unwrap()),
+            None,
+            false,
+        )
+        .unwrap();
+    d.store().fail_writes.store(true, Ordering::Relaxed);
+    assert!(d.request_address(&id, None, AddressKind::Gateway).is_err());
+    assert!(d.release_pool(&id).is_err());
+    assert!(d.create_network(net("n1")).is_err());
+    assert!(f.networks().is_empty(), "the fabric network was undone");
+    assert_eq!(
+        f.calls(),
+        vec![
+            FabricCall::CreateNetwork("n1".into()),
+            FabricCall::DeleteNetwork("n1".into())
+        ]
+    );
+    d.store().fail_writes.store(false, Ordering::Relaxed);
+    // Nothing was allocated by the failed call: the gateway is still .1.
+    let gw = d.request_address(&id, None, AddressKind::Gateway).unwrap();
+    assert_eq!(gw.to_string(), "10.1.0.1/24");
+    d.create_network(net("n1")).unwrap();
+    d.store().fail_writes.store(true, Ordering::Relaxed);
+    let req = NewEndpoint {
+        id: "e1".into(),
+        network_id: "n1".into(),
+        mac: None,
+        ipv4: Some("10.1.0.2/24".parse().unwrap()),
+        ipv6: None,
+    };
+    assert!(d.create_endpoint(req.clone()).is_err());
+    assert!(f.endpoints().is_empty(), "the fabric endpoint was undone");
+    d.store().fail_writes.store(false, Ordering::Relaxed);
+    d.create_endpoint(req).unwrap();
+    assert_eq!(d.snapshot(), d.store().load().unwrap());
+}
+
+#[test]
+fn fabric_failure_reaches_the_caller_and_stores_nothing() {
+    let (d, f) = driver();
+    f.fail_next("create_network");
+    let e = d.create_network(net("n1")).unwrap_err().to_string();
+    assert_eq!(e, "rvswitch data plane: create_network: injected failure");
+    assert!(d.store().load().unwrap().networks.is_empty());
+    d.create_network(net("n1")).unwrap();
+}
+
+#[test]
+fn endpoints_sharing_an_id_prefix_get_distinct_names() {
+    let (d, _) = driver();
+    let mut n = net("n1");
+    n.port_type = PortType::Afxdp;
+    d.create_network(n).unwrap();
+    let mk = |id: &str, ip: &str| NewEndpoint {
+        id: id.into(),
+        network_id: "n1".into(),
+        mac: None,
+        ipv4: Some(ip.parse().unwrap()),
+        ipv6: None,
+    };
+    let a = d
+        .create_endpoint(mk("4f8681690000", "10.1.0.2/24"))
+        .unwrap();
+    let b = d
+        .create_endpoint(mk("4f868169ffff", "10.1.0.3/24"))
+        .unwrap();
+    assert_eq!(a.ifaces.sandbox, "rvc4f868169");
+    assert_ne!(a.ifaces.sandbox, b.ifaces.sandbox);
+    assert_ne!(a.ifaces.host, b.ifaces.host);
+    assert_ne!(a.ifaces.port, b.ifaces.port);
+    assert!(
+        a.ifaces.host.is_some(),
+        "AF_XDP ports have a host-side veth end"
+    );
+    assert_ne!(a.mac, b.mac);
+}
+
+#[test]
+fn tap_endpoints_have_no_host_side_interface() {
+    let (d, _) = driver();
+    d.create_network(net("n1")).unwrap();
+    for (id, ip) in [("e1", "10.1.0.2/24"), ("e2", "10.1.0.3/24")] {
+        let e = d
+            .create_endpoint(NewEndpoint {
+                id: id.into(),
+                network_id: "n1".into(),
+                mac: None,
+                ipv4: Some(ip.parse().unwrap()),
+                ipv6: None,
+            })
+            .unwrap();
+        assert_eq!(e.ifaces.host, None);
+    }
+}

@@ -1,0 +1,314 @@
+//! Docker's network options → a [`Network`].
+//!
+//! Owns: the `rvswitch.*` option names under `com.docker.network.generic`
+//! (`-o k=v` on `docker network create`), Docker's own flags
+//! (`com.docker.network.internal`, `com.docker.network.enable_ipv6`) and the
+//! `IPv4Data`/`IPv6Data` subnets. Errors quote the option and say what is
+//! accepted. Never: state — the same request always gives the same network.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::model::{DEFAULT_MTU, Network, NetworkKind, PortType, Subnet};
+use crate::prefix::{Cidr, parse_ip_lenient};
+
+use super::wire::{CreateNetworkRequest, IpamData, Options};
+
+pub const GENERIC: &str = "com.docker.network.generic";
+pub const INTERNAL: &str = "com.docker.network.internal";
+pub const ENABLE_IPV6: &str = "com.docker.network.enable_ipv6";
+/// The bridge driver's MTU option, honoured too.
+pub const DOCKER_MTU: &str = "com.docker.network.driver.mtu";
+
+/// The `rvswitch.*` options, for error messages.
+pub const KNOWN: &[&str] = &[
+    "rvswitch.kind",
+    "rvswitch.vlan",
+    "rvswitch.vni",
+    "rvswitch.mtu",
+    "rvswitch.port_type",
+    "rvswitch.port_security",
+    "rvswitch.routing",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionError {
+    #[error("unknown option {key} (rvswitch knows {})", KNOWN.join(", "))]
+    Unknown { key: String },
+    #[error("option {key}={value}: expected {expected}")]
+    Value {
+        key: String,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{field} {value:?}: {reason}")]
+    Ipam {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("{0} must be a JSON object")]
+    NotAnObject(&'static str),
+}
+
+/// An option value as text: `-o` gives strings, API clients may send
+/// numbers or booleans.
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn parse_bool(key: &str, v: &Value) -> Result<bool, OptionError> {
+    match text(v).to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(OptionError::Value {
+            key: key.into(),
+            value: text(v),
+            expected: "true or false",
+        }),
+    }
+}
+
+fn parse_num(
+    key: &str,
+    v: &Value,
+    lo: u32,
+    hi: u32,
+    expected: &'static str,
+) -> Result<u32, OptionError> {
+    let t = text(v);
+    t.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (lo..=hi).contains(n))
+        .ok_or(OptionError::Value {
+            key: key.into(),
+            value: t,
+            expected,
+        })
+}
+
+fn subnets(data: &[IpamData], v4: bool) -> Result<Vec<Subnet>, OptionError> {
+    let field = if v4 { "IPv4Data" } else { "IPv6Data" };
+    data.iter()
+        .map(|d| {
+            let pool = Cidr::parse_prefix(&d.pool).map_err(|e| OptionError::Ipam {
+                field,
+                value: d.pool.clone(),
+                reason: e.to_string(),
+            })?;
+            let gateway = if d.gateway.is_empty() {
+                None
+            } else {
+                Some(parse_ip_lenient(&d.gateway).map_err(|e| OptionError::Ipam {
+                    field,
+                    value: d.gateway.clone(),
+                    reason: e.to_string(),
+                })?)
+            };
+            if pool.is_v4() != v4 {
+                return Err(OptionError::Ipam {
+                    field,
+                    value: d.pool.clone(),
+                    reason: "wrong address family".into(),
+                });
+            }
+            Ok(Subnet {
+                pool,
+                gateway,
+                address_space: d.address_space.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The network a CreateNetwork request describes (validated separately).
+pub fn network_from_request(req: &CreateNetworkRequest) -> Result<Network, OptionError> {
+    let mut n = Network {
+        id: req.network_id.clone(),
+        name: req.network_id.chars().take(12).collect(),
+        kind: NetworkKind::Bridge,
+        subnets: subnets(&req.ipv4_data, true)?,
+        internal: false,
+        enable_ipv6: false,
+        mtu: DEFAULT_MTU,
+        port_type: PortType::Tap,
+        port_security: true,
+        routing: true,
+        options: BTreeMap::new(),
+        labels: BTreeMap::new(),
+    };
+    n.subnets.extend(subnets(&req.ipv6_data, false)?);
+    if let Some(v) = req.options.get(INTERNAL) {
+        n.internal = parse_bool(INTERNAL, v)?;
+    }
+    if let Some(v) = req.options.get(ENABLE_IPV6) {
+        n.enable_ipv6 = parse_bool(ENABLE_IPV6, v)?;
+    }
+    let generic = match req.options.get(GENERIC) {
+        None | Some(Value::Null) => Options::new(),
+        Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        Some(_) => return Err(OptionError::NotAnObject(GENERIC)),
+    };
+    apply_generic(&mut n, &generic)?;
+    Ok(n)
+}
+
+/// Apply `rvswitch.*` options; other keys are kept in `n.options`.
+pub fn apply_generic(n: &mut Network, generic: &Options) -> Result<(), OptionError> {
+    let mut kind: Option<String> = None;
+    let mut vlan: Option<u32> = None;
+    let mut vni: Option<u32> = None;
+    for (k, v) in generic {
+        match k.as_str() {
+            "rvswitch.kind" => kind = Some(text(v).to_ascii_lowercase()),
+            "rvswitch.vlan" => vlan = Some(parse_num(k, v, 1, 4094, "a VLAN id 1-4094")?),
+            "rvswitch.vni" => vni = Some(parse_num(k, v, 1, 0xff_ffff, "a VNI 1-16777215")?),
+            "rvswitch.mtu" | DOCKER_MTU => n.mtu = parse_num(k, v, 68, 65535, "an MTU 68-65535")?,
+            "rvswitch.port_type" => {
+                n.port_type = match text(v).to_ascii_lowercase().as_str() {
+                    "tap" => PortType::Tap,
+                    "afxdp" | "af_xdp" => PortType::Afxdp,
+                    _ => {
+                        return Err(OptionError::Value {
+                            key: k.clone(),
+                            value: text(v),
+                            expected: "tap or afxdp",
+                        });
+                    }
+                }
+            }
+            "rvswitch.port_security" => n.port_security = parse_bool(k, v)?,
+            "rvswitch.routing" => n.routing = parse_bool(k, v)?,
+            other if other.starts_with("rvswitch.") => {
+                return Err(OptionError::Unknown { key: other.into() });
+            }
+            other => {
+                n.options.insert(other.into(), text(v));
+            }
+        }
+    }
+    let kind = kind.unwrap_or_else(|| {
+        match (vlan, vni) {
+            (Some(_), None) => "vlan",
+            (None, Some(_)) => "vxlan",
+            _ => "bridge",
+        }
+        .into()
+    });
+    n.kind = match (kind.as_str(), vlan, vni) {
+        ("bridge", None, None) => NetworkKind::Bridge,
+        ("vlan", Some(vid), None) => NetworkKind::Vlan { vid: vid as u16 },
+        ("vxlan", None, Some(vni)) => NetworkKind::Vxlan { vni },
+        ("vlan", None, _) => {
+            return Err(OptionError::Conflict(
+                "rvswitch.kind=vlan needs rvswitch.vlan=<1-4094>".into(),
+            ));
+        }
+        ("vxlan", _, None) => {
+            return Err(OptionError::Conflict(
+                "rvswitch.kind=vxlan needs rvswitch.vni=<1-16777215>".into(),
+            ));
+        }
+        ("bridge" | "vlan" | "vxlan", _, _) => {
+            return Err(OptionError::Conflict(format!(
+                "rvswitch.kind={kind} does not take {}: give rvswitch.vlan only with kind=vlan \
+                 and rvswitch.vni only with kind=vxlan",
+                match (vlan, vni) {
+                    (Some(_), Some(_)) => "both rvswitch.vlan and rvswitch.vni",
+                    (Some(_), None) => "rvswitch.vlan",
+                    _ => "rvswitch.vni",
+                }
+            )));
+        }
+        _ => {
+            return Err(OptionError::Value {
+                key: "rvswitch.kind".into(),
+                value: kind,
+                expected: "bridge, vlan or vxlan",
+            });
+        }
+    };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn req(options: Value) -> CreateNetworkRequest {
+        serde_json::from_value(json!({
+            "NetworkID": "abc",
+            "Options": options,
+            "IPv4Data": [{"AddressSpace": "LocalDefault", "Gateway": "10.231.0.1/24", "Pool": "10.231.0.0/24"}],
+            "IPv6Data": []
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn recorded_vlan_network() {
+        let n = network_from_request(&req(json!({
+            "com.docker.network.enable_ipv6": false,
+            "com.docker.network.generic": {"rvswitch.kind": "vlan", "rvswitch.vlan": "10"}
+        })))
+        .unwrap();
+        assert_eq!(n.kind, NetworkKind::Vlan { vid: 10 });
+        assert_eq!(n.subnets[0].gateway, Some("10.231.0.1".parse().unwrap()));
+        assert_eq!(n.subnets[0].pool, "10.231.0.0/24".parse().unwrap());
+        assert!(!n.internal && n.port_security && n.routing);
+        n.validate().unwrap();
+    }
+
+    #[test]
+    fn every_option() {
+        let n = network_from_request(&req(json!({
+            "com.docker.network.internal": true,
+            "com.docker.network.generic": {
+                "rvswitch.vni": 5000, "rvswitch.mtu": "1450", "rvswitch.port_type": "afxdp",
+                "rvswitch.port_security": "false", "rvswitch.routing": "false", "team": "blue"
+            }
+        })))
+        .unwrap();
+        assert_eq!(n.kind, NetworkKind::Vxlan { vni: 5000 });
+        assert_eq!(n.mtu, 1450);
+        assert_eq!(n.port_type, PortType::Afxdp);
+        assert!(n.internal && !n.port_security && !n.routing);
+        assert_eq!(n.options.get("team").map(String::as_str), Some("blue"));
+    }
+
+    #[test]
+    fn bad_options_say_what_is_accepted() {
+        let err = |g: Value| {
+            network_from_request(&req(json!({ GENERIC: g })))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(json!({"rvswitch.vlan": "5000"})).contains("1-4094"));
+        assert!(err(json!({"rvswitch.kind": "vlan"})).contains("needs rvswitch.vlan"));
+        assert!(
+            err(json!({"rvswitch.kind": "bridge", "rvswitch.vlan": "3"})).contains("does not take")
+        );
+        assert!(err(json!({"rvswitch.kind": "mesh"})).contains("bridge, vlan or vxlan"));
+        assert!(err(json!({"rvswitch.colour": "red"})).contains("rvswitch knows"));
+        assert!(err(json!({"rvswitch.port_security": "maybe"})).contains("true or false"));
+        assert!(err(json!({"rvswitch.port_type": "dpdk"})).contains("tap or afxdp"));
+        let e = network_from_request(&req(json!({ GENERIC: "x" }))).unwrap_err();
+        assert!(matches!(e, OptionError::NotAnObject(_)));
+        let mut r = req(json!({}));
+        r.ipv4_data[0].pool = "10.0.0.1/24".into();
+        assert!(
+            network_from_request(&r)
+                .unwrap_err()
+                .to_string()
+                .contains("host bits")
+        );
+    }
+}
