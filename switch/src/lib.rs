@@ -16,6 +16,7 @@ pub mod memport;
 mod pipeline;
 pub mod port;
 pub mod ratelimit;
+pub mod router;
 pub mod switch;
 pub mod trace;
 pub mod vlan;

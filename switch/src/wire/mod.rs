@@ -5,7 +5,12 @@
 //!
 //! Nothing here allocates or does I/O.
 
+pub mod arp;
 pub mod ethernet;
+pub mod icmp;
+pub mod icmpv6;
+pub mod ipv4;
+pub mod ipv6;
 pub mod vlan;
 
 pub use ethernet::{EtherType, EthernetFrame};

@@ -1,0 +1,478 @@
+//! The L3 stage over one batch: classify and validate every frame, look
+//! the IPv4 and IPv6 destinations of the whole batch up in one go (so the
+//! table loads overlap), then route each packet: TTL/hop limit, egress
+//! MTU, decrement with the incremental checksum, neighbor, MAC rewrite.
+//! Anything addressed to the gateway itself goes to `local.rs`.
+//!
+//! Owns: the forwarding decisions. Never: allocation or I/O per packet.
+
+use crate::batch::{BATCH_MAX, Batch};
+use crate::buf::{PacketPool, PktBuf};
+use crate::config::DomainId;
+use crate::counters::{DropReason, StageCounter};
+use crate::mac::MacAddr;
+use crate::wire::ethernet::{self, EtherType};
+use crate::wire::icmp;
+use crate::wire::icmpv6;
+use crate::wire::ipv4::Ipv4Packet;
+use crate::wire::ipv6::Ipv6Packet;
+use crate::wire::read_u16;
+
+use super::neigh::NeighKey;
+use super::{Adjacency, L3Out, NH_LOCAL, NextHop, NhId, Router};
+
+const ETH: usize = ethernet::HEADER_LEN;
+
+/// What the first pass decided about a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Class {
+    Drop(DropReason),
+    V4,
+    V6,
+    Arp,
+    /// ICMPv6 to a multicast group (neighbor discovery).
+    V6Multicast,
+}
+
+/// Per-batch working arrays, allocated once per router.
+pub(super) struct Scratch {
+    class: [Class; BATCH_MAX],
+    dst4: [u32; BATCH_MAX],
+    dst6: [u128; BATCH_MAX],
+    nh4: [Option<NhId>; BATCH_MAX],
+    nh6: [Option<NhId>; BATCH_MAX],
+    /// The ingress gateway routes between domains.
+    in_routing: bool,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            class: [Class::V4; BATCH_MAX],
+            dst4: [0; BATCH_MAX],
+            dst6: [0; BATCH_MAX],
+            nh4: [None; BATCH_MAX],
+            nh6: [None; BATCH_MAX],
+            in_routing: false,
+        }
+    }
+}
+
+/// Classify one frame; `dst4`/`dst6` receive the destination to look up.
+#[inline]
+fn classify(f: &[u8], gw_mac: MacAddr, dst4: &mut u32, dst6: &mut u128) -> Class {
+    if f.len() < ETH {
+        return Class::Drop(DropReason::Runt);
+    }
+    let to_gw = <[u8; 6]>::try_from(&f[..6]).is_ok_and(|d| d == gw_mac.0);
+    match read_u16(f, 12) {
+        EtherType::IPV4 => {
+            if !to_gw {
+                return Class::Drop(DropReason::L3NotForGateway);
+            }
+            let Ok(ip) = Ipv4Packet::new_checked(&f[ETH..]) else {
+                return Class::Drop(DropReason::L3Malformed);
+            };
+            if !ip.verify_checksum() {
+                return Class::Drop(DropReason::L3BadChecksum);
+            }
+            let d = ip.dst_u32();
+            // Multicast, limited broadcast, "this network".
+            if d >> 28 == 0xe || d == u32::MAX || d >> 24 == 0 {
+                return Class::Drop(DropReason::L3NotRoutable);
+            }
+            *dst4 = d;
+            Class::V4
+        }
+        EtherType::IPV6 => {
+            let Ok(ip) = Ipv6Packet::new_checked(&f[ETH..]) else {
+                return Class::Drop(DropReason::L3Malformed);
+            };
+            let d = u128::from_be_bytes(ip.dst_bytes());
+            if d >> 120 == 0xff {
+                if ip.next_header() == crate::wire::ipv4::Protocol::ICMPV6 {
+                    return Class::V6Multicast;
+                }
+                return Class::Drop(DropReason::L3NotRoutable);
+            }
+            if !to_gw {
+                return Class::Drop(DropReason::L3NotForGateway);
+            }
+            // Link-local (fe80::/10), unspecified, loopback: never routed.
+            if d >> 118 == 0x3fa || d <= 1 {
+                return Class::Drop(DropReason::L3NotRoutable);
+            }
+            *dst6 = d;
+            Class::V6
+        }
+        EtherType::ARP => Class::Arp,
+        _ => Class::Drop(DropReason::L3NotRoutable),
+    }
+}
+
+impl Router {
+    #[inline]
+    pub(super) fn drop_pkt(&mut self, pool: &mut PacketPool, buf: PktBuf, r: DropReason) {
+        self.counters.drops[r as usize] += 1;
+        pool.free(buf);
+    }
+
+    /// Whether the L3 stage should see `frame` received in `domain`: unicast
+    /// to the gateway MAC, a broadcast ARP, or IPv6 multicast (ND). The L2
+    /// stage still floods broadcasts and multicasts normally; the router
+    /// gets a copy.
+    pub fn wants(&self, domain: DomainId, frame: &[u8]) -> bool {
+        let Some(g) = self.gw_state(domain) else {
+            return false;
+        };
+        if frame.len() < ETH {
+            return false;
+        }
+        frame[..6] == g.cfg.mac.0
+            || (frame[..6] == [0xff; 6] && read_u16(frame, 12) == EtherType::ARP)
+            || (frame[..2] == [0x33, 0x33] && read_u16(frame, 12) == EtherType::IPV6)
+    }
+
+    /// Route one batch received in `in_domain`. Every frame leaves `batch`:
+    /// routed or answered into `out`, held for a neighbor, or dropped and
+    /// counted.
+    pub fn process(
+        &mut self,
+        pool: &mut PacketPool,
+        in_domain: DomainId,
+        batch: &mut Batch,
+        now_ms: u64,
+        out: &mut L3Out,
+    ) {
+        let Some(gw) = self.gw_state(in_domain) else {
+            self.counters.drops[DropReason::L3NoGateway as usize] += batch.len() as u64;
+            batch.free_all(pool);
+            return;
+        };
+        let (gw_mac, t, routing) = (gw.cfg.mac, gw.table, gw.cfg.routing);
+        let s = &mut self.scratch;
+        s.in_routing = routing;
+        let (mut n4, mut n6) = (0, 0);
+        for (i, b) in batch.iter().enumerate() {
+            let c = classify(pool.data(b), gw_mac, &mut s.dst4[n4], &mut s.dst6[n6]);
+            s.class[i] = c;
+            n4 += (c == Class::V4) as usize;
+            n6 += (c == Class::V6) as usize;
+        }
+        let tables = &self.tables[t];
+        if n4 > 0 {
+            tables.v4.lookup_batch(&s.dst4[..n4], &mut s.nh4[..n4]);
+        }
+        if n6 > 0 {
+            tables.v6.lookup_batch(&s.dst6[..n6], &mut s.nh6[..n6]);
+        }
+        let (mut k4, mut k6) = (0, 0);
+        for (i, buf) in batch.drain().enumerate() {
+            match self.scratch.class[i] {
+                Class::V4 => {
+                    let (nh, dst) = (self.scratch.nh4[k4], self.scratch.dst4[k4]);
+                    k4 += 1;
+                    self.forward_v4(pool, in_domain, buf, nh, dst, now_ms, out);
+                }
+                Class::V6 => {
+                    let (nh, dst) = (self.scratch.nh6[k6], self.scratch.dst6[k6]);
+                    k6 += 1;
+                    self.forward_v6(pool, in_domain, buf, nh, dst, now_ms, out);
+                }
+                Class::Arp => self.handle_arp(pool, in_domain, buf, now_ms, out),
+                Class::V6Multicast => self.local_v6(pool, in_domain, buf, now_ms, out),
+                Class::Drop(r) => self.drop_pkt(pool, buf, r),
+            }
+        }
+    }
+
+    /// The egress of next hop `id` for destination `dst`: (domain,
+    /// neighbor key), `None` for a next hop of the wrong family.
+    #[inline]
+    fn egress(&self, id: NhId, v6: bool, dst: u128) -> Option<(DomainId, NeighKey)> {
+        let (d, ip) = match self.nh[id as usize].nh {
+            NextHop::Connected { domain } => (domain, dst),
+            NextHop::Via {
+                gateway: std::net::IpAddr::V4(g),
+                domain,
+            } if !v6 => (domain, u32::from(g) as u128),
+            NextHop::Via {
+                gateway: std::net::IpAddr::V6(g),
+                domain,
+            } if v6 => (domain, u128::from(g)),
+            _ => return None,
+        };
+        Some((d, NeighKey { domain: d, v6, ip }))
+    }
+
+    /// Check the egress gateway and the inter-domain policy; returns its
+    /// MAC, VLAN and MTU.
+    #[inline(always)]
+    fn egress_gateway(
+        &self,
+        in_d: DomainId,
+        eg: DomainId,
+    ) -> Result<(MacAddr, u16, u16, bool), DropReason> {
+        let e = self.gw_state(eg).ok_or(DropReason::L3NoGateway)?;
+        if eg != in_d {
+            let i = self.gw_state(in_d).ok_or(DropReason::L3NoGateway)?;
+            if !(i.cfg.routing && e.cfg.routing) {
+                return Err(DropReason::L3RoutingDisabled);
+            }
+        }
+        Ok((e.cfg.mac, e.cfg.vid, e.cfg.mtu, e.cfg.routing))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward_v4(
+        &mut self,
+        pool: &mut PacketPool,
+        in_d: DomainId,
+        mut buf: PktBuf,
+        nh: Option<NhId>,
+        dst: u32,
+        now_ms: u64,
+        out: &mut L3Out,
+    ) {
+        let Some(id) = nh else {
+            let (t, c) = (icmp::TYPE_DEST_UNREACHABLE, icmp::CODE_NET_UNREACHABLE);
+            return self.icmp4_error(
+                pool,
+                in_d,
+                buf,
+                (t, c, 0),
+                DropReason::L3NoRoute,
+                now_ms,
+                out,
+            );
+        };
+        if id == NH_LOCAL {
+            return self.local_v4(pool, in_d, buf, now_ms, out);
+        }
+        let ip = Ipv4Packet::new_unchecked(&pool.data(&buf)[ETH..]);
+        let (ttl, total, df) = (ip.ttl(), ip.total_len(), ip.dont_frag());
+        if ttl <= 1 {
+            let (t, c) = (icmp::TYPE_TIME_EXCEEDED, icmp::CODE_TTL_EXCEEDED);
+            return self.icmp4_error(
+                pool,
+                in_d,
+                buf,
+                (t, c, 0),
+                DropReason::L3TtlExceeded,
+                now_ms,
+                out,
+            );
+        }
+        if let Some(a) = self.adjacency(id, in_d)
+            && (total <= a.mtu || buf.offload().is_gso())
+        {
+            if buf.len() != ETH + total as usize {
+                pool.set_len(&mut buf, ETH + total as usize);
+            }
+            let f = pool.data_mut(&buf);
+            Ipv4Packet::new_unchecked(&mut f[ETH..]).decrement_ttl();
+            return self.emit(f, buf, &a, out);
+        }
+        let Some((eg, key)) = self.egress(id, false, dst as u128) else {
+            return self.drop_pkt(pool, buf, DropReason::L3NoRoute);
+        };
+        let (gw_mac, vid, mtu, routing) = match self.egress_gateway(in_d, eg) {
+            Ok(x) => x,
+            Err(r) => return self.drop_pkt(pool, buf, r),
+        };
+        // A GSO super-frame is segmented to `gso_size` at the egress.
+        if total > mtu && !buf.offload().is_gso() {
+            if !df {
+                return self.drop_pkt(pool, buf, DropReason::L3FragUnsupported);
+            }
+            let (t, c) = (icmp::TYPE_DEST_UNREACHABLE, icmp::CODE_FRAG_NEEDED);
+            let e = (t, c, mtu as u32);
+            return self.icmp4_error(pool, in_d, buf, e, DropReason::L3FragNeeded, now_ms, out);
+        }
+        if buf.len() != ETH + total as usize {
+            pool.set_len(&mut buf, ETH + total as usize);
+        }
+        let mac = self.resolve(id, &key, (gw_mac, eg, vid, mtu, routing));
+        let f = pool.data_mut(&buf);
+        Ipv4Packet::new_unchecked(&mut f[ETH..]).decrement_ttl();
+        match mac {
+            Some(mac) => {
+                f[0..6].copy_from_slice(&mac.0);
+                f[6..12].copy_from_slice(&gw_mac.0);
+                self.counters.stages.inc(StageCounter::L3Forwarded);
+                out.push(key.domain, vid, buf);
+            }
+            None => self.hold(pool, key, buf, now_ms, out),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward_v6(
+        &mut self,
+        pool: &mut PacketPool,
+        in_d: DomainId,
+        mut buf: PktBuf,
+        nh: Option<NhId>,
+        dst: u128,
+        now_ms: u64,
+        out: &mut L3Out,
+    ) {
+        let Some(id) = nh else {
+            let (t, c) = (icmpv6::TYPE_DEST_UNREACHABLE, icmpv6::CODE_NO_ROUTE);
+            return self.icmp6_error(
+                pool,
+                in_d,
+                buf,
+                (t, c, 0),
+                DropReason::L3NoRoute,
+                now_ms,
+                out,
+            );
+        };
+        if id == NH_LOCAL {
+            return self.local_v6(pool, in_d, buf, now_ms, out);
+        }
+        let ip = Ipv6Packet::new_unchecked(&pool.data(&buf)[ETH..]);
+        let (hops, total) = (ip.hop_limit(), ip.total_len());
+        if hops <= 1 {
+            let (t, c) = (icmpv6::TYPE_TIME_EXCEEDED, icmpv6::CODE_HOP_LIMIT);
+            return self.icmp6_error(
+                pool,
+                in_d,
+                buf,
+                (t, c, 0),
+                DropReason::L3TtlExceeded,
+                now_ms,
+                out,
+            );
+        }
+        if let Some(a) = self.adjacency(id, in_d)
+            && (total <= a.mtu as usize || buf.offload().is_gso())
+        {
+            if buf.len() != ETH + total {
+                pool.set_len(&mut buf, ETH + total);
+            }
+            let f = pool.data_mut(&buf);
+            Ipv6Packet::new_unchecked(&mut f[ETH..]).set_hop_limit(hops - 1);
+            return self.emit(f, buf, &a, out);
+        }
+        let Some((eg, key)) = self.egress(id, true, dst) else {
+            return self.drop_pkt(pool, buf, DropReason::L3NoRoute);
+        };
+        let (gw_mac, vid, mtu, routing) = match self.egress_gateway(in_d, eg) {
+            Ok(x) => x,
+            Err(r) => return self.drop_pkt(pool, buf, r),
+        };
+        if total > mtu as usize && !buf.offload().is_gso() {
+            let e = (icmpv6::TYPE_PACKET_TOO_BIG, 0, mtu as u32);
+            return self.icmp6_error(pool, in_d, buf, e, DropReason::L3FragNeeded, now_ms, out);
+        }
+        if buf.len() != ETH + total {
+            pool.set_len(&mut buf, ETH + total);
+        }
+        let mac = self.resolve(id, &key, (gw_mac, eg, vid, mtu, routing));
+        let f = pool.data_mut(&buf);
+        Ipv6Packet::new_unchecked(&mut f[ETH..]).set_hop_limit(hops - 1);
+        match mac {
+            Some(mac) => {
+                f[0..6].copy_from_slice(&mac.0);
+                f[6..12].copy_from_slice(&gw_mac.0);
+                self.counters.stages.inc(StageCounter::L3Forwarded);
+                out.push(key.domain, vid, buf);
+            }
+            None => self.hold(pool, key, buf, now_ms, out),
+        }
+    }
+
+    /// The adjacency of next hop `id`, if it is a resolved `Via` whose
+    /// rewrite is current and that `in_d` may route to.
+    #[inline(always)]
+    fn adjacency(&self, id: NhId, in_d: DomainId) -> Option<Adjacency> {
+        let a = self.nh[id as usize].adj?;
+        let allowed = a.domain == in_d || (self.scratch.in_routing && a.routing);
+        (a.epoch == self.epoch() && allowed).then_some(a)
+    }
+
+    /// Rewrite the MACs of `f` (the frame of `buf`) and hand it out.
+    #[inline(always)]
+    fn emit(&mut self, f: &mut [u8], buf: PktBuf, a: &Adjacency, out: &mut L3Out) {
+        f[0..6].copy_from_slice(&a.dst.0);
+        f[6..12].copy_from_slice(&a.src.0);
+        self.counters.stages.inc(StageCounter::L3Forwarded);
+        out.push(a.domain, a.vid, buf);
+    }
+
+    /// The neighbor's MAC (slow path); a resolved `Via` next hop gets an
+    /// adjacency built from it and `egress` (gateway MAC, domain, VLAN,
+    /// MTU, routing).
+    fn resolve(
+        &mut self,
+        id: NhId,
+        key: &NeighKey,
+        egress: (MacAddr, DomainId, u16, u16, bool),
+    ) -> Option<MacAddr> {
+        let mac = self.neigh.resolve(key);
+        let epoch = self.epoch();
+        let slot = &mut self.nh[id as usize];
+        if let (Some(m), NextHop::Via { .. }) = (mac, slot.nh) {
+            let (src, domain, vid, mtu, routing) = egress;
+            slot.adj = Some(Adjacency {
+                epoch,
+                dst: m,
+                src,
+                domain,
+                vid,
+                mtu,
+                routing,
+            });
+        }
+        mac
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buf::Offload;
+    use crate::router::{Gateway, RouterConfig};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    #[test]
+    fn gso_super_frames_are_not_held_to_the_mtu() {
+        let mut pool = PacketPool::with_large(8, 2048, 256, 1).unwrap();
+        let mut r = Router::new(RouterConfig::default(), 0);
+        let (d1, d2) = (DomainId(1), DomainId(2));
+        let g1 = MacAddr::local(1);
+        r.add_gateway(Gateway::new(d1, g1).with_ipv4(Ipv4Addr::new(10, 0, 1, 1), 24))
+            .unwrap();
+        r.add_gateway(
+            Gateway::new(d2, MacAddr::local(2)).with_ipv4(Ipv4Addr::new(10, 0, 2, 1), 24),
+        )
+        .unwrap();
+        let mut out = L3Out::default();
+        let nb = IpAddr::V4(Ipv4Addr::new(10, 0, 2, 9));
+        r.add_static_neighbor(&mut pool, d2, nb, MacAddr::local(9), &mut out);
+        let mut f = vec![0u8; 14 + 9000];
+        f[..6].copy_from_slice(&g1.0);
+        f[12..14].copy_from_slice(&[8, 0]);
+        crate::wire::ipv4::write_header(&mut f[14..], 9000, 64, 6, 0x0a00_010a, 0x0a00_0209);
+        for (gso, want_out) in [(true, 1), (false, 1)] {
+            let mut b = pool.alloc_from(&f).unwrap();
+            if gso {
+                b.set_offload(Offload {
+                    gso_type: Offload::GSO_TCPV4,
+                    gso_size: 1448,
+                    ..Offload::NONE
+                });
+            }
+            let mut batch = Batch::new(1);
+            batch.push(b).unwrap();
+            r.process(&mut pool, d1, &mut batch, 0, &mut out);
+            assert_eq!(out.len(), want_out);
+            let o = out.frames.pop().unwrap();
+            // Forwarded to D2 as a whole, or frag-needed back to D1.
+            assert_eq!(o.domain, if gso { d2 } else { d1 });
+            pool.free(o.buf);
+        }
+    }
+}

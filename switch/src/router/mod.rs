@@ -1,0 +1,592 @@
+//! The router: one gateway interface per bridge domain (its MAC, IPv4 and
+//! IPv6 addresses), IPv4/IPv6 LPM route tables per VRF-like table id
+//! (connected routes derived from gateway subnets, static routes), the
+//! neighbor table, and the ICMP error rate limit. The pipeline hands it
+//! batches of frames addressed to a gateway ([`Router::wants`] says which);
+//! it returns routed frames and the frames it originates (ARP/ND, echo
+//! replies, ICMP errors) in an [`L3Out`] for the L2 output stage.
+//!
+//! Frames in and out are untagged Ethernet: the L2 input stage has popped
+//! the domain's VLAN tag and the output stage pushes the `vid` of each
+//! [`L3Frame`].
+//!
+//! Owns: gateways, route tables, next hops, neighbors, L3 counters. Never:
+//! I/O, locks, allocation per forwarded packet (`L3Out` and the scratch
+//! arrays are reused; new neighbor entries may grow their map).
+
+mod forward;
+mod local;
+pub mod lpm4;
+pub mod lpm6;
+pub mod neigh;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use hashbrown::HashMap;
+
+use crate::buf::{PacketPool, PktBuf};
+use crate::config::DomainId;
+use crate::counters::{DropReason, StageCounters};
+use crate::mac::MacAddr;
+use crate::ratelimit::TokenBucket;
+
+pub use lpm4::Lpm4;
+pub use lpm6::Lpm6;
+pub use neigh::{NeighConfig, NeighKey, NeighState, Neighbor, NeighborTable};
+
+/// Index of a next hop in the router's next-hop table.
+pub type NhId = u32;
+/// A VRF-like route table: gateways in the same table route between each
+/// other; different tables are isolated.
+pub type TableId = u16;
+
+/// Next hop 0 is the router itself (host routes of gateway addresses).
+const NH_LOCAL: NhId = 0;
+
+/// Why a route table refused a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LpmError {
+    #[error("prefix length {0} out of range")]
+    PrefixLen(u8),
+    #[error("next-hop index {0} too large")]
+    NextHop(NhId),
+    #[error("route table out of second-level groups")]
+    Full,
+}
+
+/// Why a router configuration change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouterError {
+    #[error("domain {0} already has a gateway")]
+    GatewayExists(DomainId),
+    #[error("domain {0} has no gateway")]
+    NoGateway(DomainId),
+    #[error("gateway MAC {0} is not a unicast address")]
+    BadMac(MacAddr),
+    #[error("route {0}/{1} already exists in table {2}")]
+    RouteExists(IpAddr, u8, TableId),
+    #[error("no route {0}/{1} in table {2}")]
+    NoSuchRoute(IpAddr, u8, TableId),
+    #[error("next hop address {0} does not match the route's family")]
+    FamilyMismatch(IpAddr),
+    #[error("route table {table}: {err}")]
+    Lpm { table: TableId, err: LpmError },
+}
+
+/// Where a route sends packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NextHop {
+    /// The router itself (installed for gateway addresses).
+    Local,
+    /// The destination is on the link of `domain`'s gateway.
+    Connected { domain: DomainId },
+    /// Via a router at `gateway`, reached through `domain`.
+    Via { gateway: IpAddr, domain: DomainId },
+}
+
+/// A gateway (router interface) in one bridge domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gateway {
+    pub domain: DomainId,
+    /// VLAN the gateway's frames carry inside the domain.
+    pub vid: u16,
+    pub mac: MacAddr,
+    /// Addresses with their subnet prefix lengths (each adds a connected route).
+    pub ipv4: Vec<(Ipv4Addr, u8)>,
+    pub ipv6: Vec<(Ipv6Addr, u8)>,
+    /// Largest IP packet sent out of this gateway.
+    pub mtu: u16,
+    pub table: TableId,
+    /// Route between this domain and other domains; when off the gateway
+    /// still answers ARP/ND/ping and routes between its own subnets.
+    pub routing: bool,
+}
+
+impl Gateway {
+    /// A routing gateway in table 0, VLAN 1, MTU 1500, no addresses yet.
+    pub fn new(domain: DomainId, mac: MacAddr) -> Self {
+        Gateway {
+            domain,
+            vid: 1,
+            mac,
+            ipv4: Vec::new(),
+            ipv6: Vec::new(),
+            mtu: 1500,
+            table: 0,
+            routing: true,
+        }
+    }
+    pub fn with_ipv4(mut self, a: Ipv4Addr, len: u8) -> Self {
+        self.ipv4.push((a, len));
+        self
+    }
+    pub fn with_ipv6(mut self, a: Ipv6Addr, len: u8) -> Self {
+        self.ipv6.push((a, len));
+        self
+    }
+}
+
+/// Router-wide settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouterConfig {
+    /// ICMP errors per second (all kinds, both families) and burst.
+    pub icmp_pps: u64,
+    pub icmp_burst: u64,
+    /// ARP requests / NS per second and burst (new neighbors and retransmits).
+    pub solicit_pps: u64,
+    pub solicit_burst: u64,
+    pub neigh: NeighConfig,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            icmp_pps: 1000,
+            icmp_burst: 50,
+            solicit_pps: 1000,
+            solicit_burst: 100,
+            neigh: NeighConfig::default(),
+        }
+    }
+}
+
+/// A frame for the L2 output stage: send `buf` into `domain` on VLAN `vid`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct L3Frame {
+    pub domain: DomainId,
+    pub vid: u16,
+    pub buf: PktBuf,
+}
+
+/// Frames the router hands back; reuse one across batches so its storage is
+/// allocated once.
+#[derive(Debug)]
+pub struct L3Out {
+    pub frames: Vec<L3Frame>,
+}
+
+impl Default for L3Out {
+    fn default() -> Self {
+        L3Out {
+            frames: Vec::with_capacity(4 * crate::batch::BATCH_MAX),
+        }
+    }
+}
+
+impl L3Out {
+    #[inline]
+    fn push(&mut self, domain: DomainId, vid: u16, buf: PktBuf) {
+        self.frames.push(L3Frame { domain, vid, buf });
+    }
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+    /// Give every frame back to the pool.
+    pub fn free_all(&mut self, pool: &mut PacketPool) {
+        self.frames.drain(..).for_each(|f| pool.free(f.buf));
+    }
+}
+
+/// L3 counters: drops by reason and what the stage counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L3Counters {
+    pub drops: [u64; DropReason::COUNT],
+    pub stages: StageCounters,
+}
+
+impl Default for L3Counters {
+    fn default() -> Self {
+        L3Counters {
+            drops: [0; DropReason::COUNT],
+            stages: StageCounters::default(),
+        }
+    }
+}
+
+impl L3Counters {
+    pub fn drops_by(&self, r: DropReason) -> u64 {
+        self.drops[r as usize]
+    }
+}
+
+/// A gateway as the fast path reads it.
+#[derive(Debug)]
+struct GwState {
+    cfg: Gateway,
+    /// Index into `Router::tables`.
+    table: usize,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    id: TableId,
+    v4: Lpm4,
+    v6: Lpm6,
+}
+
+#[derive(Debug)]
+struct NhSlot {
+    nh: NextHop,
+    refs: u32,
+    /// For a resolved `Via` next hop: the rewrite the fast path applies.
+    adj: Option<Adjacency>,
+}
+
+/// Everything the fast path needs to send a packet to a resolved `Via`
+/// next hop (a VPP-style adjacency), valid while `epoch` is the router's.
+#[derive(Debug, Clone, Copy)]
+struct Adjacency {
+    epoch: u64,
+    dst: MacAddr,
+    src: MacAddr,
+    domain: DomainId,
+    vid: u16,
+    mtu: u16,
+    /// The egress gateway routes between domains.
+    routing: bool,
+}
+
+/// Gateways, routes, neighbors and the per-batch L3 stage.
+pub struct Router {
+    gw: Vec<Option<GwState>>,
+    tables: Vec<Tables>,
+    nh: Vec<NhSlot>,
+    nh_index: HashMap<NextHop, NhId>,
+    nh_free: Vec<NhId>,
+    neigh: NeighborTable,
+    icmp_bucket: TokenBucket,
+    solicit_bucket: TokenBucket,
+    counters: L3Counters,
+    scratch: forward::Scratch,
+    solicit_keys: Vec<NeighKey>,
+    /// Bumped by every gateway change; with the neighbor generation it
+    /// dates adjacencies.
+    cfg_epoch: u64,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("gateways", &self.gw.iter().flatten().count())
+            .field("tables", &self.tables.len())
+            .field("next_hops", &(self.nh.len() - self.nh_free.len()))
+            .field("neighbors", &self.neigh.len())
+            .finish()
+    }
+}
+
+fn v4_key(a: Ipv4Addr, len: u8) -> (u32, u8) {
+    (u32::from(a), len.min(32))
+}
+
+impl Router {
+    pub fn new(cfg: RouterConfig, now_ms: u64) -> Self {
+        Router {
+            gw: Vec::new(),
+            tables: Vec::new(),
+            nh: vec![NhSlot {
+                nh: NextHop::Local,
+                refs: u32::MAX,
+                adj: None,
+            }],
+            nh_index: HashMap::from([(NextHop::Local, NH_LOCAL)]),
+            nh_free: Vec::new(),
+            neigh: NeighborTable::new(cfg.neigh),
+            icmp_bucket: TokenBucket::new(cfg.icmp_pps, cfg.icmp_burst, now_ms),
+            solicit_bucket: TokenBucket::new(cfg.solicit_pps, cfg.solicit_burst, now_ms),
+            counters: L3Counters::default(),
+            scratch: forward::Scratch::default(),
+            solicit_keys: Vec::with_capacity(64),
+            cfg_epoch: 0,
+        }
+    }
+
+    /// Changes whenever a gateway or a neighbor changes.
+    #[inline(always)]
+    fn epoch(&self) -> u64 {
+        self.cfg_epoch + self.neigh.generation()
+    }
+
+    pub fn counters(&self) -> &L3Counters {
+        &self.counters
+    }
+    pub fn neighbors(&self) -> &NeighborTable {
+        &self.neigh
+    }
+    pub fn gateway(&self, d: DomainId) -> Option<&Gateway> {
+        self.gw_state(d).map(|g| &g.cfg)
+    }
+
+    #[inline]
+    fn gw_state(&self, d: DomainId) -> Option<&GwState> {
+        self.gw.get(d.0 as usize).and_then(|g| g.as_ref())
+    }
+
+    fn table_index(&mut self, id: TableId) -> usize {
+        if let Some(i) = self.tables.iter().position(|t| t.id == id) {
+            return i;
+        }
+        self.tables.push(Tables {
+            id,
+            ..Default::default()
+        });
+        self.tables.len() - 1
+    }
+
+    fn nh_ref(&mut self, nh: NextHop) -> NhId {
+        if let Some(&id) = self.nh_index.get(&nh) {
+            let s = &mut self.nh[id as usize];
+            s.refs = s.refs.saturating_add(1);
+            return id;
+        }
+        let slot = NhSlot {
+            nh,
+            refs: 1,
+            adj: None,
+        };
+        let id = match self.nh_free.pop() {
+            Some(id) => {
+                self.nh[id as usize] = slot;
+                id
+            }
+            None => {
+                self.nh.push(slot);
+                (self.nh.len() - 1) as NhId
+            }
+        };
+        self.nh_index.insert(nh, id);
+        id
+    }
+
+    fn nh_unref(&mut self, id: NhId) {
+        if id == NH_LOCAL {
+            return;
+        }
+        let s = &mut self.nh[id as usize];
+        s.refs -= 1;
+        if s.refs == 0 {
+            self.nh_index.remove(&s.nh);
+            self.nh_free.push(id);
+        }
+    }
+
+    /// Add a route to table `table`.
+    pub fn add_route(
+        &mut self,
+        table: TableId,
+        prefix: IpAddr,
+        len: u8,
+        nh: NextHop,
+    ) -> Result<(), RouterError> {
+        if let NextHop::Via { gateway, .. } = nh
+            && gateway.is_ipv4() != prefix.is_ipv4()
+        {
+            return Err(RouterError::FamilyMismatch(gateway));
+        }
+        let t = self.table_index(table);
+        let exists = match prefix {
+            IpAddr::V4(a) => {
+                let (a, l) = v4_key(a, len);
+                self.tables[t].v4.get(a, l).is_some()
+            }
+            IpAddr::V6(a) => self.tables[t].v6.get(u128::from(a), len).is_some(),
+        };
+        if exists {
+            return Err(RouterError::RouteExists(prefix, len, table));
+        }
+        let id = self.nh_ref(nh);
+        let r = match prefix {
+            IpAddr::V4(a) => {
+                let (a, l) = v4_key(a, len);
+                self.tables[t].v4.insert(a, l, id)
+            }
+            IpAddr::V6(a) => self.tables[t].v6.insert(u128::from(a), len, id),
+        };
+        r.map(|_| ()).map_err(|err| {
+            self.nh_unref(id);
+            RouterError::Lpm { table, err }
+        })
+    }
+
+    /// Remove a route from table `table`.
+    pub fn remove_route(
+        &mut self,
+        table: TableId,
+        prefix: IpAddr,
+        len: u8,
+    ) -> Result<NextHop, RouterError> {
+        let t = self
+            .tables
+            .iter()
+            .position(|t| t.id == table)
+            .ok_or(RouterError::NoSuchRoute(prefix, len, table))?;
+        let id = match prefix {
+            IpAddr::V4(a) => {
+                let (a, l) = v4_key(a, len);
+                self.tables[t].v4.remove(a, l)
+            }
+            IpAddr::V6(a) => self.tables[t].v6.remove(u128::from(a), len),
+        }
+        .ok_or(RouterError::NoSuchRoute(prefix, len, table))?;
+        let nh = self.nh[id as usize].nh;
+        self.nh_unref(id);
+        Ok(nh)
+    }
+
+    /// Look a destination up in a table (control plane and tests).
+    pub fn route(&self, table: TableId, dst: IpAddr) -> Option<NextHop> {
+        let t = self.tables.iter().find(|t| t.id == table)?;
+        let id = match dst {
+            IpAddr::V4(a) => t.v4.lookup(u32::from(a)),
+            IpAddr::V6(a) => t.v6.lookup(u128::from(a)),
+        }?;
+        Some(self.nh[id as usize].nh)
+    }
+
+    /// Give `gw.domain` a gateway: its addresses become local host routes
+    /// and its subnets connected routes in `gw.table`. A domain without a
+    /// gateway is internal: the router drops whatever it is handed there.
+    pub fn add_gateway(&mut self, gw: Gateway) -> Result<(), RouterError> {
+        let d = gw.domain;
+        if self.gw_state(d).is_some() {
+            return Err(RouterError::GatewayExists(d));
+        }
+        if !gw.mac.is_valid_source() {
+            return Err(RouterError::BadMac(gw.mac));
+        }
+        let bad_len = gw
+            .ipv4
+            .iter()
+            .map(|x| (x.1, 32))
+            .chain(gw.ipv6.iter().map(|x| (x.1, 128)));
+        if let Some((l, _)) = bad_len.into_iter().find(|(l, max)| l > max) {
+            let err = LpmError::PrefixLen(l);
+            return Err(RouterError::Lpm {
+                table: gw.table,
+                err,
+            });
+        }
+        let mut added: Vec<(IpAddr, u8)> = Vec::new();
+        let routes = gw
+            .ipv4
+            .iter()
+            .flat_map(|&(a, l)| {
+                let net = Ipv4Addr::from(
+                    v4_key(a, l).0 & u32::MAX.checked_shl(32 - l as u32).unwrap_or(0),
+                );
+                [
+                    (IpAddr::V4(a), 32, NextHop::Local),
+                    (IpAddr::V4(net), l, NextHop::Connected { domain: d }),
+                ]
+            })
+            .chain(gw.ipv6.iter().flat_map(|&(a, l)| {
+                let m = u128::MAX.checked_shl(128 - l.min(128) as u32).unwrap_or(0);
+                let net = Ipv6Addr::from(u128::from(a) & m);
+                [
+                    (IpAddr::V6(a), 128, NextHop::Local),
+                    (IpAddr::V6(net), l, NextHop::Connected { domain: d }),
+                ]
+            }))
+            .collect::<Vec<_>>();
+        for (p, l, nh) in routes {
+            if nh == NextHop::Local && self.route(gw.table, p) == Some(NextHop::Local) {
+                continue; // the same address on two gateways of one table
+            }
+            if nh != NextHop::Local && (l == 32 && p.is_ipv4() || l == 128) {
+                continue; // a host-length "subnet" is just the local route
+            }
+            if let Err(e) = self.add_route(gw.table, p, l, nh) {
+                for (p, l) in added {
+                    let _ = self.remove_route(gw.table, p, l);
+                }
+                return Err(e);
+            }
+            added.push((p, l));
+        }
+        let table = self.table_index(gw.table);
+        let i = d.0 as usize;
+        if self.gw.len() <= i {
+            self.gw.resize_with(i + 1, || None);
+        }
+        self.gw[i] = Some(GwState { cfg: gw, table });
+        self.cfg_epoch += 1;
+        Ok(())
+    }
+
+    /// Remove a domain's gateway, its connected and local routes, and its
+    /// neighbors (freeing packets they held). Static routes via the domain
+    /// stay and drop traffic until removed.
+    pub fn remove_gateway(
+        &mut self,
+        pool: &mut PacketPool,
+        d: DomainId,
+    ) -> Result<Gateway, RouterError> {
+        let g = self
+            .gw
+            .get_mut(d.0 as usize)
+            .and_then(|g| g.take())
+            .ok_or(RouterError::NoGateway(d))?;
+        let t = g.cfg.table;
+        for &(a, l) in &g.cfg.ipv4 {
+            let _ = self.remove_route(t, IpAddr::V4(a), 32);
+            let _ = self.remove_route(t, IpAddr::V4(a), l);
+        }
+        for &(a, l) in &g.cfg.ipv6 {
+            let _ = self.remove_route(t, IpAddr::V6(a), 128);
+            let _ = self.remove_route(t, IpAddr::V6(a), l);
+        }
+        self.neigh.flush_domain(pool, d);
+        self.cfg_epoch += 1;
+        Ok(g.cfg)
+    }
+
+    /// Turn routing between `d` and other domains on or off.
+    pub fn set_routing(&mut self, d: DomainId, on: bool) -> Result<(), RouterError> {
+        let g = self
+            .gw
+            .get_mut(d.0 as usize)
+            .and_then(|g| g.as_mut())
+            .ok_or(RouterError::NoGateway(d))?;
+        g.cfg.routing = on;
+        self.cfg_epoch += 1;
+        Ok(())
+    }
+
+    /// A configured neighbor that never ages (also how benches pre-resolve).
+    pub fn add_static_neighbor(
+        &mut self,
+        pool: &mut PacketPool,
+        d: DomainId,
+        ip: IpAddr,
+        mac: MacAddr,
+        out: &mut L3Out,
+    ) {
+        let k = match ip {
+            IpAddr::V4(a) => NeighKey::v4(d, a.into()),
+            IpAddr::V6(a) => NeighKey::v6(d, a.into()),
+        };
+        let held = self.neigh.add_permanent(k, mac);
+        self.release(pool, k, mac, held, out);
+    }
+
+    /// Advance neighbor timers: retransmit ARP/NS for unresolved neighbors
+    /// (into `out`), free packets of neighbors that never answered, age the
+    /// rest. Call every ~100 ms.
+    pub fn tick(&mut self, pool: &mut PacketPool, now_ms: u64, out: &mut L3Out) {
+        let mut keys = std::mem::take(&mut self.solicit_keys);
+        keys.clear();
+        let r = self.neigh.tick(pool, now_ms, &mut keys);
+        self.counters.drops[DropReason::NeighUnresolved as usize] += r.freed as u64;
+        self.counters.stages.add(
+            crate::counters::StageCounter::NeighExpired,
+            (r.expired + r.failed) as u64,
+        );
+        for k in &keys {
+            self.solicit(pool, *k, now_ms, out);
+        }
+        self.solicit_keys = keys;
+    }
+}
