@@ -297,17 +297,21 @@ impl Switch {
 
         // Pass 1: parse, classify, hash, prefetch. (`i % BATCH_MAX` is free
         // and lets the compiler drop the bounds checks on the scratch arrays.)
+        // Consecutive frames of one flow share their keys: hash those once.
         let mode = &ps.cfg.vlan;
+        let (mut src_key, mut src_hash, mut dst_key, mut dst_hash) = (0u64, 0u64, 0u64, 0u64);
         for i in 0..n {
             let i = i % BATCH_MAX;
             scratch.action[i] = match parse_classify(pool.data(batch.get(i)), tpid, mode) {
                 Ok(m) => {
                     scratch.meta[i] = m;
-                    scratch.src_hash[i] = if learning {
-                        fdb.prefetch_key(fdb_key(m.vid, m.src))
-                    } else {
-                        0
-                    };
+                    if learning {
+                        let k = fdb_key(m.vid, m.src);
+                        if k != src_key {
+                            (src_key, src_hash) = (k, fdb.prefetch_key(k));
+                        }
+                        scratch.src_hash[i] = src_hash;
+                    }
                     if m.dst & MULTICAST_BIT != 0 {
                         Action::Flood(if m.dst == BROADCAST {
                             FloodKind::Broadcast
@@ -315,7 +319,11 @@ impl Switch {
                             FloodKind::Multicast
                         })
                     } else {
-                        scratch.dst_hash[i] = fdb.prefetch_key(fdb_key(m.vid, m.dst));
+                        let k = fdb_key(m.vid, m.dst);
+                        if k != dst_key {
+                            (dst_key, dst_hash) = (k, fdb.prefetch_key(k));
+                        }
+                        scratch.dst_hash[i] = dst_hash;
                         Action::Continue
                     }
                 }
@@ -328,6 +336,7 @@ impl Switch {
 
         // Pass 2: learn, look up, storm-control, edit, queue.
         let mut c = BatchCounts::default();
+        let (mut learned_key, mut looked_key, mut looked_up) = (0u64, 0u64, None);
         scratch.touched.clear();
         for (i, mut b) in batch.drain().enumerate() {
             let i = i % BATCH_MAX;
@@ -340,12 +349,19 @@ impl Switch {
                     c.priority_tagged += (m.tci & 0xfff == 0) as u32;
                 }
                 if learning {
-                    let r = fdb.learn_hashed(
-                        fdb_key(m.vid, m.src),
-                        scratch.src_hash[i],
-                        in_port,
-                        now_s,
-                    );
+                    // Every frame of a batch comes from one port, so a source
+                    // already learned or refreshed in this batch is a refresh.
+                    let key = fdb_key(m.vid, m.src);
+                    let r = if key == learned_key {
+                        Learned::Refreshed
+                    } else {
+                        let r = fdb.learn_hashed(key, scratch.src_hash[i], in_port, now_s);
+                        learned_key = match r {
+                            Learned::Refreshed | Learned::New | Learned::Moved { .. } => key,
+                            _ => 0,
+                        };
+                        r
+                    };
                     if r == Learned::Refreshed {
                         c.refreshed += 1;
                     } else {
@@ -356,11 +372,16 @@ impl Switch {
                     }
                 }
                 if action == Action::Continue {
-                    action = match fdb.lookup_hashed(
-                        fdb_key(m.vid, m.dst),
-                        scratch.dst_hash[i],
-                        now_s,
-                    ) {
+                    // The previous frame's answer holds for the same
+                    // destination: only this frame's own source could have
+                    // changed it, and a frame to itself is not cached.
+                    let key = fdb_key(m.vid, m.dst);
+                    let own = key == fdb_key(m.vid, m.src);
+                    if key != looked_key || own {
+                        looked_up = fdb.lookup_hashed(key, scratch.dst_hash[i], now_s);
+                        looked_key = if own { 0 } else { key };
+                    }
+                    action = match looked_up {
                         Some(p) if p == in_port => Action::Drop(DropReason::Filtered),
                         Some(p) => Action::Unicast(p),
                         None => Action::Flood(FloodKind::Unknown),
