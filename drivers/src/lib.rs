@@ -11,3 +11,4 @@ pub mod netns;
 pub mod tap;
 pub mod testutil;
 pub mod vnet;
+pub mod vtep;

@@ -20,6 +20,7 @@ pub mod router;
 pub mod switch;
 pub mod trace;
 pub mod vlan;
+pub mod vxlan;
 pub mod wire;
 
 pub use batch::{BATCH_DEFAULT, BATCH_MAX, Batch};

@@ -11,10 +11,14 @@ pub mod icmp;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
+pub mod udp;
 pub mod vlan;
+pub mod vxlan;
 
 pub use ethernet::{EtherType, EthernetFrame};
+pub use udp::UdpPacket;
 pub use vlan::{Tci, VlanTag};
+pub use vxlan::{Vni, VxlanHeader};
 
 /// Why a header could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
