@@ -56,34 +56,9 @@ pub struct Segment<'a> {
     pub partial_csum: Option<(u16, u16)>,
 }
 
-/// Ones' complement sum of `data` (big-endian 16-bit words, odd byte padded)
-/// added to `init`, not folded. Summing 32-bit words into 64 bits is the
-/// same sum (RFC 1071 §2(B)), and faster.
-pub fn csum_add(init: u64, data: &[u8]) -> u64 {
-    let mut sum = init;
-    let mut chunks = data.chunks_exact(4);
-    for c in &mut chunks {
-        sum += u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as u64;
-    }
-    let rest = chunks.remainder();
-    let mut i = 0;
-    while i + 1 < rest.len() {
-        sum += u16::from_be_bytes([rest[i], rest[i + 1]]) as u64;
-        i += 2;
-    }
-    if i < rest.len() {
-        sum += (rest[i] as u64) << 8;
-    }
-    sum
-}
-
-/// Fold a sum to 16 bits (not complemented).
-pub fn csum_fold(mut sum: u64) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
-}
+// The Internet checksum arithmetic is the switch crate's (one copy for the
+// whole project): an unfolded ones' complement sum and its fold.
+pub use rvs_switch::wire::udp::{csum_add, csum_fold};
 
 /// Length of the Ethernet header including up to two VLAN tags
 /// (802.1Q, 802.1ad, and the old 0x9100 QinQ type).

@@ -120,30 +120,12 @@ fn l4_proto(frame: &[u8]) -> Option<u8> {
     }
 }
 
-/// One's-complement sum of `data` (as big-endian 16-bit words) added to `acc`.
-pub fn csum_add(mut acc: u64, data: &[u8]) -> u64 {
-    let mut chunks = data.chunks_exact(4);
-    for c in &mut chunks {
-        acc += u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as u64;
-    }
-    let rest = chunks.remainder();
-    let mut i = 0;
-    while i + 1 < rest.len() {
-        acc += u16::from_be_bytes([rest[i], rest[i + 1]]) as u64;
-        i += 2;
-    }
-    if i < rest.len() {
-        acc += (rest[i] as u64) << 8;
-    }
-    acc
-}
+pub use crate::gso::csum_add;
+use crate::gso::csum_fold;
 
 /// Fold a sum to 16 bits and complement it: the value for a checksum field.
-pub fn csum_finish(mut acc: u64) -> u16 {
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
+pub fn csum_finish(acc: u64) -> u16 {
+    !csum_fold(acc)
 }
 
 /// CRC32c (Castagnoli), as SCTP uses it; bitwise, for the rare SCTP frame.
