@@ -68,12 +68,8 @@ fn is_ifname(s: &str) -> bool {
 /// digits, `-`, `_`, `.`), checked here so a bad name is a 400 before any
 /// state is touched.
 pub fn check_name(what: &str, name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
+    // The switch's own rule, so the API and the data plane cannot disagree.
+    if rvs_switch::switch::check_name(name).is_ok() {
         Ok(())
     } else {
         Err(format!(
