@@ -16,6 +16,7 @@
 pub mod docker;
 pub mod fabric;
 pub mod ipam;
+pub mod lab;
 pub mod model;
 pub mod prefix;
 pub mod store;

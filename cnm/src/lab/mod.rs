@@ -1,0 +1,402 @@
+//! Lab topologies: namespaces ("nodes") wired through rvswitch, declared in
+//! one YAML file (containerlab-flavoured) and deployed by `rvswitch lab`.
+//!
+//! Owns: the file format, its validation (every error names the file, line,
+//! column and field), address allocation, the names a deployment uses
+//! (namespaces, links, ports, MACs), the expectation matrix and the graph
+//! renderings (DOT, Mermaid). Never: touching the kernel or a daemon — that
+//! is the root crate's `lab` module, which takes a validated [`Topology`].
+//!
+//! ```yaml
+//! name: quickstart
+//! networks:
+//!   lan: {subnet: 10.99.0.0/24, ipv6: fd00:99::/64}
+//! nodes:
+//!   a: {interfaces: [{network: lan}]}
+//!   b: {interfaces: [{network: lan, address: 10.99.0.2/24}]}
+//! expect:
+//!   reach: all
+//! ```
+//!
+//! See docs/operations.md ("Labs") for every field.
+
+mod graph;
+mod parse;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::IpAddr;
+
+pub use graph::{to_dot, to_mermaid};
+pub use parse::{parse, parse_file};
+
+use crate::prefix::Cidr;
+
+/// A position in the topology file (1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pos {
+    pub line: usize,
+    pub col: usize,
+}
+
+/// One problem in a topology file: `FILE:LINE:COL: FIELD: MESSAGE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabError {
+    pub file: String,
+    pub pos: Pos,
+    /// The field's path, like `nodes.a.interfaces[0].address`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for LabError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.pos.line, self.pos.col)?;
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found in a file (at least one), in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabErrors(pub Vec<LabError>);
+
+impl fmt::Display for LabErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LabErrors {}
+
+/// A switch: one `rvswitch daemon`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchDef {
+    pub name: String,
+    pub pos: Pos,
+    /// Run the daemon inside this node's namespace instead of the host's
+    /// (for overlays). Not supported by deploy yet.
+    pub host: Option<String>,
+    /// Run RSTP on the switch's trunks. Not supported by deploy yet.
+    pub rstp: bool,
+    pub workers: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetKind {
+    /// A VLAN of a bridge domain on one switch.
+    Bridge,
+    /// A VXLAN segment spanning several switches. Not supported by deploy yet.
+    Vxlan,
+}
+
+/// A network: one L2 segment (a VLAN of a bridge domain).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkDef {
+    pub name: String,
+    pub pos: Pos,
+    pub kind: NetKind,
+    /// The switches it lives on: one for a bridge, each VTEP for VXLAN.
+    pub switches: Vec<String>,
+    /// The bridge domain on each switch (default: the network's name).
+    pub domain: String,
+    /// Its VLAN in the domain: access ports get this PVID (default 1).
+    pub vlan: u16,
+    pub subnet: Option<Cidr>,
+    pub ipv6: Option<Cidr>,
+    pub mtu: Option<u32>,
+    /// The switch routes for this network (first address of each subnet).
+    /// Not supported by deploy yet.
+    pub gateway: bool,
+    pub vni: Option<u32>,
+}
+
+impl NetworkDef {
+    /// The gateway addresses (first host of each subnet) when `gateway`.
+    pub fn gateway_addrs(&self) -> Vec<Cidr> {
+        if !self.gateway {
+            return Vec::new();
+        }
+        [self.subnet, self.ipv6]
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                let (lo, _) = s.range();
+                Cidr {
+                    addr: crate::prefix::from_u128(s.addr, lo + 1),
+                    len: s.len,
+                }
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortKind {
+    Afxdp,
+    Afpacket,
+    Tap,
+}
+
+impl PortKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortKind::Afxdp => "afxdp",
+            PortKind::Afpacket => "afpacket",
+            PortKind::Tap => "tap",
+        }
+    }
+}
+
+/// Per-interface link impairments (netem-like). Not supported by deploy yet.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Impair {
+    pub delay_ms: Option<u32>,
+    pub jitter_ms: Option<u32>,
+    /// Loss in hundredths of a percent.
+    pub loss_bp: Option<u32>,
+    pub rate_kbit: Option<u64>,
+}
+
+/// A node's interface on a network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceDef {
+    pub pos: Pos,
+    /// The interface name inside the node (`eth0`, `eth1`, ...).
+    pub name: String,
+    pub network: String,
+    /// The switch it attaches to (the network's, or one of a VXLAN's).
+    pub switch: String,
+    pub port: PortKind,
+    /// IPv4 address (given or allocated from the network's subnet).
+    pub address: Option<Cidr>,
+    /// IPv6 address (given or allocated from the network's `ipv6`).
+    pub ipv6: Option<Cidr>,
+    pub mac: [u8; 6],
+    pub mtu: Option<u32>,
+    pub impair: Option<Impair>,
+    /// The switch end: the veth's host-side name, the TAP's name and the
+    /// switch port's name (at most 15 characters, unique per lab).
+    pub link: String,
+}
+
+impl InterfaceDef {
+    pub fn addresses(&self) -> impl Iterator<Item = Cidr> + '_ {
+        self.address.iter().chain(self.ipv6.iter()).copied()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteDef {
+    pub pos: Pos,
+    pub to: Cidr,
+    pub via: IpAddr,
+}
+
+/// A node: a network namespace with interfaces on networks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeDef {
+    pub name: String,
+    pub pos: Pos,
+    /// Its namespace: `<lab>-<node>`.
+    pub netns: String,
+    pub interfaces: Vec<InterfaceDef>,
+    pub routes: Vec<RouteDef>,
+    pub sysctls: Vec<(String, String)>,
+    /// Shell commands run once inside the node after it is wired.
+    pub exec: Vec<String>,
+}
+
+/// A trunk between two bridge domains (on one switch or two).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkDef {
+    pub name: String,
+    pub pos: Pos,
+    /// `(switch, domain, link name)` for both ends.
+    pub ends: [(String, String, String); 2],
+    /// Allowed VLANs; empty means all.
+    pub vlans: Vec<u16>,
+    pub native: Option<u16>,
+    pub port: PortKind,
+}
+
+impl TrunkDef {
+    /// The API's `allowed` list: `all` or `10,20`.
+    pub fn allowed(&self) -> String {
+        if self.vlans.is_empty() {
+            "all".into()
+        } else {
+            self.vlans
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    Reach,
+    Isolate,
+}
+
+/// One expectation: `from` pings `to`'s address `addr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub from: String,
+    pub to: String,
+    pub addr: IpAddr,
+    pub want: Want,
+}
+
+/// A validated lab.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    pub name: String,
+    pub switches: Vec<SwitchDef>,
+    pub networks: Vec<NetworkDef>,
+    pub nodes: Vec<NodeDef>,
+    pub trunks: Vec<TrunkDef>,
+    /// The expectation matrix, expanded to one probe per address.
+    pub probes: Vec<Probe>,
+}
+
+impl Topology {
+    pub fn network(&self, name: &str) -> Option<&NetworkDef> {
+        self.networks.iter().find(|n| n.name == name)
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeDef> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// Bridge domains per switch, in first-use order: `(switch, domain)`.
+    pub fn domains(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for n in &self.networks {
+            for s in &n.switches {
+                let d = (s.clone(), n.domain.clone());
+                if !out.contains(&d) {
+                    out.push(d);
+                }
+            }
+        }
+        out
+    }
+
+    /// Features this file uses that deploy cannot make yet, each with the
+    /// position that asks for it. Empty when the lab can be deployed.
+    pub fn unsupported(&self) -> Vec<(Pos, String)> {
+        let mut out = Vec::new();
+        for s in &self.switches {
+            if s.host.is_some() {
+                out.push((
+                    s.pos,
+                    format!("switch {}: `host` (a switch inside a node's namespace, for overlays) is not supported yet", s.name),
+                ));
+            }
+            if s.rstp {
+                out.push((
+                    s.pos,
+                    format!("switch {}: `rstp` is not supported yet", s.name),
+                ));
+            }
+        }
+        for n in &self.networks {
+            if n.kind == NetKind::Vxlan {
+                out.push((
+                    n.pos,
+                    format!("network {}: kind `vxlan` is not supported yet", n.name),
+                ));
+            }
+            if n.gateway {
+                out.push((
+                    n.pos,
+                    format!(
+                        "network {}: `gateway` (routing in the switch) is not supported yet",
+                        n.name
+                    ),
+                ));
+            }
+        }
+        for node in &self.nodes {
+            for i in &node.interfaces {
+                if i.impair.is_some() {
+                    out.push((
+                        i.pos,
+                        format!(
+                            "node {} {}: `impair` (per-port impairments) is not supported yet",
+                            node.name, i.name
+                        ),
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The namespace of a node.
+pub fn netns_name(lab: &str, node: &str) -> String {
+    format!("{lab}-{node}")
+}
+
+/// FNV-1a over the parts, separated so `("ab","c") != ("a","bc")`.
+fn digest(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain([0u8]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+fn base36(mut v: u64, digits: usize) -> String {
+    let alphabet = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut s = vec![b'0'; digits];
+    for c in s.iter_mut().rev() {
+        *c = alphabet[(v % 36) as usize];
+        v /= 36;
+    }
+    String::from_utf8(s).expect("ascii")
+}
+
+/// A link name of at most 15 characters for `parts` (lab, owner, index):
+/// `lab-owner-index` when it fits (readable), else a prefix of it and a
+/// hash of all parts (unique in practice; collisions within a lab are
+/// refused by validation, and deploy refuses links it did not make).
+pub fn link_name(lab: &str, owner: &str, index: usize) -> String {
+    let plain = format!("{lab}-{owner}-{index}");
+    if plain.len() <= 15 {
+        return plain;
+    }
+    let hash = base36(digest(&[lab, owner, &index.to_string()]), 5);
+    let prefix: String = format!("{lab}-{owner}").chars().take(9).collect();
+    format!("{prefix}-{hash}")
+}
+
+/// A locally administered unicast MAC derived from the names, stable
+/// across deployments.
+pub fn derived_mac(lab: &str, node: &str, iface: &str) -> [u8; 6] {
+    let h = digest(&[lab, node, iface]).to_be_bytes();
+    [0x02, h[0], h[1], h[2], h[3], h[4]]
+}
+
+pub fn format_mac(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}

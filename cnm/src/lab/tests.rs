@@ -1,0 +1,384 @@
+use super::*;
+
+const QUICK: &str = "\
+name: qs
+networks:
+  lan: {subnet: 10.99.0.0/24, ipv6: fd00:99::/64}
+nodes:
+  a:
+    interfaces:
+      - {network: lan, address: 10.99.0.5/24}
+  b:
+    interfaces:
+      - {network: lan}
+expect:
+  reach: all
+";
+
+fn ok(text: &str) -> Topology {
+    match parse("t.yml", text) {
+        Ok(t) => t,
+        Err(e) => panic!("unexpected errors:\n{e}"),
+    }
+}
+
+/// The single error of `text`, checked to be on `line` and to mention `has`.
+#[track_caller]
+fn bad(text: &str, line: usize, has: &str) -> LabError {
+    let errs = parse("t.yml", text).expect_err("expected an error").0;
+    let e = errs
+        .iter()
+        .find(|e| e.pos.line == line && e.to_string().contains(has))
+        .unwrap_or_else(|| panic!("no error on line {line} with {has:?}: {errs:#?}"));
+    assert!(e.to_string().starts_with(&format!("t.yml:{line}:")), "{e}");
+    e.clone()
+}
+
+fn edit(from: &str, to: &str) -> String {
+    assert!(QUICK.contains(from), "{from}");
+    QUICK.replacen(from, to, 1)
+}
+
+#[test]
+fn quickstart_parses_with_defaults_and_allocation() {
+    let t = ok(QUICK);
+    assert_eq!(t.name, "qs");
+    assert_eq!(t.switches.len(), 1);
+    assert_eq!(t.switches[0].name, "sw");
+    let lan = t.network("lan").unwrap();
+    assert_eq!((lan.domain.as_str(), lan.vlan), ("lan", 1));
+    let a = t.node("a").unwrap();
+    assert_eq!(a.netns, "qs-a");
+    assert_eq!(a.interfaces[0].name, "eth0");
+    assert_eq!(a.interfaces[0].link, "qs-a-0");
+    assert_eq!(a.interfaces[0].port, PortKind::Afxdp);
+    assert_eq!(a.interfaces[0].address.unwrap().to_string(), "10.99.0.5/24");
+    assert_eq!(a.interfaces[0].ipv6.unwrap().to_string(), "fd00:99::1/64");
+    // b gets the lowest free address, skipping a's.
+    let b = t.node("b").unwrap();
+    assert_eq!(b.interfaces[0].address.unwrap().to_string(), "10.99.0.1/24");
+    assert_eq!(b.interfaces[0].ipv6.unwrap().to_string(), "fd00:99::2/64");
+    // reach: all -> both directions over v4 and v6.
+    assert_eq!(t.probes.len(), 4);
+    assert!(t.probes.iter().all(|p| p.want == Want::Reach));
+    assert!(t.unsupported().is_empty());
+    // Parsing is deterministic (a redeploy computes the same lab).
+    assert_eq!(ok(QUICK), t);
+}
+
+#[test]
+fn long_names_get_short_unique_link_names() {
+    let l1 = link_name("labwithlongname", "node_number_one", 0);
+    let l2 = link_name("labwithlongname", "node_number_one", 1);
+    let l3 = link_name("labwithlongname", "node_number_two", 0);
+    for l in [&l1, &l2, &l3] {
+        assert!(l.len() <= 15, "{l}");
+    }
+    assert!(l1 != l2 && l1 != l3 && l2 != l3);
+    assert_eq!(link_name("q", "a", 3), "q-a-3");
+}
+
+#[test]
+fn syntax_error_names_its_line() {
+    bad("name: x\nnetworks: {lan: {}\nnodes: {}\n", 3, "YAML syntax");
+}
+
+#[test]
+fn unknown_field_names_line_and_field() {
+    let e = bad(
+        &edit("  a:\n", "  a:\n    colour: red\n"),
+        6,
+        "unknown field",
+    );
+    assert_eq!(e.field, "nodes.a.colour");
+    assert_eq!(e.pos.col, 5);
+    bad(
+        &edit("{network: lan}", "{network: lan, adress: 10.99.0.9}"),
+        10,
+        "expected one of: network, name, address",
+    );
+    bad(&format!("{QUICK}extra: 1\n"), 13, "extra: unknown field");
+}
+
+#[test]
+fn duplicate_name_names_the_second_definition() {
+    let text = edit("  b:\n", "  a:\n    interfaces: [{network: lan}]\n  b:\n");
+    bad(&text, 8, "duplicate name `a` (first defined on line 5)");
+}
+
+#[test]
+fn address_outside_subnet() {
+    let e = bad(
+        &edit("10.99.0.5/24", "10.98.0.5/24"),
+        7,
+        "10.98.0.5 is outside the subnet 10.99.0.0/24 of network lan",
+    );
+    assert_eq!(e.field, "nodes.a.interfaces[0].address");
+}
+
+#[test]
+fn address_problems() {
+    bad(
+        &edit("10.99.0.5/24", "10.99.0.5/16"),
+        7,
+        "prefix length /16 differs",
+    );
+    bad(&edit("10.99.0.5/24", "10.99.0.0"), 7, "network address");
+    bad(&edit("10.99.0.5/24", "10.99.0.255"), 7, "broadcast address");
+    bad(&edit("10.99.0.5/24", "fd00:99::5"), 7, "use `ipv6`");
+    bad(&edit("10.99.0.5/24", "ten"), 7, "bad address");
+    bad(
+        &edit("{network: lan}", "{network: lan, address: 10.99.0.5}"),
+        10,
+        "already used by a.eth0 (line 7)",
+    );
+    bad(&edit("10.99.0.0/24", "10.99.0.1/24"), 3, "host bits");
+}
+
+#[test]
+fn dangling_references() {
+    bad(
+        &edit("{network: lan}", "{network: wan}"),
+        10,
+        "no network named \"wan\"",
+    );
+    bad(
+        &edit("  reach: all\n", "  reach: [[a, c]]\n"),
+        12,
+        "no node named \"c\"",
+    );
+    bad(
+        &edit("  lan: {", "  lan: {switch: core, "),
+        3,
+        "no switch named \"core\"",
+    );
+    bad(
+        &format!("{QUICK}trunks:\n  t: {{endpoints: [lan, nowhere]}}\n"),
+        14,
+        "no network uses domain \"nowhere\"",
+    );
+}
+
+#[test]
+fn bad_vlan_id() {
+    let e = bad(
+        &edit("  lan: {", "  lan: {vlan: 4095, "),
+        3,
+        "bad VLAN id \"4095\"",
+    );
+    assert_eq!(e.field, "networks.lan.vlan");
+    bad(
+        &edit("  lan: {", "  lan: {vlan: zero, "),
+        3,
+        "expected a number in 1..4094",
+    );
+}
+
+#[test]
+fn missing_required_field() {
+    bad("name: x\nnodes: {}\n", 1, "networks: missing (required)");
+    bad(
+        &edit("      - {network: lan}\n", "      - {address: 10.99.0.7}\n"),
+        10,
+        "network: missing",
+    );
+}
+
+#[test]
+fn wrong_types() {
+    bad(
+        &edit(
+            "  a:\n    interfaces:\n",
+            "  a:\n    interfaces: 3\n    x:\n",
+        ),
+        6,
+        "expected a list",
+    );
+    bad(
+        "name: [x]\nnetworks: {}\nnodes: {}\n",
+        1,
+        "expected a string",
+    );
+    bad("- a\n- b\n", 1, "must be a mapping");
+}
+
+#[test]
+fn bad_names_and_values() {
+    bad(&edit("name: qs", "name: my-lab"), 1, "bad lab name");
+    bad(&edit("  a:\n", "  \"a b\":\n"), 5, "bad node name");
+    bad(
+        &edit("  lan: {", "  lan: {kind: mesh, "),
+        3,
+        "unknown network kind",
+    );
+    bad(
+        &edit("{network: lan}", "{network: lan, port: vhost}"),
+        10,
+        "unknown port kind",
+    );
+    bad(
+        &edit(
+            "{network: lan}",
+            "{network: lan, mac: \"01:00:00:00:00:01\"}",
+        ),
+        10,
+        "not a unicast MAC",
+    );
+    bad(
+        &edit("  b:\n", "  b:\n    sysctls: {kernel.panic: 1}\n"),
+        9,
+        "only net.* sysctls",
+    );
+}
+
+#[test]
+fn same_segment_and_overlapping_subnets() {
+    let text = edit(
+        "nodes:\n",
+        "  lan2: {domain: lan, subnet: 10.99.0.0/16}\nnodes:\n",
+    );
+    bad(&text, 4, "same segment as network lan");
+    bad(&text, 4, "overlaps 10.99.0.0/24");
+}
+
+#[test]
+fn networks_sharing_a_subnet_share_the_pool() {
+    let t = ok(&edit(
+        "nodes:\n",
+        "  other: {vlan: 20, domain: lan, subnet: 10.99.0.0/24}\nnodes:\n  c: {interfaces: [{network: other}]}\n",
+    ));
+    let c = t.node("c").unwrap();
+    // a has .5 (explicit), c comes first in file order after it: .1
+    assert_eq!(c.interfaces[0].address.unwrap().to_string(), "10.99.0.1/24");
+    let b = t.node("b").unwrap();
+    assert_eq!(b.interfaces[0].address.unwrap().to_string(), "10.99.0.2/24");
+}
+
+#[test]
+fn routes_need_an_on_link_gateway() {
+    bad(
+        &edit(
+            "  b:\n",
+            "  b:\n    routes: [{to: default, via: 10.1.0.1}]\n",
+        ),
+        9,
+        "gateway 10.1.0.1 is not on a subnet",
+    );
+    bad(
+        &edit(
+            "  b:\n",
+            "  b:\n    routes: [{to: 10.0.0.0/8, via: \"fd00:99::1\"}]\n",
+        ),
+        9,
+        "different IP families",
+    );
+    let t = ok(&edit(
+        "  b:\n",
+        "  b:\n    routes: [{to: default, via: 10.99.0.5}]\n",
+    ));
+    assert_eq!(t.node("b").unwrap().routes[0].to.to_string(), "0.0.0.0/0");
+}
+
+#[test]
+fn trunk_loops_are_refused_without_rstp() {
+    let base = "\
+name: ring
+networks:
+  a: {subnet: 10.1.0.0/24}
+  b: {subnet: 10.2.0.0/24}
+nodes:
+  x: {interfaces: [{network: a}]}
+trunks:
+  t1: {endpoints: [a, b]}
+  t2: {endpoints: [b, a]}
+";
+    bad(base, 9, "closes a loop");
+    let with_rstp = format!("switches:\n  sw: {{rstp: true}}\n{base}");
+    let t = ok(&with_rstp);
+    assert_eq!(t.unsupported().len(), 1);
+}
+
+#[test]
+fn expectations_expand_and_contradictions_are_refused() {
+    let t = ok(&edit(
+        "  reach: all\n",
+        "  reach: [[a, b]]\n  isolate: []\n",
+    ));
+    assert_eq!(t.probes.len(), 4);
+    bad(
+        &edit("  reach: all\n", "  reach: [[a, b]]\n  isolate: [[b, a]]\n"),
+        13,
+        "contradicts",
+    );
+    bad(
+        &edit("  reach: all\n", "  reach: [[a, a]]\n"),
+        12,
+        "paired with itself",
+    );
+    bad(
+        &edit("  reach: all\n", "  reach: [[a]]\n"),
+        12,
+        "expected a pair",
+    );
+}
+
+#[test]
+fn future_features_parse_and_are_listed_as_unsupported() {
+    let t = ok("\
+name: f
+switches:
+  core: {}
+  s1: {host: h1}
+networks:
+  wan: {switch: core, subnet: 192.168.0.0/24, gateway: true}
+  tenant: {kind: vxlan, vni: 5001, switches: [s1], subnet: 10.5.0.0/24}
+nodes:
+  h1: {interfaces: [{network: wan, impair: {delay: 20ms, loss: 1%, rate: 10mbit}}]}
+  a: {interfaces: [{network: tenant}]}
+");
+    // The gateway takes .1, the node the next one.
+    let h1 = t.node("h1").unwrap();
+    assert_eq!(
+        h1.interfaces[0].address.unwrap().to_string(),
+        "192.168.0.2/24"
+    );
+    let imp = h1.interfaces[0].impair.clone().unwrap();
+    assert_eq!(
+        (imp.delay_ms, imp.loss_bp, imp.rate_kbit),
+        (Some(20), Some(100), Some(10_000))
+    );
+    let u: Vec<String> = t.unsupported().into_iter().map(|(_, m)| m).collect();
+    assert_eq!(u.len(), 4, "{u:?}");
+    assert!(u.iter().any(|m| m.contains("vxlan")));
+    bad(
+        "name: f\nnetworks:\n  t: {kind: vxlan, switches: [sw]}\nnodes: {}\n",
+        3,
+        "vni: missing",
+    );
+    bad(
+        "name: f\nnetworks:\n  t: {vni: 5}\nnodes: {}\n",
+        3,
+        "`vni` is for kind vxlan",
+    );
+}
+
+#[test]
+fn several_errors_are_reported_together_in_line_order() {
+    let text = edit("10.99.0.5/24", "10.98.0.5/24").replace("{network: lan}", "{network: x}");
+    let errs = parse("t.yml", &text).unwrap_err().0;
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert_eq!((errs[0].pos.line, errs[1].pos.line), (7, 10));
+}
+
+#[test]
+fn graphs_name_every_node_and_network() {
+    let t = ok(QUICK);
+    let dot = to_dot(&t);
+    assert!(dot.starts_with("graph \"qs\" {"), "{dot}");
+    assert!(dot.contains("\"node:a\" -- \"net:lan\""), "{dot}");
+    let mm = to_mermaid(&t);
+    assert!(
+        mm.contains("node_a ---|\"eth0<br/>10.99.0.5/24<br/>fd00:99::1/64\"| net_lan"),
+        "{mm}"
+    );
+}
