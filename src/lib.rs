@@ -11,6 +11,7 @@ pub mod backends;
 pub mod client;
 pub mod ctl;
 pub mod daemon;
+pub mod lab;
 pub mod pcap;
 pub mod quickstart;
 pub mod spec;

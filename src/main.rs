@@ -20,6 +20,8 @@ enum Command {
     Ctl(rvswitch::ctl::CtlArgs),
     /// Deploy the two-host quickstart lab, check it, keep it up until Ctrl-C.
     Quickstart(rvswitch::quickstart::QuickstartArgs),
+    /// Labs: namespaces wired through rvswitch from one YAML file.
+    Lab(rvswitch::lab::LabArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,6 +48,13 @@ fn main() -> anyhow::Result<()> {
             rvswitch::quickstart::run(&args)?;
             Ok(())
         }
+        Command::Lab(args) => match rvswitch::lab::run(args) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => {
+                eprintln!("rvswitch lab: {e}");
+                std::process::exit(1);
+            }
+        },
         Command::Ctl(args) => {
             if let Err(e) = rvswitch::ctl::run(args) {
                 eprintln!("rvswitch ctl: {e}");

@@ -1,0 +1,680 @@
+//! `lab deploy` and `lab destroy`.
+//!
+//! Deploy is a sequence of "ensure" steps, each of which looks first and
+//! only makes what is missing: a second deploy of the same file finds
+//! everything in place and changes nothing, and a deploy that died half-way
+//! is completed by the next one. Each namespace, link and daemon is written
+//! to the lab state before it is made, so destroy knows about it whatever
+//! happened.
+
+use std::net::IpAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hyper::Method;
+use rvs_cnm::lab::{InterfaceDef, NodeDef, PortKind, SwitchDef, Topology, TrunkDef, format_mac};
+use rvs_drivers::netlink::{Netlink, NetlinkError, Route};
+use rvs_drivers::netns;
+use serde_json::{Value, json};
+
+use super::state::{LabState, digest, exists};
+use super::{LabError, Paths, err};
+use crate::client::Client;
+
+fn nl_err(e: NetlinkError) -> LabError {
+    err(e)
+}
+
+/// The lab's daemons, by switch name.
+struct Switches(Vec<(String, Client)>);
+
+impl Switches {
+    fn get(&self, name: &str) -> &Client {
+        &self
+            .0
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("validated: every switch reference exists")
+            .1
+    }
+}
+
+pub fn deploy(topo: &Topology, file: &Path) -> Result<(), LabError> {
+    let unsupported = topo.unsupported();
+    if !unsupported.is_empty() {
+        let lines: Vec<String> = unsupported
+            .iter()
+            .map(|(pos, what)| format!("{}:{}:{}: {what}", file.display(), pos.line, pos.col))
+            .collect();
+        return Err(err(format!(
+            "{}\nlab {}: these features are not in this rvswitch yet (no changes made)",
+            lines.join("\n"),
+            topo.name
+        )));
+    }
+    let text =
+        std::fs::read_to_string(file).map_err(|e| err(format!("read {}: {e}", file.display())))?;
+    let paths = Paths::of(&topo.name);
+    let mut st = match LabState::load(&paths)? {
+        Some(s) if s.digest != digest(&text) => {
+            return Err(err(format!(
+                "lab {} is deployed from another version of its file ({}); run `rvswitch lab destroy {}` first (no changes made)",
+                topo.name,
+                s.file.display(),
+                file.display()
+            )));
+        }
+        Some(s) => s,
+        None => LabState {
+            lab: topo.name.clone(),
+            file: std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf()),
+            digest: digest(&text),
+            ..LabState::default()
+        },
+    };
+    let nl = Netlink::new().map_err(nl_err)?;
+    preflight(topo, &st, &nl)?;
+    st.complete = false;
+    st.save(&paths)?;
+
+    let mut switches = Vec::new();
+    for sw in &topo.switches {
+        let c = ensure_daemon(&paths, sw, &mut st)?;
+        switches.push((sw.name.clone(), c));
+    }
+    let switches = Switches(switches);
+    for (sw, dom) in topo.domains() {
+        ensure(
+            switches.get(&sw),
+            &format!("/v1/domains/{dom}"),
+            "/v1/domains",
+            json!({ "name": dom }),
+        )?;
+    }
+    for node in &topo.nodes {
+        ensure_node(topo, node, &paths, &mut st, &nl, &switches)?;
+    }
+    for t in &topo.trunks {
+        ensure_trunk(t, &paths, &mut st, &nl, &switches)?;
+    }
+    for node in &topo.nodes {
+        run_exec(node, &paths, &mut st)?;
+    }
+    st.complete = true;
+    st.save(&paths)?;
+    println!(
+        "lab {}: {} node(s), {} network(s), {} switch(es) up",
+        topo.name,
+        topo.nodes.len(),
+        topo.networks.len(),
+        topo.switches.len()
+    );
+    super::check::print_table(topo, None);
+    Ok(())
+}
+
+/// Refuse, before making anything, names that exist but are not this lab's.
+fn preflight(topo: &Topology, st: &LabState, nl: &Netlink) -> Result<(), LabError> {
+    let mut clashes = Vec::new();
+    for n in &topo.nodes {
+        if netns::netns_path(&n.netns).exists() && !st.namespaces.contains(&n.netns) {
+            clashes.push(format!("namespace {} (node {})", n.netns, n.name));
+        }
+    }
+    let links = topo
+        .nodes
+        .iter()
+        .flat_map(|n| n.interfaces.iter().map(|i| i.link.clone()))
+        .chain(
+            topo.trunks
+                .iter()
+                .flat_map(|t| t.ends.iter().map(|e| e.2.clone())),
+        );
+    for l in links {
+        if nl.find_link(&l).map_err(nl_err)?.is_some() && !st.links.contains(&l) {
+            clashes.push(format!("link {l}"));
+        }
+    }
+    if clashes.is_empty() {
+        Ok(())
+    } else {
+        Err(err(format!(
+            "lab {}: these exist and were not made by this lab: {} (remove them or rename the lab; no changes made)",
+            topo.name,
+            clashes.join(", ")
+        )))
+    }
+}
+
+fn answering(socket: &Path) -> Option<Client> {
+    if !socket.exists() {
+        return None;
+    }
+    let c = Client::new(socket).ok()?;
+    c.get("/v1/domains")
+        .ok()
+        .filter(|r| r.status == 200)
+        .map(|_| c)
+}
+
+fn ensure_daemon(paths: &Paths, sw: &SwitchDef, st: &mut LabState) -> Result<Client, LabError> {
+    let socket = paths.socket(&sw.name);
+    if !st.daemons.contains_key(&sw.name) {
+        st.daemons.insert(sw.name.clone(), socket.clone());
+        st.save(paths)?;
+    }
+    if let Some(c) = answering(&socket) {
+        return Ok(c);
+    }
+    // A daemon of ours that does not answer is stuck: replace it.
+    for pid in daemon_pids(&socket) {
+        stop_pid(pid);
+    }
+    let store = paths.store(&sw.name);
+    for d in [&paths.run, &store] {
+        std::fs::create_dir_all(d).map_err(|e| err(format!("create {}: {e}", d.display())))?;
+    }
+    let logf = paths.log(&format!("switch-{}", sw.name));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&logf)
+        .map_err(|e| err(format!("open {}: {e}", logf.display())))?;
+    let exe = std::env::current_exe().map_err(|e| err(format!("find rvswitch itself: {e}")))?;
+    let mut child = Command::new(exe)
+        .arg("daemon")
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--state-dir")
+        .arg(&store)
+        .arg("--workers")
+        .arg(sw.workers.to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(err)?)
+        .stderr(log)
+        // Its own process group: Ctrl-C in the terminal that deployed the
+        // lab does not stop the lab's switches.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| err(format!("start the daemon of switch {}: {e}", sw.name)))?;
+    let t = Instant::now();
+    loop {
+        if let Some(c) = answering(&socket) {
+            return Ok(c);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(err(format!(
+                "the daemon of switch {} exited ({status}) before answering; its log ({}) ends:\n{}",
+                sw.name,
+                logf.display(),
+                tail(&logf)
+            )));
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            return Err(err(format!(
+                "the daemon of switch {} did not answer on {} within 20 s (log: {})",
+                sw.name,
+                socket.display(),
+                logf.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    }
+}
+
+fn tail(f: &Path) -> String {
+    let s = std::fs::read_to_string(f).unwrap_or_default();
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(10)..].join("\n")
+}
+
+/// GET `get`; on 404 POST `body` to `post`. Whether it was made.
+fn ensure(c: &Client, get: &str, post: &str, body: Value) -> Result<bool, LabError> {
+    let r = c.get(get).map_err(err)?;
+    match r.status {
+        200 => Ok(false),
+        404 => {
+            c.request(Method::POST, post, Some(&body))
+                .and_then(|r| r.ok())
+                .map_err(|e| err(format!("{post} {body}: {e}")))?;
+            Ok(true)
+        }
+        s => Err(err(format!("GET {get}: HTTP {s}: {}", r.error_message()))),
+    }
+}
+
+fn proc_write(key_path: &str, value: &str) -> Result<(), String> {
+    std::fs::write(key_path, format!("{value}\n")).map_err(|e| format!("{key_path}: {e}"))
+}
+
+/// Write sysctls (`net.x.y` → value) inside a namespace.
+fn sysctls_in(ns: &str, kv: Vec<(String, String)>, strict: bool) -> Result<(), LabError> {
+    let res = netns::in_netns(ns, move || {
+        for (k, v) in &kv {
+            let p = format!("/proc/sys/{}", k.replace('.', "/"));
+            if let Err(e) = proc_write(&p, v)
+                && strict
+            {
+                return Err(format!("sysctl {k}={v}: {e}"));
+            }
+        }
+        Ok(())
+    })
+    .map_err(err)?;
+    res.map_err(|e| err(format!("namespace {ns}: {e}")))
+}
+
+fn ensure_node(
+    topo: &Topology,
+    node: &NodeDef,
+    paths: &Paths,
+    st: &mut LabState,
+    nl: &Netlink,
+    switches: &Switches,
+) -> Result<(), LabError> {
+    let ns = &node.netns;
+    if !netns::netns_path(ns).exists() {
+        st.record_netns(paths, ns)?;
+        netns::create_named(ns).map_err(err)?;
+    }
+    // Addresses are usable at once (no duplicate address detection wait):
+    // a lab's addresses are unique by validation.
+    sysctls_in(
+        ns,
+        vec![
+            ("net.ipv6.conf.all.accept_dad".into(), "0".into()),
+            ("net.ipv6.conf.default.accept_dad".into(), "0".into()),
+        ],
+        false,
+    )?;
+    Netlink::in_netns(ns, |n| n.set_up("lo")).map_err(nl_err)?;
+    for i in &node.interfaces {
+        let net = topo.network(&i.network).expect("validated");
+        let c = switches.get(&i.switch);
+        let vlan = json!({ "mode": "access", "pvid": net.vlan });
+        match i.port {
+            PortKind::Tap => {
+                ensure(
+                    c,
+                    &format!("/v1/ports/{}", i.link),
+                    "/v1/ports",
+                    json!({ "name": i.link, "kind": "tap", "domain": net.domain, "vlan": vlan }),
+                )?;
+                let inside = Netlink::in_netns(ns, |n| n.find_link(&i.name)).map_err(nl_err)?;
+                if inside.is_none() {
+                    st.record_link(paths, &i.link)?;
+                    if nl.find_link(&i.link).map_err(nl_err)?.is_none() {
+                        return Err(err(format!(
+                            "node {}: the switch's TAP {} is neither in the host namespace nor in {ns}",
+                            node.name, i.link
+                        )));
+                    }
+                    nl.move_to_netns(&i.link, ns).map_err(nl_err)?;
+                    Netlink::in_netns(ns, |n| n.rename(&i.link, &i.name)).map_err(nl_err)?;
+                }
+                configure_inside(node, i)?;
+            }
+            PortKind::Afxdp | PortKind::Afpacket => {
+                ensure_veth(node, i, paths, st, nl)?;
+                configure_inside(node, i)?;
+                if i.port == PortKind::Afxdp {
+                    // Frames from the node must carry full checksums: AF_XDP
+                    // in copy mode does not complete partial ones.
+                    rvs_drivers::afxdp::set_tx_checksum_in_netns(
+                        &netns::netns_path(ns),
+                        &i.name,
+                        false,
+                    )
+                    .map_err(err)?;
+                }
+                ensure(
+                    c,
+                    &format!("/v1/ports/{}", i.link),
+                    "/v1/ports",
+                    json!({ "name": i.link, "kind": i.port.as_str(), "iface": i.link, "domain": net.domain, "vlan": vlan }),
+                )?;
+            }
+        }
+    }
+    let routes: Vec<Route> = node
+        .routes
+        .iter()
+        .map(|r| Route {
+            dst: r.to.addr,
+            prefix: r.to.len,
+            via: Some(r.via),
+            dev: None,
+        })
+        .collect();
+    Netlink::in_netns(ns, |n| {
+        for r in &routes {
+            match n.add_route(r) {
+                Err(e) if e.errno() == Some(17) => {} // EEXIST: already there
+                other => other?,
+            }
+        }
+        Ok(())
+    })
+    .map_err(|e| err(format!("node {}: {e}", node.name)))?;
+    if !node.sysctls.is_empty() {
+        sysctls_in(ns, node.sysctls.clone(), true)
+            .map_err(|e| err(format!("node {}: {e}", node.name)))?;
+    }
+    Ok(())
+}
+
+/// The veth of an interface: `link` in the host namespace, its peer
+/// `name` inside the node. A half-made pair (a crash between the steps) is
+/// made again.
+fn ensure_veth(
+    node: &NodeDef,
+    i: &InterfaceDef,
+    paths: &Paths,
+    st: &mut LabState,
+    nl: &Netlink,
+) -> Result<(), LabError> {
+    let ns = &node.netns;
+    let host = nl.find_link(&i.link).map_err(nl_err)?.is_some();
+    let inside = Netlink::in_netns(ns, |n| n.find_link(&i.name))
+        .map_err(nl_err)?
+        .is_some();
+    if host && inside {
+        // Ours for sure only if they are peers; a link of this name inside
+        // our own namespace was made by us, so it is.
+    } else {
+        if host {
+            nl.delete_link(&i.link).map_err(nl_err)?;
+        }
+        if inside {
+            Netlink::in_netns(ns, |n| n.delete_link(&i.name)).map_err(nl_err)?;
+        }
+        st.record_link(paths, &i.link)?;
+        // The peer's first name only has to be unique for a moment.
+        let tmp = rvs_drivers::testutil::unique("rvlp");
+        nl.create_veth(&i.link, &tmp).map_err(nl_err)?;
+        nl.move_to_netns(&tmp, ns).map_err(nl_err)?;
+        Netlink::in_netns(ns, |n| n.rename(&tmp, &i.name)).map_err(nl_err)?;
+    }
+    if let Some(m) = i.mtu {
+        nl.set_mtu(&i.link, m).map_err(nl_err)?;
+    }
+    nl.set_up(&i.link).map_err(nl_err)
+}
+
+/// MTU, MAC, addresses and link state of an interface inside its node.
+fn configure_inside(node: &NodeDef, i: &InterfaceDef) -> Result<(), LabError> {
+    let ns = &node.netns;
+    sysctls_in(
+        ns,
+        vec![(format!("net.ipv6.conf.{}.accept_dad", i.name), "0".into())],
+        false,
+    )?;
+    let want: Vec<(IpAddr, u8)> = i.addresses().map(|c| (c.addr, c.len)).collect();
+    Netlink::in_netns(ns, |n| {
+        let cur = n.link(&i.name)?;
+        if let Some(m) = i.mtu
+            && cur.mtu != m
+        {
+            n.set_mtu(&i.name, m)?;
+        }
+        if cur.mac != Some(i.mac) {
+            n.set_mac(&i.name, i.mac)?;
+        }
+        let have = n.addresses(&i.name)?;
+        for (a, l) in &want {
+            if !have.contains(&(*a, *l)) {
+                n.add_address(&i.name, *a, *l)?;
+            }
+        }
+        if !cur.up {
+            n.set_up(&i.name)?;
+        }
+        Ok(())
+    })
+    .map_err(|e| {
+        err(format!(
+            "node {} {} ({}): {e}",
+            node.name,
+            i.name,
+            format_mac(&i.mac)
+        ))
+    })
+}
+
+fn ensure_trunk(
+    t: &TrunkDef,
+    paths: &Paths,
+    st: &mut LabState,
+    nl: &Netlink,
+    switches: &Switches,
+) -> Result<(), LabError> {
+    let (a, b) = (&t.ends[0].2, &t.ends[1].2);
+    let have_a = nl.find_link(a).map_err(nl_err)?.is_some();
+    let have_b = nl.find_link(b).map_err(nl_err)?.is_some();
+    if !(have_a && have_b) {
+        for (l, have) in [(a, have_a), (b, have_b)] {
+            if have {
+                nl.delete_link(l).map_err(nl_err)?;
+            }
+        }
+        st.record_link(paths, a)?;
+        st.record_link(paths, b)?;
+        nl.create_veth(a, b).map_err(nl_err)?;
+    }
+    let mut vlan = json!({ "mode": "trunk", "allowed": t.allowed() });
+    if let Some(n) = t.native {
+        vlan["native"] = json!(n);
+    }
+    for (sw, dom, link) in &t.ends {
+        nl.set_up(link).map_err(nl_err)?;
+        if t.port == PortKind::Afxdp {
+            rvs_drivers::ethtool::set_tx_checksum(link, false).map_err(err)?;
+        }
+        ensure(
+            switches.get(sw),
+            &format!("/v1/ports/{link}"),
+            "/v1/ports",
+            json!({ "name": link, "kind": t.port.as_str(), "iface": link, "domain": dom, "vlan": vlan }),
+        )?;
+    }
+    Ok(())
+}
+
+/// A node's start-up commands, once per deployment (recorded).
+fn run_exec(node: &NodeDef, paths: &Paths, st: &mut LabState) -> Result<(), LabError> {
+    if node.exec.is_empty() || st.exec_done.contains(&node.name) {
+        return Ok(());
+    }
+    let logf = paths.log(&format!("exec-{}", node.name));
+    for cmd in &node.exec {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&logf)
+            .map_err(|e| err(format!("open {}: {e}", logf.display())))?;
+        // Output goes to the log, not a pipe: a command that leaves a
+        // process in the background (`iperf3 -s &`) does not hold us.
+        let status = Command::new("ip")
+            .args(["netns", "exec", &node.netns, "sh", "-c", cmd])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(err)?)
+            .stderr(log)
+            .process_group(0)
+            .status()
+            .map_err(|e| {
+                err(format!(
+                    "node {}: run `{cmd}` (is iproute2 installed?): {e}",
+                    node.name
+                ))
+            })?;
+        if !status.success() {
+            return Err(err(format!(
+                "node {}: `{cmd}` failed ({status}); its output is in {}",
+                node.name,
+                logf.display()
+            )));
+        }
+    }
+    st.exec_done.push(node.name.clone());
+    st.save(paths)
+}
+
+/// Pids of `rvswitch daemon` processes serving `socket`.
+fn daemon_pids(socket: &Path) -> Vec<i32> {
+    let sock = socket.as_os_str().as_encoded_bytes();
+    procs()
+        .into_iter()
+        .filter(|pid| {
+            let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            args.contains(&&b"daemon"[..]) && args.contains(&sock)
+        })
+        .collect()
+}
+
+fn procs() -> Vec<i32> {
+    let me = std::process::id() as i32;
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|p| *p != me)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Gone, or a zombie nobody reaps (only its exit status is left).
+fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rfind(')')
+            .and_then(|i| s[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+    }
+}
+
+fn signal(pid: i32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+}
+
+/// SIGTERM, then SIGKILL after 5 s.
+fn stop_pid(pid: i32) {
+    use nix::sys::signal::Signal;
+    signal(pid, Signal::SIGTERM);
+    let t = Instant::now();
+    while !gone(pid) {
+        if t.elapsed() > Duration::from_secs(5) {
+            signal(pid, Signal::SIGKILL);
+            std::thread::sleep(Duration::from_millis(100));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kill every process inside the namespace (commands started by `exec:`,
+/// or by hand with `lab exec`), which would otherwise keep it alive.
+fn kill_in_netns(ns: &str) -> usize {
+    let Ok(ino) = netns::netns_inode(&netns::netns_path(ns)) else {
+        return 0;
+    };
+    let want = format!("net:[{ino}]");
+    let victims: Vec<i32> = procs()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/ns/net"))
+                .is_ok_and(|l| l.to_string_lossy() == want)
+        })
+        .collect();
+    for pid in &victims {
+        signal(*pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    victims.len()
+}
+
+/// Remove everything lab `lab` made. Idempotent; a lab that is not there
+/// is not an error.
+pub fn destroy(lab: &str) -> Result<(), LabError> {
+    if !rvs_cnm::lab::parse(
+        "--lab",
+        &format!("name: {lab}\nnetworks: {{}}\nnodes: {{}}\n"),
+    )
+    .is_ok()
+    {
+        return Err(err(format!("bad lab name {lab:?}")));
+    }
+    let paths = Paths::of(lab);
+    let st = LabState::load(&paths)?;
+    if st.is_none() && !exists(&paths.run) && !exists(&paths.state) {
+        println!("lab {lab}: nothing to destroy");
+        return Ok(());
+    }
+    let st = st.unwrap_or_default();
+    let mut problems: Vec<String> = Vec::new();
+    let mut killed = 0;
+    for ns in &st.namespaces {
+        killed += kill_in_netns(ns);
+    }
+    // Every daemon serving a socket of this lab, recorded or not.
+    let mut sockets: Vec<PathBuf> = st.daemons.values().cloned().collect();
+    if let Ok(d) = std::fs::read_dir(&paths.run) {
+        sockets.extend(d.filter_map(|e| e.ok()).map(|e| e.path()));
+    }
+    let mut stopped = 0;
+    for s in &sockets {
+        for pid in daemon_pids(s) {
+            stop_pid(pid);
+            stopped += 1;
+        }
+    }
+    let mut removed_ns = 0;
+    for ns in &st.namespaces {
+        if netns::netns_path(ns).exists() {
+            match netns::delete_named(ns) {
+                Ok(()) => removed_ns += 1,
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+    }
+    let mut removed_links = 0;
+    match Netlink::new() {
+        Ok(nl) => {
+            for l in &st.links {
+                match nl.find_link(l) {
+                    Ok(Some(_)) => match nl.delete_link(l) {
+                        Ok(()) => removed_links += 1,
+                        // Its peer went first and took it along.
+                        Err(_) if matches!(nl.find_link(l), Ok(None)) => {}
+                        Err(e) => problems.push(e.to_string()),
+                    },
+                    Ok(None) => {}
+                    Err(e) => problems.push(e.to_string()),
+                }
+            }
+        }
+        Err(e) => problems.push(e.to_string()),
+    }
+    for d in [&paths.run, &paths.state] {
+        if exists(d)
+            && let Err(e) = std::fs::remove_dir_all(d)
+        {
+            problems.push(format!("remove {}: {e}", d.display()));
+        }
+    }
+    println!(
+        "lab {lab}: destroyed ({stopped} daemon(s), {removed_ns} namespace(s), {removed_links} link(s), {killed} node process(es))"
+    );
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(err(format!(
+            "lab {lab}: some things could not be removed:\n  {}",
+            problems.join("\n  ")
+        )))
+    }
+}

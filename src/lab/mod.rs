@@ -1,0 +1,248 @@
+//! `rvswitch lab`: deploy, inspect, check and destroy topologies of network
+//! namespaces wired through rvswitch, declared in one YAML file (the format
+//! and its validation are `rvs_cnm::lab`).
+//!
+//! A lab named L keeps its daemons' sockets under `/run/rvswitch/lab/L/` and
+//! everything else — the daemons' stores and logs, the node commands' logs
+//! and the lab state file `lab.json` — under `/var/lib/rvswitch/lab/L/`.
+//! The state file records each namespace, link and daemon *before* it is
+//! made, so `destroy` removes all of it even after a crash half-way.
+//!
+//! Owns: the lab's lifecycle and its names (`L-NODE` namespaces, links from
+//! `rvs_cnm::lab::link_name`). Never: anything it did not record making —
+//! deploy refuses to adopt a namespace or link that exists but is not in
+//! the lab's state.
+
+mod check;
+mod deploy;
+mod state;
+
+use std::path::{Path, PathBuf};
+
+use rvs_cnm::lab::{self as model, Topology};
+
+pub use deploy::{deploy, destroy};
+pub use state::LabState;
+
+/// Where labs keep their sockets.
+pub const RUN_ROOT: &str = "/run/rvswitch/lab";
+/// Where labs keep their state.
+pub const STATE_ROOT: &str = "/var/lib/rvswitch/lab";
+
+#[derive(Debug, clap::Args)]
+pub struct LabArgs {
+    #[command(subcommand)]
+    pub command: LabCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum LabCommand {
+    /// Make (or complete) the lab: daemons, namespaces, links, ports,
+    /// addresses, routes, sysctls, start-up commands. Re-running it on the
+    /// same file changes nothing.
+    Deploy {
+        file: PathBuf,
+        /// Also run the expectations (like `lab check`) afterwards.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Remove everything the lab made: processes in its namespaces, its
+    /// daemons, namespaces, links, sockets and state.
+    Destroy {
+        /// The topology file (or name the lab with --lab).
+        #[arg(required_unless_present = "lab")]
+        file: Option<PathBuf>,
+        /// The lab's name, when its file is gone.
+        #[arg(long, conflicts_with = "file")]
+        lab: Option<String>,
+    },
+    /// Table of nodes, interfaces, addresses, switch ports and networks.
+    Inspect {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command inside a node's namespace: `lab exec FILE NODE -- CMD...`.
+    Exec {
+        file: PathBuf,
+        node: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Ping the expectation matrix (reach and isolate) from inside the
+    /// namespaces, print the grid; exit status 1 if any check fails.
+    Check { file: PathBuf },
+    /// Draw the topology.
+    Graph {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "dot")]
+        format: GraphFormat,
+        /// Write to this file instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Validate a file and print what deploy would make, touching nothing.
+    Validate { file: PathBuf },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Svg,
+    Mermaid,
+}
+
+/// Why a lab command failed. The message is for the operator as it is.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LabError(pub String);
+
+pub fn err(what: impl std::fmt::Display) -> LabError {
+    LabError(what.to_string())
+}
+
+/// Paths of one lab.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub run: PathBuf,
+    pub state: PathBuf,
+}
+
+impl Paths {
+    pub fn of(lab: &str) -> Paths {
+        Paths {
+            run: Path::new(RUN_ROOT).join(lab),
+            state: Path::new(STATE_ROOT).join(lab),
+        }
+    }
+
+    pub fn socket(&self, switch: &str) -> PathBuf {
+        self.run.join(format!("{switch}.sock"))
+    }
+
+    pub fn store(&self, switch: &str) -> PathBuf {
+        self.state.join(format!("switch-{switch}"))
+    }
+
+    pub fn log(&self, what: &str) -> PathBuf {
+        self.state.join(format!("{what}.log"))
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.state.join("lab.json")
+    }
+}
+
+pub fn load(file: &Path) -> Result<Topology, LabError> {
+    model::parse_file(file).map_err(|e| err(format!("{e}\n(no changes made)")))
+}
+
+fn need_root(what: &str) -> Result<(), LabError> {
+    if rvs_drivers::testutil::is_root() {
+        Ok(())
+    } else {
+        Err(err(format!(
+            "lab {what} needs root: it works with network namespaces, links and daemons (run it with sudo)"
+        )))
+    }
+}
+
+/// Run a `lab` subcommand; `Ok(code)` is the exit status to leave with.
+pub fn run(args: LabArgs) -> Result<i32, LabError> {
+    match args.command {
+        LabCommand::Deploy { file, check } => {
+            let topo = load(&file)?;
+            need_root("deploy")?;
+            deploy(&topo, &file)?;
+            if check {
+                return check::check(&topo);
+            }
+            Ok(0)
+        }
+        LabCommand::Destroy { file, lab } => {
+            let name = match (file, lab) {
+                (_, Some(l)) => l,
+                (Some(f), None) => load(&f)?.name,
+                (None, None) => unreachable!("clap requires one"),
+            };
+            need_root("destroy")?;
+            destroy(&name)?;
+            Ok(0)
+        }
+        LabCommand::Inspect { file, json } => {
+            let topo = load(&file)?;
+            check::inspect(&topo, json)?;
+            Ok(0)
+        }
+        LabCommand::Exec {
+            file,
+            node,
+            command,
+        } => {
+            let topo = load(&file)?;
+            need_root("exec")?;
+            check::exec(&topo, &node, &command)
+        }
+        LabCommand::Check { file } => {
+            let topo = load(&file)?;
+            need_root("check")?;
+            check::check(&topo)
+        }
+        LabCommand::Graph {
+            file,
+            format,
+            output,
+        } => {
+            let topo = load(&file)?;
+            let text = match format {
+                GraphFormat::Dot => model::to_dot(&topo),
+                GraphFormat::Mermaid => model::to_mermaid(&topo),
+                GraphFormat::Svg => svg(&model::to_dot(&topo))?,
+            };
+            match output {
+                Some(p) => std::fs::write(&p, text)
+                    .map_err(|e| err(format!("write {}: {e}", p.display())))?,
+                None => print!("{text}"),
+            }
+            Ok(0)
+        }
+        LabCommand::Validate { file } => {
+            let topo = load(&file)?;
+            check::print_table(&topo, None);
+            let unsupported = topo.unsupported();
+            if unsupported.is_empty() {
+                println!(
+                    "\n{}: valid, {} probe(s) in the expectation matrix",
+                    file.display(),
+                    topo.probes.len()
+                );
+                Ok(0)
+            } else {
+                println!(
+                    "\n{}: valid, but deploy cannot make it yet:",
+                    file.display()
+                );
+                for (pos, what) in unsupported {
+                    println!("  {}:{}: {what}", file.display(), pos.line);
+                }
+                Ok(1)
+            }
+        }
+    }
+}
+
+/// DOT to SVG with layout-rs.
+pub fn svg(dot: &str) -> Result<String, LabError> {
+    use layout::backends::svg::SVGWriter;
+    use layout::gv::{DotParser, GraphBuilder};
+    let mut parser = DotParser::new(dot);
+    let ast = parser
+        .process()
+        .map_err(|e| err(format!("graph: internal DOT does not parse: {e}")))?;
+    let mut gb = GraphBuilder::new();
+    gb.visit_graph(&ast);
+    let mut vg = gb.get();
+    let mut w = SVGWriter::new();
+    vg.do_it(false, false, false, &mut w);
+    Ok(w.finalize())
+}
