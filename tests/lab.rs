@@ -341,3 +341,26 @@ fn every_example_is_valid() {
     }
     assert!(n >= 6, "examples found: {n}");
 }
+
+#[test]
+fn the_readme_main_command_deploys_checks_and_with_once_destroys() {
+    if !root_or_skip("the_readme_main_command_deploys_checks_and_with_once_destroys") {
+        return;
+    }
+    // It uses the example's own name: leave a quickstart lab someone has up alone.
+    if Path::new("/var/lib/rvswitch/lab/quickstart").exists() {
+        eprintln!("SKIP: a quickstart lab is deployed on this machine");
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/quickstart");
+    let o = Command::new(script)
+        .arg("--once")
+        .env("RVSWITCH_BIN", BIN)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("4 of 4 checks passed"), "{t}");
+    assert!(t.contains("lab quickstart: destroyed"), "{t}");
+    assert!(!Path::new("/run/netns/quickstart-a").exists());
+}

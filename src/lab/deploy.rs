@@ -600,12 +600,7 @@ fn kill_in_netns(ns: &str) -> usize {
 /// Remove everything lab `lab` made. Idempotent; a lab that is not there
 /// is not an error.
 pub fn destroy(lab: &str) -> Result<(), LabError> {
-    if !rvs_cnm::lab::parse(
-        "--lab",
-        &format!("name: {lab}\nnetworks: {{}}\nnodes: {{}}\n"),
-    )
-    .is_ok()
-    {
+    if !rvs_cnm::lab::lab_name_ok(lab) {
         return Err(err(format!("bad lab name {lab:?}")));
     }
     let paths = Paths::of(lab);

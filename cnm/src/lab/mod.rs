@@ -29,7 +29,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 pub use graph::{to_dot, to_mermaid};
-pub use parse::{parse, parse_file};
+pub use parse::{lab_name_ok, parse, parse_file};
 
 use crate::prefix::Cidr;
 

@@ -132,6 +132,11 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
+/// Whether `s` is a valid lab name (it prefixes namespace and link names).
+pub fn lab_name_ok(s: &str) -> bool {
+    name_ok(s, 20, false)
+}
+
 /// `[A-Za-z0-9][A-Za-z0-9_-]*`, at most `max` characters.
 fn name_ok(s: &str, max: usize, dash: bool) -> bool {
     !s.is_empty()
@@ -290,7 +295,7 @@ impl P<'_> {
         )?;
         let name = self.required(&top, "name", "").and_then(|n| {
             let s = self.string(n, "name")?;
-            if name_ok(&s, 20, false) {
+            if lab_name_ok(&s) {
                 Some(s)
             } else {
                 self.err(npos(n), "name", format!("bad lab name {s:?}: letters, digits and '_', starting with a letter or digit, at most 20 (it prefixes namespace and link names)"));
