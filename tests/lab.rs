@@ -219,6 +219,25 @@ fn vlans_lab_passes_both_halves_of_its_expectations() {
 }
 
 #[test]
+fn routed_lab_reaches_across_the_switch_gateways_and_a_node_router() {
+    if !root_or_skip("routed_lab_reaches_across_the_switch_gateways_and_a_node_router") {
+        return;
+    }
+    let lab = Lab::new(&example("routed.yml"));
+    lab.ok("deploy", &[]);
+    let grid = lab.ok("check", &[]);
+    assert!(grid.contains("12 of 12 checks passed"), "{grid}");
+    // Redeploying adds no second route or gateway.
+    lab.ok("deploy", &[]);
+    lab.ok("destroy", &[]);
+    assert!(
+        lab.leftovers().is_empty(),
+        "left behind: {:?}",
+        lab.leftovers()
+    );
+}
+
+#[test]
 fn a_broken_expectation_fails_the_check_with_status_1() {
     if !root_or_skip("a_broken_expectation_fails_the_check_with_status_1") {
         return;
@@ -315,7 +334,8 @@ fn bad_files_deploy_nothing_and_name_the_line() {
     if !root_or_skip("bad_files_deploy_nothing_and_name_the_line (unsupported)") {
         return;
     }
-    let lab = Lab::new(&example("routed.yml"));
+    let yaml = example("impaired.yml");
+    let lab = Lab::new(&yaml);
     let o = rvs(&["lab", "deploy", lab.f()]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let t = text(&o);
@@ -323,7 +343,12 @@ fn bad_files_deploy_nothing_and_name_the_line() {
         t.contains("not supported yet") && t.contains("no changes made"),
         "{t}"
     );
-    assert!(t.contains(&format!("{}:8:", lab.f())), "{t}");
+    let line = yaml
+        .lines()
+        .position(|l| l.contains("- network: wan"))
+        .unwrap()
+        + 1;
+    assert!(t.contains(&format!("{}:{line}:", lab.f())), "{t}");
     assert!(lab.leftovers().is_empty(), "{:?}", lab.leftovers());
 }
 

@@ -86,12 +86,30 @@ pub fn deploy(topo: &Topology, file: &Path) -> Result<(), LabError> {
     }
     let switches = Switches(switches);
     for (sw, dom) in topo.domains() {
+        let mut body = json!({ "name": dom });
+        let gw = topo
+            .networks
+            .iter()
+            .find(|n| n.gateway && n.domain == dom && n.switches.contains(&sw));
+        if let Some(n) = gw {
+            let mut g = json!({
+                "addresses": n.gateway_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                "vid": n.vlan,
+            });
+            if let Some(m) = n.mtu {
+                g["mtu"] = json!(m);
+            }
+            body["gateway"] = g;
+        }
         ensure(
             switches.get(&sw),
             &format!("/v1/domains/{dom}"),
             "/v1/domains",
-            json!({ "name": dom }),
+            body,
         )?;
+    }
+    for sw in &topo.switches {
+        ensure_switch_routes(topo, sw, switches.get(&sw.name))?;
     }
     for node in &topo.nodes {
         ensure_node(topo, node, &paths, &mut st, &nl, &switches)?;
@@ -243,6 +261,35 @@ fn ensure(c: &Client, get: &str, post: &str, body: Value) -> Result<bool, LabErr
         }
         s => Err(err(format!("GET {get}: HTTP {s}: {}", r.error_message()))),
     }
+}
+
+/// The switch's static routes (table 0), added when missing.
+fn ensure_switch_routes(topo: &Topology, sw: &SwitchDef, c: &Client) -> Result<(), LabError> {
+    if sw.routes.is_empty() {
+        return Ok(());
+    }
+    let have = c
+        .get("/v1/routes")
+        .and_then(|r| r.ok())
+        .map_err(|e| err(format!("switch {}: list routes: {e}", sw.name)))?
+        .json();
+    for r in &sw.routes {
+        let prefix = r.to.to_string();
+        let exists = have.as_array().into_iter().flatten().any(|x| {
+            x["prefix"].as_str() == Some(prefix.as_str())
+                && x["table"].as_u64().unwrap_or(0) == 0
+                && x["kind"].as_str() == Some("static")
+        });
+        if exists {
+            continue;
+        }
+        let net = topo.network(&r.network).expect("validated");
+        let body = json!({ "prefix": prefix, "domain": net.domain, "via": r.via.to_string() });
+        c.request(Method::POST, "/v1/routes", Some(&body))
+            .and_then(|x| x.ok())
+            .map_err(|e| err(format!("switch {}: add route {body}: {e}", sw.name)))?;
+    }
+    Ok(())
 }
 
 fn proc_write(key_path: &str, value: &str) -> Result<(), String> {

@@ -36,6 +36,9 @@ fn net_label(n: &NetworkDef, several_switches: bool) -> Vec<String> {
     for s in [n.subnet, n.ipv6].into_iter().flatten() {
         l.push(s.to_string());
     }
+    for g in n.gateway_addrs() {
+        l.push(format!("gateway {}", g.addr));
+    }
     l
 }
 

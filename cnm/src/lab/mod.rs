@@ -89,6 +89,18 @@ pub struct SwitchDef {
     /// Run RSTP on the switch's trunks. Not supported by deploy yet.
     pub rstp: bool,
     pub workers: u16,
+    /// Static routes of the switch's router (table 0).
+    pub routes: Vec<SwitchRoute>,
+}
+
+/// A route in a switch: `to` via a next hop on a gateway network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchRoute {
+    pub pos: Pos,
+    pub to: Cidr,
+    pub via: IpAddr,
+    /// The gateway network (and so bridge domain) the next hop is on.
+    pub network: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,8 +126,8 @@ pub struct NetworkDef {
     pub subnet: Option<Cidr>,
     pub ipv6: Option<Cidr>,
     pub mtu: Option<u32>,
-    /// The switch routes for this network (first address of each subnet).
-    /// Not supported by deploy yet.
+    /// The switch routes for this network: its gateway holds the first
+    /// address of each subnet, gateways of a switch route to each other.
     pub gateway: bool,
     pub vni: Option<u32>,
 }
@@ -317,15 +329,6 @@ impl Topology {
                 out.push((
                     n.pos,
                     format!("network {}: kind `vxlan` is not supported yet", n.name),
-                ));
-            }
-            if n.gateway {
-                out.push((
-                    n.pos,
-                    format!(
-                        "network {}: `gateway` (routing in the switch) is not supported yet",
-                        n.name
-                    ),
                 ));
             }
         }

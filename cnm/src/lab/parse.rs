@@ -304,10 +304,12 @@ impl P<'_> {
         });
         let lab = name.clone().unwrap_or_default();
         let switches = self.switches(top.get("switches"));
+        let mut switches = switches;
         let networks = match self.required(&top, "networks", "") {
             Some(n) => self.networks(n, &switches),
             None => Vec::new(),
         };
+        self.switch_routes(&mut switches, &networks);
         let mut nodes = match self.required(&top, "nodes", "") {
             Some(n) => self.nodes(n, &lab, &networks),
             None => Vec::new(),
@@ -355,6 +357,7 @@ impl P<'_> {
                 host: None,
                 rstp: false,
                 workers: 1,
+                routes: Vec::new(),
             }];
         };
         let mut out = Vec::new();
@@ -363,7 +366,7 @@ impl P<'_> {
             let Some(name) = self.name(k, &path, "switch") else {
                 continue;
             };
-            let Some(f) = self.fields(v, &path, &["host", "rstp", "workers"]) else {
+            let Some(f) = self.fields(v, &path, &["host", "rstp", "workers", "routes"]) else {
                 continue;
             };
             let host = f
@@ -377,12 +380,26 @@ impl P<'_> {
                 .get("workers")
                 .and_then(|w| self.int(w, &join(&path, "workers"), 1, 64, "worker count"))
                 .unwrap_or(1) as u16;
+            let routes = match f.get("routes") {
+                Some(r) => self
+                    .routes(r, &join(&path, "routes"))
+                    .into_iter()
+                    .map(|r| SwitchRoute {
+                        pos: r.pos,
+                        to: r.to,
+                        via: r.via,
+                        network: String::new(),
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
             out.push(SwitchDef {
                 name,
                 pos: span_pos(k.span()),
                 host,
                 rstp,
                 workers,
+                routes,
             });
         }
         if out.is_empty() {
@@ -435,6 +452,34 @@ impl P<'_> {
             None => {
                 self.err(at, path, "missing: the lab has several switches, say which");
                 None
+            }
+        }
+    }
+
+    /// A switch route's next hop must be on one of its gateway networks.
+    fn switch_routes(&mut self, switches: &mut [SwitchDef], networks: &[NetworkDef]) {
+        for sw in switches.iter_mut() {
+            let name = sw.name.clone();
+            for r in sw.routes.iter_mut() {
+                let on = networks.iter().find(|n| {
+                    n.gateway
+                        && n.switches.contains(&name)
+                        && [n.subnet, n.ipv6]
+                            .iter()
+                            .flatten()
+                            .any(|s| s.contains(r.via))
+                });
+                match on {
+                    Some(n) => r.network = n.name.clone(),
+                    None => self.err(
+                        r.pos,
+                        &format!("switches.{name}.routes"),
+                        format!(
+                            "next hop {} is not on a network with `gateway: true` on switch {name}",
+                            r.via
+                        ),
+                    ),
+                }
             }
         }
     }
@@ -574,7 +619,28 @@ impl P<'_> {
                     "a gateway needs a `subnet` or `ipv6`",
                 );
             }
+            if gateway && mtu.is_some_and(|m| m > 9216) {
+                self.err(
+                    pos,
+                    &join(&path, "mtu"),
+                    "a gateway routes packets of at most 9216 bytes: lower the MTU",
+                );
+            }
             for other in &out {
+                if gateway
+                    && other.gateway
+                    && other.domain == domain
+                    && other.switches.iter().any(|s| switches_of.contains(s))
+                {
+                    self.err(
+                        pos,
+                        &join(&path, "gateway"),
+                        format!(
+                            "domain {domain} already has a gateway (network {}): one per domain",
+                            other.name
+                        ),
+                    );
+                }
                 if other.domain == domain
                     && other.vlan == vlan
                     && other.switches.iter().any(|s| switches_of.contains(s))

@@ -299,6 +299,36 @@ trunks:
 }
 
 #[test]
+fn switch_routes_need_a_next_hop_on_a_gateway_network() {
+    let base = "\
+name: r
+switches:
+  sw:
+    routes: [{to: 10.3.0.0/24, via: 10.2.0.254}]
+networks:
+  right: {subnet: 10.2.0.0/24, gateway: true}
+nodes:
+  b: {interfaces: [{network: right}]}
+";
+    let t = ok(base);
+    assert_eq!(t.switches[0].routes[0].network, "right");
+    assert!(t.unsupported().is_empty());
+    bad(
+        &base.replace("gateway: true", "gateway: false"),
+        4,
+        "next hop 10.2.0.254 is not on a network with `gateway: true`",
+    );
+    bad(
+        &base.replace(
+            "nodes:",
+            "  other: {domain: right, vlan: 5, subnet: 10.9.0.0/24, gateway: true}\nnodes:",
+        ),
+        7,
+        "domain right already has a gateway (network right)",
+    );
+}
+
+#[test]
 fn expectations_expand_and_contradictions_are_refused() {
     let t = ok(&edit(
         "  reach: all\n",
@@ -348,7 +378,7 @@ nodes:
         (Some(20), Some(100), Some(10_000))
     );
     let u: Vec<String> = t.unsupported().into_iter().map(|(_, m)| m).collect();
-    assert_eq!(u.len(), 4, "{u:?}");
+    assert_eq!(u.len(), 3, "{u:?}");
     assert!(u.iter().any(|m| m.contains("vxlan")));
     bad(
         "name: f\nnetworks:\n  t: {kind: vxlan, switches: [sw]}\nnodes: {}\n",
