@@ -213,13 +213,13 @@ fn ping(ns: &str, addr: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Run one probe: a reach gets three tries (the first may pay for ARP/ND
+/// Run one probe: a reach gets five tries (the first may pay for ARP/ND
 /// and learning), an isolation one.
 fn run_probe(topo: &Topology, p: &Probe) -> bool {
     let ns = &topo.node(&p.from).expect("validated").netns;
     let addr = p.addr.to_string();
     match p.want {
-        Want::Reach => (0..3).any(|_| ping(ns, &addr)),
+        Want::Reach => (0..5).any(|_| ping(ns, &addr)),
         Want::Isolate => !ping(ns, &addr),
     }
 }

@@ -325,6 +325,8 @@ fn ensure_node(
     if !netns::netns_path(ns).exists() {
         st.record_netns(paths, ns)?;
         netns::create_named(ns).map_err(err)?;
+        // A new namespace (it was deleted by hand?) runs its commands again.
+        st.exec_done.retain(|n| n != &node.name);
     }
     // Addresses are usable at once (no duplicate address detection wait):
     // a lab's addresses are unique by validation.

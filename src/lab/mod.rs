@@ -137,6 +137,18 @@ pub fn load(file: &Path) -> Result<Topology, LabError> {
     model::parse_file(file).map_err(|e| err(format!("{e}\n(no changes made)")))
 }
 
+/// Held while a deploy or destroy runs: one at a time on this machine (they
+/// take a second; two at once on one lab would race on its state).
+pub struct LabLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+
+pub fn lock() -> Result<LabLock, LabError> {
+    std::fs::create_dir_all(RUN_ROOT).map_err(|e| err(format!("create {RUN_ROOT}: {e}")))?;
+    let dir = std::fs::File::open(RUN_ROOT).map_err(|e| err(format!("open {RUN_ROOT}: {e}")))?;
+    nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusive)
+        .map(LabLock)
+        .map_err(|(_, e)| err(format!("lock {RUN_ROOT}: {e}")))
+}
+
 fn need_root(what: &str) -> Result<(), LabError> {
     if rvs_drivers::testutil::is_root() {
         Ok(())
@@ -153,7 +165,9 @@ pub fn run(args: LabArgs) -> Result<i32, LabError> {
         LabCommand::Deploy { file, check } => {
             let topo = load(&file)?;
             need_root("deploy")?;
+            let guard = lock()?;
             deploy(&topo, &file)?;
+            drop(guard);
             if check {
                 return check::check(&topo);
             }
@@ -166,6 +180,7 @@ pub fn run(args: LabArgs) -> Result<i32, LabError> {
                 (None, None) => unreachable!("clap requires one"),
             };
             need_root("destroy")?;
+            let _guard = lock()?;
             destroy(&name)?;
             Ok(0)
         }
