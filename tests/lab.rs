@@ -252,8 +252,10 @@ fn a_broken_expectation_fails_the_check_with_status_1() {
 }
 
 #[test]
-fn a_crashed_switch_is_restarted_by_redeploy_and_destroy_still_cleans_up() {
-    if !root_or_skip("a_crashed_switch_is_restarted_by_redeploy_and_destroy_still_cleans_up") {
+fn redeploy_heals_a_crashed_switch_and_a_deleted_node_and_destroy_still_cleans_up() {
+    if !root_or_skip(
+        "redeploy_heals_a_crashed_switch_and_a_deleted_node_and_destroy_still_cleans_up",
+    ) {
         return;
     }
     let lab = Lab::new(&example("quickstart.yml"));
@@ -276,6 +278,19 @@ fn a_crashed_switch_is_restarted_by_redeploy_and_destroy_still_cleans_up() {
             .success()
     );
     std::thread::sleep(std::time::Duration::from_millis(300));
+    lab.ok("deploy", &[]);
+    let grid = lab.ok("check", &[]);
+    assert!(grid.contains("4 of 4 checks passed"), "{grid}");
+    // A node deleted by hand (its veth goes with it) is made again, and
+    // its switch port attached to the new veth.
+    let ns_b = format!("{}-b", lab.name);
+    assert!(
+        Command::new("ip")
+            .args(["netns", "del", &ns_b])
+            .status()
+            .unwrap()
+            .success()
+    );
     lab.ok("deploy", &[]);
     let grid = lab.ok("check", &[]);
     assert!(grid.contains("4 of 4 checks passed"), "{grid}");

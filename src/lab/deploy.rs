@@ -292,6 +292,32 @@ fn ensure_switch_routes(topo: &Topology, sw: &SwitchDef, c: &Client) -> Result<(
     Ok(())
 }
 
+/// A switch port: added when missing; removed and added again when
+/// `remake` (its interface was just made anew) or when the daemon reports
+/// it failed (its interface went away and came back).
+fn ensure_port(c: &Client, body: Value, remake: bool) -> Result<(), LabError> {
+    let name = body["name"].as_str().expect("ports have names").to_string();
+    let path = format!("/v1/ports/{name}");
+    let r = c.get(&path).map_err(err)?;
+    let exists = match r.status {
+        200 => true,
+        404 => false,
+        s => return Err(err(format!("GET {path}: HTTP {s}: {}", r.error_message()))),
+    };
+    if exists {
+        if !remake && r.json()["state"].as_str() == Some("up") {
+            return Ok(());
+        }
+        c.request(Method::DELETE, &path, None)
+            .and_then(|r| r.ok())
+            .map_err(|e| err(format!("remove port {name} to make it again: {e}")))?;
+    }
+    c.request(Method::POST, "/v1/ports", Some(&body))
+        .and_then(|r| r.ok())
+        .map_err(|e| err(format!("add port {body}: {e}")))?;
+    Ok(())
+}
+
 fn proc_write(key_path: &str, value: &str) -> Result<(), String> {
     std::fs::write(key_path, format!("{value}\n")).map_err(|e| format!("{key_path}: {e}"))
 }
@@ -345,11 +371,10 @@ fn ensure_node(
         let vlan = json!({ "mode": "access", "pvid": net.vlan });
         match i.port {
             PortKind::Tap => {
-                ensure(
+                ensure_port(
                     c,
-                    &format!("/v1/ports/{}", i.link),
-                    "/v1/ports",
                     json!({ "name": i.link, "kind": "tap", "domain": net.domain, "vlan": vlan }),
+                    false,
                 )?;
                 let inside = Netlink::in_netns(ns, |n| n.find_link(&i.name)).map_err(nl_err)?;
                 if inside.is_none() {
@@ -366,7 +391,7 @@ fn ensure_node(
                 configure_inside(node, i)?;
             }
             PortKind::Afxdp | PortKind::Afpacket => {
-                ensure_veth(node, i, paths, st, nl)?;
+                let made = ensure_veth(node, i, paths, st, nl)?;
                 configure_inside(node, i)?;
                 if i.port == PortKind::Afxdp {
                     // Frames from the node must carry full checksums: AF_XDP
@@ -378,11 +403,10 @@ fn ensure_node(
                     )
                     .map_err(err)?;
                 }
-                ensure(
+                ensure_port(
                     c,
-                    &format!("/v1/ports/{}", i.link),
-                    "/v1/ports",
                     json!({ "name": i.link, "kind": i.port.as_str(), "iface": i.link, "domain": net.domain, "vlan": vlan }),
+                    made,
                 )?;
             }
         }
@@ -416,23 +440,21 @@ fn ensure_node(
 
 /// The veth of an interface: `link` in the host namespace, its peer
 /// `name` inside the node. A half-made pair (a crash between the steps) is
-/// made again.
+/// made again. Whether it was (re)made.
 fn ensure_veth(
     node: &NodeDef,
     i: &InterfaceDef,
     paths: &Paths,
     st: &mut LabState,
     nl: &Netlink,
-) -> Result<(), LabError> {
+) -> Result<bool, LabError> {
     let ns = &node.netns;
     let host = nl.find_link(&i.link).map_err(nl_err)?.is_some();
     let inside = Netlink::in_netns(ns, |n| n.find_link(&i.name))
         .map_err(nl_err)?
         .is_some();
-    if host && inside {
-        // Ours for sure only if they are peers; a link of this name inside
-        // our own namespace was made by us, so it is.
-    } else {
+    let made = !(host && inside);
+    if made {
         if host {
             nl.delete_link(&i.link).map_err(nl_err)?;
         }
@@ -449,7 +471,8 @@ fn ensure_veth(
     if let Some(m) = i.mtu {
         nl.set_mtu(&i.link, m).map_err(nl_err)?;
     }
-    nl.set_up(&i.link).map_err(nl_err)
+    nl.set_up(&i.link).map_err(nl_err)?;
+    Ok(made)
 }
 
 /// MTU, MAC, addresses and link state of an interface inside its node.
@@ -502,7 +525,8 @@ fn ensure_trunk(
     let (a, b) = (&t.ends[0].2, &t.ends[1].2);
     let have_a = nl.find_link(a).map_err(nl_err)?.is_some();
     let have_b = nl.find_link(b).map_err(nl_err)?.is_some();
-    if !(have_a && have_b) {
+    let made = !(have_a && have_b);
+    if made {
         for (l, have) in [(a, have_a), (b, have_b)] {
             if have {
                 nl.delete_link(l).map_err(nl_err)?;
@@ -521,11 +545,10 @@ fn ensure_trunk(
         if t.port == PortKind::Afxdp {
             rvs_drivers::ethtool::set_tx_checksum(link, false).map_err(err)?;
         }
-        ensure(
+        ensure_port(
             switches.get(sw),
-            &format!("/v1/ports/{link}"),
-            "/v1/ports",
             json!({ "name": link, "kind": t.port.as_str(), "iface": link, "domain": dom, "vlan": vlan }),
+            made,
         )?;
     }
     Ok(())
