@@ -107,6 +107,48 @@ pub fn print_table(topo: &Topology, states: Option<&PortStates>) {
         headers.push("PORT STATE");
     }
     print!("{}", table(&headers, &rows));
+    let gateways: Vec<Vec<String>> = topo
+        .networks
+        .iter()
+        .filter(|n| n.gateway)
+        .map(|n| {
+            let addrs: Vec<String> = n.gateway_addrs().iter().map(|a| a.to_string()).collect();
+            vec![
+                n.name.clone(),
+                n.switches.join(","),
+                n.domain.clone(),
+                addrs.join(" "),
+            ]
+        })
+        .collect();
+    if !gateways.is_empty() {
+        println!();
+        print!(
+            "{}",
+            table(&["GATEWAY ON", "SWITCH", "DOMAIN", "ADDRESSES"], &gateways)
+        );
+    }
+    let routes: Vec<Vec<String>> = topo
+        .switches
+        .iter()
+        .flat_map(|s| {
+            s.routes.iter().map(|r| {
+                vec![
+                    s.name.clone(),
+                    r.to.to_string(),
+                    r.via.to_string(),
+                    r.network.clone(),
+                ]
+            })
+        })
+        .collect();
+    if !routes.is_empty() {
+        println!();
+        print!(
+            "{}",
+            table(&["SWITCH", "ROUTE TO", "VIA", "NETWORK"], &routes)
+        );
+    }
     if !topo.trunks.is_empty() {
         let rows: Vec<Vec<String>> = topo
             .trunks
