@@ -167,6 +167,16 @@ fn quickstart_deploys_checks_redeploys_unchanged_and_destroys_everything() {
     for want in ["10.99.0.1/24", "fd00:99::2/64", "(afxdp)", "up"] {
         assert!(table.contains(want), "{want} missing:\n{table}");
     }
+    let list = text(&rvs(&["lab", "list"]));
+    let mine = list
+        .lines()
+        .find(|l| l.starts_with(&lab.name))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        mine.contains("deployed") && mine.contains("1/1 answering"),
+        "{list}"
+    );
     let json: serde_json::Value = serde_json::from_str(&lab.ok("inspect", &["--json"])).unwrap();
     assert_eq!(json["deployed"], true, "{json}");
 

@@ -83,6 +83,8 @@ pub enum LabCommand {
     },
     /// Validate a file and print what deploy would make, touching nothing.
     Validate { file: PathBuf },
+    /// The labs deployed on this machine (from their state files).
+    List,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -221,6 +223,10 @@ pub fn run(args: LabArgs) -> Result<i32, LabError> {
             }
             Ok(0)
         }
+        LabCommand::List => {
+            list();
+            Ok(0)
+        }
         LabCommand::Validate { file } => {
             let topo = load(&file)?;
             check::print_table(&topo, None);
@@ -243,6 +249,61 @@ pub fn run(args: LabArgs) -> Result<i32, LabError> {
                 Ok(1)
             }
         }
+    }
+}
+
+fn list() {
+    let mut rows = Vec::new();
+    let mut names: Vec<String> = std::fs::read_dir(STATE_ROOT)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    for name in names {
+        let paths = Paths::of(&name);
+        let (file, status, switches) = match LabState::load(&paths) {
+            Ok(Some(st)) => {
+                let up = st
+                    .daemons
+                    .values()
+                    .filter(|s| {
+                        crate::client::Client::new(s)
+                            .ok()
+                            .and_then(|c| c.get("/v1/domains").ok())
+                            .is_some_and(|r| r.status == 200)
+                    })
+                    .count();
+                let status = if st.complete {
+                    "deployed"
+                } else {
+                    "incomplete"
+                };
+                (
+                    st.file.display().to_string(),
+                    status.to_string(),
+                    format!("{up}/{} answering", st.daemons.len()),
+                )
+            }
+            Ok(None) => ("-".into(), "no state".into(), "-".into()),
+            Err(e) => ("-".into(), e.to_string(), "-".into()),
+        };
+        rows.push(vec![name, status, switches, file]);
+    }
+    if rows.is_empty() {
+        println!("no labs deployed");
+        return;
+    }
+    let w0 = rows.iter().map(|r| r[0].len()).max().unwrap_or(0).max(3);
+    let w1 = rows.iter().map(|r| r[1].len()).max().unwrap_or(0).max(6);
+    let w2 = rows.iter().map(|r| r[2].len()).max().unwrap_or(0).max(8);
+    println!(
+        "{:<w0$}  {:<w1$}  {:<w2$}  FILE",
+        "LAB", "STATUS", "SWITCHES"
+    );
+    for r in rows {
+        println!("{:<w0$}  {:<w1$}  {:<w2$}  {}", r[0], r[1], r[2], r[3]);
     }
 }
 
