@@ -168,7 +168,16 @@ pub fn run(args: LabArgs) -> Result<i32, LabError> {
             let topo = load(&file)?;
             need_root("deploy")?;
             let guard = lock()?;
-            deploy(&topo, &file)?;
+            if let Err(e) = deploy(&topo, &file) {
+                if Paths::of(&topo.name).state_file().exists() {
+                    return Err(err(format!(
+                        "{e}\nlab {}: deploy stopped half-way; what it made is recorded: `rvswitch lab deploy {f}` again completes it, `rvswitch lab destroy {f}` removes it",
+                        topo.name,
+                        f = file.display()
+                    )));
+                }
+                return Err(e);
+            }
             drop(guard);
             if check {
                 return check::check(&topo);
