@@ -463,7 +463,7 @@ fn ensure_veth(
         }
         st.record_link(paths, &i.link)?;
         // The peer's first name only has to be unique for a moment.
-        let tmp = rvs_drivers::testutil::unique("rvlp");
+        let tmp = temp_link_name();
         nl.create_veth(&i.link, &tmp).map_err(nl_err)?;
         nl.move_to_netns(&tmp, ns).map_err(nl_err)?;
         Netlink::in_netns(ns, |n| n.rename(&tmp, &i.name)).map_err(nl_err)?;
@@ -473,6 +473,15 @@ fn ensure_veth(
     }
     nl.set_up(&i.link).map_err(nl_err)?;
     Ok(made)
+}
+
+/// A name for a veth peer's first moments in the host namespace, unique to
+/// this process and call: `rvl` + pid + counter, at most 15 characters.
+fn temp_link_name() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("rvl{:x}.{:x}", std::process::id(), n & 0xfff)
 }
 
 /// MTU, MAC, addresses and link state of an interface inside its node.
