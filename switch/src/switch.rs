@@ -455,6 +455,7 @@ impl Switch {
         self.slot(id)?;
         let mut ps = self.ports[id.index()].take().expect("checked");
         ps.txq.free_all(&mut self.pool);
+        ps.port.detach(&mut self.pool);
         let d = self
             .domain_mut(ps.cfg.domain)
             .expect("a port's domain exists");
