@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use rvs_drivers::afpacket::{AfPacketConfig, AfPacketPort};
 use rvs_drivers::afxdp::{AfXdpConfig, AfXdpPort, Umem, XdpModePreference, ZeroCopy};
+use rvs_drivers::impair::{Impaired, Impairment};
 use rvs_drivers::tap::{TapOffload, TapOptions, TapPort};
 use rvs_drivers::vtep::{VtepConfig, VtepHandle, VtepPort};
 use rvs_switch::MacAddr;
@@ -39,6 +40,16 @@ pub fn driver_factory() -> PortFactory {
 }
 
 fn open(spec: &PortSpec, pool: &mut PacketPool) -> Result<Box<dyn Port>, String> {
+    // `impair` is the wrapper's option, whatever the back end.
+    if let Some(v) = spec.options.get("impair") {
+        let cfg: Impairment =
+            serde_json::from_value(v.clone()).map_err(|e| format!("option impair: {e}"))?;
+        cfg.validate()?;
+        let mut inner = spec.clone();
+        inner.options.remove("impair");
+        let port = open(&inner, pool)?;
+        return Ok(Box::new(Impaired::new(port, cfg)?));
+    }
     let port: Box<dyn Port> = match spec.kind {
         PortKind::Tap => Box::new(open_tap(spec, pool)?),
         PortKind::Afxdp => Box::new(open_afxdp(spec, pool)?),
@@ -371,6 +382,9 @@ impl Port for Renamed {
     fn detach(&mut self, pool: &mut PacketPool) {
         self.inner.detach(pool)
     }
+    fn wake_after(&self) -> Option<std::time::Duration> {
+        self.inner.wake_after()
+    }
 }
 
 #[cfg(test)]
@@ -412,5 +426,19 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.contains("large frames"), "{e}");
+        let e = open(
+            &spec(r#"{"name":"t0","kind":"tap","options":{"impair":{"delay":5}}}"#),
+            &mut pool,
+        )
+        .err()
+        .unwrap();
+        assert!(e.contains("option impair: unknown field `delay`"), "{e}");
+        let e = open(
+            &spec(r#"{"name":"t0","kind":"tap","options":{"impair":{"loss_pct":200}}}"#),
+            &mut pool,
+        )
+        .err()
+        .unwrap();
+        assert!(e.contains("outside 0..=100"), "{e}");
     }
 }

@@ -692,3 +692,72 @@ fn two_daemons_on_two_hosts_carry_two_isolated_vxlan_networks() {
     );
     assert!(a1.ping_eventually("10.63.0.2", Duration::from_secs(5)));
 }
+
+/// The round-trip times `ping` printed, in milliseconds.
+fn rtts(out: &Output) -> Vec<f64> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split("time=").nth(1))
+        .filter_map(|t| t.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn impaired_ports_delay_and_drop_what_they_send() {
+    if !root_or_skip("impaired_ports_delay_and_drop_what_they_send") {
+        return;
+    }
+    let d = Daemon::start();
+    d.ctl(&["domain", "add", "imp"]);
+    let (a, b) = (Netns::new("ima"), Netns::new("imb"));
+    tap_into(&d, &a, &unique("ipa"), "imp", &[], "10.64.0.1/24");
+    // Frames the switch sends to b wait 40 ms (± 5).
+    tap_into(
+        &d,
+        &b,
+        &unique("ipb"),
+        "imp",
+        &[
+            "--option",
+            r#"impair={"delay_ms": 40, "jitter_ms": 5, "seed": 1}"#,
+        ],
+        "10.64.0.2/24",
+    );
+    assert!(a.ping_eventually("10.64.0.2", Duration::from_secs(5)));
+    let out = a.exec("ping", &["-c", "5", "-i", "0.2", "-W", "2", "10.64.0.2"]);
+    let t = rtts(&out);
+    assert_eq!(t.len(), 5, "{out:?}");
+    assert!(t.iter().all(|ms| *ms >= 35.0), "every echo waited: {t:?}");
+    // A port that loses everything it sends.
+    let c = Netns::new("imc");
+    tap_into(
+        &d,
+        &c,
+        &unique("ipc"),
+        "imp",
+        &["--option", r#"impair={"loss_pct": 100}"#],
+        "10.64.0.3/24",
+    );
+    assert!(!a.ping("10.64.0.3", 3), "all lost");
+    // Bad settings are refused and nothing is made.
+    let o = d.ctl_raw(&[
+        "port",
+        "add",
+        "ipx",
+        "--kind",
+        "tap",
+        "--domain",
+        "imp",
+        "--option",
+        r#"impair={"jitter_ms": 9}"#,
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("exceeds delay_ms"),
+        "{o:?}"
+    );
+    let link = Command::new("ip")
+        .args(["link", "show", "ipx"])
+        .output()
+        .unwrap();
+    assert!(!link.status.success(), "no TAP left behind");
+}

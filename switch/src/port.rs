@@ -90,4 +90,11 @@ pub trait Port: Send {
     /// The port is leaving the switch: give back any pool frames it holds
     /// beyond its batches (the switch calls this before dropping it).
     fn detach(&mut self, _pool: &mut PacketPool) {}
+
+    /// How soon the port needs a call even if its fd stays quiet (it holds
+    /// frames due then, e.g. a delayed link): an idle worker sleeps no
+    /// longer than this.
+    fn wake_after(&self) -> Option<std::time::Duration> {
+        None
+    }
 }

@@ -535,6 +535,16 @@ impl Switch {
         }
     }
 
+    /// The soonest any port asked to be called again (see
+    /// [`Port::wake_after`]).
+    pub fn wake_after(&self) -> Option<std::time::Duration> {
+        self.ports
+            .iter()
+            .flatten()
+            .filter_map(|p| p.port.wake_after())
+            .min()
+    }
+
     /// File descriptors to wait on when idle: (port, fd).
     pub fn poll_fds(&self) -> Vec<(PortId, i32)> {
         self.ports
