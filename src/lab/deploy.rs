@@ -369,11 +369,22 @@ fn ensure_node(
         let net = topo.network(&i.network).expect("validated");
         let c = switches.get(&i.switch);
         let vlan = json!({ "mode": "access", "pvid": net.vlan });
+        let options = match &i.impair {
+            Some(imp) => json!({ "impair": {
+                "delay_ms": imp.delay_ms.unwrap_or(0),
+                "jitter_ms": imp.jitter_ms.unwrap_or(0),
+                "loss_pct": f64::from(imp.loss_bp.unwrap_or(0)) / 100.0,
+                "dup_pct": f64::from(imp.dup_bp.unwrap_or(0)) / 100.0,
+                "rate_kbps": imp.rate_kbit.unwrap_or(0),
+                "seed": imp.seed.unwrap_or(0),
+            }}),
+            None => json!({}),
+        };
         match i.port {
             PortKind::Tap => {
                 ensure_port(
                     c,
-                    json!({ "name": i.link, "kind": "tap", "domain": net.domain, "vlan": vlan }),
+                    json!({ "name": i.link, "kind": "tap", "domain": net.domain, "vlan": vlan, "options": options }),
                     false,
                 )?;
                 let inside = Netlink::in_netns(ns, |n| n.find_link(&i.name)).map_err(nl_err)?;
@@ -405,7 +416,7 @@ fn ensure_node(
                 }
                 ensure_port(
                     c,
-                    json!({ "name": i.link, "kind": i.port.as_str(), "iface": i.link, "domain": net.domain, "vlan": vlan }),
+                    json!({ "name": i.link, "kind": i.port.as_str(), "iface": i.link, "domain": net.domain, "vlan": vlan, "options": options }),
                     made,
                 )?;
             }

@@ -173,14 +173,19 @@ impl PortKind {
     }
 }
 
-/// Per-interface link impairments (netem-like). Not supported by deploy yet.
+/// Per-interface link impairments, applied by the switch port to the
+/// frames it sends toward the node (netem-like).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Impair {
     pub delay_ms: Option<u32>,
     pub jitter_ms: Option<u32>,
     /// Loss in hundredths of a percent.
     pub loss_bp: Option<u32>,
+    /// Duplication in hundredths of a percent.
+    pub dup_bp: Option<u32>,
     pub rate_kbit: Option<u64>,
+    /// Seed of the switch's generator (the same seed, the same losses).
+    pub seed: Option<u64>,
 }
 
 /// A node's interface on a network.
@@ -334,19 +339,6 @@ impl Topology {
                     n.pos,
                     format!("network {}: kind `vxlan` is not supported yet", n.name),
                 ));
-            }
-        }
-        for node in &self.nodes {
-            for i in &node.interfaces {
-                if i.impair.is_some() {
-                    out.push((
-                        i.pos,
-                        format!(
-                            "node {} {}: `impair` (per-port impairments) is not supported yet",
-                            node.name, i.name
-                        ),
-                    ));
-                }
             }
         }
         out

@@ -1001,7 +1001,11 @@ impl P<'_> {
     }
 
     fn impair(&mut self, n: &Node, path: &str) -> Option<Impair> {
-        let f = self.fields(n, path, &["delay", "jitter", "loss", "rate"])?;
+        let f = self.fields(
+            n,
+            path,
+            &["delay", "jitter", "loss", "duplicate", "rate", "seed"],
+        )?;
         let mut out = Impair::default();
         let ms = |s: &str| -> Option<u32> {
             if let Some(v) = s.strip_suffix("ms") {
@@ -1019,36 +1023,47 @@ impl P<'_> {
             if let Some(x) = f.get(key) {
                 let p = join(path, key);
                 let s = self.string(x, &p)?;
-                match ms(&s) {
+                match ms(&s).filter(|v| *v <= 60_000) {
                     Some(v) if key == "delay" => out.delay_ms = Some(v),
                     Some(v) => out.jitter_ms = Some(v),
                     None => {
                         self.err(
                             npos(x),
                             &p,
-                            format!("bad duration {s:?}: expected like 20ms or 1s"),
+                            format!("bad duration {s:?}: expected like 20ms or 1s, at most 60s"),
                         );
                         return None;
                     }
                 }
             }
         }
-        if let Some(x) = f.get("loss") {
-            let p = join(path, "loss");
-            let s = self.string(x, &p)?;
-            let v = s
-                .strip_suffix('%')
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .filter(|v| (0.0..=100.0).contains(v));
-            match v {
-                Some(v) => out.loss_bp = Some((v * 100.0).round() as u32),
-                None => {
-                    self.err(
-                        npos(x),
-                        &p,
-                        format!("bad loss {s:?}: expected a percentage like 1% or 0.5%"),
-                    );
-                    return None;
+        if out.jitter_ms.unwrap_or(0) > out.delay_ms.unwrap_or(0) {
+            self.err(
+                f.pos,
+                &join(path, "jitter"),
+                "jitter is larger than delay (delays cannot go negative)",
+            );
+            return None;
+        }
+        for key in ["loss", "duplicate"] {
+            if let Some(x) = f.get(key) {
+                let p = join(path, key);
+                let s = self.string(x, &p)?;
+                let v = s
+                    .strip_suffix('%')
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .filter(|v| (0.0..=100.0).contains(v));
+                match v {
+                    Some(v) if key == "loss" => out.loss_bp = Some((v * 100.0).round() as u32),
+                    Some(v) => out.dup_bp = Some((v * 100.0).round() as u32),
+                    None => {
+                        self.err(
+                            npos(x),
+                            &p,
+                            format!("bad percentage {s:?}: expected like 1% or 0.5%"),
+                        );
+                        return None;
+                    }
                 }
             }
         }
@@ -1074,6 +1089,9 @@ impl P<'_> {
                     return None;
                 }
             }
+        }
+        if let Some(x) = f.get("seed") {
+            out.seed = Some(self.int(x, &join(path, "seed"), 0, u64::MAX, "seed")?);
         }
         Some(out)
     }

@@ -329,6 +329,33 @@ nodes:
 }
 
 #[test]
+fn impairments_are_checked() {
+    let with = |imp: &str| {
+        edit(
+            "{network: lan}",
+            &format!("{{network: lan, impair: {imp}}}"),
+        )
+    };
+    let t = ok(&with(
+        "{delay: 10ms, jitter: 2ms, loss: 0.5%, duplicate: 1%, rate: 1gbit, seed: 7}",
+    ));
+    let i = t.node("b").unwrap().interfaces[0].impair.clone().unwrap();
+    assert_eq!(
+        (i.loss_bp, i.dup_bp, i.rate_kbit, i.seed),
+        (Some(50), Some(100), Some(1_000_000), Some(7))
+    );
+    bad(
+        &with("{delay: 1ms, jitter: 2ms}"),
+        10,
+        "jitter is larger than delay",
+    );
+    bad(&with("{delay: 2min}"), 10, "bad duration");
+    bad(&with("{loss: 200%}"), 10, "bad percentage");
+    bad(&with("{rate: fast}"), 10, "bad rate");
+    bad(&with("{lag: 1ms}"), 10, "impair.lag: unknown field");
+}
+
+#[test]
 fn expectations_expand_and_contradictions_are_refused() {
     let t = ok(&edit(
         "  reach: all\n",
@@ -378,7 +405,7 @@ nodes:
         (Some(20), Some(100), Some(10_000))
     );
     let u: Vec<String> = t.unsupported().into_iter().map(|(_, m)| m).collect();
-    assert_eq!(u.len(), 3, "{u:?}");
+    assert_eq!(u.len(), 2, "{u:?}");
     assert!(u.iter().any(|m| m.contains("vxlan")));
     bad(
         "name: f\nnetworks:\n  t: {kind: vxlan, switches: [sw]}\nnodes: {}\n",
