@@ -412,7 +412,11 @@ fn bad_files_deploy_nothing_and_name_the_line() {
         t.contains("not supported yet") && t.contains("no changes made"),
         "{t}"
     );
-    let line = yaml.lines().position(|l| l.contains("sw: {rstp: true}")).unwrap() + 1;
+    let line = yaml
+        .lines()
+        .position(|l| l.contains("sw: {rstp: true}"))
+        .unwrap()
+        + 1;
     assert!(t.contains(&format!("{}:{line}:", lab.f())), "{t}");
     assert!(lab.leftovers().is_empty(), "{:?}", lab.leftovers());
 }
