@@ -292,6 +292,29 @@ fn impaired_lab_delays_the_frames_toward_the_client() {
 }
 
 #[test]
+fn overlay_lab_carries_two_isolated_vxlan_networks_between_switches_in_nodes() {
+    if !root_or_skip("overlay_lab_carries_two_isolated_vxlan_networks_between_switches_in_nodes") {
+        return;
+    }
+    let lab = Lab::new(&example("overlay.yml"));
+    lab.ok("deploy", &[]);
+    let grid = lab.ok("check", &[]);
+    assert!(grid.contains("10 of 10 checks passed"), "{grid}");
+    // s1 runs inside node h1's namespace, with a tunnel endpoint per VNI.
+    let sock = format!("/run/rvswitch/lab/{}/s1.sock", lab.name);
+    let ports = rvs(&["ctl", "--socket", &sock, "port", "list"]);
+    let t = text(&ports);
+    assert!(t.contains("vxlan5001") && t.contains("vxlan5002"), "{t}");
+    lab.ok("deploy", &[]);
+    lab.ok("destroy", &[]);
+    assert!(
+        lab.leftovers().is_empty(),
+        "left behind: {:?}",
+        lab.leftovers()
+    );
+}
+
+#[test]
 fn a_broken_expectation_fails_the_check_with_status_1() {
     if !root_or_skip("a_broken_expectation_fails_the_check_with_status_1") {
         return;

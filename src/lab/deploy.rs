@@ -14,7 +14,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hyper::Method;
-use rvs_cnm::lab::{InterfaceDef, NodeDef, PortKind, SwitchDef, Topology, TrunkDef, format_mac};
+use rvs_cnm::lab::{
+    InterfaceDef, NetKind, NetworkDef, NodeDef, PortKind, SwitchDef, Topology, TrunkDef, format_mac,
+};
 use rvs_drivers::netlink::{Netlink, NetlinkError, Route};
 use rvs_drivers::netns;
 use serde_json::{Value, json};
@@ -79,9 +81,13 @@ pub fn deploy(topo: &Topology, file: &Path) -> Result<(), LabError> {
     st.complete = false;
     st.save(&paths)?;
 
+    // Namespaces first: a switch may run inside a node's.
+    for node in &topo.nodes {
+        ensure_netns(node, &paths, &mut st)?;
+    }
     let mut switches = Vec::new();
     for sw in &topo.switches {
-        let c = ensure_daemon(&paths, sw, &mut st)?;
+        let c = ensure_daemon(&paths, sw, topo.switch_netns(&sw.name), &mut st)?;
         switches.push((sw.name.clone(), c));
     }
     let switches = Switches(switches);
@@ -115,7 +121,11 @@ pub fn deploy(topo: &Topology, file: &Path) -> Result<(), LabError> {
         ensure_node(topo, node, &paths, &mut st, &nl, &switches)?;
     }
     for t in &topo.trunks {
-        ensure_trunk(t, &paths, &mut st, &nl, &switches)?;
+        ensure_trunk(topo, t, &paths, &mut st, &nl, &switches)?;
+    }
+    // After the nodes: a tunnel endpoint binds its host node's address.
+    for net in topo.networks.iter().filter(|n| n.kind == NetKind::Vxlan) {
+        ensure_vxlan(net, &switches)?;
     }
     for node in &topo.nodes {
         run_exec(node, &paths, &mut st)?;
@@ -141,14 +151,21 @@ fn preflight(topo: &Topology, st: &LabState, nl: &Netlink) -> Result<(), LabErro
             clashes.push(format!("namespace {} (node {})", n.netns, n.name));
         }
     }
+    // Links of switches inside nodes live in the lab's own namespaces.
+    let in_host = |sw: &str| topo.switch_netns(sw).is_none();
     let links = topo
         .nodes
         .iter()
-        .flat_map(|n| n.interfaces.iter().map(|i| i.link.clone()))
+        .flat_map(|n| {
+            n.interfaces
+                .iter()
+                .filter(|i| in_host(&i.switch))
+                .map(|i| i.link.clone())
+        })
         .chain(
             topo.trunks
                 .iter()
-                .flat_map(|t| t.ends.iter().map(|e| e.2.clone())),
+                .flat_map(|t| t.ends.iter().filter(|e| in_host(&e.0)).map(|e| e.2.clone())),
         );
     for l in links {
         if nl.find_link(&l).map_err(nl_err)?.is_some() && !st.links.contains(&l) {
@@ -177,7 +194,12 @@ fn answering(socket: &Path) -> Option<Client> {
         .map(|_| c)
 }
 
-fn ensure_daemon(paths: &Paths, sw: &SwitchDef, st: &mut LabState) -> Result<Client, LabError> {
+fn ensure_daemon(
+    paths: &Paths,
+    sw: &SwitchDef,
+    netns: Option<String>,
+    st: &mut LabState,
+) -> Result<Client, LabError> {
     let socket = paths.socket(&sw.name);
     if !st.daemons.contains_key(&sw.name) {
         st.daemons.insert(sw.name.clone(), socket.clone());
@@ -201,7 +223,16 @@ fn ensure_daemon(paths: &Paths, sw: &SwitchDef, st: &mut LabState) -> Result<Cli
         .open(&logf)
         .map_err(|e| err(format!("open {}: {e}", logf.display())))?;
     let exe = std::env::current_exe().map_err(|e| err(format!("find rvswitch itself: {e}")))?;
-    let mut child = Command::new(exe)
+    // A switch hosted by a node runs inside the node's namespace.
+    let mut cmd = match &netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    let mut child = cmd
         .arg("daemon")
         .arg("--socket")
         .arg(&socket)
@@ -339,6 +370,40 @@ fn sysctls_in(ns: &str, kv: Vec<(String, String)>, strict: bool) -> Result<(), L
     res.map_err(|e| err(format!("namespace {ns}: {e}")))
 }
 
+/// A node's namespace, with IPv6 addresses usable at once (no duplicate
+/// address detection wait: a lab's addresses are unique by validation).
+fn ensure_netns(node: &NodeDef, paths: &Paths, st: &mut LabState) -> Result<(), LabError> {
+    let ns = &node.netns;
+    if !netns::netns_path(ns).exists() {
+        st.record_netns(paths, ns)?;
+        netns::create_named(ns).map_err(err)?;
+        // A new namespace (it was deleted by hand?) runs its commands again.
+        st.exec_done.retain(|n| n != &node.name);
+    }
+    sysctls_in(
+        ns,
+        vec![
+            ("net.ipv6.conf.all.accept_dad".into(), "0".into()),
+            ("net.ipv6.conf.default.accept_dad".into(), "0".into()),
+        ],
+        false,
+    )?;
+    Netlink::in_netns(ns, |n| n.set_up("lo")).map_err(nl_err)
+}
+
+/// `f` with a netlink handle on `ns` (`None`: the host namespace, `nl`).
+fn on<T: Send>(
+    ns: Option<&str>,
+    nl: &Netlink,
+    f: impl FnOnce(&Netlink) -> Result<T, NetlinkError> + Send,
+) -> Result<T, LabError> {
+    match ns {
+        None => f(nl),
+        Some(ns) => Netlink::in_netns(ns, f),
+    }
+    .map_err(nl_err)
+}
+
 fn ensure_node(
     topo: &Topology,
     node: &NodeDef,
@@ -348,24 +413,8 @@ fn ensure_node(
     switches: &Switches,
 ) -> Result<(), LabError> {
     let ns = &node.netns;
-    if !netns::netns_path(ns).exists() {
-        st.record_netns(paths, ns)?;
-        netns::create_named(ns).map_err(err)?;
-        // A new namespace (it was deleted by hand?) runs its commands again.
-        st.exec_done.retain(|n| n != &node.name);
-    }
-    // Addresses are usable at once (no duplicate address detection wait):
-    // a lab's addresses are unique by validation.
-    sysctls_in(
-        ns,
-        vec![
-            ("net.ipv6.conf.all.accept_dad".into(), "0".into()),
-            ("net.ipv6.conf.default.accept_dad".into(), "0".into()),
-        ],
-        false,
-    )?;
-    Netlink::in_netns(ns, |n| n.set_up("lo")).map_err(nl_err)?;
     for i in &node.interfaces {
+        let sw_ns = topo.switch_netns(&i.switch);
         let net = topo.network(&i.network).expect("validated");
         let c = switches.get(&i.switch);
         let vlan = json!({ "mode": "access", "pvid": net.vlan });
@@ -390,19 +439,19 @@ fn ensure_node(
                 let inside = Netlink::in_netns(ns, |n| n.find_link(&i.name)).map_err(nl_err)?;
                 if inside.is_none() {
                     st.record_link(paths, &i.link)?;
-                    if nl.find_link(&i.link).map_err(nl_err)?.is_none() {
+                    if on(sw_ns.as_deref(), nl, |n| n.find_link(&i.link))?.is_none() {
                         return Err(err(format!(
-                            "node {}: the switch's TAP {} is neither in the host namespace nor in {ns}",
+                            "node {}: the switch's TAP {} is neither in the switch's namespace nor in {ns}",
                             node.name, i.link
                         )));
                     }
-                    nl.move_to_netns(&i.link, ns).map_err(nl_err)?;
+                    on(sw_ns.as_deref(), nl, |n| n.move_to_netns(&i.link, ns))?;
                     Netlink::in_netns(ns, |n| n.rename(&i.link, &i.name)).map_err(nl_err)?;
                 }
                 configure_inside(node, i)?;
             }
             PortKind::Afxdp | PortKind::Afpacket => {
-                let made = ensure_veth(node, i, paths, st, nl)?;
+                let made = ensure_veth(node, i, sw_ns.as_deref(), paths, st, nl)?;
                 configure_inside(node, i)?;
                 if i.port == PortKind::Afxdp {
                     // Frames from the node must carry full checksums: AF_XDP
@@ -449,40 +498,47 @@ fn ensure_node(
     Ok(())
 }
 
-/// The veth of an interface: `link` in the host namespace, its peer
-/// `name` inside the node. A half-made pair (a crash between the steps) is
-/// made again. Whether it was (re)made.
+/// The veth of an interface: `link` in the switch's namespace (`sw_ns`,
+/// the host's when `None`), its peer `name` inside the node. A half-made
+/// pair (a crash between the steps) is made again. Whether it was (re)made.
 fn ensure_veth(
     node: &NodeDef,
     i: &InterfaceDef,
+    sw_ns: Option<&str>,
     paths: &Paths,
     st: &mut LabState,
     nl: &Netlink,
 ) -> Result<bool, LabError> {
     let ns = &node.netns;
-    let host = nl.find_link(&i.link).map_err(nl_err)?.is_some();
+    let host = on(sw_ns, nl, |n| n.find_link(&i.link))?.is_some();
     let inside = Netlink::in_netns(ns, |n| n.find_link(&i.name))
         .map_err(nl_err)?
         .is_some();
     let made = !(host && inside);
     if made {
         if host {
-            nl.delete_link(&i.link).map_err(nl_err)?;
+            on(sw_ns, nl, |n| n.delete_link(&i.link))?;
         }
         if inside {
             Netlink::in_netns(ns, |n| n.delete_link(&i.name)).map_err(nl_err)?;
         }
         st.record_link(paths, &i.link)?;
-        // The peer's first name only has to be unique for a moment.
+        // Made in the host namespace, then each end moved where it
+        // belongs; the peer's first name only has to be unique for a moment.
         let tmp = temp_link_name();
         nl.create_veth(&i.link, &tmp).map_err(nl_err)?;
+        if let Some(sw) = sw_ns {
+            nl.move_to_netns(&i.link, sw).map_err(nl_err)?;
+        }
         nl.move_to_netns(&tmp, ns).map_err(nl_err)?;
         Netlink::in_netns(ns, |n| n.rename(&tmp, &i.name)).map_err(nl_err)?;
     }
-    if let Some(m) = i.mtu {
-        nl.set_mtu(&i.link, m).map_err(nl_err)?;
-    }
-    nl.set_up(&i.link).map_err(nl_err)?;
+    on(sw_ns, nl, |n| {
+        if let Some(m) = i.mtu {
+            n.set_mtu(&i.link, m)?;
+        }
+        n.set_up(&i.link)
+    })?;
     Ok(made)
 }
 
@@ -536,6 +592,7 @@ fn configure_inside(node: &NodeDef, i: &InterfaceDef) -> Result<(), LabError> {
 }
 
 fn ensure_trunk(
+    topo: &Topology,
     t: &TrunkDef,
     paths: &Paths,
     st: &mut LabState,
@@ -543,32 +600,76 @@ fn ensure_trunk(
     switches: &Switches,
 ) -> Result<(), LabError> {
     let (a, b) = (&t.ends[0].2, &t.ends[1].2);
-    let have_a = nl.find_link(a).map_err(nl_err)?.is_some();
-    let have_b = nl.find_link(b).map_err(nl_err)?.is_some();
+    let (ns_a, ns_b) = (
+        topo.switch_netns(&t.ends[0].0),
+        topo.switch_netns(&t.ends[1].0),
+    );
+    let have_a = on(ns_a.as_deref(), nl, |n| n.find_link(a))?.is_some();
+    let have_b = on(ns_b.as_deref(), nl, |n| n.find_link(b))?.is_some();
     let made = !(have_a && have_b);
     if made {
-        for (l, have) in [(a, have_a), (b, have_b)] {
+        for (l, have, ns) in [(a, have_a, &ns_a), (b, have_b, &ns_b)] {
             if have {
-                nl.delete_link(l).map_err(nl_err)?;
+                on(ns.as_deref(), nl, |n| n.delete_link(l))?;
             }
         }
         st.record_link(paths, a)?;
         st.record_link(paths, b)?;
         nl.create_veth(a, b).map_err(nl_err)?;
+        for (l, ns) in [(a, &ns_a), (b, &ns_b)] {
+            if let Some(ns) = ns {
+                nl.move_to_netns(l, ns).map_err(nl_err)?;
+            }
+        }
     }
     let mut vlan = json!({ "mode": "trunk", "allowed": t.allowed() });
     if let Some(n) = t.native {
         vlan["native"] = json!(n);
     }
     for (sw, dom, link) in &t.ends {
-        nl.set_up(link).map_err(nl_err)?;
+        let ns = topo.switch_netns(sw);
+        on(ns.as_deref(), nl, |n| n.set_up(link))?;
         if t.port == PortKind::Afxdp {
-            rvs_drivers::ethtool::set_tx_checksum(link, false).map_err(err)?;
+            match &ns {
+                Some(ns) => rvs_drivers::afxdp::set_tx_checksum_in_netns(
+                    &netns::netns_path(ns),
+                    link,
+                    false,
+                )
+                .map_err(err)?,
+                None => rvs_drivers::ethtool::set_tx_checksum(link, false).map_err(err)?,
+            }
         }
         ensure_port(
             switches.get(sw),
             json!({ "name": link, "kind": t.port.as_str(), "iface": link, "domain": dom, "vlan": vlan }),
             made,
+        )?;
+    }
+    Ok(())
+}
+
+/// A VXLAN network: on each of its switches a `vxlan` port in its domain,
+/// bound to the switch's host node address, flooding to the others.
+fn ensure_vxlan(net: &NetworkDef, switches: &Switches) -> Result<(), LabError> {
+    let vni = net.vni.expect("validated: vxlan networks have a VNI");
+    for (sw, local) in &net.vteps {
+        let remotes: Vec<String> = net
+            .vteps
+            .iter()
+            .filter(|(other, _)| other != sw)
+            .map(|(_, a)| a.to_string())
+            .collect();
+        ensure_port(
+            switches.get(sw),
+            json!({
+                "name": format!("vxlan{vni}"),
+                "kind": "vxlan",
+                "domain": net.domain,
+                "vlan": { "mode": "access", "pvid": net.vlan },
+                "options": { "local": local.to_string(), "vni": vni, "remotes": remotes },
+            }),
+            false,
         )?;
     }
     Ok(())
@@ -703,11 +804,8 @@ pub fn destroy(lab: &str) -> Result<(), LabError> {
     }
     let st = st.unwrap_or_default();
     let mut problems: Vec<String> = Vec::new();
-    let mut killed = 0;
-    for ns in &st.namespaces {
-        killed += kill_in_netns(ns);
-    }
-    // Every daemon serving a socket of this lab, recorded or not.
+    // Every daemon serving a socket of this lab, recorded or not, first
+    // and gracefully (some run inside the lab's namespaces).
     let mut sockets: Vec<PathBuf> = st.daemons.values().cloned().collect();
     if let Ok(d) = std::fs::read_dir(&paths.run) {
         sockets.extend(d.filter_map(|e| e.ok()).map(|e| e.path()));
@@ -718,6 +816,11 @@ pub fn destroy(lab: &str) -> Result<(), LabError> {
             stop_pid(pid);
             stopped += 1;
         }
+    }
+    // Then whatever else runs in the lab's namespaces (node commands).
+    let mut killed = 0;
+    for ns in &st.namespaces {
+        killed += kill_in_netns(ns);
     }
     let mut removed_ns = 0;
     for ns in &st.namespaces {

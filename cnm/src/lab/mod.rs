@@ -88,7 +88,7 @@ pub struct SwitchDef {
     pub name: String,
     pub pos: Pos,
     /// Run the daemon inside this node's namespace instead of the host's
-    /// (for overlays). Not supported by deploy yet.
+    /// (a "hypervisor" for overlays: its VXLAN ports use the node's address).
     pub host: Option<String>,
     /// Run RSTP on the switch's trunks. Not supported by deploy yet.
     pub rstp: bool,
@@ -111,7 +111,8 @@ pub struct SwitchRoute {
 pub enum NetKind {
     /// A VLAN of a bridge domain on one switch.
     Bridge,
-    /// A VXLAN segment spanning several switches. Not supported by deploy yet.
+    /// A VXLAN segment spanning several switches, each running in a node
+    /// (`host`) whose address is its tunnel endpoint.
     Vxlan,
 }
 
@@ -134,6 +135,8 @@ pub struct NetworkDef {
     /// address of each subnet, gateways of a switch route to each other.
     pub gateway: bool,
     pub vni: Option<u32>,
+    /// VXLAN: each switch's tunnel endpoint address (its host node's).
+    pub vteps: Vec<(String, IpAddr)>,
 }
 
 impl NetworkDef {
@@ -293,6 +296,13 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// The namespace a switch's daemon runs in (`None`: the host's).
+    pub fn switch_netns(&self, switch: &str) -> Option<String> {
+        let sw = self.switches.iter().find(|s| s.name == switch)?;
+        let host = sw.host.as_ref()?;
+        self.node(host).map(|n| n.netns.clone())
+    }
+
     pub fn network(&self, name: &str) -> Option<&NetworkDef> {
         self.networks.iter().find(|n| n.name == name)
     }
@@ -320,24 +330,10 @@ impl Topology {
     pub fn unsupported(&self) -> Vec<(Pos, String)> {
         let mut out = Vec::new();
         for s in &self.switches {
-            if s.host.is_some() {
-                out.push((
-                    s.pos,
-                    format!("switch {}: `host` (a switch inside a node's namespace, for overlays) is not supported yet", s.name),
-                ));
-            }
             if s.rstp {
                 out.push((
                     s.pos,
                     format!("switch {}: `rstp` is not supported yet", s.name),
-                ));
-            }
-        }
-        for n in &self.networks {
-            if n.kind == NetKind::Vxlan {
-                out.push((
-                    n.pos,
-                    format!("network {}: kind `vxlan` is not supported yet", n.name),
                 ));
             }
         }

@@ -326,6 +326,8 @@ impl P<'_> {
             }
         }
         self.addresses(&mut nodes, &networks);
+        let mut networks = networks;
+        self.vteps(&mut networks, &switches, &nodes);
         for n in &nodes {
             self.routes_on_link(n);
         }
@@ -453,6 +455,56 @@ impl P<'_> {
                 self.err(at, path, "missing: the lab has several switches, say which");
                 None
             }
+        }
+    }
+
+    /// Each switch of a VXLAN network runs in a node (`host`) whose first
+    /// address (IPv4 if it has one) is the switch's tunnel endpoint.
+    fn vteps(&mut self, networks: &mut [NetworkDef], switches: &[SwitchDef], nodes: &[NodeDef]) {
+        for net in networks.iter_mut().filter(|n| n.kind == NetKind::Vxlan) {
+            let mut vteps = Vec::new();
+            for sw in &net.switches {
+                let Some(host) = switches
+                    .iter()
+                    .find(|s| &s.name == sw)
+                    .and_then(|s| s.host.clone())
+                else {
+                    self.err(
+                        net.pos,
+                        &format!("networks.{}.switches", net.name),
+                        format!("switch {sw} has no `host`: a VXLAN tunnel endpoint runs in a node and uses its address"),
+                    );
+                    continue;
+                };
+                let Some(node) = nodes.iter().find(|n| n.name == host) else {
+                    continue; // reported at the switch
+                };
+                let addrs: Vec<IpAddr> = node
+                    .interfaces
+                    .iter()
+                    .flat_map(|i| i.addresses())
+                    .map(|c| c.addr)
+                    .collect();
+                match addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()) {
+                    Some(a) => vteps.push((sw.clone(), *a)),
+                    None => self.err(
+                        net.pos,
+                        &format!("networks.{}.switches", net.name),
+                        format!("node {host} (host of switch {sw}) has no address to be a VXLAN tunnel endpoint"),
+                    ),
+                }
+            }
+            if vteps
+                .iter()
+                .any(|(_, a)| a.is_ipv4() != vteps[0].1.is_ipv4())
+            {
+                self.err(
+                    net.pos,
+                    &format!("networks.{}.switches", net.name),
+                    "its tunnel endpoints mix IPv4 and IPv6 addresses",
+                );
+            }
+            net.vteps = vteps;
         }
     }
 
@@ -627,6 +679,17 @@ impl P<'_> {
                 );
             }
             for other in &out {
+                if vni.is_some() && other.vni == vni {
+                    self.err(
+                        pos,
+                        &join(&path, "vni"),
+                        format!(
+                            "VNI {} is network {}'s already",
+                            vni.unwrap_or(0),
+                            other.name
+                        ),
+                    );
+                }
                 if gateway
                     && other.gateway
                     && other.domain == domain
@@ -679,6 +742,7 @@ impl P<'_> {
                 mtu,
                 gateway,
                 vni,
+                vteps: Vec::new(),
             });
         }
         out

@@ -380,20 +380,22 @@ fn expectations_expand_and_contradictions_are_refused() {
 }
 
 #[test]
-fn future_features_parse_and_are_listed_as_unsupported() {
+fn overlays_get_their_tunnel_endpoints_from_the_host_nodes() {
     let t = ok("\
 name: f
 switches:
   core: {}
   s1: {host: h1}
+  s2: {host: h2}
 networks:
   wan: {switch: core, subnet: 192.168.0.0/24, gateway: true}
-  tenant: {kind: vxlan, vni: 5001, switches: [s1], subnet: 10.5.0.0/24}
+  tenant: {kind: vxlan, vni: 5001, switches: [s1, s2], subnet: 10.5.0.0/24}
 nodes:
   h1: {interfaces: [{network: wan, impair: {delay: 20ms, loss: 1%, rate: 10mbit}}]}
-  a: {interfaces: [{network: tenant}]}
+  h2: {interfaces: [{network: wan}]}
+  a: {interfaces: [{network: tenant, switch: s2}]}
 ");
-    // The gateway takes .1, the node the next one.
+    // The gateway takes .1, the nodes the next ones.
     let h1 = t.node("h1").unwrap();
     assert_eq!(
         h1.interfaces[0].address.unwrap().to_string(),
@@ -404,9 +406,27 @@ nodes:
         (imp.delay_ms, imp.loss_bp, imp.rate_kbit),
         (Some(20), Some(100), Some(10_000))
     );
-    let u: Vec<String> = t.unsupported().into_iter().map(|(_, m)| m).collect();
-    assert_eq!(u.len(), 2, "{u:?}");
-    assert!(u.iter().any(|m| m.contains("vxlan")));
+    let tenant = t.network("tenant").unwrap();
+    let vteps: Vec<String> = tenant
+        .vteps
+        .iter()
+        .map(|(s, a)| format!("{s}={a}"))
+        .collect();
+    assert_eq!(vteps, ["s1=192.168.0.2", "s2=192.168.0.3"]);
+    assert_eq!(t.switch_netns("s2").as_deref(), Some("f-h2"));
+    assert_eq!(t.switch_netns("core"), None);
+    assert_eq!(t.node("a").unwrap().interfaces[0].switch, "s2");
+    assert!(t.unsupported().is_empty());
+    bad(
+        "name: f\nnetworks:\n  t: {kind: vxlan, vni: 5, switches: [sw]}\nnodes: {}\n",
+        3,
+        "switch sw has no `host`",
+    );
+    bad(
+        "name: f\nswitches:\n  s: {host: h}\nnetworks:\n  t: {kind: vxlan, vni: 5, switches: [s]}\nnodes:\n  h: {interfaces: [{network: t}]}\n",
+        5,
+        "node h (host of switch s) has no address",
+    );
     bad(
         "name: f\nnetworks:\n  t: {kind: vxlan, switches: [sw]}\nnodes: {}\n",
         3,
@@ -416,6 +436,11 @@ nodes:
         "name: f\nnetworks:\n  t: {vni: 5}\nnodes: {}\n",
         3,
         "`vni` is for kind vxlan",
+    );
+    bad(
+        "name: f\nswitches:\n  s: {host: nobody}\nnetworks: {}\nnodes: {}\n",
+        3,
+        "no node named \"nobody\"",
     );
 }
 
