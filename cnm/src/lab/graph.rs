@@ -62,6 +62,25 @@ fn trunk_pairs<'t>(t: &TrunkDef, topo: &'t Topology) -> Vec<(&'t NetworkDef, &'t
     out
 }
 
+/// VXLAN tunnel endpoints: (host node, network, label), drawn as dashed
+/// edges from the node whose address the endpoint uses.
+fn vteps(topo: &Topology) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for n in &topo.networks {
+        for (sw, addr) in &n.vteps {
+            if let Some(host) = topo
+                .switches
+                .iter()
+                .find(|s| &s.name == sw)
+                .and_then(|s| s.host.clone())
+            {
+                out.push((host, n.name.clone(), format!("switch {sw} vtep {addr}")));
+            }
+        }
+    }
+    out
+}
+
 /// Graphviz DOT (undirected).
 pub fn to_dot(topo: &Topology) -> String {
     let several = topo.switches.len() > 1;
@@ -96,6 +115,15 @@ pub fn to_dot(topo: &Topology) -> String {
                 dot_str(&label.join("\n"))
             );
         }
+    }
+    for (node, net, label) in vteps(topo) {
+        let _ = writeln!(
+            o,
+            "  {} -- {} [style=dashed, label={}];",
+            dot_str(&format!("node:{node}")),
+            dot_str(&format!("net:{net}")),
+            dot_str(&label)
+        );
     }
     for t in &topo.trunks {
         for (a, b) in trunk_pairs(t, topo) {
@@ -156,6 +184,15 @@ pub fn to_mermaid(topo: &Topology) -> String {
                 mm_id("net", &i.network)
             );
         }
+    }
+    for (node, net, label) in vteps(topo) {
+        let _ = writeln!(
+            o,
+            "  {} -.-|\"{}\"| {}",
+            mm_id("node", &node),
+            mm_text(&label),
+            mm_id("net", &net)
+        );
     }
     for t in &topo.trunks {
         for (a, b) in trunk_pairs(t, topo) {
