@@ -203,16 +203,12 @@ impl Bpdu {
     }
 
     /// Length of the BPDU itself (without LLC).
-    pub const fn len(&self) -> usize {
+    pub const fn wire_len(&self) -> usize {
         match self.kind {
             BpduKind::Config => CONFIG_LEN,
             BpduKind::Tcn => TCN_LEN,
             BpduKind::Rst => RST_LEN,
         }
-    }
-
-    pub const fn is_empty(&self) -> bool {
-        false
     }
 
     /// Decode a BPDU (the octets after the LLC header), validating per
@@ -226,7 +222,12 @@ impl Bpdu {
         }
         let version = b[field::VERSION];
         let kind = match b[field::TYPE] {
-            TYPE_TCN => return Ok(Bpdu { version, ..Bpdu::tcn() }),
+            TYPE_TCN => {
+                return Ok(Bpdu {
+                    version,
+                    ..Bpdu::tcn()
+                });
+            }
             TYPE_CONFIG if b.len() < CONFIG_LEN => return Err(BpduError::TooShort),
             TYPE_CONFIG => BpduKind::Config,
             // 9.3.4 c): RST BPDUs need version ≥ 2; later versions (MSTP)
@@ -287,7 +288,7 @@ impl Bpdu {
     /// Append the BPDU (without LLC) to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let start = out.len();
-        out.resize(start + self.len(), 0);
+        out.resize(start + self.wire_len(), 0);
         let b = &mut out[start..];
         // Protocol identifier 0x0000 is already there.
         b[field::VERSION] = match self.kind {
@@ -323,7 +324,7 @@ impl Bpdu {
         let mut v = Vec::with_capacity(MIN_FRAME_LEN);
         v.extend_from_slice(&BRIDGE_GROUP.0);
         v.extend_from_slice(&src.0);
-        v.extend_from_slice(&((LLC.len() + self.len()) as u16).to_be_bytes());
+        v.extend_from_slice(&((LLC.len() + self.wire_len()) as u16).to_be_bytes());
         v.extend_from_slice(&LLC);
         self.encode(&mut v);
         if v.len() < MIN_FRAME_LEN {

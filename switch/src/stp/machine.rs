@@ -8,8 +8,7 @@
 
 use super::bpdu::{self, Bpdu, BpduKind, Times, flags};
 use super::{
-    FlushRequest, MIGRATE_TIME_MS, PortRole, PriorityVector, Stp, StpPortConfig,
-    StpPortCounters,
+    FlushRequest, MIGRATE_TIME_MS, PortRole, PriorityVector, Stp, StpPortConfig, StpPortCounters,
 };
 use crate::port::PortId;
 
@@ -312,7 +311,8 @@ impl PortVars {
     }
 
     fn msg_flag(&self, f: u8) -> bool {
-        self.msg.is_some_and(|m| m.kind != BpduKind::Tcn && m.flags & f != 0)
+        self.msg
+            .is_some_and(|m| m.kind != BpduKind::Tcn && m.flags & f != 0)
     }
 
     /// 17.21.1
@@ -458,7 +458,9 @@ impl Stp {
             for t in v.timers_mut() {
                 *t = t.saturating_sub(elapsed);
             }
-            v.tx_count = v.tx_count.saturating_sub(seconds.min(u32::MAX as u64) as u32);
+            v.tx_count = v
+                .tx_count
+                .saturating_sub(seconds.min(u32::MAX as u64) as u32);
         }
     }
 
@@ -567,10 +569,10 @@ impl Stp {
             Ppm::CheckingRstp if p.mdelay_while != MIGRATE_TIME_MS && !p.port_enabled => {
                 Ppm::CheckingRstp
             }
-            Ppm::SelectingStp if p.mdelay_while == 0 || !p.port_enabled || p.mcheck => {
-                Ppm::Sensing
-            }
-            Ppm::Sensing if !p.port_enabled || p.mcheck || (rstp && !p.send_rstp && p.rcvd_rstp) => {
+            Ppm::SelectingStp if p.mdelay_while == 0 || !p.port_enabled || p.mcheck => Ppm::Sensing,
+            Ppm::Sensing
+                if !p.port_enabled || p.mcheck || (rstp && !p.send_rstp && p.rcvd_rstp) =>
+            {
                 Ppm::CheckingRstp
             }
             Ppm::Sensing if p.send_rstp && p.rcvd_stp => Ppm::SelectingStp,
@@ -783,7 +785,8 @@ impl Stp {
             }
         };
         let hello = self.bridge_times.hello;
-        let (bridge_id, bridge_mac, root_times) = (self.bridge_id, self.bridge_mac, self.root_times);
+        let (bridge_id, bridge_mac, root_times) =
+            (self.bridge_id, self.bridge_mac, self.root_times);
         for (i, v) in self.ports.iter_mut().enumerate() {
             let Some(v) = v else { continue };
             v.designated_priority = PriorityVector {
@@ -879,9 +882,7 @@ impl Stp {
         let next = match p.prt {
             Prt::InitPort => Prt::DisablePort,
             Prt::DisablePort if !p.learning && !p.forwarding => Prt::DisabledPort,
-            Prt::DisabledPort
-                if p.fd_while != max_age || p.sync || p.re_root || !p.synced =>
-            {
+            Prt::DisabledPort if p.fd_while != max_age || p.sync || p.re_root || !p.synced => {
                 Prt::DisabledPort
             }
             Prt::RootProposed
@@ -943,9 +944,7 @@ impl Stp {
                     return false;
                 }
             }
-            Prt::AlternateProposed | Prt::AlternateAgreed | Prt::BackupPort => {
-                Prt::AlternatePort
-            }
+            Prt::AlternateProposed | Prt::AlternateAgreed | Prt::BackupPort => Prt::AlternatePort,
             Prt::BlockPort if !p.learning && !p.forwarding => Prt::AlternatePort,
             Prt::AlternatePort => {
                 if p.proposed && !p.agree {
@@ -1110,11 +1109,8 @@ impl Stp {
             Tcm::Inactive if p.learn => Tcm::Learning,
             Tcm::Learning if active_role && p.forward && !p.oper_edge => Tcm::Detected,
             Tcm::Learning if any_rcvd => Tcm::Learning,
-            Tcm::Learning if !active_role && !(p.learn || p.learning) => Tcm::Inactive,
-            Tcm::Detected
-            | Tcm::NotifiedTc
-            | Tcm::Propagating
-            | Tcm::Acknowledged => Tcm::Active,
+            Tcm::Learning if !(active_role || p.learn || p.learning) => Tcm::Inactive,
+            Tcm::Detected | Tcm::NotifiedTc | Tcm::Propagating | Tcm::Acknowledged => Tcm::Active,
             Tcm::NotifiedTcn => Tcm::NotifiedTc,
             Tcm::Active if !active_role || p.oper_edge => Tcm::Learning,
             Tcm::Active if p.rcvd_tcn => Tcm::NotifiedTcn,

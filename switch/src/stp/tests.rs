@@ -100,7 +100,10 @@ fn golden_config_and_tcn() {
     assert_eq!(Bpdu::decode_frame(&f), Ok(cfg));
 
     let tcn = Bpdu::tcn().encode_frame(mac(1));
-    assert_eq!(&tcn[12..21], &[0x00, 0x07, 0x42, 0x42, 0x03, 0x00, 0x00, 0x00, 0x80]);
+    assert_eq!(
+        &tcn[12..21],
+        &[0x00, 0x07, 0x42, 0x42, 0x03, 0x00, 0x00, 0x00, 0x80]
+    );
     assert!(tcn[21..].iter().all(|&b| b == 0));
     assert_eq!(Bpdu::decode_frame(&tcn).map(|b| b.kind), Ok(BpduKind::Tcn));
 }
@@ -111,7 +114,10 @@ fn config_bpdu_keeps_only_tc_flags() {
     b.kind = BpduKind::Config;
     b.flags = 0xff;
     let f = b.encode_frame(mac(1));
-    assert_eq!(Bpdu::decode_frame(&f).unwrap().flags, flags::TC | flags::TCA);
+    assert_eq!(
+        Bpdu::decode_frame(&f).unwrap().flags,
+        flags::TC | flags::TCA
+    );
 }
 
 #[test]
@@ -123,18 +129,36 @@ fn malformed_bpdus_rejected() {
         f
     };
     assert_eq!(Bpdu::decode_frame(&good[..10]), Err(BpduError::TooShort));
-    assert_eq!(Bpdu::decode_frame(&with(5, 0x01)), Err(BpduError::NotBridgeGroup));
+    assert_eq!(
+        Bpdu::decode_frame(&with(5, 0x01)),
+        Err(BpduError::NotBridgeGroup)
+    );
     // An EtherType instead of an 802.3 length.
     assert_eq!(Bpdu::decode_frame(&with(12, 0x08)), Err(BpduError::NotLlc));
     assert_eq!(Bpdu::decode_frame(&with(14, 0xaa)), Err(BpduError::NotLlc));
     // 802.3 length beyond the frame.
-    assert_eq!(Bpdu::decode_frame(&with(13, 0x50)), Err(BpduError::TooShort));
-    assert_eq!(Bpdu::decode_frame(&with(18, 0x01)), Err(BpduError::BadProtocol));
-    assert_eq!(Bpdu::decode_frame(&with(20, 0x07)), Err(BpduError::UnknownType(0x07)));
+    assert_eq!(
+        Bpdu::decode_frame(&with(13, 0x50)),
+        Err(BpduError::TooShort)
+    );
+    assert_eq!(
+        Bpdu::decode_frame(&with(18, 0x01)),
+        Err(BpduError::BadProtocol)
+    );
+    assert_eq!(
+        Bpdu::decode_frame(&with(20, 0x07)),
+        Err(BpduError::UnknownType(0x07))
+    );
     // RST type with version < 2 is not an RST BPDU (9.3.4 c).
-    assert_eq!(Bpdu::decode_frame(&with(19, 0x01)), Err(BpduError::UnknownType(0x02)));
+    assert_eq!(
+        Bpdu::decode_frame(&with(19, 0x01)),
+        Err(BpduError::UnknownType(0x02))
+    );
     // Version 3 (MSTP) RST-type BPDUs are read as RST.
-    assert_eq!(Bpdu::decode_frame(&with(19, 0x03)).map(|b| b.kind), Ok(BpduKind::Rst));
+    assert_eq!(
+        Bpdu::decode_frame(&with(19, 0x03)).map(|b| b.kind),
+        Ok(BpduKind::Rst)
+    );
     // RST shorter than 36 octets: length field says 3 + 35.
     assert_eq!(Bpdu::decode_frame(&with(13, 38)), Err(BpduError::TooShort));
     // Config BPDU shorter than 35 octets.
@@ -146,7 +170,10 @@ fn malformed_bpdus_rejected() {
     c[44] = 0x14; // message age 20 s = max age
     assert_eq!(Bpdu::decode_frame(&c), Err(BpduError::MessageAgeExceeded));
     // TCN needs only 4 octets.
-    assert_eq!(Bpdu::decode(&[0, 0, 0, 0x80]).map(|b| b.kind), Ok(BpduKind::Tcn));
+    assert_eq!(
+        Bpdu::decode(&[0, 0, 0, 0x80]).map(|b| b.kind),
+        Ok(BpduKind::Tcn)
+    );
     assert_eq!(Bpdu::decode(&[0, 0, 0]), Err(BpduError::TooShort));
 }
 
@@ -248,6 +275,9 @@ struct Sim {
     flushes: Vec<Vec<FlushRequest>>,
     /// Every frame delivered: (time, from, to, decoded).
     log: Vec<(u64, End, End, Bpdu)>,
+    /// Check after every step that no cycle of forwarding links exists,
+    /// not even for a moment.
+    loop_free_always: bool,
 }
 
 impl Sim {
@@ -280,6 +310,7 @@ impl Sim {
             in_flight: Vec::new(),
             flushes: vec![Vec::new(); n],
             log: Vec::new(),
+            loop_free_always: true,
         }
     }
 
@@ -334,7 +365,8 @@ impl Sim {
                         continue;
                     }
                     if let Some(to) = self.peer((b, p)) {
-                        self.in_flight.push((self.now + self.delay_ms, (b, p), frame));
+                        self.in_flight
+                            .push((self.now + self.delay_ms, (b, p), frame));
                         let _ = to;
                     }
                 }
@@ -372,6 +404,37 @@ impl Sim {
             }
         }
         self.exchange();
+        if self.loop_free_always {
+            self.assert_no_forwarding_cycle();
+        }
+    }
+
+    /// Links forwarding at both ends, as a union-find forest: panics on a
+    /// cycle. Returns the number of such links and the forest.
+    fn forwarding_forest(&self) -> (usize, Vec<usize>) {
+        let mut parent: Vec<usize> = (0..self.bridges.len()).collect();
+        let mut edges = 0;
+        for l in self.links.iter().filter(|l| l.up) {
+            if self.dead[l.a.0] || self.dead[l.b.0] {
+                continue;
+            }
+            if self.state(l.a) == PortState::Forwarding && self.state(l.b) == PortState::Forwarding
+            {
+                let (x, y) = (find(&mut parent, l.a.0), find(&mut parent, l.b.0));
+                assert_ne!(
+                    x, y,
+                    "t={}: forwarding cycle through link {:?}-{:?}",
+                    self.now, l.a, l.b
+                );
+                parent[x] = y;
+                edges += 1;
+            }
+        }
+        (edges, parent)
+    }
+
+    fn assert_no_forwarding_cycle(&self) {
+        self.forwarding_forest();
     }
 
     fn run_for(&mut self, ms: u64) {
@@ -412,40 +475,41 @@ impl Sim {
         let live: Vec<usize> = (0..self.bridges.len()).filter(|&b| !self.dead[b]).collect();
         let root = self.bridges[live[0]].root_id();
         for &b in &live {
-            assert_eq!(self.bridges[b].root_id(), root, "bridge {b} disagrees on the root");
+            assert_eq!(
+                self.bridges[b].root_id(),
+                root,
+                "bridge {b} disagrees on the root"
+            );
         }
-        let mut parent: Vec<usize> = (0..self.bridges.len()).collect();
-        fn find(p: &mut Vec<usize>, x: usize) -> usize {
-            let mut x = x;
-            while p[x] != x {
-                p[x] = p[p[x]];
-                x = p[x];
-            }
-            x
-        }
-        let mut edges = 0;
+        let (edges, mut parent) = self.forwarding_forest();
         for l in self.links.iter().filter(|l| l.up) {
             if self.dead[l.a.0] || self.dead[l.b.0] {
                 continue;
             }
+            // A blocked link is blocked at one end only; the other end is
+            // the designated port and forwards.
             let fa = self.state(l.a) == PortState::Forwarding;
             let fb = self.state(l.b) == PortState::Forwarding;
-            if fa && fb {
-                let (x, y) = (find(&mut parent, l.a.0), find(&mut parent, l.b.0));
-                assert_ne!(x, y, "forwarding cycle through link {:?}-{:?}", l.a, l.b);
-                parent[x] = y;
-                edges += 1;
-            } else {
-                // A blocked link is blocked at one end only; the other end
-                // is the designated port and forwards.
-                assert!(fa || fb, "link {:?}-{:?} blocked at both ends", l.a, l.b);
-            }
+            assert!(fa || fb, "link {:?}-{:?} blocked at both ends", l.a, l.b);
         }
         let roots: std::collections::BTreeSet<usize> =
             live.iter().map(|&b| find(&mut parent, b)).collect();
-        assert_eq!(roots.len(), 1, "forwarding links do not connect every bridge");
+        assert_eq!(
+            roots.len(),
+            1,
+            "forwarding links do not connect every bridge"
+        );
         assert_eq!(edges, live.len() - 1);
     }
+}
+
+fn find(p: &mut [usize], x: usize) -> usize {
+    let mut x = x;
+    while p[x] != x {
+        p[x] = p[p[x]];
+        x = p[x];
+    }
+    x
 }
 
 const P1: u16 = 1;
@@ -467,7 +531,9 @@ fn two_bridges_converge_by_handshake() {
     s.step_ms = 1;
     s.link(0, P1, 1, P1);
     let t = s
-        .run_until(30_000, |s| s.all_forwarding(&[(0, PortId(P1)), (1, PortId(P1))]))
+        .run_until(30_000, |s| {
+            s.all_forwarding(&[(0, PortId(P1)), (1, PortId(P1))])
+        })
         .expect("converges");
     assert!(t < 1_000, "took {t} ms: the handshake did not work");
     // The lower bridge ID (bridge 1) is the root.
@@ -479,8 +545,16 @@ fn two_bridges_converge_by_handshake() {
     assert_eq!(s.bridges[0].root_port(), Some(PortId(P1)));
     assert_eq!(s.bridges[1].root_port(), None);
     // The proposal and the agreement both went over the wire.
-    assert!(s.log.iter().any(|(_, _, to, b)| to.0 == 0 && b.flags & flags::PROPOSAL != 0));
-    assert!(s.log.iter().any(|(_, _, to, b)| to.0 == 1 && b.flags & flags::AGREEMENT != 0));
+    assert!(
+        s.log
+            .iter()
+            .any(|(_, _, to, b)| to.0 == 0 && b.flags & flags::PROPOSAL != 0)
+    );
+    assert!(
+        s.log
+            .iter()
+            .any(|(_, _, to, b)| to.0 == 1 && b.flags & flags::AGREEMENT != 0)
+    );
     // It stays that way.
     s.run_for(60_000);
     assert!(s.all_forwarding(&[(0, PortId(P1)), (1, PortId(P1))]));
@@ -512,7 +586,11 @@ fn ring_converges_with_one_alternate() {
     ];
     let t = s
         .run_until(60_000, |s| {
-            ports.iter().filter(|&&e| s.state(e) == PortState::Forwarding).count() == 5
+            ports
+                .iter()
+                .filter(|&&e| s.state(e) == PortState::Forwarding)
+                .count()
+                == 5
                 && ports.iter().any(|&e| s.role(e) == PortRole::Alternate)
         })
         .expect("converges");
@@ -522,7 +600,10 @@ fn ring_converges_with_one_alternate() {
     for b in &s.bridges {
         assert_eq!(b.root_id(), root);
     }
-    let alternates: Vec<_> = ports.iter().filter(|&&e| s.role(e) == PortRole::Alternate).collect();
+    let alternates: Vec<_> = ports
+        .iter()
+        .filter(|&&e| s.role(e) == PortRole::Alternate)
+        .collect();
     // Bridge 2 (highest ID) blocks its port towards bridge 1.
     assert_eq!(alternates, [&(2, PortId(P2))]);
     assert_eq!(s.state((2, PortId(P2))), PortState::Discarding);
@@ -626,7 +707,10 @@ fn edge_ports() {
         stp.tick(t);
         assert!(t < 10_000, "auto edge never happened");
     }
-    assert!(t >= MIGRATE_TIME_MS && t <= MIGRATE_TIME_MS + 200, "t = {t}");
+    assert!(
+        (MIGRATE_TIME_MS..=MIGRATE_TIME_MS + 200).contains(&t),
+        "t = {t}"
+    );
     assert!(stp.is_edge(host));
 
     // A BPDU on the edge port: it stops being an edge port. This one comes
@@ -638,12 +722,23 @@ fn edge_ports() {
     let (_, frame) = out.pop().expect("a BPDU");
     stp.rx_bpdu(edge, &frame, t + 10).unwrap();
     assert!(!stp.is_edge(edge));
-    assert!(!stp.info().ports.iter().find(|p| p.port == edge).unwrap().edge);
+    assert!(
+        !stp.info()
+            .ports
+            .iter()
+            .find(|p| p.port == edge)
+            .unwrap()
+            .edge
+    );
     assert_eq!(stp.role(edge), PortRole::Root);
     assert_eq!(stp.root_id(), other.bridge_id());
     // Its own inferior BPDU on the other edge port also clears edge.
     stp.drain_tx(&mut out);
-    let (_, own) = out.iter().find(|(p, _)| *p == host).cloned().expect("sent on host port");
+    let (_, own) = out
+        .iter()
+        .find(|(p, _)| *p == host)
+        .cloned()
+        .expect("sent on host port");
     let mut third = Stp::new(mac(9), StpConfig::default(), 0);
     third.add_port(PortId(0), StpPortConfig::default(), 0);
     let mut o3 = Vec::new();
@@ -680,13 +775,24 @@ fn stp_neighbor_falls_back_to_config_bpdus_and_timers() {
     // No handshake: nothing forwards before Forward Delay has passed twice
     // (a new port starts with fdWhile = Max Age, 17.29: learning after 20 s,
     // forwarding 15 s later).
-    let t = s.run_until(60_000, |s| s.state(a) == PortState::Learning).expect("learns");
+    let t = s
+        .run_until(60_000, |s| s.state(a) == PortState::Learning)
+        .expect("learns");
     assert!(s.now >= 15_000, "learning at {} ms", s.now);
     assert!(t < 60_000);
     let learn_at = s.now;
-    s.run_until(60_000, |s| s.all_forwarding(&[a, b])).expect("forwards");
-    assert!(s.now - learn_at >= 14_000, "learning lasted {} ms", s.now - learn_at);
-    assert!(s.now >= 30_000 && s.now <= 36_000, "forwarding at {} ms", s.now);
+    s.run_until(60_000, |s| s.all_forwarding(&[a, b]))
+        .expect("forwards");
+    assert!(
+        s.now - learn_at >= 14_000,
+        "learning lasted {} ms",
+        s.now - learn_at
+    );
+    assert!(
+        s.now >= 30_000 && s.now <= 36_000,
+        "forwarding at {} ms",
+        s.now
+    );
     assert_eq!(s.role(a), PortRole::Designated);
     assert_eq!(s.role(b), PortRole::Root);
     // After the fallback bridge 0 sent only Configuration BPDUs, and the
@@ -702,7 +808,11 @@ fn stp_neighbor_falls_back_to_config_bpdus_and_timers() {
     s.run_for(60_000);
     // The STP bridge's root port reported the topology change with TCNs and
     // bridge 0 acknowledged them.
-    assert!(s.log.iter().any(|(_, f, _, b)| f.0 == 1 && b.kind == BpduKind::Tcn));
+    assert!(
+        s.log
+            .iter()
+            .any(|(_, f, _, b)| f.0 == 1 && b.kind == BpduKind::Tcn)
+    );
     assert!(
         s.log
             .iter()
@@ -733,7 +843,8 @@ fn tx_hold_count_limits_bpdus() {
         b.root = BridgeId::new(0x1000, mac(200 - k));
         b.bridge = BridgeId::new(0x1000, mac(200 - k));
         b.times.message_age = 0;
-        stp.rx_bpdu(p, &b.encode_frame(mac(99)), 100 + k as u64).unwrap();
+        stp.rx_bpdu(p, &b.encode_frame(mac(99)), 100 + k as u64)
+            .unwrap();
     }
     stp.drain_tx(&mut out);
     let on_1 = out.iter().filter(|(q, _)| *q == PortId(1)).count();
@@ -742,8 +853,15 @@ fn tx_hold_count_limits_bpdus() {
     out.clear();
     stp.tick(1_200);
     stp.drain_tx(&mut out);
-    let last = out.iter().rev().find(|(q, _)| *q == PortId(1)).expect("sent");
-    assert_eq!(Bpdu::decode_frame(&last.1).unwrap().root, BridgeId::new(0x1000, mac(161)));
+    let last = out
+        .iter()
+        .rev()
+        .find(|(q, _)| *q == PortId(1))
+        .expect("sent");
+    assert_eq!(
+        Bpdu::decode_frame(&last.1).unwrap().root,
+        BridgeId::new(0x1000, mac(161))
+    );
 }
 
 #[test]
@@ -779,7 +897,13 @@ fn port_removal_and_link_flap() {
     assert_eq!(s.bridges[2].root_port(), Some(PortId(P2)));
     assert_eq!(s.bridges[2].role(PortId(P1)), PortRole::Disabled);
     assert_eq!(s.bridges[2].state(PortId(P1)), PortState::Discarding);
-    assert!(s.bridges[2].info().ports.iter().all(|p| p.port != PortId(P1)));
+    assert!(
+        s.bridges[2]
+            .info()
+            .ports
+            .iter()
+            .all(|p| p.port != PortId(P1))
+    );
     // A link flap on bridge 1's root port: down, then up again.
     s.bridges[1].set_port_enabled(PortId(P1), false, s.now);
     s.bridges[0].set_port_enabled(PortId(P1), false, s.now);
@@ -814,14 +938,21 @@ fn random_topologies_form_spanning_trees() {
     );
     runner
         .run(&strat, |(n, pairs, prios)| {
-            let spec: Vec<(u16, u8)> = (0..n).map(|i| (prios[i] * 4096 + 4096, 10 + i as u8)).collect();
+            let spec: Vec<(u16, u8)> = (0..n)
+                .map(|i| (prios[i] * 4096 + 4096, 10 + i as u8))
+                .collect();
             let mut s = Sim::new(&spec);
             s.delay_ms = 3;
             let mut next_port = vec![0u16; n];
             // A chain first so the graph is connected, then random extras
             // (parallel links included).
             let mut pairs2: Vec<(usize, usize)> = (1..n).map(|i| (i - 1, i)).collect();
-            pairs2.extend(pairs.into_iter().map(|(a, b)| (a % n, b % n)).filter(|(a, b)| a != b));
+            pairs2.extend(
+                pairs
+                    .into_iter()
+                    .map(|(a, b)| (a % n, b % n))
+                    .filter(|(a, b)| a != b),
+            );
             for (a, b) in pairs2 {
                 let (pa, pb) = (next_port[a], next_port[b]);
                 next_port[a] += 1;
@@ -848,4 +979,104 @@ fn info_serializes() {
     assert_eq!(v["ports"][0]["role"], "root");
     assert_eq!(v["ports"][0]["state"], "forwarding");
     assert!(v["ports"][0]["counters"]["bpdu_rx"].as_u64().unwrap() > 0);
+}
+
+/// Is the graph of up links (between live bridges) connected without `skip`?
+fn connected_without(s: &Sim, skip: usize) -> bool {
+    let n = s.bridges.len();
+    let mut parent: Vec<usize> = (0..n).collect();
+    for (k, l) in s.links.iter().enumerate() {
+        if k != skip && l.up {
+            let (x, y) = (find(&mut parent, l.a.0), find(&mut parent, l.b.0));
+            parent[x] = y;
+        }
+    }
+    let r = find(&mut parent, 0);
+    (0..n).all(|b| find(&mut parent, b) == r)
+}
+
+/// Random topologies under churn: links fail (never partitioning the
+/// network), come back, and new links appear, at random moments, with link
+/// delay. No cycle of forwarding links may exist at any step, and once
+/// things settle the forwarding links are a spanning tree again.
+#[test]
+fn churn_never_loops() {
+    #[derive(Debug, Clone)]
+    enum Ev {
+        Cut(usize),
+        Restore(usize),
+        Add(usize, usize),
+    }
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 24,
+        ..Default::default()
+    });
+    let ev = prop_oneof![
+        (0usize..32).prop_map(Ev::Cut),
+        (0usize..32).prop_map(Ev::Restore),
+        (0usize..8, 0usize..8).prop_map(|(a, b)| Ev::Add(a, b)),
+    ];
+    let strat = (
+        3usize..7,
+        proptest::collection::vec((0usize..7, 0usize..7), 2..10),
+        proptest::collection::vec((ev, 0u64..4_000), 1..10),
+        0u64..5,
+    );
+    runner
+        .run(&strat, |(n, pairs, events, delay)| {
+            let spec: Vec<(u16, u8)> = (0..n).map(|i| (32768, 20 + i as u8)).collect();
+            let mut s = Sim::new(&spec);
+            s.delay_ms = delay;
+            let mut next_port = vec![0u16; n];
+            let mut pairs2: Vec<(usize, usize)> = (1..n).map(|i| (i - 1, i)).collect();
+            pairs2.extend(
+                pairs
+                    .into_iter()
+                    .map(|(a, b)| (a % n, b % n))
+                    .filter(|(a, b)| a != b),
+            );
+            for (a, b) in pairs2 {
+                let (pa, pb) = (next_port[a], next_port[b]);
+                next_port[a] += 1;
+                next_port[b] += 1;
+                s.link(a, pa, b, pb);
+            }
+            s.run_for(5_000);
+            for (e, wait) in events {
+                match e {
+                    Ev::Cut(k) => {
+                        let k = k % s.links.len();
+                        if s.links[k].up && connected_without(&s, k) {
+                            let (a, b) = (s.links[k].a, s.links[k].b);
+                            s.cut(a, b);
+                        }
+                    }
+                    Ev::Restore(k) => {
+                        let k = k % s.links.len();
+                        if !s.links[k].up {
+                            let (a, b) = (s.links[k].a, s.links[k].b);
+                            s.links[k].up = true;
+                            let now = s.now;
+                            s.bridges[a.0].set_port_enabled(a.1, true, now);
+                            s.bridges[b.0].set_port_enabled(b.1, true, now);
+                            s.exchange();
+                        }
+                    }
+                    Ev::Add(a, b) => {
+                        let (a, b) = (a % n, b % n);
+                        if a != b {
+                            let (pa, pb) = (next_port[a], next_port[b]);
+                            next_port[a] += 1;
+                            next_port[b] += 1;
+                            s.link(a, pa, b, pb);
+                        }
+                    }
+                }
+                s.run_for(wait);
+            }
+            s.run_for(40_000);
+            s.assert_spanning_tree();
+            Ok(())
+        })
+        .unwrap();
 }
