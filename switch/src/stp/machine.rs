@@ -857,8 +857,10 @@ impl Stp {
     fn step_prt(&mut self, i: usize) -> bool {
         let rstp = self.rstp_version();
         let hello2 = 2 * self.hello_time();
-        let all_synced = self.all_synced();
-        let re_rooted = self.re_rooted(i);
+        // Whole-bridge conditions only where they are read (O(ports) each).
+        let prt = self.ports[i].as_ref().expect("stp port").prt;
+        let all_synced = matches!(prt, Prt::RootPort | Prt::AlternatePort) && self.all_synced();
+        let re_rooted = prt == Prt::RootPort && self.re_rooted(i);
         let p = port!(self, i);
         if p.prt == Prt::InitPort {
             self.enter_prt(i, Prt::DisablePort);

@@ -86,6 +86,60 @@ impl Default for StpConfig {
     }
 }
 
+/// A setting outside what 802.1D-2004 17.14 allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("spanning tree: {0}")]
+pub struct StpConfigError(pub &'static str);
+
+impl StpConfig {
+    /// Check the ranges of 802.1D-2004 table 17-1 (hello widened to 1-10 s
+    /// as common implementations do) and the relation
+    /// 2 × (Forward Delay − 1 s) ≥ Max Age ≥ 2 × (Hello Time + 1 s).
+    /// [`Stp::new`] does not insist; the API layer should.
+    pub fn validate(&self) -> Result<(), StpConfigError> {
+        let e = |m| Err(StpConfigError(m));
+        if !self.priority.is_multiple_of(4096) {
+            return e("bridge priority must be a multiple of 4096");
+        }
+        if !(1_000..=10_000).contains(&self.hello_ms) {
+            return e("hello time must be 1-10 s");
+        }
+        if !(6_000..=40_000).contains(&self.max_age_ms) {
+            return e("max age must be 6-40 s");
+        }
+        if !(4_000..=30_000).contains(&self.forward_delay_ms) {
+            return e("forward delay must be 4-30 s");
+        }
+        if !(1..=10).contains(&self.tx_hold_count) {
+            return e("transmit hold count must be 1-10");
+        }
+        if 2 * (self.forward_delay_ms - 1_000) < self.max_age_ms {
+            return e("max age must not exceed 2 × (forward delay − 1 s)");
+        }
+        if self.max_age_ms < 2 * (self.hello_ms + 1_000) {
+            return e("max age must be at least 2 × (hello time + 1 s)");
+        }
+        if !matches!(self.force_version, 0 | 2) {
+            return e("force version must be 0 (STP) or 2 (RSTP)");
+        }
+        Ok(())
+    }
+}
+
+impl StpPortConfig {
+    /// Port priority in steps of 16, path cost 0 (default) or at most
+    /// 200 000 000.
+    pub fn validate(&self) -> Result<(), StpConfigError> {
+        if !self.priority.is_multiple_of(16) {
+            return Err(StpConfigError("port priority must be a multiple of 16"));
+        }
+        if self.path_cost > 200_000_000 {
+            return Err(StpConfigError("path cost must be at most 200000000"));
+        }
+        Ok(())
+    }
+}
+
 /// Per-port settings (17.13).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StpPortConfig {

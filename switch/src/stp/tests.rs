@@ -1080,3 +1080,136 @@ fn churn_never_loops() {
         })
         .unwrap();
 }
+
+#[test]
+fn config_validation() {
+    assert_eq!(StpConfig::default().validate(), Ok(()));
+    assert_eq!(StpPortConfig::default().validate(), Ok(()));
+    let bad = |c: StpConfig| c.validate().is_err();
+    let d = StpConfig::default();
+    assert!(bad(StpConfig { priority: 100, ..d }));
+    assert!(bad(StpConfig { hello_ms: 0, ..d }));
+    assert!(bad(StpConfig {
+        max_age_ms: 40_000,
+        forward_delay_ms: 15_000,
+        ..d
+    }));
+    assert!(bad(StpConfig {
+        max_age_ms: 6_000,
+        hello_ms: 3_000,
+        ..d
+    }));
+    assert!(bad(StpConfig {
+        tx_hold_count: 0,
+        ..d
+    }));
+    assert!(bad(StpConfig {
+        force_version: 1,
+        ..d
+    }));
+    assert!(
+        StpPortConfig {
+            priority: 129,
+            ..Default::default()
+        }
+        .validate()
+        .is_err()
+    );
+}
+
+/// Message age grows one second per hop, and information whose age would
+/// reach max age is discarded on receipt (17.21.23).
+#[test]
+fn message_age_limits_information() {
+    let better = |age_ms: u32| {
+        let mut b = sample_rst();
+        b.flags = flags::ROLE_DESIGNATED;
+        b.root = BridgeId::new(0x1000, mac(1));
+        b.bridge = BridgeId::new(0x1000, mac(1));
+        b.times.message_age = age_ms;
+        b.encode_frame(mac(1))
+    };
+    let mut stp = Stp::new(mac(50), StpConfig::default(), 0);
+    stp.add_port(PortId(0), StpPortConfig::default(), 0);
+    stp.add_port(PortId(1), StpPortConfig::default(), 0);
+    // 19.5 s + 1 s > 20 s: aged at once, this bridge stays root.
+    stp.rx_bpdu(PortId(0), &better(19_500), 10).unwrap();
+    assert_eq!(stp.root_id(), stp.bridge_id());
+    // 18 s is usable; the bridge passes it on as 19 s.
+    stp.rx_bpdu(PortId(0), &better(18_000), 20).unwrap();
+    assert_eq!(stp.root_id(), BridgeId::new(0x1000, mac(1)));
+    assert_eq!(stp.root_port(), Some(PortId(0)));
+    let mut out = Vec::new();
+    stp.drain_tx(&mut out);
+    let sent = out.iter().rev().find(|(p, _)| *p == PortId(1)).unwrap();
+    let b = Bpdu::decode_frame(&sent.1).unwrap();
+    assert_eq!(b.root, BridgeId::new(0x1000, mac(1)));
+    assert_eq!(b.times.message_age, 19_000);
+    assert_eq!(b.root_path_cost, DEFAULT_PATH_COST + 20_000);
+    // Without repeats the root port's information ages after 3 × hello.
+    stp.tick(20 + 5_900);
+    assert_eq!(stp.root_port(), Some(PortId(0)));
+    stp.tick(20 + 6_000);
+    assert_eq!(stp.root_port(), None);
+    assert_eq!(stp.root_id(), stp.bridge_id());
+}
+
+/// A TC received on the root port flushes every other non-edge port, not
+/// the receiving one and not edge ports, and is passed on downstream.
+#[test]
+fn received_tc_flushes_other_non_edge_ports() {
+    let mut s = Sim::new(&[(32768, 1), (32768, 2), (32768, 3)]);
+    s.link(0, P1, 1, P1);
+    s.link(1, P2, 2, P1);
+    let edge = PortId(9);
+    s.bridges[1].add_port(
+        edge,
+        StpPortConfig {
+            admin_edge: true,
+            ..Default::default()
+        },
+        0,
+    );
+    s.run_for(10_000);
+    s.assert_spanning_tree();
+    for f in &mut s.flushes {
+        f.clear();
+    }
+    let n_log = s.log.len();
+    let tc_rx = s.bridges[1].info().ports[0].counters.tc_rx;
+    // Bridge 0 sends a BPDU with TC to bridge 1's root port.
+    let (_, _, _, last) = *s
+        .log
+        .iter()
+        .rev()
+        .find(|(_, from, _, _)| from.0 == 0)
+        .unwrap();
+    let tc = Bpdu {
+        flags: last.flags | flags::TC,
+        ..last
+    };
+    let now = s.now;
+    s.bridges[1]
+        .rx_bpdu(PortId(P1), &tc.encode_frame(mac(1)), now)
+        .unwrap();
+    s.exchange();
+    assert_eq!(s.flushes[1], [FlushRequest { port: PortId(P2) }]);
+    assert_eq!(s.bridges[1].info().ports[0].counters.tc_rx, tc_rx + 1);
+    // Passed on to bridge 2 with the TC flag, which flushes nothing else
+    // (it has no other port) and does not send it back.
+    assert!(
+        s.log[n_log..]
+            .iter()
+            .any(|(_, from, to, b)| *from == (1, PortId(P2))
+                && to.0 == 2
+                && b.flags & flags::TC != 0)
+    );
+    assert!(s.flushes[2].is_empty());
+    s.run_for(10_000);
+    assert!(
+        !s.log[n_log..]
+            .iter()
+            .any(|(_, from, _, b)| *from == (1, PortId(P1)) && b.flags & flags::TC != 0),
+        "TC echoed back towards where it came from"
+    );
+}
