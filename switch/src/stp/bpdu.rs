@@ -334,6 +334,18 @@ impl Bpdu {
     }
 }
 
+/// The pipeline's cheap test for frames to divert to [`crate::stp::Stp::rx_bpdu`]:
+/// Bridge Group destination, an 802.3 length (not an EtherType) and LLC
+/// DSAP/SSAP 0x42. Untagged only: BPDUs are never VLAN-tagged.
+#[inline]
+pub fn is_bpdu_frame(frame: &[u8]) -> bool {
+    frame.len() >= BPDU_OFFSET
+        && frame[0..6] == BRIDGE_GROUP.0
+        && u16::from_be_bytes([frame[12], frame[13]]) < 0x0600
+        && frame[14] == LLC[0]
+        && frame[15] == LLC[1]
+}
+
 /// Milliseconds to the wire's 1/256 s units (rounded, saturating).
 pub const fn ms_to_ticks(ms: u32) -> u16 {
     let t = (ms as u64 * 256 + 500) / 1000;

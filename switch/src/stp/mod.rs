@@ -3,10 +3,12 @@
 //! states and flush requests for the pipeline to apply. Written by hand from
 //! the standard's state machines (no crate implements RSTP).
 //!
-//! The caller feeds received BPDUs to [`Stp::rx_bpdu`], calls [`Stp::tick`]
-//! at least every 100 ms, sends what [`Stp::drain_tx`] hands out, applies
-//! [`Stp::drain_flush`] to the FDB and gates learning and forwarding on
-//! [`Stp::learning`] / [`Stp::forwarding`].
+//! The caller feeds received BPDUs ([`bpdu::is_bpdu_frame`]) to
+//! [`Stp::rx_bpdu`], calls [`Stp::tick`] at least every 100 ms, sends what
+//! [`Stp::drain_tx`] hands out (on the port named, whatever its state: BPDUs
+//! are not subject to the forwarding gate), applies [`Stp::drain_flush`] to
+//! the FDB and gates learning and forwarding on [`Stp::learning`] /
+//! [`Stp::forwarding`]. Ports not added are Disabled and Discarding.
 //!
 //! The state machines of clause 17 (Port Receive, Protocol Migration,
 //! Bridge Detection, Port Information, Port Role Selection, Port Role
@@ -33,7 +35,7 @@ mod tests;
 use crate::mac::MacAddr;
 use crate::port::PortId;
 
-pub use bpdu::{Bpdu, BpduError, BpduKind, BridgeId, Times};
+pub use bpdu::{Bpdu, BpduError, BpduKind, BridgeId, Times, is_bpdu_frame};
 use machine::PortVars;
 
 /// 802.1D-2004 17.13.9: how long a port waits before changing protocol

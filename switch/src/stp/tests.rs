@@ -81,6 +81,7 @@ fn golden_rst_frame() {
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
     ];
     assert_eq!(frame, want);
+    assert!(bpdu::is_bpdu_frame(&frame));
     assert_eq!(Bpdu::decode_frame(&frame), Ok(sample_rst()));
     // Unpadded frames decode the same.
     assert_eq!(Bpdu::decode_frame(&frame[..53]), Ok(sample_rst()));
@@ -129,6 +130,10 @@ fn malformed_bpdus_rejected() {
         f
     };
     assert_eq!(Bpdu::decode_frame(&good[..10]), Err(BpduError::TooShort));
+    assert!(!bpdu::is_bpdu_frame(&good[..10]));
+    assert!(!bpdu::is_bpdu_frame(&with(5, 0x0e))); // LLDP's group address
+    assert!(!bpdu::is_bpdu_frame(&with(12, 0x88))); // an EtherType
+    assert!(!bpdu::is_bpdu_frame(&with(15, 0xaa)));
     assert_eq!(
         Bpdu::decode_frame(&with(5, 0x01)),
         Err(BpduError::NotBridgeGroup)
@@ -324,7 +329,6 @@ impl Sim {
             b: (b, PortId(pb)),
             up: true,
         });
-        self.exchange();
     }
 
     fn peer(&self, from: End) -> Option<End> {
@@ -516,8 +520,12 @@ const P1: u16 = 1;
 const P2: u16 = 2;
 
 /// Three bridges in a ring; bridge 0 has the lowest ID.
+/// All links come up at once; each BPDU takes 1 ms, time advances in 1 ms
+/// steps.
 fn ring() -> Sim {
     let mut s = Sim::new(&[(32768, 1), (32768, 2), (32768, 3)]);
+    s.delay_ms = 1;
+    s.step_ms = 1;
     s.link(0, P1, 1, P1);
     s.link(0, P2, 2, P1);
     s.link(1, P2, 2, P2);
@@ -535,6 +543,7 @@ fn two_bridges_converge_by_handshake() {
             s.all_forwarding(&[(0, PortId(P1)), (1, PortId(P1))])
         })
         .expect("converges");
+    eprintln!("two bridges forward after {t} ms");
     assert!(t < 1_000, "took {t} ms: the handshake did not work");
     // The lower bridge ID (bridge 1) is the root.
     let root = s.bridges[1].bridge_id();
@@ -594,6 +603,7 @@ fn ring_converges_with_one_alternate() {
                 && ports.iter().any(|&e| s.role(e) == PortRole::Alternate)
         })
         .expect("converges");
+    eprintln!("ring converged after {t} ms");
     assert!(t < 1_000, "took {t} ms");
     s.run_for(30_000);
     let root = s.bridges[0].bridge_id();
@@ -636,6 +646,7 @@ fn cut_ring_link_fails_over_to_alternate() {
                 && s.state((2, PortId(P2))) == PortState::Forwarding
         })
         .expect("alternate takes over");
+    eprintln!("alternate forwarding {t} ms after the cut");
     assert!(t < 1_000, "took {t} ms");
     assert_eq!(s.bridges[2].root_id(), s.bridges[0].bridge_id());
     assert_eq!(s.bridges[2].info().root_path_cost, 2 * DEFAULT_PATH_COST);
@@ -667,6 +678,7 @@ fn root_failure_reelects() {
                 && s.all_forwarding(&[(1, PortId(P2)), (2, PortId(P2))])
         })
         .expect("re-elects");
+    eprintln!("re-elected {t} ms after the root died");
     // Information ages out after 3 × Hello without BPDUs (6 s), not before.
     assert!(t >= 4_000, "re-elected after {t} ms, before info could age");
     assert!(t <= 20_000 + 6_000, "took {t} ms");
