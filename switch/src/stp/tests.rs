@@ -1225,3 +1225,62 @@ fn received_tc_flushes_other_non_edge_ports() {
         "TC echoed back towards where it came from"
     );
 }
+
+proptest! {
+    /// Arbitrary (well-formed) BPDUs on arbitrary ports at arbitrary times:
+    /// the machines always settle (a livelock trips a debug assertion) and
+    /// the outputs stay consistent.
+    #[test]
+    fn arbitrary_bpdu_sequences_keep_invariants(
+        seq in proptest::collection::vec(
+            (0u16..4, prop::sample::select(vec![BpduKind::Rst, BpduKind::Config, BpduKind::Tcn]),
+             any::<u8>(), 0u8..4, 0u8..4, 0u32..60_000, 0u16..4, 0u32..4, 0u64..3_000),
+            1..60),
+        version in prop::sample::select(vec![0u8, 2]),
+    ) {
+        let mut stp = Stp::new(mac(2), StpConfig { force_version: version, ..Default::default() }, 0);
+        for p in 0..4 {
+            stp.add_port(PortId(p), StpPortConfig { admin_edge: p == 3, ..Default::default() }, 0);
+        }
+        let mut now = 0;
+        let mut out = Vec::new();
+        for (port, kind, fl, root, bridge, cost, dport, age, wait) in seq {
+            let b = Bpdu {
+                kind,
+                version: if kind == BpduKind::Rst { 2 } else { 0 },
+                flags: if kind == BpduKind::Rst { fl } else { fl & (flags::TC | flags::TCA) },
+                root: BridgeId::new(0x8000, mac(root)),
+                root_path_cost: cost,
+                bridge: BridgeId::new(0x8000, mac(bridge)),
+                port: bpdu::port_identifier(128, dport),
+                times: Times { message_age: age * 1000, max_age: 20_000, hello: 2_000, forward_delay: 15_000 },
+            };
+            now += wait;
+            let _ = stp.rx_bpdu(PortId(port), &b.encode_frame(mac(bridge)), now);
+            stp.tick(now + 1);
+            for p in 0..4 {
+                let p = PortId(p);
+                prop_assert!(!stp.forwarding(p) || stp.learning(p));
+                if matches!(stp.role(p), PortRole::Alternate | PortRole::Backup) {
+                    prop_assert_eq!(stp.state(p), PortState::Discarding);
+                }
+            }
+            match stp.root_port() {
+                Some(r) => {
+                    prop_assert_eq!(stp.role(r), PortRole::Root);
+                    prop_assert!(stp.root_id() < stp.bridge_id());
+                }
+                None => prop_assert_eq!(stp.root_id(), stp.bridge_id()),
+            }
+            prop_assert!(
+                (0..4).filter(|&p| stp.role(PortId(p)) == PortRole::Root).count() <= 1
+            );
+            stp.drain_tx(&mut out);
+            // Never more than tx_hold_count + 1 per port in any one call.
+            for p in 0..4 {
+                prop_assert!(out.iter().filter(|(q, _)| q.0 == p).count() <= 7);
+            }
+            out.clear();
+        }
+    }
+}
