@@ -1284,3 +1284,69 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn shared_link_waits_for_timers() {
+    // Not point-to-point: agreements are not trusted (17.21.9), so the
+    // designated end waits Forward Delay twice; the root port, a local
+    // decision, forwards at once.
+    let mut s = Sim::new(&[(32768, 1), (32768, 2)]);
+    s.delay_ms = 1;
+    let shared = StpPortConfig {
+        point_to_point: false,
+        auto_edge: false,
+        ..Default::default()
+    };
+    s.bridges[0].add_port(PortId(P1), shared, 0);
+    s.bridges[1].add_port(PortId(P1), shared, 0);
+    s.links.push(Link {
+        a: (0, PortId(P1)),
+        b: (1, PortId(P1)),
+        up: true,
+    });
+    s.run_for(1_000);
+    assert_eq!(s.state((1, PortId(P1))), PortState::Forwarding);
+    assert_eq!(s.role((1, PortId(P1))), PortRole::Root);
+    assert_eq!(s.state((0, PortId(P1))), PortState::Discarding);
+    s.run_until(60_000, |s| {
+        s.state((0, PortId(P1))) == PortState::Forwarding
+    })
+    .expect("forwards by timer");
+    assert!(s.now >= 30_000, "forwarding at {} ms", s.now);
+}
+
+#[test]
+fn returns_to_rstp_when_the_stp_neighbor_is_replaced() {
+    let mut s = Sim::new(&[(32768, 1), (32768, 2)]);
+    s.bridges[1] = Stp::new(
+        mac(2),
+        StpConfig {
+            force_version: 0,
+            ..Default::default()
+        },
+        0,
+    );
+    s.link(0, P1, 1, P1);
+    s.run_for(40_000);
+    assert!(!s.bridges[0].info().ports[0].rstp);
+    assert!(s.all_forwarding(&[(0, PortId(P1)), (1, PortId(P1))]));
+    // The old bridge is swapped for an RSTP one on the same link.
+    let now = s.now;
+    s.bridges[1] = Stp::new(mac(2), StpConfig::default(), now);
+    s.bridges[1].add_port(PortId(P1), StpPortConfig::default(), now);
+    s.run_until(10_000, |s| s.bridges[0].info().ports[0].rstp)
+        .expect("back to RSTP");
+    // And the handshake works again: forwarding within a second of that.
+    let t = s
+        .run_until(30_000, |s| {
+            s.all_forwarding(&[(0, PortId(P1)), (1, PortId(P1))])
+        })
+        .expect("forwards");
+    assert!(t < 1_000, "took {t} ms");
+    // mcheck on a port that speaks RSTP already changes nothing.
+    let now = s.now;
+    s.bridges[0].mcheck(PortId(P1), now);
+    s.run_for(5_000);
+    assert!(s.bridges[0].info().ports[0].rstp);
+    assert!(s.all_forwarding(&[(0, PortId(P1)), (1, PortId(P1))]));
+}
