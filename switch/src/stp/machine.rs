@@ -283,8 +283,19 @@ impl PortVars {
         }
         self.oper_edge = false;
         self.rcvd_msg = true;
-        self.edge_delay_while = MIGRATE_TIME_MS;
+        self.edge_delay_while = self.edge_delay();
         self.msg = Some(b);
+    }
+
+    /// EdgeDelay (17.20.4): how long a proposing port hears nothing before
+    /// it counts as an edge port: Migrate Time on point-to-point links, Max
+    /// Age on shared ones.
+    fn edge_delay(&self) -> u64 {
+        if self.cfg.point_to_point {
+            MIGRATE_TIME_MS
+        } else {
+            self.designated_times.max_age as u64
+        }
     }
 
     fn timers_mut(&mut self) -> [&mut u64; 8] {
@@ -475,7 +486,7 @@ impl Stp {
         p.rcvd_rstp = false;
         p.rcvd_stp = false;
         p.rcvd_msg = false;
-        p.edge_delay_while = MIGRATE_TIME_MS;
+        p.edge_delay_while = p.edge_delay();
         // Protocol Migration CHECKING_RSTP.
         p.ppm = Ppm::CheckingRstp;
         p.mcheck = false;
@@ -548,12 +559,12 @@ impl Stp {
 
     fn step_prx(&mut self, i: usize) -> bool {
         let p = port!(self, i);
-        if !p.port_enabled && (p.edge_delay_while != MIGRATE_TIME_MS || p.rcvd_msg) {
+        if !p.port_enabled && (p.edge_delay_while != p.edge_delay() || p.rcvd_msg) {
             p.rcvd_rstp = false;
             p.rcvd_stp = false;
             p.rcvd_msg = false;
             p.msg = None;
-            p.edge_delay_while = MIGRATE_TIME_MS;
+            p.edge_delay_while = p.edge_delay();
             return true;
         }
         false

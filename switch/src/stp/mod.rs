@@ -16,11 +16,19 @@
 //! kept state for state, with the variable names of the standard in
 //! snake_case, and run to quiescence after every input. Departures, each for
 //! a reason: timers count milliseconds (not whole seconds) so any tick rate
-//! works; `fdWhile` and friends always use the Forward Delay, never Hello
-//! Time, so a designated port without an agreement waits Forward Delay in
-//! Discarding and again in Learning; FDB flushes are requests that complete
-//! at once; a received TCN sets `rcvdTcn` directly; a BPDU carrying this
-//! port's own bridge and port identifier is dropped as a loop-back.
+//! works; where 802.1D-2004 sets `fdWhile` to `forwardDelay` (17.20.5: Hello
+//! Time when the neighbor speaks RSTP) this uses Forward Delay, as 802.1w
+//! did, so a designated port that gets no agreement (shared link, silent or
+//! one-way neighbor) waits Forward Delay in Discarding and again in Learning
+//! instead of two Hello Times; FDB flushes are requests that complete at
+//! once; a received TCN sets `rcvdTcn` directly (the Port Information
+//! machine never reaches `setTcFlags` for one); a BPDU carrying this port's
+//! own bridge and port identifier is dropped as a loop-back (9.3.4 says so
+//! for Configuration BPDUs; it is as true for RST BPDUs).
+//!
+//! A newly enabled port starts with `fdWhile` = Max Age (17.29, INIT_PORT
+//! and DISABLED_PORT), so without an agreement it learns after Max Age and
+//! forwards Forward Delay later (35 s with the defaults).
 //!
 //! Owns: the bridge's and ports' protocol variables, BPDUs waiting to be
 //! sent, flush requests. Never: reading a clock (time is the caller's
@@ -153,7 +161,7 @@ pub struct StpPortConfig {
     /// Configured as an edge port: forwards at once, until a BPDU arrives.
     pub admin_edge: bool,
     /// Becomes an edge port when it proposes and hears no BPDU for
-    /// [`MIGRATE_TIME_MS`].
+    /// [`MIGRATE_TIME_MS`] (Max Age on a link that is not point-to-point).
     pub auto_edge: bool,
     /// Point-to-point link: the proposal/agreement handshake is allowed.
     pub point_to_point: bool,

@@ -1350,3 +1350,24 @@ fn returns_to_rstp_when_the_stp_neighbor_is_replaced() {
     assert!(s.bridges[0].info().ports[0].rstp);
     assert!(s.all_forwarding(&[(0, PortId(P1)), (1, PortId(P1))]));
 }
+
+#[test]
+fn auto_edge_on_shared_link_waits_max_age() {
+    let mut stp = Stp::new(mac(5), StpConfig::default(), 0);
+    let p = PortId(0);
+    stp.add_port(
+        p,
+        StpPortConfig {
+            point_to_point: false,
+            ..Default::default()
+        },
+        0,
+    );
+    stp.tick(MIGRATE_TIME_MS + 1_000);
+    assert!(!stp.is_edge(p));
+    stp.tick(19_900);
+    assert!(!stp.is_edge(p));
+    stp.tick(20_000);
+    assert!(stp.is_edge(p));
+    assert_eq!(stp.state(p), PortState::Forwarding);
+}
