@@ -744,7 +744,8 @@ fn edge_ports() {
     );
     assert_eq!(stp.role(edge), PortRole::Root);
     assert_eq!(stp.root_id(), other.bridge_id());
-    // Its own inferior BPDU on the other edge port also clears edge.
+    // An inferior BPDU (a worse bridge) on the auto edge port clears edge
+    // too; the port stays designated.
     stp.drain_tx(&mut out);
     let (_, own) = out
         .iter()
