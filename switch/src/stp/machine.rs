@@ -18,6 +18,13 @@ pub(crate) fn port_number(p: PortId) -> u16 {
     p.0.wrapping_add(1) & 0x0fff
 }
 
+fn path_cost(cfg: &StpPortConfig) -> u32 {
+    match cfg.path_cost {
+        0 => super::DEFAULT_PATH_COST,
+        c => c.min(200_000_000),
+    }
+}
+
 /// Rounds after settling should never exceed this; more means a livelock.
 const MAX_ROUNDS: usize = 512;
 
@@ -202,10 +209,7 @@ pub(crate) struct PortVars {
 
 impl PortVars {
     pub fn new(id: PortId, cfg: StpPortConfig, times: Times) -> Self {
-        let path_cost = match cfg.path_cost {
-            0 => super::DEFAULT_PATH_COST,
-            c => c.min(200_000_000),
-        };
+        let path_cost = path_cost(&cfg);
         PortVars {
             id,
             port_id: bpdu::port_identifier(cfg.priority, port_number(id)),
@@ -267,6 +271,28 @@ impl PortVars {
             bdm: Bdm::NotEdge,
             ptx: Ptx::Init,
             counters: StpPortCounters::default(),
+        }
+    }
+
+    /// New management settings (17.13): identifier and cost take effect
+    /// through a new role selection; an admin edge change takes effect at
+    /// once.
+    pub fn reconfigure(&mut self, cfg: StpPortConfig, version_changed: bool) {
+        if cfg.admin_edge != self.cfg.admin_edge {
+            self.bdm = if cfg.admin_edge {
+                Bdm::Edge
+            } else {
+                Bdm::NotEdge
+            };
+            self.oper_edge = cfg.admin_edge;
+        }
+        self.path_cost = path_cost(&cfg);
+        self.port_id = bpdu::port_identifier(cfg.priority, port_number(self.id));
+        self.cfg = cfg;
+        self.reselect = true;
+        self.selected = false;
+        if version_changed {
+            self.mcheck = true;
         }
     }
 

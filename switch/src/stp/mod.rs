@@ -413,6 +413,33 @@ impl Stp {
         self.run();
     }
 
+    /// Change the bridge's settings (priority, timers, hold count,
+    /// version); the tree re-forms as the standard's management operations
+    /// would make it.
+    pub fn set_config(&mut self, cfg: StpConfig, now_ms: u64) {
+        self.advance(now_ms);
+        let version_changed = cfg.force_version != self.cfg.force_version;
+        let fresh = Stp::new(self.bridge_mac, cfg, now_ms);
+        self.cfg = cfg;
+        self.bridge_id = fresh.bridge_id;
+        self.bridge_priority = fresh.bridge_priority;
+        self.bridge_times = fresh.bridge_times;
+        for v in self.ports.iter_mut().flatten() {
+            let c = v.cfg;
+            v.reconfigure(c, version_changed);
+        }
+        self.run();
+    }
+
+    /// Change a port's settings (priority, path cost, edge, link type).
+    pub fn set_port_config(&mut self, p: PortId, cfg: StpPortConfig, now_ms: u64) {
+        self.advance(now_ms);
+        if let Some(v) = self.port_mut(p) {
+            v.reconfigure(cfg, false);
+            self.run();
+        }
+    }
+
     /// Protocol migration check (17.19.13): try RSTP again on a port that
     /// fell back to STP.
     pub fn mcheck(&mut self, p: PortId, now_ms: u64) {

@@ -1372,3 +1372,69 @@ fn auto_edge_on_shared_link_waits_max_age() {
     assert!(stp.is_edge(p));
     assert_eq!(stp.state(p), PortState::Forwarding);
 }
+
+#[test]
+fn reconfiguration_moves_the_root_and_the_block() {
+    let mut s = ring();
+    s.run_for(5_000);
+    assert_eq!(s.role((2, PortId(P2))), PortRole::Alternate);
+    // Make bridge 2 the best bridge: it becomes root, the tree re-forms
+    // without a loop (checked every step) and bridge 1 now blocks.
+    let now = s.now;
+    s.bridges[2].set_config(
+        StpConfig {
+            priority: 4096,
+            ..Default::default()
+        },
+        now,
+    );
+    s.run_for(5_000);
+    let root = s.bridges[2].bridge_id();
+    assert!(s.bridges.iter().all(|b| b.root_id() == root));
+    assert_eq!(s.role((1, PortId(P1))), PortRole::Alternate);
+    s.assert_spanning_tree();
+    // Make the direct link 0-2 expensive: bridge 0 now reaches the root
+    // through bridge 1 and the block moves onto link 0-2.
+    let now = s.now;
+    for (b, p) in [(0, P2), (2, P1)] {
+        s.bridges[b].set_port_config(
+            PortId(p),
+            StpPortConfig {
+                path_cost: 200_000,
+                ..Default::default()
+            },
+            now,
+        );
+    }
+    s.run_for(5_000);
+    assert_eq!(s.bridges[0].root_port(), Some(PortId(P1)));
+    assert_eq!(s.bridges[0].info().root_path_cost, 2 * DEFAULT_PATH_COST);
+    assert_eq!(s.state((0, PortId(P2))), PortState::Discarding);
+    s.assert_spanning_tree();
+    // Back to STP-compatible everywhere: still a tree.
+    s.step_ms = 10;
+    let now = s.now;
+    for b in 0..3 {
+        let cfg = StpConfig {
+            force_version: 0,
+            ..*s.bridges[b].config()
+        };
+        s.bridges[b].set_config(cfg, now);
+    }
+    s.run_for(60_000);
+    assert!((0..3).all(|b| s.bridges[b].info().ports.iter().all(|p| !p.rstp)));
+    s.assert_spanning_tree();
+    // An admin edge port set later forwards at once.
+    let now = s.now;
+    s.bridges[0].add_port(PortId(7), StpPortConfig::default(), now);
+    assert_eq!(s.bridges[0].state(PortId(7)), PortState::Discarding);
+    s.bridges[0].set_port_config(
+        PortId(7),
+        StpPortConfig {
+            admin_edge: true,
+            ..Default::default()
+        },
+        now,
+    );
+    assert_eq!(s.bridges[0].state(PortId(7)), PortState::Forwarding);
+}
