@@ -117,13 +117,14 @@ impl Impaired {
             d += self.rng.i64(-(c.jitter_ms as i64)..=c.jitter_ms as i64);
         }
         let mut at = now + Duration::from_millis(d.max(0) as u64);
-        if c.rate_kbps > 0 {
+        // Wire time in ns: preamble, FCS and gap count, as on a wire.
+        let bits = (len as u64 + 24) * 8;
+        if let Some(ns) = (bits * 1_000_000).checked_div(c.rate_kbps) {
             let start = self.rate_free_at.max(now);
             if start.duration_since(now) > RATE_QUEUE_MAX {
                 return None;
             }
-            let bits = (len as u64 + 24) * 8; // preamble, FCS and gap, as a wire would
-            let tx = Duration::from_nanos(bits * 1_000_000 / c.rate_kbps);
+            let tx = Duration::from_nanos(ns);
             self.rate_free_at = start + tx;
             at = at.max(self.rate_free_at);
         }
