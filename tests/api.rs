@@ -969,6 +969,7 @@ fn openapi_document_lists_every_route() {
         "POST /v1/domains/{name}/fdb",
         "DELETE /v1/domains/{name}/fdb",
         "DELETE /v1/domains/{name}/fdb/{vid}/{mac}",
+        "GET /v1/domains/{name}/stp",
         "GET /v1/ports",
         "POST /v1/ports",
         "GET /v1/ports/{name}",
