@@ -1,0 +1,167 @@
+//! `rvswitch daemon --docker`: the Docker remote network + IPAM driver
+//! (`rvs-cnm`'s router) served on a plugin socket next to the control API,
+//! over the daemon's own switch ([`SwitchFabric`]).
+//!
+//! Owns: opening the CNM store (`<state-dir>/cnm.redb`), bringing it back
+//! in line with the switch and the kernel at start (endpoints whose veth is
+//! gone are removed, the rest are made again where missing), and the
+//! plugin socket's life (bound 0600, removed on shutdown). Docker names the
+//! driver after the socket's file stem: `/run/docker/plugins/rvswitch.sock`
+//! is `docker network create -d rvswitch`. Never: the protocol (that is
+//! `rvs_cnm::docker`) or data plane work (the fabric's).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rvs_cnm::docker::Driver;
+use rvs_cnm::{IpamConfig, Store};
+use rvs_drivers::netlink::Netlink;
+
+use crate::daemon::{Control, DaemonError};
+use crate::fabric::SwitchFabric;
+
+/// `rvswitch daemon` options of the Docker driver.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DockerArgs {
+    /// Also serve the Docker remote network and IPAM driver
+    /// (`docker network create -d rvswitch`).
+    #[arg(long)]
+    pub docker: bool,
+    /// The plugin socket; Docker calls the driver by its file stem.
+    #[arg(long, default_value = rvs_cnm::docker::DEFAULT_PLUGIN_SOCKET)]
+    pub docker_socket: PathBuf,
+}
+
+impl Default for DockerArgs {
+    fn default() -> Self {
+        DockerArgs {
+            docker: false,
+            docker_socket: rvs_cnm::docker::DEFAULT_PLUGIN_SOCKET.into(),
+        }
+    }
+}
+
+/// How long Docker calls in flight may take to finish once shutdown begins.
+const GRACE: Duration = Duration::from_secs(3);
+
+fn err(what: impl std::fmt::Display) -> DaemonError {
+    DaemonError::Docker(what.to_string())
+}
+
+/// The driver name Docker uses for a plugin socket path.
+pub fn driver_name(socket: &Path) -> String {
+    socket
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The Docker driver, loaded and in line with the switch, not yet serving.
+pub struct Plugin {
+    socket: PathBuf,
+    driver: Arc<Driver>,
+}
+
+impl Plugin {
+    /// Open the CNM store in `state_dir` and make the switch match it.
+    pub fn open(
+        args: &DockerArgs,
+        state_dir: &Path,
+        control: Arc<Control>,
+    ) -> Result<Plugin, DaemonError> {
+        let socket = args.docker_socket.clone();
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            return Err(err(format!(
+                "plugin socket {}: another driver is answering on it",
+                socket.display()
+            )));
+        }
+        if driver_name(&socket).is_empty() {
+            return Err(err(format!(
+                "plugin socket {}: Docker names the driver after the file stem, and it is empty",
+                socket.display()
+            )));
+        }
+        let store = Store::open(state_dir).map_err(err)?;
+        let fabric = Arc::new(SwitchFabric::new(control));
+        let driver = Driver::open(store, fabric, IpamConfig::default()).map_err(err)?;
+        prune_lost_endpoints(&driver)?;
+        for (what, e) in driver.replay() {
+            tracing::error!(%what, error = %e, "could not restore in the switch");
+        }
+        Ok(Plugin {
+            socket,
+            driver: Arc::new(driver),
+        })
+    }
+
+    /// Bind the plugin socket and serve on the current runtime until
+    /// [`Serving::stop`].
+    pub fn serve(&self) -> Result<Serving, DaemonError> {
+        let listener = crate::daemon::bind_socket(&self.socket)?;
+        tracing::info!(
+            socket = %self.socket.display(),
+            driver = %driver_name(&self.socket),
+            "Docker network driver listening"
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(rvs_cnm::docker::serve(
+            listener,
+            self.driver.clone(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(Serving {
+            stop,
+            task,
+            socket: self.socket.clone(),
+        })
+    }
+}
+
+/// The plugin server running.
+pub struct Serving {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    socket: PathBuf,
+}
+
+impl Serving {
+    /// Stop accepting calls, let those in flight finish (for a while) and
+    /// remove the socket, so Docker sees the driver gone at once.
+    pub async fn stop(self) {
+        let _ = std::fs::remove_file(&self.socket);
+        let _ = self.stop.send(());
+        match tokio::time::timeout(GRACE, self.task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "Docker driver server failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "Docker driver server task failed"),
+            Err(_) => tracing::warn!("Docker driver calls still in flight after the grace period"),
+        }
+    }
+}
+
+/// Endpoints whose host-side veth is gone lost their container while the
+/// daemon was down (the namespace went, and the pair with it): Docker's
+/// Leave/DeleteEndpoint could not reach us then, so forget them now, port
+/// included, before replay would build them again.
+fn prune_lost_endpoints(driver: &Driver) -> Result<(), DaemonError> {
+    let nl = Netlink::new().map_err(err)?;
+    for e in driver.snapshot().endpoints {
+        let Some(host) = &e.ifaces.host else { continue };
+        if nl.find_link(host).map_err(err)?.is_some() {
+            continue;
+        }
+        tracing::info!(
+            endpoint = %e.id,
+            iface = %host,
+            "endpoint's veth is gone (its container went while rvswitch was down): removing it"
+        );
+        if let Err(x) = driver.delete_endpoint(&e.network_id, &e.id) {
+            tracing::error!(endpoint = %e.id, error = %x, "could not remove a lost endpoint");
+        }
+    }
+    Ok(())
+}
