@@ -144,6 +144,14 @@ impl Dataplane {
         w
     }
 
+    /// Place `name` on worker `w` (clamped to the workers there are),
+    /// unless it is placed already.
+    pub fn pin_domain(&self, name: &str, w: usize) -> usize {
+        let mut p = self.placement.lock().expect("placement lock");
+        let w = w.min(self.workers.len().saturating_sub(1));
+        *p.entry(name.to_string()).or_insert(w)
+    }
+
     pub fn release_domain(&self, name: &str) {
         self.placement.lock().expect("placement lock").remove(name);
     }

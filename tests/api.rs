@@ -977,6 +977,10 @@ fn openapi_document_lists_every_route() {
         "DELETE /v1/ports/{name}",
         "GET /v1/ports/{name}/stats",
         "GET /v1/ports/{name}/capture",
+        "GET /v1/routes",
+        "POST /v1/routes",
+        "DELETE /v1/routes/{table}/{addr}/{len}",
+        "GET /v1/neighbors",
         "GET /v1/stats",
         "GET /v1/trace",
         "POST /v1/trace",
@@ -992,7 +996,10 @@ fn openapi_document_lists_every_route() {
         let path = path
             .replace("{name}", "zz")
             .replace("{vid}", "1")
-            .replace("{mac}", "02:00:00:00:00:01");
+            .replace("{mac}", "02:00:00:00:00:01")
+            .replace("{table}", "0")
+            .replace("{addr}", "10.0.0.0")
+            .replace("{len}", "8");
         let reply = call(c, m, &path, Some(json!({})));
         assert_ne!(reply.status, 405, "{r}");
         assert_ne!(reply.error_message(), "no such resource", "{r}");
@@ -1277,4 +1284,199 @@ fn sigterm_ends_a_running_capture_cleanly() {
     let (r, pcap) = cap.join().unwrap();
     assert_eq!(r, Ok(24), "a complete (empty) pcap");
     assert_eq!(&pcap[..4], &[0xd4, 0xc3, 0xb2, 0xa1]);
+}
+
+#[test]
+fn gateways_and_routes_happy_path_and_bad_inputs() {
+    let dir = TempDir::new("l3");
+    let d = InProc::start(&dir, &[]);
+    let c = &d.client;
+    let net = |name: &str, gw: Value| json!({"name": name, "gateway": gw});
+    // Bad gateways change nothing.
+    for (gw, needle) in [
+        (json!({"addresses": []}), "at least one address"),
+        (json!({"addresses": ["10.0.0.1"]}), "ADDRESS/LENGTH"),
+        (json!({"addresses": ["10.0.0.1/33"]}), "0..=32"),
+        (json!({"addresses": ["224.0.0.1/24"]}), "not a unicast"),
+        (json!({"addresses": ["10.0.0.1/24"], "vid": 4095}), "vlan"),
+        (
+            json!({"addresses": ["10.0.0.1/24"], "mac": "01:00:5e:00:00:01"}),
+            "unicast",
+        ),
+        (json!({"addresses": ["10.0.0.1/24"], "mtu": 20}), "mtu"),
+        (
+            json!({"addresses": ["10.0.0.1/24"], "bogus": 1}),
+            "unknown field",
+        ),
+    ] {
+        expect(
+            call(c, "POST", "/v1/domains", Some(net("n1", gw))),
+            400,
+            needle,
+        );
+    }
+    expect(
+        call(c, "GET", "/v1/domains/n1", None),
+        404,
+        "no bridge domain",
+    );
+    let v = expect(
+        call(
+            c,
+            "POST",
+            "/v1/domains",
+            Some(net(
+                "n1",
+                json!({"addresses": ["10.0.1.1/24", "fd00:1::1/64"]}),
+            )),
+        ),
+        201,
+        "",
+    );
+    assert_eq!(v["gateway"]["addresses"][1], "fd00:1::1/64");
+    expect(
+        call(c, "POST", "/v1/domains", Some(json!({"name": "n2"}))),
+        201,
+        "",
+    );
+    // A route through a domain without a gateway, or with a bad prefix.
+    let route = |prefix: &str, via: &str, domain: &str| json!({"prefix": prefix, "via": via, "domain": domain});
+    expect(
+        call(
+            c,
+            "POST",
+            "/v1/routes",
+            Some(route("172.16.0.0/12", "10.0.2.9", "n2")),
+        ),
+        409,
+        "no gateway",
+    );
+    expect(
+        call(
+            c,
+            "POST",
+            "/v1/routes",
+            Some(route("172.16.0.0/12", "10.0.1.9", "nx")),
+        ),
+        404,
+        "no bridge domain",
+    );
+    expect(
+        call(
+            c,
+            "POST",
+            "/v1/routes",
+            Some(route("172.16.0.1/12", "10.0.1.9", "n1")),
+        ),
+        400,
+        "host bits",
+    );
+    expect(
+        call(
+            c,
+            "POST",
+            "/v1/routes",
+            Some(route("172.16.0.0/12", "fd00::9", "n1")),
+        ),
+        400,
+        "family",
+    );
+    expect(
+        call(
+            c,
+            "POST",
+            "/v1/routes",
+            Some(route("172.16.0.0/12", "10.0.1.9", "n1")),
+        ),
+        201,
+        "",
+    );
+    expect(
+        call(
+            c,
+            "POST",
+            "/v1/routes",
+            Some(route("172.16.0.0/12", "10.0.1.8", "n1")),
+        ),
+        409,
+        "already exists",
+    );
+    let routes = expect(call(c, "GET", "/v1/routes", None), 200, "");
+    let kinds: Vec<(String, String)> = routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["prefix"].as_str().unwrap().into(),
+                r["kind"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("10.0.1.0/24".into(), "connected".into()),
+            ("172.16.0.0/12".into(), "static".into()),
+            ("fd00:1::/64".into(), "connected".into()),
+        ]
+    );
+    // The gateway cannot go while a route needs it; the domain neither.
+    expect(
+        call(c, "PATCH", "/v1/domains/n1", Some(json!({"gateway": null}))),
+        409,
+        "172.16.0.0/12",
+    );
+    expect(call(c, "DELETE", "/v1/domains/n1", None), 409, "route");
+    expect(
+        call(c, "DELETE", "/v1/routes/0/172.16.0.0/12", None),
+        204,
+        "",
+    );
+    expect(
+        call(c, "DELETE", "/v1/routes/0/172.16.0.0/12", None),
+        404,
+        "no static route",
+    );
+    expect(
+        call(c, "DELETE", "/v1/routes/x/172.16.0.0/12", None),
+        400,
+        "table",
+    );
+    let v = expect(
+        call(c, "PATCH", "/v1/domains/n1", Some(json!({"gateway": null}))),
+        200,
+        "",
+    );
+    assert!(v.get("gateway").is_none(), "{v}");
+    // Gateways and routes come back after a restart.
+    expect(
+        call(
+            c,
+            "PATCH",
+            "/v1/domains/n2",
+            Some(json!({"gateway": {"addresses": ["10.0.2.1/24"], "routing": false}})),
+        ),
+        200,
+        "",
+    );
+    expect(
+        call(
+            c,
+            "POST",
+            "/v1/routes",
+            Some(route("192.168.0.0/16", "10.0.2.9", "n2")),
+        ),
+        201,
+        "",
+    );
+    d.stop();
+    let d = InProc::start(&dir, &[]);
+    let c = &d.client;
+    let v = expect(call(c, "GET", "/v1/domains/n2", None), 200, "");
+    assert_eq!(v["gateway"]["routing"], false);
+    let routes = expect(call(c, "GET", "/v1/routes", None), 200, "").to_string();
+    assert!(routes.contains("192.168.0.0/16"), "{routes}");
+    expect(call(c, "GET", "/v1/neighbors", None), 200, "");
+    d.stop();
 }

@@ -388,3 +388,169 @@ fn capture_writes_a_pcap_that_tcpdump_reads() {
         "{text}"
     );
 }
+
+/// Address `addr` on `ns`'s eth0 plus a default route via `gw` (IPv4 or
+/// IPv6; IPv6 addresses skip duplicate address detection).
+fn addr_and_default(ns: &Netns, addr: &str, gw: &str) {
+    if addr.contains(':') {
+        ns.ip(&["-6", "addr", "add", addr, "dev", "eth0", "nodad"]);
+        ns.ip(&["-6", "route", "add", "default", "via", gw]);
+    } else {
+        ns.ip(&["route", "add", "default", "via", gw]);
+    }
+}
+
+#[test]
+fn gateways_route_between_networks_and_traceroute_shows_each_hop() {
+    if !root_or_skip("gateways_route_between_networks_and_traceroute_shows_each_hop") {
+        return;
+    }
+    let mut d = Daemon::start();
+    d.ctl(&[
+        "domain",
+        "add",
+        "net1",
+        "--gateway",
+        "10.61.1.1/24",
+        "--gateway",
+        "fd61:1::1/64",
+    ]);
+    d.ctl(&[
+        "domain",
+        "add",
+        "net2",
+        "--gateway",
+        "10.61.2.1/24",
+        "--gateway",
+        "fd61:2::1/64",
+    ]);
+    let (a, b, r, c) = (
+        Netns::new("rta"),
+        Netns::new("rtb"),
+        Netns::new("rtr"),
+        Netns::new("rtc"),
+    );
+    let (pa, pb, pr) = (unique("rpa"), unique("rpb"), unique("rpr"));
+    let _la = veth_into(&d, &a, &pa, "afxdp", "net1", "10.61.1.10/24");
+    let _lb = veth_into(&d, &b, &pb, "afxdp", "net2", "10.61.2.10/24");
+    let _lr = veth_into(&d, &r, &pr, "afxdp", "net2", "10.61.2.254/24");
+    addr_and_default(&a, "10.61.1.10/24", "10.61.1.1");
+    addr_and_default(&a, "fd61:1::10/64", "fd61:1::1");
+    addr_and_default(&b, "10.61.2.10/24", "10.61.2.1");
+    addr_and_default(&b, "fd61:2::10/64", "fd61:2::1");
+    // R is a Linux router between net2 and a third network with host C.
+    let (rc, cr) = (unique("rrc"), unique("rcr"));
+    r.ip(&["link", "add", &rc, "type", "veth", "peer", "name", &cr]);
+    r.ip(&["link", "set", &cr, "netns", &c.name]);
+    r.ip(&["addr", "add", "10.61.3.1/24", "dev", &rc]);
+    r.ip(&["link", "set", &rc, "up"]);
+    r.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+    r.ip(&["route", "add", "10.61.1.0/24", "via", "10.61.2.1"]);
+    c.ip(&["link", "set", &cr, "name", "eth0"]);
+    c.ip(&["addr", "add", "10.61.3.10/24", "dev", "eth0"]);
+    c.ip(&["link", "set", "eth0", "up"]);
+    c.ip(&["route", "add", "default", "via", "10.61.3.1"]);
+    d.ctl(&[
+        "route",
+        "add",
+        "10.61.3.0/24",
+        "--via",
+        "10.61.2.254",
+        "--domain",
+        "net2",
+    ]);
+
+    // The gateway answers, and the two networks reach each other.
+    assert!(a.ping_eventually("10.61.1.1", Duration::from_secs(5)));
+    assert!(a.ping_eventually("10.61.2.10", Duration::from_secs(5)));
+    assert!(b.ping("10.61.1.10", 3));
+    assert!(
+        a.ping_eventually("fd61:2::10", Duration::from_secs(5)),
+        "IPv6 across the gateway"
+    );
+    assert!(
+        a.ping_eventually("10.61.3.10", Duration::from_secs(5)),
+        "via the static route"
+    );
+    // TCP across the router (checksums rewritten correctly both ways).
+    assert_eq!(iperf_bytes(&a, &b, "10.61.2.10", "2M"), 2 << 20);
+
+    // traceroute from A to C: hop 1 is net1's gateway, hop 2 the Linux
+    // router R, hop 3 C itself.
+    let out = a.exec(
+        "traceroute",
+        &["-n", "-q", "1", "-w", "2", "-m", "5", "10.61.3.10"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hops: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(
+        hops,
+        ["10.61.1.1", "10.61.2.254", "10.61.3.10"],
+        "traceroute:\n{text}"
+    );
+
+    let neigh = d.json(&["neigh"]).to_string();
+    assert!(
+        neigh.contains("10.61.2.254") && neigh.contains("reachable"),
+        "{neigh}"
+    );
+    let routes = d.ctl(&["route", "list"]);
+    assert!(
+        routes.contains("10.61.3.0/24") && routes.contains("connected"),
+        "{routes}"
+    );
+
+    // Routing off on net2: its gateway still answers, the networks are
+    // isolated.
+    d.ctl(&[
+        "gateway",
+        "set",
+        "net2",
+        "10.61.2.1/24",
+        "fd61:2::1/64",
+        "--no-routing",
+    ]);
+    assert!(b.ping_eventually("10.61.2.1", Duration::from_secs(5)));
+    assert!(!a.ping("10.61.2.10", 2), "routing is off");
+    let stats = d.json(&["stats"]);
+    assert!(
+        stats["l3_drops"]["l3_routing_disabled"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{}",
+        stats["l3_drops"]
+    );
+    d.ctl(&["gateway", "set", "net2", "10.61.2.1/24", "fd61:2::1/64"]);
+
+    // Gateways and routes survive a restart (veth ports are re-attached).
+    d.stop();
+    d.spawn();
+    assert!(a.ping_eventually("10.61.2.10", Duration::from_secs(10)));
+    assert!(a.ping_eventually("10.61.3.10", Duration::from_secs(5)));
+
+    // Bad input is refused and changes nothing.
+    let o = d.ctl_raw(&[
+        "route",
+        "add",
+        "10.61.3.1/24",
+        "--via",
+        "10.61.2.254",
+        "--domain",
+        "net2",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("host bits"),
+        "{o:?}"
+    );
+    let o = d.ctl_raw(&["domain", "del", "net2"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("in use"),
+        "{o:?}"
+    );
+}

@@ -42,6 +42,14 @@ pub enum CtlCommand {
     /// Forwarding database of a bridge domain.
     #[command(subcommand)]
     Fdb(FdbCmd),
+    /// A bridge domain's gateway (router interface).
+    #[command(subcommand)]
+    Gateway(GatewayCmd),
+    /// Static routes (and the connected ones, listed).
+    #[command(subcommand)]
+    Route(RouteCmd),
+    /// The gateways' neighbors (ARP / ND entries).
+    Neigh,
     /// Counters of every port (or of one) and of the pipeline stages.
     Stats { port: Option<String> },
     /// Packet trace.
@@ -84,6 +92,10 @@ pub enum DomainCmd {
         name: String,
         #[command(flatten)]
         opts: DomainOpts,
+        /// Give it a gateway with this ADDRESS/LENGTH (repeat for more;
+        /// `ctl gateway set` for the other gateway settings).
+        #[arg(long = "gateway", value_name = "ADDRESS/LENGTH")]
+        gateway: Vec<String>,
     },
     /// Change a bridge domain's settings.
     Set {
@@ -95,6 +107,58 @@ pub enum DomainCmd {
     Del { name: String },
     /// Show one bridge domain.
     Show { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCmd {
+    /// Give a bridge domain a gateway (replacing the one it has).
+    Set {
+        domain: String,
+        /// ADDRESS/LENGTH, IPv4 or IPv6, one or more.
+        #[arg(required = true)]
+        addresses: Vec<String>,
+        /// The gateway's MAC (default: derived from the domain name).
+        #[arg(long)]
+        mac: Option<String>,
+        /// VLAN of the domain the gateway lives in.
+        #[arg(long, default_value_t = 1)]
+        vid: u16,
+        /// Largest IP packet routed out of the gateway.
+        #[arg(long)]
+        mtu: Option<u16>,
+        /// Route table: gateways of one table route to each other.
+        #[arg(long, default_value_t = 0)]
+        table: u16,
+        /// Answer ARP/ND/ping but do not route to other domains.
+        #[arg(long)]
+        no_routing: bool,
+    },
+    /// Remove a domain's gateway (it becomes internal, L2 only).
+    Clear { domain: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouteCmd {
+    /// List routes.
+    List,
+    /// Add a static route: PREFIX [via ADDRESS] through bridge domain DOMAIN.
+    Add {
+        prefix: String,
+        /// The next-hop router (omit for a prefix on DOMAIN's link).
+        #[arg(long)]
+        via: Option<String>,
+        /// The bridge domain the next hop is in (it must have a gateway).
+        #[arg(long)]
+        domain: String,
+        #[arg(long, default_value_t = 0)]
+        table: u16,
+    },
+    /// Delete a static route.
+    Del {
+        prefix: String,
+        #[arg(long, default_value_t = 0)]
+        table: u16,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -300,12 +364,16 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
             DomainCmd::Show { name } => {
                 out.domain(&c.get(&format!("/v1/domains/{}", enc(&name)))?.ok()?)
             }
-            DomainCmd::Add { name, opts } => {
-                let r = c.request(
-                    Method::POST,
-                    "/v1/domains",
-                    Some(&domain_body(Some(&name), &opts)),
-                )?;
+            DomainCmd::Add {
+                name,
+                opts,
+                gateway,
+            } => {
+                let mut body = domain_body(Some(&name), &opts);
+                if !gateway.is_empty() {
+                    body["gateway"] = json!({ "addresses": gateway });
+                }
+                let r = c.request(Method::POST, "/v1/domains", Some(&body))?;
                 out.domain(&r.ok()?)
             }
             DomainCmd::Set { name, opts } => {
@@ -319,6 +387,60 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
                 out.done(&format!("deleted bridge domain {name}"))
             }
         },
+        CtlCommand::Gateway(cmd) => match cmd {
+            GatewayCmd::Set {
+                domain,
+                addresses,
+                mac,
+                vid,
+                mtu,
+                table,
+                no_routing,
+            } => {
+                let mut g = json!({
+                    "addresses": addresses, "vid": vid, "table": table, "routing": !no_routing,
+                });
+                if let Some(m) = mac {
+                    g["mac"] = json!(m);
+                }
+                if let Some(m) = mtu {
+                    g["mtu"] = json!(m);
+                }
+                let path = format!("/v1/domains/{}", enc(&domain));
+                let r = c.request(Method::PATCH, &path, Some(&json!({ "gateway": g })))?;
+                out.domain(&r.ok()?)
+            }
+            GatewayCmd::Clear { domain } => {
+                let path = format!("/v1/domains/{}", enc(&domain));
+                let r = c.request(Method::PATCH, &path, Some(&json!({ "gateway": null })))?;
+                out.domain(&r.ok()?)
+            }
+        },
+        CtlCommand::Route(cmd) => match cmd {
+            RouteCmd::List => out.routes(&c.get("/v1/routes")?.ok()?),
+            RouteCmd::Add {
+                prefix,
+                via,
+                domain,
+                table,
+            } => {
+                let mut v = json!({"prefix": prefix, "domain": domain, "table": table});
+                if let Some(via) = via {
+                    v["via"] = json!(via);
+                }
+                let r = c.request(Method::POST, "/v1/routes", Some(&v))?.ok()?;
+                out.reply_or(&r, &format!("added route {prefix}"))
+            }
+            RouteCmd::Del { prefix, table } => {
+                let Some((a, l)) = prefix.split_once('/') else {
+                    return Err(CtlError::Usage(format!("{prefix:?} is not PREFIX/LENGTH")));
+                };
+                let path = format!("/v1/routes/{table}/{}/{}", enc(a), enc(l));
+                c.request(Method::DELETE, &path, None)?.ok()?;
+                out.done(&format!("deleted route {prefix}"))
+            }
+        },
+        CtlCommand::Neigh => out.neighbors(&c.get("/v1/neighbors")?.ok()?),
         CtlCommand::Port(cmd) => match cmd {
             PortCmd::List => out.ports(&c.get("/v1/ports")?.ok()?),
             PortCmd::Show { name } => out.port(&c.get(&format!("/v1/ports/{}", enc(&name)))?.ok()?),

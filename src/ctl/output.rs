@@ -144,6 +144,30 @@ impl Output {
         )
     }
 
+    pub(super) fn routes(&self, r: &Reply) -> Result<(), CtlError> {
+        self.list(r, &["TABLE", "PREFIX", "VIA", "DOMAIN", "KIND"], |v| {
+            vec![
+                txt(&v["table"]),
+                txt(&v["prefix"]),
+                txt(&v["via"]),
+                txt(&v["domain"]),
+                txt(&v["kind"]),
+            ]
+        })
+    }
+
+    pub(super) fn neighbors(&self, r: &Reply) -> Result<(), CtlError> {
+        self.list(r, &["DOMAIN", "ADDRESS", "MAC", "STATE", "PENDING"], |v| {
+            vec![
+                txt(&v["domain"]),
+                txt(&v["ip"]),
+                txt(&v["mac"]),
+                txt(&v["state"]),
+                txt(&v["pending"]),
+            ]
+        })
+    }
+
     pub(super) fn domain(&self, r: &Reply) -> Result<(), CtlError> {
         self.fields(
             r,
@@ -154,6 +178,7 @@ impl Output {
                 ("max macs", &|v| txt(&v["max_macs"])),
                 ("worker", &|v| txt(&v["worker"])),
                 ("fdb entries", &|v| txt(&v["fdb_entries"])),
+                ("gateway", &|v| gateway_text(&v["gateway"])),
                 ("ports", &|v| names(&v["ports"])),
             ],
         )
@@ -335,6 +360,29 @@ impl Output {
         }
         Ok(())
     }
+}
+
+fn gateway_text(g: &Value) -> String {
+    if g.is_null() {
+        return "none (internal)".into();
+    }
+    let addrs: Vec<String> = g["addresses"]
+        .as_array()
+        .map(|a| a.iter().map(txt).collect())
+        .unwrap_or_default();
+    let mut s = format!(
+        "{} vlan {} table {}",
+        addrs.join(" "),
+        txt(&g["vid"]),
+        txt(&g["table"])
+    );
+    if let Some(m) = g["mac"].as_str() {
+        s += &format!(" mac {m}");
+    }
+    if g["routing"] == Value::Bool(false) {
+        s += " (routing off)";
+    }
+    s
 }
 
 fn names(v: &Value) -> String {

@@ -137,6 +137,9 @@ pub fn router(control: Shared) -> Router {
         )
         .route("/v1/ports/{name}/stats", get(port_stats))
         .route("/v1/ports/{name}/capture", get(capture))
+        .route("/v1/routes", get(list_routes).post(add_route))
+        .route("/v1/routes/{table}/{addr}/{len}", delete(delete_route))
+        .route("/v1/neighbors", get(neighbors))
         .route("/v1/stats", get(stats))
         .route("/v1/trace", get(trace).post(arm_trace))
         .fallback(|| async {
@@ -182,6 +185,35 @@ async fn patch_domain(State(c): State<Shared>, Path(name): Path<String>, b: Byte
 async fn delete_domain(State(c): State<Shared>, Path(name): Path<String>) -> ApiResult {
     run(&c, move |c| c.delete_domain(&name)).await?;
     no_content()
+}
+
+// ---- routing --------------------------------------------------------------------
+
+async fn list_routes(State(c): State<Shared>) -> ApiResult {
+    ok(&run(&c, |c| c.list_routes()).await?)
+}
+
+async fn add_route(State(c): State<Shared>, b: Bytes) -> ApiResult {
+    let r: RouteRecord = body(&b)?;
+    let v = run(&c, move |c| c.add_route(r)).await?;
+    Ok(json(StatusCode::CREATED, &v))
+}
+
+async fn delete_route(
+    State(c): State<Shared>,
+    Path((table, addr, len)): Path<(String, String, String)>,
+) -> ApiResult {
+    let table: u16 = table.parse().map_err(|_| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        message: format!("route table {table:?} is not a number 0..=65535"),
+    })?;
+    let prefix = format!("{addr}/{len}");
+    run(&c, move |c| c.delete_route(table, &prefix)).await?;
+    no_content()
+}
+
+async fn neighbors(State(c): State<Shared>) -> ApiResult {
+    ok(&run(&c, |c| c.neighbors()).await?)
 }
 
 // ---- FDB ------------------------------------------------------------------------

@@ -50,6 +50,8 @@ pub(super) struct PortState {
 pub(super) struct State {
     pub domains: BTreeMap<String, DomainRecord>,
     pub ports: BTreeMap<String, PortState>,
+    /// Static routes by key (`table/prefix`).
+    pub routes: BTreeMap<String, RouteRecord>,
 }
 
 /// The daemon's control plane.
@@ -88,14 +90,23 @@ impl Control {
         };
         let mut st = c.lock();
         for d in snap.domains {
-            c.dp.assign_domain(&d.name);
-            let cfg = d.to_config();
+            c.place_domain(&d);
+            let rec = d.clone();
             if let Err(e) =
-                c.dp.call(Target::Domain(&d.name), move |sw| sw.add_domain(cfg))?
+                c.dp.call(Target::Domain(&d.name), move |sw| add_domain(sw, &rec))?
             {
                 tracing::error!(domain = %d.name, error = %e, "stored bridge domain refused by the switch");
             }
             st.domains.insert(d.name.clone(), d);
+        }
+        for r in snap.routes {
+            let rec = r.clone();
+            if let Err(e) = c.dp.call(Target::Worker(super::l3::L3_WORKER), move |sw| {
+                super::l3::install_route(sw, &rec)
+            })? {
+                tracing::warn!(route = %r.key(), error = %e, "stored route not installed");
+            }
+            st.routes.insert(r.key(), r);
         }
         for p in snap.ports {
             let error = if st.domains.contains_key(&p.config.domain) {
@@ -252,13 +263,13 @@ impl Control {
                 rec.name
             )));
         }
-        self.dp.assign_domain(&rec.name);
-        let cfg = rec.to_config();
+        self.place_domain(&rec);
+        let r = rec.clone();
         let added = self
             .dp
-            .call(Target::Domain(&rec.name), move |sw| sw.add_domain(cfg))
+            .call(Target::Domain(&rec.name), move |sw| add_domain(sw, &r))
             .map_err(ControlError::from)
-            .and_then(|r| r.map_err(switch_error));
+            .and_then(|r| r);
         if let Err(e) = added {
             self.dp.release_domain(&rec.name);
             return Err(e);
@@ -285,15 +296,36 @@ impl Control {
             .clone();
         let new = patch.apply(&old);
         new.validate().map_err(ControlError::BadRequest)?;
+        self.check_gateway_placement(&new)?;
+        if new.gateway.is_none() && old.gateway.is_some() {
+            let via: Vec<String> = st
+                .routes
+                .values()
+                .filter(|r| r.domain == name)
+                .map(|r| r.key())
+                .collect();
+            if !via.is_empty() {
+                return Err(ControlError::Conflict(format!(
+                    "static route(s) {} go through bridge domain {name}; remove them \
+                     before its gateway",
+                    via.join(", ")
+                )));
+            }
+        }
         let apply = |rec: &DomainRecord| -> Result<()> {
             let cfg = rec.to_config();
             let n = rec.name.clone();
+            let gw = rec.gateway.clone();
             self.dp.call(Target::Domain(name), move |sw| {
                 let id = sw.domain_id(&n).ok_or_else(|| not_found_domain(&n))?;
-                sw.set_domain_config(id, cfg).map_err(switch_error)
+                sw.set_domain_config(id, cfg).map_err(switch_error)?;
+                super::l3::apply_gateway(sw, id, &n, gw.as_ref())
             })?
         };
-        apply(&new)?;
+        if let Err(e) = apply(&new) {
+            let _ = apply(&old);
+            return Err(e);
+        }
         if let Err(e) = self.store.put_domain(&new) {
             let _ = apply(&old);
             return Err(e.into());
@@ -318,6 +350,18 @@ impl Control {
             return Err(ControlError::Conflict(format!(
                 "bridge domain {name} is in use by port(s) {}; remove them first",
                 users.join(", ")
+            )));
+        }
+        let via: Vec<String> = st
+            .routes
+            .values()
+            .filter(|r| r.domain == name)
+            .map(|r| r.key())
+            .collect();
+        if !via.is_empty() {
+            return Err(ControlError::Conflict(format!(
+                "static route(s) {} go through bridge domain {name}; remove them first",
+                via.join(", ")
             )));
         }
         self.store.delete_domain(name)?;
@@ -466,6 +510,16 @@ impl Control {
     }
 }
 
+/// Add a stored domain to a switch with its gateway, all or nothing.
+fn add_domain(sw: &mut rvs_switch::Switch, rec: &DomainRecord) -> Result<()> {
+    let id = sw.add_domain(rec.to_config()).map_err(switch_error)?;
+    if let Err(e) = super::l3::apply_gateway(sw, id, &rec.name, rec.gateway.as_ref()) {
+        let _ = sw.remove_domain(id);
+        return Err(e);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::Ordering;
@@ -508,6 +562,7 @@ mod tests {
             aging_secs: 300,
             max_macs: 0,
             vlan_protocol: Default::default(),
+            gateway: None,
         };
         c.create_domain(bd0.clone()).unwrap();
         c.create_port(port("p1", 10)).unwrap();

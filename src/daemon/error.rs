@@ -5,6 +5,7 @@
 //! onto them. Never: HTTP types (the API maps classes to statuses).
 
 use rvs_switch::SwitchError;
+use rvs_switch::router::RouterError;
 
 use super::store::StoreError;
 use crate::worker::WorkerError;
@@ -55,5 +56,14 @@ pub fn switch_error(e: SwitchError) -> ControlError {
         | SwitchError::Vlan(_)
         | SwitchError::NotVlanMember { .. }
         | SwitchError::NotStationMac(_) => ControlError::BadRequest(msg),
+        SwitchError::Router(r) => match r {
+            RouterError::GatewayExists(_)
+            | RouterError::RouteExists(..)
+            | RouterError::Lpm { .. } => ControlError::Conflict(msg),
+            RouterError::NoGateway(_) | RouterError::NoSuchRoute(..) => ControlError::NotFound(msg),
+            RouterError::BadMac(_) | RouterError::FamilyMismatch(_) => {
+                ControlError::BadRequest(msg)
+            }
+        },
     }
 }

@@ -17,6 +17,7 @@ pub mod api;
 pub mod control;
 pub mod error;
 pub mod fdb;
+pub mod l3;
 pub mod model;
 pub mod observe;
 pub mod store;

@@ -6,8 +6,10 @@
 //! unknown fields, so a typo is an error, not a silently ignored setting.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use rvs_switch::fdb::FdbConfig;
+use rvs_switch::router::Gateway;
 use rvs_switch::vlan::check_vid;
 use rvs_switch::{
     DomainConfig, DomainId, MacAddr, PortConfig, StormControl, VlanMode, VlanProtocol, VlanSet,
@@ -42,11 +44,29 @@ pub struct DomainRecord {
     pub max_macs: u32,
     #[serde(default)]
     pub vlan_protocol: VlanProtocol,
+    /// The domain's router interface; none makes the domain internal (L2
+    /// only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewaySpec>,
 }
 
 impl DomainRecord {
+    /// A domain with default aging and no limits, gateway or tags.
+    pub fn named(name: &str) -> Self {
+        DomainRecord {
+            name: name.to_string(),
+            aging_secs: default_aging(),
+            max_macs: 0,
+            vlan_protocol: VlanProtocol::default(),
+            gateway: None,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         check_name("bridge domain", &self.name)?;
+        if let Some(g) = &self.gateway {
+            g.to_gateway(&self.name, DomainId(0))?;
+        }
         if self.aging_secs != 0 && !(AGING_MIN..=AGING_MAX).contains(&self.aging_secs) {
             return Err(format!(
                 "aging_secs {} is outside {AGING_MIN}..={AGING_MAX} (or 0 to disable aging)",
@@ -69,13 +89,16 @@ impl DomainRecord {
     }
 }
 
-/// `PATCH /v1/domains/{name}`: fields left out keep their value.
+/// `PATCH /v1/domains/{name}`: fields left out keep their value;
+/// `"gateway": null` removes the gateway.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DomainPatch {
     pub aging_secs: Option<u32>,
     pub max_macs: Option<u32>,
     pub vlan_protocol: Option<VlanProtocol>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub gateway: Option<Option<GatewaySpec>>,
 }
 
 impl DomainPatch {
@@ -85,8 +108,181 @@ impl DomainPatch {
             aging_secs: self.aging_secs.unwrap_or(r.aging_secs),
             max_macs: self.max_macs.unwrap_or(r.max_macs),
             vlan_protocol: self.vlan_protocol.unwrap_or(r.vlan_protocol),
+            gateway: self.gateway.clone().unwrap_or_else(|| r.gateway.clone()),
         }
     }
+}
+
+fn one() -> u16 {
+    1
+}
+
+/// A bridge domain's gateway (router interface) as the API states it:
+/// `{"addresses": ["10.0.1.1/24", "fd00:1::1/64"]}` plus optional MAC
+/// (derived from the domain name when absent, so it is stable across
+/// restarts), VLAN, MTU, route table and whether it routes to other
+/// domains.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
+    /// Addresses with their subnet length; each subnet becomes a connected
+    /// route.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// The VLAN of the domain the gateway lives in.
+    #[serde(default = "one")]
+    pub vid: u16,
+    /// Largest IP packet routed out of this gateway (default 1500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
+    /// Route table (VRF-like): gateways in one table route to each other.
+    #[serde(default)]
+    pub table: u16,
+    /// Route between this domain and the others of its table.
+    #[serde(default = "yes")]
+    pub routing: bool,
+}
+
+/// Parse `addr/len` (IPv4 or IPv6).
+pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let (a, l) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not ADDRESS/LENGTH"))?;
+    let a: IpAddr = a
+        .parse()
+        .map_err(|_| format!("{a:?} in {s:?} is not an IP address"))?;
+    let max = if a.is_ipv4() { 32 } else { 128 };
+    let l: u8 = l
+        .parse()
+        .ok()
+        .filter(|l| *l <= max)
+        .ok_or_else(|| format!("prefix length in {s:?} must be 0..={max}"))?;
+    Ok((a, l))
+}
+
+/// A locally administered unicast MAC derived from a name (FNV-1a), so a
+/// gateway keeps its MAC across restarts without storing it.
+pub fn derived_mac(name: &str) -> MacAddr {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    MacAddr([0x02, 0x72, b[0], b[1], b[2], b[3]])
+}
+
+impl GatewaySpec {
+    /// The switch's gateway for domain `id` named `domain`, validated.
+    pub fn to_gateway(&self, domain: &str, id: DomainId) -> Result<Gateway, String> {
+        let mac = self.mac.unwrap_or_else(|| derived_mac(domain));
+        if !mac.is_valid_source() {
+            return Err(format!("gateway MAC {mac} is not a unicast address"));
+        }
+        let vid = check_vid(self.vid as u32).map_err(|e| format!("gateway: {e}"))?;
+        let mut g = Gateway::new(id, mac);
+        g.vid = vid;
+        g.table = self.table;
+        g.routing = self.routing;
+        g.mtu = self.mtu.unwrap_or(1500);
+        if !(68..=9216).contains(&g.mtu) {
+            return Err(format!("gateway MTU {} is outside 68..=9216", g.mtu));
+        }
+        if self.addresses.is_empty() {
+            return Err("a gateway needs at least one address (ADDRESS/LENGTH)".into());
+        }
+        for a in &self.addresses {
+            let (ip, len) = parse_cidr(a).map_err(|e| format!("gateway address {e}"))?;
+            let bad = ip.is_unspecified()
+                || ip.is_multicast()
+                || ip.is_loopback()
+                || matches!(ip, IpAddr::V4(v) if v.is_broadcast());
+            if bad {
+                return Err(format!("gateway address {a} is not a unicast address"));
+            }
+            match ip {
+                IpAddr::V4(v) => g.ipv4.push((v, len)),
+                IpAddr::V6(v) => g.ipv6.push((v, len)),
+            }
+        }
+        Ok(g)
+    }
+}
+
+/// A static route as requested and stored (`POST /v1/routes`): to
+/// `prefix` via the router at `via`, reached through bridge domain
+/// `domain` (which must have a gateway); without `via` the prefix is on
+/// `domain`'s link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRecord {
+    #[serde(default)]
+    pub table: u16,
+    pub prefix: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<IpAddr>,
+    pub domain: String,
+}
+
+impl RouteRecord {
+    /// (network address, length), validated; host bits must be zero.
+    pub fn parsed(&self) -> Result<(IpAddr, u8), String> {
+        let (a, l) = parse_cidr(&self.prefix)?;
+        let host_bits = match a {
+            IpAddr::V4(v) => u32::from(v) & u32::MAX.checked_shr(l as u32).unwrap_or(0) != 0,
+            IpAddr::V6(v) => u128::from(v) & u128::MAX.checked_shr(l as u32).unwrap_or(0) != 0,
+        };
+        if host_bits {
+            return Err(format!(
+                "prefix {} has host bits set (did you mean the network address?)",
+                self.prefix
+            ));
+        }
+        if let Some(v) = self.via {
+            if v.is_ipv4() != a.is_ipv4() {
+                return Err(format!(
+                    "next hop {v} is not of the same family as {}",
+                    self.prefix
+                ));
+            }
+            if v.is_unspecified() || v.is_multicast() {
+                return Err(format!("next hop {v} is not a unicast address"));
+            }
+        }
+        check_name("bridge domain", &self.domain)?;
+        Ok((a, l))
+    }
+
+    /// The store key: `table/prefix`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.table, self.prefix)
+    }
+}
+
+/// A route as listed: static ones from the store, connected ones from
+/// the gateways.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RouteView {
+    pub table: u16,
+    pub prefix: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<IpAddr>,
+    pub domain: String,
+    /// "connected" or "static".
+    pub kind: String,
+}
+
+/// A neighbor (ARP/ND entry) of a gateway.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NeighborView {
+    pub domain: String,
+    pub ip: IpAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
+    pub state: String,
+    /// Packets waiting for resolution.
+    pub pending: usize,
 }
 
 /// A port's VLAN membership as the API states it (`{"mode": "access", "pvid": 10}`,
@@ -434,8 +630,12 @@ pub struct PortStats {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Stats {
     pub ports: Vec<PortStats>,
-    /// Pipeline stage counters by id, summed over workers.
+    /// Pipeline stage counters by id, summed over workers (the router's
+    /// included).
     pub stages: BTreeMap<String, u64>,
+    /// Packets the router dropped, by reason id (non-zero ones).
+    #[serde(default)]
+    pub l3_drops: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -94,18 +94,33 @@ impl Control {
                     learned: p.learned,
                 })
                 .collect();
-            (ports, sw.stage_counters().clone())
+            (
+                ports,
+                sw.stage_counters().clone(),
+                sw.router().counters().clone(),
+            )
         })?;
         let mut ports = Vec::new();
         let mut stages = stages_map(&StageCounters::default());
-        for (p, s) in per_worker {
+        let mut l3_drops: BTreeMap<String, u64> = BTreeMap::new();
+        for (p, s, l3) in per_worker {
             ports.extend(p);
-            for (k, v) in stages_map(&s) {
+            for (k, v) in stages_map(&s).into_iter().chain(stages_map(&l3.stages)) {
                 *stages.entry(k).or_default() += v;
+            }
+            for r in DropReason::ALL {
+                let n = l3.drops_by(*r);
+                if n > 0 {
+                    *l3_drops.entry(r.id().to_string()).or_default() += n;
+                }
             }
         }
         ports.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Stats { ports, stages })
+        Ok(Stats {
+            ports,
+            stages,
+            l3_drops,
+        })
     }
 
     /// Counters of one port (zeros for a stored port whose back end failed).

@@ -13,7 +13,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::model::{DomainRecord, PortRecord, StaticRecord};
+use super::model::{DomainRecord, PortRecord, RouteRecord, StaticRecord};
 
 /// Name → JSON `DomainRecord`.
 const DOMAINS: TableDefinition<&str, &str> = TableDefinition::new("domains");
@@ -21,6 +21,9 @@ const DOMAINS: TableDefinition<&str, &str> = TableDefinition::new("domains");
 const PORTS: TableDefinition<&str, &str> = TableDefinition::new("ports");
 /// `domain/vid/mac` → JSON `StaticRecord` (names cannot contain '/').
 const STATICS: TableDefinition<&str, &str> = TableDefinition::new("statics");
+
+/// `table/prefix` → JSON `RouteRecord`.
+const ROUTES: TableDefinition<&str, &str> = TableDefinition::new("routes");
 
 /// The state file's name inside the state directory.
 pub const STATE_FILE: &str = "rvswitch.redb";
@@ -55,6 +58,7 @@ pub struct Snapshot {
     pub domains: Vec<DomainRecord>,
     pub ports: Vec<PortRecord>,
     pub statics: Vec<StaticRecord>,
+    pub routes: Vec<RouteRecord>,
 }
 
 pub struct Store {
@@ -97,6 +101,7 @@ impl Store {
             tx.open_table(DOMAINS)?;
             tx.open_table(PORTS)?;
             tx.open_table(STATICS)?;
+            tx.open_table(ROUTES)?;
             Ok(())
         })?;
         Ok(s)
@@ -167,6 +172,7 @@ impl Store {
             domains: self.read_all(DOMAINS, "domains")?,
             ports: self.read_all(PORTS, "ports")?,
             statics: self.read_all(STATICS, "statics")?,
+            routes: self.read_all(ROUTES, "routes")?,
         })
     }
 
@@ -244,6 +250,22 @@ impl Store {
             .find(|s| s.domain == domain && s.vid == vid && s.mac == mac))
     }
 
+    pub fn put_route(&self, r: &RouteRecord) -> Result<(), StoreError> {
+        self.write("write route", |tx| {
+            tx.open_table(ROUTES)?
+                .insert(r.key().as_str(), json(r).as_str())?;
+            Ok(())
+        })
+    }
+
+    /// Delete a route by its key (`table/prefix`); returns whether it was
+    /// stored.
+    pub fn delete_route(&self, key: &str) -> Result<bool, StoreError> {
+        self.write("delete route", |tx| {
+            Ok(tx.open_table(ROUTES)?.remove(key)?.is_some())
+        })
+    }
+
     /// The stored static entries on `port`.
     pub fn statics_of(&self, port: &str) -> Result<Vec<StaticRecord>, StoreError> {
         Ok(self
@@ -314,6 +336,7 @@ mod tests {
             aging_secs: 60,
             max_macs: 100,
             vlan_protocol: rvs_switch::VlanProtocol::Dot1Ad,
+            gateway: None,
         };
         {
             let s = Store::open(&dir.0).unwrap();

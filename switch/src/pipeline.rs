@@ -16,7 +16,8 @@ use crate::counters::{DropReason, StageCounter, StageCounters};
 use crate::fdb::{Learned, fdb_key};
 use crate::mac::MacAddr;
 use crate::port::PortId;
-use crate::switch::{PortSlot, Switch};
+use crate::router::L3Out;
+use crate::switch::{Domain, GwFast, PortSlot, Switch};
 use crate::trace::Tracer;
 use crate::vlan::{Egress, Ingress, VlanMode};
 use crate::wire::ethernet::EtherType;
@@ -29,6 +30,8 @@ pub(crate) enum Action {
     Drop(DropReason),
     Unicast(PortId),
     Flood(FloodKind),
+    /// Addressed to the domain's gateway: the L3 stage takes it.
+    Route,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +68,11 @@ pub(crate) struct Scratch {
     touched: Vec<PortId>,
     /// Flood targets of the current packet.
     targets: Vec<(PortId, Egress)>,
+    /// Frames for the L3 stage (to the gateway MAC, or copies of
+    /// broadcast ARP / IPv6 multicast the gateway must see).
+    pub(crate) l3_in: Batch,
+    /// What the router hands back for the L2 output stage.
+    pub(crate) l3_out: L3Out,
 }
 
 impl Default for Scratch {
@@ -78,6 +86,8 @@ impl Default for Scratch {
             traced: 0,
             touched: Vec::with_capacity(64),
             targets: Vec::with_capacity(64),
+            l3_in: Batch::new(BATCH_MAX),
+            l3_out: L3Out::default(),
         }
     }
 }
@@ -258,6 +268,7 @@ impl Switch {
             stages,
             tracer,
             scratch,
+            router,
             now_s,
             now_ms,
             ..
@@ -283,12 +294,18 @@ impl Switch {
             batch.free_all(pool);
             return;
         }
-        let domain = domains[ps.cfg.domain.0 as usize]
+        let domain_id = ps.cfg.domain;
+        let domain = domains[domain_id.0 as usize]
             .as_mut()
             .expect("a port's domain exists");
         let fdb = &mut domain.fdb;
         let tpid = domain.cfg.vlan_protocol.tpid();
         let learning = ps.cfg.learning;
+        // The gateway's MAC, or a value no parsed destination can equal.
+        let gw = domain.gw.unwrap_or(GwFast {
+            mac: u64::MAX,
+            vid: 0,
+        });
 
         scratch.traced = 0;
         if tracer.is_armed() {
@@ -371,6 +388,13 @@ impl Switch {
                         tracer.step(scratch.trace_ids[i], "learn", format!("{r:?}"));
                     }
                 }
+                if action == Action::Continue && m.dst == gw.mac {
+                    action = if m.vid == gw.vid {
+                        Action::Route
+                    } else {
+                        Action::Drop(DropReason::L3NotForGateway)
+                    };
+                }
                 if action == Action::Continue {
                     // The previous frame's answer holds for the same
                     // destination: only this frame's own source could have
@@ -388,6 +412,13 @@ impl Switch {
                     };
                 }
                 if let Action::Flood(kind) = action {
+                    if gw.mac != u64::MAX
+                        && kind != FloodKind::Unknown
+                        && m.vid == gw.vid
+                        && router.wants(domain_id, pool.data(&b))
+                    {
+                        copy_to_router(pool, &mut scratch.l3_in, &b, &m, tpid, &mut c);
+                    }
                     stages.inc(match kind {
                         FloodKind::Broadcast => StageCounter::FwdBroadcast,
                         FloodKind::Multicast => StageCounter::FwdMulticast,
@@ -409,6 +440,16 @@ impl Switch {
             match action {
                 Action::Continue => unreachable!("every packet has a verdict after lookup"),
                 Action::Drop(r) => drop_at(ports, pool, b, in_port, r),
+                Action::Route => {
+                    match egress_edit(pool, &mut b, &m, Egress::Untagged, tpid, &mut c) {
+                        Ok(()) => {
+                            if let Err(b) = scratch.l3_in.push(b) {
+                                drop_at(ports, pool, b, in_port, DropReason::PoolExhausted);
+                            }
+                        }
+                        Err(r) => drop_at(ports, pool, b, in_port, r),
+                    }
+                }
                 Action::Unicast(out) => {
                     c.known_unicast += 1;
                     let egress = match ports.get(out.index()).and_then(Option::as_ref) {
@@ -448,6 +489,19 @@ impl Switch {
             }
         }
         c.add_to(stages);
+
+        // The L3 stage: route what went to the gateway, then send what the
+        // router produced through the L2 output of its egress domain.
+        if !scratch.l3_in.is_empty() {
+            router.process(
+                pool,
+                domain_id,
+                &mut scratch.l3_in,
+                now_ms,
+                &mut scratch.l3_out,
+            );
+            l3_output(ports, pool, domains, scratch, now_s, now_ms);
+        }
 
         // Transmit what the batch produced.
         for &p in scratch.touched.iter() {
@@ -511,7 +565,8 @@ fn drop_at(
     at: PortId,
     r: DropReason,
 ) {
-    if let Some(s) = ports[at.index()].as_mut() {
+    // `at` is `ROUTER_PORT` for frames the router sent: nobody to charge.
+    if let Some(s) = ports.get_mut(at.index()).and_then(Option::as_mut) {
         s.counters.drop(r);
     }
     pool.free(b);
@@ -576,7 +631,7 @@ fn flood(
     for t in 0..scratch.targets.len() - 1 {
         let (p, e) = scratch.targets[t];
         let Some(mut copy) = pool.duplicate(&b) else {
-            if let Some(s) = ports[job.in_port.index()].as_mut() {
+            if let Some(s) = ports.get_mut(job.in_port.index()).and_then(Option::as_mut) {
                 s.counters.drop(DropReason::PoolExhausted);
             }
             continue;
@@ -622,6 +677,7 @@ fn trace_forward(tracer: &mut Tracer, id: u64, action: Action) {
         Action::Unicast(p) => format!("known unicast -> port {p}"),
         Action::Flood(kind) => format!("flood ({kind:?})"),
         Action::Drop(r) => format!("drop: {r}"),
+        Action::Route => "to the gateway: L3".into(),
         Action::Continue => "continue".into(),
     };
     tracer.step(id, "forward", v);
@@ -641,4 +697,166 @@ fn start_trace(
             scratch.trace_ids[i] = tracer.begin(in_port, pool.data(b));
         }
     }
+}
+
+/// The ingress "port" of frames the router sends: no port has this id, so
+/// flooding excludes nothing and drops are charged to no port.
+const ROUTER_PORT: PortId = PortId(u16::MAX);
+
+/// Give the router an untagged copy of a flooded frame it wants (ARP
+/// broadcast, IPv6 multicast for neighbor discovery).
+#[cold]
+fn copy_to_router(
+    pool: &mut PacketPool,
+    l3_in: &mut Batch,
+    b: &PktBuf,
+    m: &Meta,
+    tpid: u16,
+    c: &mut BatchCounts,
+) {
+    let Some(mut copy) = pool.duplicate(b) else {
+        return;
+    };
+    match egress_edit(pool, &mut copy, m, Egress::Untagged, tpid, c) {
+        Ok(()) => {
+            if let Err(copy) = l3_in.push(copy) {
+                pool.free(copy);
+            }
+        }
+        Err(_) => pool.free(copy),
+    }
+}
+
+/// Send every frame in `scratch.l3_out` (routed packets, ARP/ND, ICMP from
+/// the gateway) into its egress domain: FDB lookup without learning, VLAN
+/// edit, queue; unknown and multicast destinations flood the VLAN. The
+/// caller flushes `scratch.touched`.
+pub(crate) fn l3_output(
+    ports: &mut [Option<PortSlot>],
+    pool: &mut PacketPool,
+    domains: &mut [Option<Domain>],
+    scratch: &mut Scratch,
+    now_s: u32,
+    now_ms: u64,
+) {
+    let mut out = std::mem::take(&mut scratch.l3_out.frames);
+    let mut c = BatchCounts::default();
+    let mut tracer = Tracer::default();
+    for f in out.drain(..) {
+        let Some(d) = domains
+            .get_mut(f.domain.0 as usize)
+            .and_then(Option::as_mut)
+        else {
+            pool.free(f.buf);
+            continue;
+        };
+        let data = pool.data(&f.buf);
+        if data.len() < 14 {
+            pool.free(f.buf);
+            continue;
+        }
+        let dst = u64::from_be_bytes(data[0..8].try_into().unwrap()) >> 16;
+        let src = u64::from_be_bytes(data[4..12].try_into().unwrap()) & 0xffff_ffff_ffff;
+        let m = Meta {
+            dst,
+            src,
+            vid: f.vid,
+            tci: 0,
+            tagged: false,
+        };
+        let tpid = d.cfg.vlan_protocol.tpid();
+        let known = if dst & MULTICAST_BIT != 0 {
+            None
+        } else {
+            d.fdb.lookup(fdb_key(f.vid, dst), now_s)
+        };
+        match known {
+            Some(out) => {
+                let mut b = f.buf;
+                let egress = match ports.get(out.index()).and_then(Option::as_ref) {
+                    Some(os) if os.cfg.enabled => os.cfg.vlan.egress(f.vid),
+                    _ => Egress::NotMember,
+                };
+                match egress_edit(pool, &mut b, &m, egress, tpid, &mut c) {
+                    Ok(()) => enqueue(ports, pool, &mut scratch.touched, out, b, now_ms),
+                    Err(_) => pool.free(b),
+                }
+            }
+            None => flood(
+                ports,
+                pool,
+                &d.members,
+                scratch,
+                &mut tracer,
+                FloodJob {
+                    in_port: ROUTER_PORT,
+                    i: 0,
+                    traced: false,
+                    tpid,
+                    now_ms,
+                },
+                f.buf,
+                &m,
+                &mut c,
+            ),
+        }
+    }
+    scratch.l3_out.frames = out;
+}
+
+/// Router housekeeping (neighbor retransmits and timeouts) and the output
+/// of what it produced. Called from `Switch::poll` every ~100 ms.
+pub(crate) fn l3_tick(sw: &mut Switch) {
+    let Switch {
+        pool,
+        ports,
+        domains,
+        scratch,
+        router,
+        now_s,
+        now_ms,
+        ..
+    } = sw;
+    router.tick(pool, *now_ms, &mut scratch.l3_out);
+    if scratch.l3_out.is_empty() {
+        return;
+    }
+    scratch.touched.clear();
+    l3_output(ports, pool, domains, scratch, *now_s, *now_ms);
+    flush_touched(ports, pool, &scratch.touched, *now_ms);
+}
+
+fn flush_touched(
+    ports: &mut [Option<PortSlot>],
+    pool: &mut PacketPool,
+    touched: &[PortId],
+    now_ms: u64,
+) {
+    for &p in touched {
+        if let Some(os) = ports[p.index()].as_mut()
+            && !os.txq.is_empty()
+        {
+            flush_port(os, pool, now_ms);
+        }
+    }
+}
+
+/// Send the router's pending output now (after a control change such as a
+/// static neighbor that released held packets).
+pub(crate) fn l3_flush_out(sw: &mut Switch) {
+    let Switch {
+        pool,
+        ports,
+        domains,
+        scratch,
+        now_s,
+        now_ms,
+        ..
+    } = sw;
+    if scratch.l3_out.is_empty() {
+        return;
+    }
+    scratch.touched.clear();
+    l3_output(ports, pool, domains, scratch, *now_s, *now_ms);
+    flush_touched(ports, pool, &scratch.touched, *now_ms);
 }

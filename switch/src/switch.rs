@@ -14,6 +14,7 @@ use crate::fdb::{Fdb, FdbEntryInfo, FlushFilter};
 use crate::mac::MacAddr;
 use crate::port::{Port, PortError, PortId};
 use crate::ratelimit::TokenBucket;
+use crate::router::{Gateway, L3Out, NextHop, Router, RouterConfig, RouterError, TableId};
 use crate::trace::Tracer;
 use crate::vlan::{Egress, VlanError, check_vid};
 
@@ -46,6 +47,8 @@ pub enum SwitchError {
     TooManyDomains(usize),
     #[error("{0} is not a unicast station address")]
     NotStationMac(MacAddr),
+    #[error(transparent)]
+    Router(#[from] RouterError),
 }
 
 pub(crate) struct PortSlot {
@@ -65,6 +68,16 @@ pub(crate) struct Domain {
     pub cfg: DomainConfig,
     pub fdb: Fdb,
     pub members: Vec<PortId>,
+    /// The gateway as the L2 stage needs it: frames to `mac` in `vid` go
+    /// to the router.
+    pub gw: Option<GwFast>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GwFast {
+    /// MAC in the low 48 bits, as the pipeline's parsed addresses.
+    pub mac: u64,
+    pub vid: u16,
 }
 
 /// A port as the control plane sees it.
@@ -97,6 +110,9 @@ const AGE_BUDGET: usize = 64;
 /// 4 s, far inside the 300 s ageing time.
 const AGE_EVERY_MS: u64 = 1;
 
+/// How often the router's neighbor timers run (switch time).
+const ROUTER_TICK_MS: u64 = 100;
+
 /// One worker's switch.
 pub struct Switch {
     // Field order is drop order: ports (which may have registered the pool's
@@ -109,7 +125,9 @@ pub struct Switch {
     pub(crate) now_ms: u64,
     pub(crate) now_s: u32,
     pub(crate) scratch: crate::pipeline::Scratch,
+    pub(crate) router: Router,
     rx: Batch,
+    l3_ticked_ms: u64,
     burst: usize,
     aged_at_ms: u64,
 }
@@ -146,7 +164,9 @@ impl Switch {
             now_ms: 0,
             now_s: 0,
             scratch: crate::pipeline::Scratch::default(),
+            router: Router::new(RouterConfig::default(), 0),
             rx: Batch::new(burst),
+            l3_ticked_ms: 0,
             burst,
             aged_at_ms: 0,
         }
@@ -197,6 +217,7 @@ impl Switch {
             fdb: Fdb::new(cfg.fdb),
             cfg,
             members: Vec::new(),
+            gw: None,
         };
         if slot == self.domains.len() {
             self.domains.push(Some(d));
@@ -254,7 +275,97 @@ impl Switch {
                 ports: d.members.len(),
             });
         }
+        if d.gw.is_some() {
+            let _ = self.router.remove_gateway(&mut self.pool, id);
+        }
         Ok(self.domains[id.0 as usize].take().expect("checked").cfg)
+    }
+
+    // ---- the router --------------------------------------------------------
+
+    /// Give `gw.domain` a gateway (replacing the one it has): its addresses
+    /// answer ARP/ND and ping, frames to its MAC in its VLAN are routed,
+    /// and its subnets become connected routes of its table.
+    pub fn set_gateway(&mut self, gw: Gateway) -> Result<(), SwitchError> {
+        let id = gw.domain;
+        let vid = check_vid(gw.vid as u32)?;
+        let old = self.domain(id)?.gw.is_some();
+        let previous = if old {
+            Some(self.router.remove_gateway(&mut self.pool, id)?)
+        } else {
+            None
+        };
+        let fast = GwFast {
+            mac: gw.mac.to_u64(),
+            vid,
+        };
+        if let Err(e) = self.router.add_gateway(gw) {
+            if let Some(p) = previous {
+                self.router
+                    .add_gateway(p)
+                    .expect("the gateway that was just removed fits again");
+            }
+            return Err(e.into());
+        }
+        self.domain_mut(id)?.gw = Some(fast);
+        Ok(())
+    }
+
+    /// Remove a domain's gateway: the domain becomes internal (L2 only).
+    pub fn remove_gateway(&mut self, id: DomainId) -> Result<Gateway, SwitchError> {
+        self.domain(id)?;
+        let g = self.router.remove_gateway(&mut self.pool, id)?;
+        self.domain_mut(id)?.gw = None;
+        Ok(g)
+    }
+
+    pub fn add_route(
+        &mut self,
+        table: TableId,
+        prefix: std::net::IpAddr,
+        len: u8,
+        nh: NextHop,
+    ) -> Result<(), SwitchError> {
+        if let NextHop::Connected { domain } | NextHop::Via { domain, .. } = nh {
+            self.domain(domain)?;
+        }
+        Ok(self.router.add_route(table, prefix, len, nh)?)
+    }
+
+    pub fn remove_route(
+        &mut self,
+        table: TableId,
+        prefix: std::net::IpAddr,
+        len: u8,
+    ) -> Result<NextHop, SwitchError> {
+        Ok(self.router.remove_route(table, prefix, len)?)
+    }
+
+    /// A permanent neighbor (an address that never needs ARP/ND); packets
+    /// held for it are sent now.
+    pub fn add_static_neighbor(
+        &mut self,
+        domain: DomainId,
+        ip: std::net::IpAddr,
+        mac: MacAddr,
+    ) -> Result<(), SwitchError> {
+        self.domain(domain)?;
+        let mut out = std::mem::take(&mut self.scratch.l3_out);
+        self.router
+            .add_static_neighbor(&mut self.pool, domain, ip, mac, &mut out);
+        self.scratch.l3_out = out;
+        crate::pipeline::l3_flush_out(self);
+        Ok(())
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Frames the router made outside a batch (tests, benches): sent now.
+    pub fn router_output(&mut self, out: &mut L3Out) {
+        self.scratch.l3_out.frames.append(&mut out.frames);
+        crate::pipeline::l3_flush_out(self);
     }
 
     pub fn domains(&self) -> Vec<DomainInfo> {
@@ -558,6 +669,10 @@ impl Switch {
             self.process(PortId(i as u16), &mut rx);
         }
         self.rx = rx;
+        if self.now_ms.wrapping_sub(self.l3_ticked_ms) >= ROUTER_TICK_MS {
+            self.l3_ticked_ms = self.now_ms;
+            crate::pipeline::l3_tick(self);
+        }
         if total == 0 || self.now_ms.wrapping_sub(self.aged_at_ms) >= AGE_EVERY_MS {
             self.aged_at_ms = self.now_ms;
             self.age(AGE_BUDGET);

@@ -1,0 +1,225 @@
+//! The control plane's routing operations: gateways of bridge domains
+//! (applied with the domain, see `control.rs`), static routes, neighbors.
+//!
+//! Owns: where routed state lives and the checks a route must pass. Every
+//! domain with a gateway lives on worker 0 (one router per worker, and
+//! gateways of one table must share a router to route between them), so
+//! routes and neighbors are worker 0's. Never: HTTP or packet work.
+
+use std::net::IpAddr;
+
+use rvs_switch::router::{NeighState, NextHop};
+use rvs_switch::{DomainId, Switch};
+
+use super::control::{Control, ControlError, not_found_domain, switch_error};
+use super::model::{DomainRecord, GatewaySpec, NeighborView, RouteRecord, RouteView, parse_cidr};
+use crate::worker::Target;
+
+type Result<T, E = ControlError> = std::result::Result<T, E>;
+
+/// The worker that holds every gateway, route and neighbor.
+pub(super) const L3_WORKER: usize = 0;
+
+/// Put `g` on domain `id` of `sw` (replacing its gateway), or remove the
+/// gateway when `g` is `None`.
+pub(super) fn apply_gateway(
+    sw: &mut Switch,
+    id: DomainId,
+    name: &str,
+    g: Option<&GatewaySpec>,
+) -> Result<()> {
+    match g {
+        Some(spec) => {
+            let gw = spec
+                .to_gateway(name, id)
+                .map_err(ControlError::BadRequest)?;
+            sw.set_gateway(gw).map_err(switch_error)
+        }
+        None if sw.router().gateway(id).is_some() => {
+            sw.remove_gateway(id).map(drop).map_err(switch_error)
+        }
+        None => Ok(()),
+    }
+}
+
+/// The next hop a stored route means on this switch.
+fn next_hop(sw: &Switch, r: &RouteRecord) -> Result<NextHop> {
+    let domain = sw
+        .domain_id(&r.domain)
+        .ok_or_else(|| not_found_domain(&r.domain))?;
+    Ok(match r.via {
+        Some(gateway) => NextHop::Via { gateway, domain },
+        None => NextHop::Connected { domain },
+    })
+}
+
+pub(super) fn install_route(sw: &mut Switch, r: &RouteRecord) -> Result<()> {
+    let (prefix, len) = r.parsed().map_err(ControlError::BadRequest)?;
+    let nh = next_hop(sw, r)?;
+    sw.add_route(r.table, prefix, len, nh).map_err(switch_error)
+}
+
+fn network_of(a: IpAddr, len: u8) -> IpAddr {
+    match a {
+        IpAddr::V4(v) => {
+            let m = u32::MAX.checked_shl(32 - len as u32).unwrap_or(0);
+            IpAddr::V4((u32::from(v) & m).into())
+        }
+        IpAddr::V6(v) => {
+            let m = u128::MAX.checked_shl(128 - len as u32).unwrap_or(0);
+            IpAddr::V6((u128::from(v) & m).into())
+        }
+    }
+}
+
+impl Control {
+    /// Where a new domain goes: gateways all live on the L3 worker.
+    pub(super) fn place_domain(&self, rec: &DomainRecord) {
+        if rec.gateway.is_some() {
+            self.dp.pin_domain(&rec.name, L3_WORKER);
+        } else {
+            self.dp.assign_domain(&rec.name);
+        }
+    }
+
+    /// A domain may get a gateway only where the router is.
+    pub(super) fn check_gateway_placement(&self, rec: &DomainRecord) -> Result<()> {
+        let w = self.dp.worker_of(&rec.name).unwrap_or(L3_WORKER);
+        if rec.gateway.is_some() && w != L3_WORKER {
+            return Err(ControlError::Conflict(format!(
+                "bridge domain {} lives on worker {w} and gateways live on worker \
+                 {L3_WORKER}: delete the domain and create it again with its gateway",
+                rec.name
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn list_routes(&self) -> Result<Vec<RouteView>> {
+        let st = self.lock();
+        let mut out = Vec::new();
+        for d in st.domains.values() {
+            let Some(g) = &d.gateway else { continue };
+            for a in &g.addresses {
+                if let Ok((ip, len)) = parse_cidr(a) {
+                    out.push(RouteView {
+                        table: g.table,
+                        prefix: format!("{}/{len}", network_of(ip, len)),
+                        via: None,
+                        domain: d.name.clone(),
+                        kind: "connected".into(),
+                    });
+                }
+            }
+        }
+        out.extend(st.routes.values().map(|r| RouteView {
+            table: r.table,
+            prefix: r.prefix.clone(),
+            via: r.via,
+            domain: r.domain.clone(),
+            kind: "static".into(),
+        }));
+        out.sort_by(|a, b| (a.table, &a.prefix).cmp(&(b.table, &b.prefix)));
+        Ok(out)
+    }
+
+    pub fn add_route(&self, r: RouteRecord) -> Result<RouteView> {
+        r.parsed().map_err(ControlError::BadRequest)?;
+        let mut st = self.lock();
+        let d = st
+            .domains
+            .get(&r.domain)
+            .ok_or_else(|| not_found_domain(&r.domain))?;
+        if d.gateway.is_none() {
+            return Err(ControlError::Conflict(format!(
+                "bridge domain {} has no gateway; a route through it needs one \
+                 (to resolve the next hop)",
+                r.domain
+            )));
+        }
+        if st.routes.contains_key(&r.key()) {
+            return Err(ControlError::Conflict(format!(
+                "a route to {} already exists in table {}",
+                r.prefix, r.table
+            )));
+        }
+        let rec = r.clone();
+        self.dp
+            .call(Target::Worker(L3_WORKER), move |sw| install_route(sw, &rec))??;
+        if let Err(e) = self.store.put_route(&r) {
+            let rec = r.clone();
+            let _ = self.dp.call(Target::Worker(L3_WORKER), move |sw| {
+                let (p, l) = rec.parsed().expect("validated");
+                sw.remove_route(rec.table, p, l)
+            });
+            return Err(e.into());
+        }
+        st.routes.insert(r.key(), r.clone());
+        Ok(RouteView {
+            table: r.table,
+            prefix: r.prefix,
+            via: r.via,
+            domain: r.domain,
+            kind: "static".into(),
+        })
+    }
+
+    pub fn delete_route(&self, table: u16, prefix: &str) -> Result<()> {
+        let key = format!("{table}/{prefix}");
+        let mut st = self.lock();
+        let r = st.routes.get(&key).cloned().ok_or_else(|| {
+            ControlError::NotFound(format!("no static route {prefix} in table {table}"))
+        })?;
+        self.store.delete_route(&key)?;
+        st.routes.remove(&key);
+        self.dp.call(Target::Worker(L3_WORKER), move |sw| {
+            let (p, l) = r.parsed().expect("stored routes are valid");
+            sw.remove_route(r.table, p, l)
+                .map(drop)
+                .map_err(switch_error)
+        })??;
+        Ok(())
+    }
+
+    /// Every gateway's neighbors (ARP/ND entries).
+    pub fn neighbors(&self) -> Result<Vec<NeighborView>> {
+        let _st = self.lock();
+        let mut v = self.dp.call(Target::Worker(L3_WORKER), |sw| {
+            let names: Vec<(DomainId, String)> = sw
+                .domains()
+                .into_iter()
+                .map(|d| (d.id, d.cfg.name))
+                .collect();
+            sw.router()
+                .neighbors()
+                .iter()
+                .map(|(k, n)| {
+                    let ip = if k.v6 {
+                        IpAddr::V6(k.ip.into())
+                    } else {
+                        IpAddr::V4((k.ip as u32).into())
+                    };
+                    let domain = names
+                        .iter()
+                        .find(|(id, _)| *id == k.domain)
+                        .map_or_else(|| k.domain.to_string(), |(_, n)| n.clone());
+                    let state = match n.state {
+                        NeighState::Incomplete => "incomplete",
+                        NeighState::Reachable => "reachable",
+                        NeighState::Stale => "stale",
+                        NeighState::Permanent => "permanent",
+                    };
+                    NeighborView {
+                        domain,
+                        ip,
+                        mac: (n.state != NeighState::Incomplete).then_some(n.mac),
+                        state: state.into(),
+                        pending: n.pending_len(),
+                    }
+                })
+                .collect::<Vec<_>>()
+        })?;
+        v.sort_by(|a, b| (&a.domain, a.ip).cmp(&(&b.domain, b.ip)));
+        Ok(v)
+    }
+}
