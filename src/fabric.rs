@@ -3,7 +3,9 @@
 //!
 //! - A network is a bridge domain named `dk-<first 12 characters of its id>`
 //!   (kind `vlan` puts its ports in access mode on that VLAN; `vxlan` is
-//!   refused until the switch can terminate a VNI for Docker networks).
+//!   refused until the switch can terminate a VNI for Docker networks),
+//!   with the switch's gateway on the network's IPAM gateway addresses
+//!   unless the network is `--internal` (see [`gateway`]).
 //! - An endpoint is a veth pair: the host end (`rvh<tag>`) is attached to the
 //!   network's domain as an `afxdp` port named `ep-<tag>`; the sandbox end
 //!   (`rvc<tag>`) gets the endpoint's MAC, the network's MTU and transmit
@@ -20,18 +22,51 @@
 use std::sync::Arc;
 
 use rvs_cnm::fabric::{EndpointPlumbing, Fabric, FabricError};
-use rvs_cnm::model::{Endpoint, Network, NetworkKind, PortType};
+use rvs_cnm::model::{Endpoint, Network, NetworkKind, PortType, derive_mac};
 use rvs_drivers::netlink::{Netlink, NetlinkError};
 use serde_json::json;
 
 use crate::daemon::control::{Control, ControlError};
-use crate::daemon::model::{CreatePort, DomainRecord};
+use crate::daemon::model::{CreatePort, DomainRecord, GatewaySpec};
 use crate::spec::PortKind;
 
 /// The bridge domain of a network.
 pub fn domain_name(network_id: &str) -> String {
     format!("dk-{}", network_id.chars().take(12).collect::<String>())
 }
+
+/// The switch's gateway for a network: its subnets' gateway addresses (from
+/// IPAM), a MAC derived from the network id, the network's VLAN and MTU,
+/// routing to the other routing networks as the network says. Internal
+/// networks, and networks without a gateway address, get none.
+pub fn gateway(n: &Network) -> Option<GatewaySpec> {
+    if n.internal {
+        return None;
+    }
+    let addresses: Vec<String> = n
+        .subnets
+        .iter()
+        .filter_map(|s| s.gateway.map(|g| format!("{g}/{}", s.pool.len)))
+        .collect();
+    if addresses.is_empty() {
+        return None;
+    }
+    Some(GatewaySpec {
+        mac: Some(derive_mac(&format!("gateway:{}", n.id), 0)),
+        addresses,
+        vid: match n.kind {
+            NetworkKind::Vlan { vid } => vid,
+            _ => 1,
+        },
+        // The router's limit; larger network MTUs route at most this.
+        mtu: Some(n.mtu.min(GATEWAY_MTU_MAX) as u16),
+        table: 0,
+        routing: n.routing,
+    })
+}
+
+/// Largest MTU the switch's gateway takes.
+const GATEWAY_MTU_MAX: u32 = 9216;
 
 /// The CNM layer's view of the switch.
 pub struct SwitchFabric {
@@ -209,9 +244,8 @@ impl Fabric for SwitchFabric {
             Err(ControlError::NotFound(_)) => {}
             Err(e) => return Err(failed(action, e)),
         }
-        // Built from JSON so fields the API grows later keep their defaults.
-        let rec: DomainRecord = serde_json::from_value(json!({ "name": name }))
-            .map_err(|e| failed(&action, format!("domain record: {e}")))?;
+        let mut rec = DomainRecord::named(&name);
+        rec.gateway = gateway(n);
         self.control
             .create_domain(rec)
             .map(drop)

@@ -415,8 +415,10 @@ fn networks_are_kept_apart() {
         return;
     }
     let d = Rvs::start();
-    let n1 = d.network(&[]);
-    let n2 = d.network(&[]);
+    // Without routing the gateways do not join the networks (with it, the
+    // default, they do: see `routing_networks_reach_each_other`).
+    let n1 = d.network(&["-o", "rvswitch.routing=false"]);
+    let n2 = d.network(&["-o", "rvswitch.routing=false"]);
     let a = Ctr::run(&n1, &[]);
     let b = Ctr::run(&n2, &[]);
     let c = Ctr::run(&n1, &[]);
@@ -432,6 +434,51 @@ fn networks_are_kept_apart() {
     );
     assert!(!a.ping(&ib), "a reached b across networks");
     assert!(!b.ping(&ia), "b reached a across networks");
+    // Each still has its own gateway.
+    let gw = a.net_field(&n1, "Gateway");
+    assert!(a.ping(&gw), "a cannot reach its gateway {gw}");
+}
+
+#[test]
+fn routing_networks_reach_each_other() {
+    if !docker_or_skip("routing_networks_reach_each_other") {
+        return;
+    }
+    let d = Rvs::start();
+    let n1 = d.network(&[]);
+    let n2 = d.network(&[]);
+    let a = Ctr::run(&n1, &[]);
+    let b = Ctr::run(&n2, &[]);
+    let gw = a.net_field(&n1, "Gateway");
+    assert!(
+        a.ping_eventually(&gw, Duration::from_secs(5)),
+        "a cannot reach its gateway {gw}"
+    );
+    let ib = b.ip(&n2);
+    assert!(
+        a.ping_eventually(&ib, Duration::from_secs(5)),
+        "a cannot reach b through the gateways"
+    );
+    // TCP across the router.
+    let o = b.exec(&["busybox", "httpd", "-p", "8000", "-h", "/bin"]);
+    assert!(o.status.success(), "httpd: {}", text(&o.stderr));
+    let digest = |o: Output| {
+        text(&o.stdout)
+            .split_whitespace()
+            .next()
+            .map(str::to_string)
+    };
+    let want = digest(a.exec(&["busybox", "md5sum", "/bin/busybox"]));
+    let got = digest(a.exec(&[
+        "sh",
+        "-c",
+        &format!("busybox wget -q -O - http://{ib}:8000/busybox | busybox md5sum"),
+    ]));
+    assert!(want.is_some());
+    assert_eq!(
+        got, want,
+        "the file came across the router damaged or not at all"
+    );
 }
 
 #[test]
@@ -582,4 +629,21 @@ fn internal_networks_give_no_default_route() {
     let gw = c.net_field(&open, "Gateway");
     let r = routes(&c);
     assert!(r.contains(&format!("default via {gw}")), "{r}");
+    // The switch has no gateway for the internal network, one for the other.
+    let domains = d.json(&["domain", "list"]);
+    let gateway_of = |n: &Net| {
+        domains
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == n.domain().as_str())
+            .map(|x| x["gateway"].clone())
+            .unwrap_or_else(|| panic!("no domain for {}: {domains}", n.name))
+    };
+    assert!(gateway_of(&internal).is_null(), "{domains}");
+    assert!(!gateway_of(&open).is_null(), "{domains}");
+    assert!(
+        c.ping_eventually(&gw, Duration::from_secs(5)),
+        "gateway {gw}"
+    );
 }
