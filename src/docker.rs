@@ -31,13 +31,21 @@ pub struct DockerArgs {
     /// The plugin socket; Docker calls the driver by its file stem.
     #[arg(long, default_value = rvs_cnm::docker::DEFAULT_PLUGIN_SOCKET)]
     pub docker_socket: PathBuf,
+    /// The Docker engine's API socket, asked at start which networks and
+    /// endpoints still exist (Docker removes them while the driver is down).
+    #[arg(long, default_value = DEFAULT_ENGINE_SOCKET)]
+    pub docker_engine: PathBuf,
 }
+
+/// Where dockerd serves its API unless told otherwise.
+pub const DEFAULT_ENGINE_SOCKET: &str = "/var/run/docker.sock";
 
 impl Default for DockerArgs {
     fn default() -> Self {
         DockerArgs {
             docker: false,
             docker_socket: rvs_cnm::docker::DEFAULT_PLUGIN_SOCKET.into(),
+            docker_engine: DEFAULT_ENGINE_SOCKET.into(),
         }
     }
 }
@@ -87,6 +95,7 @@ impl Plugin {
         let fabric = Arc::new(SwitchFabric::new(control));
         let driver = Driver::open(store, fabric, IpamConfig::default()).map_err(err)?;
         prune_lost_endpoints(&driver)?;
+        reconcile_with_engine(&driver, &driver_name(&socket), &args.docker_engine);
         for (what, e) in driver.replay() {
             tracing::error!(%what, error = %e, "could not restore in the switch");
         }
@@ -164,4 +173,71 @@ fn prune_lost_endpoints(driver: &Driver) -> Result<(), DaemonError> {
         }
     }
     Ok(())
+}
+
+/// The networks of driver `driver` the engine has, and their endpoints.
+fn engine_state(engine: &Path, driver: &str) -> Result<(Vec<String>, Vec<String>), String> {
+    use crate::client::{Client, ClientError};
+    let text = |e: ClientError| match e {
+        ClientError::Connect { source, .. } => format!("connect: {source}"),
+        other => other.to_string(),
+    };
+    let client = Client::new(engine).map_err(text)?;
+    let get = |path: &str| -> Result<serde_json::Value, String> {
+        let r = client.get(path).and_then(|r| r.ok()).map_err(text)?;
+        serde_json::from_slice(&r.body).map_err(|e| format!("GET {path}: {e}"))
+    };
+    let filter = serde_json::json!({ "driver": { driver: true } }).to_string();
+    let query = serde_urlencoded::to_string([("filters", filter)]).map_err(|e| e.to_string())?;
+    let list = get(&format!("/v1.41/networks?{query}"))?;
+    let mut networks = Vec::new();
+    let mut endpoints = Vec::new();
+    for n in list.as_array().ok_or("the network list is not an array")? {
+        // The filter matches on a substring of the driver name: check it.
+        if n["Driver"].as_str() != Some(driver) {
+            continue;
+        }
+        let id = n["Id"].as_str().ok_or("a network without an Id")?;
+        let full = get(&format!("/v1.41/networks/{id}"))?;
+        if let Some(cs) = full["Containers"].as_object() {
+            endpoints.extend(
+                cs.values()
+                    .filter_map(|c| c["EndpointID"].as_str())
+                    .map(str::to_string),
+            );
+        }
+        networks.push(id.to_string());
+    }
+    Ok((networks, endpoints))
+}
+
+/// Docker removes networks and endpoints even while the driver is down
+/// (after retrying for a while): ask the engine what it still has and free
+/// the rest. Without an answer nothing is removed.
+fn reconcile_with_engine(driver: &Driver, name: &str, engine: &Path) {
+    if driver.snapshot().networks.is_empty() {
+        return;
+    }
+    let (networks, endpoints) = match engine_state(engine, name) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(
+                engine = %engine.display(),
+                error = %e,
+                "cannot ask the Docker engine which networks still exist; \
+                 networks removed while rvswitch was down are kept"
+            );
+            return;
+        }
+    };
+    match driver.reconcile(&networks, Some(&endpoints)) {
+        Ok(o) if o.networks.is_empty() && o.endpoints.is_empty() && o.pools.is_empty() => {}
+        Ok(o) => tracing::info!(
+            networks = ?o.networks,
+            endpoints = ?o.endpoints,
+            pools = ?o.pools,
+            "removed what the Docker engine no longer has"
+        ),
+        Err(e) => tracing::error!(error = %e, "reconciling with the Docker engine failed"),
+    }
 }

@@ -246,6 +246,15 @@ impl Drop for Rvs {
             );
         }
         self.kill9();
+        // Containers removed while the daemon was down (a test that failed
+        // then) leave their veth pairs: remove what the store names.
+        if let Ok(snap) = rvs_cnm::Store::open(&self.state_dir()).and_then(|s| s.load()) {
+            for e in snap.endpoints {
+                for link in e.ifaces.host.iter().chain([&e.ifaces.sandbox]) {
+                    let _ = Command::new("ip").args(["link", "del", link]).output();
+                }
+            }
+        }
         let _ = std::fs::remove_file(self.plugin_socket());
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -646,4 +655,51 @@ fn internal_networks_give_no_default_route() {
         c.ping_eventually(&gw, Duration::from_secs(5)),
         "gateway {gw}"
     );
+}
+
+#[test]
+fn what_docker_removes_while_the_daemon_is_down_is_freed() {
+    if !docker_or_skip("what_docker_removes_while_the_daemon_is_down_is_freed") {
+        return;
+    }
+    let mut d = Rvs::start();
+    let n = d.network(&[]);
+    let gone = d.network(&[]);
+    let a = Ctr::run(&n, &[]);
+    let c = Ctr::run(&n, &[]);
+    let (ta, tc) = (a.tag(&n), c.tag(&n));
+    d.stop();
+    // The engine retries the missing driver for a while (about 15 s a
+    // call), then goes ahead without it.
+    let t = Instant::now();
+    docker_ok(&["network", "disconnect", &n.name, &c.name]);
+    eprintln!("disconnect without the driver took {:?}", t.elapsed());
+    let t = Instant::now();
+    docker_ok(&["network", "rm", &gone.name]);
+    eprintln!("network rm without the driver took {:?}", t.elapsed());
+    // The engine moved c's end back out of the container: the pair is
+    // still there, for the restarted daemon to remove.
+    assert_eq!(links_with(&tc).len(), 2, "c's veth");
+
+    d.spawn();
+    assert_eq!(links_with(&tc), Vec::<String>::new(), "c's veth is left");
+    assert_eq!(d.ports(), [format!("ep-{ta}")], "only a's port is left");
+    assert_eq!(d.domains(), [n.domain()], "only n's domain is left");
+    let gw = a.net_field(&n, "Gateway");
+    assert!(
+        a.ping_eventually(&gw, Duration::from_secs(10)),
+        "gateway {gw}"
+    );
+
+    d.stop();
+    let snap = rvs_cnm::Store::open(&d.state_dir())
+        .unwrap()
+        .load()
+        .unwrap();
+    let nets: Vec<&str> = snap.networks.iter().map(|x| x.id.as_str()).collect();
+    assert_eq!(nets, [n.id.as_str()]);
+    assert_eq!(snap.endpoints.len(), 1, "{:?}", snap.endpoints);
+    assert!(snap.endpoints[0].id.starts_with(&ta));
+    // Up again, so removing a and n does not wait for a missing driver.
+    d.spawn();
 }
