@@ -703,3 +703,24 @@ fn what_docker_removes_while_the_daemon_is_down_is_freed() {
     // Up again, so removing a and n does not wait for a missing driver.
     d.spawn();
 }
+
+#[test]
+fn vlan_and_mtu_options_are_applied() {
+    if !docker_or_skip("vlan_and_mtu_options_are_applied") {
+        return;
+    }
+    let d = Rvs::start();
+    let n = d.network(&["-o", "rvswitch.vlan=10", "-o", "rvswitch.mtu=1400"]);
+    let a = Ctr::run(&n, &[]);
+    let b = Ctr::run(&n, &[]);
+    assert!(
+        a.ping_eventually(&b.ip(&n), Duration::from_secs(5)),
+        "a cannot ping b on VLAN 10"
+    );
+    let gw = a.net_field(&n, "Gateway");
+    assert!(a.ping(&gw), "a cannot reach its gateway {gw} on VLAN 10");
+    let eth0 = text(&a.exec(&["ip", "-o", "link", "show", "eth0"]).stdout);
+    assert!(eth0.contains("mtu 1400"), "{eth0}");
+    let port = d.json(&["port", "show", &format!("ep-{}", a.tag(&n))]);
+    assert_eq!(port["vlan"]["pvid"], 10, "{port}");
+}
