@@ -724,3 +724,28 @@ fn vlan_and_mtu_options_are_applied() {
     let port = d.json(&["port", "show", &format!("ep-{}", a.tag(&n))]);
     assert_eq!(port["vlan"]["pvid"], 10, "{port}");
 }
+
+#[test]
+fn ipv6_networks_carry_ipv6() {
+    if !docker_or_skip("ipv6_networks_carry_ipv6") {
+        return;
+    }
+    let d = Rvs::start();
+    // Docker's IPAM picks the IPv4 pool; the IPv6 one must be given.
+    let subnet = format!("fd00:7276:{:x}::/64", std::process::id() & 0xffff);
+    let n = d.network(&["--ipv6", "--subnet", &subnet]);
+    let a = Ctr::run(&n, &[]);
+    let b = Ctr::run(&n, &[]);
+    let ib6 = b.net_field(&n, "GlobalIPv6Address");
+    assert!(!ib6.is_empty(), "b has no IPv6 address");
+    assert!(
+        a.ping_eventually(&ib6, Duration::from_secs(10)),
+        "a cannot ping b at {ib6}"
+    );
+    let gw6 = a.net_field(&n, "IPv6Gateway");
+    assert!(
+        a.ping_eventually(&gw6, Duration::from_secs(5)),
+        "a cannot reach the IPv6 gateway {gw6}"
+    );
+    assert!(a.ping(&b.ip(&n)), "IPv4 next to IPv6");
+}
