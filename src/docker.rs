@@ -37,6 +37,9 @@ pub struct DockerArgs {
     pub docker_engine: PathBuf,
 }
 
+/// How long the start waits for the Docker engine's answer.
+const ENGINE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Where dockerd serves its API unless told otherwise.
 pub const DEFAULT_ENGINE_SOCKET: &str = "/var/run/docker.sock";
 
@@ -218,7 +221,17 @@ fn reconcile_with_engine(driver: &Driver, name: &str, engine: &Path) {
     if driver.snapshot().networks.is_empty() {
         return;
     }
-    let (networks, endpoints) = match engine_state(engine, name) {
+    // dockerd may itself be starting and waiting for this driver: never
+    // hang the daemon's start on it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (path, driver_name) = (engine.to_path_buf(), name.to_string());
+    std::thread::spawn(move || {
+        let _ = tx.send(engine_state(&path, &driver_name));
+    });
+    let answer = rx
+        .recv_timeout(ENGINE_TIMEOUT)
+        .unwrap_or_else(|_| Err(format!("no answer within {ENGINE_TIMEOUT:?}")));
+    let (networks, endpoints) = match answer {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(

@@ -320,3 +320,77 @@ impl Fabric for SwitchFabric {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_cnm::model::{DEFAULT_MTU, Subnet};
+
+    fn net(internal: bool) -> Network {
+        Network {
+            id: "4dc7741212d54dcf51f9b8aa00f8c6f8137f8c22b4b7878f9b237540be210f78".into(),
+            name: "tn1".into(),
+            kind: NetworkKind::Vlan { vid: 10 },
+            subnets: vec![
+                Subnet {
+                    pool: "10.231.0.0/24".parse().unwrap(),
+                    gateway: Some("10.231.0.1".parse().unwrap()),
+                    address_space: "LocalDefault".into(),
+                },
+                Subnet {
+                    pool: "fd00:231::/64".parse().unwrap(),
+                    gateway: Some("fd00:231::1".parse().unwrap()),
+                    address_space: "LocalDefault".into(),
+                },
+            ],
+            internal,
+            enable_ipv6: true,
+            mtu: DEFAULT_MTU,
+            port_type: PortType::Afxdp,
+            port_security: true,
+            routing: false,
+            options: Default::default(),
+            labels: Default::default(),
+        }
+    }
+
+    #[test]
+    fn domain_names_are_valid_and_short() {
+        let n = net(false);
+        assert_eq!(domain_name(&n.id), "dk-4dc7741212d5");
+        crate::spec::check_name("bridge domain", &domain_name(&n.id)).unwrap();
+        assert_eq!(domain_name("lab"), "dk-lab");
+    }
+
+    #[test]
+    fn gateway_follows_the_network() {
+        let g = gateway(&net(false)).unwrap();
+        assert_eq!(g.addresses, ["10.231.0.1/24", "fd00:231::1/64"]);
+        assert_eq!((g.vid, g.routing, g.mtu), (10, false, Some(1500)));
+        assert_eq!(gateway(&net(false)).unwrap().mac, g.mac, "stable MAC");
+        g.to_gateway("dk-4dc7741212d5", rvs_switch::DomainId(0))
+            .unwrap();
+        let mut other = net(false);
+        other.id = "0f8683afc6f09c7c4c1d58a6898e992b9d880e003db03f7c501e19f000d8938e".into();
+        assert_ne!(gateway(&other).unwrap().mac, g.mac);
+        assert!(gateway(&net(true)).is_none(), "internal: no gateway");
+        let mut bare = net(false);
+        bare.subnets.iter_mut().for_each(|s| s.gateway = None);
+        assert!(gateway(&bare).is_none());
+        let mut jumbo = net(false);
+        jumbo.mtu = 65000;
+        assert_eq!(gateway(&jumbo).unwrap().mtu, Some(9216));
+    }
+
+    #[test]
+    fn unsupported_networks_say_what_to_use() {
+        let mut n = net(false);
+        n.kind = NetworkKind::Vxlan { vni: 42 };
+        let e = SwitchFabric::supported(&n).unwrap_err().to_string();
+        assert!(e.contains("vxlan") && e.contains("bridge"), "{e}");
+        let mut n = net(false);
+        n.port_type = PortType::Tap;
+        let e = SwitchFabric::supported(&n).unwrap_err().to_string();
+        assert!(e.contains("use afxdp"), "{e}");
+    }
+}
