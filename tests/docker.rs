@@ -59,7 +59,12 @@ fn docker_or_skip(test: &str) -> bool {
     let ready = READY.get_or_init(|| {
         match Command::new("docker").args(["info"]).output() {
             Ok(o) if o.status.success() => {}
-            Ok(o) => return Err(format!("needs a running dockerd: {}", text(&o.stderr))),
+            Ok(o) => {
+                return Err(format!(
+                    "needs a running dockerd: {}",
+                    text(&o.stderr).trim()
+                ));
+            }
             Err(e) => return Err(format!("needs the docker CLI: {e}")),
         }
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/docker-image");
