@@ -6,14 +6,20 @@
 //! AF_XDP UMEM. Never: packet processing.
 
 use std::cell::RefCell;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use rvs_drivers::afpacket::{AfPacketConfig, AfPacketPort};
 use rvs_drivers::afxdp::{AfXdpConfig, AfXdpPort, Umem, XdpModePreference, ZeroCopy};
+use rvs_drivers::impair::{Impaired, Impairment};
 use rvs_drivers::tap::{TapOffload, TapOptions, TapPort};
+use rvs_drivers::vtep::{VtepConfig, VtepHandle, VtepPort};
+use rvs_switch::MacAddr;
 use rvs_switch::PacketPool;
 use rvs_switch::batch::Batch;
 use rvs_switch::port::{Port, PortError, TxDone};
+use rvs_switch::vxlan::Vni;
 use serde_json::Value;
 
 use crate::spec::{PortFactory, PortKind, PortSpec};
@@ -34,10 +40,21 @@ pub fn driver_factory() -> PortFactory {
 }
 
 fn open(spec: &PortSpec, pool: &mut PacketPool) -> Result<Box<dyn Port>, String> {
+    // `impair` is the wrapper's option, whatever the back end.
+    if let Some(v) = spec.options.get("impair") {
+        let cfg: Impairment =
+            serde_json::from_value(v.clone()).map_err(|e| format!("option impair: {e}"))?;
+        cfg.validate()?;
+        let mut inner = spec.clone();
+        inner.options.remove("impair");
+        let port = open(&inner, pool)?;
+        return Ok(Box::new(Impaired::new(port, cfg)?));
+    }
     let port: Box<dyn Port> = match spec.kind {
         PortKind::Tap => Box::new(open_tap(spec, pool)?),
         PortKind::Afxdp => Box::new(open_afxdp(spec, pool)?),
         PortKind::Afpacket => Box::new(open_afpacket(spec)?),
+        PortKind::Vxlan => Box::new(open_vxlan(spec)?),
     };
     if port.name() == spec.name {
         Ok(port)
@@ -191,6 +208,134 @@ fn open_afxdp(spec: &PortSpec, pool: &mut PacketPool) -> Result<AfXdpPort, Strin
     AfXdpPort::open(&umem, pool, iface, &cfg).map_err(|e| e.to_string())
 }
 
+/// Control handles of the open VXLAN ports, by port name: the control
+/// plane changes flood lists and static remote entries through them while
+/// the port runs on its worker.
+static VTEP_HANDLES: Mutex<Option<HashMap<String, VtepHandle>>> = Mutex::new(None);
+
+/// The control handle of VXLAN port `name`, if one is open.
+pub fn vtep_handle(name: &str) -> Option<VtepHandle> {
+    VTEP_HANDLES
+        .lock()
+        .expect("vtep handles lock")
+        .as_ref()
+        .and_then(|m| m.get(name).cloned())
+}
+
+/// What a VXLAN port's options say about its remotes: the flood list
+/// (`"remotes": ["192.0.2.2"]`) and static remote MACs
+/// (`"static": {"02:00:00:00:00:01": "192.0.2.2"}`).
+pub type Remotes = (Vec<IpAddr>, Vec<(MacAddr, IpAddr)>);
+
+pub fn vxlan_remotes(spec: &PortSpec) -> Result<Remotes, String> {
+    let ip = |v: &Value, what: &str| -> Result<IpAddr, String> {
+        v.as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("option {what}: {v} is not an IP address"))
+    };
+    let flood = match spec.options.get("remotes") {
+        None => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| ip(v, "remotes"))
+            .collect::<Result<_, _>>()?,
+        Some(v) => {
+            return Err(format!(
+                "option remotes must be a list of addresses, not {v}"
+            ));
+        }
+    };
+    let statics = match spec.options.get("static") {
+        None => Vec::new(),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(mac, r)| {
+                let mac: MacAddr = mac
+                    .parse()
+                    .map_err(|_| format!("option static: {mac:?} is not a MAC address"))?;
+                if !mac.is_valid_source() {
+                    return Err(format!("option static: {mac} is not a unicast address"));
+                }
+                Ok((mac, ip(r, "static")?))
+            })
+            .collect::<Result<_, String>>()?,
+        Some(v) => {
+            return Err(format!(
+                "option static must map MAC addresses to remote VTEPs, not {v}"
+            ));
+        }
+    };
+    Ok((flood, statics))
+}
+
+fn open_vxlan(spec: &PortSpec) -> Result<VtepPort, String> {
+    let mut o = Opts::new(spec);
+    let local: IpAddr = o
+        .str("local")?
+        .ok_or("vxlan ports need option local (the underlay address to bind)")?
+        .parse()
+        .map_err(|_| "option local must be an IP address".to_string())?;
+    let vni = o
+        .u32("vni")?
+        .ok_or("vxlan ports need option vni (1..16777215)")?;
+    let vni = Vni::new(vni)
+        .filter(|v| v.get() > 0)
+        .ok_or_else(|| format!("option vni {vni} is outside 1..16777215"))?;
+    let mut cfg = VtepConfig::new(&spec.name, local, vni);
+    o.get("remotes");
+    o.get("static");
+    let (flood, statics) = vxlan_remotes(spec)?;
+    cfg.flood = flood;
+    if let Some(p) = o.u32("udp_port")? {
+        cfg.port = u16::try_from(p)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or("option udp_port must be 1..65535")?;
+    }
+    if let Some(g) = o.str("group")? {
+        cfg.group = Some(
+            g.parse()
+                .map_err(|_| "option group must be an IP address".to_string())?,
+        );
+    }
+    if let Some(t) = o.u32("ttl")? {
+        cfg.ttl = Some(
+            u8::try_from(t)
+                .ok()
+                .filter(|t| *t > 0)
+                .ok_or("option ttl must be 1..255")?,
+        );
+    }
+    if let Some(t) = o.u32("tos")? {
+        cfg.tos = u8::try_from(t).map_err(|_| "option tos must be 0..255".to_string())?;
+    }
+    if let Some(df) = o.bool("df")? {
+        cfg.df = df;
+    }
+    if let Some(m) = o.u32("underlay_mtu")? {
+        cfg.underlay_mtu = m as usize;
+    }
+    if let Some(n) = o.u32("tx_sockets")? {
+        cfg.tx_sockets = n as usize;
+    }
+    if let Some(a) = o.u32("remote_aging_secs")? {
+        cfg.remote_fdb.aging_secs = a;
+    }
+    o.finish()?;
+    let mut port = VtepPort::open(&cfg).map_err(|e| e.to_string())?;
+    for (mac, remote) in statics {
+        port.table_mut()
+            .add_static(vni, mac, remote)
+            .map_err(|e| format!("vxlan port {}: static {mac}: {e}", spec.name))?;
+    }
+    VTEP_HANDLES
+        .lock()
+        .expect("vtep handles lock")
+        .get_or_insert_with(HashMap::new)
+        .insert(spec.name.clone(), port.handle());
+    Ok(port)
+}
+
 fn open_afpacket(spec: &PortSpec) -> Result<AfPacketPort, String> {
     let iface = spec
         .iface
@@ -234,6 +379,12 @@ impl Port for Renamed {
     fn maintain(&mut self, pool: &mut PacketPool) {
         self.inner.maintain(pool)
     }
+    fn detach(&mut self, pool: &mut PacketPool) {
+        self.inner.detach(pool)
+    }
+    fn wake_after(&self) -> Option<std::time::Duration> {
+        self.inner.wake_after()
+    }
 }
 
 #[cfg(test)]
@@ -275,5 +426,19 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.contains("large frames"), "{e}");
+        let e = open(
+            &spec(r#"{"name":"t0","kind":"tap","options":{"impair":{"delay":5}}}"#),
+            &mut pool,
+        )
+        .err()
+        .unwrap();
+        assert!(e.contains("option impair: unknown field `delay`"), "{e}");
+        let e = open(
+            &spec(r#"{"name":"t0","kind":"tap","options":{"impair":{"loss_pct":200}}}"#),
+            &mut pool,
+        )
+        .err()
+        .unwrap();
+        assert!(e.contains("outside 0..=100"), "{e}");
     }
 }

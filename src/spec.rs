@@ -21,6 +21,8 @@ pub enum PortKind {
     Afxdp,
     /// AF_PACKET on an existing interface `iface` (the fallback).
     Afpacket,
+    /// A VXLAN tunnel endpoint over a UDP socket (options: local, vni, ...).
+    Vxlan,
 }
 
 impl std::fmt::Display for PortKind {
@@ -29,6 +31,7 @@ impl std::fmt::Display for PortKind {
             PortKind::Tap => "tap",
             PortKind::Afxdp => "afxdp",
             PortKind::Afpacket => "afpacket",
+            PortKind::Vxlan => "vxlan",
         })
     }
 }
@@ -93,6 +96,13 @@ impl PortSpec {
             }
             (PortKind::Tap, Some(_)) => {
                 return Err("tap ports take no iface: the port name is the TAP device".into());
+            }
+            (PortKind::Vxlan, None) => {}
+            (PortKind::Vxlan, Some(_)) => {
+                return Err(
+                    "vxlan ports take no iface: the underlay is a UDP socket on option local"
+                        .into(),
+                );
             }
             (kind, None) => return Err(format!("{kind} ports need an iface")),
             (_, Some(i)) if !is_ifname(i) => {

@@ -349,7 +349,11 @@ impl Worker {
             // Idle: let back ends refill/reap, then sleep until a port fd is
             // readable, the control side wakes us, or the aging timeout.
             self.sw.maintain();
-            if let Err(e) = self.poll.poll(&mut events, Some(self.idle_timeout))
+            let timeout = self
+                .sw
+                .wake_after()
+                .map_or(self.idle_timeout, |w| w.min(self.idle_timeout));
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != std::io::ErrorKind::Interrupted
             {
                 tracing::error!(error = %e, "worker epoll failed; sleeping instead");

@@ -976,6 +976,9 @@ fn openapi_document_lists_every_route() {
         "PATCH /v1/ports/{name}",
         "DELETE /v1/ports/{name}",
         "GET /v1/ports/{name}/stats",
+        "GET /v1/ports/{name}/remotes",
+        "POST /v1/ports/{name}/remotes",
+        "DELETE /v1/ports/{name}/remotes/{remote}",
         "GET /v1/ports/{name}/capture",
         "GET /v1/routes",
         "POST /v1/routes",
@@ -997,6 +1000,7 @@ fn openapi_document_lists_every_route() {
             .replace("{name}", "zz")
             .replace("{vid}", "1")
             .replace("{mac}", "02:00:00:00:00:01")
+            .replace("{remote}", "192.0.2.1")
             .replace("{table}", "0")
             .replace("{addr}", "10.0.0.0")
             .replace("{len}", "8");
@@ -1478,5 +1482,70 @@ fn gateways_and_routes_happy_path_and_bad_inputs() {
     let routes = expect(call(c, "GET", "/v1/routes", None), 200, "").to_string();
     assert!(routes.contains("192.168.0.0/16"), "{routes}");
     expect(call(c, "GET", "/v1/neighbors", None), 200, "");
+    d.stop();
+}
+
+#[test]
+fn vxlan_remotes_are_validated_and_stored() {
+    let dir = TempDir::new("vx");
+    let d = InProc::start(&dir, &[]);
+    let c = &d.client;
+    setup_domain_and_ports(c);
+    let vx = json!({"name": "vx0", "kind": "vxlan", "domain": "bd0",
+        "options": {"local": "192.0.2.1", "vni": 100, "remotes": ["192.0.2.2"]}});
+    let mut bad = vx.clone();
+    bad["iface"] = json!("eth0");
+    expect(
+        call(c, "POST", "/v1/ports", Some(bad)),
+        400,
+        "take no iface",
+    );
+    expect(call(c, "POST", "/v1/ports", Some(vx)), 201, "");
+    let add = |body: Value| call(c, "POST", "/v1/ports/vx0/remotes", Some(body));
+    expect(add(json!({"remote": "192.0.2.1"})), 400, "own address");
+    expect(add(json!({"remote": "nope"})), 400, "");
+    expect(
+        add(json!({"remote": "192.0.2.3", "mac": "01:00:00:00:00:01"})),
+        400,
+        "unicast",
+    );
+    expect(
+        call(
+            c,
+            "POST",
+            "/v1/ports/p1/remotes",
+            Some(json!({"remote": "192.0.2.3"})),
+        ),
+        409,
+        "vxlan ports",
+    );
+    expect(call(c, "GET", "/v1/ports/nx/remotes", None), 404, "no port");
+    expect(add(json!({"remote": "192.0.2.3"})), 201, "");
+    let v = expect(
+        add(json!({"remote": "192.0.2.4", "mac": "02:00:00:00:00:09"})),
+        201,
+        "",
+    );
+    assert_eq!(v["flood"], json!(["192.0.2.2", "192.0.2.3"]));
+    assert_eq!(v["static"], json!([["02:00:00:00:00:09", "192.0.2.4"]]));
+    expect(
+        call(c, "DELETE", "/v1/ports/vx0/remotes/192.0.2.9", None),
+        404,
+        "no remote",
+    );
+    expect(
+        call(c, "DELETE", "/v1/ports/vx0/remotes/192.0.2.2", None),
+        204,
+        "",
+    );
+    d.stop();
+    // Stored in the port's options: a restart opens it with them.
+    let d = InProc::start(&dir, &[]);
+    let v = expect(call(&d.client, "GET", "/v1/ports/vx0", None), 200, "");
+    assert_eq!(v["options"]["remotes"], json!(["192.0.2.3"]));
+    assert_eq!(
+        v["options"]["static"],
+        json!({"02:00:00:00:00:09": "192.0.2.4"})
+    );
     d.stop();
 }

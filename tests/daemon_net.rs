@@ -18,13 +18,23 @@ const BIN: &str = env!("CARGO_BIN_EXE_rvswitch");
 struct Daemon {
     child: Option<Child>,
     dir: PathBuf,
+    /// The network namespace the daemon runs in (a namespace-"host").
+    netns: Option<String>,
 }
 
 impl Daemon {
     fn start() -> Daemon {
+        Self::start_in(None)
+    }
+
+    fn start_in(netns: Option<&Netns>) -> Daemon {
         let dir = std::env::temp_dir().join(unique("rvsd"));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut d = Daemon { child: None, dir };
+        let mut d = Daemon {
+            child: None,
+            dir,
+            netns: netns.map(|n| n.name.clone()),
+        };
         d.spawn();
         d
     }
@@ -34,7 +44,16 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(BIN)
+        let mut cmd = match &self.netns {
+            // `ip netns exec` execs the daemon in place: the child is it.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, BIN]);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = cmd
             .arg("daemon")
             .arg("--socket")
             .arg(self.socket())
@@ -553,4 +572,192 @@ fn gateways_route_between_networks_and_traceroute_shows_each_hop() {
         String::from_utf8_lossy(&o.stderr).contains("in use"),
         "{o:?}"
     );
+}
+
+/// A TAP port made by daemon `d` (running in namespace-host `host`), moved
+/// into `node` as eth0 with `addr`.
+fn tap_from_host_into(
+    d: &Daemon,
+    host: &Netns,
+    node: &Netns,
+    port: &str,
+    domain: &str,
+    addr: &str,
+) {
+    d.ctl(&["port", "add", port, "--kind", "tap", "--domain", domain]);
+    host.ip(&["link", "set", port, "netns", &node.name]);
+    node.ip(&["link", "set", port, "name", "eth0"]);
+    node.ip(&["addr", "add", addr, "dev", "eth0"]);
+    // The overlay's MTU: 1500 on the underlay less 50 bytes of VXLAN.
+    node.ip(&["link", "set", "eth0", "mtu", "1450", "up"]);
+}
+
+#[test]
+fn two_daemons_on_two_hosts_carry_two_isolated_vxlan_networks() {
+    if !root_or_skip("two_daemons_on_two_hosts_carry_two_isolated_vxlan_networks") {
+        return;
+    }
+    // Two namespace-"hosts" joined by an underlay link.
+    let (h1, h2) = (Netns::new("vh1"), Netns::new("vh2"));
+    let (u1, u2) = (unique("vu1"), unique("vu2"));
+    h1.ip(&["link", "add", &u1, "type", "veth", "peer", "name", &u2]);
+    h1.ip(&["link", "set", &u2, "netns", &h2.name]);
+    h1.ip(&["addr", "add", "10.62.0.1/24", "dev", &u1]);
+    h2.ip(&["addr", "add", "10.62.0.2/24", "dev", &u2]);
+    h1.ip(&["link", "set", &u1, "up"]);
+    h2.ip(&["link", "set", &u2, "up"]);
+    let d1 = Daemon::start_in(Some(&h1));
+    let d2 = Daemon::start_in(Some(&h2));
+    // On each host: networks "blue" (VNI 4242) and "red" (VNI 4343), each
+    // a bridge domain with one VTEP port on the shared UDP socket 4789.
+    for (d, local, remote) in [
+        (&d1, "10.62.0.1", "10.62.0.2"),
+        (&d2, "10.62.0.2", "10.62.0.1"),
+    ] {
+        for (net, vni) in [("blue", "4242"), ("red", "4343")] {
+            d.ctl(&["domain", "add", net]);
+            let remotes = format!("remotes=[\"{remote}\"]");
+            d.ctl(&[
+                "port",
+                "add",
+                &format!("vx-{net}"),
+                "--kind",
+                "vxlan",
+                "--domain",
+                net,
+                "--option",
+                &format!("local={local}"),
+                "--option",
+                &format!("vni={vni}"),
+                "--option",
+                &remotes,
+            ]);
+        }
+    }
+    // Hosts: blue a1 (h1) + a2 (h2); red b1 (h1) + b2 (h2); one subnet, so
+    // only the VNI keeps them apart.
+    let (a1, a2, b1, b2) = (
+        Netns::new("va1"),
+        Netns::new("va2"),
+        Netns::new("vb1"),
+        Netns::new("vb2"),
+    );
+    tap_from_host_into(&d1, &h1, &a1, &unique("vta"), "blue", "10.63.0.1/24");
+    tap_from_host_into(&d2, &h2, &a2, &unique("vta"), "blue", "10.63.0.2/24");
+    tap_from_host_into(&d1, &h1, &b1, &unique("vtb"), "red", "10.63.0.3/24");
+    tap_from_host_into(&d2, &h2, &b2, &unique("vtb"), "red", "10.63.0.4/24");
+
+    assert!(
+        a1.ping_eventually("10.63.0.2", Duration::from_secs(5)),
+        "blue across hosts"
+    );
+    assert!(
+        b1.ping_eventually("10.63.0.4", Duration::from_secs(5)),
+        "red across hosts"
+    );
+    assert!(!a1.ping("10.63.0.4", 2), "blue must not reach red");
+    assert!(!b2.ping("10.63.0.2", 2), "red must not reach blue");
+    // TCP over the overlay (TAP TSO super-frames are cut to the underlay MTU).
+    assert_eq!(iperf_bytes(&a2, &a1, "10.63.0.1", "4M"), 4 << 20);
+
+    // The remote table learned a2's MAC behind 10.62.0.2.
+    let r = d1.json(&["remote", "list", "vx-blue"]);
+    let a2_mac = String::from_utf8(a2.exec("cat", &["/sys/class/net/eth0/address"]).stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let entries = r["entries"].to_string();
+    assert!(
+        entries.contains(&a2_mac) && entries.contains("10.62.0.2"),
+        "{r}"
+    );
+    assert!(r["stats"]["rx_decap"].as_u64().unwrap() > 0, "{r}");
+
+    // Remotes change at run time and persist: without a flood list, blue's
+    // broadcasts (ARP) no longer reach h2.
+    d1.ctl(&["remote", "del", "vx-blue", "10.62.0.2"]);
+    let r = d1.json(&["remote", "list", "vx-blue"]);
+    assert_eq!(r["flood"], serde_json::json!([]), "{r}");
+    let o = d1.ctl_raw(&["remote", "del", "vx-blue", "10.62.0.2"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no remote"),
+        "{o:?}"
+    );
+    d1.ctl(&["remote", "add", "vx-blue", "10.62.0.2"]);
+    let port = d1.json(&["port", "show", "vx-blue"]);
+    assert_eq!(
+        port["options"]["remotes"],
+        serde_json::json!(["10.62.0.2"]),
+        "{port}"
+    );
+    assert!(a1.ping_eventually("10.63.0.2", Duration::from_secs(5)));
+}
+
+/// The round-trip times `ping` printed, in milliseconds.
+fn rtts(out: &Output) -> Vec<f64> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split("time=").nth(1))
+        .filter_map(|t| t.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn impaired_ports_delay_and_drop_what_they_send() {
+    if !root_or_skip("impaired_ports_delay_and_drop_what_they_send") {
+        return;
+    }
+    let d = Daemon::start();
+    d.ctl(&["domain", "add", "imp"]);
+    let (a, b) = (Netns::new("ima"), Netns::new("imb"));
+    tap_into(&d, &a, &unique("ipa"), "imp", &[], "10.64.0.1/24");
+    // Frames the switch sends to b wait 40 ms (± 5).
+    tap_into(
+        &d,
+        &b,
+        &unique("ipb"),
+        "imp",
+        &[
+            "--option",
+            r#"impair={"delay_ms": 40, "jitter_ms": 5, "seed": 1}"#,
+        ],
+        "10.64.0.2/24",
+    );
+    assert!(a.ping_eventually("10.64.0.2", Duration::from_secs(5)));
+    let out = a.exec("ping", &["-c", "5", "-i", "0.2", "-W", "2", "10.64.0.2"]);
+    let t = rtts(&out);
+    assert_eq!(t.len(), 5, "{out:?}");
+    assert!(t.iter().all(|ms| *ms >= 35.0), "every echo waited: {t:?}");
+    // A port that loses everything it sends.
+    let c = Netns::new("imc");
+    tap_into(
+        &d,
+        &c,
+        &unique("ipc"),
+        "imp",
+        &["--option", r#"impair={"loss_pct": 100}"#],
+        "10.64.0.3/24",
+    );
+    assert!(!a.ping("10.64.0.3", 3), "all lost");
+    // Bad settings are refused and nothing is made.
+    let o = d.ctl_raw(&[
+        "port",
+        "add",
+        "ipx",
+        "--kind",
+        "tap",
+        "--domain",
+        "imp",
+        "--option",
+        r#"impair={"jitter_ms": 9}"#,
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("exceeds delay_ms"),
+        "{o:?}"
+    );
+    let link = Command::new("ip")
+        .args(["link", "show", "ipx"])
+        .output()
+        .unwrap();
+    assert!(!link.status.success(), "no TAP left behind");
 }

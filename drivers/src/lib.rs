@@ -6,6 +6,7 @@ pub mod afpacket;
 pub mod afxdp;
 pub mod ethtool;
 pub mod gso;
+pub mod impair;
 pub mod netlink;
 pub mod netns;
 pub mod tap;

@@ -28,12 +28,13 @@
 mod sys;
 mod tx;
 
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use rvs_switch::fdb::{FdbConfig, Learned};
@@ -130,7 +131,7 @@ macro_rules! vtep_counters {
         #[derive(Debug, Default)]
         pub struct VtepCounters { $($(#[$m])* pub $f: AtomicU64,)* }
         /// A copy of [`VtepCounters`].
-        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
         pub struct VtepStats { $($(#[$m])* pub $f: u64,)* }
         impl VtepCounters {
             pub fn snapshot(&self) -> VtepStats {
@@ -222,9 +223,93 @@ impl VtepHandle {
 
 /// A VTEP port; give it to `Switch::add_port` as a member of the domain
 /// whose VNI it carries.
+/// The receive socket of one (network namespace, bind address, UDP port),
+/// shared by the VTEP ports of every VNI on it — the kernel delivers all
+/// VNIs to the one socket bound to 4789, as it does for its own `vxlan`
+/// devices. A port that receives a datagram of another member's VNI parks
+/// it in that member's stash; the member takes it at its next `rx_burst`.
+/// All members live on one worker thread (they share its packet pool).
+struct SharedRx {
+    sock: OwnedFd,
+    key: RxKey,
+    thread: std::thread::ThreadId,
+    stash: Mutex<HashMap<Vni, VecDeque<(PktBuf, IpAddr)>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RxKey {
+    netns: u64,
+    bind: SocketAddr,
+}
+
+/// Datagrams parked for one VNI at most; more are dropped and counted.
+const STASH_MAX: usize = 256;
+
+/// Live shared receive sockets (weak: the last member closes the socket).
+static SHARED_RX: Mutex<Vec<Weak<SharedRx>>> = Mutex::new(Vec::new());
+
+fn current_netns() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/thread-self/ns/net").map_or(0, |m| m.ino())
+}
+
+impl SharedRx {
+    /// Join the socket for `bind` in this namespace for `vni`, opening it if
+    /// nobody has.
+    fn join(cfg: &VtepConfig, bind: SocketAddr) -> Result<Arc<SharedRx>, VtepError> {
+        let key = RxKey {
+            netns: current_netns(),
+            bind,
+        };
+        let mut all = SHARED_RX.lock().expect("vtep registry lock");
+        all.retain(|w| w.strong_count() > 0);
+        let found = all.iter().filter_map(Weak::upgrade).find(|s| s.key == key);
+        let bad = |reason: String| VtepError::Config {
+            name: cfg.name.clone(),
+            reason,
+        };
+        let shared = match found {
+            Some(s) => {
+                if s.thread != std::thread::current().id() {
+                    return Err(bad(format!(
+                        "the VTEP socket {bind} is served by another worker; put every \
+                         VXLAN bridge domain on one worker"
+                    )));
+                }
+                if s.stash.lock().expect("stash lock").contains_key(&cfg.vni) {
+                    return Err(bad(format!(
+                        "VNI {} already has a VTEP port on {bind}",
+                        cfg.vni.get()
+                    )));
+                }
+                s
+            }
+            None => {
+                let s = Arc::new(SharedRx {
+                    sock: sys::udp_socket(cfg, bind)?,
+                    key,
+                    thread: std::thread::current().id(),
+                    stash: Mutex::new(HashMap::new()),
+                });
+                all.push(Arc::downgrade(&s));
+                s
+            }
+        };
+        if let Some(g) = cfg.group {
+            sys::setup_group(&shared.sock, cfg, g, true)?;
+        }
+        shared
+            .stash
+            .lock()
+            .expect("stash lock")
+            .insert(cfg.vni, VecDeque::new());
+        Ok(shared)
+    }
+}
+
 pub struct VtepPort {
     name: String,
-    sock: OwnedFd,
+    rx: Arc<SharedRx>,
     tx_socks: Vec<OwnedFd>,
     port: u16,
     vni: Vni,
@@ -285,12 +370,11 @@ impl VtepPort {
             (Some(_), false) => IpAddr::from([0u8; 4]),
             (Some(_), true) => IpAddr::from([0u8; 16]),
         };
-        let sock = sys::udp_socket(cfg, SocketAddr::new(bind_ip, cfg.port))?;
+        let rx = SharedRx::join(cfg, SocketAddr::new(bind_ip, cfg.port))?;
         let tx_socks = (0..cfg.tx_sockets)
             .map(|_| sys::udp_socket(cfg, SocketAddr::new(cfg.local, 0)))
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(g) = cfg.group {
-            sys::setup_group(&sock, cfg, g, true)?;
             for s in &tx_socks {
                 sys::setup_group(s, cfg, g, false)?;
             }
@@ -311,7 +395,7 @@ impl VtepPort {
         let counters = Arc::new(VtepCounters::default());
         Ok(VtepPort {
             name,
-            sock,
+            rx,
             tx_socks,
             port: cfg.port,
             vni: cfg.vni,
@@ -348,7 +432,7 @@ impl VtepPort {
 
     /// The address the receive socket is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        sys::local_addr(&self.sock)
+        sys::local_addr(&self.rx.sock)
     }
 
     /// The source addresses the port sends from (the bound one alone when
@@ -358,6 +442,33 @@ impl VtepPort {
             return Ok(vec![self.local_addr()?]);
         }
         self.tx_socks.iter().map(sys::local_addr).collect()
+    }
+
+    /// Hand one decapsulated frame of this VNI to the switch: learn its
+    /// source against the remote VTEP, leave the metadata in the headroom.
+    fn deliver(
+        &mut self,
+        pool: &mut PacketPool,
+        batch: &mut Batch,
+        mut b: PktBuf,
+        remote: IpAddr,
+        now: u32,
+        st: &mut VtepStats,
+    ) {
+        let src = MacAddr(pool.data(&b)[6..12].try_into().unwrap());
+        match self.table.learn(self.vni, src, remote, now) {
+            Some(Learned::New) => st.learn_new += 1,
+            Some(Learned::Moved { .. }) => st.learn_move += 1,
+            Some(Learned::LimitPort | Learned::LimitDomain) => st.learn_limit += 1,
+            _ => {}
+        }
+        RxMeta {
+            vni: self.vni,
+            remote,
+        }
+        .write(pool, &mut b);
+        st.rx_decap += 1;
+        batch.push(b).expect("at most batch.room() frames");
     }
 
     fn now_s(&self) -> u32 {
@@ -400,6 +511,20 @@ impl Port for VtepPort {
     fn rx_burst(&mut self, pool: &mut PacketPool, batch: &mut Batch) -> Result<usize, PortError> {
         self.apply_commands();
         let mut st = VtepStats::default();
+        let now = self.now_s();
+        let mut pushed = 0;
+        let rx = self.rx.clone();
+        // Datagrams another member received for this VNI first.
+        {
+            let mut stash = rx.stash.lock().expect("stash lock");
+            let mine = stash.get_mut(&self.vni).expect("registered at open");
+            while !batch.is_full()
+                && let Some((b, remote)) = mine.pop_front()
+            {
+                self.deliver(pool, batch, b, remote, now, &mut st);
+                pushed += 1;
+            }
+        }
         let mut bufs: [Option<PktBuf>; BATCH_MAX] = std::array::from_fn(|_| None);
         let mut iov = [sys::iovec(std::ptr::null(), 0); BATCH_MAX];
         let mut k = 0;
@@ -418,10 +543,9 @@ impl Port for VtepPort {
         let mut names: [libc::sockaddr_storage; BATCH_MAX] = unsafe { std::mem::zeroed() };
         let got = match k {
             0 => Ok(0),
-            _ => sys::recv_batch(&self.sock, &mut iov[..k], &mut lens, &mut names),
+            _ => sys::recv_batch(&rx.sock, &mut iov[..k], &mut lens, &mut names),
         };
-        let now = self.now_s();
-        let mut pushed = 0;
+        let mut others = None;
         for (i, slot) in bufs.iter_mut().take(k).enumerate() {
             let mut b = slot.take().expect("filled above");
             let arrived = matches!(got, Ok(n) if i < n);
@@ -433,7 +557,23 @@ impl Port for VtepPort {
             };
             pool.set_len(&mut b, len);
             let vni = match vxlan::pull_header(pool, &mut b) {
-                Ok(v) if self.table.knows(v) => v,
+                Ok(v) if v == self.vni => v,
+                Ok(v) => {
+                    // Another member's VNI (or nobody's).
+                    let stash = others.get_or_insert_with(|| rx.stash.lock().expect("stash lock"));
+                    match stash.get_mut(&v) {
+                        Some(q) if q.len() < STASH_MAX => q.push_back((b, remote)),
+                        Some(_) => {
+                            st.rx_no_buffer += 1;
+                            pool.free(b);
+                        }
+                        None => {
+                            st.rx_unknown_vni += 1;
+                            pool.free(b);
+                        }
+                    }
+                    continue;
+                }
                 r => {
                     match r {
                         Ok(_) => st.rx_unknown_vni += 1,
@@ -444,18 +584,11 @@ impl Port for VtepPort {
                     continue;
                 }
             };
-            let src = MacAddr(pool.data(&b)[6..12].try_into().unwrap());
-            match self.table.learn(vni, src, remote, now) {
-                Some(Learned::New) => st.learn_new += 1,
-                Some(Learned::Moved { .. }) => st.learn_move += 1,
-                Some(Learned::LimitPort | Learned::LimitDomain) => st.learn_limit += 1,
-                _ => {}
-            }
-            RxMeta { vni, remote }.write(pool, &mut b);
-            st.rx_decap += 1;
-            batch.push(b).expect("at most batch.room() frames");
+            debug_assert_eq!(vni, self.vni);
+            self.deliver(pool, batch, b, remote, now, &mut st);
             pushed += 1;
         }
+        drop(others);
         self.counters.add(&st);
         match got {
             Err(e)
@@ -479,7 +612,7 @@ impl Port for VtepPort {
     }
 
     fn poll_fd(&self) -> Option<i32> {
-        Some(self.sock.as_raw_fd())
+        Some(self.rx.sock.as_raw_fd())
     }
 
     /// The largest inner frame the underlay MTU allows: the switch drops
@@ -491,6 +624,25 @@ impl Port for VtepPort {
 
     fn maintain(&mut self, _pool: &mut PacketPool) {
         self.apply_commands();
+    }
+
+    fn detach(&mut self, pool: &mut PacketPool) {
+        let mut stash = self.rx.stash.lock().expect("stash lock");
+        if let Some(q) = stash.remove(&self.vni) {
+            q.into_iter().for_each(|(b, _)| pool.free(b));
+        }
+    }
+}
+
+impl Drop for VtepPort {
+    fn drop(&mut self) {
+        // Not detached (the switch went away with its pool): just stop
+        // parking datagrams for this VNI.
+        if let Ok(mut stash) = self.rx.stash.lock()
+            && let Some(q) = stash.remove(&self.vni)
+        {
+            std::mem::forget(q);
+        }
     }
 }
 

@@ -50,6 +50,9 @@ pub enum CtlCommand {
     Route(RouteCmd),
     /// The gateways' neighbors (ARP / ND entries).
     Neigh,
+    /// Remote VTEPs of a vxlan port: flood list and static entries.
+    #[command(subcommand)]
+    Remote(RemoteCmd),
     /// Counters of every port (or of one) and of the pipeline stages.
     Stats { port: Option<String> },
     /// Packet trace.
@@ -138,6 +141,21 @@ pub enum GatewayCmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum RemoteCmd {
+    /// The port's flood list, static entries and remote table.
+    List { port: String },
+    /// Add REMOTE to the flood list, or with --mac a static entry.
+    Add {
+        port: String,
+        remote: String,
+        #[arg(long)]
+        mac: Option<String>,
+    },
+    /// Remove REMOTE (from the flood list and every static entry).
+    Del { port: String, remote: String },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum RouteCmd {
     /// List routes.
     List,
@@ -206,7 +224,8 @@ pub enum PortCmd {
     /// Open a back end and add it as a port of a bridge domain.
     Add {
         name: String,
-        /// tap, afxdp or afpacket.
+        /// tap, afxdp, afpacket or vxlan (vxlan: --option local=ADDR
+        /// --option vni=N [--option remotes='["ADDR",...]']).
         #[arg(long)]
         kind: String,
         /// Interface to attach (afxdp, afpacket).
@@ -441,6 +460,24 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
             }
         },
         CtlCommand::Neigh => out.neighbors(&c.get("/v1/neighbors")?.ok()?),
+        CtlCommand::Remote(cmd) => match cmd {
+            RemoteCmd::List { port } => {
+                out.remotes(&c.get(&format!("/v1/ports/{}/remotes", enc(&port)))?.ok()?)
+            }
+            RemoteCmd::Add { port, remote, mac } => {
+                let mut v = json!({ "remote": remote });
+                if let Some(m) = mac {
+                    v["mac"] = json!(m);
+                }
+                let path = format!("/v1/ports/{}/remotes", enc(&port));
+                out.remotes(&c.request(Method::POST, &path, Some(&v))?.ok()?)
+            }
+            RemoteCmd::Del { port, remote } => {
+                let path = format!("/v1/ports/{}/remotes/{}", enc(&port), enc(&remote));
+                c.request(Method::DELETE, &path, None)?.ok()?;
+                out.done(&format!("removed remote {remote} from {port}"))
+            }
+        },
         CtlCommand::Port(cmd) => match cmd {
             PortCmd::List => out.ports(&c.get("/v1/ports")?.ok()?),
             PortCmd::Show { name } => out.port(&c.get(&format!("/v1/ports/{}", enc(&name)))?.ok()?),

@@ -156,6 +156,38 @@ impl Output {
         })
     }
 
+    pub(super) fn remotes(&self, r: &Reply) -> Result<(), CtlError> {
+        if self.json {
+            return self.print_json(r);
+        }
+        let v = r.json();
+        let list = |a: &Value| -> String {
+            a.as_array()
+                .map(|a| a.iter().map(txt).collect::<Vec<_>>().join(", "))
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "-".into())
+        };
+        println!("port {}  vni {}", txt(&v["port"]), txt(&v["vni"]));
+        println!("flood list: {}", list(&v["flood"]));
+        let rows: Vec<Vec<String>> = v["entries"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        let kind = if e["static"] == Value::Bool(true) {
+                            "static".to_string()
+                        } else {
+                            format!("learned {}s", txt(&e["age_secs"]))
+                        };
+                        vec![txt(&e["mac"]), txt(&e["remote"]), kind]
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        print!("{}", table(&["MAC", "REMOTE VTEP", "KIND"], &rows));
+        Ok(())
+    }
+
     pub(super) fn neighbors(&self, r: &Reply) -> Result<(), CtlError> {
         self.list(r, &["DOMAIN", "ADDRESS", "MAC", "STATE", "PENDING"], |v| {
             vec![

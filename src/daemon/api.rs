@@ -136,6 +136,8 @@ pub fn router(control: Shared) -> Router {
             get(get_port).patch(patch_port).delete(delete_port),
         )
         .route("/v1/ports/{name}/stats", get(port_stats))
+        .route("/v1/ports/{name}/remotes", get(remotes).post(add_remote))
+        .route("/v1/ports/{name}/remotes/{remote}", delete(delete_remote))
         .route("/v1/ports/{name}/capture", get(capture))
         .route("/v1/routes", get(list_routes).post(add_route))
         .route("/v1/routes/{table}/{addr}/{len}", delete(delete_route))
@@ -184,6 +186,30 @@ async fn patch_domain(State(c): State<Shared>, Path(name): Path<String>, b: Byte
 
 async fn delete_domain(State(c): State<Shared>, Path(name): Path<String>) -> ApiResult {
     run(&c, move |c| c.delete_domain(&name)).await?;
+    no_content()
+}
+
+// ---- VXLAN remotes ------------------------------------------------------------------
+
+async fn remotes(State(c): State<Shared>, Path(name): Path<String>) -> ApiResult {
+    ok(&run(&c, move |c| c.remotes(&name)).await?)
+}
+
+async fn add_remote(State(c): State<Shared>, Path(name): Path<String>, b: Bytes) -> ApiResult {
+    let r: super::overlay::AddRemote = body(&b)?;
+    let v = run(&c, move |c| c.add_remote(&name, r)).await?;
+    Ok(json(StatusCode::CREATED, &v))
+}
+
+async fn delete_remote(
+    State(c): State<Shared>,
+    Path((name, remote)): Path<(String, String)>,
+) -> ApiResult {
+    let ip: std::net::IpAddr = remote.parse().map_err(|_| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        message: format!("{remote:?} is not an IP address"),
+    })?;
+    run(&c, move |c| c.delete_remote(&name, ip)).await?;
     no_content()
 }
 

@@ -20,6 +20,7 @@ pub mod fdb;
 pub mod l3;
 pub mod model;
 pub mod observe;
+pub mod overlay;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod testutil;

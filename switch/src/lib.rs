@@ -17,6 +17,7 @@ mod pipeline;
 pub mod port;
 pub mod ratelimit;
 pub mod router;
+pub mod stp;
 pub mod switch;
 pub mod trace;
 pub mod vlan;

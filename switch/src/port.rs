@@ -86,4 +86,15 @@ pub trait Port: Send {
     /// Called by the worker when it goes idle and when it wakes, so zero-copy
     /// back ends can refill rings or reap completions outside the hot path.
     fn maintain(&mut self, _pool: &mut PacketPool) {}
+
+    /// The port is leaving the switch: give back any pool frames it holds
+    /// beyond its batches (the switch calls this before dropping it).
+    fn detach(&mut self, _pool: &mut PacketPool) {}
+
+    /// How soon the port needs a call even if its fd stays quiet (it holds
+    /// frames due then, e.g. a delayed link): an idle worker sleeps no
+    /// longer than this.
+    fn wake_after(&self) -> Option<std::time::Duration> {
+        None
+    }
 }

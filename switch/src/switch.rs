@@ -455,6 +455,7 @@ impl Switch {
         self.slot(id)?;
         let mut ps = self.ports[id.index()].take().expect("checked");
         ps.txq.free_all(&mut self.pool);
+        ps.port.detach(&mut self.pool);
         let d = self
             .domain_mut(ps.cfg.domain)
             .expect("a port's domain exists");
@@ -532,6 +533,16 @@ impl Switch {
             Some(ps) => Ok(ps.port.as_mut()),
             None => Err(SwitchError::UnknownPort(id.to_string())),
         }
+    }
+
+    /// The soonest any port asked to be called again (see
+    /// [`Port::wake_after`]).
+    pub fn wake_after(&self) -> Option<std::time::Duration> {
+        self.ports
+            .iter()
+            .flatten()
+            .filter_map(|p| p.port.wake_after())
+            .min()
     }
 
     /// File descriptors to wait on when idle: (port, fd).

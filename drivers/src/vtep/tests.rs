@@ -228,3 +228,60 @@ fn tso_super_frames_are_segmented_before_encapsulation() {
     assert_eq!(stats(&a).tx_gso_segmented, 1);
     assert_eq!(pool.large_available(), 4);
 }
+
+#[test]
+fn several_vnis_share_one_udp_socket_and_each_gets_only_its_own() {
+    let p = port_no();
+    let (a, b): (IpAddr, IpAddr) = ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+    let cfg = |name: &str, local: IpAddr, remote: IpAddr, vni: u32| {
+        let mut c = VtepConfig::new(name, local, Vni::new(vni).unwrap());
+        c.port = p;
+        c.flood = vec![remote];
+        c.tx_sockets = 0;
+        c
+    };
+    // Host A: VNIs 10 and 20 on one socket; host B: the same.
+    let mut a10 = VtepPort::open(&cfg("a10", a, b, 10)).unwrap();
+    let mut a20 = VtepPort::open(&cfg("a20", a, b, 20)).unwrap();
+    let mut b10 = VtepPort::open(&cfg("b10", b, a, 10)).unwrap();
+    let mut b20 = VtepPort::open(&cfg("b20", b, a, 20)).unwrap();
+    assert_eq!(
+        a10.poll_fd(),
+        a20.poll_fd(),
+        "one socket per address and port"
+    );
+    let e = VtepPort::open(&cfg("a10bis", a, b, 10)).err().unwrap();
+    assert!(e.to_string().contains("already has a VTEP port"), "{e}");
+    let mut pool = PacketPool::with_frames(512);
+    let free0 = pool.available();
+    let (m1, m2) = (MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2]));
+    send(&mut a10, &mut pool, &[frame(MacAddr::BROADCAST, m1, 100)]);
+    send(&mut a20, &mut pool, &[frame(MacAddr::BROADCAST, m2, 200)]);
+    // b20 polls first: it receives both datagrams, keeps VNI 20's and parks
+    // VNI 10's for b10.
+    let got20 = recv(&mut b20, &mut pool, 1);
+    assert_eq!(got20.len(), 1);
+    assert_eq!(got20[0].0.len(), 200);
+    assert_eq!(got20[0].1.unwrap().vni.get(), 20);
+    let got10 = recv(&mut b10, &mut pool, 1);
+    assert_eq!(got10.len(), 1, "parked datagram delivered to its VNI");
+    assert_eq!(got10[0].0.len(), 100);
+    assert_eq!(got10[0].1.unwrap().vni.get(), 10);
+    assert!(
+        recv(&mut b20, &mut pool, 1).is_empty(),
+        "nothing crossed VNIs"
+    );
+    // A datagram parked for a port that leaves is given back to the pool.
+    send(&mut a10, &mut pool, &[frame(MacAddr::BROADCAST, m1, 100)]);
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(recv(&mut b20, &mut pool, 1).is_empty());
+    b10.detach(&mut pool);
+    drop(b10);
+    // VNI 10 is now unknown on B.
+    send(&mut a10, &mut pool, &[frame(MacAddr::BROADCAST, m1, 100)]);
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(recv(&mut b20, &mut pool, 1).is_empty());
+    assert_eq!(stats(&b20).rx_unknown_vni, 1);
+    assert_eq!(pool.available(), free0, "no frame leaked");
+    drop((a10, a20, b20));
+}

@@ -115,7 +115,7 @@ impl VtepPort {
         };
         for s in 0..=self.tx_socks.len() {
             let (fd, id) = match s {
-                0 => (&self.sock, usize::MAX),
+                0 => (&self.rx.sock, usize::MAX),
                 _ => (&self.tx_socks[s - 1], s - 1),
             };
             self.sorted.clear();
