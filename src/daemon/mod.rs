@@ -152,13 +152,14 @@ where
     let store = store::Store::open(&args.state_dir)?;
     let dp = Dataplane::start(args.workers as usize)?;
     let control = Arc::new(Control::start(dp, store, factory).map_err(DaemonError::Replay)?);
-    let plugin = match args.docker.docker {
-        true => Some(crate::docker::Plugin::open(
+    let plugin = if args.docker.docker {
+        Some(crate::docker::Plugin::open(
             &args.docker,
             &args.state_dir,
             control.clone(),
-        )?),
-        false => None,
+        )?)
+    } else {
+        None
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
