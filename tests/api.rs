@@ -156,6 +156,7 @@ impl InProc {
             state_dir: dir.state(),
             workers: 1,
             test_memory_ports: false,
+            docker: Default::default(),
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
