@@ -11,6 +11,8 @@ pub mod backends;
 pub mod client;
 pub mod ctl;
 pub mod daemon;
+pub mod docker;
+pub mod fabric;
 pub mod lab;
 pub mod pcap;
 pub mod quickstart;

@@ -136,6 +136,7 @@ pub fn run(args: &QuickstartArgs) -> Result<(), QuickstartError> {
         state_dir: state_dir.clone(),
         workers: 1,
         test_memory_ports: false,
+        docker: Default::default(),
     };
     let daemon = std::thread::Builder::new()
         .name("rvs-quickstart-daemon".into())

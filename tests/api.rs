@@ -156,6 +156,7 @@ impl InProc {
             state_dir: dir.state(),
             workers: 1,
             test_memory_ports: false,
+            docker: Default::default(),
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -969,6 +970,7 @@ fn openapi_document_lists_every_route() {
         "POST /v1/domains/{name}/fdb",
         "DELETE /v1/domains/{name}/fdb",
         "DELETE /v1/domains/{name}/fdb/{vid}/{mac}",
+        "GET /v1/domains/{name}/stp",
         "GET /v1/ports",
         "POST /v1/ports",
         "GET /v1/ports/{name}",

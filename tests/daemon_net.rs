@@ -761,3 +761,106 @@ fn impaired_ports_delay_and_drop_what_they_send() {
         .unwrap();
     assert!(!link.status.success(), "no TAP left behind");
 }
+
+#[test]
+fn a_ring_of_three_bridges_runs_rstp_and_carries_no_storm() {
+    if !root_or_skip("a_ring_of_three_bridges_runs_rstp_and_carries_no_storm") {
+        return;
+    }
+    let d = Daemon::start();
+    let doms = ["r1", "r2", "r3"];
+    for s in doms {
+        d.ctl(&["domain", "add", s, "--stp", "true"]);
+    }
+    // Ring links: veth pairs whose ends are ports of two bridge domains.
+    let mut links = Vec::new();
+    let mut ring_ports = Vec::new();
+    for i in 0..3 {
+        let (a, b) = (doms[i], doms[(i + 1) % 3]);
+        let (l, peer) = Link::veth("rgl", None);
+        ip(&["link", "set", &peer, "up"]);
+        ip(&["link", "set", &l.name, "up"]);
+        for (dom, ifc) in [(a, l.name.as_str()), (b, peer.as_str())] {
+            let p = unique("rgp");
+            d.ctl(&[
+                "port", "add", &p, "--kind", "afpacket", "--iface", ifc, "--domain", dom,
+            ]);
+            ring_ports.push(p);
+        }
+        links.push(l);
+    }
+    // Hosts on r1 and r3, behind edge ports.
+    let (h1, h3) = (Netns::new("rgh"), Netns::new("rgh"));
+    tap_into(
+        &d,
+        &h1,
+        &unique("rgt"),
+        "r1",
+        &["--stp-edge", "true"],
+        "10.65.0.1/24",
+    );
+    tap_into(
+        &d,
+        &h3,
+        &unique("rgt"),
+        "r3",
+        &["--stp-edge", "true"],
+        "10.65.0.3/24",
+    );
+    assert!(
+        h1.ping_eventually("10.65.0.3", Duration::from_secs(10)),
+        "reachable over the tree"
+    );
+    // The tree settles with exactly one ring port blocked.
+    let ring_states = || {
+        let mut states = Vec::new();
+        for s in doms {
+            let v = d.json(&["stp", s]);
+            for p in v["ports"].as_array().unwrap() {
+                if ring_ports
+                    .iter()
+                    .any(|r| p["port"] == Value::String(r.clone()))
+                {
+                    states.push((p["role"].to_string(), p["state"].to_string()));
+                }
+            }
+        }
+        states
+    };
+    let t = Instant::now();
+    let mut states = ring_states();
+    while t.elapsed() < Duration::from_secs(40)
+        && states.iter().filter(|(_, s)| s != "\"forwarding\"").count() != 1
+    {
+        std::thread::sleep(Duration::from_millis(200));
+        states = ring_states();
+    }
+    let blocked: Vec<_> = states
+        .iter()
+        .filter(|(_, s)| s != "\"forwarding\"")
+        .collect();
+    assert_eq!(blocked.len(), 1, "{states:?}");
+    assert_eq!(blocked[0].0, "\"alternate\"", "{states:?}");
+    eprintln!("ring converged in {:?}: {states:?}", t.elapsed());
+    // No storm: after broadcasts (ARP, pings to the subnet broadcast) the
+    // ring ports' receive counters stay small.
+    h1.exec(
+        "ping",
+        &["-b", "-c", "3", "-i", "0.2", "-w", "2", "10.65.0.255"],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let rx = |p: &str| port_stats(&d, p)["rx_packets"].as_u64().unwrap();
+    let before: u64 = ring_ports.iter().map(|p| rx(p)).sum();
+    std::thread::sleep(Duration::from_secs(2));
+    let after: u64 = ring_ports.iter().map(|p| rx(p)).sum();
+    assert!(
+        after - before < 50,
+        "ring ports kept receiving: {before} -> {after} frames in 2 s"
+    );
+    let text = d.ctl(&["stp", "r1"]);
+    assert!(
+        text.contains("ROLE") && text.contains("forwarding"),
+        "{text}"
+    );
+    drop(links);
+}

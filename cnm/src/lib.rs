@@ -7,11 +7,12 @@
 //! that touches ports, bridge domains or the kernel goes through the
 //! [`fabric::Fabric`] trait, which the daemon implements.
 //!
-//! Daemon wiring (next step): `Store::open(state_dir)` → `Driver::open(store,
-//! fabric, IpamConfig)` → [`Driver::replay`] (the data plane starts empty)
-//! → [`Driver::reconcile`] with the engine's networks/endpoints for driver
-//! `rvswitch` (the engine removes networks while we are down) → bind
-//! `/run/docker/plugins/rvswitch.sock` and [`docker::serve`].
+//! Daemon wiring (`rvswitch daemon --docker`, see the root crate's
+//! `src/docker.rs`): `Store::open(state_dir)` → `Driver::open(store,
+//! fabric, IpamConfig)` → drop endpoints whose veth is gone →
+//! [`Driver::reconcile`] with the engine's networks/endpoints for the
+//! driver (the engine removes networks while we are down) →
+//! [`Driver::replay`] → bind the plugin socket and [`docker::serve`].
 
 pub mod docker;
 pub mod fabric;

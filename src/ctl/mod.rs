@@ -50,6 +50,8 @@ pub enum CtlCommand {
     Route(RouteCmd),
     /// The gateways' neighbors (ARP / ND entries).
     Neigh,
+    /// A bridge domain's spanning tree: root, port roles and states.
+    Stp { domain: String },
     /// Remote VTEPs of a vxlan port: flood list and static entries.
     #[command(subcommand)]
     Remote(RemoteCmd),
@@ -84,6 +86,9 @@ pub struct DomainOpts {
     /// 802.1q or 802.1ad.
     #[arg(long)]
     vlan_protocol: Option<String>,
+    /// Run RSTP on the domain's ports (true/false).
+    #[arg(long)]
+    stp: Option<bool>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -215,6 +220,12 @@ pub struct PortOpts {
     /// Storm control burst, in frames.
     #[arg(long, requires = "storm_pps")]
     storm_burst: Option<u64>,
+    /// Spanning tree edge port (a host, not a bridge, is behind it).
+    #[arg(long)]
+    stp_edge: Option<bool>,
+    /// Spanning tree path cost (0: the default, 20000).
+    #[arg(long)]
+    stp_cost: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -346,6 +357,11 @@ fn domain_body(name: Option<&str>, o: &DomainOpts) -> Value {
     if let Some(p) = &o.vlan_protocol {
         v["vlan_protocol"] = json!(p);
     }
+    match o.stp {
+        Some(true) => v["stp"] = json!({}),
+        Some(false) => v["stp"] = Value::Null,
+        None => {}
+    }
     v
 }
 
@@ -370,6 +386,16 @@ fn port_settings(o: &PortOpts, v: &mut Value) {
     }
     if let (Some(pps), Some(burst)) = (o.storm_pps, o.storm_burst) {
         v["storm_control"] = json!({"pps": pps, "burst": burst});
+    }
+    if o.stp_edge.is_some() || o.stp_cost.is_some() {
+        let mut s = json!({});
+        if let Some(e) = o.stp_edge {
+            s["admin_edge"] = json!(e);
+        }
+        if let Some(c) = o.stp_cost {
+            s["path_cost"] = json!(c);
+        }
+        v["stp"] = s;
     }
 }
 
@@ -460,6 +486,9 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
             }
         },
         CtlCommand::Neigh => out.neighbors(&c.get("/v1/neighbors")?.ok()?),
+        CtlCommand::Stp { domain } => {
+            out.stp(&c.get(&format!("/v1/domains/{}/stp", enc(&domain)))?.ok()?)
+        }
         CtlCommand::Remote(cmd) => match cmd {
             RemoteCmd::List { port } => {
                 out.remotes(&c.get(&format!("/v1/ports/{}/remotes", enc(&port)))?.ok()?)

@@ -188,6 +188,51 @@ impl Output {
         Ok(())
     }
 
+    pub(super) fn stp(&self, r: &Reply) -> Result<(), CtlError> {
+        if self.json {
+            return self.print_json(r);
+        }
+        let v = r.json();
+        println!(
+            "bridge {}  root {}",
+            txt(&v["bridge_id"]),
+            txt(&v["root_id"])
+        );
+        println!(
+            "root port {}  root path cost {}  topology changes {}",
+            txt(&v["root_port"]),
+            txt(&v["root_path_cost"]),
+            txt(&v["topology_changes"])
+        );
+        let rows: Vec<Vec<String>> = v["ports"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|p| {
+                        vec![
+                            txt(&p["port"]),
+                            txt(&p["role"]),
+                            txt(&p["state"]),
+                            txt(&p["edge"]),
+                            txt(&p["path_cost"]),
+                            if p["rstp"] == Value::Bool(true) {
+                                "rstp"
+                            } else {
+                                "stp"
+                            }
+                            .into(),
+                        ]
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        print!(
+            "{}",
+            table(&["PORT", "ROLE", "STATE", "EDGE", "COST", "MODE"], &rows)
+        );
+        Ok(())
+    }
+
     pub(super) fn neighbors(&self, r: &Reply) -> Result<(), CtlError> {
         self.list(r, &["DOMAIN", "ADDRESS", "MAC", "STATE", "PENDING"], |v| {
             vec![

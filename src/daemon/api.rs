@@ -130,6 +130,7 @@ pub fn router(control: Shared) -> Router {
             "/v1/domains/{name}/fdb/{vid}/{mac}",
             delete(delete_fdb_entry),
         )
+        .route("/v1/domains/{name}/stp", get(domain_stp))
         .route("/v1/ports", get(list_ports).post(create_port))
         .route(
             "/v1/ports/{name}",
@@ -187,6 +188,10 @@ async fn patch_domain(State(c): State<Shared>, Path(name): Path<String>, b: Byte
 async fn delete_domain(State(c): State<Shared>, Path(name): Path<String>) -> ApiResult {
     run(&c, move |c| c.delete_domain(&name)).await?;
     no_content()
+}
+
+async fn domain_stp(State(c): State<Shared>, Path(name): Path<String>) -> ApiResult {
+    ok(&run(&c, move |c| c.stp(&name)).await?)
 }
 
 // ---- VXLAN remotes ------------------------------------------------------------------

@@ -563,6 +563,7 @@ mod tests {
             max_macs: 0,
             vlan_protocol: Default::default(),
             gateway: None,
+            stp: None,
         };
         c.create_domain(bd0.clone()).unwrap();
         c.create_port(port("p1", 10)).unwrap();

@@ -55,7 +55,8 @@ pub fn switch_error(e: SwitchError) -> ControlError {
         SwitchError::BadName(_)
         | SwitchError::Vlan(_)
         | SwitchError::NotVlanMember { .. }
-        | SwitchError::NotStationMac(_) => ControlError::BadRequest(msg),
+        | SwitchError::NotStationMac(_)
+        | SwitchError::Stp(_) => ControlError::BadRequest(msg),
         SwitchError::Router(r) => match r {
             RouterError::GatewayExists(_)
             | RouterError::RouteExists(..)

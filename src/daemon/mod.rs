@@ -59,6 +59,8 @@ pub struct DaemonArgs {
     /// traffic, whatever its kind. Lets API tests run without TAP/XDP.
     #[arg(long, hide = true)]
     pub test_memory_ports: bool,
+    #[command(flatten)]
+    pub docker: crate::docker::DockerArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +81,8 @@ pub enum DaemonError {
     InUse(PathBuf),
     #[error("async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("Docker driver: {0}")]
+    Docker(String),
 }
 
 fn sock_err(path: &Path, what: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -89,7 +93,7 @@ fn sock_err(path: &Path, what: &'static str) -> impl FnOnce(std::io::Error) -> D
 /// Bind the API socket so that it is never reachable with looser
 /// permissions: bind under a temporary name, chmod 0600, rename into place.
 /// A directory we create for it is 0700.
-fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener, DaemonError> {
+pub(crate) fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener, DaemonError> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -148,6 +152,15 @@ where
     let store = store::Store::open(&args.state_dir)?;
     let dp = Dataplane::start(args.workers as usize)?;
     let control = Arc::new(Control::start(dp, store, factory).map_err(DaemonError::Replay)?);
+    let plugin = if args.docker.docker {
+        Some(crate::docker::Plugin::open(
+            &args.docker,
+            &args.state_dir,
+            control.clone(),
+        )?)
+    } else {
+        None
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("rvs-api")
@@ -157,6 +170,7 @@ where
     let socket = args.socket.clone();
     let served = rt.block_on(async {
         let listener = bind_socket(&socket)?;
+        let plugin = plugin.as_ref().map(|p| p.serve()).transpose()?;
         tracing::info!(socket = %socket.display(), workers = args.workers, "control API listening");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let app = api::router(control.clone());
@@ -170,6 +184,9 @@ where
         shutdown.await;
         tracing::info!("shutting down: no new connections");
         control.begin_shutdown();
+        if let Some(p) = plugin {
+            p.stop().await;
+        }
         let _ = stop_tx.send(());
         match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
             Ok(Ok(Ok(()))) => {}

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 
 use rvs_switch::fdb::FdbConfig;
 use rvs_switch::router::Gateway;
+use rvs_switch::stp::{StpConfig, StpPortConfig};
 use rvs_switch::vlan::check_vid;
 use rvs_switch::{
     DomainConfig, DomainId, MacAddr, PortConfig, StormControl, VlanMode, VlanProtocol, VlanSet,
@@ -48,6 +49,9 @@ pub struct DomainRecord {
     /// only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<GatewaySpec>,
+    /// Run RSTP on the domain's ports (`{}` for the defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stp: Option<StpConfig>,
 }
 
 impl DomainRecord {
@@ -59,6 +63,7 @@ impl DomainRecord {
             max_macs: 0,
             vlan_protocol: VlanProtocol::default(),
             gateway: None,
+            stp: None,
         }
     }
 
@@ -66,6 +71,9 @@ impl DomainRecord {
         check_name("bridge domain", &self.name)?;
         if let Some(g) = &self.gateway {
             g.to_gateway(&self.name, DomainId(0))?;
+        }
+        if let Some(s) = &self.stp {
+            s.validate().map_err(|e| e.to_string())?;
         }
         if self.aging_secs != 0 && !(AGING_MIN..=AGING_MAX).contains(&self.aging_secs) {
             return Err(format!(
@@ -85,6 +93,7 @@ impl DomainRecord {
                 ..FdbConfig::default()
             },
             vlan_protocol: self.vlan_protocol,
+            stp: self.stp,
         }
     }
 }
@@ -99,6 +108,9 @@ pub struct DomainPatch {
     pub vlan_protocol: Option<VlanProtocol>,
     #[serde(default, deserialize_with = "double_option")]
     pub gateway: Option<Option<GatewaySpec>>,
+    /// `null` turns RSTP off.
+    #[serde(default, deserialize_with = "double_option")]
+    pub stp: Option<Option<StpConfig>>,
 }
 
 impl DomainPatch {
@@ -109,6 +121,7 @@ impl DomainPatch {
             max_macs: self.max_macs.unwrap_or(r.max_macs),
             vlan_protocol: self.vlan_protocol.unwrap_or(r.vlan_protocol),
             gateway: self.gateway.clone().unwrap_or_else(|| r.gateway.clone()),
+            stp: self.stp.unwrap_or(r.stp),
         }
     }
 }
@@ -162,21 +175,10 @@ pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
     Ok((a, l))
 }
 
-/// A locally administered unicast MAC derived from a name (FNV-1a), so a
-/// gateway keeps its MAC across restarts without storing it.
-pub fn derived_mac(name: &str) -> MacAddr {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-    }
-    let b = h.to_be_bytes();
-    MacAddr([0x02, 0x72, b[0], b[1], b[2], b[3]])
-}
-
 impl GatewaySpec {
     /// The switch's gateway for domain `id` named `domain`, validated.
     pub fn to_gateway(&self, domain: &str, id: DomainId) -> Result<Gateway, String> {
-        let mac = self.mac.unwrap_or_else(|| derived_mac(domain));
+        let mac = self.mac.unwrap_or_else(|| MacAddr::derived(0x72, domain));
         if !mac.is_valid_source() {
             return Err(format!("gateway MAC {mac} is not a unicast address"));
         }
@@ -354,12 +356,21 @@ pub struct PortSettings {
     pub mac_limit: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storm_control: Option<StormSpec>,
+    /// Spanning tree settings (edge, cost, priority), used when the
+    /// domain runs RSTP.
+    #[serde(default, skip_serializing_if = "is_default_stp")]
+    pub stp: StpPortConfig,
+}
+
+fn is_default_stp(s: &StpPortConfig) -> bool {
+    *s == StpPortConfig::default()
 }
 
 impl PortSettings {
     pub fn validate(&self) -> Result<(), String> {
         check_name("bridge domain", &self.domain)?;
         self.vlan.to_mode()?;
+        self.stp.validate().map_err(|e| e.to_string())?;
         if let Some(s) = self.storm_control
             && (s.pps == 0 || s.burst == 0)
         {
@@ -380,6 +391,7 @@ impl PortSettings {
                 pps: s.pps,
                 burst: s.burst,
             }),
+            stp: self.stp,
         })
     }
 }
@@ -415,6 +427,8 @@ pub struct CreatePort {
     pub mac_limit: u32,
     #[serde(default)]
     pub storm_control: Option<StormSpec>,
+    #[serde(default)]
+    pub stp: StpPortConfig,
 }
 
 impl CreatePort {
@@ -435,6 +449,7 @@ impl CreatePort {
                 enabled: self.enabled,
                 mac_limit: self.mac_limit,
                 storm_control: self.storm_control,
+                stp: self.stp,
             },
         };
         r.spec.validate()?;
@@ -464,6 +479,7 @@ pub struct PortPatch {
     pub mac_limit: Option<u32>,
     #[serde(default, deserialize_with = "double_option")]
     pub storm_control: Option<Option<StormSpec>>,
+    pub stp: Option<StpPortConfig>,
 }
 
 impl PortPatch {
@@ -475,6 +491,7 @@ impl PortPatch {
             enabled: self.enabled.unwrap_or(s.enabled),
             mac_limit: self.mac_limit.unwrap_or(s.mac_limit),
             storm_control: self.storm_control.unwrap_or(s.storm_control),
+            stp: self.stp.unwrap_or(s.stp),
         };
         n.validate()?;
         Ok(n)

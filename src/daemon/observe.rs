@@ -74,6 +74,40 @@ fn stages_map(s: &StageCounters) -> BTreeMap<String, u64> {
 }
 
 impl Control {
+    /// A domain's spanning tree: bridge, root, and each port's role and
+    /// state, ports by name.
+    pub fn stp(&self, domain: &str) -> Result<serde_json::Value> {
+        let _st = self.lock();
+        let d = domain.to_string();
+        let v = self.dp.call(Target::Domain(domain), move |sw| {
+            let id = sw
+                .domain_id(&d)
+                .ok_or_else(|| super::control::not_found_domain(&d))?;
+            let info = sw.stp_info(id).map_err(super::control::switch_error)?;
+            let Some(info) = info else {
+                return Err(ControlError::Conflict(format!(
+                    "bridge domain {d} does not run spanning tree (set \"stp\": {{}})"
+                )));
+            };
+            let names: BTreeMap<u16, String> =
+                sw.ports().into_iter().map(|p| (p.id.0, p.name)).collect();
+            let mut v = serde_json::to_value(&info).expect("serializes");
+            let name = |x: &serde_json::Value| {
+                x.as_u64()
+                    .and_then(|n| names.get(&(n as u16)))
+                    .map_or(x.clone(), |n| serde_json::Value::String(n.clone()))
+            };
+            v["root_port"] = name(&v["root_port"]);
+            if let Some(ports) = v["ports"].as_array_mut() {
+                for p in ports {
+                    p["port"] = name(&p["port"]);
+                }
+            }
+            Ok(v)
+        })??;
+        Ok(v)
+    }
+
     /// Counters of every attached port and of the pipeline stages.
     pub fn stats(&self) -> Result<Stats> {
         let _st = self.lock();

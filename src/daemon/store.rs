@@ -315,6 +315,7 @@ mod tests {
                 enabled: false,
                 mac_limit: 3,
                 storm_control: None,
+                stp: Default::default(),
             },
         }
     }
@@ -337,6 +338,7 @@ mod tests {
             max_macs: 100,
             vlan_protocol: rvs_switch::VlanProtocol::Dot1Ad,
             gateway: None,
+            stp: None,
         };
         {
             let s = Store::open(&dir.0).unwrap();

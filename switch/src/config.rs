@@ -2,6 +2,7 @@
 //! Plain data with validation; the switch applies it between batches.
 
 use crate::fdb::FdbConfig;
+use crate::stp::{StpConfig, StpPortConfig};
 use crate::vlan::{VlanMode, VlanProtocol};
 
 /// A bridge domain's number inside one switch.
@@ -26,6 +27,10 @@ pub struct DomainConfig {
     pub fdb: FdbConfig,
     #[serde(default)]
     pub vlan_protocol: VlanProtocol,
+    /// Run RSTP on the domain's ports (none: no spanning tree; BPDUs are
+    /// dropped as link-local frames).
+    #[serde(default)]
+    pub stp: Option<StpConfig>,
 }
 
 impl DomainConfig {
@@ -34,6 +39,7 @@ impl DomainConfig {
             name: name.to_string(),
             fdb: FdbConfig::default(),
             vlan_protocol: VlanProtocol::Dot1Q,
+            stp: None,
         }
     }
 }
@@ -64,6 +70,9 @@ pub struct PortConfig {
     pub mac_limit: u32,
     #[serde(default)]
     pub storm_control: Option<StormControl>,
+    /// The port's spanning tree settings (used when its domain runs RSTP).
+    #[serde(default)]
+    pub stp: StpPortConfig,
 }
 
 fn yes() -> bool {
@@ -80,6 +89,7 @@ impl PortConfig {
             enabled: true,
             mac_limit: 0,
             storm_control: None,
+            stp: StpPortConfig::default(),
         }
     }
 

@@ -50,6 +50,8 @@ named_enum! {
         TooManyTags => ("too_many_tags", "more than two stacked VLAN tags"),
         InvalidSource => ("invalid_source_mac", "source MAC is multicast or zero"),
         LinkLocal => ("link_local_group", "802.1D reserved link-local group address (not forwarded)"),
+        StpDiscarding => ("stp_discarding", "spanning tree: the port is not forwarding"),
+        StpBadBpdu => ("stp_bad_bpdu", "spanning tree: malformed or unexpected BPDU"),
         TaggedOnAccess => ("tagged_on_access_port", "tagged frame on an access port"),
         VlanNotAllowed => ("vlan_not_allowed", "VLAN not in the trunk's allowed list"),
         UntaggedNoNative => ("untagged_without_native_vlan", "untagged frame on a trunk without native VLAN"),

@@ -47,6 +47,18 @@ impl MacAddr {
 
     /// The address packed into the low 48 bits of a u64 (network byte order).
     #[inline]
+    /// A locally administered unicast address derived from `name` (FNV-1a),
+    /// so an object gets the same MAC on every start without storing it.
+    /// `tag` is the second byte, to keep kinds of objects apart.
+    pub fn derived(tag: u8, name: &str) -> MacAddr {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in name.bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+        let b = h.to_be_bytes();
+        MacAddr([0x02, tag, b[0], b[1], b[2], b[3]])
+    }
+
     pub const fn to_u64(self) -> u64 {
         let b = self.0;
         ((b[0] as u64) << 40)

@@ -32,6 +32,8 @@ pub(crate) enum Action {
     Flood(FloodKind),
     /// Addressed to the domain's gateway: the L3 stage takes it.
     Route,
+    /// A BPDU for the domain's spanning tree.
+    Bpdu,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,7 +302,10 @@ impl Switch {
             .expect("a port's domain exists");
         let fdb = &mut domain.fdb;
         let tpid = domain.cfg.vlan_protocol.tpid();
-        let learning = ps.cfg.learning;
+        let learning = ps.cfg.learning && ps.stp_learn;
+        let forwarding = ps.stp_fwd;
+        let stp_on = domain.stp.is_some();
+        let mut bpdus = false;
         // The gateway's MAC, or a value no parsed destination can equal.
         let gw = domain.gw.unwrap_or(GwFast {
             mac: u64::MAX,
@@ -344,6 +349,11 @@ impl Switch {
                         Action::Continue
                     }
                 }
+                Err(DropReason::LinkLocal)
+                    if stp_on && crate::stp::is_bpdu_frame(pool.data(batch.get(i))) =>
+                {
+                    Action::Bpdu
+                }
                 Err(r) => Action::Drop(r),
             };
             if scratch.traced & (1 << i) != 0 {
@@ -360,6 +370,16 @@ impl Switch {
             let traced = scratch.traced & (1 << i) != 0;
             let m = scratch.meta[i];
             let mut action = scratch.action[i];
+            if action == Action::Bpdu {
+                let stp = domain.stp.as_mut().expect("stp_on");
+                if stp.rx_bpdu(in_port, pool.data(&b), now_ms).is_err() {
+                    drop_at(ports, pool, b, in_port, DropReason::StpBadBpdu);
+                } else {
+                    pool.free(b);
+                }
+                bpdus = true;
+                continue;
+            }
             if !matches!(action, Action::Drop(_)) {
                 if m.tagged {
                     c.tagged += 1;
@@ -387,6 +407,9 @@ impl Switch {
                     if traced {
                         tracer.step(scratch.trace_ids[i], "learn", format!("{r:?}"));
                     }
+                }
+                if !forwarding {
+                    action = Action::Drop(DropReason::StpDiscarding);
                 }
                 if action == Action::Continue && m.dst == gw.mac {
                     action = if m.vid == gw.vid {
@@ -438,7 +461,9 @@ impl Switch {
                 }
             }
             match action {
-                Action::Continue => unreachable!("every packet has a verdict after lookup"),
+                Action::Continue | Action::Bpdu => {
+                    unreachable!("every packet has a verdict after lookup; BPDUs are taken above")
+                }
                 Action::Drop(r) => drop_at(ports, pool, b, in_port, r),
                 Action::Route => {
                     match egress_edit(pool, &mut b, &m, Egress::Untagged, tpid, &mut c) {
@@ -453,7 +478,7 @@ impl Switch {
                 Action::Unicast(out) => {
                     c.known_unicast += 1;
                     let egress = match ports.get(out.index()).and_then(Option::as_ref) {
-                        Some(os) if os.cfg.enabled => os.cfg.vlan.egress(m.vid),
+                        Some(os) if os.cfg.enabled && os.stp_fwd => os.cfg.vlan.egress(m.vid),
                         _ => Egress::NotMember,
                     };
                     let r = egress_edit(pool, &mut b, &m, egress, tpid, &mut c);
@@ -489,6 +514,9 @@ impl Switch {
             }
         }
         c.add_to(stages);
+        if bpdus {
+            stp_service(ports, pool, domain, now_ms);
+        }
 
         // The L3 stage: route what went to the gateway, then send what the
         // router produced through the L2 output of its egress domain.
@@ -603,7 +631,7 @@ fn flood(
         let Some(os) = ports[p.index()].as_ref() else {
             continue;
         };
-        if !os.cfg.enabled {
+        if !os.cfg.enabled || !os.stp_fwd {
             continue;
         }
         let e = os.cfg.vlan.egress(m.vid);
@@ -678,6 +706,7 @@ fn trace_forward(tracer: &mut Tracer, id: u64, action: Action) {
         Action::Flood(kind) => format!("flood ({kind:?})"),
         Action::Drop(r) => format!("drop: {r}"),
         Action::Route => "to the gateway: L3".into(),
+        Action::Bpdu => "BPDU to the spanning tree".into(),
         Action::Continue => "continue".into(),
     };
     tracer.step(id, "forward", v);
@@ -774,7 +803,7 @@ pub(crate) fn l3_output(
             Some(out) => {
                 let mut b = f.buf;
                 let egress = match ports.get(out.index()).and_then(Option::as_ref) {
-                    Some(os) if os.cfg.enabled => os.cfg.vlan.egress(f.vid),
+                    Some(os) if os.cfg.enabled && os.stp_fwd => os.cfg.vlan.egress(f.vid),
                     _ => Egress::NotMember,
                 };
                 match egress_edit(pool, &mut b, &m, egress, tpid, &mut c) {
@@ -859,4 +888,51 @@ pub(crate) fn l3_flush_out(sw: &mut Switch) {
     scratch.touched.clear();
     l3_output(ports, pool, domains, scratch, *now_s, *now_ms);
     flush_touched(ports, pool, &scratch.touched, *now_ms);
+}
+
+/// Send the BPDUs a domain's RSTP wants sent, apply its FDB flushes, and
+/// copy its port states into the port slots the fast path reads.
+pub(crate) fn stp_service(
+    ports: &mut [Option<PortSlot>],
+    pool: &mut PacketPool,
+    d: &mut Domain,
+    now_ms: u64,
+) {
+    let Some(stp) = d.stp.as_mut() else {
+        return;
+    };
+    let mut tx = Vec::new();
+    stp.drain_tx(&mut tx);
+    for (p, f) in tx {
+        let Some(ps) = ports.get_mut(p.index()).and_then(Option::as_mut) else {
+            continue;
+        };
+        if !ps.cfg.enabled || ps.gone {
+            continue;
+        }
+        let Some(b) = pool.alloc_from(&f) else {
+            ps.counters.drop(DropReason::PoolExhausted);
+            continue;
+        };
+        if let Err(b) = ps.txq.push(b) {
+            flush_port(ps, pool, now_ms);
+            ps.txq.push(b).expect("empty after flush");
+        }
+        flush_port(ps, pool, now_ms);
+    }
+    let mut flush = Vec::new();
+    stp.drain_flush(&mut flush);
+    for r in flush {
+        d.fdb.flush(crate::fdb::FlushFilter {
+            port: Some(r.port),
+            vid: None,
+            include_static: false,
+        });
+    }
+    for &p in &d.members {
+        if let Some(ps) = ports.get_mut(p.index()).and_then(Option::as_mut) {
+            ps.stp_learn = stp.learning(p);
+            ps.stp_fwd = stp.forwarding(p);
+        }
+    }
 }

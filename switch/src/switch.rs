@@ -15,6 +15,7 @@ use crate::mac::MacAddr;
 use crate::port::{Port, PortError, PortId};
 use crate::ratelimit::TokenBucket;
 use crate::router::{Gateway, L3Out, NextHop, Router, RouterConfig, RouterError, TableId};
+use crate::stp::Stp;
 use crate::trace::Tracer;
 use crate::vlan::{Egress, VlanError, check_vid};
 
@@ -49,6 +50,8 @@ pub enum SwitchError {
     NotStationMac(MacAddr),
     #[error(transparent)]
     Router(#[from] RouterError),
+    #[error("{0}")]
+    Stp(String),
 }
 
 pub(crate) struct PortSlot {
@@ -62,6 +65,9 @@ pub(crate) struct PortSlot {
     pub last_error: Option<String>,
     /// The back end reported its link gone: no more receive calls.
     pub gone: bool,
+    /// Spanning tree lets the port learn / forward (always, without STP).
+    pub stp_learn: bool,
+    pub stp_fwd: bool,
 }
 
 pub(crate) struct Domain {
@@ -71,6 +77,9 @@ pub(crate) struct Domain {
     /// The gateway as the L2 stage needs it: frames to `mac` in `vid` go
     /// to the router.
     pub gw: Option<GwFast>,
+    /// RSTP, when the domain runs it, and the port settings it was given.
+    pub stp: Option<Stp>,
+    pub stp_ports: Vec<(PortId, crate::stp::StpPortConfig, bool)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -213,11 +222,19 @@ impl Switch {
         if slot > u16::MAX as usize {
             return Err(SwitchError::TooManyDomains(u16::MAX as usize + 1));
         }
+        if let Some(s) = &cfg.stp {
+            s.validate().map_err(|e| SwitchError::Stp(e.to_string()))?;
+        }
+        let stp = cfg
+            .stp
+            .map(|s| Stp::new(MacAddr::derived(0x73, &cfg.name), s, self.now_ms));
         let d = Domain {
             fdb: Fdb::new(cfg.fdb),
             cfg,
             members: Vec::new(),
             gw: None,
+            stp,
+            stp_ports: Vec::new(),
         };
         if slot == self.domains.len() {
             self.domains.push(Some(d));
@@ -261,9 +278,25 @@ impl Switch {
                 name: cfg.name,
             });
         }
+        if let Some(s) = &cfg.stp {
+            s.validate().map_err(|e| SwitchError::Stp(e.to_string()))?;
+        }
+        let now = self.now_ms;
         let d = self.domain_mut(id)?;
         d.fdb.set_config(cfg.fdb);
+        match (&mut d.stp, cfg.stp) {
+            (Some(s), Some(c)) => s.set_config(c, now),
+            (None, Some(c)) => {
+                d.stp = Some(Stp::new(MacAddr::derived(0x73, &cfg.name), c, now));
+                d.stp_ports.clear();
+            }
+            (_, None) => {
+                d.stp = None;
+                d.stp_ports.clear();
+            }
+        }
         d.cfg = cfg;
+        self.stp_sync(id);
         Ok(())
     }
 
@@ -362,6 +395,71 @@ impl Switch {
         &self.router
     }
 
+    // ---- spanning tree -------------------------------------------------------
+
+    /// The domain's RSTP state (bridge, root, port roles and states), if it
+    /// runs RSTP.
+    pub fn stp_info(&self, id: DomainId) -> Result<Option<crate::stp::StpInfo>, SwitchError> {
+        Ok(self.domain(id)?.stp.as_ref().map(|s| s.info()))
+    }
+
+    /// Make the domain's RSTP ports match its member ports (added, removed,
+    /// settings, link up/down), then send what it wants sent.
+    pub(crate) fn stp_sync(&mut self, id: DomainId) {
+        let now = self.now_ms;
+        let Switch {
+            ports,
+            domains,
+            pool,
+            ..
+        } = self;
+        let Some(d) = domains.get_mut(id.0 as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(stp) = d.stp.as_mut() else {
+            for &p in &d.members {
+                if let Some(ps) = ports[p.index()].as_mut() {
+                    ps.stp_learn = true;
+                    ps.stp_fwd = true;
+                }
+            }
+            return;
+        };
+        let want: Vec<(PortId, crate::stp::StpPortConfig, bool)> = d
+            .members
+            .iter()
+            .filter_map(|&p| {
+                let ps = ports[p.index()].as_ref()?;
+                Some((p, ps.cfg.stp, ps.cfg.enabled && !ps.gone))
+            })
+            .collect();
+        for &(p, _, _) in &d.stp_ports {
+            if !want.iter().any(|w| w.0 == p) {
+                stp.remove_port(p);
+            }
+        }
+        for &(p, c, up) in &want {
+            match d.stp_ports.iter().find(|x| x.0 == p) {
+                None => {
+                    stp.add_port(p, c, now);
+                    if !up {
+                        stp.set_port_enabled(p, false, now);
+                    }
+                }
+                Some(&(_, oc, oup)) => {
+                    if oc != c {
+                        stp.set_port_config(p, c, now);
+                    }
+                    if oup != up {
+                        stp.set_port_enabled(p, up, now);
+                    }
+                }
+            }
+        }
+        d.stp_ports = want;
+        crate::pipeline::stp_service(ports, pool, d, now);
+    }
+
     /// Frames the router made outside a batch (tests, benches): sent now.
     pub fn router_output(&mut self, out: &mut L3Out) {
         self.scratch.l3_out.frames.append(&mut out.frames);
@@ -423,6 +521,8 @@ impl Switch {
             last_error: None,
             capture: None,
             gone: false,
+            stp_learn: true,
+            stp_fwd: true,
         };
         if slot == self.ports.len() {
             self.ports.push(Some(ps));
@@ -432,6 +532,7 @@ impl Switch {
         let d = self.domain_mut(domain).expect("checked");
         d.members.push(id);
         d.fdb.set_port_limit(id, mac_limit);
+        self.stp_sync(domain);
         Ok(id)
     }
 
@@ -466,6 +567,8 @@ impl Switch {
             include_static: true,
         });
         d.fdb.set_port_limit(id, 0);
+        let domain = ps.cfg.domain;
+        self.stp_sync(domain);
         Ok(ps.port)
     }
 
@@ -501,6 +604,11 @@ impl Switch {
             .storm_control
             .map(|s| TokenBucket::new(s.pps, s.burst, now));
         ps.cfg = cfg;
+        let (old_domain, new_domain) = (old.domain, ps.cfg.domain);
+        self.stp_sync(old_domain);
+        if new_domain != old_domain {
+            self.stp_sync(new_domain);
+        }
         Ok(())
     }
 
@@ -683,6 +791,13 @@ impl Switch {
         if self.now_ms.wrapping_sub(self.l3_ticked_ms) >= ROUTER_TICK_MS {
             self.l3_ticked_ms = self.now_ms;
             crate::pipeline::l3_tick(self);
+            for i in 0..self.domains.len() {
+                let now = self.now_ms;
+                if let Some(s) = self.domains[i].as_mut().and_then(|d| d.stp.as_mut()) {
+                    s.tick(now);
+                    self.stp_sync(DomainId(i as u16));
+                }
+            }
         }
         if total == 0 || self.now_ms.wrapping_sub(self.aged_at_ms) >= AGE_EVERY_MS {
             self.aged_at_ms = self.now_ms;

@@ -6,7 +6,8 @@
 //! empty body for calls without arguments, so bodies are read as bytes, not
 //! with axum's `Json`), translation between wire types and the [`Driver`],
 //! and the error convention: every failure is HTTP 200 with
-//! `{"Err": "<reason>"}`, which the engine shows as `remote: <reason>`
+//! `{"Err": "<reason>", "Error": "<reason>"}` (the IPAM client reads the
+//! second, see [`wire::ErrResponse`]), which the engine shows as `remote: <reason>`
 //! (moby's plugin client also reads `Err` from non-200 answers, but then
 //! prefixes its own text). Unknown methods get 404, which the engine reads
 //! as "not implemented" (optional calls such as GwAllocCheck). Never:
@@ -57,7 +58,7 @@ fn answer<T: Serialize>(v: &T) -> Response {
 
 fn failure(method: &str, msg: String) -> Response {
     tracing::warn!(method, error = %msg, "plugin call failed");
-    answer(&ErrResponse { err: msg })
+    answer(&ErrResponse::new(msg))
 }
 
 /// A route for `method` whose body is `Req` and whose work is `f`.
@@ -190,12 +191,10 @@ pub fn router(driver: Shared) -> Router {
 }
 
 async fn not_implemented(uri: Uri) -> Response {
-    let body = ErrResponse {
-        err: format!(
-            "rvswitch does not implement {}",
-            uri.path().trim_start_matches('/')
-        ),
-    };
+    let body = ErrResponse::new(format!(
+        "rvswitch does not implement {}",
+        uri.path().trim_start_matches('/')
+    ));
     (
         StatusCode::NOT_FOUND,
         [(header::CONTENT_TYPE, MEDIA_TYPE)],

@@ -138,7 +138,9 @@ pub fn network_from_request(req: &CreateNetworkRequest) -> Result<Network, Optio
         internal: false,
         enable_ipv6: false,
         mtu: DEFAULT_MTU,
-        port_type: PortType::Tap,
+        // A veth whose host end is an AF_XDP port: unlike a TAP (which dies
+        // with the daemon's file descriptor) it outlives a daemon restart.
+        port_type: PortType::Afxdp,
         port_security: true,
         routing: true,
         options: BTreeMap::new(),

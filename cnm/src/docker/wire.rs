@@ -27,10 +27,27 @@ pub type StringMap = BTreeMap<String, String>;
 
 /// Every failed call: HTTP 200 with this body; the engine shows
 /// `remote: <Err>` to the user.
+///
+/// The message goes under two keys: libnetwork's network driver client
+/// reads `Err`, but its IPAM client reads `Error` (Go's `Response{Error
+/// string}` without a tag); given only `Err`, a failed RequestAddress
+/// reaches the user as "No address returned". Each client ignores the key
+/// it does not know.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ErrResponse {
     #[serde(rename = "Err")]
     pub err: String,
+    #[serde(rename = "Error", default)]
+    pub error: String,
+}
+
+impl ErrResponse {
+    pub fn new(msg: String) -> ErrResponse {
+        ErrResponse {
+            error: msg.clone(),
+            err: msg,
+        }
+    }
 }
 
 /// A successful call with nothing to say.

@@ -71,6 +71,7 @@ pub const fn path_cost_for_speed(mbps: u64) -> u32 {
 
 /// Bridge-wide settings (17.13).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct StpConfig {
     /// Bridge priority; only the top 4 bits count (a multiple of 4096).
     pub priority: u16,
@@ -152,6 +153,7 @@ impl StpPortConfig {
 
 /// Per-port settings (17.13).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct StpPortConfig {
     /// Port priority; only the top 4 bits count (a multiple of 16).
     pub priority: u8,

@@ -1,0 +1,256 @@
+//! `rvswitch daemon --docker`: the Docker remote network + IPAM driver
+//! (`rvs-cnm`'s router) served on a plugin socket next to the control API,
+//! over the daemon's own switch ([`SwitchFabric`]).
+//!
+//! Owns: opening the CNM store (`<state-dir>/cnm.redb`), bringing it back
+//! in line with the switch and the kernel at start (endpoints whose veth is
+//! gone are removed, the rest are made again where missing), and the
+//! plugin socket's life (bound 0600, removed on shutdown). Docker names the
+//! driver after the socket's file stem: `/run/docker/plugins/rvswitch.sock`
+//! is `docker network create -d rvswitch`. Never: the protocol (that is
+//! `rvs_cnm::docker`) or data plane work (the fabric's).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rvs_cnm::docker::Driver;
+use rvs_cnm::{IpamConfig, Store};
+use rvs_drivers::netlink::Netlink;
+
+use crate::daemon::{Control, DaemonError};
+use crate::fabric::SwitchFabric;
+
+/// `rvswitch daemon` options of the Docker driver.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DockerArgs {
+    /// Also serve the Docker remote network and IPAM driver
+    /// (`docker network create -d rvswitch`).
+    #[arg(long)]
+    pub docker: bool,
+    /// The plugin socket; Docker calls the driver by its file stem.
+    #[arg(long, default_value = rvs_cnm::docker::DEFAULT_PLUGIN_SOCKET)]
+    pub docker_socket: PathBuf,
+    /// The Docker engine's API socket, asked at start which networks and
+    /// endpoints still exist (Docker removes them while the driver is down).
+    #[arg(long, default_value = DEFAULT_ENGINE_SOCKET)]
+    pub docker_engine: PathBuf,
+}
+
+/// How long the start waits for the Docker engine's answer.
+const ENGINE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where dockerd serves its API unless told otherwise.
+pub const DEFAULT_ENGINE_SOCKET: &str = "/var/run/docker.sock";
+
+impl Default for DockerArgs {
+    fn default() -> Self {
+        DockerArgs {
+            docker: false,
+            docker_socket: rvs_cnm::docker::DEFAULT_PLUGIN_SOCKET.into(),
+            docker_engine: DEFAULT_ENGINE_SOCKET.into(),
+        }
+    }
+}
+
+/// How long Docker calls in flight may take to finish once shutdown begins.
+const GRACE: Duration = Duration::from_secs(3);
+
+fn err(what: impl std::fmt::Display) -> DaemonError {
+    DaemonError::Docker(what.to_string())
+}
+
+/// The driver name Docker uses for a plugin socket path.
+pub fn driver_name(socket: &Path) -> String {
+    socket
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The Docker driver, loaded and in line with the switch, not yet serving.
+pub struct Plugin {
+    socket: PathBuf,
+    driver: Arc<Driver>,
+}
+
+impl Plugin {
+    /// Open the CNM store in `state_dir` and make the switch match it.
+    pub fn open(
+        args: &DockerArgs,
+        state_dir: &Path,
+        control: Arc<Control>,
+    ) -> Result<Plugin, DaemonError> {
+        let socket = args.docker_socket.clone();
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            return Err(err(format!(
+                "plugin socket {}: another driver is answering on it",
+                socket.display()
+            )));
+        }
+        if driver_name(&socket).is_empty() {
+            return Err(err(format!(
+                "plugin socket {}: Docker names the driver after the file stem, and it is empty",
+                socket.display()
+            )));
+        }
+        let store = Store::open(state_dir).map_err(err)?;
+        let fabric = Arc::new(SwitchFabric::new(control));
+        let driver = Driver::open(store, fabric, IpamConfig::default()).map_err(err)?;
+        prune_lost_endpoints(&driver)?;
+        reconcile_with_engine(&driver, &driver_name(&socket), &args.docker_engine);
+        for (what, e) in driver.replay() {
+            tracing::error!(%what, error = %e, "could not restore in the switch");
+        }
+        Ok(Plugin {
+            socket,
+            driver: Arc::new(driver),
+        })
+    }
+
+    /// Bind the plugin socket and serve on the current runtime until
+    /// [`Serving::stop`].
+    pub fn serve(&self) -> Result<Serving, DaemonError> {
+        let listener = crate::daemon::bind_socket(&self.socket)?;
+        tracing::info!(
+            socket = %self.socket.display(),
+            driver = %driver_name(&self.socket),
+            "Docker network driver listening"
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(rvs_cnm::docker::serve(
+            listener,
+            self.driver.clone(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(Serving {
+            stop,
+            task,
+            socket: self.socket.clone(),
+        })
+    }
+}
+
+/// The plugin server running.
+pub struct Serving {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    socket: PathBuf,
+}
+
+impl Serving {
+    /// Stop accepting calls, let those in flight finish (for a while) and
+    /// remove the socket, so Docker sees the driver gone at once.
+    pub async fn stop(self) {
+        let _ = std::fs::remove_file(&self.socket);
+        let _ = self.stop.send(());
+        match tokio::time::timeout(GRACE, self.task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "Docker driver server failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "Docker driver server task failed"),
+            Err(_) => tracing::warn!("Docker driver calls still in flight after the grace period"),
+        }
+    }
+}
+
+/// Endpoints whose host-side veth is gone lost their container while the
+/// daemon was down (the namespace went, and the pair with it): Docker's
+/// Leave/DeleteEndpoint could not reach us then, so forget them now, port
+/// included, before replay would build them again.
+fn prune_lost_endpoints(driver: &Driver) -> Result<(), DaemonError> {
+    let nl = Netlink::new().map_err(err)?;
+    for e in driver.snapshot().endpoints {
+        let Some(host) = &e.ifaces.host else { continue };
+        if nl.find_link(host).map_err(err)?.is_some() {
+            continue;
+        }
+        tracing::info!(
+            endpoint = %e.id,
+            iface = %host,
+            "endpoint's veth is gone (its container went while rvswitch was down): removing it"
+        );
+        if let Err(x) = driver.delete_endpoint(&e.network_id, &e.id) {
+            tracing::error!(endpoint = %e.id, error = %x, "could not remove a lost endpoint");
+        }
+    }
+    Ok(())
+}
+
+/// The networks of driver `driver` the engine has, and their endpoints.
+fn engine_state(engine: &Path, driver: &str) -> Result<(Vec<String>, Vec<String>), String> {
+    use crate::client::{Client, ClientError};
+    let text = |e: ClientError| match e {
+        ClientError::Connect { source, .. } => format!("connect: {source}"),
+        other => other.to_string(),
+    };
+    let client = Client::new(engine).map_err(text)?;
+    let get = |path: &str| -> Result<serde_json::Value, String> {
+        let r = client.get(path).and_then(|r| r.ok()).map_err(text)?;
+        serde_json::from_slice(&r.body).map_err(|e| format!("GET {path}: {e}"))
+    };
+    let filter = serde_json::json!({ "driver": { driver: true } }).to_string();
+    let query = serde_urlencoded::to_string([("filters", filter)]).map_err(|e| e.to_string())?;
+    let list = get(&format!("/v1.41/networks?{query}"))?;
+    let mut networks = Vec::new();
+    let mut endpoints = Vec::new();
+    for n in list.as_array().ok_or("the network list is not an array")? {
+        // The filter matches on a substring of the driver name: check it.
+        if n["Driver"].as_str() != Some(driver) {
+            continue;
+        }
+        let id = n["Id"].as_str().ok_or("a network without an Id")?;
+        let full = get(&format!("/v1.41/networks/{id}"))?;
+        if let Some(cs) = full["Containers"].as_object() {
+            endpoints.extend(
+                cs.values()
+                    .filter_map(|c| c["EndpointID"].as_str())
+                    .map(str::to_string),
+            );
+        }
+        networks.push(id.to_string());
+    }
+    Ok((networks, endpoints))
+}
+
+/// Docker removes networks and endpoints even while the driver is down
+/// (after retrying for a while): ask the engine what it still has and free
+/// the rest. Without an answer nothing is removed.
+fn reconcile_with_engine(driver: &Driver, name: &str, engine: &Path) {
+    if driver.snapshot().networks.is_empty() {
+        return;
+    }
+    // dockerd may itself be starting and waiting for this driver: never
+    // hang the daemon's start on it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (path, driver_name) = (engine.to_path_buf(), name.to_string());
+    std::thread::spawn(move || {
+        let _ = tx.send(engine_state(&path, &driver_name));
+    });
+    let answer = rx
+        .recv_timeout(ENGINE_TIMEOUT)
+        .unwrap_or_else(|_| Err(format!("no answer within {ENGINE_TIMEOUT:?}")));
+    let (networks, endpoints) = match answer {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(
+                engine = %engine.display(),
+                error = %e,
+                "cannot ask the Docker engine which networks still exist; \
+                 networks removed while rvswitch was down are kept"
+            );
+            return;
+        }
+    };
+    match driver.reconcile(&networks, Some(&endpoints)) {
+        Ok(o) if o.networks.is_empty() && o.endpoints.is_empty() && o.pools.is_empty() => {}
+        Ok(o) => tracing::info!(
+            networks = ?o.networks,
+            endpoints = ?o.endpoints,
+            pools = ?o.pools,
+            "removed what the Docker engine no longer has"
+        ),
+        Err(e) => tracing::error!(error = %e, "reconciling with the Docker engine failed"),
+    }
+}

@@ -1,0 +1,396 @@
+//! The daemon's [`Fabric`]: what the CNM layer (the Docker driver) asks for,
+//! built in this process over [`Control`] and the kernel.
+//!
+//! - A network is a bridge domain named `dk-<first 12 characters of its id>`
+//!   (kind `vlan` puts its ports in access mode on that VLAN; `vxlan` is
+//!   refused until the switch can terminate a VNI for Docker networks),
+//!   with the switch's gateway on the network's IPAM gateway addresses
+//!   unless the network is `--internal` (see [`gateway`]).
+//! - An endpoint is a veth pair: the host end (`rvh<tag>`) is attached to the
+//!   network's domain as an `afxdp` port named `ep-<tag>`; the sandbox end
+//!   (`rvc<tag>`) gets the endpoint's MAC, the network's MTU and transmit
+//!   checksum offload off (AF_XDP hands frames over without finishing a
+//!   partial checksum, so TCP from the container would break otherwise), and
+//!   is what Docker moves into the container. A veth survives a daemon
+//!   restart, where a TAP would vanish with the daemon's file descriptor:
+//!   the port is re-attached and the container never notices.
+//!
+//! Owns: the mapping from networks/endpoints to domains, ports and links,
+//! and idempotence (every call checks what exists first). Never: CNM state
+//! (the driver's) or the switch's own stored state (`Control`'s).
+
+use std::sync::Arc;
+
+use rvs_cnm::fabric::{EndpointPlumbing, Fabric, FabricError};
+use rvs_cnm::model::{Endpoint, Network, NetworkKind, PortType, derive_mac};
+use rvs_drivers::netlink::{Netlink, NetlinkError};
+use serde_json::json;
+
+use crate::daemon::control::{Control, ControlError};
+use crate::daemon::model::{CreatePort, DomainRecord, GatewaySpec};
+use crate::spec::PortKind;
+
+/// The bridge domain of a network.
+pub fn domain_name(network_id: &str) -> String {
+    format!("dk-{}", network_id.chars().take(12).collect::<String>())
+}
+
+/// The switch's gateway for a network: its subnets' gateway addresses (from
+/// IPAM), a MAC derived from the network id, the network's VLAN and MTU,
+/// routing to the other routing networks as the network says. Internal
+/// networks, and networks without a gateway address, get none.
+pub fn gateway(n: &Network) -> Option<GatewaySpec> {
+    if n.internal {
+        return None;
+    }
+    let addresses: Vec<String> = n
+        .subnets
+        .iter()
+        .filter_map(|s| s.gateway.map(|g| format!("{g}/{}", s.pool.len)))
+        .collect();
+    if addresses.is_empty() {
+        return None;
+    }
+    Some(GatewaySpec {
+        mac: Some(derive_mac(&format!("gateway:{}", n.id), 0)),
+        addresses,
+        vid: match n.kind {
+            NetworkKind::Vlan { vid } => vid,
+            _ => 1,
+        },
+        // The router's limit; larger network MTUs route at most this.
+        mtu: Some(n.mtu.min(GATEWAY_MTU_MAX) as u16),
+        table: 0,
+        routing: n.routing,
+    })
+}
+
+/// Largest MTU the switch's gateway takes.
+const GATEWAY_MTU_MAX: u32 = 9216;
+
+/// The CNM layer's view of the switch.
+pub struct SwitchFabric {
+    control: Arc<Control>,
+}
+
+fn failed(action: impl Into<String>, reason: impl std::fmt::Display) -> FabricError {
+    FabricError::Failed {
+        action: action.into(),
+        reason: reason.to_string(),
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+fn netlink(action: &str) -> Result<Netlink, FabricError> {
+    Netlink::new().map_err(|e| failed(action, e))
+}
+
+/// Whether a link called `name` exists in the daemon's namespace.
+fn exists(nl: &Netlink, action: &str, name: &str) -> Result<bool, FabricError> {
+    nl.find_link(name)
+        .map(|l| l.is_some())
+        .map_err(|e| failed(action, e))
+}
+
+/// Delete a link if it is (still) there.
+fn delete_link(nl: &Netlink, action: &str, name: &str) -> Result<(), FabricError> {
+    match nl.delete_link(name) {
+        Ok(()) | Err(NetlinkError::NoSuchLink { .. }) => Ok(()),
+        Err(e) if !exists(nl, action, name)? => {
+            tracing::debug!(link = name, error = %e, "link went away while being deleted");
+            Ok(())
+        }
+        Err(e) => Err(failed(action, e)),
+    }
+}
+
+impl SwitchFabric {
+    pub fn new(control: Arc<Control>) -> SwitchFabric {
+        SwitchFabric { control }
+    }
+
+    fn supported(n: &Network) -> Result<(), FabricError> {
+        if let NetworkKind::Vxlan { vni } = n.kind {
+            return Err(FabricError::Unsupported(format!(
+                "rvswitch.kind=vxlan (VNI {vni}) is not supported by the Docker driver yet; \
+                 use kind bridge (the default) or vlan"
+            )));
+        }
+        if n.port_type == PortType::Tap {
+            return Err(FabricError::Unsupported(
+                "rvswitch.port_type=tap is not supported by the Docker driver (a TAP would \
+                 vanish from the container whenever rvswitch restarts); use afxdp, the default"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The sandbox end's settings, applied while it is still in our
+    /// namespace (it keeps them when Docker moves it).
+    fn configure_sandbox_end(
+        nl: &Netlink,
+        action: &str,
+        n: &Network,
+        e: &Endpoint,
+    ) -> Result<(), FabricError> {
+        let sb = &e.ifaces.sandbox;
+        nl.set_mac(sb, e.mac.0).map_err(|x| failed(action, x))?;
+        nl.set_mtu(sb, n.mtu).map_err(|x| failed(action, x))?;
+        rvs_drivers::ethtool::set_tx_checksum(sb, false)
+            .map_err(|x| failed(action, format!("turn off tx checksum offload: {x}")))?;
+        nl.set_up(sb).map_err(|x| failed(action, x))
+    }
+
+    /// Create the veth pair if the host end is missing. Returns whether it
+    /// was created by this call (and must be removed if a later step fails).
+    fn ensure_veth(
+        nl: &Netlink,
+        action: &str,
+        n: &Network,
+        e: &Endpoint,
+        host: &str,
+    ) -> Result<bool, FabricError> {
+        let sb = &e.ifaces.sandbox;
+        let created = if exists(nl, action, host)? {
+            // Joined endpoints have their sandbox end in the container,
+            // renamed: leave it alone. Only a not yet moved one is checked.
+            if exists(nl, action, sb)? {
+                Self::configure_sandbox_end(nl, action, n, e)?;
+            }
+            false
+        } else {
+            // A sandbox end without its host end is a leftover of something
+            // else (a veth always goes with its peer): make room.
+            delete_link(nl, action, sb)?;
+            nl.create_veth(host, sb).map_err(|x| failed(action, x))?;
+            true
+        };
+        let set = || -> Result<(), FabricError> {
+            if created {
+                Self::configure_sandbox_end(nl, action, n, e)?;
+            }
+            nl.set_mtu(host, n.mtu).map_err(|x| failed(action, x))?;
+            nl.set_up(host).map_err(|x| failed(action, x))
+        };
+        if let Err(err) = set() {
+            if created {
+                let _ = delete_link(nl, action, host);
+            }
+            return Err(err);
+        }
+        Ok(created)
+    }
+
+    /// Attach `host` as port `e.ifaces.port` of the network's domain,
+    /// unless it already is (a port that failed to open is made again).
+    fn ensure_port(
+        &self,
+        action: &str,
+        n: &Network,
+        e: &Endpoint,
+        host: &str,
+    ) -> Result<(), FabricError> {
+        let name = &e.ifaces.port;
+        let domain = domain_name(&n.id);
+        match self.control.get_port(name) {
+            Ok(p)
+                if p.error.is_none()
+                    && p.spec.kind == PortKind::Afxdp
+                    && p.spec.iface.as_deref() == Some(host)
+                    && p.config.domain == domain =>
+            {
+                return Ok(());
+            }
+            Ok(p) => {
+                tracing::info!(port = %name, state = %p.state, "port is not as the endpoint needs: making it again");
+                self.control
+                    .delete_port(name)
+                    .map_err(|x| failed(action, x))?;
+            }
+            Err(ControlError::NotFound(_)) => {}
+            Err(x) => return Err(failed(action, x)),
+        }
+        let vlan = match n.kind {
+            NetworkKind::Vlan { vid } => json!({"mode": "access", "pvid": vid}),
+            _ => json!({"mode": "access", "pvid": 1}),
+        };
+        // Built from JSON so fields the API grows later keep their defaults.
+        let req: CreatePort = serde_json::from_value(json!({
+            "name": name,
+            "kind": "afxdp",
+            "iface": host,
+            "domain": domain,
+            "vlan": vlan,
+        }))
+        .map_err(|x| failed(action, format!("port request: {x}")))?;
+        self.control
+            .create_port(req)
+            .map(drop)
+            .map_err(|x| failed(action, x))
+    }
+}
+
+impl Fabric for SwitchFabric {
+    fn create_network(&self, n: &Network) -> Result<(), FabricError> {
+        Self::supported(n)?;
+        let name = domain_name(&n.id);
+        let action = format!("create bridge domain {name} for network {}", short(&n.id));
+        match self.control.get_domain(&name) {
+            Ok(_) => return Ok(()),
+            Err(ControlError::NotFound(_)) => {}
+            Err(e) => return Err(failed(action, e)),
+        }
+        let mut rec = DomainRecord::named(&name);
+        rec.gateway = gateway(n);
+        self.control
+            .create_domain(rec)
+            .map(drop)
+            .map_err(|e| failed(action, e))
+    }
+
+    fn delete_network(&self, n: &Network) -> Result<(), FabricError> {
+        let name = domain_name(&n.id);
+        match self.control.delete_domain(&name) {
+            Ok(()) | Err(ControlError::NotFound(_)) => Ok(()),
+            Err(e) => Err(failed(
+                format!("delete bridge domain {name} of network {}", short(&n.id)),
+                e,
+            )),
+        }
+    }
+
+    fn create_endpoint(&self, n: &Network, e: &Endpoint) -> Result<EndpointPlumbing, FabricError> {
+        let action = format!("create endpoint {}", short(&e.id));
+        Self::supported(n)?;
+        let host = e
+            .ifaces
+            .host
+            .as_deref()
+            .ok_or_else(|| failed(&action, "the endpoint has no host interface name"))?;
+        if self.control.get_domain(&domain_name(&n.id)).is_err() {
+            return Err(failed(
+                &action,
+                format!(
+                    "bridge domain {} of network {} does not exist",
+                    domain_name(&n.id),
+                    short(&n.id)
+                ),
+            ));
+        }
+        let nl = netlink(&action)?;
+        let created = Self::ensure_veth(&nl, &action, n, e, host)?;
+        if let Err(err) = self.ensure_port(&action, n, e, host) {
+            if created {
+                let _ = delete_link(&nl, &action, host);
+            }
+            return Err(err);
+        }
+        Ok(EndpointPlumbing {
+            ifaces: e.ifaces.clone(),
+        })
+    }
+
+    fn delete_endpoint(&self, _n: &Network, e: &Endpoint) -> Result<(), FabricError> {
+        let action = format!("delete endpoint {}", short(&e.id));
+        match self.control.delete_port(&e.ifaces.port) {
+            Ok(()) | Err(ControlError::NotFound(_)) => {}
+            Err(x) => return Err(failed(&action, x)),
+        }
+        let nl = netlink(&action)?;
+        // Deleting the host end takes the peer along, wherever it is; a
+        // sandbox end back in our namespace without its peer is removed too.
+        if let Some(host) = &e.ifaces.host {
+            delete_link(&nl, &action, host)?;
+        }
+        delete_link(&nl, &action, &e.ifaces.sandbox)
+    }
+
+    /// Docker moves and renames the sandbox end itself after Join.
+    fn join(&self, _n: &Network, _e: &Endpoint, _sandbox_key: &str) -> Result<(), FabricError> {
+        Ok(())
+    }
+
+    /// Docker moves the sandbox end back to our namespace on Leave; it is
+    /// removed with the endpoint.
+    fn leave(&self, _n: &Network, _e: &Endpoint) -> Result<(), FabricError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_cnm::model::{DEFAULT_MTU, Subnet};
+
+    fn net(internal: bool) -> Network {
+        Network {
+            id: "4dc7741212d54dcf51f9b8aa00f8c6f8137f8c22b4b7878f9b237540be210f78".into(),
+            name: "tn1".into(),
+            kind: NetworkKind::Vlan { vid: 10 },
+            subnets: vec![
+                Subnet {
+                    pool: "10.231.0.0/24".parse().unwrap(),
+                    gateway: Some("10.231.0.1".parse().unwrap()),
+                    address_space: "LocalDefault".into(),
+                },
+                Subnet {
+                    pool: "fd00:231::/64".parse().unwrap(),
+                    gateway: Some("fd00:231::1".parse().unwrap()),
+                    address_space: "LocalDefault".into(),
+                },
+            ],
+            internal,
+            enable_ipv6: true,
+            mtu: DEFAULT_MTU,
+            port_type: PortType::Afxdp,
+            port_security: true,
+            routing: false,
+            options: Default::default(),
+            labels: Default::default(),
+        }
+    }
+
+    #[test]
+    fn domain_names_are_valid_and_short() {
+        let n = net(false);
+        assert_eq!(domain_name(&n.id), "dk-4dc7741212d5");
+        crate::spec::check_name("bridge domain", &domain_name(&n.id)).unwrap();
+        assert_eq!(domain_name("lab"), "dk-lab");
+    }
+
+    #[test]
+    fn gateway_follows_the_network() {
+        let g = gateway(&net(false)).unwrap();
+        assert_eq!(g.addresses, ["10.231.0.1/24", "fd00:231::1/64"]);
+        assert_eq!((g.vid, g.routing, g.mtu), (10, false, Some(1500)));
+        assert_eq!(gateway(&net(false)).unwrap().mac, g.mac, "stable MAC");
+        g.to_gateway("dk-4dc7741212d5", rvs_switch::DomainId(0))
+            .unwrap();
+        let mut other = net(false);
+        other.id = "0f8683afc6f09c7c4c1d58a6898e992b9d880e003db03f7c501e19f000d8938e".into();
+        assert_ne!(gateway(&other).unwrap().mac, g.mac);
+        assert!(gateway(&net(true)).is_none(), "internal: no gateway");
+        let mut bare = net(false);
+        bare.subnets.iter_mut().for_each(|s| s.gateway = None);
+        assert!(gateway(&bare).is_none());
+        let mut jumbo = net(false);
+        jumbo.mtu = 65000;
+        assert_eq!(gateway(&jumbo).unwrap().mtu, Some(9216));
+    }
+
+    #[test]
+    fn unsupported_networks_say_what_to_use() {
+        let mut n = net(false);
+        n.kind = NetworkKind::Vxlan { vni: 42 };
+        let e = SwitchFabric::supported(&n).unwrap_err().to_string();
+        assert!(e.contains("vxlan") && e.contains("bridge"), "{e}");
+        let mut n = net(false);
+        n.port_type = PortType::Tap;
+        let e = SwitchFabric::supported(&n).unwrap_err().to_string();
+        assert!(e.contains("use afxdp"), "{e}");
+    }
+}

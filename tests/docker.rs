@@ -1,0 +1,756 @@
+//! `docker network create -d rvswitch` against a real dockerd: the daemon
+//! runs as a process with `--docker`, and everything is driven with the
+//! docker CLI, judged with `docker exec … ping`, `ip -o link`, `rvswitch
+//! ctl` and the CNM store.
+//!
+//! Needs root, a running dockerd and the image `rvs-busybox:latest`
+//! (`scripts/docker-image` builds it; the tests call it too). Without them
+//! each test prints SKIP (and fails under RVS_TEST_STRICT=1, as in CI,
+//! where `.ci/run` starts dockerd).
+//!
+//! Every test has its own daemon (state dir, API socket) and its own driver
+//! name (= plugin socket `/run/docker/plugins/<name>.sock`), so tests run
+//! at once; containers, networks and the daemon are removed in `Drop`, in
+//! that order, even when a test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rvs_drivers::testutil::{root_or_skip, unique};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rvswitch");
+const IMAGE: &str = "rvs-busybox:latest";
+const PLUGIN_DIR: &str = "/run/docker/plugins";
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("docker {args:?}: {e}"))
+}
+
+/// `docker ARGS`, panicking with its output when it fails; stdout trimmed.
+#[track_caller]
+fn docker_ok(args: &[&str]) -> String {
+    let o = docker(args);
+    assert!(
+        o.status.success(),
+        "docker {args:?} failed: {}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout).trim().to_string()
+}
+
+/// Whether the Docker tests can run: root (see `root_or_skip`), a dockerd
+/// answering, and the test image (built once per process).
+fn docker_or_skip(test: &str) -> bool {
+    if !root_or_skip(test) {
+        return false;
+    }
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let ready = READY.get_or_init(|| {
+        match Command::new("docker").args(["info"]).output() {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                return Err(format!(
+                    "needs a running dockerd: {}",
+                    text(&o.stderr).trim()
+                ));
+            }
+            Err(e) => return Err(format!("needs the docker CLI: {e}")),
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/docker-image");
+        let o = Command::new(&script)
+            .output()
+            .map_err(|e| format!("{}: {e}", script.display()))?;
+        if !o.status.success() {
+            return Err(format!(
+                "scripts/docker-image failed: {}{}",
+                text(&o.stdout),
+                text(&o.stderr)
+            ));
+        }
+        Ok(())
+    });
+    match ready {
+        Ok(()) => true,
+        Err(why) => {
+            if std::env::var("RVS_TEST_STRICT").as_deref() == Ok("1") {
+                panic!("{test}: {why}, and RVS_TEST_STRICT=1 forbids skipping");
+            }
+            eprintln!("SKIP {test}: {why}");
+            false
+        }
+    }
+}
+
+/// `rvswitch daemon --docker` with a private state dir, API socket and
+/// driver name; killed, its plugin socket and state removed on drop.
+struct Rvs {
+    child: Option<Child>,
+    dir: PathBuf,
+    /// The Docker driver name (`-d`), the plugin socket's stem.
+    driver: String,
+}
+
+impl Rvs {
+    fn start() -> Rvs {
+        let dir = std::env::temp_dir().join(unique("rvsdk"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut d = Rvs {
+            child: None,
+            dir,
+            driver: unique("rvs"),
+        };
+        d.spawn();
+        d
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("api.sock")
+    }
+
+    fn plugin_socket(&self) -> PathBuf {
+        Path::new(PLUGIN_DIR).join(format!("{}.sock", self.driver))
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.join("daemon.log")
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log())
+            .unwrap();
+        let child = Command::new(BIN)
+            .arg("daemon")
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .arg("--docker")
+            .arg("--docker-socket")
+            .arg(self.plugin_socket())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let t = Instant::now();
+        while !(self.plugin_socket().exists() && self.ctl_raw(&["domain", "list"]).status.success())
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "daemon did not come up: {}",
+                self.log_text()
+            );
+            assert!(
+                self.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+                "daemon exited: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log()).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait: a clean exit that removes the plugin socket.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let st = c.wait().unwrap();
+            assert!(st.success(), "daemon exited with {st}: {}", self.log_text());
+            assert!(
+                !self.plugin_socket().exists(),
+                "the plugin socket outlived the daemon"
+            );
+        }
+    }
+
+    /// SIGKILL: no cleanup at all.
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            let _ = c.wait();
+        }
+    }
+
+    fn ctl_raw(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("ctl")
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    #[track_caller]
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let o = self.ctl_raw(&a);
+        assert!(
+            o.status.success(),
+            "rvswitch ctl {a:?}: {}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+
+    /// Names of the switch's ports.
+    fn ports(&self) -> Vec<String> {
+        names(&self.json(&["port", "list"]))
+    }
+
+    /// Names of the switch's bridge domains.
+    fn domains(&self) -> Vec<String> {
+        names(&self.json(&["domain", "list"]))
+    }
+
+    /// Create a network with this daemon's driver; removed on drop.
+    #[track_caller]
+    fn network(&self, extra: &[&str]) -> Net {
+        let name = unique("rvn");
+        let mut args = vec!["network", "create", "-d", &self.driver];
+        args.extend_from_slice(extra);
+        args.push(&name);
+        let id = docker_ok(&args);
+        Net { name, id }
+    }
+}
+
+impl Drop for Rvs {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- rvswitch daemon log ({}) ---\n{}",
+                self.driver,
+                self.log_text()
+            );
+        }
+        self.kill9();
+        // Containers removed while the daemon was down (a test that failed
+        // then) leave their veth pairs: remove what the store names.
+        if let Ok(snap) = rvs_cnm::Store::open(&self.state_dir()).and_then(|s| s.load()) {
+            for e in snap.endpoints {
+                for link in e.ifaces.host.iter().chain([&e.ifaces.sandbox]) {
+                    let _ = Command::new("ip").args(["link", "del", link]).output();
+                }
+            }
+        }
+        let _ = std::fs::remove_file(self.plugin_socket());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn names(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A Docker network, removed on drop.
+struct Net {
+    name: String,
+    id: String,
+}
+
+impl Net {
+    /// The switch's bridge domain for it.
+    fn domain(&self) -> String {
+        format!("dk-{}", &self.id[..12])
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        let _ = docker(&["network", "rm", &self.name]);
+    }
+}
+
+/// A running container (`sleep`), removed on drop.
+struct Ctr {
+    name: String,
+}
+
+impl Ctr {
+    #[track_caller]
+    fn run(net: &Net, extra: &[&str]) -> Ctr {
+        // Owned first, so a half-made container is removed too.
+        let c = Ctr {
+            name: unique("rvc"),
+        };
+        let mut args = vec!["run", "-d", "--name", &c.name, "--network", &net.name];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[IMAGE, "sleep", "600"]);
+        docker_ok(&args);
+        c
+    }
+
+    fn exec(&self, args: &[&str]) -> Output {
+        let mut a = vec!["exec", &self.name];
+        a.extend_from_slice(args);
+        docker(&a)
+    }
+
+    /// A field of the container's endpoint on `net`.
+    fn net_field(&self, net: &Net, field: &str) -> String {
+        docker_ok(&[
+            "inspect",
+            "-f",
+            &format!(
+                "{{{{(index .NetworkSettings.Networks \"{}\").{field}}}}}",
+                net.name
+            ),
+            &self.name,
+        ])
+    }
+
+    fn ip(&self, net: &Net) -> String {
+        let ip = self.net_field(net, "IPAddress");
+        assert!(
+            !ip.is_empty(),
+            "{} has no address on {}",
+            self.name,
+            net.name
+        );
+        ip
+    }
+
+    /// The 8 hex digits naming the endpoint's veth ends and port.
+    fn tag(&self, net: &Net) -> String {
+        self.net_field(net, "EndpointID")[..8].to_string()
+    }
+
+    fn ping(&self, ip: &str) -> bool {
+        self.exec(&["ping", "-c1", "-W2", ip]).status.success()
+    }
+
+    fn ping_eventually(&self, ip: &str, within: Duration) -> bool {
+        let t = Instant::now();
+        loop {
+            if self.ping(ip) {
+                return true;
+            }
+            if t.elapsed() > within {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Ctr {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "-f", &self.name]);
+    }
+}
+
+/// Links in the host namespace whose name contains `tag`.
+fn links_with(tag: &str) -> Vec<String> {
+    let o = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    text(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
+        .filter(|n| n.contains(tag))
+        .collect()
+}
+
+#[test]
+fn two_containers_on_one_network_talk() {
+    if !docker_or_skip("two_containers_on_one_network_talk") {
+        return;
+    }
+    let d = Rvs::start();
+    let n = d.network(&[]);
+    let a = Ctr::run(&n, &[]);
+    let b = Ctr::run(&n, &[]);
+    let (ia, ib) = (a.ip(&n), b.ip(&n));
+    assert!(
+        a.ping_eventually(&ib, Duration::from_secs(5)),
+        "a cannot ping b"
+    );
+    assert!(b.ping(&ia), "b cannot ping a");
+    // TCP too (a wrong checksum would stall it): fetch a 2 MB file over HTTP
+    // and compare digests.
+    let o = b.exec(&["busybox", "httpd", "-p", "8000", "-h", "/bin"]);
+    assert!(o.status.success(), "httpd: {}", text(&o.stderr));
+    let digest = |o: Output| {
+        text(&o.stdout)
+            .split_whitespace()
+            .next()
+            .map(str::to_string)
+    };
+    let want = digest(a.exec(&["busybox", "md5sum", "/bin/busybox"]));
+    let got = digest(a.exec(&[
+        "sh",
+        "-c",
+        &format!("busybox wget -q -O - http://{ib}:8000/busybox | busybox md5sum"),
+    ]));
+    assert!(want.is_some());
+    assert_eq!(got, want, "the file came over TCP damaged or not at all");
+    // The plumbing is what the driver promises.
+    let tag = a.tag(&n);
+    assert!(d.ports().contains(&format!("ep-{tag}")));
+    assert!(d.domains().contains(&n.domain()));
+    let inside = text(&a.exec(&["ip", "-o", "link", "show", "eth0"]).stdout);
+    let mac = a.net_field(&n, "MacAddress");
+    assert!(inside.contains(&mac), "eth0 does not carry {mac}: {inside}");
+}
+
+#[test]
+fn networks_are_kept_apart() {
+    if !docker_or_skip("networks_are_kept_apart") {
+        return;
+    }
+    let d = Rvs::start();
+    // Without routing the gateways do not join the networks (with it, the
+    // default, they do: see `routing_networks_reach_each_other`).
+    let n1 = d.network(&["-o", "rvswitch.routing=false"]);
+    let n2 = d.network(&["-o", "rvswitch.routing=false"]);
+    let a = Ctr::run(&n1, &[]);
+    let b = Ctr::run(&n2, &[]);
+    let c = Ctr::run(&n1, &[]);
+    docker_ok(&["network", "connect", &n2.name, &c.name]);
+    let (ia, ib) = (a.ip(&n1), b.ip(&n2));
+    assert!(
+        c.ping_eventually(&ia, Duration::from_secs(5)),
+        "c cannot reach a on the first network"
+    );
+    assert!(
+        c.ping_eventually(&ib, Duration::from_secs(5)),
+        "c cannot reach b on the second network"
+    );
+    assert!(!a.ping(&ib), "a reached b across networks");
+    assert!(!b.ping(&ia), "b reached a across networks");
+    // Each still has its own gateway.
+    let gw = a.net_field(&n1, "Gateway");
+    assert!(a.ping(&gw), "a cannot reach its gateway {gw}");
+}
+
+#[test]
+fn routing_networks_reach_each_other() {
+    if !docker_or_skip("routing_networks_reach_each_other") {
+        return;
+    }
+    let d = Rvs::start();
+    let n1 = d.network(&[]);
+    let n2 = d.network(&[]);
+    let a = Ctr::run(&n1, &[]);
+    let b = Ctr::run(&n2, &[]);
+    let gw = a.net_field(&n1, "Gateway");
+    assert!(
+        a.ping_eventually(&gw, Duration::from_secs(5)),
+        "a cannot reach its gateway {gw}"
+    );
+    let ib = b.ip(&n2);
+    assert!(
+        a.ping_eventually(&ib, Duration::from_secs(5)),
+        "a cannot reach b through the gateways"
+    );
+    // TCP across the router.
+    let o = b.exec(&["busybox", "httpd", "-p", "8000", "-h", "/bin"]);
+    assert!(o.status.success(), "httpd: {}", text(&o.stderr));
+    let digest = |o: Output| {
+        text(&o.stdout)
+            .split_whitespace()
+            .next()
+            .map(str::to_string)
+    };
+    let want = digest(a.exec(&["busybox", "md5sum", "/bin/busybox"]));
+    let got = digest(a.exec(&[
+        "sh",
+        "-c",
+        &format!("busybox wget -q -O - http://{ib}:8000/busybox | busybox md5sum"),
+    ]));
+    assert!(want.is_some());
+    assert_eq!(
+        got, want,
+        "the file came across the router damaged or not at all"
+    );
+}
+
+#[test]
+fn disconnect_rm_and_network_rm_leave_nothing_behind() {
+    if !docker_or_skip("disconnect_rm_and_network_rm_leave_nothing_behind") {
+        return;
+    }
+    let mut d = Rvs::start();
+    let n = d.network(&[]);
+    let a = Ctr::run(&n, &[]);
+    let b = Ctr::run(&n, &[]);
+    let (ta, tb) = (a.tag(&n), b.tag(&n));
+    assert_eq!(links_with(&ta), [format!("rvh{ta}")], "a's host end");
+    assert!(d.ports().contains(&format!("ep-{ta}")));
+    assert!(d.ports().contains(&format!("ep-{tb}")));
+
+    docker_ok(&["network", "disconnect", &n.name, &a.name]);
+    assert_eq!(links_with(&ta), Vec::<String>::new(), "a's veth is left");
+    assert!(!d.ports().contains(&format!("ep-{ta}")), "a's port is left");
+
+    docker_ok(&["rm", "-f", &b.name]);
+    assert_eq!(links_with(&tb), Vec::<String>::new(), "b's veth is left");
+    assert!(!d.ports().contains(&format!("ep-{tb}")), "b's port is left");
+
+    docker_ok(&["network", "rm", &n.name]);
+    assert!(!d.domains().contains(&n.domain()), "the domain is left");
+    assert_eq!(d.ports(), Vec::<String>::new());
+
+    d.stop();
+    let snap = rvs_cnm::Store::open(&d.state_dir())
+        .unwrap()
+        .load()
+        .unwrap();
+    assert!(snap.networks.is_empty(), "{:?}", snap.networks);
+    assert!(snap.endpoints.is_empty(), "{:?}", snap.endpoints);
+}
+
+#[test]
+fn containers_keep_talking_across_daemon_restarts() {
+    if !docker_or_skip("containers_keep_talking_across_daemon_restarts") {
+        return;
+    }
+    let mut d = Rvs::start();
+    let n = d.network(&[]);
+    let a = Ctr::run(&n, &[]);
+    let b = Ctr::run(&n, &[]);
+    let ib = b.ip(&n);
+    assert!(a.ping_eventually(&ib, Duration::from_secs(5)));
+
+    d.stop();
+    assert!(!a.ping(&ib), "traffic flowed without the switch");
+    d.spawn();
+    assert!(
+        a.ping_eventually(&ib, Duration::from_secs(10)),
+        "no ping after a clean restart"
+    );
+
+    d.kill9();
+    d.spawn();
+    assert!(
+        a.ping_eventually(&ib, Duration::from_secs(10)),
+        "no ping after kill -9 and a restart"
+    );
+    let inspect: Value =
+        serde_json::from_str(&docker_ok(&["network", "inspect", &n.name])).unwrap();
+    assert_eq!(inspect[0]["Containers"].as_object().unwrap().len(), 2);
+    let c = Ctr::run(&n, &[]);
+    assert!(
+        c.ping_eventually(&a.ip(&n), Duration::from_secs(5)),
+        "a new container cannot reach an old one"
+    );
+    assert_eq!(d.ports().len(), 3, "{:?}", d.ports());
+}
+
+#[test]
+fn driver_errors_reach_the_docker_cli() {
+    if !docker_or_skip("driver_errors_reach_the_docker_cli") {
+        return;
+    }
+    let d = Rvs::start();
+    let create_fails = |extra: &[&str]| -> String {
+        let name = unique("rvn");
+        let mut args = vec!["network", "create", "-d", &d.driver];
+        args.extend_from_slice(extra);
+        args.push(&name);
+        let o = docker(&args);
+        if o.status.success() {
+            let _ = docker(&["network", "rm", &name]);
+            panic!("docker {args:?} succeeded");
+        }
+        text(&o.stderr)
+    };
+    let e = create_fails(&["-o", "rvswitch.vlan=5000"]);
+    assert!(
+        e.contains("option rvswitch.vlan=5000: expected a VLAN id 1-4094"),
+        "{e}"
+    );
+    let e = create_fails(&["-o", "rvswitch.colour=red"]);
+    assert!(e.contains("unknown option rvswitch.colour"), "{e}");
+    let e = create_fails(&["-o", "rvswitch.vni=42"]);
+    assert!(
+        e.contains("rvswitch.kind=vxlan (VNI 42) is not supported"),
+        "{e}"
+    );
+
+    // rvswitch's IPAM: a /30 holds the gateway and one container.
+    let n = d.network(&["--ipam-driver", &d.driver, "--subnet", "10.254.77.0/30"]);
+    let _a = Ctr::run(&n, &[]);
+    let name = unique("rvc");
+    let b = Ctr { name: name.clone() };
+    let o = docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        &n.name,
+        IMAGE,
+        "sleep",
+        "600",
+    ]);
+    assert!(!o.status.success(), "a second container fit in a /30");
+    let e = text(&o.stderr);
+    assert!(e.contains("pool 10.254.77.0/30 has no free address"), "{e}");
+    drop(b);
+    assert_eq!(d.ports().len(), 1, "{:?}", d.ports());
+}
+
+#[test]
+fn internal_networks_give_no_default_route() {
+    if !docker_or_skip("internal_networks_give_no_default_route") {
+        return;
+    }
+    let d = Rvs::start();
+    let internal = d.network(&["--internal"]);
+    let open = d.network(&[]);
+    let a = Ctr::run(&internal, &[]);
+    let b = Ctr::run(&internal, &[]);
+    let c = Ctr::run(&open, &[]);
+    let routes = |x: &Ctr| text(&x.exec(&["ip", "route"]).stdout);
+    let r = routes(&a);
+    assert!(!r.contains("default"), "internal network route table: {r}");
+    assert!(
+        a.ping_eventually(&b.ip(&internal), Duration::from_secs(5)),
+        "containers on an internal network cannot talk"
+    );
+    // The check above means something: a non-internal network does give one.
+    let gw = c.net_field(&open, "Gateway");
+    let r = routes(&c);
+    assert!(r.contains(&format!("default via {gw}")), "{r}");
+    // The switch has no gateway for the internal network, one for the other.
+    let domains = d.json(&["domain", "list"]);
+    let gateway_of = |n: &Net| {
+        domains
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == n.domain().as_str())
+            .map(|x| x["gateway"].clone())
+            .unwrap_or_else(|| panic!("no domain for {}: {domains}", n.name))
+    };
+    assert!(gateway_of(&internal).is_null(), "{domains}");
+    assert!(!gateway_of(&open).is_null(), "{domains}");
+    assert!(
+        c.ping_eventually(&gw, Duration::from_secs(5)),
+        "gateway {gw}"
+    );
+}
+
+#[test]
+fn what_docker_removes_while_the_daemon_is_down_is_freed() {
+    if !docker_or_skip("what_docker_removes_while_the_daemon_is_down_is_freed") {
+        return;
+    }
+    let mut d = Rvs::start();
+    let n = d.network(&[]);
+    let gone = d.network(&[]);
+    let a = Ctr::run(&n, &[]);
+    let c = Ctr::run(&n, &[]);
+    let (ta, tc) = (a.tag(&n), c.tag(&n));
+    d.stop();
+    // The engine retries the missing driver for a while (about 15 s a
+    // call), then goes ahead without it.
+    let t = Instant::now();
+    docker_ok(&["network", "disconnect", &n.name, &c.name]);
+    eprintln!("disconnect without the driver took {:?}", t.elapsed());
+    let t = Instant::now();
+    docker_ok(&["network", "rm", &gone.name]);
+    eprintln!("network rm without the driver took {:?}", t.elapsed());
+    // The engine moved c's end back out of the container: the pair is
+    // still there, for the restarted daemon to remove.
+    assert_eq!(links_with(&tc).len(), 2, "c's veth");
+
+    d.spawn();
+    assert_eq!(links_with(&tc), Vec::<String>::new(), "c's veth is left");
+    assert_eq!(d.ports(), [format!("ep-{ta}")], "only a's port is left");
+    assert_eq!(d.domains(), [n.domain()], "only n's domain is left");
+    let gw = a.net_field(&n, "Gateway");
+    assert!(
+        a.ping_eventually(&gw, Duration::from_secs(10)),
+        "gateway {gw}"
+    );
+
+    d.stop();
+    let snap = rvs_cnm::Store::open(&d.state_dir())
+        .unwrap()
+        .load()
+        .unwrap();
+    let nets: Vec<&str> = snap.networks.iter().map(|x| x.id.as_str()).collect();
+    assert_eq!(nets, [n.id.as_str()]);
+    assert_eq!(snap.endpoints.len(), 1, "{:?}", snap.endpoints);
+    assert!(snap.endpoints[0].id.starts_with(&ta));
+    // Up again, so removing a and n does not wait for a missing driver.
+    d.spawn();
+}
+
+#[test]
+fn vlan_and_mtu_options_are_applied() {
+    if !docker_or_skip("vlan_and_mtu_options_are_applied") {
+        return;
+    }
+    let d = Rvs::start();
+    let n = d.network(&["-o", "rvswitch.vlan=10", "-o", "rvswitch.mtu=1400"]);
+    let a = Ctr::run(&n, &[]);
+    let b = Ctr::run(&n, &[]);
+    assert!(
+        a.ping_eventually(&b.ip(&n), Duration::from_secs(5)),
+        "a cannot ping b on VLAN 10"
+    );
+    let gw = a.net_field(&n, "Gateway");
+    assert!(a.ping(&gw), "a cannot reach its gateway {gw} on VLAN 10");
+    let eth0 = text(&a.exec(&["ip", "-o", "link", "show", "eth0"]).stdout);
+    assert!(eth0.contains("mtu 1400"), "{eth0}");
+    let port = d.json(&["port", "show", &format!("ep-{}", a.tag(&n))]);
+    assert_eq!(port["vlan"]["pvid"], 10, "{port}");
+}
+
+#[test]
+fn ipv6_networks_carry_ipv6() {
+    if !docker_or_skip("ipv6_networks_carry_ipv6") {
+        return;
+    }
+    let d = Rvs::start();
+    // Docker's IPAM picks the IPv4 pool; the IPv6 one must be given.
+    let subnet = format!("fd00:7276:{:x}::/64", std::process::id() & 0xffff);
+    let n = d.network(&["--ipv6", "--subnet", &subnet]);
+    let a = Ctr::run(&n, &[]);
+    let b = Ctr::run(&n, &[]);
+    let ib6 = b.net_field(&n, "GlobalIPv6Address");
+    assert!(!ib6.is_empty(), "b has no IPv6 address");
+    assert!(
+        a.ping_eventually(&ib6, Duration::from_secs(10)),
+        "a cannot ping b at {ib6}"
+    );
+    let gw6 = a.net_field(&n, "IPv6Gateway");
+    assert!(
+        a.ping_eventually(&gw6, Duration::from_secs(5)),
+        "a cannot reach the IPv6 gateway {gw6}"
+    );
+    assert!(a.ping(&b.ip(&n)), "IPv4 next to IPv6");
+}
