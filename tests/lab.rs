@@ -421,27 +421,6 @@ fn bad_files_deploy_nothing_and_name_the_line() {
     );
     assert!(t.contains("no changes made"), "{t}");
     assert!(lab.leftovers().is_empty(), "{:?}", lab.leftovers());
-
-    // A valid file using a feature this rvswitch does not have yet.
-    if !root_or_skip("bad_files_deploy_nothing_and_name_the_line (unsupported)") {
-        return;
-    }
-    let yaml = example("ring.yml");
-    let lab = Lab::new(&yaml);
-    let o = rvs(&["lab", "deploy", lab.f()]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let t = text(&o);
-    assert!(
-        t.contains("not supported yet") && t.contains("no changes made"),
-        "{t}"
-    );
-    let line = yaml
-        .lines()
-        .position(|l| l.contains("sw: {rstp: true}"))
-        .unwrap()
-        + 1;
-    assert!(t.contains(&format!("{}:{line}:", lab.f())), "{t}");
-    assert!(lab.leftovers().is_empty(), "{:?}", lab.leftovers());
 }
 
 #[test]
@@ -480,4 +459,44 @@ fn the_readme_main_command_deploys_checks_and_with_once_destroys() {
     assert!(t.contains("4 of 4 checks passed"), "{t}");
     assert!(t.contains("lab quickstart: destroyed"), "{t}");
     assert!(!Path::new("/run/netns/quickstart-a").exists());
+}
+
+#[test]
+fn ring_lab_runs_rstp_blocks_one_trunk_and_reaches_every_node() {
+    if !root_or_skip("ring_lab_runs_rstp_blocks_one_trunk_and_reaches_every_node") {
+        return;
+    }
+    let lab = Lab::new(&example("ring.yml"));
+    lab.ok("deploy", &[]);
+    let sock = format!("/run/rvswitch/lab/{}/sw.sock", lab.name);
+    // The tree converges with exactly one trunk end blocked.
+    let blocked = || -> usize {
+        ["d1", "d2", "d3"]
+            .iter()
+            .map(|d| {
+                let o = rvs(&["ctl", "--socket", &sock, "--json", "stp", d]);
+                assert!(o.status.success(), "{}", text(&o));
+                let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+                v["ports"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|p| p["role"] == "alternate" && p["state"] == "discarding")
+                    .count()
+            })
+            .sum()
+    };
+    let t = std::time::Instant::now();
+    while blocked() != 1 && t.elapsed() < std::time::Duration::from_secs(40) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(blocked(), 1, "one alternate port");
+    let grid = lab.ok("check", &[]);
+    assert!(grid.contains("checks passed"), "{grid}");
+    lab.ok("destroy", &[]);
+    assert!(
+        lab.leftovers().is_empty(),
+        "left behind: {:?}",
+        lab.leftovers()
+    );
 }

@@ -44,18 +44,6 @@ impl Switches {
 }
 
 pub fn deploy(topo: &Topology, file: &Path) -> Result<(), LabError> {
-    let unsupported = topo.unsupported();
-    if !unsupported.is_empty() {
-        let lines: Vec<String> = unsupported
-            .iter()
-            .map(|(pos, what)| format!("{}:{}:{}: {what}", file.display(), pos.line, pos.col))
-            .collect();
-        return Err(err(format!(
-            "{}\nlab {}: these features are not in this rvswitch yet (no changes made)",
-            lines.join("\n"),
-            topo.name
-        )));
-    }
     let text =
         std::fs::read_to_string(file).map_err(|e| err(format!("read {}: {e}", file.display())))?;
     let paths = Paths::of(&topo.name);
@@ -93,6 +81,9 @@ pub fn deploy(topo: &Topology, file: &Path) -> Result<(), LabError> {
     let switches = Switches(switches);
     for (sw, dom) in topo.domains() {
         let mut body = json!({ "name": dom });
+        if topo.switches.iter().any(|s| s.name == sw && s.rstp) {
+            body["stp"] = json!({});
+        }
         let gw = topo
             .networks
             .iter()
@@ -433,7 +424,8 @@ fn ensure_node(
             PortKind::Tap => {
                 ensure_port(
                     c,
-                    json!({ "name": i.link, "kind": "tap", "domain": net.domain, "vlan": vlan, "options": options }),
+                    json!({ "name": i.link, "kind": "tap", "domain": net.domain, "vlan": vlan, "options": options,
+                        "stp": { "admin_edge": true } }),
                     false,
                 )?;
                 let inside = Netlink::in_netns(ns, |n| n.find_link(&i.name)).map_err(nl_err)?;
@@ -465,7 +457,8 @@ fn ensure_node(
                 }
                 ensure_port(
                     c,
-                    json!({ "name": i.link, "kind": i.port.as_str(), "iface": i.link, "domain": net.domain, "vlan": vlan, "options": options }),
+                    json!({ "name": i.link, "kind": i.port.as_str(), "iface": i.link, "domain": net.domain, "vlan": vlan, "options": options,
+                        "stp": { "admin_edge": true } }),
                     made,
                 )?;
             }

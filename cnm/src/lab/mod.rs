@@ -324,21 +324,6 @@ impl Topology {
         }
         out
     }
-
-    /// Features this file uses that deploy cannot make yet, each with the
-    /// position that asks for it. Empty when the lab can be deployed.
-    pub fn unsupported(&self) -> Vec<(Pos, String)> {
-        let mut out = Vec::new();
-        for s in &self.switches {
-            if s.rstp {
-                out.push((
-                    s.pos,
-                    format!("switch {}: `rstp` is not supported yet", s.name),
-                ));
-            }
-        }
-        out
-    }
 }
 
 /// The namespace of a node.
