@@ -2,8 +2,10 @@
 //! built in this process over [`Control`] and the kernel.
 //!
 //! - A network is a bridge domain named `dk-<first 12 characters of its id>`
-//!   (kind `vlan` puts its ports in access mode on that VLAN; `vxlan` is
-//!   refused until the switch can terminate a VNI for Docker networks),
+//!   (kind `vlan` puts its ports in access mode on that VLAN; kind `vxlan`
+//!   adds a `vxlan` port `vx-<12>` carrying the network's VNI from
+//!   `rvswitch.vtep_local` to the `rvswitch.vtep_remotes`: the same network
+//!   created on every host with the same VNI spans them),
 //!   with the switch's gateway on the network's IPAM gateway addresses
 //!   unless the network is `--internal` (see [`gateway`]).
 //! - An endpoint is a veth pair: the host end (`rvh<tag>`) is attached to the
@@ -107,18 +109,65 @@ fn delete_link(nl: &Netlink, action: &str, name: &str) -> Result<(), FabricError
     }
 }
 
+/// The VTEP port of a VXLAN network.
+pub fn vtep_port_name(network_id: &str) -> String {
+    format!("vx-{}", network_id.chars().take(12).collect::<String>())
+}
+
 impl SwitchFabric {
     pub fn new(control: Arc<Control>) -> SwitchFabric {
         SwitchFabric { control }
     }
 
-    fn supported(n: &Network) -> Result<(), FabricError> {
-        if let NetworkKind::Vxlan { vni } = n.kind {
-            return Err(FabricError::Unsupported(format!(
-                "rvswitch.kind=vxlan (VNI {vni}) is not supported by the Docker driver yet; \
-                 use kind bridge (the default) or vlan"
-            )));
+    /// A VXLAN network's VTEP port in its domain (none for other kinds).
+    fn ensure_vtep(&self, action: &str, n: &Network) -> Result<(), FabricError> {
+        let NetworkKind::Vxlan { vni } = n.kind else {
+            return Ok(());
+        };
+        let name = vtep_port_name(&n.id);
+        match self.control.get_port(&name) {
+            Ok(p) if p.error.is_none() => return Ok(()),
+            Ok(_) => self
+                .control
+                .delete_port(&name)
+                .map_err(|x| failed(action, x))?,
+            Err(ControlError::NotFound(_)) => {}
+            Err(x) => return Err(failed(action, x)),
         }
+        let local = n
+            .options
+            .get("rvswitch.vtep_local")
+            .ok_or_else(|| failed(action, "rvswitch.vtep_local is not set"))?;
+        let remotes: Vec<&str> = n
+            .options
+            .get("rvswitch.vtep_remotes")
+            .map(|r| {
+                r.split(',')
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut options = json!({ "local": local, "vni": vni, "remotes": remotes });
+        if let Some(p) = n.options.get("rvswitch.vtep_port") {
+            options["udp_port"] = json!(p.parse::<u16>().unwrap_or(4789));
+        }
+        // The underlay carries the network's MTU plus 50 bytes of headers.
+        options["underlay_mtu"] = json!(n.mtu + 50);
+        let req: CreatePort = serde_json::from_value(json!({
+            "name": name,
+            "kind": "vxlan",
+            "domain": domain_name(&n.id),
+            "options": options,
+        }))
+        .map_err(|x| failed(action, format!("VTEP port request: {x}")))?;
+        self.control
+            .create_port(req)
+            .map(drop)
+            .map_err(|x| failed(action, x))
+    }
+
+    fn supported(n: &Network) -> Result<(), FabricError> {
         if n.port_type == PortType::Tap {
             return Err(FabricError::Unsupported(
                 "rvswitch.port_type=tap is not supported by the Docker driver (a TAP would \
@@ -249,11 +298,27 @@ impl Fabric for SwitchFabric {
         self.control
             .create_domain(rec)
             .map(drop)
-            .map_err(|e| failed(action, e))
+            .map_err(|e| failed(&action, e))?;
+        if let Err(e) = self.ensure_vtep(&action, n) {
+            let _ = self.control.delete_domain(&name);
+            return Err(e);
+        }
+        Ok(())
     }
 
     fn delete_network(&self, n: &Network) -> Result<(), FabricError> {
         let name = domain_name(&n.id);
+        if matches!(n.kind, NetworkKind::Vxlan { .. }) {
+            match self.control.delete_port(&vtep_port_name(&n.id)) {
+                Ok(()) | Err(ControlError::NotFound(_)) => {}
+                Err(e) => {
+                    return Err(failed(
+                        format!("delete the VTEP port of network {}", short(&n.id)),
+                        e,
+                    ));
+                }
+            }
+        }
         match self.control.delete_domain(&name) {
             Ok(()) | Err(ControlError::NotFound(_)) => Ok(()),
             Err(e) => Err(failed(
@@ -386,8 +451,7 @@ mod tests {
     fn unsupported_networks_say_what_to_use() {
         let mut n = net(false);
         n.kind = NetworkKind::Vxlan { vni: 42 };
-        let e = SwitchFabric::supported(&n).unwrap_err().to_string();
-        assert!(e.contains("vxlan") && e.contains("bridge"), "{e}");
+        assert!(SwitchFabric::supported(&n).is_ok());
         let mut n = net(false);
         n.port_type = PortType::Tap;
         let e = SwitchFabric::supported(&n).unwrap_err().to_string();

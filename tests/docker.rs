@@ -429,10 +429,11 @@ fn networks_are_kept_apart() {
         return;
     }
     let d = Rvs::start();
-    // Without routing the gateways do not join the networks (with it, the
-    // default, they do: see `routing_networks_reach_each_other`).
-    let n1 = d.network(&["-o", "rvswitch.routing=false"]);
-    let n2 = d.network(&["-o", "rvswitch.routing=false"]);
+    // Isolated by default, like Docker's bridge networks (with
+    // `rvswitch.routing=true` they join: see
+    // `routing_networks_reach_each_other`).
+    let n1 = d.network(&[]);
+    let n2 = d.network(&[]);
     let a = Ctr::run(&n1, &[]);
     let b = Ctr::run(&n2, &[]);
     let c = Ctr::run(&n1, &[]);
@@ -459,8 +460,8 @@ fn routing_networks_reach_each_other() {
         return;
     }
     let d = Rvs::start();
-    let n1 = d.network(&[]);
-    let n2 = d.network(&[]);
+    let n1 = d.network(&["-o", "rvswitch.routing=true"]);
+    let n2 = d.network(&["-o", "rvswitch.routing=true"]);
     let a = Ctr::run(&n1, &[]);
     let b = Ctr::run(&n2, &[]);
     let gw = a.net_field(&n1, "Gateway");
@@ -593,10 +594,9 @@ fn driver_errors_reach_the_docker_cli() {
     let e = create_fails(&["-o", "rvswitch.colour=red"]);
     assert!(e.contains("unknown option rvswitch.colour"), "{e}");
     let e = create_fails(&["-o", "rvswitch.vni=42"]);
-    assert!(
-        e.contains("rvswitch.kind=vxlan (VNI 42) is not supported"),
-        "{e}"
-    );
+    assert!(e.contains("needs rvswitch.vtep_local"), "{e}");
+    let e = create_fails(&["-o", "rvswitch.vtep_local=192.0.2.1"]);
+    assert!(e.contains("belongs to VXLAN networks"), "{e}");
 
     // rvswitch's IPAM: a /30 holds the gateway and one container.
     let n = d.network(&["--ipam-driver", &d.driver, "--subnet", "10.254.77.0/30"]);
@@ -753,4 +753,80 @@ fn ipv6_networks_carry_ipv6() {
         "a cannot reach the IPv6 gateway {gw6}"
     );
     assert!(a.ping(&b.ip(&n)), "IPv4 next to IPv6");
+}
+
+#[test]
+fn a_vxlan_network_reaches_a_host_behind_the_kernels_vxlan() {
+    if !docker_or_skip("a_vxlan_network_reaches_a_host_behind_the_kernels_vxlan") {
+        return;
+    }
+    use rvs_drivers::testutil::{Netns, ip};
+    // "Another host": a namespace reached over an underlay veth, with the
+    // kernel's vxlan device and a Linux bridge, and a station behind it.
+    let (rh, peer) = (Netns::new("dvr"), Netns::new("dvp"));
+    let (u0, u1) = (unique("dvu"), unique("dvu"));
+    ip(&["link", "add", &u0, "type", "veth", "peer", "name", &u1]);
+    let _underlay = rvs_drivers::testutil::Link::adopt(&u0);
+    ip(&["link", "set", &u1, "netns", &rh.name]);
+    ip(&["addr", "add", "10.67.0.1/24", "dev", &u0]);
+    ip(&["link", "set", &u0, "up"]);
+    rh.ip(&["addr", "add", "10.67.0.2/24", "dev", &u1]);
+    rh.ip(&["link", "set", &u1, "up"]);
+    rh.ip(&[
+        "link",
+        "add",
+        "vx0",
+        "type",
+        "vxlan",
+        "id",
+        "4600",
+        "local",
+        "10.67.0.2",
+        "remote",
+        "10.67.0.1",
+        "dstport",
+        "4789",
+    ]);
+    rh.ip(&["link", "add", "br0", "type", "bridge"]);
+    rh.ip(&["link", "set", "vx0", "master", "br0", "up"]);
+    rh.ip(&["link", "add", "st0", "type", "veth", "peer", "name", "eth0"]);
+    rh.ip(&["link", "set", "eth0", "netns", &peer.name]);
+    rh.ip(&["link", "set", "st0", "master", "br0", "up"]);
+    rh.ip(&["link", "set", "br0", "up"]);
+    peer.ip(&["addr", "add", "10.68.0.200/24", "dev", "eth0"]);
+    peer.ip(&["link", "set", "eth0", "mtu", "1450", "up"]);
+
+    let d = Rvs::start();
+    let n = d.network(&[
+        "--subnet",
+        "10.68.0.0/24",
+        "-o",
+        "rvswitch.kind=vxlan",
+        "-o",
+        "rvswitch.vni=4600",
+        "-o",
+        "rvswitch.vtep_local=10.67.0.1",
+        "-o",
+        "rvswitch.vtep_remotes=10.67.0.2",
+    ]);
+    assert!(
+        d.ports().contains(&format!("vx-{}", &n.id[..12])),
+        "{:?}",
+        d.ports()
+    );
+    let a = Ctr::run(&n, &[]);
+    let mtu = a.exec(&["cat", "/sys/class/net/eth0/mtu"]);
+    assert_eq!(text(&mtu.stdout).trim(), "1450", "the overlay's MTU");
+    assert!(
+        a.ping_eventually("10.68.0.200", Duration::from_secs(10)),
+        "the container reaches the station behind the kernel's VTEP"
+    );
+    assert!(peer.ping(&a.ip(&n), 2), "and back");
+    drop(a);
+    drop(n);
+    assert!(
+        !d.ports().iter().any(|p| p.starts_with("vx-")),
+        "the VTEP port went with the network: {:?}",
+        d.ports()
+    );
 }

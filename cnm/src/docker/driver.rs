@@ -164,7 +164,7 @@ impl Driver {
             });
             sb.endpoints.push(e.id.clone());
             if let Some(n) = st.networks.get(&e.network_id) {
-                sb.routes.extend(join_info(&st, n, e).routes);
+                sb.routes.extend(join_info(n, e).routes);
             }
         }
         by_key.into_values().collect()
@@ -439,7 +439,7 @@ impl Driver {
             .ok_or_else(|| DriverError::UnknownNetwork(net.into()))?;
         let mut e = found(&st, net, ep)?.clone();
         match &e.sandbox {
-            Some(k) if k == sandbox_key => return Ok(join_info(&st, &n, &e)),
+            Some(k) if k == sandbox_key => return Ok(join_info(&n, &e)),
             Some(k) => {
                 return Err(DriverError::Conflict(format!(
                     "endpoint {ep} is already joined to sandbox {k}; leave it first"
@@ -453,7 +453,7 @@ impl Driver {
             undo("leave", self.fabric.leave(&n, &e));
             return Err(err.into());
         }
-        let info = join_info(&st, &n, &e);
+        let info = join_info(&n, &e);
         st.endpoints.insert(e.id.clone(), e);
         Ok(info)
     }
@@ -520,25 +520,13 @@ fn found<'a>(st: &'a State, net: &str, ep: &str) -> Result<&'a Endpoint, DriverE
 
 /// Gateways for the endpoint's families; internal networks give none (the
 /// engine makes the first endpoint with a gateway the sandbox's default
-/// route and its external-connectivity endpoint), and if they route,
-/// static routes to the other routing networks' subnets.
-fn join_info(st: &State, n: &Network, e: &Endpoint) -> JoinInfo {
+/// route and its external-connectivity endpoint). An internal network has
+/// no gateway in the switch either (`--internal` means no gateway, as with
+/// Docker's bridge driver), so it gets no routes to other networks.
+fn join_info(n: &Network, e: &Endpoint) -> JoinInfo {
     let gw_of = |a: Option<Cidr>| a.and_then(|a| n.subnet_of(a.addr)).and_then(|s| s.gateway);
     let (gw4, gw6) = (gw_of(e.ipv4), gw_of(e.ipv6));
-    let mut routes = Vec::new();
-    if n.internal && n.routing {
-        for o in st.networks.values().filter(|o| o.id != n.id && o.routing) {
-            for s in &o.subnets {
-                let via = if s.pool.is_v4() { gw4 } else { gw6 };
-                if let Some(via) = via {
-                    routes.push(Route {
-                        destination: s.pool,
-                        via: Some(via),
-                    });
-                }
-            }
-        }
-    }
+    let routes: Vec<Route> = Vec::new();
     JoinInfo {
         sandbox_iface: e.ifaces.sandbox.clone(),
         gateway4: gw4.filter(|_| !n.internal),

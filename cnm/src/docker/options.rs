@@ -30,7 +30,14 @@ pub const KNOWN: &[&str] = &[
     "rvswitch.port_type",
     "rvswitch.port_security",
     "rvswitch.routing",
+    "rvswitch.vtep_local",
+    "rvswitch.vtep_remotes",
+    "rvswitch.vtep_port",
 ];
+
+/// Default MTU of a VXLAN network: a 1500-byte underlay less 50 bytes of
+/// outer Ethernet, IPv4, UDP and VXLAN headers.
+pub const VXLAN_MTU: u32 = 1450;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OptionError {
@@ -142,7 +149,9 @@ pub fn network_from_request(req: &CreateNetworkRequest) -> Result<Network, Optio
         // with the daemon's file descriptor) it outlives a daemon restart.
         port_type: PortType::Afxdp,
         port_security: true,
-        routing: true,
+        // Isolated from other networks by default, like Docker's bridge
+        // driver; `-o rvswitch.routing=true` joins the routing networks.
+        routing: false,
         options: BTreeMap::new(),
         labels: BTreeMap::new(),
     };
@@ -167,12 +176,45 @@ pub fn apply_generic(n: &mut Network, generic: &Options) -> Result<(), OptionErr
     let mut kind: Option<String> = None;
     let mut vlan: Option<u32> = None;
     let mut vni: Option<u32> = None;
+    let mut mtu_set = false;
     for (k, v) in generic {
         match k.as_str() {
+            // The VTEP of a VXLAN network, kept with the network's options.
+            "rvswitch.vtep_local" => {
+                let t = text(v);
+                if t.parse::<std::net::IpAddr>().is_err() {
+                    return Err(OptionError::Value {
+                        key: k.clone(),
+                        value: t,
+                        expected: "this host's underlay IP address",
+                    });
+                }
+                n.options.insert(k.clone(), t);
+            }
+            "rvswitch.vtep_remotes" => {
+                let t = text(v);
+                if t.split(',')
+                    .any(|r| r.trim().parse::<std::net::IpAddr>().is_err())
+                {
+                    return Err(OptionError::Value {
+                        key: k.clone(),
+                        value: t,
+                        expected: "remote VTEP addresses separated by commas",
+                    });
+                }
+                n.options.insert(k.clone(), t);
+            }
+            "rvswitch.vtep_port" => {
+                let p = parse_num(k, v, 1, 65535, "a UDP port 1-65535")?;
+                n.options.insert(k.clone(), p.to_string());
+            }
             "rvswitch.kind" => kind = Some(text(v).to_ascii_lowercase()),
             "rvswitch.vlan" => vlan = Some(parse_num(k, v, 1, 4094, "a VLAN id 1-4094")?),
             "rvswitch.vni" => vni = Some(parse_num(k, v, 1, 0xff_ffff, "a VNI 1-16777215")?),
-            "rvswitch.mtu" | DOCKER_MTU => n.mtu = parse_num(k, v, 68, 65535, "an MTU 68-65535")?,
+            "rvswitch.mtu" | DOCKER_MTU => {
+                n.mtu = parse_num(k, v, 68, 65535, "an MTU 68-65535")?;
+                mtu_set = true;
+            }
             "rvswitch.port_type" => {
                 n.port_type = match text(v).to_ascii_lowercase().as_str() {
                     "tap" => PortType::Tap,
@@ -237,6 +279,32 @@ pub fn apply_generic(n: &mut Network, generic: &Options) -> Result<(), OptionErr
             });
         }
     };
+    let vtep = [
+        "rvswitch.vtep_local",
+        "rvswitch.vtep_remotes",
+        "rvswitch.vtep_port",
+    ];
+    match n.kind {
+        NetworkKind::Vxlan { .. } => {
+            if !n.options.contains_key("rvswitch.vtep_local") {
+                return Err(OptionError::Conflict(
+                    "rvswitch.kind=vxlan needs rvswitch.vtep_local=<this host's underlay \
+                     address> (and rvswitch.vtep_remotes=<other hosts' addresses>)"
+                        .into(),
+                ));
+            }
+            if !mtu_set {
+                n.mtu = VXLAN_MTU;
+            }
+        }
+        _ => {
+            if let Some(k) = vtep.iter().find(|k| n.options.contains_key(**k)) {
+                return Err(OptionError::Conflict(format!(
+                    "{k} belongs to VXLAN networks (rvswitch.kind=vxlan)"
+                )));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -265,7 +333,10 @@ mod tests {
         assert_eq!(n.kind, NetworkKind::Vlan { vid: 10 });
         assert_eq!(n.subnets[0].gateway, Some("10.231.0.1".parse().unwrap()));
         assert_eq!(n.subnets[0].pool, "10.231.0.0/24".parse().unwrap());
-        assert!(!n.internal && n.port_security && n.routing);
+        assert!(
+            !n.internal && n.port_security && !n.routing,
+            "isolated by default"
+        );
         n.validate().unwrap();
     }
 
@@ -275,14 +346,15 @@ mod tests {
             "com.docker.network.internal": true,
             "com.docker.network.generic": {
                 "rvswitch.vni": 5000, "rvswitch.mtu": "1450", "rvswitch.port_type": "afxdp",
-                "rvswitch.port_security": "false", "rvswitch.routing": "false", "team": "blue"
+                "rvswitch.vtep_local": "192.0.2.1", "rvswitch.vtep_remotes": "192.0.2.2,192.0.2.3",
+                "rvswitch.port_security": "false", "rvswitch.routing": "true", "team": "blue"
             }
         })))
         .unwrap();
         assert_eq!(n.kind, NetworkKind::Vxlan { vni: 5000 });
         assert_eq!(n.mtu, 1450);
         assert_eq!(n.port_type, PortType::Afxdp);
-        assert!(n.internal && !n.port_security && !n.routing);
+        assert!(n.internal && !n.port_security && n.routing);
         assert_eq!(n.options.get("team").map(String::as_str), Some("blue"));
     }
 
