@@ -15,7 +15,6 @@ pub mod docker;
 pub mod fabric;
 pub mod lab;
 pub mod pcap;
-pub mod quickstart;
 pub mod spec;
 pub mod worker;
 

@@ -18,8 +18,6 @@ enum Command {
     Daemon(daemon::DaemonArgs),
     /// Operate a running daemon over its API socket.
     Ctl(rvswitch::ctl::CtlArgs),
-    /// Deploy the two-host quickstart lab, check it, keep it up until Ctrl-C.
-    Quickstart(rvswitch::quickstart::QuickstartArgs),
     /// Labs: namespaces wired through rvswitch from one YAML file.
     Lab(rvswitch::lab::LabArgs),
 }
@@ -43,10 +41,6 @@ fn main() -> anyhow::Result<()> {
                 rvswitch::backends::driver_factory()
             };
             daemon::run(&args, factory, daemon::termination_signal()).context("rvswitch daemon")
-        }
-        Command::Quickstart(args) => {
-            rvswitch::quickstart::run(&args)?;
-            Ok(())
         }
         Command::Lab(args) => match rvswitch::lab::run(args) {
             Ok(code) => std::process::exit(code),
