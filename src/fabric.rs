@@ -267,6 +267,16 @@ impl SwitchFabric {
             NetworkKind::Vlan { vid } => json!({"mode": "access", "pvid": vid}),
             _ => json!({"mode": "access", "pvid": 1}),
         };
+        // Port security (on unless `rvswitch.port_security=false`): only
+        // the endpoint's MAC and addresses may send from its port.
+        let security = n.port_security.then(|| {
+            let ips: Vec<String> = [e.ipv4, e.ipv6]
+                .into_iter()
+                .flatten()
+                .map(|c| c.addr.to_string())
+                .collect();
+            json!({ "mac": e.mac.to_string(), "ips": ips })
+        });
         // Built from JSON so fields the API grows later keep their defaults.
         let req: CreatePort = serde_json::from_value(json!({
             "name": name,
@@ -274,6 +284,7 @@ impl SwitchFabric {
             "iface": host,
             "domain": domain,
             "vlan": vlan,
+            "security": security,
         }))
         .map_err(|x| failed(action, format!("port request: {x}")))?;
         self.control

@@ -830,3 +830,43 @@ fn a_vxlan_network_reaches_a_host_behind_the_kernels_vxlan() {
         d.ports()
     );
 }
+
+#[test]
+fn port_security_stops_a_container_that_spoofs_its_address() {
+    if !docker_or_skip("port_security_stops_a_container_that_spoofs_its_address") {
+        return;
+    }
+    let d = Rvs::start();
+    for (secure, opts) in [
+        (true, vec![]),
+        (false, vec!["-o", "rvswitch.port_security=false"]),
+    ] {
+        let n = d.network(&opts);
+        let a = Ctr::run(&n, &["--cap-add", "NET_ADMIN"]);
+        let b = Ctr::run(&n, &[]);
+        let (ia, ib) = (a.ip(&n), b.ip(&n));
+        assert!(a.ping_eventually(&ib, Duration::from_secs(5)));
+        // a claims another address of the subnet and pings from it.
+        let spoof = format!("{}.250", ia.rsplit_once('.').unwrap().0);
+        let o = a.exec(&["ip", "addr", "add", &format!("{spoof}/32"), "dev", "eth0"]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let from_spoof = a
+            .exec(&["ping", "-c2", "-W2", "-I", &spoof, &ib])
+            .status
+            .success();
+        assert_eq!(
+            from_spoof, !secure,
+            "secure={secure}: spoofed source answered?"
+        );
+        if secure {
+            let port = format!("ep-{}", a.tag(&n));
+            let s = d.json(&["stats", &port]);
+            assert!(
+                s["drops"]["port_security_ip"].as_u64().unwrap_or(0) > 0,
+                "{s}"
+            );
+            // Its own address still works.
+            assert!(a.ping(&ib));
+        }
+    }
+}

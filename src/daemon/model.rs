@@ -13,7 +13,8 @@ use rvs_switch::router::Gateway;
 use rvs_switch::stp::{StpConfig, StpPortConfig};
 use rvs_switch::vlan::check_vid;
 use rvs_switch::{
-    DomainConfig, DomainId, MacAddr, PortConfig, StormControl, VlanMode, VlanProtocol, VlanSet,
+    DomainConfig, DomainId, MacAddr, PortConfig, PortSecurity, StormControl, VlanMode,
+    VlanProtocol, VlanSet,
 };
 use serde::{Deserialize, Serialize};
 
@@ -360,6 +361,10 @@ pub struct PortSettings {
     /// domain runs RSTP.
     #[serde(default, skip_serializing_if = "is_default_stp")]
     pub stp: StpPortConfig,
+    /// Port security: the one station (MAC, and addresses if given) that
+    /// may send from this port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<PortSecurity>,
 }
 
 fn is_default_stp(s: &StpPortConfig) -> bool {
@@ -371,6 +376,14 @@ impl PortSettings {
         check_name("bridge domain", &self.domain)?;
         self.vlan.to_mode()?;
         self.stp.validate().map_err(|e| e.to_string())?;
+        if let Some(sec) = &self.security
+            && !sec.mac.is_valid_source()
+        {
+            return Err(format!(
+                "port security MAC {} is not a unicast station address",
+                sec.mac
+            ));
+        }
         if let Some(s) = self.storm_control
             && (s.pps == 0 || s.burst == 0)
         {
@@ -392,6 +405,7 @@ impl PortSettings {
                 burst: s.burst,
             }),
             stp: self.stp,
+            security: self.security.clone(),
         })
     }
 }
@@ -429,6 +443,8 @@ pub struct CreatePort {
     pub storm_control: Option<StormSpec>,
     #[serde(default)]
     pub stp: StpPortConfig,
+    #[serde(default)]
+    pub security: Option<PortSecurity>,
 }
 
 impl CreatePort {
@@ -450,6 +466,7 @@ impl CreatePort {
                 mac_limit: self.mac_limit,
                 storm_control: self.storm_control,
                 stp: self.stp,
+                security: self.security,
             },
         };
         r.spec.validate()?;
@@ -480,6 +497,9 @@ pub struct PortPatch {
     #[serde(default, deserialize_with = "double_option")]
     pub storm_control: Option<Option<StormSpec>>,
     pub stp: Option<StpPortConfig>,
+    /// `null` turns port security off.
+    #[serde(default, deserialize_with = "double_option")]
+    pub security: Option<Option<PortSecurity>>,
 }
 
 impl PortPatch {
@@ -492,6 +512,7 @@ impl PortPatch {
             mac_limit: self.mac_limit.unwrap_or(s.mac_limit),
             storm_control: self.storm_control.unwrap_or(s.storm_control),
             stp: self.stp.unwrap_or(s.stp),
+            security: self.security.clone().unwrap_or_else(|| s.security.clone()),
         };
         n.validate()?;
         Ok(n)

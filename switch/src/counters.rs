@@ -51,6 +51,8 @@ named_enum! {
         InvalidSource => ("invalid_source_mac", "source MAC is multicast or zero"),
         LinkLocal => ("link_local_group", "802.1D reserved link-local group address (not forwarded)"),
         StpDiscarding => ("stp_discarding", "spanning tree: the port is not forwarding"),
+        PortSecurityMac => ("port_security_mac", "port security: source MAC is not the port's station"),
+        PortSecurityIp => ("port_security_ip", "port security: source IP is not the port's station's"),
         StpBadBpdu => ("stp_bad_bpdu", "spanning tree: malformed or unexpected BPDU"),
         TaggedOnAccess => ("tagged_on_access_port", "tagged frame on an access port"),
         VlanNotAllowed => ("vlan_not_allowed", "VLAN not in the trunk's allowed list"),

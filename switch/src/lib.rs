@@ -26,7 +26,7 @@ pub mod wire;
 
 pub use batch::{BATCH_DEFAULT, BATCH_MAX, Batch};
 pub use buf::{PacketPool, PktBuf};
-pub use config::{DomainConfig, DomainId, PortConfig, StormControl};
+pub use config::{DomainConfig, DomainId, PortConfig, PortSecurity, StormControl};
 pub use counters::{DropReason, PortCounters, StageCounter, StageCounters};
 pub use fdb::{Fdb, FdbConfig, FdbEntryInfo, FlushFilter, MoveDamping};
 pub use mac::MacAddr;

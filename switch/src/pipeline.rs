@@ -321,10 +321,21 @@ impl Switch {
         // and lets the compiler drop the bounds checks on the scratch arrays.)
         // Consecutive frames of one flow share their keys: hash those once.
         let mode = &ps.cfg.vlan;
+        let security = ps.cfg.security.as_ref();
         let (mut src_key, mut src_hash, mut dst_key, mut dst_hash) = (0u64, 0u64, 0u64, 0u64);
         for i in 0..n {
             let i = i % BATCH_MAX;
             scratch.action[i] = match parse_classify(pool.data(batch.get(i)), tpid, mode) {
+                Ok(m)
+                    if let Some(sec) = security
+                        && let Err(r) = sec.check(
+                            m.src,
+                            pool.data(batch.get(i)),
+                            if m.tagged { 14 + TAG_LEN } else { 14 },
+                        ) =>
+                {
+                    Action::Drop(r)
+                }
                 Ok(m) => {
                     scratch.meta[i] = m;
                     if learning {

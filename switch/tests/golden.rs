@@ -629,3 +629,55 @@ fn a_port_whose_link_is_gone_is_reported_and_no_longer_polled() {
         "the flood copy to the dead port was freed"
     );
 }
+
+#[test]
+fn port_security_lets_only_the_ports_station_send() {
+    use rvs_switch::PortSecurity;
+    let mut r = rig(&[access(1), access(1)]);
+    let mut cfg = r.sw.port_info(r.ids[0]).unwrap().cfg;
+    cfg.security = Some(PortSecurity {
+        mac: MacAddr(mac(1)),
+        ips: vec!["10.0.0.1".parse().unwrap(), "fd00::1".parse().unwrap()],
+    });
+    r.sw.set_port_config(r.ids[0], cfg).unwrap();
+    // IPv4 frames with a source address (frame() carries 0x0800 and bytes).
+    let ipv4 = |src_mac: u8, src_ip: [u8; 4]| {
+        let mut f = frame(BCAST, mac(src_mac));
+        f[14] = 0x45;
+        f[26..30].copy_from_slice(&src_ip);
+        f
+    };
+    r.send(0, &ipv4(1, [10, 0, 0, 1]));
+    assert_eq!(r.out(1).len(), 1, "the station itself passes");
+    r.send(0, &ipv4(9, [10, 0, 0, 1]));
+    assert!(r.out(1).is_empty(), "another MAC is dropped");
+    assert_eq!(r.drops(0, DropReason::PortSecurityMac), 1);
+    r.send(0, &ipv4(1, [10, 0, 0, 99]));
+    assert!(r.out(1).is_empty(), "another IPv4 address is dropped");
+    // ARP claiming another address.
+    let mut arp = frame(BCAST, mac(1));
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    arp[28..32].copy_from_slice(&[10, 0, 0, 99]);
+    r.send(0, &arp.clone());
+    assert!(r.out(1).is_empty(), "ARP spoofing is dropped");
+    arp[28..32].copy_from_slice(&[10, 0, 0, 1]);
+    r.send(0, &arp);
+    assert_eq!(r.out(1).len(), 1, "its own ARP passes");
+    // IPv6: link-local (neighbor discovery) passes, a foreign global not.
+    let ipv6 = |src: [u8; 2]| {
+        let mut f = frame(BCAST, mac(1));
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        f.resize(14 + 40, 0);
+        f[14] = 0x60;
+        f[22..24].copy_from_slice(&src);
+        f
+    };
+    r.send(0, &ipv6([0xfe, 0x80]));
+    assert_eq!(r.out(1).len(), 1, "link-local passes");
+    r.send(0, &ipv6([0xfd, 0x99]));
+    assert!(r.out(1).is_empty(), "a foreign IPv6 source is dropped");
+    assert_eq!(r.drops(0, DropReason::PortSecurityIp), 3);
+    // The other port is not restricted.
+    r.send(1, &ipv4(7, [192, 0, 2, 7]));
+    assert_eq!(r.out(0).len(), 1);
+}
