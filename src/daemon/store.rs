@@ -316,6 +316,7 @@ mod tests {
                 mac_limit: 3,
                 storm_control: None,
                 stp: Default::default(),
+                security: None,
             },
         }
     }
