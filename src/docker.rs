@@ -75,6 +75,11 @@ pub struct Plugin {
 }
 
 impl Plugin {
+    /// The driver, for the control API's read-only CNM views.
+    pub fn driver(&self) -> Arc<Driver> {
+        self.driver.clone()
+    }
+
     /// Open the CNM store in `state_dir` and make the switch match it.
     pub fn open(
         args: &DockerArgs,

@@ -985,6 +985,9 @@ fn openapi_document_lists_every_route() {
         "POST /v1/routes",
         "DELETE /v1/routes/{table}/{addr}/{len}",
         "GET /v1/neighbors",
+        "GET /v1/cnm/networks",
+        "GET /v1/cnm/endpoints",
+        "GET /v1/cnm/sandboxes",
         "GET /v1/stats",
         "GET /v1/trace",
         "POST /v1/trace",
@@ -1008,6 +1011,9 @@ fn openapi_document_lists_every_route() {
         let reply = call(c, m, &path, Some(json!({})));
         assert_ne!(reply.status, 405, "{r}");
         assert_ne!(reply.error_message(), "no such resource", "{r}");
+        if path.starts_with("/v1/cnm/") {
+            expect(reply, 404, "start it with --docker");
+        }
     }
     d.stop();
 }

@@ -421,6 +421,28 @@ fn two_containers_on_one_network_talk() {
     let inside = text(&a.exec(&["ip", "-o", "link", "show", "eth0"]).stdout);
     let mac = a.net_field(&n, "MacAddress");
     assert!(inside.contains(&mac), "eth0 does not carry {mac}: {inside}");
+    // The CNM objects as rvswitch ctl shows them.
+    let nets = d.json(&["network"]);
+    let ours = nets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == Value::String(n.id.clone()))
+        .unwrap_or_else(|| panic!("{nets}"));
+    assert_eq!(ours["domain"], Value::String(n.domain()));
+    assert_eq!(ours["endpoints"], 2);
+    let eps = d.json(&["endpoint"]).to_string();
+    assert!(
+        eps.contains(&mac) && eps.contains(&format!("ep-{tag}")),
+        "{eps}"
+    );
+    let sbs = d.json(&["sandbox"]);
+    assert_eq!(sbs.as_array().unwrap().len(), 2, "{sbs}");
+    let table = String::from_utf8(d.ctl_raw(&["network"]).stdout).unwrap();
+    assert!(
+        table.contains("DOMAIN") && table.contains(&n.domain()),
+        "{table}"
+    );
 }
 
 #[test]

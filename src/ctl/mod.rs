@@ -52,6 +52,12 @@ pub enum CtlCommand {
     Neigh,
     /// A bridge domain's spanning tree: root, port roles and states.
     Stp { domain: String },
+    /// Docker networks (CNM) and the bridge domain behind each.
+    Network,
+    /// Docker endpoints (CNM): MAC, addresses, port and interfaces.
+    Endpoint,
+    /// Docker sandboxes (CNM): network namespaces and their endpoints.
+    Sandbox,
     /// Remote VTEPs of a vxlan port: flood list and static entries.
     #[command(subcommand)]
     Remote(RemoteCmd),
@@ -486,6 +492,9 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
             }
         },
         CtlCommand::Neigh => out.neighbors(&c.get("/v1/neighbors")?.ok()?),
+        CtlCommand::Network => out.cnm_networks(&c.get("/v1/cnm/networks")?.ok()?),
+        CtlCommand::Endpoint => out.cnm_endpoints(&c.get("/v1/cnm/endpoints")?.ok()?),
+        CtlCommand::Sandbox => out.cnm_sandboxes(&c.get("/v1/cnm/sandboxes")?.ok()?),
         CtlCommand::Stp { domain } => {
             out.stp(&c.get(&format!("/v1/domains/{}/stp", enc(&domain)))?.ok()?)
         }

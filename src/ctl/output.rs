@@ -233,6 +233,82 @@ impl Output {
         Ok(())
     }
 
+    pub(super) fn cnm_networks(&self, r: &Reply) -> Result<(), CtlError> {
+        self.list(
+            r,
+            &[
+                "ID",
+                "NAME",
+                "KIND",
+                "SUBNETS",
+                "INTERNAL",
+                "ROUTING",
+                "DOMAIN",
+                "ENDPOINTS",
+            ],
+            |n| {
+                let kind = match n["kind"]["type"].as_str() {
+                    Some("vlan") => format!("vlan {}", txt(&n["kind"]["vid"])),
+                    Some("vxlan") => format!("vxlan {}", txt(&n["kind"]["vni"])),
+                    Some(k) => k.to_string(),
+                    None => txt(&n["kind"]),
+                };
+                let subnets: Vec<String> = n["subnets"]
+                    .as_array()
+                    .map(|a| a.iter().map(|s| txt(&s["pool"])).collect())
+                    .unwrap_or_default();
+                vec![
+                    txt(&n["id"]).chars().take(12).collect(),
+                    txt(&n["name"]),
+                    kind,
+                    subnets.join(" "),
+                    txt(&n["internal"]),
+                    txt(&n["routing"]),
+                    txt(&n["domain"]),
+                    txt(&n["endpoints"]),
+                ]
+            },
+        )
+    }
+
+    pub(super) fn cnm_endpoints(&self, r: &Reply) -> Result<(), CtlError> {
+        self.list(
+            r,
+            &["ID", "NETWORK", "MAC", "IPV4", "IPV6", "PORT", "SANDBOX"],
+            |e| {
+                vec![
+                    txt(&e["id"]).chars().take(12).collect(),
+                    txt(&e["network_id"]).chars().take(12).collect(),
+                    txt(&e["mac"]),
+                    txt(&e["ipv4"]),
+                    txt(&e["ipv6"]),
+                    txt(&e["ifaces"]["port"]),
+                    txt(&e["sandbox"]),
+                ]
+            },
+        )
+    }
+
+    pub(super) fn cnm_sandboxes(&self, r: &Reply) -> Result<(), CtlError> {
+        self.list(r, &["SANDBOX", "ENDPOINTS", "ROUTES"], |s| {
+            let ids = |v: &Value| -> String {
+                v.as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|x| txt(x).chars().take(12).collect::<String>())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default()
+            };
+            vec![
+                txt(&s["key"]),
+                ids(&s["endpoints"]),
+                s["routes"].as_array().map_or(0, |a| a.len()).to_string(),
+            ]
+        })
+    }
+
     pub(super) fn neighbors(&self, r: &Reply) -> Result<(), CtlError> {
         self.list(r, &["DOMAIN", "ADDRESS", "MAC", "STATE", "PENDING"], |v| {
             vec![

@@ -143,6 +143,9 @@ pub fn router(control: Shared) -> Router {
         .route("/v1/routes", get(list_routes).post(add_route))
         .route("/v1/routes/{table}/{addr}/{len}", delete(delete_route))
         .route("/v1/neighbors", get(neighbors))
+        .route("/v1/cnm/networks", get(cnm_networks))
+        .route("/v1/cnm/endpoints", get(cnm_endpoints))
+        .route("/v1/cnm/sandboxes", get(cnm_sandboxes))
         .route("/v1/stats", get(stats))
         .route("/v1/trace", get(trace).post(arm_trace))
         .fallback(|| async {
@@ -245,6 +248,18 @@ async fn delete_route(
 
 async fn neighbors(State(c): State<Shared>) -> ApiResult {
     ok(&run(&c, |c| c.neighbors()).await?)
+}
+
+async fn cnm_networks(State(c): State<Shared>) -> ApiResult {
+    ok(&run(&c, |c| c.cnm_networks()).await?)
+}
+
+async fn cnm_endpoints(State(c): State<Shared>) -> ApiResult {
+    ok(&run(&c, |c| c.cnm_endpoints()).await?)
+}
+
+async fn cnm_sandboxes(State(c): State<Shared>) -> ApiResult {
+    ok(&run(&c, |c| c.cnm_sandboxes()).await?)
 }
 
 // ---- FDB ------------------------------------------------------------------------

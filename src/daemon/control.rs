@@ -64,6 +64,8 @@ pub struct Control {
     pub(super) captures: Mutex<HashSet<String>>,
     /// Set when the daemon begins to stop: running captures end cleanly.
     pub(super) closing: Arc<AtomicBool>,
+    /// The Docker driver's CNM state, when the daemon serves Docker.
+    pub(super) cnm: std::sync::OnceLock<Arc<rvs_cnm::docker::Driver>>,
 }
 
 pub(super) fn not_found_domain(name: &str) -> ControlError {
@@ -86,6 +88,7 @@ impl Control {
             store,
             factory,
             captures: Mutex::new(HashSet::new()),
+            cnm: std::sync::OnceLock::new(),
             closing: Arc::new(AtomicBool::new(false)),
         };
         let mut st = c.lock();

@@ -14,6 +14,7 @@
 //! between runs.
 
 pub mod api;
+pub mod cnm;
 pub mod control;
 pub mod error;
 pub mod fdb;
@@ -161,6 +162,9 @@ where
     } else {
         None
     };
+    if let Some(p) = &plugin {
+        control.set_cnm(p.driver());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("rvs-api")

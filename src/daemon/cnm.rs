@@ -1,0 +1,59 @@
+//! Read-only views of the Docker driver's CNM objects (networks, endpoints,
+//! sandboxes) for the API and `rvswitch ctl network|endpoint|sandbox`, with
+//! the switch objects behind each (bridge domain, port).
+//!
+//! Owns: the shapes of those views. Never: changing CNM state (Docker owns
+//! its objects; the driver changes them when Docker asks).
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::control::{Control, ControlError};
+use crate::fabric::domain_name;
+
+type Result<T, E = ControlError> = std::result::Result<T, E>;
+
+impl Control {
+    /// Called once when the daemon serves Docker.
+    pub fn set_cnm(&self, d: Arc<rvs_cnm::docker::Driver>) {
+        let _ = self.cnm.set(d);
+    }
+
+    fn driver(&self) -> Result<&rvs_cnm::docker::Driver> {
+        self.cnm.get().map(|d| d.as_ref()).ok_or_else(|| {
+            ControlError::NotFound(
+                "no CNM objects: this daemon does not serve Docker (start it with --docker)".into(),
+            )
+        })
+    }
+
+    pub fn cnm_networks(&self) -> Result<Value> {
+        let snap = self.driver()?.snapshot();
+        Ok(Value::Array(
+            snap.networks
+                .iter()
+                .map(|n| {
+                    let mut v = serde_json::to_value(n).expect("serializes");
+                    v["domain"] = json!(domain_name(&n.id));
+                    v["endpoints"] = json!(
+                        snap.endpoints
+                            .iter()
+                            .filter(|e| e.network_id == n.id)
+                            .count()
+                    );
+                    v
+                })
+                .collect(),
+        ))
+    }
+
+    pub fn cnm_endpoints(&self) -> Result<Value> {
+        let snap = self.driver()?.snapshot();
+        Ok(json!(snap.endpoints))
+    }
+
+    pub fn cnm_sandboxes(&self) -> Result<Value> {
+        Ok(json!(self.driver()?.sandboxes()))
+    }
+}
