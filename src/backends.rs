@@ -398,47 +398,46 @@ mod tests {
     #[test]
     fn unknown_and_mistyped_options_are_refused_before_anything_opens() {
         let mut pool = PacketPool::with_frames(64);
-        let e = open(
-            &spec(r#"{"name":"t0","kind":"tap","options":{"mtuu":9000}}"#),
-            &mut pool,
-        )
-        .err()
-        .unwrap();
-        assert!(e.contains("unknown option(s) mtuu"), "{e}");
-        let e = open(
-            &spec(r#"{"name":"t0","kind":"tap","options":{"mtu":"big"}}"#),
-            &mut pool,
-        )
-        .err()
-        .unwrap();
-        assert!(e.contains("mtu must be a non-negative integer"), "{e}");
-        let e = open(
-            &spec(r#"{"name":"x","kind":"afxdp","iface":"lo","options":{"xdp_mode":"fast"}}"#),
-            &mut pool,
-        )
-        .err()
-        .unwrap();
-        assert!(e.contains("xdp_mode must be"), "{e}");
-        let e = open(
-            &spec(r#"{"name":"t0","kind":"tap","options":{"offload":"tso"}}"#),
-            &mut pool,
-        )
-        .err()
-        .unwrap();
-        assert!(e.contains("large frames"), "{e}");
-        let e = open(
-            &spec(r#"{"name":"t0","kind":"tap","options":{"impair":{"delay":5}}}"#),
-            &mut pool,
-        )
-        .err()
-        .unwrap();
-        assert!(e.contains("option impair: unknown field `delay`"), "{e}");
-        let e = open(
-            &spec(r#"{"name":"t0","kind":"tap","options":{"impair":{"loss_pct":200}}}"#),
-            &mut pool,
-        )
-        .err()
-        .unwrap();
-        assert!(e.contains("outside 0..=100"), "{e}");
+        for (json, needle) in [
+            (
+                r#"{"name":"t0","kind":"tap","options":{"mtuu":9000}}"#,
+                "unknown option(s) mtuu",
+            ),
+            (
+                r#"{"name":"t0","kind":"tap","options":{"mtu":"big"}}"#,
+                "mtu must be a non-negative integer",
+            ),
+            (
+                r#"{"name":"x","kind":"afxdp","iface":"lo","options":{"xdp_mode":"fast"}}"#,
+                "xdp_mode must be",
+            ),
+            (
+                r#"{"name":"t0","kind":"tap","options":{"offload":"tso"}}"#,
+                "large frames",
+            ),
+            (
+                r#"{"name":"t0","kind":"tap","options":{"impair":{"delay":5}}}"#,
+                "option impair: unknown field `delay`",
+            ),
+            (
+                r#"{"name":"t0","kind":"tap","options":{"impair":{"loss_pct":200}}}"#,
+                "outside 0..=100",
+            ),
+            (
+                r#"{"name":"v0","kind":"vxlan","options":{"vni":5}}"#,
+                "need option local",
+            ),
+            (
+                r#"{"name":"v0","kind":"vxlan","options":{"local":"127.0.0.1","vni":0}}"#,
+                "outside 1..16777215",
+            ),
+            (
+                r#"{"name":"v0","kind":"vxlan","options":{"local":"127.0.0.1","vni":5,"remotes":"x"}}"#,
+                "must be a list",
+            ),
+        ] {
+            let e = open(&spec(json), &mut pool).err().unwrap();
+            assert!(e.contains(needle), "{json}: {e}");
+        }
     }
 }

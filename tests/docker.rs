@@ -371,6 +371,26 @@ impl Drop for Ctr {
 }
 
 /// Links in the host namespace whose name contains `tag`.
+/// `a` fetches /bin/busybox from the httpd on `ip`:8000 and digests it:
+/// (md5 of its own copy, md5 of what arrived). A wrong checksum anywhere on
+/// the path stalls TCP instead.
+fn fetch_busybox(a: &Ctr, ip: &str) -> (Option<String>, Option<String>) {
+    let digest = |o: Output| {
+        text(&o.stdout)
+            .split_whitespace()
+            .next()
+            .map(str::to_string)
+    };
+    let want = digest(a.exec(&["busybox", "md5sum", "/bin/busybox"]));
+    let got = digest(a.exec(&[
+        "sh",
+        "-c",
+        &format!("busybox wget -q -O - http://{ip}:8000/busybox | busybox md5sum"),
+    ]));
+    assert!(want.is_some());
+    (want, got)
+}
+
 fn links_with(tag: &str) -> Vec<String> {
     let o = Command::new("ip").args(["-o", "link"]).output().unwrap();
     text(&o.stdout)
@@ -400,19 +420,7 @@ fn two_containers_on_one_network_talk() {
     // and compare digests.
     let o = b.exec(&["busybox", "httpd", "-p", "8000", "-h", "/bin"]);
     assert!(o.status.success(), "httpd: {}", text(&o.stderr));
-    let digest = |o: Output| {
-        text(&o.stdout)
-            .split_whitespace()
-            .next()
-            .map(str::to_string)
-    };
-    let want = digest(a.exec(&["busybox", "md5sum", "/bin/busybox"]));
-    let got = digest(a.exec(&[
-        "sh",
-        "-c",
-        &format!("busybox wget -q -O - http://{ib}:8000/busybox | busybox md5sum"),
-    ]));
-    assert!(want.is_some());
+    let (want, got) = fetch_busybox(&a, &ib);
     assert_eq!(got, want, "the file came over TCP damaged or not at all");
     // The plumbing is what the driver promises.
     let tag = a.tag(&n);
@@ -499,19 +507,7 @@ fn routing_networks_reach_each_other() {
     // TCP across the router.
     let o = b.exec(&["busybox", "httpd", "-p", "8000", "-h", "/bin"]);
     assert!(o.status.success(), "httpd: {}", text(&o.stderr));
-    let digest = |o: Output| {
-        text(&o.stdout)
-            .split_whitespace()
-            .next()
-            .map(str::to_string)
-    };
-    let want = digest(a.exec(&["busybox", "md5sum", "/bin/busybox"]));
-    let got = digest(a.exec(&[
-        "sh",
-        "-c",
-        &format!("busybox wget -q -O - http://{ib}:8000/busybox | busybox md5sum"),
-    ]));
-    assert!(want.is_some());
+    let (want, got) = fetch_busybox(&a, &ib);
     assert_eq!(
         got, want,
         "the file came across the router damaged or not at all"

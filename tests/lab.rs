@@ -70,6 +70,14 @@ impl Lab {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// Destroy the lab and assert nothing of it is left.
+    #[track_caller]
+    fn destroy_clean(&self) {
+        self.ok("destroy", &[]);
+        let left = self.leftovers();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+
     /// Names the kernel still has that belong to this lab.
     fn leftovers(&self) -> Vec<String> {
         let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
@@ -197,12 +205,7 @@ fn quickstart_deploys_checks_redeploys_unchanged_and_destroys_everything() {
     let o = rvs(&["lab", "exec", lab.f(), "b", "--", "false"]);
     assert_eq!(o.status.code(), Some(1), "exec passes the exit status on");
 
-    lab.ok("destroy", &[]);
-    assert!(
-        lab.leftovers().is_empty(),
-        "left behind: {:?}",
-        lab.leftovers()
-    );
+    lab.destroy_clean();
     assert_eq!(processes_named(&marker), 0, "node process left running");
     // Destroying again is fine.
     lab.ok("destroy", &[]);
@@ -220,12 +223,7 @@ fn vlans_lab_passes_both_halves_of_its_expectations() {
     assert!(grid.contains("iso") && grid.contains("ok"), "{grid}");
     let table = lab.ok("inspect", &[]);
     assert!(table.contains("TRUNK"), "{table}");
-    lab.ok("destroy", &[]);
-    assert!(
-        lab.leftovers().is_empty(),
-        "left behind: {:?}",
-        lab.leftovers()
-    );
+    lab.destroy_clean();
 }
 
 #[test]
@@ -239,12 +237,7 @@ fn routed_lab_reaches_across_the_switch_gateways_and_a_node_router() {
     assert!(grid.contains("12 of 12 checks passed"), "{grid}");
     // Redeploying adds no second route or gateway.
     lab.ok("deploy", &[]);
-    lab.ok("destroy", &[]);
-    assert!(
-        lab.leftovers().is_empty(),
-        "left behind: {:?}",
-        lab.leftovers()
-    );
+    lab.destroy_clean();
 }
 
 #[test]
@@ -283,12 +276,7 @@ fn impaired_lab_delays_the_frames_toward_the_client() {
         min >= 34.0,
         "replies came back in {min} ms despite a 40 +- 5 ms delay"
     );
-    lab.ok("destroy", &[]);
-    assert!(
-        lab.leftovers().is_empty(),
-        "left behind: {:?}",
-        lab.leftovers()
-    );
+    lab.destroy_clean();
 }
 
 #[test]
@@ -306,12 +294,7 @@ fn overlay_lab_carries_two_isolated_vxlan_networks_between_switches_in_nodes() {
     let t = text(&ports);
     assert!(t.contains("vxlan5001") && t.contains("vxlan5002"), "{t}");
     lab.ok("deploy", &[]);
-    lab.ok("destroy", &[]);
-    assert!(
-        lab.leftovers().is_empty(),
-        "left behind: {:?}",
-        lab.leftovers()
-    );
+    lab.destroy_clean();
 }
 
 #[test]
@@ -371,12 +354,7 @@ fn redeploy_heals_a_crashed_switch_and_a_deleted_node_and_destroy_still_cleans_u
     lab.ok("deploy", &[]);
     let grid = lab.ok("check", &[]);
     assert!(grid.contains("4 of 4 checks passed"), "{grid}");
-    lab.ok("destroy", &[]);
-    assert!(
-        lab.leftovers().is_empty(),
-        "left behind: {:?}",
-        lab.leftovers()
-    );
+    lab.destroy_clean();
 }
 
 #[test]
@@ -493,10 +471,5 @@ fn ring_lab_runs_rstp_blocks_one_trunk_and_reaches_every_node() {
     assert_eq!(blocked(), 1, "one alternate port");
     let grid = lab.ok("check", &[]);
     assert!(grid.contains("checks passed"), "{grid}");
-    lab.ok("destroy", &[]);
-    assert!(
-        lab.leftovers().is_empty(),
-        "left behind: {:?}",
-        lab.leftovers()
-    );
+    lab.destroy_clean();
 }

@@ -54,6 +54,25 @@ pub(super) struct State {
     pub routes: BTreeMap<String, RouteRecord>,
 }
 
+impl State {
+    /// Refuse (409) while static routes go through `domain`.
+    fn no_routes_through(&self, domain: &str, when: &str) -> Result<()> {
+        let via: Vec<String> = self
+            .routes
+            .values()
+            .filter(|r| r.domain == domain)
+            .map(|r| r.key())
+            .collect();
+        if via.is_empty() {
+            return Ok(());
+        }
+        Err(ControlError::Conflict(format!(
+            "static route(s) {} go through bridge domain {domain}; remove them {when}",
+            via.join(", ")
+        )))
+    }
+}
+
 /// The daemon's control plane.
 pub struct Control {
     pub(super) state: Mutex<State>,
@@ -301,19 +320,7 @@ impl Control {
         new.validate().map_err(ControlError::BadRequest)?;
         self.check_gateway_placement(&new)?;
         if new.gateway.is_none() && old.gateway.is_some() {
-            let via: Vec<String> = st
-                .routes
-                .values()
-                .filter(|r| r.domain == name)
-                .map(|r| r.key())
-                .collect();
-            if !via.is_empty() {
-                return Err(ControlError::Conflict(format!(
-                    "static route(s) {} go through bridge domain {name}; remove them \
-                     before its gateway",
-                    via.join(", ")
-                )));
-            }
+            st.no_routes_through(name, "before its gateway")?;
         }
         let apply = |rec: &DomainRecord| -> Result<()> {
             let cfg = rec.to_config();
@@ -355,18 +362,7 @@ impl Control {
                 users.join(", ")
             )));
         }
-        let via: Vec<String> = st
-            .routes
-            .values()
-            .filter(|r| r.domain == name)
-            .map(|r| r.key())
-            .collect();
-        if !via.is_empty() {
-            return Err(ControlError::Conflict(format!(
-                "static route(s) {} go through bridge domain {name}; remove them first",
-                via.join(", ")
-            )));
-        }
+        st.no_routes_through(name, "first")?;
         self.store.delete_domain(name)?;
         st.domains.remove(name);
         let n = name.to_string();

@@ -13,7 +13,7 @@ use rvs_switch::MacAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::control::{Control, ControlError, not_found_port};
+use super::control::{Control, ControlError, State, not_found_port};
 use crate::backends::{vtep_handle, vxlan_remotes};
 use crate::spec::{PortKind, PortSpec};
 
@@ -78,6 +78,23 @@ fn set_remotes(spec: &mut PortSpec, flood: &[IpAddr], statics: &[(MacAddr, IpAdd
 }
 
 impl Control {
+    /// Store port `name` with these remotes; the running port's handle to
+    /// apply them with, if the port is attached.
+    fn store_remotes(
+        &self,
+        st: &mut State,
+        name: &str,
+        flood: &[IpAddr],
+        statics: &[(MacAddr, IpAddr)],
+    ) -> Result<Option<rvs_drivers::vtep::VtepHandle>> {
+        let p = st.ports.get_mut(name).ok_or_else(|| not_found_port(name))?;
+        let mut rec = p.rec.clone();
+        set_remotes(&mut rec.spec, flood, statics);
+        self.store.put_port(&rec, false)?;
+        p.rec = rec;
+        Ok(vtep_handle(name).filter(|_| p.error.is_none()))
+    }
+
     pub fn remotes(&self, name: &str) -> Result<RemotesView> {
         let st = self.lock();
         let p = st.ports.get(name).ok_or_else(|| not_found_port(name))?;
@@ -131,12 +148,7 @@ impl Control {
                 None if flood.contains(&req.remote) => {}
                 None => flood.push(req.remote),
             }
-            let mut rec = p.rec.clone();
-            set_remotes(&mut rec.spec, &flood, &statics);
-            self.store.put_port(&rec, false)?;
-            let attached = p.error.is_none();
-            st.ports.get_mut(name).expect("checked").rec = rec;
-            if attached && let Some(h) = vtep_handle(name) {
+            if let Some(h) = self.store_remotes(&mut st, name, &flood, &statics)? {
                 match req.mac {
                     Some(mac) => h.add_static(mac, req.remote),
                     None => h.add_flood(req.remote),
@@ -165,12 +177,7 @@ impl Control {
         }
         flood.retain(|r| *r != remote);
         statics.retain(|(_, r)| *r != remote);
-        let mut rec = p.rec.clone();
-        set_remotes(&mut rec.spec, &flood, &statics);
-        self.store.put_port(&rec, false)?;
-        let attached = p.error.is_none();
-        st.ports.get_mut(name).expect("checked").rec = rec;
-        if attached && let Some(h) = vtep_handle(name) {
+        if let Some(h) = self.store_remotes(&mut st, name, &flood, &statics)? {
             if was_flood {
                 h.remove_flood(remote);
             }
