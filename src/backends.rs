@@ -22,7 +22,7 @@ use rvs_switch::port::{Port, PortError, TxDone};
 use rvs_switch::vxlan::Vni;
 use serde_json::Value;
 
-use crate::spec::{PortFactory, PortKind, PortSpec};
+use crate::spec::{OpenError, PortFactory, PortKind, PortSpec};
 
 thread_local! {
     /// The AF_XDP UMEM of the worker this thread runs: the factory is called
@@ -39,7 +39,7 @@ pub fn driver_factory() -> PortFactory {
     Arc::new(|spec: &PortSpec, pool: &mut PacketPool| open(spec, pool))
 }
 
-fn open(spec: &PortSpec, pool: &mut PacketPool) -> Result<Box<dyn Port>, String> {
+fn open(spec: &PortSpec, pool: &mut PacketPool) -> Result<Box<dyn Port>, OpenError> {
     // `impair` is the wrapper's option, whatever the back end.
     if let Some(v) = spec.options.get("impair") {
         let cfg: Impairment =
@@ -133,7 +133,7 @@ impl<'a> Opts<'a> {
     }
 }
 
-fn open_tap(spec: &PortSpec, pool: &PacketPool) -> Result<TapPort, String> {
+fn open_tap(spec: &PortSpec, pool: &PacketPool) -> Result<TapPort, OpenError> {
     let mut o = Opts::new(spec);
     let mut t = TapOptions::for_pool(&spec.name, pool);
     if let Some(m) = o.u32("mtu")? {
@@ -149,17 +149,17 @@ fn open_tap(spec: &PortSpec, pool: &PacketPool) -> Result<TapPort, String> {
             "tso" if pool.large_capacity() > 0 => TapOffload::Tso,
             "tso" => return Err("offload tso needs a pool with large frames".into()),
             other => {
-                return Err(format!(
-                    "option offload must be none, csum or tso, not {other:?}"
-                ));
+                return Err(
+                    format!("option offload must be none, csum or tso, not {other:?}").into(),
+                );
             }
         });
     }
     o.finish()?;
-    TapPort::create(&t, pool).map_err(|e| e.to_string())
+    TapPort::create(&t, pool).map_err(|e| OpenError::Failed(e.to_string()))
 }
 
-fn open_afxdp(spec: &PortSpec, pool: &mut PacketPool) -> Result<AfXdpPort, String> {
+fn open_afxdp(spec: &PortSpec, pool: &mut PacketPool) -> Result<AfXdpPort, OpenError> {
     let iface = spec.iface.as_deref().ok_or("afxdp ports need an iface")?;
     let mut o = Opts::new(spec);
     let mut cfg = AfXdpConfig {
@@ -174,7 +174,8 @@ fn open_afxdp(spec: &PortSpec, pool: &mut PacketPool) -> Result<AfXdpPort, Strin
             other => {
                 return Err(format!(
                     "option xdp_mode must be auto, native or generic, not {other:?}"
-                ));
+                )
+                .into());
             }
         };
     }
@@ -186,7 +187,8 @@ fn open_afxdp(spec: &PortSpec, pool: &mut PacketPool) -> Result<AfXdpPort, Strin
             other => {
                 return Err(format!(
                     "option zero_copy must be auto, never or require, not {other:?}"
-                ));
+                )
+                .into());
             }
         };
     }
@@ -194,18 +196,19 @@ fn open_afxdp(spec: &PortSpec, pool: &mut PacketPool) -> Result<AfXdpPort, Strin
         cfg.disable_tx_checksum = b;
     }
     o.finish()?;
-    let umem = UMEM.with(|u| -> Result<Umem, String> {
+    let umem = UMEM.with(|u| -> Result<Umem, OpenError> {
         let mut u = u.borrow_mut();
         match u.as_ref() {
             Some(umem) if umem.is_pool(pool) => Ok(umem.clone()),
             _ => {
-                let umem = Umem::new(pool, cfg.ring_size).map_err(|e| e.to_string())?;
+                let umem =
+                    Umem::new(pool, cfg.ring_size).map_err(|e| OpenError::Failed(e.to_string()))?;
                 *u = Some(umem.clone());
                 Ok(umem)
             }
         }
     })?;
-    AfXdpPort::open(&umem, pool, iface, &cfg).map_err(|e| e.to_string())
+    AfXdpPort::open(&umem, pool, iface, &cfg).map_err(|e| OpenError::Failed(e.to_string()))
 }
 
 /// Control handles of the open VXLAN ports, by port name: the control
@@ -268,7 +271,7 @@ pub fn vxlan_remotes(spec: &PortSpec) -> Result<Remotes, String> {
     Ok((flood, statics))
 }
 
-fn open_vxlan(spec: &PortSpec) -> Result<VtepPort, String> {
+fn open_vxlan(spec: &PortSpec) -> Result<VtepPort, OpenError> {
     let mut o = Opts::new(spec);
     let local: IpAddr = o
         .str("local")?
@@ -322,7 +325,7 @@ fn open_vxlan(spec: &PortSpec) -> Result<VtepPort, String> {
         cfg.remote_fdb.aging_secs = a;
     }
     o.finish()?;
-    let mut port = VtepPort::open(&cfg).map_err(|e| e.to_string())?;
+    let mut port = VtepPort::open(&cfg).map_err(|e| OpenError::Failed(e.to_string()))?;
     for (mac, remote) in statics {
         port.table_mut()
             .add_static(vni, mac, remote)
@@ -336,7 +339,7 @@ fn open_vxlan(spec: &PortSpec) -> Result<VtepPort, String> {
     Ok(port)
 }
 
-fn open_afpacket(spec: &PortSpec) -> Result<AfPacketPort, String> {
+fn open_afpacket(spec: &PortSpec) -> Result<AfPacketPort, OpenError> {
     let iface = spec
         .iface
         .as_deref()
@@ -350,7 +353,7 @@ fn open_afpacket(spec: &PortSpec) -> Result<AfPacketPort, String> {
         cfg.qdisc_bypass = v;
     }
     o.finish()?;
-    AfPacketPort::attach_with(iface, &cfg).map_err(|e| e.to_string())
+    AfPacketPort::attach_with(iface, &cfg).map_err(|e| OpenError::Failed(e.to_string()))
 }
 
 /// A back end known to the switch by another name than its interface's
@@ -437,6 +440,8 @@ mod tests {
             ),
         ] {
             let e = open(&spec(json), &mut pool).err().unwrap();
+            assert!(matches!(e, OpenError::Config(_)), "{json}: {e:?}");
+            let e = e.to_string();
             assert!(e.contains(needle), "{json}: {e}");
         }
     }

@@ -122,7 +122,30 @@ impl PortSpec {
 /// pool as its UMEM. The returned port's `name()` must equal `spec.name`.
 /// Errors are operator-readable ("attach afxdp eth1 queue 0: bind failed: …").
 pub type PortFactory =
-    Arc<dyn Fn(&PortSpec, &mut PacketPool) -> Result<Box<dyn Port>, String> + Send + Sync>;
+    Arc<dyn Fn(&PortSpec, &mut PacketPool) -> Result<Box<dyn Port>, OpenError> + Send + Sync>;
+
+/// Why a port back end did not open: its options are wrong (the request's
+/// fault, HTTP 400) or opening failed (the system's, HTTP 500).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Option checks produce plain strings: they are configuration errors.
+impl From<String> for OpenError {
+    fn from(s: String) -> Self {
+        OpenError::Config(s)
+    }
+}
+
+impl From<&str> for OpenError {
+    fn from(s: &str) -> Self {
+        OpenError::Config(s.to_string())
+    }
+}
 
 /// A factory of in-memory ports, whatever the spec's kind. **For tests only**
 /// (the daemon's hidden `--test-memory-ports` flag): the ports carry no
@@ -131,7 +154,10 @@ pub type PortFactory =
 pub fn memory_port_factory() -> PortFactory {
     Arc::new(|spec: &PortSpec, _pool: &mut PacketPool| {
         if let Some(msg) = spec.options.get("test_fail").and_then(|v| v.as_str()) {
-            return Err(format!("open {} port {}: {msg}", spec.kind, spec.name));
+            return Err(OpenError::Failed(format!(
+                "open {} port {}: {msg}",
+                spec.kind, spec.name
+            )));
         }
         let (port, _handle) = MemoryPort::sink(&spec.name);
         Ok(Box::new(port) as Box<dyn Port>)

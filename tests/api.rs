@@ -145,7 +145,10 @@ impl InProc {
         let h2 = handles.clone();
         let factory: PortFactory = Arc::new(move |spec: &PortSpec, _pool: &mut PacketPool| {
             if fail.contains(&spec.name) {
-                return Err(format!("open {}: device vanished", spec.name));
+                return Err(rvswitch::spec::OpenError::Failed(format!(
+                    "open {}: device vanished",
+                    spec.name
+                )));
             }
             let (p, h) = MemoryPort::new(&spec.name);
             h2.lock().unwrap().insert(spec.name.clone(), h);

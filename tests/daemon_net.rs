@@ -751,9 +751,10 @@ fn impaired_ports_delay_and_drop_what_they_send() {
         "--option",
         r#"impair={"jitter_ms": 9}"#,
     ]);
+    let e = String::from_utf8_lossy(&o.stderr);
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("exceeds delay_ms"),
-        "{o:?}"
+        e.contains("exceeds delay_ms") && e.contains("(HTTP 400)"),
+        "{e}"
     );
     let link = Command::new("ip")
         .args(["link", "show", "ipx"])

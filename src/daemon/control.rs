@@ -32,7 +32,7 @@ use rvs_switch::MacAddr;
 pub use super::error::{ControlError, switch_error};
 use super::model::*;
 use super::store::Store;
-use crate::spec::PortFactory;
+use crate::spec::{OpenError, PortFactory};
 use crate::worker::{Dataplane, Target};
 
 type Result<T, E = ControlError> = std::result::Result<T, E>;
@@ -180,7 +180,10 @@ impl Control {
                 .domain_id(&settings.domain)
                 .ok_or_else(|| not_found_domain(&settings.domain))?;
             let cfg = settings.to_config(did).map_err(ControlError::BadRequest)?;
-            let port = factory(&spec, sw.pool_mut()).map_err(ControlError::Backend)?;
+            let port = factory(&spec, sw.pool_mut()).map_err(|e| match e {
+                OpenError::Config(m) => ControlError::BadRequest(m),
+                OpenError::Failed(m) => ControlError::Backend(m),
+            })?;
             if port.name() != spec.name {
                 return Err(ControlError::Internal(format!(
                     "the back end opened for port {} calls itself {}",
