@@ -100,7 +100,8 @@ impl Plugin {
             )));
         }
         let store = Store::open(state_dir).map_err(err)?;
-        let fabric = Arc::new(SwitchFabric::new(control));
+        let uplink = crate::fabric::Uplink::for_driver(&driver_name(&socket));
+        let fabric = Arc::new(SwitchFabric::with_uplink(control, uplink));
         let driver = Driver::open(store, fabric, IpamConfig::default()).map_err(err)?;
         prune_lost_endpoints(&driver)?;
         reconcile_with_engine(&driver, &driver_name(&socket), &args.docker_engine);

@@ -64,7 +64,70 @@ pub fn gateway(n: &Network) -> Option<GatewaySpec> {
         mtu: Some(n.mtu.min(GATEWAY_MTU_MAX) as u16),
         table: 0,
         routing: n.routing,
+        external: false,
     })
+}
+
+// ---- external connectivity --------------------------------------------------
+//
+// The uplink: a veth pair between the host's kernel (`rvsup0`, 169.254.77.1)
+// and the switch (`rvsup1`, an AF_PACKET port of bridge domain `dk-uplink`,
+// whose gateway 169.254.77.2 is *external*: every network routes to it,
+// isolated ones included). The switch's default route points at the host;
+// the host routes each network's subnets back through the uplink and
+// masquerades what leaves for elsewhere, like Docker's bridge driver.
+
+/// The uplink's bridge domain and port.
+pub const UPLINK_DOMAIN: &str = "dk-uplink";
+const UPLINK_PORT: &str = "uplink";
+
+/// The uplink of one driver: its two links and transit addresses. The
+/// driver `rvswitch` gets `rvsup0`/`rvsup1` and 169.254.77.0/30; another
+/// driver name (several daemons on one host) gets its own, from a hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uplink {
+    pub host_if: String,
+    pub switch_if: String,
+    pub host_ip: std::net::Ipv4Addr,
+    pub gw_ip: std::net::Ipv4Addr,
+}
+
+impl Uplink {
+    pub fn for_driver(driver: &str) -> Uplink {
+        let (tag, third) = if driver == "rvswitch" {
+            ("rvsup".to_string(), 77u8)
+        } else {
+            let h = derive_mac(&format!("uplink:{driver}"), 0).0;
+            (
+                format!("rvu{:02x}{:02x}", h[4], h[5]),
+                // 169.254.0.0/24 and .255.0/24 are reserved.
+                1 + h[3] % 253,
+            )
+        };
+        let base = h4(third);
+        Uplink {
+            host_if: format!("{tag}0"),
+            switch_if: format!("{tag}1"),
+            host_ip: std::net::Ipv4Addr::from(base | 1),
+            gw_ip: std::net::Ipv4Addr::from(base | 2),
+        }
+    }
+}
+
+/// 169.254.`third`.0 as a number.
+const fn h4(third: u8) -> u32 {
+    (169 << 24) | (254 << 16) | ((third as u32) << 8)
+}
+
+/// `iptables -t nat … POSTROUTING -s SUBNET ! -o UPLINK -j MASQUERADE`:
+/// `-C` checks, `-A` adds, `-D` deletes. Best effort: without iptables the
+/// host still routes, without address translation.
+fn masquerade(op: &str, subnet: &str, uplink: &str) -> bool {
+    std::process::Command::new("iptables")
+        .args(["-w", "-t", "nat", op, "POSTROUTING", "-s", subnet])
+        .args(["!", "-o", uplink, "-j", "MASQUERADE"])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// Largest MTU the switch's gateway takes.
@@ -73,6 +136,8 @@ const GATEWAY_MTU_MAX: u32 = 9216;
 /// The CNM layer's view of the switch.
 pub struct SwitchFabric {
     control: Arc<Control>,
+    uplink: Uplink,
+    publisher: crate::publish::Publisher,
 }
 
 fn failed(action: impl Into<String>, reason: impl std::fmt::Display) -> FabricError {
@@ -116,7 +181,121 @@ pub fn vtep_port_name(network_id: &str) -> String {
 
 impl SwitchFabric {
     pub fn new(control: Arc<Control>) -> SwitchFabric {
-        SwitchFabric { control }
+        Self::with_uplink(control, Uplink::for_driver("rvswitch"))
+    }
+
+    pub fn with_uplink(control: Arc<Control>, uplink: Uplink) -> SwitchFabric {
+        SwitchFabric {
+            control,
+            uplink,
+            publisher: Default::default(),
+        }
+    }
+
+    /// Make the uplink (links, port, domain, default route) if any of it is
+    /// missing.
+    fn ensure_uplink(&self, action: &str) -> Result<(), FabricError> {
+        let u = &self.uplink;
+        let nl = netlink(action)?;
+        if !exists(&nl, action, &u.host_if)? {
+            delete_link(&nl, action, &u.switch_if)?;
+            nl.create_veth(&u.host_if, &u.switch_if)
+                .map_err(|e| failed(action, e))?;
+        }
+        let host = std::net::IpAddr::V4(u.host_ip);
+        let has = nl
+            .addresses(&u.host_if)
+            .map_err(|e| failed(action, e))?
+            .contains(&(host, 30));
+        if !has {
+            nl.add_address(&u.host_if, host, 30)
+                .map_err(|e| failed(action, e))?;
+        }
+        for l in [&u.host_if, &u.switch_if] {
+            nl.set_up(l).map_err(|e| failed(action, e))?;
+        }
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1\n")
+            .map_err(|e| failed(action, format!("enable IPv4 forwarding: {e}")))?;
+        match self.control.get_domain(UPLINK_DOMAIN) {
+            Ok(_) => {}
+            Err(ControlError::NotFound(_)) => {
+                let mut rec = DomainRecord::named(UPLINK_DOMAIN);
+                rec.gateway = Some(GatewaySpec {
+                    mac: Some(derive_mac("uplink", 0)),
+                    addresses: vec![format!("{}/30", u.gw_ip)],
+                    vid: 1,
+                    mtu: None,
+                    table: 0,
+                    routing: false,
+                    external: true,
+                });
+                self.control
+                    .create_domain(rec)
+                    .map_err(|e| failed(action, e))?;
+            }
+            Err(e) => return Err(failed(action, e)),
+        }
+        match self.control.get_port(UPLINK_PORT) {
+            Ok(p) if p.error.is_none() => {}
+            other => {
+                if other.is_ok() {
+                    self.control
+                        .delete_port(UPLINK_PORT)
+                        .map_err(|e| failed(action, e))?;
+                }
+                let req: CreatePort = serde_json::from_value(json!({
+                    "name": UPLINK_PORT,
+                    "kind": "afpacket",
+                    "iface": u.switch_if,
+                    "domain": UPLINK_DOMAIN,
+                }))
+                .map_err(|e| failed(action, e))?;
+                self.control
+                    .create_port(req)
+                    .map_err(|e| failed(action, e))?;
+            }
+        }
+        let default = crate::daemon::model::RouteRecord {
+            table: 0,
+            prefix: "0.0.0.0/0".into(),
+            via: Some(host),
+            domain: UPLINK_DOMAIN.into(),
+        };
+        match self.control.add_route(default) {
+            Ok(_) | Err(ControlError::Conflict(_)) => Ok(()),
+            Err(e) => Err(failed(action, e)),
+        }
+    }
+
+    /// The host routes `n`'s IPv4 subnets through the uplink and
+    /// masquerades them (or stops, with `add` false).
+    fn host_routes(&self, action: &str, n: &Network, add: bool) -> Result<(), FabricError> {
+        let u = &self.uplink;
+        let nl = netlink(action)?;
+        for s in n.subnets.iter().filter(|s| s.pool.addr.is_ipv4()) {
+            let r = rvs_drivers::netlink::Route {
+                dst: s.pool.addr,
+                prefix: s.pool.len,
+                via: Some(std::net::IpAddr::V4(u.gw_ip)),
+                dev: Some(u.host_if.clone()),
+            };
+            let subnet = s.pool.to_string();
+            if add {
+                match nl.add_route(&r) {
+                    Ok(()) => {}
+                    Err(e) if e.errno() == Some(libc_eexist()) => {}
+                    Err(e) => return Err(failed(action, e)),
+                }
+                if !masquerade("-C", &subnet, &u.host_if) && !masquerade("-A", &subnet, &u.host_if)
+                {
+                    tracing::warn!(%subnet, "no masquerade rule (iptables missing or refused): the host routes this network without address translation");
+                }
+            } else {
+                let _ = nl.del_route(&r);
+                while masquerade("-D", &subnet, &u.host_if) {}
+            }
+        }
+        Ok(())
     }
 
     /// A VXLAN network's VTEP port in its domain (none for other kinds).
@@ -300,17 +479,33 @@ impl Fabric for SwitchFabric {
         let name = domain_name(&n.id);
         let action = format!("create bridge domain {name} for network {}", short(&n.id));
         match self.control.get_domain(&name) {
-            Ok(_) => return Ok(()),
+            Ok(_) => {
+                // Made before (a replay at start): the uplink and the host's
+                // routes may not have survived a reboot.
+                if gateway(n).is_some() {
+                    self.ensure_uplink(&action)?;
+                    self.host_routes(&action, n, true)?;
+                }
+                return Ok(());
+            }
             Err(ControlError::NotFound(_)) => {}
             Err(e) => return Err(failed(action, e)),
         }
         let mut rec = DomainRecord::named(&name);
         rec.gateway = gateway(n);
+        let external = rec.gateway.is_some();
+        if external {
+            self.ensure_uplink(&action)?;
+        }
         self.control
             .create_domain(rec)
             .map(drop)
             .map_err(|e| failed(&action, e))?;
-        if let Err(e) = self.ensure_vtep(&action, n) {
+        let rest = self.ensure_vtep(&action, n).and_then(|()| match external {
+            true => self.host_routes(&action, n, true),
+            false => Ok(()),
+        });
+        if let Err(e) = rest {
             let _ = self.control.delete_domain(&name);
             return Err(e);
         }
@@ -319,6 +514,7 @@ impl Fabric for SwitchFabric {
 
     fn delete_network(&self, n: &Network) -> Result<(), FabricError> {
         let name = domain_name(&n.id);
+        self.host_routes(&format!("delete network {}", short(&n.id)), n, false)?;
         if matches!(n.kind, NetworkKind::Vxlan { .. }) {
             match self.control.delete_port(&vtep_port_name(&n.id)) {
                 Ok(()) | Err(ControlError::NotFound(_)) => {}
@@ -385,6 +581,15 @@ impl Fabric for SwitchFabric {
         delete_link(&nl, &action, &e.ifaces.sandbox)
     }
 
+    /// `docker run -p`: a TCP proxy per published port on the host, to the
+    /// container's address (reached over the uplink).
+    fn publish(&self, _n: &Network, e: &Endpoint) -> Result<(), FabricError> {
+        let target = e.ipv4.map(|c| c.addr);
+        self.publisher
+            .set(&e.id, target, &e.published)
+            .map_err(|x| failed(format!("publish ports of endpoint {}", short(&e.id)), x))
+    }
+
     /// Docker moves and renames the sandbox end itself after Join.
     fn join(&self, _n: &Network, _e: &Endpoint, _sandbox_key: &str) -> Result<(), FabricError> {
         Ok(())
@@ -395,6 +600,11 @@ impl Fabric for SwitchFabric {
     fn leave(&self, _n: &Network, _e: &Endpoint) -> Result<(), FabricError> {
         Ok(())
     }
+}
+
+/// EEXIST, without a libc dependency here.
+const fn libc_eexist() -> i32 {
+    17
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod docker;
 pub mod fabric;
 pub mod lab;
 pub mod pcap;
+pub mod publish;
 pub mod spec;
 pub mod worker;
 

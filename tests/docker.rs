@@ -220,13 +220,19 @@ impl Rvs {
     }
 
     /// Names of the switch's ports.
+    /// The switch's ports, less the uplink (shared by every network with a
+    /// gateway and kept, like docker0).
     fn ports(&self) -> Vec<String> {
-        names(&self.json(&["port", "list"]))
+        let mut p = names(&self.json(&["port", "list"]));
+        p.retain(|n| n != "uplink");
+        p
     }
 
     /// Names of the switch's bridge domains.
     fn domains(&self) -> Vec<String> {
-        names(&self.json(&["domain", "list"]))
+        let mut d = names(&self.json(&["domain", "list"]));
+        d.retain(|n| n != rvswitch::fabric::UPLINK_DOMAIN);
+        d
     }
 
     /// Create a network with this daemon's driver; removed on drop.
@@ -260,6 +266,12 @@ impl Drop for Rvs {
                 }
             }
         }
+        // The uplink (made with the first network that has a gateway); its
+        // routes go with it.
+        let up = rvswitch::fabric::Uplink::for_driver(&self.driver);
+        let _ = Command::new("ip")
+            .args(["link", "del", &up.host_if])
+            .output();
         let _ = std::fs::remove_file(self.plugin_socket());
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -887,4 +899,92 @@ fn port_security_stops_a_container_that_spoofs_its_address() {
             assert!(a.ping(&ib));
         }
     }
+}
+
+#[test]
+fn containers_reach_the_outside_and_the_host_reaches_them() {
+    if !docker_or_skip("containers_reach_the_outside_and_the_host_reaches_them") {
+        return;
+    }
+    use rvs_drivers::testutil::{Link, Netns, ip};
+    // "The outside": a namespace the host routes to.
+    let out = Netns::new("dxo");
+    let (h, o) = (unique("dxh"), unique("dxp"));
+    ip(&["link", "add", &h, "type", "veth", "peer", "name", &o]);
+    let _link = Link::adopt(&h);
+    ip(&["link", "set", &o, "netns", &out.name]);
+    ip(&["addr", "add", "10.81.0.1/24", "dev", &h]);
+    ip(&["link", "set", &h, "up"]);
+    out.ip(&["addr", "add", "10.81.0.2/24", "dev", &o]);
+    out.ip(&["link", "set", &o, "up"]);
+    out.ip(&["route", "add", "default", "via", "10.81.0.1"]);
+
+    let d = Rvs::start();
+    let n = d.network(&["--subnet", "10.82.0.0/24"]);
+    let other = d.network(&["--subnet", "10.83.0.0/24"]);
+    let a = Ctr::run(&n, &[]);
+    let b = Ctr::run(&other, &[]);
+    let ia = a.ip(&n);
+    assert!(
+        a.ping_eventually("10.81.0.2", Duration::from_secs(10)),
+        "the container reaches the outside through its gateway and the host"
+    );
+    let host = Command::new("ping")
+        .args(["-c", "1", "-W", "2", &ia])
+        .status()
+        .unwrap();
+    assert!(host.success(), "the host reaches the container");
+    // Isolation holds: not to the other network directly, nor around
+    // through the uplink.
+    assert!(!a.ping(&b.ip(&other)), "isolated networks stay apart");
+    // The host routes the network through the uplink, and stops with it.
+    let up = rvswitch::fabric::Uplink::for_driver(&d.driver);
+    let routes = text(&Command::new("ip").args(["route"]).output().unwrap().stdout);
+    assert!(
+        routes.contains(&format!("10.82.0.0/24 via {} dev {}", up.gw_ip, up.host_if)),
+        "{routes}"
+    );
+
+    // `-p HOST:CONTAINER`: the outside fetches a file from the container's
+    // web server through the host port.
+    let port = (20000 + std::process::id() % 20000).to_string();
+    let c = Ctr::run(&n, &["-p", &format!("{port}:8000")]);
+    let o = c.exec(&["busybox", "httpd", "-p", "8000", "-h", "/bin"]);
+    assert!(o.status.success(), "httpd: {}", text(&o.stderr));
+    let want = text(&c.exec(&["busybox", "md5sum", "/bin/busybox"]).stdout);
+    let fetch = || {
+        out.exec(
+            "sh",
+            &[
+                "-c",
+                &format!("busybox wget -q -O - http://10.81.0.1:{port}/busybox | md5sum"),
+            ],
+        )
+    };
+    let mut got = String::new();
+    for _ in 0..10 {
+        got = text(&fetch().stdout);
+        if got.split_whitespace().next() == want.split_whitespace().next() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(
+        got.split_whitespace().next(),
+        want.split_whitespace().next(),
+        "the published port served the container's file: {}",
+        text(&fetch().stderr)
+    );
+    drop(c);
+    let gone = fetch();
+    assert!(
+        text(&gone.stdout).starts_with("d41d8cd98f00b204e9800998ecf8427e"),
+        "unpublished with the container: {}",
+        text(&gone.stdout)
+    );
+
+    drop(a);
+    drop(n);
+    let routes = text(&Command::new("ip").args(["route"]).output().unwrap().stdout);
+    assert!(!routes.contains("10.82.0.0/24"), "{routes}");
 }

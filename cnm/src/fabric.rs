@@ -58,6 +58,18 @@ pub trait Fabric: Send + Sync {
     fn join(&self, n: &Network, e: &Endpoint, sandbox_key: &str) -> Result<(), FabricError>;
     /// The endpoint left its sandbox.
     fn leave(&self, n: &Network, e: &Endpoint) -> Result<(), FabricError>;
+    /// Publish `e.published` on the host (replacing what was published for
+    /// it); an empty list unpublishes. The default publishes nothing and
+    /// refuses bindings, so a fabric without it says so.
+    fn publish(&self, _n: &Network, e: &Endpoint) -> Result<(), FabricError> {
+        if e.published.is_empty() {
+            Ok(())
+        } else {
+            Err(FabricError::Unsupported(
+                "this fabric cannot publish ports".into(),
+            ))
+        }
+    }
 }
 
 /// One call seen by [`MemoryFabric`].
@@ -69,6 +81,8 @@ pub enum FabricCall {
     DeleteEndpoint(String),
     Join(String, String),
     Leave(String),
+    /// Endpoint id, host ports published.
+    Publish(String, Vec<u16>),
 }
 
 #[derive(Debug, Default)]
@@ -77,6 +91,7 @@ struct MemoryState {
     networks: BTreeSet<String>,
     endpoints: BTreeMap<String, String>,
     joined: BTreeMap<String, String>,
+    published: BTreeMap<String, Vec<u16>>,
     fail_next: Option<&'static str>,
 }
 
@@ -113,6 +128,11 @@ impl MemoryFabric {
     /// Endpoint id → sandbox key.
     pub fn joined(&self) -> BTreeMap<String, String> {
         self.lock().joined.clone()
+    }
+
+    /// Endpoint id → host ports published.
+    pub fn published(&self) -> BTreeMap<String, Vec<u16>> {
+        self.lock().published.clone()
     }
 
     /// Make the next call named `op` ("create_network", "create_endpoint",
@@ -164,6 +184,17 @@ impl Fabric for MemoryFabric {
         Ok(EndpointPlumbing {
             ifaces: e.ifaces.clone(),
         })
+    }
+
+    fn publish(&self, _n: &Network, e: &Endpoint) -> Result<(), FabricError> {
+        let ports: Vec<u16> = e.published.iter().map(|b| b.host_port).collect();
+        let mut s = self.enter("publish", FabricCall::Publish(e.id.clone(), ports.clone()))?;
+        if ports.is_empty() {
+            s.published.remove(&e.id);
+        } else {
+            s.published.insert(e.id.clone(), ports);
+        }
+        Ok(())
     }
 
     fn delete_endpoint(&self, _n: &Network, e: &Endpoint) -> Result<(), FabricError> {

@@ -98,6 +98,21 @@ pub struct Endpoint {
     pub ifaces: EndpointIfaces,
     /// The sandbox (netns path) it has joined, if any.
     pub sandbox: Option<String>,
+    /// Ports published on the host (`docker run -p`), as Docker gave them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<PortBinding>,
+}
+
+/// One published port: host `host_ip`:`host_port` forwards to the
+/// endpoint's `port` (Docker's `com.docker.network.portmap` entry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortBinding {
+    /// IP protocol number: 6 TCP, 17 UDP.
+    pub proto: u8,
+    /// Host address to listen on; none: every address.
+    pub host_ip: Option<IpAddr>,
+    pub host_port: u16,
+    pub port: u16,
 }
 
 /// A route inside a sandbox. `via: None` is on-link.
@@ -439,6 +454,7 @@ mod tests {
             ipv6: None,
             ifaces: derive_ifaces("e1", 0),
             sandbox: None,
+            published: Vec::new(),
         }
     }
 

@@ -331,6 +331,7 @@ mod tests {
             ipv6: None,
             ifaces: derive_ifaces(id, 0),
             sandbox: None,
+            published: Vec::new(),
         }
     }
 

@@ -169,6 +169,23 @@ fn replays_the_recorded_session() {
     assert_eq!(count(|c| matches!(c, FabricCall::Join(..))), 4);
     assert_eq!(count(|c| matches!(c, FabricCall::Leave(_))), 4);
     assert_eq!(count(|c| matches!(c, FabricCall::DeleteNetwork(_))), 3);
+    // `-p 8080:80` was published for its endpoint and unpublished again.
+    let published: Vec<_> = calls
+        .iter()
+        .filter_map(|c| match c {
+            FabricCall::Publish(ep, ports) => Some((ep[..8].to_string(), ports.clone())),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        published.contains(&("64d06100".into(), vec![8080])),
+        "{published:?}"
+    );
+    assert!(
+        h.fabric.published().is_empty(),
+        "{:?}",
+        h.fabric.published()
+    );
 }
 
 #[test]

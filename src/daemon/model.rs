@@ -157,6 +157,10 @@ pub struct GatewaySpec {
     /// Route between this domain and the others of its table.
     #[serde(default = "yes")]
     pub routing: bool,
+    /// An uplink: every domain of the table routes to and from it, even
+    /// those with routing off (how isolated networks reach the outside).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub external: bool,
 }
 
 /// Parse `addr/len` (IPv4 or IPv6).
@@ -188,6 +192,7 @@ impl GatewaySpec {
         g.vid = vid;
         g.table = self.table;
         g.routing = self.routing;
+        g.external = self.external;
         g.mtu = self.mtu.unwrap_or(1500);
         if !(68..=9216).contains(&g.mtu) {
             return Err(format!("gateway MTU {} is outside 68..=9216", g.mtu));

@@ -356,3 +356,62 @@ fn unanswered_arp_is_retried_then_the_held_packet_freed() {
     assert_eq!(r.sw.pool().available(), free0, "no buffer leaked");
     let _ = r.d2;
 }
+
+#[test]
+fn isolated_networks_still_reach_an_external_uplink_but_not_each_other() {
+    let mut r = rig();
+    for d in [r.d1, r.d2] {
+        let mut g = r.sw.router().gateway(d).unwrap().clone();
+        g.routing = false;
+        r.sw.set_gateway(g).unwrap();
+    }
+    let up = r.sw.add_domain(DomainConfig::new("uplink")).unwrap();
+    let (pu, u) = MemoryPort::new("u");
+    r.sw.add_port(Box::new(pu), PortConfig::access(up, 1))
+        .unwrap();
+    let mut g =
+        Gateway::new(up, MacAddr([2, 0, 0, 0, 9, 1])).with_ipv4(Ipv4Addr::new(10, 0, 9, 1), 24);
+    g.routing = false;
+    g.external = true;
+    r.sw.set_gateway(g).unwrap();
+    const UP: [u8; 6] = [2, 0, 0, 0, 9, 0xfe];
+    r.sw.add_static_neighbor(up, [10, 0, 9, 254].into(), MacAddr(UP))
+        .unwrap();
+    r.sw.add_static_neighbor(r.d1, [10, 0, 1, 10].into(), MacAddr(A))
+        .unwrap();
+    r.sw.add_static_neighbor(r.d2, [10, 0, 2, 20].into(), MacAddr(B))
+        .unwrap();
+    r.sw.add_route(
+        0,
+        [0, 0, 0, 0].into(),
+        0,
+        NextHop::Via {
+            gateway: [10, 0, 9, 254].into(),
+            domain: up,
+        },
+    )
+    .unwrap();
+    // Out through the uplink, twice (the second time by the cached adjacency).
+    for _ in 0..2 {
+        r.send(0, ping(A, G1.0, [10, 0, 1, 10], [192, 0, 2, 1], 64));
+        let out = u.take_tx();
+        assert_eq!(out.len(), 1, "to the uplink");
+        assert_eq!(icmp_of(&out[0]).0, UP);
+    }
+    // And back in from the uplink.
+    u.inject(ping(
+        UP,
+        [2, 0, 0, 0, 9, 1],
+        [192, 0, 2, 1],
+        [10, 0, 1, 10],
+        64,
+    ));
+    r.now += 1;
+    r.sw.set_now_ms(r.now);
+    r.sw.poll();
+    assert_eq!(r.a.take_tx().len(), 1, "the answer reaches A");
+    // Still no route between the two isolated networks.
+    r.send(0, ping(A, G1.0, [10, 0, 1, 10], [10, 0, 2, 20], 64));
+    assert!(r.b.take_tx().is_empty());
+    assert!(u.take_tx().is_empty(), "nor via the uplink");
+}

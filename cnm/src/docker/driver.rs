@@ -190,7 +190,8 @@ impl Driver {
                 .and_then(|_| match &e.sandbox {
                     Some(key) => self.fabric.join(n, e, key),
                     None => Ok(()),
-                });
+                })
+                .and_then(|_| self.fabric.publish(n, e));
             if let Err(err) = r {
                 failed.push((format!("endpoint {}", e.id), err));
             }
@@ -388,6 +389,7 @@ impl Driver {
             ipv6: req.ipv6,
             ifaces,
             sandbox: None,
+            published: Vec::new(),
         };
         e.validate(&n)?;
         let plumbing = self.fabric.create_endpoint(&n, &e)?;
@@ -416,6 +418,11 @@ impl Driver {
             return Ok(());
         };
         if let Some(n) = st.networks.get(net) {
+            if !e.published.is_empty() {
+                let mut none = e.clone();
+                none.published.clear();
+                self.fabric.publish(n, &none)?;
+            }
             self.fabric.delete_endpoint(n, &e)?;
         }
         self.store.apply(&[Change::DeleteEndpoint(ep.into())])?;
@@ -456,6 +463,37 @@ impl Driver {
         let info = join_info(&n, &e);
         st.endpoints.insert(e.id.clone(), e);
         Ok(info)
+    }
+
+    /// Publish the endpoint's ports on the host (Docker's
+    /// ProgramExternalConnectivity); an empty list unpublishes (Revoke).
+    /// Stored with the endpoint, so a restart publishes them again.
+    pub fn publish(
+        &self,
+        net: &str,
+        ep: &str,
+        bindings: Vec<crate::model::PortBinding>,
+    ) -> Result<(), DriverError> {
+        let mut st = self.lock();
+        let n = st
+            .networks
+            .get(net)
+            .cloned()
+            .ok_or_else(|| DriverError::UnknownNetwork(net.into()))?;
+        let mut e = found(&st, net, ep)?.clone();
+        if e.published == bindings {
+            return Ok(());
+        }
+        let old = std::mem::replace(&mut e.published, bindings);
+        self.fabric.publish(&n, &e)?;
+        if let Err(err) = self.store.apply(&[Change::PutEndpoint(e.clone())]) {
+            let mut back = e.clone();
+            back.published = old;
+            undo("publish the old ports", self.fabric.publish(&n, &back));
+            return Err(err.into());
+        }
+        st.endpoints.insert(e.id.clone(), e);
+        Ok(())
     }
 
     /// Leaving twice, or leaving what is unknown, succeeds.

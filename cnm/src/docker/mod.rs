@@ -362,15 +362,48 @@ fn discover(_: &Driver, _: DiscoveryNotification) -> Result<Empty, DriverError> 
     Ok(Empty {})
 }
 
-/// Port publishing is not implemented by the switch yet; the endpoint must
-/// exist so a mistake is not silently accepted.
+/// `docker run -p`: the port map Docker computed
+/// (`com.docker.network.portmap`: Proto, IP, Port, HostIP, HostPort,
+/// HostPortEnd) becomes the endpoint's published ports.
 fn program_external(d: &Driver, r: ExternalConnectivityRequest) -> Result<Empty, DriverError> {
-    d.endpoint(&r.network_id, &r.endpoint_id)?;
+    let mut bindings = Vec::new();
+    if let Some(Value::Array(map)) = r.options.get("com.docker.network.portmap") {
+        for m in map {
+            let bad = |why: &str| DriverError::Request(format!("port map entry {m}: {why}"));
+            let num = |k: &str| m.get(k).and_then(Value::as_u64).unwrap_or(0);
+            let proto = u8::try_from(num("Proto")).map_err(|_| bad("bad Proto"))?;
+            let port = u16::try_from(num("Port")).map_err(|_| bad("bad Port"))?;
+            let host_port = u16::try_from(num("HostPort")).map_err(|_| bad("bad HostPort"))?;
+            let end = u16::try_from(num("HostPortEnd")).map_err(|_| bad("bad HostPortEnd"))?;
+            if port == 0 || host_port == 0 || (end != 0 && end != host_port) {
+                return Err(bad(
+                    "rvswitch publishes one fixed host port per container port (-p HOST:CONTAINER)",
+                ));
+            }
+            let host_ip = match m.get("HostIP").and_then(Value::as_str) {
+                None | Some("") => None,
+                Some(s) => Some(s.parse().map_err(|_| bad("bad HostIP"))?),
+            };
+            bindings.push(crate::model::PortBinding {
+                proto,
+                host_ip,
+                host_port,
+                port,
+            });
+        }
+    }
+    d.publish(&r.network_id, &r.endpoint_id, bindings)?;
     Ok(Empty {})
 }
 
-fn revoke_external(_: &Driver, _: EndpointRequest) -> Result<Empty, DriverError> {
-    Ok(Empty {})
+/// Unpublish; an unknown endpoint has nothing published.
+fn revoke_external(d: &Driver, r: EndpointRequest) -> Result<Empty, DriverError> {
+    match d.publish(&r.network_id, &r.endpoint_id, Vec::new()) {
+        Ok(()) | Err(DriverError::UnknownNetwork(_) | DriverError::UnknownEndpoint { .. }) => {
+            Ok(Empty {})
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn request_pool(d: &Driver, r: RequestPoolRequest) -> Result<RequestPoolResponse, DriverError> {

@@ -23,6 +23,16 @@ use super::{Adjacency, L3Out, NH_LOCAL, NextHop, NhId, Router};
 
 const ETH: usize = ethernet::HEADER_LEN;
 
+/// What forwarding needs of the egress gateway.
+#[derive(Debug, Clone, Copy)]
+struct Egress {
+    mac: MacAddr,
+    vid: u16,
+    mtu: u16,
+    routing: bool,
+    external: bool,
+}
+
 /// What the first pass decided about a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Class {
@@ -41,8 +51,9 @@ pub(super) struct Scratch {
     dst6: [u128; BATCH_MAX],
     nh4: [Option<NhId>; BATCH_MAX],
     nh6: [Option<NhId>; BATCH_MAX],
-    /// The ingress gateway routes between domains.
+    /// The ingress gateway routes between domains / is an uplink.
     in_routing: bool,
+    in_external: bool,
 }
 
 impl Default for Scratch {
@@ -54,6 +65,7 @@ impl Default for Scratch {
             nh4: [None; BATCH_MAX],
             nh6: [None; BATCH_MAX],
             in_routing: false,
+            in_external: false,
         }
     }
 }
@@ -150,8 +162,10 @@ impl Router {
             return;
         };
         let (gw_mac, t, routing) = (gw.cfg.mac, gw.table, gw.cfg.routing);
+        let external = gw.cfg.external;
         let s = &mut self.scratch;
         s.in_routing = routing;
+        s.in_external = external;
         let (mut n4, mut n6) = (0, 0);
         for (i, b) in batch.iter().enumerate() {
             let c = classify(pool.data(b), gw_mac, &mut s.dst4[n4], &mut s.dst6[n6]);
@@ -208,19 +222,22 @@ impl Router {
     /// Check the egress gateway and the inter-domain policy; returns its
     /// MAC, VLAN and MTU.
     #[inline(always)]
-    fn egress_gateway(
-        &self,
-        in_d: DomainId,
-        eg: DomainId,
-    ) -> Result<(MacAddr, u16, u16, bool), DropReason> {
+    fn egress_gateway(&self, in_d: DomainId, eg: DomainId) -> Result<Egress, DropReason> {
         let e = self.gw_state(eg).ok_or(DropReason::L3NoGateway)?;
         if eg != in_d {
             let i = self.gw_state(in_d).ok_or(DropReason::L3NoGateway)?;
-            if !(i.cfg.routing && e.cfg.routing) {
+            let routed = i.cfg.routing && e.cfg.routing;
+            if !(routed || i.cfg.external || e.cfg.external) {
                 return Err(DropReason::L3RoutingDisabled);
             }
         }
-        Ok((e.cfg.mac, e.cfg.vid, e.cfg.mtu, e.cfg.routing))
+        Ok(Egress {
+            mac: e.cfg.mac,
+            vid: e.cfg.vid,
+            mtu: e.cfg.mtu,
+            routing: e.cfg.routing,
+            external: e.cfg.external,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -276,10 +293,11 @@ impl Router {
         let Some((eg, key)) = self.egress(id, false, dst as u128) else {
             return self.drop_pkt(pool, buf, DropReason::L3NoRoute);
         };
-        let (gw_mac, vid, mtu, routing) = match self.egress_gateway(in_d, eg) {
+        let e = match self.egress_gateway(in_d, eg) {
             Ok(x) => x,
             Err(r) => return self.drop_pkt(pool, buf, r),
         };
+        let (gw_mac, vid, mtu) = (e.mac, e.vid, e.mtu);
         // A GSO super-frame is segmented to `gso_size` at the egress.
         if total > mtu && !buf.offload().is_gso() {
             if !df {
@@ -292,7 +310,7 @@ impl Router {
         if buf.len() != ETH + total as usize {
             pool.set_len(&mut buf, ETH + total as usize);
         }
-        let mac = self.resolve(id, &key, (gw_mac, eg, vid, mtu, routing));
+        let mac = self.resolve(id, &key, eg, e);
         let f = pool.data_mut(&buf);
         Ipv4Packet::new_unchecked(&mut f[ETH..]).decrement_ttl();
         match mac {
@@ -359,10 +377,11 @@ impl Router {
         let Some((eg, key)) = self.egress(id, true, dst) else {
             return self.drop_pkt(pool, buf, DropReason::L3NoRoute);
         };
-        let (gw_mac, vid, mtu, routing) = match self.egress_gateway(in_d, eg) {
+        let e = match self.egress_gateway(in_d, eg) {
             Ok(x) => x,
             Err(r) => return self.drop_pkt(pool, buf, r),
         };
+        let (gw_mac, vid, mtu) = (e.mac, e.vid, e.mtu);
         if total > mtu as usize && !buf.offload().is_gso() {
             let e = (icmpv6::TYPE_PACKET_TOO_BIG, 0, mtu as u32);
             return self.icmp6_error(pool, in_d, buf, e, DropReason::L3FragNeeded, now_ms, out);
@@ -370,7 +389,7 @@ impl Router {
         if buf.len() != ETH + total {
             pool.set_len(&mut buf, ETH + total);
         }
-        let mac = self.resolve(id, &key, (gw_mac, eg, vid, mtu, routing));
+        let mac = self.resolve(id, &key, eg, e);
         let f = pool.data_mut(&buf);
         Ipv6Packet::new_unchecked(&mut f[ETH..]).set_hop_limit(hops - 1);
         match mac {
@@ -389,7 +408,9 @@ impl Router {
     #[inline(always)]
     fn adjacency(&self, id: NhId, in_d: DomainId) -> Option<Adjacency> {
         let a = self.nh[id as usize].adj?;
-        let allowed = a.domain == in_d || (self.scratch.in_routing && a.routing);
+        let s = &self.scratch;
+        let allowed =
+            a.domain == in_d || (s.in_routing && a.routing) || s.in_external || a.external;
         (a.epoch == self.epoch() && allowed).then_some(a)
     }
 
@@ -409,21 +430,22 @@ impl Router {
         &mut self,
         id: NhId,
         key: &NeighKey,
-        egress: (MacAddr, DomainId, u16, u16, bool),
+        domain: DomainId,
+        e: Egress,
     ) -> Option<MacAddr> {
         let mac = self.neigh.resolve(key);
         let epoch = self.epoch();
         let slot = &mut self.nh[id as usize];
         if let (Some(m), NextHop::Via { .. }) = (mac, slot.nh) {
-            let (src, domain, vid, mtu, routing) = egress;
             slot.adj = Some(Adjacency {
                 epoch,
                 dst: m,
-                src,
+                src: e.mac,
                 domain,
-                vid,
-                mtu,
-                routing,
+                vid: e.vid,
+                mtu: e.mtu,
+                routing: e.routing,
+                external: e.external,
             });
         }
         mac

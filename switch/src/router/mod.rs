@@ -100,6 +100,9 @@ pub struct Gateway {
     /// Route between this domain and other domains; when off the gateway
     /// still answers ARP/ND/ping and routes between its own subnets.
     pub routing: bool,
+    /// An uplink: every domain of the table may route to and from this one,
+    /// whatever its `routing` (how isolated networks reach the outside).
+    pub external: bool,
 }
 
 impl Gateway {
@@ -114,6 +117,7 @@ impl Gateway {
             mtu: 1500,
             table: 0,
             routing: true,
+            external: false,
         }
     }
     pub fn with_ipv4(mut self, a: Ipv4Addr, len: u8) -> Self {
@@ -247,6 +251,8 @@ struct Adjacency {
     mtu: u16,
     /// The egress gateway routes between domains.
     routing: bool,
+    /// The egress gateway is an uplink.
+    external: bool,
 }
 
 /// Gateways, routes, neighbors and the per-batch L3 stage.
