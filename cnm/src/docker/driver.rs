@@ -439,12 +439,7 @@ impl Driver {
         }
         .validate()?;
         let mut st = self.lock();
-        let n = st
-            .networks
-            .get(net)
-            .cloned()
-            .ok_or_else(|| DriverError::UnknownNetwork(net.into()))?;
-        let mut e = found(&st, net, ep)?.clone();
+        let (n, mut e) = network_and_endpoint(&st, net, ep)?;
         match &e.sandbox {
             Some(k) if k == sandbox_key => return Ok(join_info(&n, &e)),
             Some(k) => {
@@ -475,12 +470,7 @@ impl Driver {
         bindings: Vec<crate::model::PortBinding>,
     ) -> Result<(), DriverError> {
         let mut st = self.lock();
-        let n = st
-            .networks
-            .get(net)
-            .cloned()
-            .ok_or_else(|| DriverError::UnknownNetwork(net.into()))?;
-        let mut e = found(&st, net, ep)?.clone();
+        let (n, mut e) = network_and_endpoint(&st, net, ep)?;
         if e.published == bindings {
             return Ok(());
         }
@@ -544,6 +534,20 @@ impl Driver {
         }
         Ok(())
     }
+}
+
+/// Copies of network `net` and its endpoint `ep`.
+fn network_and_endpoint(
+    st: &State,
+    net: &str,
+    ep: &str,
+) -> Result<(Network, Endpoint), DriverError> {
+    let n = st
+        .networks
+        .get(net)
+        .cloned()
+        .ok_or_else(|| DriverError::UnknownNetwork(net.into()))?;
+    Ok((n, found(st, net, ep)?.clone()))
 }
 
 fn found<'a>(st: &'a State, net: &str, ep: &str) -> Result<&'a Endpoint, DriverError> {
