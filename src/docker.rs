@@ -35,6 +35,10 @@ pub struct DockerArgs {
     /// endpoints still exist (Docker removes them while the driver is down).
     #[arg(long, default_value = DEFAULT_ENGINE_SOCKET)]
     pub docker_engine: PathBuf,
+    /// Seconds between reconciles with the engine while running (objects
+    /// missing from two answers in a row are freed); 0: only at start.
+    #[arg(long, default_value_t = 60)]
+    pub docker_reconcile_secs: u64,
 }
 
 /// How long the start waits for the Docker engine's answer.
@@ -49,6 +53,7 @@ impl Default for DockerArgs {
             docker: false,
             docker_socket: rvs_cnm::docker::DEFAULT_PLUGIN_SOCKET.into(),
             docker_engine: DEFAULT_ENGINE_SOCKET.into(),
+            docker_reconcile_secs: 60,
         }
     }
 }
@@ -72,6 +77,8 @@ pub fn driver_name(socket: &Path) -> String {
 pub struct Plugin {
     socket: PathBuf,
     driver: Arc<Driver>,
+    engine: PathBuf,
+    every: Duration,
 }
 
 impl Plugin {
@@ -111,6 +118,8 @@ impl Plugin {
         Ok(Plugin {
             socket,
             driver: Arc::new(driver),
+            engine: args.docker_engine.clone(),
+            every: Duration::from_secs(args.docker_reconcile_secs),
         })
     }
 
@@ -131,11 +140,62 @@ impl Plugin {
                 let _ = stopped.await;
             },
         ));
+        let sweep_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sweeper = (!self.every.is_zero()).then(|| {
+            let (d, stop) = (self.driver.clone(), sweep_stop.clone());
+            let (name, engine, every) =
+                (driver_name(&self.socket), self.engine.clone(), self.every);
+            std::thread::spawn(move || sweep(&d, &name, &engine, every, &stop))
+        });
         Ok(Serving {
             stop,
             task,
             socket: self.socket.clone(),
+            sweep_stop,
+            sweeper,
         })
+    }
+}
+
+/// Reconcile with the engine every `every` until `stop` (see
+/// [`rvs_cnm::docker::Sweeper`]: two strikes before anything goes).
+fn sweep(
+    d: &Driver,
+    name: &str,
+    engine: &Path,
+    every: Duration,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use std::sync::atomic::Ordering;
+    let mut sweeper = rvs_cnm::docker::Sweeper::default();
+    let step = Duration::from_millis(100);
+    loop {
+        let mut waited = Duration::ZERO;
+        while waited < every {
+            if stop.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(step);
+            waited += step;
+        }
+        // Nothing of ours: nothing to ask.
+        let snap = d.snapshot();
+        if snap.networks.is_empty() && snap.pools.is_empty() {
+            continue;
+        }
+        match engine_state(engine, name) {
+            Ok((networks, endpoints)) => match sweeper.round(d, &networks, &endpoints) {
+                Ok(o) if o == rvs_cnm::store::Orphans::default() => {}
+                Ok(o) => tracing::info!(
+                    networks = ?o.networks,
+                    endpoints = ?o.endpoints,
+                    pools = ?o.pools,
+                    "removed what the Docker engine no longer has"
+                ),
+                Err(e) => tracing::error!(error = %e, "reconciling with the Docker engine failed"),
+            },
+            Err(e) => tracing::debug!(error = %e, "Docker engine not reachable; sweep skipped"),
+        }
     }
 }
 
@@ -144,12 +204,19 @@ pub struct Serving {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     socket: PathBuf,
+    sweep_stop: Arc<std::sync::atomic::AtomicBool>,
+    sweeper: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Serving {
     /// Stop accepting calls, let those in flight finish (for a while) and
     /// remove the socket, so Docker sees the driver gone at once.
     pub async fn stop(self) {
+        self.sweep_stop
+            .store(true, std::sync::atomic::Ordering::Release);
+        if let Some(t) = self.sweeper {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
         let _ = std::fs::remove_file(&self.socket);
         let _ = self.stop.send(());
         match tokio::time::timeout(GRACE, self.task).await {

@@ -145,6 +145,9 @@ impl Rvs {
             .arg("--docker")
             .arg("--docker-socket")
             .arg(self.plugin_socket())
+            // Sweep every 3 s (not 60): every test then also shows the
+            // running reconcile takes nothing Docker still has.
+            .args(["--docker-reconcile-secs", "3"])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -987,4 +990,47 @@ fn containers_reach_the_outside_and_the_host_reaches_them() {
     drop(n);
     let routes = text(&Command::new("ip").args(["route"]).output().unwrap().stdout);
     assert!(!routes.contains("10.82.0.0/24"), "{routes}");
+}
+
+#[test]
+fn the_running_daemon_frees_what_the_engine_does_not_have() {
+    if !docker_or_skip("the_running_daemon_frees_what_the_engine_does_not_have") {
+        return;
+    }
+    let d = Rvs::start();
+    let n = d.network(&[]);
+    let a = Ctr::run(&n, &[]);
+    let b = Ctr::run(&n, &[]);
+    // A network the engine never heard of (as if its removal never reached
+    // us), made by speaking the plugin protocol directly.
+    let rogue = format!("{:0>64}", "beef");
+    let c = rvswitch::client::Client::new(&d.plugin_socket()).unwrap();
+    let r = c
+        .request(
+            hyper::Method::POST,
+            "/NetworkDriver.CreateNetwork",
+            Some(&serde_json::json!({
+                "NetworkID": rogue,
+                "Options": {},
+                "IPv4Data": [{"AddressSpace": "", "Pool": "10.86.0.0/24", "Gateway": "10.86.0.1/24"}],
+                "IPv6Data": []
+            })),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.json().get("Err").is_none(), "{}", r.json());
+    let rogue_domain = format!("dk-{}", &rogue[..12]);
+    assert!(d.domains().contains(&rogue_domain));
+    // Two sweeps (3 s apart) later it is gone; Docker's network stays.
+    let t = Instant::now();
+    while d.domains().contains(&rogue_domain) && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(!d.domains().contains(&rogue_domain), "{}", d.log_text());
+    assert!(d.domains().contains(&n.domain()));
+    assert!(
+        d.log_text()
+            .contains("removed what the Docker engine no longer has")
+    );
+    assert!(a.ping(&b.ip(&n)), "the live network kept working");
 }

@@ -207,7 +207,23 @@ impl Driver {
         engine_endpoints: Option<&[String]>,
     ) -> Result<Orphans, DriverError> {
         let orphans = reconcile(&self.snapshot(), engine_networks, engine_endpoints);
+        self.remove_orphans(orphans)
+    }
+
+    /// Remove exactly these orphans (those still here), with the endpoints
+    /// of the networks removed, from the fabric and the store.
+    pub fn remove_orphans(&self, mut orphans: Orphans) -> Result<Orphans, DriverError> {
         let mut st = self.lock();
+        orphans.networks.retain(|id| st.networks.contains_key(id));
+        orphans.endpoints.retain(|id| st.endpoints.contains_key(id));
+        for e in st.endpoints.values() {
+            if orphans.networks.contains(&e.network_id) && !orphans.endpoints.contains(&e.id) {
+                orphans.endpoints.push(e.id.clone());
+            }
+        }
+        orphans
+            .pools
+            .retain(|id| st.ipam.pools().any(|p| p.record().id == *id));
         let mut changes = Vec::new();
         for id in &orphans.endpoints {
             if let Some(e) = st.endpoints.get(id)
@@ -533,6 +549,43 @@ impl Driver {
             return Err(e.into());
         }
         Ok(())
+    }
+}
+
+/// The periodic reconcile with the engine, in two strikes: what the engine
+/// does not list is removed only if the previous round's answer lacked it
+/// too. Between Docker calling the driver and the engine listing the
+/// result (an endpoint exists here before the engine shows its container)
+/// an object looks orphaned for a moment; two rounds a minute apart do not
+/// mistake that for an orphan.
+#[derive(Debug, Default)]
+pub struct Sweeper {
+    suspects: Orphans,
+}
+
+impl Sweeper {
+    /// One round against the engine's current lists; returns what was
+    /// removed.
+    pub fn round(
+        &mut self,
+        d: &Driver,
+        engine_networks: &[String],
+        engine_endpoints: &[String],
+    ) -> Result<Orphans, DriverError> {
+        let now = reconcile(&d.snapshot(), engine_networks, Some(engine_endpoints));
+        let both = |a: &[String], b: &[String]| -> Vec<String> {
+            a.iter().filter(|x| b.contains(x)).cloned().collect()
+        };
+        let confirmed = Orphans {
+            networks: both(&now.networks, &self.suspects.networks),
+            endpoints: both(&now.endpoints, &self.suspects.endpoints),
+            pools: both(&now.pools, &self.suspects.pools),
+        };
+        self.suspects = now;
+        if confirmed == Orphans::default() {
+            return Ok(confirmed);
+        }
+        d.remove_orphans(confirmed)
     }
 }
 

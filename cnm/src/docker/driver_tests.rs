@@ -142,3 +142,39 @@ fn tap_endpoints_have_no_host_side_interface() {
         assert_eq!(e.ifaces.host, None);
     }
 }
+
+#[test]
+fn the_periodic_sweep_removes_only_what_two_rounds_missed() {
+    use super::driver::Sweeper;
+    let (d, f) = driver();
+    d.create_network(net("keep")).unwrap();
+    let mut lost = net("lost");
+    lost.subnets[0].pool = "10.2.0.0/24".parse().unwrap();
+    lost.subnets[0].gateway = Some("10.2.0.1".parse().unwrap());
+    d.create_network(lost).unwrap();
+    let mut s = Sweeper::default();
+    let engine = ["keep".to_string()];
+    // First round: "lost" is only a suspect.
+    assert_eq!(
+        s.round(&d, &engine, &[]).unwrap().networks,
+        Vec::<String>::new()
+    );
+    assert!(d.network("lost").is_some());
+    // A network made between rounds is not taken by the second round.
+    let mut fresh = net("fresh");
+    fresh.subnets[0].pool = "10.3.0.0/24".parse().unwrap();
+    fresh.subnets[0].gateway = Some("10.3.0.1".parse().unwrap());
+    d.create_network(fresh).unwrap();
+    let removed = s.round(&d, &engine, &[]).unwrap();
+    assert_eq!(removed.networks, ["lost".to_string()]);
+    assert!(d.network("lost").is_none() && d.network("fresh").is_some());
+    assert!(d.network("keep").is_some());
+    assert!(
+        f.calls()
+            .contains(&FabricCall::DeleteNetwork("lost".into()))
+    );
+    // The engine lists "fresh" now: nothing more goes.
+    let engine = ["keep".to_string(), "fresh".to_string()];
+    assert_eq!(s.round(&d, &engine, &[]).unwrap(), Default::default());
+    assert!(d.network("fresh").is_some());
+}

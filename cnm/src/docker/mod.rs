@@ -33,7 +33,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-pub use driver::{Driver, DriverError, JoinInfo, NewEndpoint};
+pub use driver::{Driver, DriverError, JoinInfo, NewEndpoint, Sweeper};
 
 use crate::ipam::AddressKind;
 use crate::prefix::{Cidr, parse_ip_lenient};
