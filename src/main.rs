@@ -42,14 +42,18 @@ fn main() -> anyhow::Result<()> {
             };
             daemon::run(&args, factory, daemon::termination_signal()).context("rvswitch daemon")
         }
-        Command::Lab(args) => match rvswitch::lab::run(args) {
-            Ok(code) => std::process::exit(code),
-            Err(e) => {
-                eprintln!("rvswitch lab: {e}");
-                std::process::exit(1);
+        Command::Lab(args) => {
+            rvs_drivers::sigpipe::exit_quietly_on_broken_pipe();
+            match rvswitch::lab::run(args) {
+                Ok(code) => std::process::exit(code),
+                Err(e) => {
+                    eprintln!("rvswitch lab: {e}");
+                    std::process::exit(1);
+                }
             }
-        },
+        }
         Command::Ctl(args) => {
+            rvs_drivers::sigpipe::exit_quietly_on_broken_pipe();
             if let Err(e) = rvswitch::ctl::run(args) {
                 eprintln!("rvswitch ctl: {e}");
                 std::process::exit(1);

@@ -473,3 +473,22 @@ fn ring_lab_runs_rstp_blocks_one_trunk_and_reaches_every_node() {
     assert!(grid.contains("checks passed"), "{grid}");
     lab.destroy_clean();
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    // `true` exits before rvswitch writes: the write meets a closed pipe.
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/routed.yml");
+    for _ in 0..3 {
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{} lab validate {} | true",
+                env!("CARGO_BIN_EXE_rvswitch"),
+                file.display()
+            ))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

@@ -9,6 +9,7 @@ pub mod gso;
 pub mod impair;
 pub mod netlink;
 pub mod netns;
+pub mod sigpipe;
 pub mod tap;
 pub mod testutil;
 pub mod vnet;
