@@ -539,7 +539,7 @@ impl Switch {
                 now_ms,
                 &mut scratch.l3_out,
             );
-            l3_output(ports, pool, domains, scratch, now_s, now_ms);
+            l3_output(ports, pool, domains, scratch, tracer, now_s, now_ms);
         }
 
         // Transmit what the batch produced.
@@ -776,12 +776,12 @@ pub(crate) fn l3_output(
     pool: &mut PacketPool,
     domains: &mut [Option<Domain>],
     scratch: &mut Scratch,
+    tracer: &mut Tracer,
     now_s: u32,
     now_ms: u64,
 ) {
     let mut out = std::mem::take(&mut scratch.l3_out.frames);
     let mut c = BatchCounts::default();
-    let mut tracer = Tracer::default();
     for f in out.drain(..) {
         let Some(d) = domains
             .get_mut(f.domain.0 as usize)
@@ -827,7 +827,7 @@ pub(crate) fn l3_output(
                 pool,
                 &d.members,
                 scratch,
-                &mut tracer,
+                tracer,
                 FloodJob {
                     in_port: ROUTER_PORT,
                     i: 0,
@@ -853,6 +853,7 @@ pub(crate) fn l3_tick(sw: &mut Switch) {
         domains,
         scratch,
         router,
+        tracer,
         now_s,
         now_ms,
         ..
@@ -862,7 +863,7 @@ pub(crate) fn l3_tick(sw: &mut Switch) {
         return;
     }
     scratch.touched.clear();
-    l3_output(ports, pool, domains, scratch, *now_s, *now_ms);
+    l3_output(ports, pool, domains, scratch, tracer, *now_s, *now_ms);
     flush_touched(ports, pool, &scratch.touched, *now_ms);
 }
 
@@ -889,6 +890,7 @@ pub(crate) fn l3_flush_out(sw: &mut Switch) {
         ports,
         domains,
         scratch,
+        tracer,
         now_s,
         now_ms,
         ..
@@ -897,7 +899,7 @@ pub(crate) fn l3_flush_out(sw: &mut Switch) {
         return;
     }
     scratch.touched.clear();
-    l3_output(ports, pool, domains, scratch, *now_s, *now_ms);
+    l3_output(ports, pool, domains, scratch, tracer, *now_s, *now_ms);
     flush_touched(ports, pool, &scratch.touched, *now_ms);
 }
 
@@ -912,9 +914,9 @@ pub(crate) fn stp_service(
     let Some(stp) = d.stp.as_mut() else {
         return;
     };
-    let mut tx = Vec::new();
+    let mut tx = std::mem::take(&mut d.stp_tx);
     stp.drain_tx(&mut tx);
-    for (p, f) in tx {
+    for (p, f) in tx.drain(..) {
         let Some(ps) = ports.get_mut(p.index()).and_then(Option::as_mut) else {
             continue;
         };
@@ -931,15 +933,17 @@ pub(crate) fn stp_service(
         }
         flush_port(ps, pool, now_ms);
     }
-    let mut flush = Vec::new();
+    d.stp_tx = tx;
+    let mut flush = std::mem::take(&mut d.stp_flush);
     stp.drain_flush(&mut flush);
-    for r in flush {
+    for r in flush.drain(..) {
         d.fdb.flush(crate::fdb::FlushFilter {
             port: Some(r.port),
             vid: None,
             include_static: false,
         });
     }
+    d.stp_flush = flush;
     for &p in &d.members {
         if let Some(ps) = ports.get_mut(p.index()).and_then(Option::as_mut) {
             ps.stp_learn = stp.learning(p);

@@ -80,6 +80,9 @@ pub(crate) struct Domain {
     /// RSTP, when the domain runs it, and the port settings it was given.
     pub stp: Option<Stp>,
     pub stp_ports: Vec<(PortId, crate::stp::StpPortConfig, bool)>,
+    /// Reused buffers for what the spanning tree hands out.
+    pub stp_tx: Vec<(PortId, Vec<u8>)>,
+    pub stp_flush: Vec<crate::stp::FlushRequest>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -235,6 +238,8 @@ impl Switch {
             gw: None,
             stp,
             stp_ports: Vec::new(),
+            stp_tx: Vec::new(),
+            stp_flush: Vec::new(),
         };
         if slot == self.domains.len() {
             self.domains.push(Some(d));
