@@ -183,17 +183,8 @@ fn sweep(
         if snap.networks.is_empty() && snap.pools.is_empty() {
             continue;
         }
-        match engine_state(engine, name) {
-            Ok((networks, endpoints)) => match sweeper.round(d, &networks, &endpoints) {
-                Ok(o) if o == rvs_cnm::store::Orphans::default() => {}
-                Ok(o) => tracing::info!(
-                    networks = ?o.networks,
-                    endpoints = ?o.endpoints,
-                    pools = ?o.pools,
-                    "removed what the Docker engine no longer has"
-                ),
-                Err(e) => tracing::error!(error = %e, "reconciling with the Docker engine failed"),
-            },
+        match ask_engine(engine, name) {
+            Ok((networks, endpoints)) => log_removed(sweeper.round(d, &networks, &endpoints)),
             Err(e) => tracing::debug!(error = %e, "Docker engine not reachable; sweep skipped"),
         }
     }
@@ -287,37 +278,23 @@ fn engine_state(engine: &Path, driver: &str) -> Result<(Vec<String>, Vec<String>
     Ok((networks, endpoints))
 }
 
-/// Docker removes networks and endpoints even while the driver is down
-/// (after retrying for a while): ask the engine what it still has and free
-/// the rest. Without an answer nothing is removed.
-fn reconcile_with_engine(driver: &Driver, name: &str, engine: &Path) {
-    if driver.snapshot().networks.is_empty() {
-        return;
-    }
-    // dockerd may itself be starting and waiting for this driver: never
-    // hang the daemon's start on it.
+/// The engine's networks of driver `name` and their endpoints, or why it
+/// did not answer within [`ENGINE_TIMEOUT`]: dockerd may itself be
+/// waiting for this driver, so nobody may hang on it.
+fn ask_engine(engine: &Path, name: &str) -> Result<(Vec<String>, Vec<String>), String> {
     let (tx, rx) = std::sync::mpsc::channel();
     let (path, driver_name) = (engine.to_path_buf(), name.to_string());
     std::thread::spawn(move || {
         let _ = tx.send(engine_state(&path, &driver_name));
     });
-    let answer = rx
-        .recv_timeout(ENGINE_TIMEOUT)
-        .unwrap_or_else(|_| Err(format!("no answer within {ENGINE_TIMEOUT:?}")));
-    let (networks, endpoints) = match answer {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(
-                engine = %engine.display(),
-                error = %e,
-                "cannot ask the Docker engine which networks still exist; \
-                 networks removed while rvswitch was down are kept"
-            );
-            return;
-        }
-    };
-    match driver.reconcile(&networks, Some(&endpoints)) {
-        Ok(o) if o.networks.is_empty() && o.endpoints.is_empty() && o.pools.is_empty() => {}
+    rx.recv_timeout(ENGINE_TIMEOUT)
+        .unwrap_or_else(|_| Err(format!("no answer within {ENGINE_TIMEOUT:?}")))
+}
+
+/// Log what a reconcile removed (or why it failed).
+fn log_removed(r: Result<rvs_cnm::Orphans, rvs_cnm::DriverError>) {
+    match r {
+        Ok(o) if o == rvs_cnm::Orphans::default() => {}
         Ok(o) => tracing::info!(
             networks = ?o.networks,
             endpoints = ?o.endpoints,
@@ -325,5 +302,23 @@ fn reconcile_with_engine(driver: &Driver, name: &str, engine: &Path) {
             "removed what the Docker engine no longer has"
         ),
         Err(e) => tracing::error!(error = %e, "reconciling with the Docker engine failed"),
+    }
+}
+
+/// Docker removes networks and endpoints even while the driver is down
+/// (after retrying for a while): ask the engine what it still has and free
+/// the rest. Without an answer nothing is removed.
+fn reconcile_with_engine(driver: &Driver, name: &str, engine: &Path) {
+    if driver.snapshot().networks.is_empty() {
+        return;
+    }
+    match ask_engine(engine, name) {
+        Ok((networks, endpoints)) => log_removed(driver.reconcile(&networks, Some(&endpoints))),
+        Err(e) => tracing::warn!(
+            engine = %engine.display(),
+            error = %e,
+            "cannot ask the Docker engine which networks still exist; \
+             networks removed while rvswitch was down are kept"
+        ),
     }
 }
