@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,8 @@ use rvswitch::daemon::DaemonArgs;
 use rvswitch::{PortFactory, PortSpec};
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_rvswitch");
+mod common;
+use common::BIN;
 
 struct TempDir(PathBuf);
 
@@ -1021,26 +1022,7 @@ fn openapi_document_lists_every_route() {
     d.stop();
 }
 
-fn ctl(sock: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("ctl")
-        .arg("--socket")
-        .arg(sock)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-#[track_caller]
-fn ctl_ok(sock: &Path, args: &[&str]) -> String {
-    let o = ctl(sock, args);
-    assert!(
-        o.status.success(),
-        "ctl {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
+use common::{ctl_ok, ctl_raw as ctl};
 
 #[track_caller]
 fn ctl_err(sock: &Path, args: &[&str], needle: &str) {

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use rvs_drivers::testutil::{Link, Netns, ip, root_or_skip, unique};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rvswitch");
+mod common;
+use common::BIN;
 
 /// A daemon process with a private socket and state directory, killed and
 /// cleaned up on drop.
@@ -84,41 +85,24 @@ impl Daemon {
 
     /// SIGTERM and wait.
     fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let st = c.wait().unwrap();
+        if let Some(c) = self.child.take() {
+            let st = common::terminate(c);
             assert!(st.success(), "daemon exited with {st}");
         }
     }
 
     fn ctl_raw(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .arg("ctl")
-            .arg("--socket")
-            .arg(self.socket())
-            .args(args)
-            .output()
-            .unwrap()
+        common::ctl_raw(&self.socket(), args)
     }
 
     #[track_caller]
     fn ctl(&self, args: &[&str]) -> String {
-        let o = self.ctl_raw(args);
-        assert!(
-            o.status.success(),
-            "rvswitch ctl {args:?}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).unwrap()
+        common::ctl_ok(&self.socket(), args)
     }
 
+    #[track_caller]
     fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        serde_json::from_str(&self.ctl(&a)).unwrap()
+        common::ctl_json(&self.socket(), args)
     }
 }
 

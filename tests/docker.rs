@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use rvs_drivers::testutil::{root_or_skip, unique};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rvswitch");
+mod common;
+use common::BIN;
 const IMAGE: &str = "rvs-busybox:latest";
 const PLUGIN_DIR: &str = "/run/docker/plugins";
 
@@ -177,11 +178,8 @@ impl Rvs {
 
     /// SIGTERM and wait: a clean exit that removes the plugin socket.
     fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let st = c.wait().unwrap();
+        if let Some(c) = self.child.take() {
+            let st = common::terminate(c);
             assert!(st.success(), "daemon exited with {st}: {}", self.log_text());
             assert!(
                 !self.plugin_socket().exists(),
@@ -199,27 +197,12 @@ impl Rvs {
     }
 
     fn ctl_raw(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .arg("ctl")
-            .arg("--socket")
-            .arg(self.socket())
-            .args(args)
-            .output()
-            .unwrap()
+        common::ctl_raw(&self.socket(), args)
     }
 
     #[track_caller]
     fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        let o = self.ctl_raw(&a);
-        assert!(
-            o.status.success(),
-            "rvswitch ctl {a:?}: {}{}",
-            text(&o.stdout),
-            text(&o.stderr)
-        );
-        serde_json::from_slice(&o.stdout).unwrap()
+        common::ctl_json(&self.socket(), args)
     }
 
     /// Names of the switch's ports.

@@ -1,0 +1,51 @@
+//! What the integration tests share: running `rvswitch ctl` against a
+//! daemon's socket and stopping a daemon process cleanly. Each test file
+//! uses part of it.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rvswitch");
+
+/// `rvswitch ctl --socket SOCKET ARGS`, whatever its status.
+pub fn ctl_raw(socket: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("ctl")
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `rvswitch ctl` that must succeed: its stdout.
+#[track_caller]
+pub fn ctl_ok(socket: &Path, args: &[&str]) -> String {
+    let o = ctl_raw(socket, args);
+    assert!(
+        o.status.success(),
+        "rvswitch ctl {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// `rvswitch ctl --json` that must succeed: its JSON.
+#[track_caller]
+pub fn ctl_json(socket: &Path, args: &[&str]) -> Value {
+    let mut a = vec!["--json"];
+    a.extend_from_slice(args);
+    serde_json::from_str(&ctl_ok(socket, &a)).unwrap()
+}
+
+/// SIGTERM a daemon and wait for it.
+pub fn terminate(mut child: Child) -> ExitStatus {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    child.wait().unwrap()
+}
