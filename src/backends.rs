@@ -135,7 +135,23 @@ impl<'a> Opts<'a> {
 
 fn open_tap(spec: &PortSpec, pool: &PacketPool) -> Result<TapPort, OpenError> {
     let mut o = Opts::new(spec);
-    let mut t = TapOptions::for_pool(&spec.name, pool);
+    let device = spec.iface.as_deref().unwrap_or(&spec.name);
+    let mut t = TapOptions::for_pool(device, pool);
+    if let Some(p) = o.bool("persist")? {
+        t = t.persist(p);
+    }
+    let ns = o.str("netns")?.map(str::to_string);
+    let ifname = o.str("netns_ifname")?.map(str::to_string);
+    if ifname.is_some() && ns.is_none() {
+        return Err("option netns_ifname needs option netns".into());
+    }
+    t = t.netns(ns, ifname);
+    if let Some(m) = o.str("mac")? {
+        let mac: MacAddr = m
+            .parse()
+            .map_err(|_| format!("option mac must be a MAC address, not {m:?}"))?;
+        t = t.mac(Some(mac.0));
+    }
     if let Some(m) = o.u32("mtu")? {
         t = t.mtu(m);
     }

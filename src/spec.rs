@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PortKind {
-    /// A TAP device the switch creates; its netdev name is the port name.
+    /// A TAP device the switch creates (or finds again: option `persist`);
+    /// its netdev name is `iface`, else the port name.
     Tap,
     /// AF_XDP on queue `queue` of an existing interface `iface`.
     Afxdp,
@@ -43,7 +44,8 @@ pub struct PortSpec {
     /// The port's name in the switch (and the netdev name for `tap`).
     pub name: String,
     pub kind: PortKind,
-    /// The interface to attach to (`afxdp`, `afpacket`); not used by `tap`.
+    /// The interface to attach to (`afxdp`, `afpacket`); for `tap`, the
+    /// TAP device's name when it is not the port name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iface: Option<String>,
     /// Queue of `iface` to bind (`afxdp`).
@@ -94,9 +96,11 @@ impl PortSpec {
                     ));
                 }
             }
-            (PortKind::Tap, Some(_)) => {
-                return Err("tap ports take no iface: the port name is the TAP device".into());
+            (PortKind::Tap, Some(i)) if !is_ifname(i) => {
+                return Err(format!("iface {i:?} is not a valid interface name"));
             }
+            // The TAP device's own name, when it differs from the port's.
+            (PortKind::Tap, Some(_)) => {}
             (PortKind::Vxlan, None) => {}
             (PortKind::Vxlan, Some(_)) => {
                 return Err(

@@ -189,6 +189,24 @@ impl Netlink {
         }
     }
 
+    /// Every link of the namespace.
+    pub fn links(&self) -> Result<Vec<LinkInfo>, NetlinkError> {
+        let mut get = self.handle.link().get().execute();
+        let mut out = Vec::new();
+        loop {
+            match self.rt.block_on(get.try_next()) {
+                Ok(Some(m)) => out.push(link_info(&m)),
+                Ok(None) => return Ok(out),
+                Err(source) => {
+                    return Err(NetlinkError::Request {
+                        op: "list links".into(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
     /// The link called `name`; an error naming `op` if there is none.
     pub fn link(&self, name: &str) -> Result<LinkInfo, NetlinkError> {
         self.find_link(name)?

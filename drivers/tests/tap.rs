@@ -575,3 +575,104 @@ fn tap_multi_queue_attaches_a_second_queue_and_vanishes_with_them() {
         "not persistent: gone with its last queue"
     );
 }
+
+/// Create a persistent TAP with `mac`, move it into `ns` as eth0 with
+/// `addr`, up; returns its first (host) name.
+fn persistent_in(ns: &Netns, mac: [u8; 6], addr: &str, pool: &PacketPool) -> (String, TapPort) {
+    let name = unique("tps");
+    let opts = TapOptions::for_pool(&name, pool)
+        .persist(true)
+        .mac(Some(mac))
+        .up(false);
+    let port = TapPort::create(&opts, pool).unwrap();
+    Netlink::new()
+        .unwrap()
+        .move_to_netns(&name, &ns.name)
+        .unwrap();
+    Netlink::in_netns(&ns.name, |nl| {
+        nl.rename(&name, "eth0")?;
+        nl.set_up("eth0")?;
+        let (ip, len) = addr.split_once('/').unwrap();
+        nl.add_address("eth0", ip.parse().unwrap(), len.parse().unwrap())
+    })
+    .unwrap();
+    (name, port)
+}
+
+/// What Docker's endpoints rely on: a persistent TAP moved and renamed
+/// into a sandbox outlives the switch (a crash drops every port without
+/// detaching it), is found again there by MAC or by its new name, carries
+/// traffic again, and goes away only when its port leaves the switch; a
+/// TAP whose sandbox is gone is reported, not made anew in the host.
+#[test]
+fn persistent_tap_is_found_again_in_its_sandbox_and_removed_with_its_port() {
+    if !root_or_skip("persistent_tap_is_found_again_in_its_sandbox_and_removed_with_its_port") {
+        return;
+    }
+    let (a, b) = (Netns::new("tfa"), Netns::new("tfb"));
+    let (mac_a, mac_b) = ([0x02, 0x5a, 0, 0, 0, 1], [0x02, 0x5a, 0, 0, 0, 2]);
+    let (mut sw, d) = switch();
+    let (name_a, pa) = persistent_in(&a, mac_a, "10.52.0.1/24", sw.pool());
+    let (name_b, pb) = persistent_in(&b, mac_b, "10.52.0.2/24", sw.pool());
+    sw.add_port(Box::new(pa), PortConfig::access(d, 1)).unwrap();
+    sw.add_port(Box::new(pb), PortConfig::access(d, 1)).unwrap();
+    let running = RunningSwitch::start(sw);
+    assert!(a.ping_eventually("10.52.0.2", Duration::from_secs(10)));
+    // The "crash": the switch and its ports go, nothing is detached.
+    drop(running);
+    let eth0 = |ns: &Netns| {
+        Command::new("ip")
+            .args(["-n", &ns.name, "link", "show", "eth0"])
+            .output()
+            .unwrap()
+    };
+    let show = |ns: &Netns| text(&eth0(ns).stdout);
+    assert!(show(&a).contains("NO-CARRIER"), "{}", show(&a));
+    assert!(!a.ping("10.52.0.2", 1), "traffic without a switch");
+
+    // Found again: a by its MAC, b by its name in the sandbox.
+    let (mut sw, d) = switch();
+    let reopen = |name: &str, ns: &str, ifname: Option<&str>, mac, pool: &PacketPool| {
+        let o = TapOptions::for_pool(name, pool)
+            .persist(true)
+            .netns(Some(ns.to_string()), ifname.map(str::to_string))
+            .mac(Some(mac));
+        TapPort::create(&o, pool)
+    };
+    let pa = reopen(&name_a, &a.name, None, mac_a, sw.pool()).unwrap();
+    let pb = reopen(&name_b, &b.name, Some("eth0"), mac_b, sw.pool()).unwrap();
+    let nl = Netlink::new().unwrap();
+    assert!(
+        nl.find_link(&name_a).unwrap().is_none(),
+        "made anew in the host"
+    );
+    let ida = sw.add_port(Box::new(pa), PortConfig::access(d, 1)).unwrap();
+    sw.add_port(Box::new(pb), PortConfig::access(d, 1)).unwrap();
+    let running = RunningSwitch::start(sw);
+    assert!(
+        a.ping_eventually("10.52.0.2", Duration::from_secs(10)),
+        "no ping after the TAPs were found again"
+    );
+    assert!(!show(&a).contains("NO-CARRIER"), "{}", show(&a));
+
+    // The port leaves the switch: its device goes, from inside the sandbox.
+    let port = running.with(|s| s.remove_port(ida)).unwrap();
+    drop(port);
+    assert!(!eth0(&a).status.success(), "the TAP outlived its port");
+    drop(running);
+
+    // b's sandbox goes (and its TAP with it): open says so, makes nothing.
+    let gone_ns = b.name.clone();
+    drop(b);
+    let pool = PacketPool::with_large(64, 2048, 256, 4).unwrap();
+    let e = reopen(&name_b, &gone_ns, Some("eth0"), mac_b, &pool).unwrap_err();
+    assert!(e.to_string().contains("no longer exists"), "{e}");
+    assert!(
+        nl.find_link(&name_b).unwrap().is_none(),
+        "made anew in the host"
+    );
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}

@@ -50,6 +50,8 @@ pub struct TapPort {
     scratch: Box<[u8]>,
     counters: Arc<TapCounters>,
     max: Arc<TapMax>,
+    /// The device outlives the fd until the port is detached.
+    persist: bool,
 }
 
 impl std::fmt::Debug for TapPort {
@@ -107,11 +109,54 @@ fn ioctl_val(fd: RawFd, req: libc::Ioctl, arg: libc::c_ulong) -> io::Result<()> 
     }
 }
 
+/// Open `/dev/net/tun` in the calling thread's namespace and attach it to
+/// the TAP `name` (made when there is none).
+fn attach(name: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open("/dev/net/tun")?;
+    let fd = OwnedFd::from(file);
+    let mut ifr = IfreqFlags {
+        name: [0; libc::IFNAMSIZ],
+        flags: flags as libc::c_short,
+        _pad: [0; 22],
+    };
+    ifr.name[..name.len()].copy_from_slice(name.as_bytes());
+    tun_set_iff(fd.as_raw_fd(), &mut ifr)?;
+    Ok(fd)
+}
+
+/// In a namespace (the calling thread's): the TAP called `ifname`, or the
+/// link with `mac`, attached; `None` when there is no such link.
+fn find_and_attach(
+    ifname: &Option<String>,
+    mac: Option<[u8; 6]>,
+    flags: libc::c_int,
+) -> io::Result<Option<OwnedFd>> {
+    let nl = Netlink::new().map_err(io::Error::other)?;
+    let links = nl.links().map_err(io::Error::other)?;
+    let hit = links.iter().find(|l| match ifname {
+        Some(n) => &l.name == n,
+        None => mac.is_some() && l.mac == mac,
+    });
+    match hit {
+        // TUNSETIFF refuses (EINVAL) a link that is not a TAP, so a
+        // namesake of another kind is never taken over.
+        Some(l) => attach(&l.name, flags).map(Some),
+        None => Ok(None),
+    }
+}
+
 impl TapPort {
-    /// Create (or, with `multi_queue`, attach a queue to) the TAP `opts.name`
-    /// for a switch whose packets live in `pool`. Non-persistent: the netdev
-    /// disappears when the port is dropped. MTU and up state are set by
-    /// netlink in the caller's namespace.
+    /// Create the TAP `opts.name` for a switch whose packets live in
+    /// `pool`, or attach to it where it already is: in the caller's
+    /// namespace by name (a persistent device, or another queue of a
+    /// `multi_queue` one), or in `opts.netns` where its owner moved and
+    /// renamed it (see [`TapOptions::netns`]). A new device gets the MTU,
+    /// MAC and up state of `opts`; a found one keeps what it has. Without
+    /// `persist` the device disappears when the port is dropped.
     pub fn create(opts: &TapOptions, pool: &PacketPool) -> Result<TapPort, TapError> {
         let name = opts.name.clone();
         let config = |why: String| TapError::Config {
@@ -149,33 +194,51 @@ impl TapPort {
                 pool.headroom()
             )));
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open("/dev/net/tun")
-            .map_err(|source| TapError::Open {
-                name: name.clone(),
-                source,
-            })?;
-        let fd = OwnedFd::from(file);
-        let raw = fd.as_raw_fd();
         let ioctl_err = |op, source| TapError::Ioctl {
             name: name.clone(),
             op,
+            source,
+        };
+        let nl_err = |source| TapError::Netlink {
+            name: name.clone(),
             source,
         };
         let mut flags = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR;
         if opts.multi_queue {
             flags |= libc::IFF_MULTI_QUEUE;
         }
-        let mut ifr = IfreqFlags {
-            name: [0; libc::IFNAMSIZ],
-            flags: flags as libc::c_short,
-            _pad: [0; 22],
+        let nl = Netlink::new().map_err(nl_err)?;
+        let here = nl.find_link(&name).map_err(nl_err)?.is_some();
+        // Where the device is: here by its name (made, or moved back out of
+        // a sandbox), in `opts.netns` under another name, or nowhere yet.
+        let found = if here {
+            Some(attach(&name, flags).map_err(|e| ioctl_err("TUNSETIFF", e))?)
+        } else if let Some(ns) = &opts.netns {
+            let path = crate::netns::netns_path(ns);
+            if !path.exists() {
+                return Err(TapError::Gone {
+                    name: name.clone(),
+                    why: format!(
+                        "it is in namespace {ns}, which no longer exists (its sandbox went away)"
+                    ),
+                });
+            }
+            let want = (opts.netns_ifname.clone(), opts.mac);
+            crate::netns::in_netns(ns, move || find_and_attach(&want.0, want.1, flags))
+                .map_err(|e| TapError::Gone {
+                    name: name.clone(),
+                    why: e.to_string(),
+                })?
+                .map_err(|e| ioctl_err("TUNSETIFF in the sandbox", e))?
+        } else {
+            None
         };
-        ifr.name[..name.len()].copy_from_slice(name.as_bytes());
-        tun_set_iff(raw, &mut ifr).map_err(|e| ioctl_err("TUNSETIFF", e))?;
+        let made = found.is_none();
+        let fd = match found {
+            Some(fd) => fd,
+            None => attach(&name, flags).map_err(|e| ioctl_err("TUNSETIFF", e))?,
+        };
+        let raw = fd.as_raw_fd();
         tun_set_vnet_hdr_sz(raw, VNET_HDR_LEN as libc::c_int)
             .map_err(|e| ioctl_err("TUNSETVNETHDRSZ", e))?;
         let off = match opts.offload {
@@ -185,15 +248,28 @@ impl TapPort {
         };
         ioctl_val(raw, libc::TUNSETOFFLOAD, off as libc::c_ulong)
             .map_err(|e| ioctl_err("TUNSETOFFLOAD", e))?;
-        ioctl_val(raw, libc::TUNSETPERSIST, 0).map_err(|e| ioctl_err("TUNSETPERSIST", e))?;
-        let nl_err = |source| TapError::Netlink {
-            name: name.clone(),
-            source,
-        };
-        let nl = Netlink::new().map_err(nl_err)?;
-        nl.set_mtu(&name, opts.mtu).map_err(nl_err)?;
-        if opts.up {
-            nl.set_up(&name).map_err(nl_err)?;
+        ioctl_val(raw, libc::TUNSETPERSIST, opts.persist as libc::c_ulong)
+            .map_err(|e| ioctl_err("TUNSETPERSIST", e))?;
+        // A device found again keeps what its namespace's owner (Docker, the
+        // lab) set on it; only a new one is configured here.
+        if made {
+            let configure = || -> Result<(), TapError> {
+                nl.set_mtu(&name, opts.mtu).map_err(nl_err)?;
+                if let Some(mac) = opts.mac {
+                    nl.set_mac(&name, mac).map_err(nl_err)?;
+                }
+                if opts.up {
+                    nl.set_up(&name).map_err(nl_err)?;
+                }
+                Ok(())
+            };
+            if let Err(e) = configure() {
+                // Not half-made: a persistent device would outlive the error.
+                let _ = ioctl_val(raw, libc::TUNSETPERSIST, 0);
+                return Err(e);
+            }
+        } else if here {
+            nl.set_mtu(&name, opts.mtu).map_err(nl_err)?;
         }
         Ok(TapPort {
             name: name.clone(),
@@ -209,6 +285,7 @@ impl TapPort {
             scratch: vec![0; pool.max_packet()].into_boxed_slice(),
             counters: Arc::default(),
             max: Arc::default(),
+            persist: opts.persist,
         })
     }
 
@@ -496,6 +573,15 @@ impl Port for TapPort {
 
     fn poll_fd(&self) -> Option<i32> {
         Some(self.fd.as_raw_fd())
+    }
+
+    /// The port leaves the switch for good: a persistent device goes with
+    /// it (when the fd closes), wherever it is now.
+    fn detach(&mut self, _pool: &mut PacketPool) {
+        if self.persist {
+            let _ = ioctl_val(self.fd.as_raw_fd(), libc::TUNSETPERSIST, 0);
+            self.persist = false;
+        }
     }
 
     /// 65535 when the pool has large frames (super-frames may arrive; the

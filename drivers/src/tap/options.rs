@@ -31,6 +31,20 @@ pub struct TapOptions {
     pub mtu: u32,
     /// Bring the link up after creation.
     pub up: bool,
+    /// `TUNSETPERSIST`: the device outlives the port's file descriptor (a
+    /// daemon restart or crash), and is re-attached by the next open. It is
+    /// removed only when the port leaves the switch (`Port::detach`).
+    pub persist: bool,
+    /// The namespace the device may have been moved to (a name under
+    /// /run/netns or a path such as Docker's sandbox key). Open looks for
+    /// the device by `name` in the caller's namespace first, then there
+    /// (by `netns_ifname`, else by `mac`). When the namespace itself is
+    /// gone, open fails instead of making a new device.
+    pub netns: Option<String>,
+    /// The device's name inside `netns`, when it was renamed there.
+    pub netns_ifname: Option<String>,
+    /// The MAC to give a new device, and to find a moved one by.
+    pub mac: Option<[u8; 6]>,
 }
 
 impl TapOptions {
@@ -42,6 +56,10 @@ impl TapOptions {
             multi_queue: false,
             mtu: 1500,
             up: true,
+            persist: false,
+            netns: None,
+            netns_ifname: None,
+            mac: None,
         }
     }
 
@@ -70,6 +88,19 @@ impl TapOptions {
         self.multi_queue = mq;
         self
     }
+    pub fn persist(mut self, p: bool) -> Self {
+        self.persist = p;
+        self
+    }
+    pub fn netns(mut self, ns: Option<String>, ifname: Option<String>) -> Self {
+        self.netns = ns;
+        self.netns_ifname = ifname;
+        self
+    }
+    pub fn mac(mut self, mac: Option<[u8; 6]>) -> Self {
+        self.mac = mac;
+        self
+    }
 }
 
 /// Why a TAP could not be created.
@@ -90,6 +121,10 @@ pub enum TapError {
         #[source]
         source: io::Error,
     },
+    /// The device was moved into a namespace that no longer exists (its
+    /// container or node went away while the port was closed).
+    #[error("open tap {name}: {why}")]
+    Gone { name: String, why: String },
     #[error("create tap {name}: {source}")]
     Netlink {
         name: String,
