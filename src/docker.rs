@@ -3,8 +3,8 @@
 //! over the daemon's own switch ([`SwitchFabric`]).
 //!
 //! Owns: opening the CNM store (`<state-dir>/cnm.redb`), bringing it back
-//! in line with the switch and the kernel at start (endpoints whose veth is
-//! gone are removed, the rest are made again where missing), and the
+//! in line with the switch and the kernel at start (endpoints whose
+//! interface is gone are removed, the rest are made again where missing), and the
 //! plugin socket's life (bound 0600, removed on shutdown). Docker names the
 //! driver after the socket's file stem: `/run/docker/plugins/rvswitch.sock`
 //! is `docker network create -d rvswitch`. Never: the protocol (that is
@@ -219,21 +219,30 @@ impl Serving {
     }
 }
 
-/// Endpoints whose host-side veth is gone lost their container while the
-/// daemon was down (the namespace went, and the pair with it): Docker's
-/// Leave/DeleteEndpoint could not reach us then, so forget them now, port
-/// included, before replay would build them again.
+/// Endpoints whose interface is gone lost their container while the daemon
+/// was down (the namespace went, and the veth pair or the TAP with it):
+/// Docker's Leave/DeleteEndpoint could not reach us then, so forget them
+/// now, port included, before replay would build them again.
 fn prune_lost_endpoints(driver: &Driver) -> Result<(), DaemonError> {
     let nl = Netlink::new().map_err(err)?;
     for e in driver.snapshot().endpoints {
-        let Some(host) = &e.ifaces.host else { continue };
-        if nl.find_link(host).map_err(err)?.is_some() {
+        let (iface, present) = match &e.ifaces.host {
+            Some(host) => (host, nl.find_link(host).map_err(err)?.is_some()),
+            // A TAP: in our namespace under its own name, or in the
+            // sandbox it joined, as long as that sandbox exists.
+            None => (
+                &e.ifaces.sandbox,
+                nl.find_link(&e.ifaces.sandbox).map_err(err)?.is_some()
+                    || e.sandbox.as_ref().is_some_and(|k| Path::new(k).exists()),
+            ),
+        };
+        if present {
             continue;
         }
         tracing::info!(
             endpoint = %e.id,
-            iface = %host,
-            "endpoint's veth is gone (its container went while rvswitch was down): removing it"
+            %iface,
+            "endpoint's interface is gone (its container went while rvswitch was down): removing it"
         );
         if let Err(x) = driver.delete_endpoint(&e.network_id, &e.id) {
             tracing::error!(endpoint = %e.id, error = %x, "could not remove a lost endpoint");

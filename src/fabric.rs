@@ -8,14 +8,18 @@
 //!   created on every host with the same VNI spans them),
 //!   with the switch's gateway on the network's IPAM gateway addresses
 //!   unless the network is `--internal` (see [`gateway`]).
-//! - An endpoint is a veth pair: the host end (`rvh<tag>`) is attached to the
-//!   network's domain as an `afxdp` port named `ep-<tag>`; the sandbox end
-//!   (`rvc<tag>`) gets the endpoint's MAC, the network's MTU and transmit
-//!   checksum offload off (AF_XDP hands frames over without finishing a
-//!   partial checksum, so TCP from the container would break otherwise), and
-//!   is what Docker moves into the container. A veth survives a daemon
-//!   restart, where a TAP would vanish with the daemon's file descriptor:
-//!   the port is re-attached and the container never notices.
+//! - An endpoint is, by default (`rvswitch.endpoint=tap`), a persistent
+//!   TAP with vnet headers (`rvc<tag>`, port `ep-<tag>`): it gets the
+//!   endpoint's MAC and the network's MTU, Docker moves and renames it into
+//!   the container, and TCP super-frames (TSO) cross the switch whole, so
+//!   containers talk at kernel speed. The TAP outlives the daemon's file
+//!   descriptor (`TUNSETPERSIST`); on Join its sandbox key is stored with
+//!   the port, and after a restart the port finds the TAP again inside the
+//!   sandbox by its MAC. With `afxdp` or `afpacket` it is a veth pair: the
+//!   host end (`rvh<tag>`) is attached to the network's domain as port
+//!   `ep-<tag>`, the sandbox end (`rvc<tag>`) moves into the container
+//!   (for AF_XDP with transmit checksum offload off: AF_XDP hands frames
+//!   over without finishing a partial checksum).
 //!
 //! Owns: the mapping from networks/endpoints to domains, ports and links,
 //! and idempotence (every call checks what exists first). Never: CNM state
@@ -26,6 +30,7 @@ use std::sync::Arc;
 use rvs_cnm::fabric::{EndpointPlumbing, Fabric, FabricError};
 use rvs_cnm::model::{Endpoint, Network, NetworkKind, PortType, derive_mac};
 use rvs_drivers::netlink::{Netlink, NetlinkError};
+use serde_json::Value;
 use serde_json::json;
 
 use crate::daemon::control::{Control, ControlError};
@@ -346,17 +351,6 @@ impl SwitchFabric {
             .map_err(|x| failed(action, x))
     }
 
-    fn supported(n: &Network) -> Result<(), FabricError> {
-        if n.port_type == PortType::Tap {
-            return Err(FabricError::Unsupported(
-                "rvswitch.port_type=tap is not supported by the Docker driver (a TAP would \
-                 vanish from the container whenever rvswitch restarts); use afxdp, the default"
-                    .into(),
-            ));
-        }
-        Ok(())
-    }
-
     /// The sandbox end's settings, applied while it is still in our
     /// namespace (it keeps them when Docker moves it).
     fn configure_sandbox_end(
@@ -368,8 +362,10 @@ impl SwitchFabric {
         let sb = &e.ifaces.sandbox;
         nl.set_mac(sb, e.mac.0).map_err(|x| failed(action, x))?;
         nl.set_mtu(sb, n.mtu).map_err(|x| failed(action, x))?;
-        rvs_drivers::ethtool::set_tx_checksum(sb, false)
-            .map_err(|x| failed(action, format!("turn off tx checksum offload: {x}")))?;
+        if n.port_type == PortType::Afxdp {
+            rvs_drivers::ethtool::set_tx_checksum(sb, false)
+                .map_err(|x| failed(action, format!("turn off tx checksum offload: {x}")))?;
+        }
         nl.set_up(sb).map_err(|x| failed(action, x))
     }
 
@@ -413,22 +409,24 @@ impl SwitchFabric {
         Ok(created)
     }
 
-    /// Attach `host` as port `e.ifaces.port` of the network's domain,
-    /// unless it already is (a port that failed to open is made again).
+    /// Attach the endpoint's interface (`iface`: the host end of its veth,
+    /// or its TAP) as port `e.ifaces.port` of the network's domain, unless
+    /// it already is (a port that failed to open is made again).
     fn ensure_port(
         &self,
         action: &str,
         n: &Network,
         e: &Endpoint,
-        host: &str,
+        iface: &str,
     ) -> Result<(), FabricError> {
         let name = &e.ifaces.port;
         let domain = domain_name(&n.id);
+        let kind = port_kind(n.port_type);
         match self.control.get_port(name) {
             Ok(p)
                 if p.error.is_none()
-                    && p.spec.kind == PortKind::Afxdp
-                    && p.spec.iface.as_deref() == Some(host)
+                    && p.spec.kind == kind
+                    && p.spec.iface.as_deref() == Some(iface)
                     && p.config.domain == domain =>
             {
                 return Ok(());
@@ -456,14 +454,26 @@ impl SwitchFabric {
                 .collect();
             json!({ "mac": e.mac.to_string(), "ips": ips })
         });
+        let mut options = serde_json::Map::new();
+        if kind == PortKind::Tap {
+            // Persistent, so the container keeps its interface while the
+            // daemon restarts; found again in its sandbox (see `join`).
+            options.insert("persist".into(), json!(true));
+            options.insert("mac".into(), json!(e.mac.to_string()));
+            options.insert("mtu".into(), json!(n.mtu));
+            if let Some(key) = &e.sandbox {
+                options.insert("netns".into(), json!(key));
+            }
+        }
         // Built from JSON so fields the API grows later keep their defaults.
         let req: CreatePort = serde_json::from_value(json!({
             "name": name,
-            "kind": "afxdp",
-            "iface": host,
+            "kind": kind,
+            "iface": iface,
             "domain": domain,
             "vlan": vlan,
             "security": security,
+            "options": Value::Object(options),
         }))
         .map_err(|x| failed(action, format!("port request: {x}")))?;
         self.control
@@ -475,7 +485,6 @@ impl SwitchFabric {
 
 impl Fabric for SwitchFabric {
     fn create_network(&self, n: &Network) -> Result<(), FabricError> {
-        Self::supported(n)?;
         let name = domain_name(&n.id);
         let action = format!("create bridge domain {name} for network {}", short(&n.id));
         match self.control.get_domain(&name) {
@@ -537,12 +546,6 @@ impl Fabric for SwitchFabric {
 
     fn create_endpoint(&self, n: &Network, e: &Endpoint) -> Result<EndpointPlumbing, FabricError> {
         let action = format!("create endpoint {}", short(&e.id));
-        Self::supported(n)?;
-        let host = e
-            .ifaces
-            .host
-            .as_deref()
-            .ok_or_else(|| failed(&action, "the endpoint has no host interface name"))?;
         if self.control.get_domain(&domain_name(&n.id)).is_err() {
             return Err(failed(
                 &action,
@@ -553,6 +556,18 @@ impl Fabric for SwitchFabric {
                 ),
             ));
         }
+        if n.port_type == PortType::Tap {
+            // The switch makes the TAP (or finds it again) itself.
+            self.ensure_port(&action, n, e, &e.ifaces.sandbox)?;
+            return Ok(EndpointPlumbing {
+                ifaces: e.ifaces.clone(),
+            });
+        }
+        let host = e
+            .ifaces
+            .host
+            .as_deref()
+            .ok_or_else(|| failed(&action, "the endpoint has no host interface name"))?;
         let nl = netlink(&action)?;
         let created = Self::ensure_veth(&nl, &action, n, e, host)?;
         if let Err(err) = self.ensure_port(&action, n, e, host) {
@@ -568,13 +583,15 @@ impl Fabric for SwitchFabric {
 
     fn delete_endpoint(&self, _n: &Network, e: &Endpoint) -> Result<(), FabricError> {
         let action = format!("delete endpoint {}", short(&e.id));
+        // A TAP port takes its device along when it leaves the switch.
         match self.control.delete_port(&e.ifaces.port) {
             Ok(()) | Err(ControlError::NotFound(_)) => {}
             Err(x) => return Err(failed(&action, x)),
         }
         let nl = netlink(&action)?;
         // Deleting the host end takes the peer along, wherever it is; a
-        // sandbox end back in our namespace without its peer is removed too.
+        // sandbox end (or a TAP whose port had failed) back in our
+        // namespace is removed too.
         if let Some(host) = &e.ifaces.host {
             delete_link(&nl, &action, host)?;
         }
@@ -590,15 +607,39 @@ impl Fabric for SwitchFabric {
             .map_err(|x| failed(format!("publish ports of endpoint {}", short(&e.id)), x))
     }
 
-    /// Docker moves and renames the sandbox end itself after Join.
-    fn join(&self, _n: &Network, _e: &Endpoint, _sandbox_key: &str) -> Result<(), FabricError> {
-        Ok(())
+    /// Docker moves and renames the sandbox end itself after Join. A TAP
+    /// port remembers the sandbox, to find its device there after a restart.
+    fn join(&self, n: &Network, e: &Endpoint, sandbox_key: &str) -> Result<(), FabricError> {
+        if n.port_type != PortType::Tap {
+            return Ok(());
+        }
+        self.control
+            .remember_port_option(&e.ifaces.port, "netns", Some(json!(sandbox_key)))
+            .map_err(|x| failed(format!("join endpoint {}", short(&e.id)), x))
     }
 
     /// Docker moves the sandbox end back to our namespace on Leave; it is
     /// removed with the endpoint.
-    fn leave(&self, _n: &Network, _e: &Endpoint) -> Result<(), FabricError> {
-        Ok(())
+    fn leave(&self, n: &Network, e: &Endpoint) -> Result<(), FabricError> {
+        if n.port_type != PortType::Tap {
+            return Ok(());
+        }
+        match self
+            .control
+            .remember_port_option(&e.ifaces.port, "netns", None)
+        {
+            Ok(()) | Err(ControlError::NotFound(_)) => Ok(()),
+            Err(x) => Err(failed(format!("leave endpoint {}", short(&e.id)), x)),
+        }
+    }
+}
+
+/// The switch port kind of an endpoint type.
+fn port_kind(t: PortType) -> PortKind {
+    match t {
+        PortType::Tap => PortKind::Tap,
+        PortType::Afxdp => PortKind::Afxdp,
+        PortType::Afpacket => PortKind::Afpacket,
     }
 }
 
@@ -669,13 +710,9 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_networks_say_what_to_use() {
-        let mut n = net(false);
-        n.kind = NetworkKind::Vxlan { vni: 42 };
-        assert!(SwitchFabric::supported(&n).is_ok());
-        let mut n = net(false);
-        n.port_type = PortType::Tap;
-        let e = SwitchFabric::supported(&n).unwrap_err().to_string();
-        assert!(e.contains("use afxdp"), "{e}");
+    fn every_endpoint_type_has_a_port_kind() {
+        assert_eq!(port_kind(PortType::Tap), PortKind::Tap);
+        assert_eq!(port_kind(PortType::Afxdp), PortKind::Afxdp);
+        assert_eq!(port_kind(PortType::Afpacket), PortKind::Afpacket);
     }
 }

@@ -116,13 +116,34 @@ impl Drop for Lab {
 }
 
 /// Host-side link name → ifindex, for the lab's links.
+/// "index: name" of every link of the lab's nodes (loopback aside), in
+/// the host and in each node's namespace: a link made again gets a new
+/// index.
 fn link_indexes(lab: &str) -> Vec<String> {
-    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
-    let mut v: Vec<String> = String::from_utf8_lossy(&links.stdout)
-        .lines()
-        .filter(|l| l.contains(&format!("{lab}-")))
-        .map(|l| l.split('@').next().unwrap().to_string())
+    let prefix = format!("{lab}-");
+    let lines = |args: &[&str]| -> Vec<String> {
+        let o = Command::new("ip").args(args).output().unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| l.split('@').next().unwrap().to_string())
+            .collect()
+    };
+    let mut v: Vec<String> = lines(&["-o", "link"])
+        .into_iter()
+        .filter(|l| l.contains(&prefix))
         .collect();
+    for ns in lines(&["netns", "list"]) {
+        let ns = ns.split_whitespace().next().unwrap_or("").to_string();
+        if !ns.starts_with(&prefix) {
+            continue;
+        }
+        v.extend(
+            lines(&["-n", &ns, "-o", "link"])
+                .into_iter()
+                .filter(|l| !l.contains(" lo:"))
+                .map(|l| format!("{ns} {l}")),
+        );
+    }
     v.sort();
     v
 }
@@ -172,7 +193,7 @@ fn quickstart_deploys_checks_redeploys_unchanged_and_destroys_everything() {
 
     let table = lab.ok("inspect", &[]);
     assert!(table.contains("PORT STATE"), "{table}");
-    for want in ["10.99.0.1/24", "fd00:99::2/64", "(afxdp)", "up"] {
+    for want in ["10.99.0.1/24", "fd00:99::2/64", "(tap)", "up"] {
         assert!(table.contains(want), "{want} missing:\n{table}");
     }
     let list = text(&rvs(&["lab", "list"]));

@@ -32,15 +32,30 @@ pub enum NetworkKind {
     Vxlan { vni: u32 },
 }
 
-/// The switch port type behind an endpoint.
+/// The switch port type behind an endpoint (Docker's
+/// `-o rvswitch.endpoint=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PortType {
-    /// A TAP device; the TAP itself moves into the sandbox.
+    /// A persistent TAP with vnet headers; the TAP itself moves into the
+    /// sandbox and is found there again after a restart. TCP super-frames
+    /// (TSO) cross the switch whole: the fastest endpoint, and the default.
     #[default]
     Tap,
     /// A veth pair: the host end is attached by AF_XDP, the peer moves.
     Afxdp,
+    /// A veth pair: the host end is attached by AF_PACKET, the peer moves.
+    Afpacket,
+}
+
+impl PortType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortType::Tap => "tap",
+            PortType::Afxdp => "afxdp",
+            PortType::Afpacket => "afpacket",
+        }
+    }
 }
 
 /// One subnet of a network with its gateway.

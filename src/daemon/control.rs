@@ -496,6 +496,31 @@ impl Control {
         self.get_port(name)
     }
 
+    /// Set (or, with `None`, remove) one back-end option in a port's stored
+    /// spec, for the next time the back end is opened (a restart); the open
+    /// back end is not touched. For facts learned after creation, such as
+    /// the sandbox a TAP was moved into.
+    pub fn remember_port_option(
+        &self,
+        name: &str,
+        key: &str,
+        value: Option<serde_json::Value>,
+    ) -> Result<()> {
+        let mut st = self.lock();
+        let p = st.ports.get(name).ok_or_else(|| not_found_port(name))?;
+        let mut rec = p.rec.clone();
+        match value {
+            Some(v) => rec.spec.options.insert(key.to_string(), v),
+            None => rec.spec.options.remove(key),
+        };
+        if rec == p.rec {
+            return Ok(());
+        }
+        self.store.put_port(&rec, false)?;
+        st.ports.get_mut(name).expect("looked up above").rec = rec;
+        Ok(())
+    }
+
     pub fn delete_port(&self, name: &str) -> Result<()> {
         let mut st = self.lock();
         let p = st

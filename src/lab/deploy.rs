@@ -422,11 +422,24 @@ fn ensure_node(
         };
         match i.port {
             PortKind::Tap => {
+                // Persistent, and found again inside the node under its
+                // name there: a restarted switch re-attaches to the TAP the
+                // node already has instead of making a new one.
+                let mut options = options;
+                options["persist"] = json!(true);
+                options["netns"] = json!(ns);
+                options["netns_ifname"] = json!(i.name);
+                // A TAP that is nowhere (its node was deleted, and the TAP
+                // with it) leaves a dead port behind: make the port again.
+                let nowhere = Netlink::in_netns(ns, |n| n.find_link(&i.name))
+                    .map_err(nl_err)?
+                    .is_none()
+                    && on(sw_ns.as_deref(), nl, |n| n.find_link(&i.link))?.is_none();
                 ensure_port(
                     c,
                     json!({ "name": i.link, "kind": "tap", "domain": net.domain, "vlan": vlan, "options": options,
                         "stp": { "admin_edge": true } }),
-                    false,
+                    nowhere,
                 )?;
                 let inside = Netlink::in_netns(ns, |n| n.find_link(&i.name)).map_err(nl_err)?;
                 if inside.is_none() {

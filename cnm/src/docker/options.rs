@@ -27,6 +27,7 @@ pub const KNOWN: &[&str] = &[
     "rvswitch.vlan",
     "rvswitch.vni",
     "rvswitch.mtu",
+    "rvswitch.endpoint",
     "rvswitch.port_type",
     "rvswitch.port_security",
     "rvswitch.routing",
@@ -145,9 +146,10 @@ pub fn network_from_request(req: &CreateNetworkRequest) -> Result<Network, Optio
         internal: false,
         enable_ipv6: false,
         mtu: DEFAULT_MTU,
-        // A veth whose host end is an AF_XDP port: unlike a TAP (which dies
-        // with the daemon's file descriptor) it outlives a daemon restart.
-        port_type: PortType::Afxdp,
+        // A persistent TAP moved into the sandbox: TSO super-frames cross
+        // the switch whole (docs/benchmarks.md, "Docker endpoints"), and the
+        // TAP outlives a daemon restart, found again in the sandbox.
+        port_type: PortType::Tap,
         port_security: true,
         // Isolated from other networks by default, like Docker's bridge
         // driver; `-o rvswitch.routing=true` joins the routing networks.
@@ -215,15 +217,17 @@ pub fn apply_generic(n: &mut Network, generic: &Options) -> Result<(), OptionErr
                 n.mtu = parse_num(k, v, 68, 65535, "an MTU 68-65535")?;
                 mtu_set = true;
             }
-            "rvswitch.port_type" => {
+            // `port_type` is the name this option had first.
+            "rvswitch.endpoint" | "rvswitch.port_type" => {
                 n.port_type = match text(v).to_ascii_lowercase().as_str() {
                     "tap" => PortType::Tap,
                     "afxdp" | "af_xdp" => PortType::Afxdp,
+                    "afpacket" | "af_packet" => PortType::Afpacket,
                     _ => {
                         return Err(OptionError::Value {
                             key: k.clone(),
                             value: text(v),
-                            expected: "tap or afxdp",
+                            expected: "tap, afxdp or afpacket",
                         });
                     }
                 }
@@ -373,7 +377,8 @@ mod tests {
         assert!(err(json!({"rvswitch.kind": "mesh"})).contains("bridge, vlan or vxlan"));
         assert!(err(json!({"rvswitch.colour": "red"})).contains("rvswitch knows"));
         assert!(err(json!({"rvswitch.port_security": "maybe"})).contains("true or false"));
-        assert!(err(json!({"rvswitch.port_type": "dpdk"})).contains("tap or afxdp"));
+        assert!(err(json!({"rvswitch.port_type": "dpdk"})).contains("tap, afxdp or afpacket"));
+        assert!(err(json!({"rvswitch.endpoint": "dpdk"})).contains("tap, afxdp or afpacket"));
         let e = network_from_request(&req(json!({ GENERIC: "x" }))).unwrap_err();
         assert!(matches!(e, OptionError::NotAnObject(_)));
         let mut r = req(json!({}));

@@ -894,7 +894,9 @@ impl P<'_> {
             None => net.switches.first()?.clone(),
         };
         let port = match f.get("port") {
-            None => PortKind::Afxdp,
+            // The fastest endpoint (TSO super-frames cross the switch whole);
+            // see docs/benchmarks.md, "Docker and lab endpoints".
+            None => PortKind::Tap,
             Some(x) => match self.string(x, &join(path, "port"))?.as_str() {
                 "afxdp" => PortKind::Afxdp,
                 "afpacket" => PortKind::Afpacket,

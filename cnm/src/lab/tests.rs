@@ -51,7 +51,7 @@ fn quickstart_parses_with_defaults_and_allocation() {
     assert_eq!(a.netns, "qs-a");
     assert_eq!(a.interfaces[0].name, "eth0");
     assert_eq!(a.interfaces[0].link, "qs-a-0");
-    assert_eq!(a.interfaces[0].port, PortKind::Afxdp);
+    assert_eq!(a.interfaces[0].port, PortKind::Tap, "the default");
     assert_eq!(a.interfaces[0].address.unwrap().to_string(), "10.99.0.5/24");
     assert_eq!(a.interfaces[0].ipv6.unwrap().to_string(), "fd00:99::1/64");
     // b gets the lowest free address, skipping a's.
