@@ -272,6 +272,41 @@ impl SwitchFabric {
         }
     }
 
+    /// Remove the uplink (route, port, domain, links) once no network but
+    /// `except` needs it: nothing of it stays on a host without rvswitch
+    /// networks. IPv4 forwarding stays on, as Docker leaves it (other
+    /// bridges and containers on the host may rely on it).
+    fn drop_uplink_unless_used(&self, action: &str, except: &str) -> Result<(), FabricError> {
+        let used = self
+            .control
+            .list_domains()
+            .map_err(|e| failed(action, e))?
+            .iter()
+            .any(|d| {
+                d.record.name != except
+                    && d.record.name != UPLINK_DOMAIN
+                    && d.record.gateway.as_ref().is_some_and(|g| !g.external)
+            });
+        if used {
+            return Ok(());
+        }
+        match self.control.delete_route(0, "0.0.0.0/0") {
+            Ok(()) | Err(ControlError::NotFound(_)) => {}
+            Err(e) => return Err(failed(action, e)),
+        }
+        match self.control.delete_port(UPLINK_PORT) {
+            Ok(()) | Err(ControlError::NotFound(_)) => {}
+            Err(e) => return Err(failed(action, e)),
+        }
+        match self.control.delete_domain(UPLINK_DOMAIN) {
+            Ok(()) | Err(ControlError::NotFound(_)) => {}
+            Err(e) => return Err(failed(action, e)),
+        }
+        let nl = netlink(action)?;
+        delete_link(&nl, action, &self.uplink.host_if)?;
+        delete_link(&nl, action, &self.uplink.switch_if)
+    }
+
     /// The host routes `n`'s IPv4 subnets through the uplink and
     /// masquerades them (or stops, with `add` false).
     fn host_routes(&self, action: &str, n: &Network, add: bool) -> Result<(), FabricError> {
@@ -536,12 +571,18 @@ impl Fabric for SwitchFabric {
             }
         }
         match self.control.delete_domain(&name) {
-            Ok(()) | Err(ControlError::NotFound(_)) => Ok(()),
-            Err(e) => Err(failed(
-                format!("delete bridge domain {name} of network {}", short(&n.id)),
-                e,
-            )),
+            Ok(()) | Err(ControlError::NotFound(_)) => {}
+            Err(e) => {
+                return Err(failed(
+                    format!("delete bridge domain {name} of network {}", short(&n.id)),
+                    e,
+                ));
+            }
         }
+        if gateway(n).is_some() {
+            self.drop_uplink_unless_used(&format!("delete network {}", short(&n.id)), &name)?;
+        }
+        Ok(())
     }
 
     fn create_endpoint(&self, n: &Network, e: &Endpoint) -> Result<EndpointPlumbing, FabricError> {

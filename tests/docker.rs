@@ -205,9 +205,8 @@ impl Rvs {
         common::ctl_json(&self.socket(), args)
     }
 
-    /// Names of the switch's ports.
     /// The switch's ports, less the uplink (shared by every network with a
-    /// gateway and kept, like docker0).
+    /// gateway, removed with the last of them).
     fn ports(&self) -> Vec<String> {
         let mut p = names(&self.json(&["port", "list"]));
         p.retain(|n| n != "uplink");
@@ -572,6 +571,18 @@ fn disconnect_rm_and_network_rm_leave_nothing_behind() {
     docker_ok(&["network", "rm", &n.name]);
     assert!(!d.domains().contains(&n.domain()), "the domain is left");
     assert_eq!(d.ports(), Vec::<String>::new());
+    // The last network with a gateway took the uplink along: its links,
+    // port, domain and the switch's default route.
+    let up = rvswitch::fabric::Uplink::for_driver(&d.driver);
+    assert_eq!(links_with(&up.host_if), Vec::<String>::new(), "uplink left");
+    assert_eq!(
+        names(&d.json(&["port", "list"])),
+        Vec::<String>::new(),
+        "uplink port left"
+    );
+    assert_eq!(names(&d.json(&["domain", "list"])), Vec::<String>::new());
+    let routes = d.json(&["route", "list"]).to_string();
+    assert!(!routes.contains("0.0.0.0/0"), "{routes}");
 
     d.stop();
     let snap = rvs_cnm::Store::open(&d.state_dir())
