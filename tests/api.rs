@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rvs_drivers::testutil::{Link, root_or_skip, unique};
 use rvs_switch::{MemoryPort, MemoryPortHandle, PacketPool, Port};
 use rvswitch::client::{Client, Reply};
 use rvswitch::daemon::DaemonArgs;
@@ -76,14 +77,19 @@ struct BinDaemon {
 
 impl BinDaemon {
     fn start(dir: &TempDir) -> BinDaemon {
+        Self::spawn(dir, &["--test-memory-ports"])
+    }
+
+    /// With the real back ends (TAP, AF_XDP, AF_PACKET): root only.
+    fn start_real(dir: &TempDir) -> BinDaemon {
+        Self::spawn(dir, &[])
+    }
+
+    fn spawn(dir: &TempDir, extra: &[&str]) -> BinDaemon {
         let mut child = Command::new(BIN)
-            .args([
-                "daemon",
-                "--test-memory-ports",
-                "--workers",
-                "2",
-                "--socket",
-            ])
+            .arg("daemon")
+            .args(extra)
+            .args(["--workers", "2", "--socket"])
             .arg(dir.socket())
             .arg("--state-dir")
             .arg(dir.state())
@@ -1539,5 +1545,63 @@ fn vxlan_remotes_are_validated_and_stored() {
         v["options"]["static"],
         json!({"02:00:00:00:00:09": "192.0.2.4"})
     );
+    d.stop();
+}
+
+/// Mistakes in a port request that only the back end can see (an interface
+/// that does not exist, one already held, an MTU the TAP cannot take) are
+/// the client's: 4xx naming the cause, and nothing is stored.
+#[test]
+fn back_end_refusals_of_a_bad_request_are_4xx() {
+    if !root_or_skip("back_end_refusals_of_a_bad_request_are_4xx") {
+        return;
+    }
+    let dir = TempDir::new("drv4xx");
+    let d = BinDaemon::start_real(&dir);
+    let c = &d.client;
+    expect(
+        call(c, "POST", "/v1/domains", Some(json!({"name": "bd0"}))),
+        201,
+        "",
+    );
+    let p = |body: Value| call(c, "POST", "/v1/ports", Some(body));
+    for kind in ["afxdp", "afpacket"] {
+        expect(
+            p(json!({"name": "x1", "kind": kind, "iface": "nosuchif0", "domain": "bd0"})),
+            404,
+            "interface nosuchif0 does not exist",
+        );
+    }
+    let tap = unique("rvt");
+    for mtu in [10u64, 99_999_999] {
+        expect(
+            p(json!({"name": tap, "kind": "tap", "domain": "bd0", "options": {"mtu": mtu}})),
+            400,
+            &format!("MTU {mtu} outside"),
+        );
+    }
+    let (veth, _peer) = Link::veth("rva", None);
+    expect(
+        p(
+            json!({"name": "x1", "kind": "afxdp", "iface": veth.name, "domain": "bd0",
+                 "options": {"xdp_mode": "generic"}}),
+        ),
+        201,
+        "",
+    );
+    expect(
+        p(
+            json!({"name": "x2", "kind": "afxdp", "iface": veth.name, "domain": "bd0",
+                 "options": {"xdp_mode": "generic"}}),
+        ),
+        409,
+        &veth.name,
+    );
+    assert_eq!(
+        names(&expect(c.get("/v1/ports").unwrap(), 200, "")),
+        ["x1"],
+        "refused requests stored nothing"
+    );
+    expect(call(c, "DELETE", "/v1/ports/x1", None), 204, "");
     d.stop();
 }

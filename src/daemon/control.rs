@@ -182,6 +182,8 @@ impl Control {
             let cfg = settings.to_config(did).map_err(ControlError::BadRequest)?;
             let port = factory(&spec, sw.pool_mut()).map_err(|e| match e {
                 OpenError::Config(m) => ControlError::BadRequest(m),
+                OpenError::NoSuchInterface(m) => ControlError::NotFound(m),
+                OpenError::Busy(m) => ControlError::Conflict(m),
                 OpenError::Failed(m) => ControlError::Backend(m),
             })?;
             if port.name() != spec.name {
