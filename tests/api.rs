@@ -1605,3 +1605,62 @@ fn back_end_refusals_of_a_bad_request_are_4xx() {
     expect(call(c, "DELETE", "/v1/ports/x1", None), 204, "");
     d.stop();
 }
+
+/// A static route's next hop must be on a subnet of its domain's gateway:
+/// anything else could never be resolved by ARP/ND, so every packet would
+/// wait for a neighbor that cannot answer. Refused with the reason, and a
+/// gateway change that would strand a stored route's next hop is refused too.
+#[test]
+fn a_route_via_a_next_hop_off_every_subnet_is_refused() {
+    let dir = TempDir::new("offlink");
+    let d = BinDaemon::start(&dir);
+    let (c, s) = (&d.client, &d.socket);
+    ctl_ok(s, &["domain", "add", "d1", "--gateway", "10.0.0.1/24"]);
+    let route = |via: &str| json!({"prefix": "10.9.0.0/16", "via": via, "domain": "d1"});
+    for (via, needle) in [
+        (
+            "192.168.5.5",
+            "not on a subnet of bridge domain d1's gateway",
+        ),
+        ("192.168.5.5", "10.0.0.0/24"),
+        ("10.0.0.1", "gateway's own address"),
+        ("10.0.1.5", "could never be resolved"),
+    ] {
+        expect(call(c, "POST", "/v1/routes", Some(route(via))), 400, needle);
+    }
+    ctl_err(
+        s,
+        &[
+            "route",
+            "add",
+            "10.9.0.0/16",
+            "--via",
+            "192.168.5.5",
+            "--domain",
+            "d1",
+        ],
+        "HTTP 400",
+    );
+    let routes = expect(call(c, "GET", "/v1/routes", None), 200, "").to_string();
+    assert!(!routes.contains("10.9.0.0/16"), "nothing stored: {routes}");
+    // On the gateway's subnet: accepted. Moving the gateway away from it
+    // would strand the route, so that is refused while the route exists.
+    expect(
+        call(c, "POST", "/v1/routes", Some(route("10.0.0.254"))),
+        201,
+        "",
+    );
+    expect(
+        call(
+            c,
+            "PATCH",
+            "/v1/domains/d1",
+            Some(json!({"gateway": {"addresses": ["10.5.0.1/24"]}})),
+        ),
+        409,
+        "10.9.0.0/16",
+    );
+    let v = expect(call(c, "GET", "/v1/domains/d1", None), 200, "");
+    assert_eq!(v["gateway"]["addresses"], json!(["10.0.0.1/24"]));
+    d.stop();
+}

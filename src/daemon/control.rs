@@ -55,6 +55,22 @@ pub(super) struct State {
 }
 
 impl State {
+    /// Refuse (409) a new gateway of `domain` that would leave the next hop
+    /// of a static route through it off every subnet.
+    fn next_hops_stay_on_link(&self, domain: &str, g: &GatewaySpec) -> Result<()> {
+        for r in self.routes.values().filter(|r| r.domain == domain) {
+            if let Some(via) = r.via
+                && let Err(e) = super::l3::check_next_hop(domain, g, via)
+            {
+                return Err(ControlError::Conflict(format!(
+                    "static route {} would break: {e}; remove it first",
+                    r.key()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Refuse (409) while static routes go through `domain`.
     fn no_routes_through(&self, domain: &str, when: &str) -> Result<()> {
         let via: Vec<String> = self
@@ -324,8 +340,10 @@ impl Control {
         let new = patch.apply(&old);
         new.validate().map_err(ControlError::BadRequest)?;
         self.check_gateway_placement(&new)?;
-        if new.gateway.is_none() && old.gateway.is_some() {
-            st.no_routes_through(name, "before its gateway")?;
+        match &new.gateway {
+            None if old.gateway.is_some() => st.no_routes_through(name, "before its gateway")?,
+            Some(g) => st.next_hops_stay_on_link(name, g)?,
+            None => {}
         }
         let apply = |rec: &DomainRecord| -> Result<()> {
             let cfg = rec.to_config();
