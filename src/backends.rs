@@ -163,6 +163,26 @@ fn open_tap(spec: &PortSpec, pool: &PacketPool) -> Result<TapPort, OpenError> {
     })
 }
 
+/// The loopback interface cannot carry a port: a frame the switch sends on
+/// it comes straight back in, so every flood would loop through the switch.
+/// Known by name (`lo`) or by its IFF_LOOPBACK flag in sysfs, should it
+/// have been renamed.
+fn not_loopback(spec: &PortSpec, iface: &str) -> Result<(), OpenError> {
+    const IFF_LOOPBACK: u32 = 0x8;
+    let flagged = std::fs::read_to_string(format!("/sys/class/net/{iface}/flags"))
+        .ok()
+        .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
+        .is_some_and(|f| f & IFF_LOOPBACK != 0);
+    if iface == "lo" || flagged {
+        return Err(OpenError::Config(format!(
+            "{} port {}: {iface} is the loopback interface, which cannot carry a \
+             switch port (what the switch sends on it comes straight back)",
+            spec.kind, spec.name
+        )));
+    }
+    Ok(())
+}
+
 fn open_afxdp(spec: &PortSpec, pool: &mut PacketPool) -> Result<AfXdpPort, OpenError> {
     let iface = spec.iface.as_deref().ok_or("afxdp ports need an iface")?;
     let mut o = Opts::new(spec);
@@ -200,6 +220,7 @@ fn open_afxdp(spec: &PortSpec, pool: &mut PacketPool) -> Result<AfXdpPort, OpenE
         cfg.disable_tx_checksum = b;
     }
     o.finish()?;
+    not_loopback(spec, iface)?;
     let umem = UMEM.with(|u| -> Result<Umem, OpenError> {
         let mut u = u.borrow_mut();
         match u.as_ref() {
@@ -360,6 +381,7 @@ fn open_afpacket(spec: &PortSpec) -> Result<AfPacketPort, OpenError> {
         cfg.qdisc_bypass = v;
     }
     o.finish()?;
+    not_loopback(spec, iface)?;
     AfPacketPort::attach_with(iface, &cfg).map_err(|e| match e {
         AfPacketError::Config { .. } => OpenError::Config(e.to_string()),
         e => driver_error(Some(iface), &e),
@@ -458,6 +480,14 @@ mod tests {
             (
                 r#"{"name":"t0","kind":"tap","options":{"offload":"tso"}}"#,
                 "large frames",
+            ),
+            (
+                r#"{"name":"x","kind":"afpacket","iface":"lo"}"#,
+                "loopback interface",
+            ),
+            (
+                r#"{"name":"x","kind":"afxdp","iface":"lo"}"#,
+                "loopback interface",
             ),
             (
                 r#"{"name":"t0","kind":"tap","options":{"impair":{"delay":5}}}"#,

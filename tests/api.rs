@@ -1664,3 +1664,81 @@ fn a_route_via_a_next_hop_off_every_subnet_is_refused() {
     assert_eq!(v["gateway"]["addresses"], json!(["10.0.0.1/24"]));
     d.stop();
 }
+
+/// An interface carries at most one port, and never the loopback: a second
+/// port on an interface (whatever the two kinds) is 409 naming the holder,
+/// `lo` is 400, and nothing is stored for either. An interface another
+/// program holds (here a second daemon's AF_XDP port) is 409 too.
+#[test]
+fn one_interface_carries_one_port_and_never_the_loopback() {
+    if !root_or_skip("one_interface_carries_one_port_and_never_the_loopback") {
+        return;
+    }
+    let dir = TempDir::new("iface1");
+    let d = BinDaemon::start_real(&dir);
+    let (c, s) = (&d.client, &d.socket);
+    ctl_ok(s, &["domain", "add", "bd0"]);
+    let p = |name: &str, kind: &str, iface: &str| {
+        let body = json!({"name": name, "kind": kind, "iface": iface, "domain": "bd0",
+                          "options": if kind == "afxdp" { json!({"xdp_mode": "generic"}) } else { json!({}) }});
+        call(c, "POST", "/v1/ports", Some(body))
+    };
+    for kind in ["afpacket", "afxdp"] {
+        expect(p("l0", kind, "lo"), 400, "lo is the loopback interface");
+    }
+    ctl_err(
+        s,
+        &[
+            "port", "add", "l0", "--kind", "afpacket", "--iface", "lo", "--domain", "bd0",
+        ],
+        "HTTP 400",
+    );
+    let (va, _) = Link::veth("rva", None);
+    let (vb, _) = Link::veth("rvb", None);
+    expect(p("x1", "afxdp", &va.name), 201, "");
+    expect(p("y1", "afpacket", &vb.name), 201, "");
+    for (name, kind, iface, holder) in [
+        ("x2", "afpacket", &va.name, "x1"),
+        ("x3", "afxdp", &va.name, "x1"),
+        ("y2", "afxdp", &vb.name, "y1"),
+        ("y3", "afpacket", &vb.name, "y1"),
+    ] {
+        expect(
+            p(name, kind, iface),
+            409,
+            &format!("interface {iface} is held by port {holder}"),
+        );
+    }
+    assert_eq!(
+        names(&expect(c.get("/v1/ports").unwrap(), 200, "")),
+        ["x1", "y1"],
+        "refused requests stored nothing"
+    );
+    // Another daemon cannot take the interface x1's AF_XDP socket holds.
+    let dir2 = TempDir::new("iface2");
+    let d2 = BinDaemon::start_real(&dir2);
+    let c2 = &d2.client;
+    expect(
+        call(c2, "POST", "/v1/domains", Some(json!({"name": "bd0"}))),
+        201,
+        "",
+    );
+    expect(
+        call(
+            c2,
+            "POST",
+            "/v1/ports",
+            Some(
+                json!({"name": "z1", "kind": "afxdp", "iface": va.name, "domain": "bd0",
+                        "options": {"xdp_mode": "generic"}}),
+            ),
+        ),
+        409,
+        &format!("interface {} is in use by another program", va.name),
+    );
+    d2.stop();
+    // Once x1 is gone, the interface is free again.
+    expect(call(c, "DELETE", "/v1/ports/x1", None), 204, "");
+    expect(p("x2", "afpacket", &va.name), 201, "");
+    d.stop();
+}

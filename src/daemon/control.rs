@@ -32,7 +32,7 @@ use rvs_switch::MacAddr;
 pub use super::error::{ControlError, switch_error};
 use super::model::*;
 use super::store::Store;
-use crate::spec::{OpenError, PortFactory};
+use crate::spec::{OpenError, PortFactory, PortSpec};
 use crate::worker::{Dataplane, Target};
 
 type Result<T, E = ControlError> = std::result::Result<T, E>;
@@ -69,6 +69,28 @@ impl State {
             }
         }
         Ok(())
+    }
+
+    /// Refuse (409) a port on an interface another stored port already
+    /// holds: AF_XDP takes the interface's XDP hook, and two AF_PACKET
+    /// sockets (or one beside AF_XDP) would each see and send the same
+    /// traffic, so one interface carries at most one port. Stored ports whose
+    /// back end failed count too: they take the interface back on restart.
+    fn iface_free(&self, spec: &PortSpec) -> Result<()> {
+        let Some(iface) = &spec.iface else {
+            return Ok(());
+        };
+        match self
+            .ports
+            .values()
+            .find(|p| p.rec.spec.iface.as_ref() == Some(iface))
+        {
+            Some(p) => Err(ControlError::Conflict(format!(
+                "interface {iface} is held by port {} ({}); one interface carries one port",
+                p.rec.spec.name, p.rec.spec.kind
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Refuse (409) while static routes go through `domain`.
@@ -450,6 +472,7 @@ impl Control {
         if !st.domains.contains_key(&rec.config.domain) {
             return Err(not_found_domain(&rec.config.domain));
         }
+        st.iface_free(&rec.spec)?;
         self.attach(&rec)?;
         if let Err(e) = self.store.put_port(&rec, false) {
             let _ = self.detach(&name, &rec.config.domain);
