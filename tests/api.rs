@@ -80,6 +80,13 @@ impl BinDaemon {
         Self::spawn(dir, &["--test-memory-ports"])
     }
 
+    /// With memory ports and more daemon options.
+    fn start_with(dir: &TempDir, args: &[&str]) -> BinDaemon {
+        let mut all = vec!["--test-memory-ports"];
+        all.extend_from_slice(args);
+        Self::spawn(dir, &all)
+    }
+
     /// With the real back ends (TAP, AF_XDP, AF_PACKET): root only.
     fn start_real(dir: &TempDir) -> BinDaemon {
         Self::spawn(dir, &[])
@@ -166,6 +173,7 @@ impl InProc {
             state_dir: dir.state(),
             workers: 1,
             test_memory_ports: false,
+            api: Default::default(),
             docker: Default::default(),
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -1740,5 +1748,166 @@ fn one_interface_carries_one_port_and_never_the_loopback() {
     // Once x1 is gone, the interface is free again.
     expect(call(c, "DELETE", "/v1/ports/x1", None), 204, "");
     expect(p("x2", "afpacket", &va.name), 201, "");
+    d.stop();
+}
+
+/// Every error answer has the one JSON shape, also those axum gives before
+/// a handler runs (a body over the limit: 413).
+#[test]
+fn a_body_over_the_limit_is_a_json_413() {
+    let dir = TempDir::new("413");
+    let d = BinDaemon::start(&dir);
+    let big = json!({"name": "x".repeat(3 << 20)});
+    let r = call(&d.client, "POST", "/v1/domains", Some(big));
+    assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
+    let v: Value = serde_json::from_slice(&r.body).expect("a JSON error body");
+    let msg = v["error"].as_str().expect("an error field");
+    assert!(msg.contains("larger than 2097152 bytes"), "{msg}");
+    assert_eq!(
+        names(&expect(d.client.get("/v1/domains").unwrap(), 200, "")),
+        Vec::<String>::new()
+    );
+    d.stop();
+}
+
+/// The state directory holds the whole configuration: it is 0700 (also one
+/// that existed with looser permissions) and its database 0600. A socket
+/// directory others could write to is refused before anything is served.
+#[test]
+fn state_is_private_and_a_shared_socket_directory_is_refused() {
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let dir = TempDir::new("priv");
+    std::fs::create_dir_all(dir.state()).unwrap();
+    std::fs::set_permissions(dir.state(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let d = BinDaemon::start(&dir);
+    expect(
+        call(
+            &d.client,
+            "POST",
+            "/v1/domains",
+            Some(json!({"name": "bd0"})),
+        ),
+        201,
+        "",
+    );
+    assert_eq!(mode(&dir.state()), 0o700, "state directory");
+    assert_eq!(mode(&dir.state().join("rvswitch.redb")), 0o600, "database");
+    d.stop();
+    let open = dir.0.join("open");
+    std::fs::create_dir_all(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let sock = open.join("api.sock");
+    let o = Command::new(BIN)
+        .args(["daemon", "--test-memory-ports", "--socket"])
+        .arg(&sock)
+        .arg("--state-dir")
+        .arg(dir.state())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "started with a world-writable socket directory"
+    );
+    assert!(
+        err.contains("group or others could replace the socket"),
+        "{err}"
+    );
+    assert!(!sock.exists(), "the socket was removed again");
+}
+
+/// Raw HTTP on the API socket, so a test controls each connection.
+fn raw_connect(socket: &Path) -> std::os::unix::net::UnixStream {
+    std::os::unix::net::UnixStream::connect(socket).unwrap()
+}
+
+/// Read until EOF or `limit`: (bytes, whether the peer closed).
+fn raw_read(s: &mut std::os::unix::net::UnixStream, limit: Duration) -> (Vec<u8>, bool) {
+    use std::io::Read;
+    let end = Instant::now() + limit;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (out, false);
+        }
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return (out, true),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return (out, false);
+            }
+            Err(_) => return (out, true),
+        }
+    }
+}
+
+/// Idle API connections are closed after the idle timeout (here 1 s);
+/// at most `--api-max-connections` are served at once and further clients
+/// wait for a free slot; a long request (a capture) is not idle.
+#[test]
+fn idle_api_connections_are_closed_and_their_number_capped() {
+    use std::io::Write;
+    let dir = TempDir::new("idle");
+    let d = BinDaemon::start_with(
+        &dir,
+        &["--api-idle-secs", "1", "--api-max-connections", "8"],
+    );
+    setup_domain_and_ports(&d.client);
+    let get = b"GET /v1/domains HTTP/1.1\r\nHost: rvswitch\r\n\r\n";
+    // A capture of 20 s with no traffic: a request in progress, not idle.
+    let mut cap = raw_connect(&d.socket);
+    cap.write_all(
+        b"GET /v1/ports/p1/capture?count=1&seconds=20 HTTP/1.1\r\nHost: rvswitch\r\n\r\n",
+    )
+    .unwrap();
+    let (head, closed) = raw_read(&mut cap, Duration::from_millis(500));
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    assert!(!closed);
+    // Fill every other slot with connections that never send anything.
+    let t0 = Instant::now();
+    let mut idle: Vec<_> = (0..7).map(|_| raw_connect(&d.socket)).collect();
+    let mut waiting = raw_connect(&d.socket);
+    waiting.write_all(get).unwrap();
+    let (got, _) = raw_read(&mut waiting, Duration::from_millis(500));
+    assert!(
+        got.is_empty(),
+        "answered while every slot was taken: {}",
+        String::from_utf8_lossy(&got)
+    );
+    for s in &mut idle {
+        let (got, closed) = raw_read(s, Duration::from_secs(10));
+        assert!(closed && got.is_empty(), "idle connection not closed");
+    }
+    let closed_after = t0.elapsed();
+    assert!(
+        closed_after >= Duration::from_millis(900),
+        "closed after {closed_after:?}, before the timeout"
+    );
+    // A slot freed: the waiting client is answered, and its connection,
+    // idle after the answer, is closed in turn.
+    let (got, closed) = raw_read(&mut waiting, Duration::from_secs(10));
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(closed, "kept-alive connection closed once idle");
+    // The capture outlived every idle timeout.
+    let (_, closed) = raw_read(&mut cap, Duration::from_millis(200));
+    assert!(!closed, "a running capture was cut as idle");
+    drop(cap);
+    expect(d.client.get("/v1/domains").unwrap(), 200, "");
     d.stop();
 }
