@@ -328,6 +328,8 @@ fn domains_happy_path_and_bad_inputs() {
         404,
         "no bridge domain nope",
     );
+    let v = expect(c.get("/v1/domains/bd0").unwrap(), 200, "");
+    assert_eq!(v["max_macs"], 16384, "bounded by default");
     let v = expect(
         call(c, "PATCH", "/v1/domains/bd0", Some(json!({"max_macs": 5}))),
         200,
@@ -378,6 +380,7 @@ fn ports_happy_path_and_bad_inputs() {
         (v["state"].as_str(), v["domain"].as_str()),
         (Some("up"), Some("bd0"))
     );
+    assert_eq!(v["mac_limit"], 8192, "bounded by default");
     assert_eq!(v["vlan"], json!({"mode": "access", "pvid": 10}));
     let p = |body: Value| call(c, "POST", "/v1/ports", Some(body));
     expect(
