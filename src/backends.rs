@@ -10,10 +10,11 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use rvs_drivers::afpacket::{AfPacketConfig, AfPacketPort};
-use rvs_drivers::afxdp::{AfXdpConfig, AfXdpPort, Umem, XdpModePreference, ZeroCopy};
+use nix::errno::Errno;
+use rvs_drivers::afpacket::{AfPacketConfig, AfPacketError, AfPacketPort};
+use rvs_drivers::afxdp::{AfXdpConfig, AfXdpError, AfXdpPort, Umem, XdpModePreference, ZeroCopy};
 use rvs_drivers::impair::{Impaired, Impairment};
-use rvs_drivers::tap::{TapOffload, TapOptions, TapPort};
+use rvs_drivers::tap::{TapError, TapOffload, TapOptions, TapPort};
 use rvs_drivers::vtep::{VtepConfig, VtepHandle, VtepPort};
 use rvs_switch::MacAddr;
 use rvs_switch::PacketPool;
@@ -172,7 +173,30 @@ fn open_tap(spec: &PortSpec, pool: &PacketPool) -> Result<TapPort, OpenError> {
         });
     }
     o.finish()?;
-    TapPort::create(&t, pool).map_err(|e| OpenError::Failed(e.to_string()))
+    TapPort::create(&t, pool).map_err(|e| match e {
+        TapError::Config { .. } => OpenError::Config(e.to_string()),
+        e => driver_error(None, &e),
+    })
+}
+
+/// The loopback interface cannot carry a port: a frame the switch sends on
+/// it comes straight back in, so every flood would loop through the switch.
+/// Known by name (`lo`) or by its IFF_LOOPBACK flag in sysfs, should it
+/// have been renamed.
+fn not_loopback(spec: &PortSpec, iface: &str) -> Result<(), OpenError> {
+    const IFF_LOOPBACK: u32 = 0x8;
+    let flagged = std::fs::read_to_string(format!("/sys/class/net/{iface}/flags"))
+        .ok()
+        .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
+        .is_some_and(|f| f & IFF_LOOPBACK != 0);
+    if iface == "lo" || flagged {
+        return Err(OpenError::Config(format!(
+            "{} port {}: {iface} is the loopback interface, which cannot carry a \
+             switch port (what the switch sends on it comes straight back)",
+            spec.kind, spec.name
+        )));
+    }
+    Ok(())
 }
 
 fn open_afxdp(spec: &PortSpec, pool: &mut PacketPool) -> Result<AfXdpPort, OpenError> {
@@ -212,6 +236,7 @@ fn open_afxdp(spec: &PortSpec, pool: &mut PacketPool) -> Result<AfXdpPort, OpenE
         cfg.disable_tx_checksum = b;
     }
     o.finish()?;
+    not_loopback(spec, iface)?;
     let umem = UMEM.with(|u| -> Result<Umem, OpenError> {
         let mut u = u.borrow_mut();
         match u.as_ref() {
@@ -224,7 +249,10 @@ fn open_afxdp(spec: &PortSpec, pool: &mut PacketPool) -> Result<AfXdpPort, OpenE
             }
         }
     })?;
-    AfXdpPort::open(&umem, pool, iface, &cfg).map_err(|e| OpenError::Failed(e.to_string()))
+    AfXdpPort::open(&umem, pool, iface, &cfg).map_err(|e| match e {
+        AfXdpError::Config { .. } => OpenError::Config(e.to_string()),
+        e => driver_error(Some(iface), &e),
+    })
 }
 
 /// Control handles of the open VXLAN ports, by port name: the control
@@ -369,7 +397,42 @@ fn open_afpacket(spec: &PortSpec) -> Result<AfPacketPort, OpenError> {
         cfg.qdisc_bypass = v;
     }
     o.finish()?;
-    AfPacketPort::attach_with(iface, &cfg).map_err(|e| OpenError::Failed(e.to_string()))
+    not_loopback(spec, iface)?;
+    AfPacketPort::attach_with(iface, &cfg).map_err(|e| match e {
+        AfPacketError::Config { .. } => OpenError::Config(e.to_string()),
+        e => driver_error(Some(iface), &e),
+    })
+}
+
+/// Sort a driver's failure by whose fault it is, from the errno at the
+/// bottom of its chain: an interface that does not exist (ENODEV, ENXIO) is
+/// the request's (404), as is one another program or socket already holds
+/// (EBUSY, 409); anything else is the system's (500). The driver's own
+/// message, which names the interface and the step, is kept.
+fn driver_error(iface: Option<&str>, e: &(dyn std::error::Error + 'static)) -> OpenError {
+    let mut errno = None;
+    let mut cur = Some(e);
+    while let Some(x) = cur {
+        if let Some(n) = x
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+        {
+            errno = Some(Errno::from_raw(n));
+            break;
+        }
+        cur = x.source();
+    }
+    let msg = e.to_string();
+    match (errno, iface) {
+        (Some(Errno::ENODEV | Errno::ENXIO), Some(i)) => {
+            OpenError::NoSuchInterface(format!("interface {i} does not exist ({msg})"))
+        }
+        (Some(Errno::EBUSY), Some(i)) => OpenError::Busy(format!(
+            "interface {i} is in use by another program or socket ({msg})"
+        )),
+        (Some(Errno::EBUSY), None) => OpenError::Busy(msg),
+        _ => OpenError::Failed(msg),
+    }
 }
 
 /// A back end known to the switch by another name than its interface's
@@ -433,6 +496,14 @@ mod tests {
             (
                 r#"{"name":"t0","kind":"tap","options":{"offload":"tso"}}"#,
                 "large frames",
+            ),
+            (
+                r#"{"name":"x","kind":"afpacket","iface":"lo"}"#,
+                "loopback interface",
+            ),
+            (
+                r#"{"name":"x","kind":"afxdp","iface":"lo"}"#,
+                "loopback interface",
             ),
             (
                 r#"{"name":"t0","kind":"tap","options":{"impair":{"delay":5}}}"#,

@@ -128,12 +128,18 @@ impl PortSpec {
 pub type PortFactory =
     Arc<dyn Fn(&PortSpec, &mut PacketPool) -> Result<Box<dyn Port>, OpenError> + Send + Sync>;
 
-/// Why a port back end did not open: its options are wrong (the request's
-/// fault, HTTP 400) or opening failed (the system's, HTTP 500).
+/// Why a port back end did not open. The first three are the request's
+/// fault and change nothing: its options are wrong (HTTP 400), the
+/// interface it names does not exist (404), or what it asks for is held by
+/// something else (409). Only `Failed` is the system's (HTTP 500).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpenError {
     #[error("{0}")]
     Config(String),
+    #[error("{0}")]
+    NoSuchInterface(String),
+    #[error("{0}")]
+    Busy(String),
     #[error("{0}")]
     Failed(String),
 }

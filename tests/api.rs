@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rvs_drivers::testutil::{Link, root_or_skip, unique};
 use rvs_switch::{MemoryPort, MemoryPortHandle, PacketPool, Port};
 use rvswitch::client::{Client, Reply};
 use rvswitch::daemon::DaemonArgs;
@@ -76,14 +77,26 @@ struct BinDaemon {
 
 impl BinDaemon {
     fn start(dir: &TempDir) -> BinDaemon {
+        Self::spawn(dir, &["--test-memory-ports"])
+    }
+
+    /// With memory ports and more daemon options.
+    fn start_with(dir: &TempDir, args: &[&str]) -> BinDaemon {
+        let mut all = vec!["--test-memory-ports"];
+        all.extend_from_slice(args);
+        Self::spawn(dir, &all)
+    }
+
+    /// With the real back ends (TAP, AF_XDP, AF_PACKET): root only.
+    fn start_real(dir: &TempDir) -> BinDaemon {
+        Self::spawn(dir, &[])
+    }
+
+    fn spawn(dir: &TempDir, extra: &[&str]) -> BinDaemon {
         let mut child = Command::new(BIN)
-            .args([
-                "daemon",
-                "--test-memory-ports",
-                "--workers",
-                "2",
-                "--socket",
-            ])
+            .arg("daemon")
+            .args(extra)
+            .args(["--workers", "2", "--socket"])
             .arg(dir.socket())
             .arg("--state-dir")
             .arg(dir.state())
@@ -160,6 +173,7 @@ impl InProc {
             state_dir: dir.state(),
             workers: 1,
             test_memory_ports: false,
+            api: Default::default(),
             docker: Default::default(),
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -314,6 +328,8 @@ fn domains_happy_path_and_bad_inputs() {
         404,
         "no bridge domain nope",
     );
+    let v = expect(c.get("/v1/domains/bd0").unwrap(), 200, "");
+    assert_eq!(v["max_macs"], 16384, "bounded by default");
     let v = expect(
         call(c, "PATCH", "/v1/domains/bd0", Some(json!({"max_macs": 5}))),
         200,
@@ -364,6 +380,7 @@ fn ports_happy_path_and_bad_inputs() {
         (v["state"].as_str(), v["domain"].as_str()),
         (Some("up"), Some("bd0"))
     );
+    assert_eq!(v["mac_limit"], 8192, "bounded by default");
     assert_eq!(v["vlan"], json!({"mode": "access", "pvid": 10}));
     let p = |body: Value| call(c, "POST", "/v1/ports", Some(body));
     expect(
@@ -1539,5 +1556,361 @@ fn vxlan_remotes_are_validated_and_stored() {
         v["options"]["static"],
         json!({"02:00:00:00:00:09": "192.0.2.4"})
     );
+    d.stop();
+}
+
+/// Mistakes in a port request that only the back end can see (an interface
+/// that does not exist, one already held, an MTU the TAP cannot take) are
+/// the client's: 4xx naming the cause, and nothing is stored.
+#[test]
+fn back_end_refusals_of_a_bad_request_are_4xx() {
+    if !root_or_skip("back_end_refusals_of_a_bad_request_are_4xx") {
+        return;
+    }
+    let dir = TempDir::new("drv4xx");
+    let d = BinDaemon::start_real(&dir);
+    let c = &d.client;
+    expect(
+        call(c, "POST", "/v1/domains", Some(json!({"name": "bd0"}))),
+        201,
+        "",
+    );
+    let p = |body: Value| call(c, "POST", "/v1/ports", Some(body));
+    for kind in ["afxdp", "afpacket"] {
+        expect(
+            p(json!({"name": "x1", "kind": kind, "iface": "nosuchif0", "domain": "bd0"})),
+            404,
+            "interface nosuchif0 does not exist",
+        );
+    }
+    let tap = unique("rvt");
+    for mtu in [10u64, 99_999_999] {
+        expect(
+            p(json!({"name": tap, "kind": "tap", "domain": "bd0", "options": {"mtu": mtu}})),
+            400,
+            &format!("MTU {mtu} outside"),
+        );
+    }
+    let (veth, _peer) = Link::veth("rva", None);
+    expect(
+        p(
+            json!({"name": "x1", "kind": "afxdp", "iface": veth.name, "domain": "bd0",
+                 "options": {"xdp_mode": "generic"}}),
+        ),
+        201,
+        "",
+    );
+    expect(
+        p(
+            json!({"name": "x2", "kind": "afxdp", "iface": veth.name, "domain": "bd0",
+                 "options": {"xdp_mode": "generic"}}),
+        ),
+        409,
+        &veth.name,
+    );
+    assert_eq!(
+        names(&expect(c.get("/v1/ports").unwrap(), 200, "")),
+        ["x1"],
+        "refused requests stored nothing"
+    );
+    expect(call(c, "DELETE", "/v1/ports/x1", None), 204, "");
+    d.stop();
+}
+
+/// A static route's next hop must be on a subnet of its domain's gateway:
+/// anything else could never be resolved by ARP/ND, so every packet would
+/// wait for a neighbor that cannot answer. Refused with the reason, and a
+/// gateway change that would strand a stored route's next hop is refused too.
+#[test]
+fn a_route_via_a_next_hop_off_every_subnet_is_refused() {
+    let dir = TempDir::new("offlink");
+    let d = BinDaemon::start(&dir);
+    let (c, s) = (&d.client, &d.socket);
+    ctl_ok(s, &["domain", "add", "d1", "--gateway", "10.0.0.1/24"]);
+    let route = |via: &str| json!({"prefix": "10.9.0.0/16", "via": via, "domain": "d1"});
+    for (via, needle) in [
+        (
+            "192.168.5.5",
+            "not on a subnet of bridge domain d1's gateway",
+        ),
+        ("192.168.5.5", "10.0.0.0/24"),
+        ("10.0.0.1", "gateway's own address"),
+        ("10.0.1.5", "could never be resolved"),
+    ] {
+        expect(call(c, "POST", "/v1/routes", Some(route(via))), 400, needle);
+    }
+    ctl_err(
+        s,
+        &[
+            "route",
+            "add",
+            "10.9.0.0/16",
+            "--via",
+            "192.168.5.5",
+            "--domain",
+            "d1",
+        ],
+        "HTTP 400",
+    );
+    let routes = expect(call(c, "GET", "/v1/routes", None), 200, "").to_string();
+    assert!(!routes.contains("10.9.0.0/16"), "nothing stored: {routes}");
+    // On the gateway's subnet: accepted. Moving the gateway away from it
+    // would strand the route, so that is refused while the route exists.
+    expect(
+        call(c, "POST", "/v1/routes", Some(route("10.0.0.254"))),
+        201,
+        "",
+    );
+    expect(
+        call(
+            c,
+            "PATCH",
+            "/v1/domains/d1",
+            Some(json!({"gateway": {"addresses": ["10.5.0.1/24"]}})),
+        ),
+        409,
+        "10.9.0.0/16",
+    );
+    let v = expect(call(c, "GET", "/v1/domains/d1", None), 200, "");
+    assert_eq!(v["gateway"]["addresses"], json!(["10.0.0.1/24"]));
+    d.stop();
+}
+
+/// An interface carries at most one port, and never the loopback: a second
+/// port on an interface (whatever the two kinds) is 409 naming the holder,
+/// `lo` is 400, and nothing is stored for either. An interface another
+/// program holds (here a second daemon's AF_XDP port) is 409 too.
+#[test]
+fn one_interface_carries_one_port_and_never_the_loopback() {
+    if !root_or_skip("one_interface_carries_one_port_and_never_the_loopback") {
+        return;
+    }
+    let dir = TempDir::new("iface1");
+    let d = BinDaemon::start_real(&dir);
+    let (c, s) = (&d.client, &d.socket);
+    ctl_ok(s, &["domain", "add", "bd0"]);
+    let p = |name: &str, kind: &str, iface: &str| {
+        let body = json!({"name": name, "kind": kind, "iface": iface, "domain": "bd0",
+                          "options": if kind == "afxdp" { json!({"xdp_mode": "generic"}) } else { json!({}) }});
+        call(c, "POST", "/v1/ports", Some(body))
+    };
+    for kind in ["afpacket", "afxdp"] {
+        expect(p("l0", kind, "lo"), 400, "lo is the loopback interface");
+    }
+    ctl_err(
+        s,
+        &[
+            "port", "add", "l0", "--kind", "afpacket", "--iface", "lo", "--domain", "bd0",
+        ],
+        "HTTP 400",
+    );
+    let (va, _) = Link::veth("rva", None);
+    let (vb, _) = Link::veth("rvb", None);
+    expect(p("x1", "afxdp", &va.name), 201, "");
+    expect(p("y1", "afpacket", &vb.name), 201, "");
+    for (name, kind, iface, holder) in [
+        ("x2", "afpacket", &va.name, "x1"),
+        ("x3", "afxdp", &va.name, "x1"),
+        ("y2", "afxdp", &vb.name, "y1"),
+        ("y3", "afpacket", &vb.name, "y1"),
+    ] {
+        expect(
+            p(name, kind, iface),
+            409,
+            &format!("interface {iface} is held by port {holder}"),
+        );
+    }
+    assert_eq!(
+        names(&expect(c.get("/v1/ports").unwrap(), 200, "")),
+        ["x1", "y1"],
+        "refused requests stored nothing"
+    );
+    // Another daemon cannot take the interface x1's AF_XDP socket holds.
+    let dir2 = TempDir::new("iface2");
+    let d2 = BinDaemon::start_real(&dir2);
+    let c2 = &d2.client;
+    expect(
+        call(c2, "POST", "/v1/domains", Some(json!({"name": "bd0"}))),
+        201,
+        "",
+    );
+    expect(
+        call(
+            c2,
+            "POST",
+            "/v1/ports",
+            Some(
+                json!({"name": "z1", "kind": "afxdp", "iface": va.name, "domain": "bd0",
+                        "options": {"xdp_mode": "generic"}}),
+            ),
+        ),
+        409,
+        &format!("interface {} is in use by another program", va.name),
+    );
+    d2.stop();
+    // Once x1 is gone, the interface is free again.
+    expect(call(c, "DELETE", "/v1/ports/x1", None), 204, "");
+    expect(p("x2", "afpacket", &va.name), 201, "");
+    d.stop();
+}
+
+/// Every error answer has the one JSON shape, also those axum gives before
+/// a handler runs (a body over the limit: 413).
+#[test]
+fn a_body_over_the_limit_is_a_json_413() {
+    let dir = TempDir::new("413");
+    let d = BinDaemon::start(&dir);
+    let big = json!({"name": "x".repeat(3 << 20)});
+    let r = call(&d.client, "POST", "/v1/domains", Some(big));
+    assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
+    let v: Value = serde_json::from_slice(&r.body).expect("a JSON error body");
+    let msg = v["error"].as_str().expect("an error field");
+    assert!(msg.contains("larger than 2097152 bytes"), "{msg}");
+    assert_eq!(
+        names(&expect(d.client.get("/v1/domains").unwrap(), 200, "")),
+        Vec::<String>::new()
+    );
+    d.stop();
+}
+
+/// The state directory holds the whole configuration: it is 0700 (also one
+/// that existed with looser permissions) and its database 0600. A socket
+/// directory others could write to is refused before anything is served.
+#[test]
+fn state_is_private_and_a_shared_socket_directory_is_refused() {
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let dir = TempDir::new("priv");
+    std::fs::create_dir_all(dir.state()).unwrap();
+    std::fs::set_permissions(dir.state(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let d = BinDaemon::start(&dir);
+    expect(
+        call(
+            &d.client,
+            "POST",
+            "/v1/domains",
+            Some(json!({"name": "bd0"})),
+        ),
+        201,
+        "",
+    );
+    assert_eq!(mode(&dir.state()), 0o700, "state directory");
+    assert_eq!(mode(&dir.state().join("rvswitch.redb")), 0o600, "database");
+    d.stop();
+    let open = dir.0.join("open");
+    std::fs::create_dir_all(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let sock = open.join("api.sock");
+    let o = Command::new(BIN)
+        .args(["daemon", "--test-memory-ports", "--socket"])
+        .arg(&sock)
+        .arg("--state-dir")
+        .arg(dir.state())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "started with a world-writable socket directory"
+    );
+    assert!(
+        err.contains("group or others could replace the socket"),
+        "{err}"
+    );
+    assert!(!sock.exists(), "the socket was removed again");
+}
+
+/// Raw HTTP on the API socket, so a test controls each connection.
+fn raw_connect(socket: &Path) -> std::os::unix::net::UnixStream {
+    std::os::unix::net::UnixStream::connect(socket).unwrap()
+}
+
+/// Read until EOF or `limit`: (bytes, whether the peer closed).
+fn raw_read(s: &mut std::os::unix::net::UnixStream, limit: Duration) -> (Vec<u8>, bool) {
+    use std::io::Read;
+    let end = Instant::now() + limit;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (out, false);
+        }
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return (out, true),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return (out, false);
+            }
+            Err(_) => return (out, true),
+        }
+    }
+}
+
+/// Idle API connections are closed after the idle timeout (here 1 s);
+/// at most `--api-max-connections` are served at once and further clients
+/// wait for a free slot; a long request (a capture) is not idle.
+#[test]
+fn idle_api_connections_are_closed_and_their_number_capped() {
+    use std::io::Write;
+    let dir = TempDir::new("idle");
+    let d = BinDaemon::start_with(
+        &dir,
+        &["--api-idle-secs", "1", "--api-max-connections", "8"],
+    );
+    setup_domain_and_ports(&d.client);
+    let get = b"GET /v1/domains HTTP/1.1\r\nHost: rvswitch\r\n\r\n";
+    // A capture of 20 s with no traffic: a request in progress, not idle.
+    let mut cap = raw_connect(&d.socket);
+    cap.write_all(
+        b"GET /v1/ports/p1/capture?count=1&seconds=20 HTTP/1.1\r\nHost: rvswitch\r\n\r\n",
+    )
+    .unwrap();
+    let (head, closed) = raw_read(&mut cap, Duration::from_millis(500));
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    assert!(!closed);
+    // Fill every other slot with connections that never send anything.
+    let t0 = Instant::now();
+    let mut idle: Vec<_> = (0..7).map(|_| raw_connect(&d.socket)).collect();
+    let mut waiting = raw_connect(&d.socket);
+    waiting.write_all(get).unwrap();
+    let (got, _) = raw_read(&mut waiting, Duration::from_millis(500));
+    assert!(
+        got.is_empty(),
+        "answered while every slot was taken: {}",
+        String::from_utf8_lossy(&got)
+    );
+    for s in &mut idle {
+        let (got, closed) = raw_read(s, Duration::from_secs(10));
+        assert!(closed && got.is_empty(), "idle connection not closed");
+    }
+    let closed_after = t0.elapsed();
+    assert!(
+        closed_after >= Duration::from_millis(900),
+        "closed after {closed_after:?}, before the timeout"
+    );
+    // A slot freed: the waiting client is answered, and its connection,
+    // idle after the answer, is closed in turn.
+    let (got, closed) = raw_read(&mut waiting, Duration::from_secs(10));
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(closed, "kept-alive connection closed once idle");
+    // The capture outlived every idle timeout.
+    let (_, closed) = raw_read(&mut cap, Duration::from_millis(200));
+    assert!(!closed, "a running capture was cut as idle");
+    drop(cap);
+    expect(d.client.get("/v1/domains").unwrap(), 200, "");
     d.stop();
 }

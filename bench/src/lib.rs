@@ -40,8 +40,12 @@ fn pool() -> PacketPool {
     PacketPool::with_frames(4096)
 }
 
+/// A domain without the default MAC limit: the learning and lookup
+/// benches measure tables far larger than it.
 fn domain(sw: &mut Switch) -> DomainId {
-    sw.add_domain(DomainConfig::new("bench")).unwrap()
+    let mut cfg = DomainConfig::new("bench");
+    cfg.fdb.max_entries = 0;
+    sw.add_domain(cfg).unwrap()
 }
 
 /// Port 0 replays A→B; B is known on port 1 (a sink).
@@ -180,7 +184,11 @@ pub fn learn_new_macs(burst: usize, span: u64) -> (Switch, DomainId) {
 /// A table of `n` learned stations spread over 16 ports, and a shuffled list
 /// of keys to look up (every one present).
 pub fn big_fdb(n: usize) -> (rvs_switch::Fdb, Vec<u64>) {
-    let mut f = rvs_switch::Fdb::new(rvs_switch::FdbConfig::default());
+    let unlimited = rvs_switch::FdbConfig {
+        max_entries: 0,
+        ..Default::default()
+    };
+    let mut f = rvs_switch::Fdb::new(unlimited);
     let mut keys = Vec::with_capacity(n);
     for i in 0..n as u64 {
         let k = rvs_switch::fdb::fdb_key(1, MacAddr::local(0x2000_0000 + i).to_u64());

@@ -86,7 +86,7 @@ pub struct DomainOpts {
     /// Seconds before a learned entry expires (0: never).
     #[arg(long)]
     aging_secs: Option<u32>,
-    /// Most learned entries (0: no limit).
+    /// Most learned entries (default and 0: 16384).
     #[arg(long)]
     max_macs: Option<u32>,
     /// 802.1q or 802.1ad.
@@ -217,7 +217,7 @@ pub struct PortOpts {
     /// Administratively up.
     #[arg(long)]
     enabled: Option<bool>,
-    /// Most addresses learned on the port (0: no limit).
+    /// Most addresses learned on the port (default and 0: 8192).
     #[arg(long)]
     mac_limit: Option<u32>,
     /// Storm control: flooded frames per second (with --storm-burst).

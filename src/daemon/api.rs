@@ -2,7 +2,9 @@
 //!
 //! Owns: routing, request parsing (bodies and query strings are parsed here
 //! so every malformed request is a JSON 400, not axum's plain-text 422), the
-//! error → status mapping and the pcap stream. Never: state of its own, or
+//! error → status mapping (every error answer, axum's own rejections such as
+//! 413 included, is `{"error": "..."}`), the pcap stream, and the accept
+//! loop with its connection limits ([`serve`]). Never: state of its own, or
 //! blocking the async runtime — each operation runs on the blocking pool
 //! because it waits for a worker and for the store's fsync.
 
@@ -112,6 +114,9 @@ fn no_content() -> ApiResult {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Largest request body (JSON); a larger one is refused with 413.
+pub const BODY_LIMIT: usize = 2 << 20;
+
 /// Every route of the API.
 pub fn router(control: Shared) -> Router {
     use axum::routing::delete;
@@ -160,7 +165,125 @@ pub fn router(control: Shared) -> Router {
                 message: "method not allowed on this resource".into(),
             }
         })
+        .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(control)
+}
+
+/// Give every error answer the one JSON shape: axum's extractors reject
+/// some requests before a handler runs (a body over [`BODY_LIMIT`], a path
+/// segment that is not UTF-8) with plain text; re-wrap that text.
+async fn json_errors(r: Response) -> Response {
+    let status = r.status();
+    let is_json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return r;
+    }
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!("request body is larger than {BODY_LIMIT} bytes")
+    } else {
+        let text = axum::body::to_bytes(r.into_body(), 64 * 1024)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .unwrap_or_default();
+        if text.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_lowercase()
+        } else {
+            text
+        }
+    };
+    ApiError { status, message }.into_response()
+}
+
+/// Limits on the API's connections.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiLimits {
+    /// Close an API connection that has no request in progress after this
+    /// many seconds (a running capture stream is a request in progress).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub api_idle_secs: u64,
+    /// Serve at most this many API connections at once; further clients
+    /// wait in the socket's backlog until one closes.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub api_max_connections: u32,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            api_idle_secs: 30,
+            api_max_connections: 128,
+        }
+    }
+}
+
+/// Serve `app` on `listener` until `stop` resolves, then stop accepting
+/// and wait for the connections in progress (idle ones close at once).
+/// Written out instead of `axum::serve`, which has neither an idle timeout
+/// nor a connection limit: hyper's header read timeout closes a connection
+/// that sends no request head for `api_idle_secs` — between requests as well
+/// as before the first — and a semaphore bounds the connections served.
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    app: Router,
+    limits: &ApiLimits,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        limits.api_max_connections as usize,
+    ));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(limits.api_idle_secs));
+    let graceful = GracefulShutdown::new();
+    let mut stop = std::pin::pin!(stop);
+    // At most one warning a minute, however often the limit is met.
+    let mut warned: Option<std::time::Instant> = None;
+    loop {
+        if slots.available_permits() == 0
+            && warned.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60))
+        {
+            tracing::warn!(
+                max = limits.api_max_connections,
+                "API connection limit reached; new clients wait until one closes"
+            );
+            warned = Some(std::time::Instant::now());
+        }
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => s.expect("the semaphore is never closed"),
+            () = &mut stop => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of fds, say: do not spin on it.
+                    tracing::warn!(error = %e, "API accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let conn =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "API connection ended");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 async fn openapi() -> Response {

@@ -32,7 +32,7 @@ use rvs_switch::MacAddr;
 pub use super::error::{ControlError, switch_error};
 use super::model::*;
 use super::store::Store;
-use crate::spec::{OpenError, PortFactory};
+use crate::spec::{OpenError, PortFactory, PortSpec};
 use crate::worker::{Dataplane, Target};
 
 type Result<T, E = ControlError> = std::result::Result<T, E>;
@@ -55,6 +55,44 @@ pub(super) struct State {
 }
 
 impl State {
+    /// Refuse (409) a new gateway of `domain` that would leave the next hop
+    /// of a static route through it off every subnet.
+    fn next_hops_stay_on_link(&self, domain: &str, g: &GatewaySpec) -> Result<()> {
+        for r in self.routes.values().filter(|r| r.domain == domain) {
+            if let Some(via) = r.via
+                && let Err(e) = super::l3::check_next_hop(domain, g, via)
+            {
+                return Err(ControlError::Conflict(format!(
+                    "static route {} would break: {e}; remove it first",
+                    r.key()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuse (409) a port on an interface another stored port already
+    /// holds: AF_XDP takes the interface's XDP hook, and two AF_PACKET
+    /// sockets (or one beside AF_XDP) would each see and send the same
+    /// traffic, so one interface carries at most one port. Stored ports whose
+    /// back end failed count too: they take the interface back on restart.
+    fn iface_free(&self, spec: &PortSpec) -> Result<()> {
+        let Some(iface) = &spec.iface else {
+            return Ok(());
+        };
+        match self
+            .ports
+            .values()
+            .find(|p| p.rec.spec.iface.as_ref() == Some(iface))
+        {
+            Some(p) => Err(ControlError::Conflict(format!(
+                "interface {iface} is held by port {} ({}); one interface carries one port",
+                p.rec.spec.name, p.rec.spec.kind
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Refuse (409) while static routes go through `domain`.
     fn no_routes_through(&self, domain: &str, when: &str) -> Result<()> {
         let via: Vec<String> = self
@@ -182,6 +220,8 @@ impl Control {
             let cfg = settings.to_config(did).map_err(ControlError::BadRequest)?;
             let port = factory(&spec, sw.pool_mut()).map_err(|e| match e {
                 OpenError::Config(m) => ControlError::BadRequest(m),
+                OpenError::NoSuchInterface(m) => ControlError::NotFound(m),
+                OpenError::Busy(m) => ControlError::Conflict(m),
                 OpenError::Failed(m) => ControlError::Backend(m),
             })?;
             if port.name() != spec.name {
@@ -322,8 +362,10 @@ impl Control {
         let new = patch.apply(&old);
         new.validate().map_err(ControlError::BadRequest)?;
         self.check_gateway_placement(&new)?;
-        if new.gateway.is_none() && old.gateway.is_some() {
-            st.no_routes_through(name, "before its gateway")?;
+        match &new.gateway {
+            None if old.gateway.is_some() => st.no_routes_through(name, "before its gateway")?,
+            Some(g) => st.next_hops_stay_on_link(name, g)?,
+            None => {}
         }
         let apply = |rec: &DomainRecord| -> Result<()> {
             let cfg = rec.to_config();
@@ -430,6 +472,7 @@ impl Control {
         if !st.domains.contains_key(&rec.config.domain) {
             return Err(not_found_domain(&rec.config.domain));
         }
+        st.iface_free(&rec.spec)?;
         self.attach(&rec)?;
         if let Err(e) = self.store.put_port(&rec, false) {
             let _ = self.detach(&name, &rec.config.domain);

@@ -72,6 +72,41 @@ fn network_of(a: IpAddr, len: u8) -> IpAddr {
     }
 }
 
+/// Refuse a next hop the gateway of `domain` could never resolve: ARP and
+/// ND only reach the gateway's own subnets, so a `via` outside all of them
+/// would hold every packet until the neighbor times out. The gateway's own
+/// address is no next hop either.
+pub(super) fn check_next_hop(domain: &str, g: &GatewaySpec, via: IpAddr) -> Result<(), String> {
+    let mut subnets = Vec::new();
+    for a in &g.addresses {
+        let Ok((ip, len)) = parse_cidr(a) else {
+            continue;
+        };
+        if ip.is_ipv4() != via.is_ipv4() {
+            continue;
+        }
+        if ip == via {
+            return Err(format!(
+                "next hop {via} is the gateway's own address on bridge domain {domain}"
+            ));
+        }
+        let net = network_of(ip, len);
+        if net == network_of(via, len) {
+            return Ok(());
+        }
+        subnets.push(format!("{net}/{len}"));
+    }
+    let on = if subnets.is_empty() {
+        "it has no address of that family".to_string()
+    } else {
+        format!("its subnets are {}", subnets.join(", "))
+    };
+    Err(format!(
+        "next hop {via} is not on a subnet of bridge domain {domain}'s gateway ({on}), \
+         so it could never be resolved"
+    ))
+}
+
 impl Control {
     /// Where a new domain goes: gateways all live on the L3 worker.
     pub(super) fn place_domain(&self, rec: &DomainRecord) {
@@ -130,12 +165,15 @@ impl Control {
             .domains
             .get(&r.domain)
             .ok_or_else(|| not_found_domain(&r.domain))?;
-        if d.gateway.is_none() {
+        let Some(g) = &d.gateway else {
             return Err(ControlError::Conflict(format!(
                 "bridge domain {} has no gateway; a route through it needs one \
                  (to resolve the next hop)",
                 r.domain
             )));
+        };
+        if let Some(via) = r.via {
+            check_next_hop(&r.domain, g, via).map_err(ControlError::BadRequest)?;
         }
         if st.routes.contains_key(&r.key()) {
             return Err(ControlError::Conflict(format!(

@@ -1,8 +1,9 @@
 //! `rvswitch daemon`: the data plane workers, the control API on a Unix
 //! socket and the persistent store, started and stopped in order.
 //!
-//! Owns: the process's lifecycle — open the store, start the workers, replay
-//! the stored state, bind the socket (mode 0600), serve until SIGTERM/SIGINT,
+//! Owns: the process's lifecycle — open the store (its directory 0700, its
+//! files 0600), start the workers, replay the stored state, bind the socket
+//! (mode 0600, checked with its directory), serve until SIGTERM/SIGINT,
 //! then stop accepting, stop the workers (ports close) and remove the socket.
 //! Never: deciding which port back ends exist — the caller passes a
 //! [`PortFactory`] (`main.rs` wires in `rvs-drivers`).
@@ -61,6 +62,8 @@ pub struct DaemonArgs {
     #[arg(long, hide = true)]
     pub test_memory_ports: bool,
     #[command(flatten)]
+    pub api: api::ApiLimits,
+    #[command(flatten)]
     pub docker: crate::docker::DockerArgs,
 }
 
@@ -80,6 +83,14 @@ pub enum DaemonError {
     },
     #[error("control socket {0}: another daemon is answering on it")]
     InUse(PathBuf),
+    #[error("control socket {path}: {why}")]
+    Unsafe { path: PathBuf, why: String },
+    #[error("state directory {path}: {what}: {cause}")]
+    StateDir {
+        path: PathBuf,
+        what: &'static str,
+        cause: std::io::Error,
+    },
     #[error("async runtime: {0}")]
     Runtime(std::io::Error),
     #[error("Docker driver: {0}")]
@@ -115,7 +126,104 @@ pub(crate) fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener, Daemo
         let _ = std::fs::remove_file(&tmp);
         return Err(sock_err(path, "chmod and rename")(e));
     }
+    if let Err(why) = check_socket_private(path, dir) {
+        let _ = std::fs::remove_file(path);
+        return Err(DaemonError::Unsafe {
+            path: path.to_path_buf(),
+            why,
+        });
+    }
     Ok(listener)
+}
+
+/// The socket in place must be ours and 0600, and its directory must not
+/// let anyone else replace it (owned by us or root, and not writable by
+/// group or others unless sticky, as /tmp is): whoever reaches the socket
+/// controls the whole switch.
+fn check_socket_private(path: &Path, dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let me = nix::unistd::geteuid().as_raw();
+    let m = std::fs::symlink_metadata(path).map_err(|e| format!("stat: {e}"))?;
+    if !m.file_type().is_socket() {
+        return Err("is not a socket after binding it".into());
+    }
+    if m.uid() != me || m.mode() & 0o777 != 0o600 {
+        return Err(format!(
+            "is owned by uid {} with mode {:o} after binding; want uid {me}, mode 600",
+            m.uid(),
+            m.mode() & 0o777
+        ));
+    }
+    let d = std::fs::metadata(dir).map_err(|e| format!("stat {}: {e}", dir.display()))?;
+    if d.uid() != me && d.uid() != 0 {
+        return Err(format!(
+            "its directory {} is owned by uid {}, who could replace the socket",
+            dir.display(),
+            d.uid()
+        ));
+    }
+    let sticky = d.mode() & 0o1000 != 0;
+    if d.mode() & 0o022 != 0 && !sticky {
+        return Err(format!(
+            "its directory {} has mode {:o}: group or others could replace the socket",
+            dir.display(),
+            d.mode() & 0o777
+        ));
+    }
+    Ok(())
+}
+
+/// The state directory holds the whole network configuration: create it
+/// 0700, or tighten it to 0700 if it exists with looser permissions. A
+/// directory that is not ours alone (another owner, or sticky like /tmp)
+/// is refused rather than changed.
+fn private_state_dir(dir: &Path) -> Result<(), DaemonError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let err = |what| {
+        let path = dir.to_path_buf();
+        move |cause| DaemonError::StateDir { path, what, cause }
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(err("create"))?;
+    let m = std::fs::metadata(dir).map_err(err("stat"))?;
+    let mode = m.mode();
+    if m.uid() != nix::unistd::geteuid().as_raw() || mode & 0o1000 != 0 {
+        return Err(DaemonError::StateDir {
+            path: dir.to_path_buf(),
+            what: "not the daemon's own directory (another owner, or shared and sticky)",
+            cause: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        });
+    }
+    if mode & 0o077 != 0 {
+        tracing::info!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "state directory tightened to 700");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(err("chmod 700"))?;
+    }
+    Ok(())
+}
+
+/// The stores' database files become 0600 (redb creates them with the
+/// default 0644).
+fn private_state_files(dir: &Path) -> Result<(), DaemonError> {
+    for name in [store::STATE_FILE, rvs_cnm::store::STATE_FILE] {
+        let path = dir.join(name);
+        let Ok(m) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if m.is_file() && m.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |cause| DaemonError::StateDir {
+                    path,
+                    what: "chmod 600",
+                    cause,
+                },
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Refuse to start next to a live daemon on the same socket (checked before
@@ -150,6 +258,7 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     check_socket_free(&args.socket)?;
+    private_state_dir(&args.state_dir)?;
     let store = store::Store::open(&args.state_dir)?;
     let dp = Dataplane::start(args.workers as usize)?;
     let control = Arc::new(Control::start(dp, store, factory).map_err(DaemonError::Replay)?);
@@ -165,6 +274,7 @@ where
     if let Some(p) = &plugin {
         control.set_cnm(p.driver());
     }
+    private_state_files(&args.state_dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("rvs-api")
@@ -178,12 +288,12 @@ where
         tracing::info!(socket = %socket.display(), workers = args.workers, "control API listening");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let app = api::router(control.clone());
+        let limits = args.api.clone();
         let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stop_rx.await;
-                })
-                .await
+            api::serve(listener, app, &limits, async {
+                let _ = stop_rx.await;
+            })
+            .await
         });
         shutdown.await;
         tracing::info!("shutting down: no new connections");
@@ -193,8 +303,7 @@ where
         }
         let _ = stop_tx.send(());
         match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::error!(error = %e, "API server failed"),
+            Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "API server task failed"),
             Err(_) => tracing::warn!("requests still in flight after the grace period; dropped"),
         }

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use rvs_switch::fdb::FdbConfig;
+use rvs_switch::fdb::{DEFAULT_MAX_ENTRIES, DEFAULT_PORT_MAX_ENTRIES, FdbConfig};
 use rvs_switch::router::Gateway;
 use rvs_switch::stp::{StpConfig, StpPortConfig};
 use rvs_switch::vlan::check_vid;
@@ -22,6 +22,22 @@ use crate::spec::{PortKind, PortSpec, check_name};
 
 fn yes() -> bool {
     true
+}
+
+/// The domain MAC limit unless one is given.
+fn default_max_macs() -> u32 {
+    DEFAULT_MAX_ENTRIES
+}
+
+/// The port MAC limit unless one is given.
+fn default_mac_limit() -> u32 {
+    DEFAULT_PORT_MAX_ENTRIES
+}
+
+/// 0 in a MAC limit means the default (records stored before the defaults
+/// existed hold 0, which then meant "no limit").
+fn or_default(limit: u32, default: u32) -> u32 {
+    if limit == 0 { default } else { limit }
 }
 
 fn default_aging() -> u32 {
@@ -41,8 +57,10 @@ pub struct DomainRecord {
     /// Seconds before an unrefreshed learned entry expires; 0 disables aging.
     #[serde(default = "default_aging")]
     pub aging_secs: u32,
-    /// Most learned entries in the domain; 0 means no limit.
-    #[serde(default)]
+    /// Most learned entries in the domain (default 16384, see
+    /// `rvs_switch::fdb::DEFAULT_MAX_ENTRIES`); 0 also means the default.
+    /// There is no unlimited: a MAC flood would take all memory.
+    #[serde(default = "default_max_macs")]
     pub max_macs: u32,
     #[serde(default)]
     pub vlan_protocol: VlanProtocol,
@@ -61,7 +79,7 @@ impl DomainRecord {
         DomainRecord {
             name: name.to_string(),
             aging_secs: default_aging(),
-            max_macs: 0,
+            max_macs: default_max_macs(),
             vlan_protocol: VlanProtocol::default(),
             gateway: None,
             stp: None,
@@ -90,7 +108,7 @@ impl DomainRecord {
             name: self.name.clone(),
             fdb: FdbConfig {
                 aging_secs: self.aging_secs,
-                max_entries: self.max_macs,
+                max_entries: or_default(self.max_macs, DEFAULT_MAX_ENTRIES),
                 ..FdbConfig::default()
             },
             vlan_protocol: self.vlan_protocol,
@@ -357,8 +375,10 @@ pub struct PortSettings {
     pub learning: bool,
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// Most addresses learned on this port; 0 means no limit.
-    #[serde(default)]
+    /// Most addresses learned on this port (default 8192, see
+    /// `rvs_switch::fdb::DEFAULT_PORT_MAX_ENTRIES`); 0 also means the
+    /// default.
+    #[serde(default = "default_mac_limit")]
     pub mac_limit: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storm_control: Option<StormSpec>,
@@ -404,7 +424,7 @@ impl PortSettings {
             vlan: self.vlan.to_mode()?,
             learning: self.learning,
             enabled: self.enabled,
-            mac_limit: self.mac_limit,
+            mac_limit: or_default(self.mac_limit, DEFAULT_PORT_MAX_ENTRIES),
             storm_control: self.storm_control.map(|s| StormControl {
                 pps: s.pps,
                 burst: s.burst,
@@ -442,7 +462,7 @@ pub struct CreatePort {
     pub learning: bool,
     #[serde(default = "yes")]
     pub enabled: bool,
-    #[serde(default)]
+    #[serde(default = "default_mac_limit")]
     pub mac_limit: u32,
     #[serde(default)]
     pub storm_control: Option<StormSpec>,

@@ -79,7 +79,7 @@ named_enum! {
         L3LocalUnsupported => ("l3_local_unsupported", "L3: packet to the gateway that it does not answer"),
         NeighPendingFull => ("neigh_pending_full", "L3: unresolved neighbor's hold queue full"),
         NeighTableFull => ("neigh_table_full", "L3: neighbor table full"),
-        NeighUnresolved => ("neigh_unresolved", "L3: neighbor never answered ARP/ND; held packet freed"),
+        NeighUnresolved => ("neigh_unresolved", "L3: neighbor never answered ARP/ND; held packet dropped, sender told host unreachable"),
         VxlanTruncated => ("vxlan_truncated", "VXLAN: datagram shorter than its outer headers"),
         VxlanNoIFlag => ("vxlan_no_i_flag", "VXLAN: I flag clear (no valid VNI)"),
         VxlanUnknownVni => ("vxlan_unknown_vni", "VXLAN: VNI not configured on this VTEP"),

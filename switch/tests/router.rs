@@ -346,11 +346,11 @@ fn unresolved_neighbor_is_solicited_held_and_released() {
 }
 
 #[test]
-fn neighbor_timeout_retransmits_then_frees_held_packets() {
+fn neighbor_timeout_retransmits_then_answers_host_unreachable() {
     let mut lab = Lab::new();
-    let out = lab.send(D1, &[udp4([10, 0, 2, 40], 64), udp4([10, 0, 2, 40], 64)], 0);
+    let orig = udp4([10, 0, 2, 40], 64);
+    let out = lab.send(D1, &[orig.clone(), orig.clone()], 0);
     assert_eq!(out.len(), 1);
-    let free_before = lab.pool.available();
     assert!(lab.tick(999).is_empty());
     let r1 = lab.tick(1000);
     let r2 = lab.tick(2000);
@@ -362,10 +362,41 @@ fn neighbor_timeout_retransmits_then_frees_held_packets() {
         lab.r.neighbors().get(&k).unwrap().state,
         NeighState::Incomplete
     );
-    assert!(lab.tick(3000).is_empty());
+    assert_eq!(lab.drops(DropReason::NeighUnresolved), 0, "still held");
+    // The third probe went unanswered: each held packet is dropped, counted,
+    // and its sender (back in D1) told the host is unreachable, quoting the
+    // packet as it was forwarded (TTL already one less).
+    let errs = lab.tick(3000);
     assert!(lab.r.neighbors().get(&k).is_none());
     assert_eq!(lab.drops(DropReason::NeighUnresolved), 2);
-    assert_eq!(lab.pool.available(), free_before + 2);
+    let mut quoted = orig.clone();
+    quoted[22] = 63;
+    fix_ip(&mut quoted);
+    let mut want = hex("02000000000a 020000000101 0800
+         4500 003c 0000 4000 4001 0000 0a000101 0a00010a
+         0301 0000 00000000");
+    want.extend_from_slice(&quoted[14..14 + 32]);
+    fix_ip(&mut want);
+    fix_icmp(&mut want);
+    oracle(&want);
+    assert_eq!(errs, vec![(D1, 1, want.clone()), (D1, 1, want)]);
+    assert_eq!(lab.stage(StageCounter::L3IcmpErrors), 2);
+    // IPv6: address unreachable (type 1 code 3) back to the sender.
+    let udp = hex("3039 0035 000c 0000 70696e67");
+    let pkt = ip6(&G1.0, "2001:db8:2::99", 64, 17, &udp);
+    assert_eq!(lab.send(D1, &[pkt], 10_000).len(), 1, "NS");
+    for t in [11_000, 12_000] {
+        assert_eq!(lab.tick(t).len(), 1, "NS retransmit");
+    }
+    let errs = lab.tick(13_000);
+    assert_eq!(errs.len(), 1);
+    let e = &errs[0].2;
+    assert_eq!(errs[0].0, D1);
+    assert_eq!(&e[0..6], &H1.0);
+    assert_eq!((e[54], e[55]), (1, 3));
+    assert_eq!(&e[38..54], &v6("2001:db8:1::a"));
+    oracle(e);
+    assert_eq!(lab.drops(DropReason::NeighUnresolved), 3);
     lab.assert_no_leak();
 }
 

@@ -18,6 +18,23 @@ use table::{Table, Val};
 /// 802.1D's recommended default ageing time.
 pub const DEFAULT_AGING_SECS: u32 = 300;
 
+/// Default most dynamic entries of one bridge domain. Without a bound a
+/// MAC flood from one port grows the table (and the switch's memory)
+/// without end; once full, new stations are flooded to, not learned, and
+/// `learn_limit_domain` counts them. Twice Open vSwitch's default
+/// `mac-table-size` (8192), so that no single port (see
+/// [`DEFAULT_PORT_MAX_ENTRIES`]) can fill it. 0 in [`FdbConfig::max_entries`]
+/// lifts the limit.
+pub const DEFAULT_MAX_ENTRIES: u32 = 16_384;
+
+/// Default most dynamic entries learned on one port (Open vSwitch's
+/// per-bridge default, 8192): the daemon's default for a port's `mac_limit`.
+/// A port that reaches it stops learning and `learn_limit_port` counts.
+pub const DEFAULT_PORT_MAX_ENTRIES: u32 = 8_192;
+
+/// Entries a table has room for when created (and shrinks back to).
+const INITIAL_ENTRIES: usize = 0;
+
 /// Key of an entry: VID in bits 48..60, MAC in bits 0..48.
 #[inline]
 pub const fn fdb_key(vid: u16, mac: u64) -> u64 {
@@ -62,7 +79,8 @@ impl Default for MoveDamping {
 pub struct FdbConfig {
     /// Seconds an unrefreshed dynamic entry lives; 0 disables aging.
     pub aging_secs: u32,
-    /// Most dynamic entries the domain learns; 0 means no limit.
+    /// Most dynamic entries the domain learns (default
+    /// [`DEFAULT_MAX_ENTRIES`]); 0 means no limit.
     pub max_entries: u32,
     pub damping: MoveDamping,
 }
@@ -71,7 +89,7 @@ impl Default for FdbConfig {
     fn default() -> Self {
         FdbConfig {
             aging_secs: DEFAULT_AGING_SECS,
-            max_entries: 0,
+            max_entries: DEFAULT_MAX_ENTRIES,
             damping: MoveDamping::default(),
         }
     }
@@ -154,17 +172,15 @@ impl Default for Fdb {
 }
 
 impl Fdb {
+    /// A small table that grows as stations are learned (up to the
+    /// limit) and shrinks again after flushes and aging.
     pub fn new(cfg: FdbConfig) -> Self {
-        Self::with_capacity(cfg, 0)
+        Self::with_capacity(cfg, INITIAL_ENTRIES)
     }
 
-    /// Pre-size for `n` entries (big domains; avoids growth pauses).
+    /// Pre-size for `n` entries (big domains; avoids growth pauses). The
+    /// table never shrinks below this.
     pub fn with_capacity(cfg: FdbConfig, n: usize) -> Self {
-        let n = if n == 0 && cfg.max_entries != 0 {
-            cfg.max_entries as usize
-        } else {
-            n
-        };
         Fdb {
             table: Table::with_capacity(n.min(1 << 24)),
             cfg,
@@ -450,7 +466,24 @@ impl Fdb {
         if self.table.len() == 0 {
             self.flaps.clear();
         }
+        self.shrink_if_sparse();
         before - self.table.len()
+    }
+
+    /// Entries the table holds before it must grow (its allocation).
+    pub fn capacity(&self) -> usize {
+        self.table.capacity()
+    }
+
+    /// Give memory back after mass removal (a flush, or aging after a MAC
+    /// flood): when the table is under an eighth full, rebuild it at the
+    /// size its entries need, never below its initial size. The pause is
+    /// proportional to the old table, which only happens when removal made
+    /// it mostly empty; the aging cursor starts over.
+    fn shrink_if_sparse(&mut self) {
+        if self.table.len() * 8 < self.table.capacity() && self.table.shrink() {
+            self.cursor = 0;
+        }
     }
 
     /// Examine up to `budget` buckets from where the last call stopped and
@@ -492,6 +525,10 @@ impl Fdb {
             *self.port_count_mut(e.port) -= 1;
         }
         self.scratch = gone;
+        // At the end of a full pass, give back what a flood left behind.
+        if self.cursor >= n {
+            self.shrink_if_sparse();
+        }
         expired
     }
 
@@ -822,5 +859,63 @@ mod tests {
         for (i, key) in keys.iter().enumerate() {
             assert_eq!(out[i], f.lookup(*key, 0));
         }
+    }
+
+    #[test]
+    fn a_mac_flood_stops_at_the_default_limit_and_is_reported() {
+        let mut f = Fdb::default();
+        assert_eq!(f.config().max_entries, DEFAULT_MAX_ENTRIES);
+        let n = DEFAULT_MAX_ENTRIES as u64;
+        for i in 0..n {
+            assert_eq!(f.learn(k(1, i), PortId((i % 4) as u16), 0), Learned::New);
+        }
+        // Every further new station is refused and reported (the pipeline
+        // counts each as learn_limit_domain); known ones still refresh.
+        for i in n..n + 100 {
+            assert_eq!(f.learn(k(1, i), P1, 0), Learned::LimitDomain);
+        }
+        assert_eq!(f.learn(k(1, 0), PortId(0), 1), Learned::Refreshed);
+        assert_eq!(f.dynamic_len(), DEFAULT_MAX_ENTRIES);
+        assert_eq!(f.lookup(k(1, n), 1), None);
+        // The limit is still the operator's to lift.
+        f.set_config(FdbConfig {
+            max_entries: 0,
+            ..FdbConfig::default()
+        });
+        assert_eq!(f.learn(k(1, n), P1, 1), Learned::New);
+    }
+
+    #[test]
+    fn flush_and_aging_give_the_memory_of_a_flood_back() {
+        let mut f = Fdb::new(FdbConfig {
+            max_entries: 0,
+            ..FdbConfig::default()
+        });
+        let initial = f.capacity();
+        for i in 0..200_000 {
+            f.learn(k(1, i), PortId((i % 8) as u16), 0);
+        }
+        f.add_static(1, MacAddr::local(999_999), P3);
+        assert!(f.capacity() >= 200_000, "grew to {}", f.capacity());
+        assert_eq!(f.flush(FlushFilter::default()), 200_000);
+        assert_eq!(f.capacity(), initial, "flush gave the table back");
+        assert_eq!(
+            f.lookup(fdb_key(1, MacAddr::local(999_999).to_u64()), 0),
+            Some(P3)
+        );
+        // Aging: once a full pass finds the table mostly empty, it shrinks.
+        for i in 0..100_000 {
+            f.learn(k(1, i), PortId((i % 8) as u16), 0);
+        }
+        assert!(f.capacity() >= 100_000);
+        f.learn(k(1, 7), P1, 400);
+        let mut expired = 0;
+        for _ in 0..(f.buckets() / 1024 + 2) {
+            expired += f.age_step(400, 1024);
+        }
+        assert_eq!(expired, 99_999);
+        assert_eq!(f.capacity(), initial, "aging gave the table back");
+        assert_eq!(f.lookup(k(1, 7), 400), Some(P1));
+        assert_eq!((f.len(), f.dynamic_len()), (2, 1));
     }
 }

@@ -40,6 +40,8 @@ struct Bucket {
 
 pub(crate) struct Table {
     buckets: Vec<Bucket>,
+    /// The bucket count it was created with, the floor of [`Table::shrink`].
+    initial: usize,
     mask: usize,
     len: usize,
     hasher: DefaultHashBuilder,
@@ -63,11 +65,10 @@ fn prefetch<T>(p: *const T) {
 impl Table {
     /// A table with room for about `n` keys before it first grows.
     pub fn with_capacity(n: usize) -> Self {
-        let buckets = (n.max(SLOTS * 4) * 10 / 9)
-            .div_ceil(SLOTS)
-            .next_power_of_two();
+        let buckets = Self::buckets_for(n);
         Table {
             buckets: vec![Bucket::default(); buckets],
+            initial: buckets,
             mask: buckets - 1,
             len: 0,
             hasher: DefaultHashBuilder::default(),
@@ -75,9 +76,52 @@ impl Table {
         }
     }
 
+    /// Buckets for about `n` keys at 90 % load (a power of two, at least 4).
+    fn buckets_for(n: usize) -> usize {
+        (n.max(SLOTS * 4) * 10 / 9)
+            .div_ceil(SLOTS)
+            .next_power_of_two()
+    }
+
     #[inline]
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Slots allocated (keys it could hold at most).
+    pub fn capacity(&self) -> usize {
+        self.buckets.len() * SLOTS
+    }
+
+    /// Rebuild at the size the present keys need (at least the initial
+    /// size), freeing the old buckets. Returns whether the table changed
+    /// (bucket indices are then new).
+    #[cold]
+    pub fn shrink(&mut self) -> bool {
+        let want = Self::buckets_for(self.len).max(self.initial);
+        if want >= self.buckets.len() {
+            return false;
+        }
+        self.rebuild(want);
+        true
+    }
+
+    /// Re-place every key into `n` buckets (doubled until they all fit).
+    fn rebuild(&mut self, mut n: usize) {
+        let old = std::mem::take(&mut self.buckets);
+        'retry: loop {
+            self.buckets = vec![Bucket::default(); n];
+            self.mask = n - 1;
+            for ob in &old {
+                for s in 0..SLOTS {
+                    if ob.keys[s] != EMPTY && self.place((ob.keys[s], ob.vals[s])).is_some() {
+                        n *= 2;
+                        continue 'retry;
+                    }
+                }
+            }
+            return;
+        }
     }
 
     #[inline]
@@ -207,21 +251,7 @@ impl Table {
     /// to the table; pre-size big domains with `with_capacity`).
     #[cold]
     fn grow(&mut self) {
-        let old = std::mem::take(&mut self.buckets);
-        let mut n = old.len() * 2;
-        'retry: loop {
-            self.buckets = vec![Bucket::default(); n];
-            self.mask = n - 1;
-            for ob in &old {
-                for s in 0..SLOTS {
-                    if ob.keys[s] != EMPTY && self.place((ob.keys[s], ob.vals[s])).is_some() {
-                        n *= 2;
-                        continue 'retry;
-                    }
-                }
-            }
-            return;
-        }
+        self.rebuild(self.buckets.len() * 2);
     }
 
     /// Number of buckets (the aging sweep's range).

@@ -320,7 +320,7 @@ impl Router {
                 self.counters.stages.inc(StageCounter::L3Forwarded);
                 out.push(key.domain, vid, buf);
             }
-            None => self.hold(pool, key, buf, now_ms, out),
+            None => self.hold(pool, key, buf, in_d, now_ms, out),
         }
     }
 
@@ -399,7 +399,7 @@ impl Router {
                 self.counters.stages.inc(StageCounter::L3Forwarded);
                 out.push(key.domain, vid, buf);
             }
-            None => self.hold(pool, key, buf, now_ms, out),
+            None => self.hold(pool, key, buf, in_d, now_ms, out),
         }
     }
 

@@ -48,16 +48,18 @@ fn src_v6(g: &Gateway, peer: u128) -> Option<[u8; 16]> {
 }
 
 impl Router {
-    /// Hold a packet for an unresolved neighbor; solicit if it is new.
+    /// Hold a packet received in `from` for an unresolved neighbor; solicit
+    /// if it is new.
     pub(super) fn hold(
         &mut self,
         pool: &mut PacketPool,
         key: NeighKey,
         buf: PktBuf,
+        from: DomainId,
         now_ms: u64,
         out: &mut L3Out,
     ) {
-        match self.neigh.hold(key, buf, now_ms) {
+        match self.neigh.hold(key, buf, from, now_ms) {
             Hold::Held { solicit } => {
                 self.counters.stages.inc(StageCounter::NeighHeld);
                 if solicit {

@@ -29,6 +29,7 @@ use crate::config::DomainId;
 use crate::counters::{DropReason, StageCounters};
 use crate::mac::MacAddr;
 use crate::ratelimit::TokenBucket;
+use crate::wire;
 
 pub use lpm4::Lpm4;
 pub use lpm6::Lpm6;
@@ -268,6 +269,8 @@ pub struct Router {
     counters: L3Counters,
     scratch: forward::Scratch,
     solicit_keys: Vec<NeighKey>,
+    /// Held packets whose neighbor never answered, reused by `tick`.
+    unresolved: Vec<neigh::Unresolved>,
     /// Bumped by every gateway change; with the neighbor generation it
     /// dates adjacencies.
     cfg_epoch: u64,
@@ -306,6 +309,7 @@ impl Router {
             counters: L3Counters::default(),
             scratch: forward::Scratch::default(),
             solicit_keys: Vec::with_capacity(64),
+            unresolved: Vec::with_capacity(64),
             cfg_epoch: 0,
         }
     }
@@ -579,13 +583,17 @@ impl Router {
     }
 
     /// Advance neighbor timers: retransmit ARP/NS for unresolved neighbors
-    /// (into `out`), free packets of neighbors that never answered, age the
-    /// rest. Call every ~100 ms.
+    /// (into `out`), drop the packets held for neighbors that never answered
+    /// (counted as `neigh_unresolved`) answering each sender with ICMP host
+    /// unreachable (ICMPv6 address unreachable) within the ICMP rate limit,
+    /// as RFC 1812 §4.3.3.1 and RFC 4443 §3.1 ask; age the rest. Call every
+    /// ~100 ms.
     pub fn tick(&mut self, pool: &mut PacketPool, now_ms: u64, out: &mut L3Out) {
         let mut keys = std::mem::take(&mut self.solicit_keys);
+        let mut unresolved = std::mem::take(&mut self.unresolved);
         keys.clear();
-        let r = self.neigh.tick(pool, now_ms, &mut keys);
-        self.counters.drops[DropReason::NeighUnresolved as usize] += r.freed as u64;
+        unresolved.clear();
+        let r = self.neigh.tick(now_ms, &mut keys, &mut unresolved);
         self.counters.stages.add(
             crate::counters::StageCounter::NeighExpired,
             (r.expired + r.failed) as u64,
@@ -593,6 +601,25 @@ impl Router {
         for k in &keys {
             self.solicit(pool, *k, now_ms, out);
         }
+        for (k, from, buf) in unresolved.drain(..) {
+            let reason = DropReason::NeighUnresolved;
+            if k.v6 {
+                let e = (
+                    wire::icmpv6::TYPE_DEST_UNREACHABLE,
+                    wire::icmpv6::CODE_ADDR_UNREACHABLE,
+                    0,
+                );
+                self.icmp6_error(pool, from, buf, e, reason, now_ms, out);
+            } else {
+                let e = (
+                    wire::icmp::TYPE_DEST_UNREACHABLE,
+                    wire::icmp::CODE_HOST_UNREACHABLE,
+                    0,
+                );
+                self.icmp4_error(pool, from, buf, e, reason, now_ms, out);
+            }
+        }
         self.solicit_keys = keys;
+        self.unresolved = unresolved;
     }
 }

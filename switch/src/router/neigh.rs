@@ -1,8 +1,9 @@
 //! The neighbor table (ARP for IPv4, ND for IPv6): IP → MAC per bridge
 //! domain, with the RFC 4861 reachability states reduced to what a router
 //! needs (incomplete → reachable → stale → gone), a small bounded queue of
-//! packets held per unresolved neighbor, and retransmission of
-//! solicitations. Time is the caller's `now_ms`.
+//! packets held per unresolved neighbor (each with the domain it came in
+//! on, so a neighbor that never answers can be reported to the senders),
+//! and retransmission of solicitations. Time is the caller's `now_ms`.
 //!
 //! Owns: entries and the packets they hold. Never: building frames (the
 //! router does that), I/O, allocation on the lookup path; a new entry may
@@ -96,7 +97,17 @@ pub struct Neighbor {
     pub updated_ms: u64,
     probes: u8,
     last_probe_ms: u64,
-    pending: ArrayVec<PktBuf, PENDING_MAX>,
+    /// Held packets with the domain each was received in.
+    pending: ArrayVec<(PktBuf, DomainId), PENDING_MAX>,
+}
+
+/// A held packet handed back because its neighbor never answered: the
+/// neighbor, the domain the packet came in on, the packet.
+pub type Unresolved = (NeighKey, DomainId, PktBuf);
+
+/// The packets of `pending`, in order, for sending.
+fn bufs(pending: &mut ArrayVec<(PktBuf, DomainId), PENDING_MAX>) -> ArrayVec<PktBuf, PENDING_MAX> {
+    pending.drain(..).map(|(b, _)| b).collect()
 }
 
 impl Neighbor {
@@ -121,7 +132,7 @@ pub enum Hold {
 pub struct TickReport {
     /// Incomplete entries that ran out of probes.
     pub failed: usize,
-    /// Held packets freed with them.
+    /// Held packets of those entries, handed back to the caller.
     pub freed: usize,
     /// Stale entries removed.
     pub expired: usize,
@@ -181,16 +192,16 @@ impl NeighborTable {
         }
     }
 
-    /// Hold `buf` until `k` resolves, creating an incomplete entry if there
-    /// is none. A solicitation is due for a new entry only (retransmits come
-    /// from [`Self::tick`]).
-    pub fn hold(&mut self, k: NeighKey, buf: PktBuf, now_ms: u64) -> Hold {
+    /// Hold `buf`, received in domain `from`, until `k` resolves, creating
+    /// an incomplete entry if there is none. A solicitation is due for a new
+    /// entry only (retransmits come from [`Self::tick`]).
+    pub fn hold(&mut self, k: NeighKey, buf: PktBuf, from: DomainId, now_ms: u64) -> Hold {
         let max = self.cfg.pending_max;
         if let Some(n) = self.map.get_mut(&k) {
             if n.pending.len() >= max {
                 return Hold::QueueFull(buf);
             }
-            n.pending.push(buf);
+            n.pending.push((buf, from));
             return Hold::Held { solicit: false };
         }
         if self.map.len() >= self.cfg.max_entries {
@@ -198,7 +209,7 @@ impl NeighborTable {
         }
         let mut pending = ArrayVec::new();
         if max > 0 {
-            pending.push(buf);
+            pending.push((buf, from));
         } else {
             return Hold::QueueFull(buf);
         }
@@ -234,7 +245,7 @@ impl NeighborTable {
                 n.updated_ms = now_ms;
                 n.probes = 0;
             }
-            return std::mem::take(&mut n.pending);
+            return bufs(&mut n.pending);
         }
         if create && self.map.len() < self.cfg.max_entries {
             self.map.insert(
@@ -265,7 +276,7 @@ impl NeighborTable {
         });
         n.mac = mac;
         n.state = NeighState::Permanent;
-        std::mem::take(&mut n.pending)
+        bufs(&mut n.pending)
     }
 
     /// Remove one entry, freeing what it held; returns whether it existed.
@@ -273,7 +284,7 @@ impl NeighborTable {
         self.generation += 1;
         match self.map.remove(k) {
             Some(n) => {
-                n.pending.into_iter().for_each(|b| pool.free(b));
+                n.pending.into_iter().for_each(|(b, _)| pool.free(b));
                 true
             }
             None => false,
@@ -287,20 +298,21 @@ impl NeighborTable {
             if k.domain != domain {
                 return true;
             }
-            n.pending.drain(..).for_each(|b| pool.free(b));
+            n.pending.drain(..).for_each(|(b, _)| pool.free(b));
             false
         });
     }
 
     /// Advance timers: retransmit due solicitations (their keys are pushed
-    /// to `solicit`), fail incomplete entries out of probes (freeing held
-    /// packets), age reachable → stale → gone. O(entries): call it every
-    /// 100 ms or so, not per batch.
+    /// to `solicit`), fail incomplete entries out of probes (their held
+    /// packets are pushed to `unresolved`, for the caller to answer with an
+    /// ICMP error and free), age reachable → stale → gone. O(entries): call
+    /// it every 100 ms or so, not per batch.
     pub fn tick(
         &mut self,
-        pool: &mut PacketPool,
         now_ms: u64,
         solicit: &mut Vec<NeighKey>,
+        unresolved: &mut Vec<Unresolved>,
     ) -> TickReport {
         let c = self.cfg;
         let mut r = TickReport::default();
@@ -313,7 +325,7 @@ impl NeighborTable {
                 if n.probes >= c.max_probes {
                     r.failed += 1;
                     r.freed += n.pending.len();
-                    n.pending.drain(..).for_each(|b| pool.free(b));
+                    unresolved.extend(n.pending.drain(..).map(|(b, from)| (*k, from, b)));
                     return false;
                 }
                 n.probes += 1;
@@ -348,6 +360,8 @@ mod tests {
     use super::*;
 
     const D: DomainId = DomainId(1);
+    /// The domain held packets came in on.
+    const FROM: DomainId = DomainId(2);
 
     fn pkt(pool: &mut PacketPool, tag: u8) -> PktBuf {
         pool.alloc_from(&[tag; 60]).unwrap()
@@ -360,18 +374,18 @@ mod tests {
         let k = NeighKey::v4(D, 0x0a000002);
         assert_eq!(t.resolve(&k), None);
         assert_eq!(
-            t.hold(k, pkt(&mut pool, 1), 0),
+            t.hold(k, pkt(&mut pool, 1), FROM, 0),
             Hold::Held { solicit: true }
         );
         assert_eq!(
-            t.hold(k, pkt(&mut pool, 2), 1),
+            t.hold(k, pkt(&mut pool, 2), FROM, 1),
             Hold::Held { solicit: false }
         );
         assert_eq!(
-            t.hold(k, pkt(&mut pool, 3), 2),
+            t.hold(k, pkt(&mut pool, 3), FROM, 2),
             Hold::Held { solicit: false }
         );
-        match t.hold(k, pkt(&mut pool, 4), 3) {
+        match t.hold(k, pkt(&mut pool, 4), FROM, 3) {
             Hold::QueueFull(b) => pool.free(b),
             other => panic!("{other:?}"),
         }
@@ -388,17 +402,26 @@ mod tests {
         let mut pool = PacketPool::with_frames(16);
         let mut t = NeighborTable::new(NeighConfig::default());
         let k = NeighKey::v6(D, 0x2001_0db8 << 96 | 9);
-        t.hold(k, pkt(&mut pool, 1), 0);
-        t.hold(k, pkt(&mut pool, 2), 0);
-        let mut sol = Vec::new();
-        assert_eq!(t.tick(&mut pool, 999, &mut sol), TickReport::default());
+        t.hold(k, pkt(&mut pool, 1), FROM, 0);
+        t.hold(k, pkt(&mut pool, 2), FROM, 0);
+        let (mut sol, mut un) = (Vec::new(), Vec::new());
+        assert_eq!(t.tick(999, &mut sol, &mut un), TickReport::default());
         assert!(sol.is_empty());
-        t.tick(&mut pool, 1000, &mut sol);
-        t.tick(&mut pool, 2000, &mut sol);
+        t.tick(1000, &mut sol, &mut un);
+        t.tick(2000, &mut sol, &mut un);
         assert_eq!(sol, vec![k, k], "probes 2 and 3");
-        let r = t.tick(&mut pool, 3000, &mut sol);
+        assert!(un.is_empty(), "nothing given up while probes remain");
+        let r = t.tick(3000, &mut sol, &mut un);
         assert_eq!((r.failed, r.freed), (1, 2));
         assert!(t.is_empty());
+        // The held packets come back in order, with where they came from,
+        // for the router to answer and free.
+        let back: Vec<(NeighKey, DomainId, u8)> = un
+            .iter()
+            .map(|(k, from, b)| (*k, *from, pool.data(b)[0]))
+            .collect();
+        assert_eq!(back, vec![(k, FROM, 1), (k, FROM, 2)]);
+        un.drain(..).for_each(|(_, _, b)| pool.free(b));
         assert_eq!(pool.available(), 16);
     }
 
@@ -412,11 +435,11 @@ mod tests {
         assert!(t.get(&a).is_none(), "not created unless asked");
         t.confirm(a, MacAddr::local(1), 0, true);
         t.add_permanent(p, MacAddr::local(2));
-        let mut sol = Vec::new();
-        assert_eq!(t.tick(&mut pool, 30_000, &mut sol).staled, 1);
+        let (mut sol, mut un) = (Vec::new(), Vec::new());
+        assert_eq!(t.tick(30_000, &mut sol, &mut un).staled, 1);
         assert_eq!(t.get(&a).unwrap().state, NeighState::Stale);
         assert_eq!(t.resolve(&a), Some(MacAddr::local(1)), "stale still used");
-        assert_eq!(t.tick(&mut pool, 90_000, &mut sol).expired, 1);
+        assert_eq!(t.tick(90_000, &mut sol, &mut un).expired, 1);
         assert_eq!(t.resolve(&a), None);
         assert_eq!(t.resolve(&p), Some(MacAddr::local(2)));
         let cfg = NeighConfig {
@@ -424,8 +447,8 @@ mod tests {
             ..Default::default()
         };
         let mut small = NeighborTable::new(cfg);
-        small.hold(a, pkt(&mut pool, 0), 0);
-        match small.hold(p, pkt(&mut pool, 0), 0) {
+        small.hold(a, pkt(&mut pool, 0), FROM, 0);
+        match small.hold(p, pkt(&mut pool, 0), FROM, 0) {
             Hold::TableFull(b) => pool.free(b),
             other => panic!("{other:?}"),
         }
