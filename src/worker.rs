@@ -66,6 +66,15 @@ const IDLE_AGE_BUDGET: usize = 1024;
 
 const WAKER: Token = Token(usize::MAX);
 
+static SPIN: std::sync::LazyLock<Duration> = std::sync::LazyLock::new(|| {
+    std::env::var("RVS_SPIN_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(IDLE_SPIN, Duration::from_micros)
+});
+static SPIN_YIELD: std::sync::LazyLock<bool> =
+    std::sync::LazyLock::new(|| std::env::var("RVS_SPIN_YIELD").is_ok_and(|v| v == "1"));
+
 /// Why a worker could not be started or reached.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -342,8 +351,12 @@ impl Worker {
                 continue;
             }
             let since = *idle_since.get_or_insert(now);
-            if now.duration_since(since) < IDLE_SPIN {
-                std::hint::spin_loop();
+            if now.duration_since(since) < *SPIN {
+                if *SPIN_YIELD {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
                 continue;
             }
             // Idle: let back ends refill/reap, then sleep until a port fd is
