@@ -467,6 +467,9 @@ impl Port for Renamed {
     fn wake_after(&self) -> Option<std::time::Duration> {
         self.inner.wake_after()
     }
+    fn backend_drops(&self) -> Vec<(&'static str, u64)> {
+        self.inner.backend_drops()
+    }
 }
 
 #[cfg(test)]

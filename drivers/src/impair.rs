@@ -234,6 +234,10 @@ impl Port for Impaired {
         }
     }
 
+    fn backend_drops(&self) -> Vec<(&'static str, u64)> {
+        self.inner.backend_drops()
+    }
+
     fn detach(&mut self, pool: &mut PacketPool) {
         self.held.drain(..).for_each(|(_, b)| pool.free(b));
         self.out.free_all(pool);

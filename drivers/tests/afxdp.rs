@@ -487,3 +487,47 @@ fn iperf3_through_the_switch() {
         assert_eq!(into_b.tx_copied, 0);
     }
 }
+
+/// Frames the kernel drops before the switch sees them (the rx ring full,
+/// the fill ring empty) are reported by the port, so `ctl stats` can show
+/// them: a port that is never read overflows under a burst.
+#[test]
+fn frames_lost_in_the_kernel_are_reported_by_reason() {
+    if !root_or_skip("frames_lost_in_the_kernel_are_reported_by_reason") {
+        return;
+    }
+    let st = Station::new(9, 2);
+    let mut pool = PacketPool::with_frames(1024);
+    let umem = Umem::new(&mut pool, 256).unwrap();
+    let cfg = AfXdpConfig {
+        ring_size: 64,
+        fill_frames: 64,
+        ..AfXdpConfig::default()
+    };
+    let mut port = open(&umem, &mut pool, &st, &cfg);
+    // Frames of the peer's own (IPv6 neighbour discovery) may have come
+    // before the fill ring was filled: count from here.
+    let full_or_empty = |p: &AfXdpPort| -> u64 {
+        p.backend_drops()
+            .iter()
+            .filter(|(k, _)| *k == "xdp_rx_ring_full" || *k == "xdp_fill_ring_empty")
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let before = full_or_empty(&port);
+    let mut frame = FRAME_BCAST.to_vec();
+    frame.resize(60, 0);
+    for _ in 0..600 {
+        rvs_drivers::testutil::inject_frame(&st.ns, &st.peer, &frame).unwrap();
+    }
+    let full = full_or_empty(&port) - before;
+    assert!(
+        full >= 600 - 2 * 64,
+        "at most a ring of frames is kept, the rest counted: {:?}",
+        port.backend_drops()
+    );
+    let mut batch = Batch::new(64);
+    let got = port.rx_burst(&mut pool, &mut batch).unwrap();
+    assert!((1..=64).contains(&got), "{got}");
+    batch.free_all(&mut pool);
+}

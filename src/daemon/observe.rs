@@ -121,9 +121,12 @@ impl Control {
                     rx_bytes: p.counters.rx_bytes,
                     tx_packets: p.counters.tx_packets,
                     tx_bytes: p.counters.tx_bytes,
+                    // The switch's reasons, then the back end's own
+                    // (frames lost before the switch saw them).
                     drops: DropReason::ALL
                         .iter()
                         .map(|r| (r.id().to_string(), p.counters.drops_by(*r)))
+                        .chain(p.backend_drops.iter().map(|(k, n)| (k.to_string(), *n)))
                         .collect(),
                     learned: p.learned,
                 })

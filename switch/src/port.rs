@@ -91,6 +91,15 @@ pub trait Port: Send {
     /// beyond its batches (the switch calls this before dropping it).
     fn detach(&mut self, _pool: &mut PacketPool) {}
 
+    /// Frames lost beneath the switch, before it ever saw them (a kernel
+    /// ring that overflowed, a fill ring that ran dry, ...), by reason, as
+    /// totals since the port was opened. Reported beside the switch's own
+    /// drop counters; frames the back end refused on transmit are counted
+    /// by the switch already (`TxDone::dropped`) and are not repeated here.
+    fn backend_drops(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+
     /// How soon the port needs a call even if its fd stays quiet (it holds
     /// frames due then, e.g. a delayed link): an idle worker sleeps no
     /// longer than this.

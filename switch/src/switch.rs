@@ -103,6 +103,9 @@ pub struct PortInfo {
     pub counters: PortCounters,
     pub learned: u32,
     pub last_error: Option<String>,
+    /// Frames lost beneath the switch, by reason (see
+    /// [`Port::backend_drops`]).
+    pub backend_drops: Vec<(&'static str, u64)>,
 }
 
 /// A bridge domain as the control plane sees it.
@@ -631,6 +634,7 @@ impl Switch {
             counters: ps.counters.clone(),
             learned,
             last_error: ps.last_error.clone(),
+            backend_drops: ps.port.backend_drops(),
         })
     }
 

@@ -487,6 +487,24 @@ impl Port for AfXdpPort {
         total
     }
 
+    /// The kernel's XDP socket statistics: frames it could not put on the
+    /// rx ring (full), found no fill-ring frame for, or dropped otherwise,
+    /// and invalid descriptors. `rx_dropped` includes the first two, so
+    /// they are reported apart and the rest as `xdp_rx_dropped_other`.
+    fn backend_drops(&self) -> Vec<(&'static str, u64)> {
+        let Ok(s) = self.fq_cq.statistics_v2() else {
+            return Vec::new();
+        };
+        let named = s.rx_ring_full + s.rx_fill_ring_empty_descs;
+        vec![
+            ("xdp_rx_ring_full", s.rx_ring_full),
+            ("xdp_fill_ring_empty", s.rx_fill_ring_empty_descs),
+            ("xdp_rx_dropped_other", s.rx_dropped.saturating_sub(named)),
+            ("xdp_rx_invalid_descs", s.rx_invalid_descs),
+            ("xdp_tx_invalid_descs", s.tx_invalid_descs),
+        ]
+    }
+
     fn poll_fd(&self) -> Option<i32> {
         Some(self.fd)
     }
