@@ -328,9 +328,19 @@ impl Worker {
         self.registered = want;
     }
 
+    /// Idle-time work: age a slice of every FDB, let back ends refill and
+    /// reap.
+    fn housekeeping(&mut self) {
+        self.sw.age(IDLE_AGE_BUDGET);
+        self.sw.maintain();
+    }
+
     fn run(&mut self) {
         let mut events = Events::with_capacity(64);
         let mut idle_since: Option<Instant> = None;
+        // Woken by a port fd or the waker: housekeeping waits until the
+        // frames that woke us are forwarded (the first empty poll).
+        let mut housekeeping_due = false;
         loop {
             self.run_commands();
             if self.stop.load(Ordering::Acquire) {
@@ -340,6 +350,10 @@ impl Worker {
             if self.sw.poll() > 0 {
                 idle_since = None;
                 continue;
+            }
+            if housekeeping_due {
+                housekeeping_due = false;
+                self.housekeeping();
             }
             let since = *idle_since.get_or_insert(now);
             if now.duration_since(since) < IDLE_SPIN {
@@ -360,14 +374,15 @@ impl Worker {
                 std::thread::sleep(self.idle_timeout);
             }
             self.tick();
-            self.sw.age(IDLE_AGE_BUDGET);
-            self.sw.maintain();
             if events.is_empty() {
-                // Timeout: stay idle, so the next empty poll sleeps at once
-                // instead of spinning for another IDLE_SPIN.
+                // Timeout: nothing to forward, so housekeeping now; stay
+                // idle, so the next empty poll sleeps at once instead of
+                // spinning for another IDLE_SPIN.
+                self.housekeeping();
                 let now = Instant::now();
                 idle_since = Some(now.checked_sub(IDLE_SPIN).unwrap_or(now));
             } else {
+                housekeeping_due = true;
                 idle_since = None;
             }
         }
