@@ -114,9 +114,22 @@ impl Dataplane {
     /// long one to prove that fds and the waker, not the timeout, wake a
     /// worker).
     pub fn start_with(n: usize, idle_timeout: Duration) -> Result<Dataplane, WorkerError> {
+        Self::start_opts(n, idle_timeout, None)
+    }
+
+    /// Like [`Dataplane::start_with`]; with `fifo_priority` each worker
+    /// asks for `SCHED_FIFO` at that priority, so that on a machine busy
+    /// with other processes a woken worker runs at once rather than at the
+    /// next scheduler tick (milliseconds). Refused (no `CAP_SYS_NICE`), the
+    /// worker logs a warning and runs as an ordinary thread.
+    pub fn start_opts(
+        n: usize,
+        idle_timeout: Duration,
+        fifo_priority: Option<u8>,
+    ) -> Result<Dataplane, WorkerError> {
         let mut workers = Vec::with_capacity(n.max(1));
         for index in 0..n.max(1) {
-            workers.push(spawn(index, idle_timeout)?);
+            workers.push(spawn(index, idle_timeout, fifo_priority)?);
         }
         Ok(Dataplane {
             workers,
@@ -229,7 +242,11 @@ impl Drop for Dataplane {
     }
 }
 
-fn spawn(index: usize, idle_timeout: Duration) -> Result<WorkerHandle, WorkerError> {
+fn spawn(
+    index: usize,
+    idle_timeout: Duration,
+    fifo_priority: Option<u8>,
+) -> Result<WorkerHandle, WorkerError> {
     let err = |reason: String| WorkerError::Start { index, reason };
     let pool = PacketPool::with_large(
         POOL_FRAMES,
@@ -251,6 +268,11 @@ fn spawn(index: usize, idle_timeout: Duration) -> Result<WorkerHandle, WorkerErr
     let thread = std::thread::Builder::new()
         .name(format!("rvs-worker-{index}"))
         .spawn(move || {
+            if let Some(p) = fifo_priority
+                && let Err(e) = rvs_drivers::sched::set_current_thread_fifo(p)
+            {
+                tracing::warn!(worker = index, priority = p, error = %e, "cannot run the worker as SCHED_FIFO; it runs as an ordinary thread");
+            }
             let mut w = Worker {
                 sw: Switch::new(pool),
                 rx,

@@ -159,6 +159,7 @@ impl InProc {
             socket: dir.socket(),
             state_dir: dir.state(),
             workers: 1,
+            worker_rt_priority: None,
             test_memory_ports: false,
             docker: Default::default(),
         };
