@@ -123,9 +123,22 @@ impl Dataplane {
     /// long one to prove that fds and the waker, not the timeout, wake a
     /// worker).
     pub fn start_with(n: usize, idle_timeout: Duration) -> Result<Dataplane, WorkerError> {
+        Self::start_opts(n, idle_timeout, None)
+    }
+
+    /// Like [`Dataplane::start_with`]; with `fifo_priority` each worker
+    /// asks for `SCHED_FIFO` at that priority, so that on a machine busy
+    /// with other processes a woken worker runs at once rather than at the
+    /// next scheduler tick (milliseconds). Refused (no `CAP_SYS_NICE`), the
+    /// worker logs a warning and runs as an ordinary thread.
+    pub fn start_opts(
+        n: usize,
+        idle_timeout: Duration,
+        fifo_priority: Option<u8>,
+    ) -> Result<Dataplane, WorkerError> {
         let mut workers = Vec::with_capacity(n.max(1));
         for index in 0..n.max(1) {
-            workers.push(spawn(index, idle_timeout)?);
+            workers.push(spawn(index, idle_timeout, fifo_priority)?);
         }
         Ok(Dataplane {
             workers,
@@ -238,7 +251,11 @@ impl Drop for Dataplane {
     }
 }
 
-fn spawn(index: usize, idle_timeout: Duration) -> Result<WorkerHandle, WorkerError> {
+fn spawn(
+    index: usize,
+    idle_timeout: Duration,
+    fifo_priority: Option<u8>,
+) -> Result<WorkerHandle, WorkerError> {
     let err = |reason: String| WorkerError::Start { index, reason };
     let pool = PacketPool::with_large(
         POOL_FRAMES,
@@ -260,6 +277,11 @@ fn spawn(index: usize, idle_timeout: Duration) -> Result<WorkerHandle, WorkerErr
     let thread = std::thread::Builder::new()
         .name(format!("rvs-worker-{index}"))
         .spawn(move || {
+            if let Some(p) = fifo_priority
+                && let Err(e) = rvs_drivers::sched::set_current_thread_fifo(p)
+            {
+                tracing::warn!(worker = index, priority = p, error = %e, "cannot run the worker as SCHED_FIFO; it runs as an ordinary thread");
+            }
             let mut w = Worker {
                 sw: Switch::new(pool),
                 rx,
@@ -337,9 +359,19 @@ impl Worker {
         self.registered = want;
     }
 
+    /// Idle-time work: age a slice of every FDB, let back ends refill and
+    /// reap.
+    fn housekeeping(&mut self) {
+        self.sw.age(IDLE_AGE_BUDGET);
+        self.sw.maintain();
+    }
+
     fn run(&mut self) {
         let mut events = Events::with_capacity(64);
         let mut idle_since: Option<Instant> = None;
+        // Woken by a port fd or the waker: housekeeping waits until the
+        // frames that woke us are forwarded (the first empty poll).
+        let mut housekeeping_due = false;
         loop {
             self.run_commands();
             if self.stop.load(Ordering::Acquire) {
@@ -349,6 +381,10 @@ impl Worker {
             if self.sw.poll() > 0 {
                 idle_since = None;
                 continue;
+            }
+            if housekeeping_due {
+                housekeeping_due = false;
+                self.housekeeping();
             }
             let since = *idle_since.get_or_insert(now);
             if now.duration_since(since) < *SPIN {
@@ -373,14 +409,15 @@ impl Worker {
                 std::thread::sleep(self.idle_timeout);
             }
             self.tick();
-            self.sw.age(IDLE_AGE_BUDGET);
-            self.sw.maintain();
             if events.is_empty() {
-                // Timeout: stay idle, so the next empty poll sleeps at once
-                // instead of spinning for another IDLE_SPIN.
+                // Timeout: nothing to forward, so housekeeping now; stay
+                // idle, so the next empty poll sleeps at once instead of
+                // spinning for another IDLE_SPIN.
+                self.housekeeping();
                 let now = Instant::now();
                 idle_since = Some(now.checked_sub(IDLE_SPIN).unwrap_or(now));
             } else {
+                housekeeping_due = true;
                 idle_since = None;
             }
         }

@@ -172,6 +172,7 @@ impl InProc {
             socket: dir.socket(),
             state_dir: dir.state(),
             workers: 1,
+            worker_rt_priority: None,
             test_memory_ports: false,
             api: Default::default(),
             docker: Default::default(),

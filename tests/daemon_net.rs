@@ -296,6 +296,47 @@ fn an_idle_daemon_with_four_ports_uses_under_two_percent_of_a_core() {
     );
 }
 
+/// The same for the kinds that wait on a socket over a veth: AF_XDP (the
+/// XSK fd) and AF_PACKET (the packet socket, woken per frame). A worker
+/// that polled them on a timer instead of sleeping on their fds would show
+/// here.
+#[test]
+fn an_idle_daemon_with_afxdp_and_afpacket_ports_uses_under_two_percent_of_a_core() {
+    if !root_or_skip(
+        "an_idle_daemon_with_afxdp_and_afpacket_ports_uses_under_two_percent_of_a_core",
+    ) {
+        return;
+    }
+    let d = Daemon::start();
+    d.ctl(&["domain", "add", "idle"]);
+    let ns: Vec<Netns> = (0..4).map(|_| Netns::new("rvi")).collect();
+    let mut links = Vec::new();
+    for (i, (n, kind)) in ns
+        .iter()
+        .zip(["afxdp", "afxdp", "afpacket", "afpacket"])
+        .enumerate()
+    {
+        let port = unique("rvi");
+        let addr = format!("10.74.0.{}/24", i + 1);
+        links.push(veth_into(&d, n, &port, kind, "idle", &addr));
+    }
+    // The ports carry traffic (so they are set up and polled), then go quiet.
+    assert!(
+        ns[0].ping_eventually("10.74.0.3", Duration::from_secs(5)),
+        "AF_XDP -> AF_PACKET"
+    );
+    assert!(ns[1].ping("10.74.0.4", 1), "AF_XDP -> AF_PACKET");
+    std::thread::sleep(Duration::from_millis(500));
+    let ticks_per_s: u64 = 100; // USER_HZ on Linux
+    let before = cpu_ticks(d.pid());
+    std::thread::sleep(Duration::from_secs(5));
+    let used = cpu_ticks(d.pid()) - before;
+    assert!(
+        used < 5 * ticks_per_s * 2 / 100,
+        "idle daemon used {used} ticks in 5 s"
+    );
+}
+
 #[test]
 fn ports_and_static_entries_come_back_after_a_restart() {
     if !root_or_skip("ports_and_static_entries_come_back_after_a_restart") {

@@ -9,6 +9,7 @@ pub mod gso;
 pub mod impair;
 pub mod netlink;
 pub mod netns;
+pub mod sched;
 pub mod sigpipe;
 pub mod tap;
 pub mod testutil;

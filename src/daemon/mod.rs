@@ -57,6 +57,13 @@ pub struct DaemonArgs {
     /// Data plane worker threads; each bridge domain lives on one of them.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: u16,
+    /// Run the workers as SCHED_FIFO threads at this priority (1-99; needs
+    /// CAP_SYS_NICE). On a machine busy with other work this keeps a lone
+    /// packet from waiting milliseconds for a woken worker to be scheduled;
+    /// under sustained traffic a worker then holds its core (the kernel's
+    /// real-time throttling leaves others 5 %). Off by default.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=99))]
+    pub worker_rt_priority: Option<u8>,
     /// FOR TESTS ONLY: every port is an in-memory port that carries no
     /// traffic, whatever its kind. Lets API tests run without TAP/XDP.
     #[arg(long, hide = true)]
@@ -260,7 +267,11 @@ where
     check_socket_free(&args.socket)?;
     private_state_dir(&args.state_dir)?;
     let store = store::Store::open(&args.state_dir)?;
-    let dp = Dataplane::start(args.workers as usize)?;
+    let dp = Dataplane::start_opts(
+        args.workers as usize,
+        crate::worker::IDLE_TIMEOUT,
+        args.worker_rt_priority,
+    )?;
     let control = Arc::new(Control::start(dp, store, factory).map_err(DaemonError::Replay)?);
     let plugin = if args.docker.docker {
         Some(crate::docker::Plugin::open(

@@ -124,10 +124,9 @@ fn frame(dst: MacAddr, src: MacAddr, ethertype: u16) -> Vec<u8> {
 
 fn packet_port(ns: &str, ifname: &str) -> Result<AfPacketPort> {
     let cfg = AfPacketConfig {
-        // The socket only sends; keep its receive ring minimal and quiet.
-        block_size: 4096,
-        block_count: 1,
-        retire_ms: 1000,
+        // The socket only sends; keep its receive side minimal.
+        rcvbuf: 4096,
+        max_rx_frame: 2048,
         vnet_hdr: false,
         qdisc_bypass: true,
     };

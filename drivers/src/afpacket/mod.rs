@@ -1,12 +1,17 @@
 //! The AF_PACKET port back end: a switch port on an existing interface
 //! (typically the host end of a veth), for when AF_XDP cannot attach.
 //!
-//! Receive: a TPACKET_V3 ring (blocks retired after `retire_ms` even when
-//! not full), every frame copied into a pool buffer, blocks handed back to
-//! the kernel as soon as they are walked. The socket ignores outgoing
-//! frames (`PACKET_IGNORE_OUTGOING`: it sees neither its own transmissions
-//! nor the host stack's), holds a promiscuous membership and is bound to the
-//! interface with `ETH_P_ALL`.
+//! Receive: `recvmmsg` bursts straight from the socket's queue, each frame
+//! copied into a pool buffer. The kernel wakes the socket (and the worker's
+//! epoll) for every frame, so a lone frame crosses at once; a TPACKET_V3
+//! ring, which this port used before, hands a block over only when it is
+//! full or its retire timer fires (>= 1 ms), and that timer was the latency
+//! of every sparse flow (docs/architecture.md, "AF_PACKET receive"). The
+//! socket ignores outgoing frames (`PACKET_IGNORE_OUTGOING`: it sees neither
+//! its own transmissions nor the host stack's), holds a promiscuous
+//! membership and is bound to the interface with `ETH_P_ALL`;
+//! `PACKET_AUXDATA` gives each frame's length and the VLAN tag the kernel
+//! took out of it.
 //!
 //! Offloads: with [`AfPacketConfig::vnet_hdr`] (the default) the kernel
 //! tells, per frame, when a veth peer left the L4 checksum partial or sent
@@ -22,12 +27,12 @@
 //! counted in [`TxDone::dropped`]. Every buffer goes back to the pool before
 //! `tx_burst` returns.
 //!
-//! Owns: one packet socket, its ring and its counters. Never: blocking,
-//! changing the interface's settings (offloads, MTU, up/down belong to the
-//! CNM layer), or forwarding a frame it could not receive whole.
+//! Owns: one packet socket, its receive slots and its counters. Never:
+//! blocking, changing the interface's settings (offloads, MTU, up/down belong
+//! to the CNM layer), or forwarding a frame it could not receive whole.
 
+mod frame;
 mod offload;
-mod ring;
 mod rx;
 mod stats;
 mod sys;
@@ -39,24 +44,23 @@ use std::sync::Arc;
 
 use rvs_switch::{Batch, PacketPool, Port, PortError, TxDone};
 
-use ring::RxRing;
-use rx::Cursor;
+use rx::RxSlots;
 use stats::SharedStats;
 pub use stats::{AfPacketStats, AfPacketStatsHandle};
 
-/// How an AF_PACKET port sets up its socket and ring.
+/// How an AF_PACKET port sets up its socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AfPacketConfig {
-    /// Bytes per ring block: a power of two, at least 4096. A frame larger
-    /// than a block (less ~100 bytes of headers) arrives truncated and is
-    /// dropped, so keep it at 128 KiB or more when peers send 64 KiB GSO
-    /// super-frames.
-    pub block_size: usize,
-    /// Blocks in the ring (ring memory is `block_size * block_count`).
-    pub block_count: usize,
-    /// Milliseconds after which the kernel hands over a block that is not
-    /// full (the latency floor at low rates).
-    pub retire_ms: u32,
+    /// Bytes of frames the kernel queues for the port while its worker is
+    /// busy (`SO_RCVBUF`, counted as the kernel charges buffers: a 64 KiB
+    /// GSO super-frame costs ~70 KiB). Beyond it the kernel drops frames and
+    /// counts them in [`AfPacketStats::kernel_drops`].
+    pub rcvbuf: usize,
+    /// Longest frame received whole; a longer one arrives cut short and is
+    /// dropped ([`AfPacketStats::rx_truncated`]). The default takes a 64 KiB
+    /// GSO super-frame with a VLAN tag. Each port keeps 64 receive slots of
+    /// this size (made resident only as far as frames reach).
+    pub max_rx_frame: usize,
     /// Receive a virtio-net header with each frame and finish checksum and
     /// segmentation offloads in software (see the module docs).
     pub vnet_hdr: bool,
@@ -67,35 +71,28 @@ pub struct AfPacketConfig {
 impl Default for AfPacketConfig {
     fn default() -> Self {
         AfPacketConfig {
-            block_size: 1 << 17,
-            block_count: 32,
-            retire_ms: 1,
+            rcvbuf: 4 << 20,
+            // IPv4/IPv6 payload of up to 64 KiB, Ethernet header and a tag.
+            max_rx_frame: 65_535 + 14 + 4,
             vnet_hdr: true,
             qdisc_bypass: true,
         }
     }
 }
 
-/// Frame size the TPACKET_V3 geometry check wants; V3 packs frames of any
-/// size into a block, so this only has to divide the block size.
-const RING_FRAME_SIZE: usize = 2048;
-
 impl AfPacketConfig {
     fn check(&self) -> Result<(), String> {
-        if !self.block_size.is_power_of_two() || self.block_size < 4096 {
+        if !(4096..=1 << 30).contains(&self.rcvbuf) {
             return Err(format!(
-                "block size {} is not a power of two of at least 4096",
-                self.block_size
+                "receive buffer of {} bytes is outside 4096..=1 GiB",
+                self.rcvbuf
             ));
         }
-        if self.block_size > 1 << 30 || !(1..=65536).contains(&self.block_count) {
+        if !(64..=1 << 17).contains(&self.max_rx_frame) {
             return Err(format!(
-                "{} blocks of {} bytes is out of range",
-                self.block_count, self.block_size
+                "longest received frame {} is outside 64..=131072 bytes",
+                self.max_rx_frame
             ));
-        }
-        if self.retire_ms == 0 {
-            return Err("retire timeout 0 would let the kernel pick one".into());
         }
         Ok(())
     }
@@ -123,17 +120,15 @@ pub enum AfPacketError {
 }
 
 /// An AF_PACKET port; give it to `Switch::add_port`. Dropping it (after
-/// `Switch::remove_port`) unmaps the ring and closes the socket, which ends
+/// `Switch::remove_port`) closes the socket, which ends
 /// the promiscuous membership.
 pub struct AfPacketPort {
     name: String,
     ifindex: u32,
     vnet_hdr: bool,
     max_frame: usize,
-    // Field order is drop order: unmap the ring, then close the socket.
-    ring: RxRing,
     sock: OwnedFd,
-    cursor: Cursor,
+    slots: RxSlots,
     stats: Arc<SharedStats>,
     /// The link went down or away (`ENETDOWN`): `maintain` checks whether
     /// the interface still exists until a frame arrives again.
@@ -149,7 +144,6 @@ impl std::fmt::Debug for AfPacketPort {
             .field("name", &self.name)
             .field("ifindex", &self.ifindex)
             .field("fd", &self.sock.as_raw_fd())
-            .field("blocks", &self.ring.blocks())
             .field("vnet_hdr", &self.vnet_hdr)
             .finish()
     }
@@ -161,8 +155,8 @@ impl AfPacketPort {
         Self::attach_with(ifname, &AfPacketConfig::default())
     }
 
-    /// Attach to `ifname`: open the socket, set it up, map the ring, join
-    /// promiscuously and bind. Nothing is left behind on failure.
+    /// Attach to `ifname`: open the socket, set it up, join promiscuously
+    /// and bind. Nothing is left behind on failure.
     pub fn attach_with(ifname: &str, cfg: &AfPacketConfig) -> Result<AfPacketPort, AfPacketError> {
         cfg.check().map_err(|reason| AfPacketError::Config {
             ifname: ifname.to_string(),
@@ -179,9 +173,6 @@ impl AfPacketPort {
         let fd = sock.as_fd();
         let ifindex = sys::ifindex(fd, ifname).map_err(at("interface lookup"))?;
         let mtu = sys::mtu(fd, ifname).map_err(at("MTU lookup"))? as usize;
-        let v3 = libc::tpacket_versions::TPACKET_V3 as libc::c_int;
-        sys::set_packet_int(fd, libc::PACKET_VERSION, v3)
-            .map_err(at("PACKET_VERSION=TPACKET_V3"))?;
         if cfg.vnet_hdr {
             sys::set_packet_int(fd, libc::PACKET_VNET_HDR, 1).map_err(at("PACKET_VNET_HDR"))?;
         }
@@ -191,16 +182,8 @@ impl AfPacketPort {
             sys::set_packet_int(fd, libc::PACKET_QDISC_BYPASS, 1)
                 .map_err(at("PACKET_QDISC_BYPASS"))?;
         }
-        sys::set_rx_ring(
-            fd,
-            cfg.block_size,
-            cfg.block_count,
-            RING_FRAME_SIZE,
-            cfg.retire_ms,
-        )
-        .map_err(at("PACKET_RX_RING (TPACKET_V3)"))?;
-        let ring =
-            RxRing::map(fd, cfg.block_size, cfg.block_count).map_err(at("mmap of the rx ring"))?;
+        sys::set_packet_int(fd, libc::PACKET_AUXDATA, 1).map_err(at("PACKET_AUXDATA"))?;
+        sys::set_rcvbuf(fd, cfg.rcvbuf).map_err(at("SO_RCVBUF"))?;
         sys::add_promisc(fd, ifindex).map_err(at("PACKET_ADD_MEMBERSHIP promiscuous"))?;
         sys::bind(fd, ifindex).map_err(at("bind"))?;
         Ok(AfPacketPort {
@@ -216,9 +199,8 @@ impl AfPacketPort {
             } else {
                 mtu + 14 + 4
             },
-            ring,
             sock,
-            cursor: Cursor::default(),
+            slots: RxSlots::new(cfg.max_rx_frame, cfg.vnet_hdr),
             stats: Arc::new(SharedStats::default()),
             suspect: false,
             gone: false,
@@ -237,7 +219,7 @@ impl AfPacketPort {
     }
 
     /// Fetch the kernel's `PACKET_STATISTICS` (frames delivered, frames
-    /// dropped on a full ring) into the counters and return them all.
+    /// dropped on a full receive queue) into the counters and return them all.
     pub fn statistics(&self) -> Result<AfPacketStats, AfPacketError> {
         self.refresh_kernel_stats()
             .map_err(|source| AfPacketError::Io {
@@ -253,7 +235,6 @@ impl AfPacketPort {
         self.stats.add(&AfPacketStats {
             kernel_packets: k.tp_packets as u64,
             kernel_drops: k.tp_drops as u64,
-            kernel_ring_freezes: k.tp_freeze_q_cnt as u64,
             ..AfPacketStats::default()
         });
         Ok(())
@@ -275,9 +256,9 @@ impl Port for AfPacketPort {
         }
         let before = batch.len();
         let mut st = AfPacketStats::default();
-        rx::receive(
-            &mut self.ring,
-            &mut self.cursor,
+        let r = rx::receive(
+            self.sock.as_fd(),
+            &mut self.slots,
             self.vnet_hdr,
             pool,
             batch,
@@ -286,11 +267,19 @@ impl Port for AfPacketPort {
         if st.rx_frames > 0 {
             self.suspect = false;
         }
-        let lossy = st.rx_losing_blocks > 0;
         self.stats.add(&st);
-        if lossy {
-            // Rare (the ring overflowed): worth a syscall to show the loss.
-            let _ = self.refresh_kernel_stats();
+        match r {
+            Ok(()) => {}
+            // The socket reports a link going down once, as a receive
+            // error; `maintain` then watches for the interface's deletion.
+            Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => self.suspect = true,
+            Err(source) => {
+                return Err(PortError::Io {
+                    port: self.name.clone(),
+                    op: "recvmmsg",
+                    source,
+                });
+            }
         }
         Ok(batch.len() - before)
     }

@@ -1,31 +1,105 @@
-//! The receive path: walk the ring's blocks and frames, copy each frame
-//! into a pool buffer (putting back a VLAN tag the kernel took out,
-//! finishing offload work the vnet header asks for), hand blocks back.
+//! The receive path: `recvmmsg` bursts from the socket into receive slots,
+//! each frame copied into a pool buffer (putting back a VLAN tag the kernel
+//! took out, finishing offload work the vnet header asks for).
 //!
-//! Owns: the position in the ring between bursts. Never: syscalls or
-//! blocking; a full batch or an empty pool leaves the frame for next time.
+//! Owns: the receive slots and the frames held in them between bursts.
+//! Never: blocking; a full batch or an empty pool leaves the frame for the
+//! next burst.
+
+use std::io;
+use std::os::fd::BorrowedFd;
 
 use rvs_switch::{Batch, PacketPool, PktBuf};
 
-use super::offload::{GsoPlan, VnetHdr, complete_csum};
-use super::ring::{RxFrame, RxRing};
+use super::frame::{self, RxFrame};
+use super::offload::{GsoPlan, VNET_HDR_LEN, VnetHdr, complete_csum};
 use super::stats::AfPacketStats;
+use super::sys::{self, CTRL_LEN, RECV_MAX, Received};
 
-/// Where the receive path stands in the ring.
-#[derive(Debug, Default)]
-pub(super) struct Cursor {
-    /// Block being walked (or waited for).
-    block: usize,
-    /// The block is ours and `left`/`off` describe it.
-    open: bool,
-    /// Frames left in it, and the offset of the next one.
-    left: u32,
-    off: usize,
+/// Frames received from the kernel and not yet all delivered.
+#[derive(Debug)]
+pub(super) struct RxSlots {
+    /// Bytes per slot: the vnet header (if any) and the longest frame.
+    slot: usize,
+    /// `RECV_MAX` slots. Zeroed on allocation, so pages a large frame never
+    /// reached are never made resident.
+    data: Vec<u8>,
+    ctrl: Vec<u8>,
+    got: [Received; RECV_MAX],
+    /// Messages in `got`, and the next one to deliver.
+    have: usize,
+    next: usize,
     /// Segments of the current super-frame already delivered.
     seg: usize,
 }
 
-/// What delivering one ring frame came to.
+impl RxSlots {
+    /// Slots for frames of up to `max_frame` bytes.
+    pub(super) fn new(max_frame: usize, vnet_hdr: bool) -> RxSlots {
+        let slot = max_frame + if vnet_hdr { VNET_HDR_LEN } else { 0 };
+        RxSlots {
+            slot,
+            data: vec![0; slot * RECV_MAX],
+            ctrl: vec![0; CTRL_LEN * RECV_MAX],
+            got: [Received::default(); RECV_MAX],
+            have: 0,
+            next: 0,
+            seg: 0,
+        }
+    }
+
+    fn frame(&self, i: usize, vnet_hdr: bool) -> Option<RxFrame<'_>> {
+        let r = self.got[i];
+        let buf = &self.data[i * self.slot..][..r.len];
+        let ctrl = &self.ctrl[i * CTRL_LEN..][..r.ctrl_len];
+        frame::parse(buf, r.truncated, ctrl, vnet_hdr)
+    }
+
+    /// Deliver held frames until none is left (`true`) or the batch or
+    /// pool runs out (`false`).
+    fn deliver_held(
+        &mut self,
+        vnet_hdr: bool,
+        pool: &mut PacketPool,
+        batch: &mut Batch,
+        st: &mut AfPacketStats,
+    ) -> bool {
+        while self.next < self.have {
+            let mut seg = self.seg;
+            let step = match self.frame(self.next, vnet_hdr) {
+                None => {
+                    // Shorter than its own vnet header: nothing to trust.
+                    st.rx_offload_errors += 1;
+                    Step::Done
+                }
+                Some(f) => {
+                    if seg == 0 {
+                        st.rx_frames += 1;
+                    }
+                    let step = deliver(&f, pool, batch, &mut seg, st);
+                    if matches!(step, Step::Stalled) && seg == 0 {
+                        // Counted again when retried.
+                        st.rx_frames -= 1;
+                    }
+                    step
+                }
+            };
+            match step {
+                Step::Stalled => {
+                    self.seg = seg;
+                    return false;
+                }
+                Step::Done => {
+                    self.seg = 0;
+                    self.next += 1;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// What delivering one received frame came to.
 pub(super) enum Step {
     /// The frame is handled (delivered or counted and dropped).
     Done,
@@ -33,67 +107,36 @@ pub(super) enum Step {
     Stalled,
 }
 
-/// Receive into `batch` until it is full, the pool runs dry or the kernel
-/// has handed over no more blocks. Counts into `st`.
+/// Receive into `batch` until it is full, the pool runs dry or the socket
+/// has no more frames. Counts into `st`; an error is the socket's.
 pub(super) fn receive(
-    ring: &mut RxRing,
-    c: &mut Cursor,
+    fd: BorrowedFd<'_>,
+    slots: &mut RxSlots,
     vnet_hdr: bool,
     pool: &mut PacketPool,
     batch: &mut Batch,
     st: &mut AfPacketStats,
-) {
-    let blocks = ring.blocks();
-    while !batch.is_full() {
-        let Some(blk) = ring.user_block(c.block) else {
-            break;
-        };
-        if !c.open {
-            c.open = true;
-            c.left = blk.num_frames();
-            c.off = blk.first_offset();
-            c.seg = 0;
-            if blk.losing() {
-                st.rx_losing_blocks += 1;
-            }
+) -> io::Result<()> {
+    loop {
+        if !slots.deliver_held(vnet_hdr, pool, batch, st) || batch.is_full() {
+            return Ok(());
         }
-        let mut stalled = false;
-        while c.left > 0 {
-            let Some(f) = blk.frame_at(c.off, vnet_hdr) else {
-                // A frame header outside the block: the rest of the
-                // block cannot be trusted.
-                st.rx_offload_errors += 1;
-                c.left = 0;
-                break;
-            };
-            if c.seg == 0 {
-                st.rx_frames += 1;
-            }
-            match deliver(&f, pool, batch, &mut c.seg, st) {
-                Step::Stalled => {
-                    // Counted again when retried.
-                    if c.seg == 0 {
-                        st.rx_frames -= 1;
-                    }
-                    stalled = true;
-                    break;
-                }
-                Step::Done => {
-                    c.seg = 0;
-                    c.left -= 1;
-                    if f.next_offset == 0 {
-                        c.left = 0;
-                    }
-                    c.off += f.next_offset;
-                }
-            }
+        let want = batch.room().min(RECV_MAX);
+        let RxSlots {
+            slot,
+            data,
+            ctrl,
+            got,
+            ..
+        } = slots;
+        let n = sys::recv_frames(fd, data, *slot, ctrl, &mut got[..want])?;
+        slots.have = n;
+        slots.next = 0;
+        if n < want {
+            // The queue is drained: deliver and stop without another call.
+            slots.deliver_held(vnet_hdr, pool, batch, st);
+            return Ok(());
         }
-        if stalled {
-            break;
-        }
-        ring.release(c.block);
-        c.open = false;
-        c.block = (c.block + 1) % blocks;
     }
 }
 

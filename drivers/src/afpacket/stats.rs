@@ -12,8 +12,8 @@ macro_rules! stats {
     ($($(#[$m:meta])* $f:ident,)*) => {
         /// Counters of one AF_PACKET port, beyond the switch's own port
         /// counters. The `kernel_*` ones come from `PACKET_STATISTICS` and
-        /// are as fresh as the last [`AfPacketPort::statistics`] call,
-        /// `maintain` pass or lossy block.
+        /// are as fresh as the last [`AfPacketPort::statistics`] call or
+        /// `maintain` pass.
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
         pub struct AfPacketStats { $($(#[$m])* pub $f: u64,)* }
 
@@ -32,24 +32,21 @@ macro_rules! stats {
 }
 
 stats! {
-    /// Frames the kernel handled for this socket: put in the ring or
-    /// dropped (`tp_packets`, which counts both).
+    /// Frames the kernel handled for this socket: queued or dropped
+    /// (`tp_packets`, which counts both).
     kernel_packets,
-    /// Frames the kernel dropped because the ring was full.
+    /// Frames the kernel dropped because the receive queue was full
+    /// ([`AfPacketConfig::rcvbuf`](super::AfPacketConfig::rcvbuf)).
     kernel_drops,
-    /// Times the kernel found the ring full and froze it.
-    kernel_ring_freezes,
-    /// Frames taken from the ring (before segmentation).
+    /// Frames received from the socket (before segmentation).
     rx_frames,
-    /// Blocks the kernel marked `TP_STATUS_LOSING` (frames were lost while
-    /// it filled them).
-    rx_losing_blocks,
-    /// Frames that did not fit a ring block and arrived cut short (dropped).
+    /// Frames longer than [`AfPacketConfig::max_rx_frame`](super::AfPacketConfig::max_rx_frame), which arrived
+    /// cut short (dropped).
     rx_truncated,
     /// Frames too long for any pool buffer (dropped).
     rx_oversize,
     /// Frames dropped because their offload metadata could not be
-    /// honoured, or because the ring's framing around them did not parse.
+    /// honoured, or because they were shorter than their vnet header.
     rx_offload_errors,
     /// Partial checksums completed in software.
     rx_csum_completed,

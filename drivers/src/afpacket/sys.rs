@@ -55,24 +55,12 @@ pub(super) fn set_packet_int(fd: BorrowedFd<'_>, name: c_int, v: c_int) -> io::R
     setsockopt(fd, libc::SOL_PACKET, name, &v)
 }
 
-/// Ask for a TPACKET_V3 receive ring.
-pub(super) fn set_rx_ring(
-    fd: BorrowedFd<'_>,
-    block_size: usize,
-    blocks: usize,
-    frame_size: usize,
-    retire_ms: u32,
-) -> io::Result<()> {
-    let req = libc::tpacket_req3 {
-        tp_block_size: block_size as u32,
-        tp_block_nr: blocks as u32,
-        tp_frame_size: frame_size as u32,
-        tp_frame_nr: ((block_size / frame_size) * blocks) as u32,
-        tp_retire_blk_tov: retire_ms,
-        tp_sizeof_priv: 0,
-        tp_feature_req_word: 0,
-    };
-    setsockopt(fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)
+/// Size the socket's receive queue: `SO_RCVBUFFORCE` (past the
+/// `net.core.rmem_max` cap; needs `CAP_NET_ADMIN`), else `SO_RCVBUF`.
+pub(super) fn set_rcvbuf(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
+    let v = c_int::try_from(bytes).unwrap_or(c_int::MAX);
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &v)
+        .or_else(|_| setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &v))
 }
 
 /// Put the interface in promiscuous mode for as long as the socket lives.
@@ -105,21 +93,20 @@ pub(super) fn bind(fd: BorrowedFd<'_>, ifindex: u32) -> io::Result<()> {
 }
 
 /// Kernel counters since the previous call (reading resets them).
-pub(super) fn take_stats(fd: BorrowedFd<'_>) -> io::Result<libc::tpacket_stats_v3> {
-    let mut st = libc::tpacket_stats_v3 {
+pub(super) fn take_stats(fd: BorrowedFd<'_>) -> io::Result<libc::tpacket_stats> {
+    let mut st = libc::tpacket_stats {
         tp_packets: 0,
         tp_drops: 0,
-        tp_freeze_q_cnt: 0,
     };
-    let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as socklen_t;
-    // SAFETY: `st` is a live, writable tpacket_stats_v3 and `len` says its
+    let mut len = std::mem::size_of::<libc::tpacket_stats>() as socklen_t;
+    // SAFETY: `st` is a live, writable tpacket_stats and `len` says its
     // size; the kernel writes at most `len` bytes.
     cvt(unsafe {
         libc::getsockopt(
             fd.as_raw_fd(),
             libc::SOL_PACKET,
             libc::PACKET_STATISTICS,
-            (&mut st as *mut libc::tpacket_stats_v3).cast(),
+            (&mut st as *mut libc::tpacket_stats).cast(),
             &mut len,
         )
     })?;
@@ -184,6 +171,99 @@ pub(super) fn send_frames(
             return Err(e);
         }
     }
+}
+
+/// Most frames one `recvmmsg` call takes (the switch's largest batch).
+pub(super) const RECV_MAX: usize = 64;
+/// Control-message room per received frame: one `PACKET_AUXDATA` (20
+/// bytes behind a 16-byte header) with room to spare.
+pub(super) const CTRL_LEN: usize = 64;
+
+/// What `recvmmsg` reported for one message.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Received {
+    /// Bytes written into the slot.
+    pub len: usize,
+    /// The frame was longer than the slot (`MSG_TRUNC`).
+    pub truncated: bool,
+    /// Bytes of control messages written.
+    pub ctrl_len: usize,
+}
+
+/// Receive up to `out.len()` frames (at most [`RECV_MAX`]) without
+/// blocking: frame `i` into `data[i * slot..][..slot]`, its control
+/// messages into `ctrl[i * CTRL_LEN..][..CTRL_LEN]`, what arrived into
+/// `out[i]`. Returns how many arrived; 0 when none was waiting.
+pub(super) fn recv_frames(
+    fd: BorrowedFd<'_>,
+    data: &mut [u8],
+    slot: usize,
+    ctrl: &mut [u8],
+    out: &mut [Received],
+) -> io::Result<usize> {
+    let n = out
+        .len()
+        .min(RECV_MAX)
+        .min(data.len() / slot.max(1))
+        .min(ctrl.len() / CTRL_LEN);
+    if n == 0 {
+        return Ok(0);
+    }
+    let (dp, cp) = (data.as_mut_ptr(), ctrl.as_mut_ptr());
+    // SAFETY: all-zero is a valid iovec and mmsghdr (null pointers, zero
+    // lengths).
+    let mut iovs: [libc::iovec; RECV_MAX] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut msgs: [libc::mmsghdr; RECV_MAX] = unsafe { std::mem::zeroed() };
+    for i in 0..n {
+        // SAFETY: `i < n <= data.len() / slot`, so `[i * slot, (i + 1) *
+        // slot)` lies in `data`; likewise for `ctrl` with CTRL_LEN.
+        let (d, c) = unsafe { (dp.add(i * slot), cp.add(i * CTRL_LEN)) };
+        iovs[i] = libc::iovec {
+            iov_base: d.cast(),
+            iov_len: slot,
+        };
+        let h = &mut msgs[i].msg_hdr;
+        h.msg_iov = &mut iovs[i];
+        h.msg_iovlen = 1;
+        h.msg_control = c.cast();
+        h.msg_controllen = CTRL_LEN as _;
+    }
+    let got = loop {
+        // SAFETY: the first `n` headers point at iovecs in `iovs` and
+        // control buffers in `ctrl`, each naming a disjoint range of a live
+        // buffer we hold `&mut` for the whole call; the kernel writes at
+        // most the lengths given, plus `msg_len`/flags into `msgs`.
+        let r = unsafe {
+            libc::recvmmsg(
+                fd.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                n as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if r >= 0 {
+            break r as usize;
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return Ok(0),
+            _ => return Err(e),
+        }
+    };
+    for (o, m) in out.iter_mut().zip(&msgs[..got]) {
+        // `msg_controllen` is a `size_t` on glibc, a `socklen_t` on musl.
+        #[allow(clippy::unnecessary_cast)]
+        let ctrl_len = m.msg_hdr.msg_controllen as usize;
+        *o = Received {
+            len: (m.msg_len as usize).min(slot),
+            truncated: m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+            ctrl_len: ctrl_len.min(CTRL_LEN),
+        };
+    }
+    Ok(got)
 }
 
 fn ifreq_for(ifname: &str) -> io::Result<libc::ifreq> {

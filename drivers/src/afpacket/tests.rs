@@ -1,8 +1,9 @@
-//! Receive-path logic over hand-built ring blocks (no sockets, no root).
+//! Receive-path logic over hand-built received messages (no sockets, no
+//! root).
 
+use super::frame::tests::{aux_cmsg, message};
+use super::frame::{RxFrame, parse};
 use super::offload::{VNET_HDR_LEN, VnetHdr, csum_add, csum_finish, l3_offset};
-use super::ring::tests::build_block;
-use super::ring::{Block, RxFrame, TP_STATUS_USER};
 use super::rx::{Step, deliver};
 use super::tx::tx_vnet_hdr;
 use super::*;
@@ -36,30 +37,48 @@ fn l4_ok(f: &[u8]) -> bool {
     csum_finish(csum_add(pseudo, &f[l4..])) == 0
 }
 
-fn first_frame(raw: &[u8]) -> RxFrame<'_> {
-    let blk = Block::from_bytes(raw).unwrap();
-    blk.frame_at(blk.first_offset(), true).unwrap()
+/// A received message: its bytes (vnet header first), its control bytes
+/// and whether it was cut short.
+struct Msg {
+    buf: Vec<u8>,
+    ctrl: Vec<u8>,
+    truncated: bool,
+}
+
+/// `data` as it arrived, the frame's length on the wire, a tag the kernel
+/// took out, a vnet header.
+fn msg(
+    data: &[u8],
+    wire_len: u32,
+    vlan: Option<(u16, u16)>,
+    vnet: Option<[u8; VNET_HDR_LEN]>,
+) -> Msg {
+    Msg {
+        buf: message(vnet, data),
+        ctrl: aux_cmsg(wire_len, vlan),
+        truncated: (data.len() as u32) < wire_len,
+    }
+}
+
+fn first_frame(m: &Msg) -> RxFrame<'_> {
+    parse(&m.buf, m.truncated, &m.ctrl, true).unwrap()
 }
 
 #[test]
 fn plain_frame_is_copied_and_vlan_tag_put_back() {
     let frame = tcp4(10);
-    let raw = build_block(
-        4096,
-        TP_STATUS_USER,
-        &[(
-            &frame,
-            frame.len() as u32,
-            Some((0x8100, 0x2005)),
-            Some([0; VNET_HDR_LEN]),
-        )],
+    let m = msg(
+        &frame,
+        frame.len() as u32,
+        Some((0x8100, 0x2005)),
+        Some([0; VNET_HDR_LEN]),
     );
     let mut pool = PacketPool::with_frames(4);
     let mut batch = Batch::new(4);
     let mut st = AfPacketStats::default();
     let mut seg = 0;
     assert!(matches!(
-        deliver(&first_frame(&raw), &mut pool, &mut batch, &mut seg, &mut st),
+        deliver(&first_frame(&m), &mut pool, &mut batch, &mut seg, &mut st),
         Step::Done
     ));
     let got = pool.data(batch.get(0)).to_vec();
@@ -80,20 +99,16 @@ fn partial_checksum_completed_behind_a_restored_tag() {
         csum_offset: 16,
         ..VnetHdr::default()
     };
-    let raw = build_block(
-        4096,
-        TP_STATUS_USER,
-        &[(
-            &frame,
-            frame.len() as u32,
-            Some((0x8100, 7)),
-            Some(h.to_bytes()),
-        )],
+    let m = msg(
+        &frame,
+        frame.len() as u32,
+        Some((0x8100, 7)),
+        Some(h.to_bytes()),
     );
     let mut pool = PacketPool::with_frames(4);
     let mut batch = Batch::new(4);
     let mut st = AfPacketStats::default();
-    deliver(&first_frame(&raw), &mut pool, &mut batch, &mut 0, &mut st);
+    deliver(&first_frame(&m), &mut pool, &mut batch, &mut 0, &mut st);
     assert_eq!(st.rx_csum_completed, 1);
     assert!(l4_ok(pool.data(batch.get(0))));
     batch.free_all(&mut pool);
@@ -102,20 +117,16 @@ fn partial_checksum_completed_behind_a_restored_tag() {
 #[test]
 fn truncated_frame_is_counted_not_forwarded() {
     let frame = tcp4(100);
-    let raw = build_block(
-        4096,
-        TP_STATUS_USER,
-        &[(
-            &frame[..60],
-            frame.len() as u32,
-            None,
-            Some([0; VNET_HDR_LEN]),
-        )],
+    let m = msg(
+        &frame[..60],
+        frame.len() as u32,
+        None,
+        Some([0; VNET_HDR_LEN]),
     );
     let mut pool = PacketPool::with_frames(4);
     let mut batch = Batch::new(4);
     let mut st = AfPacketStats::default();
-    deliver(&first_frame(&raw), &mut pool, &mut batch, &mut 0, &mut st);
+    deliver(&first_frame(&m), &mut pool, &mut batch, &mut 0, &mut st);
     assert_eq!(st.rx_truncated, 1);
     assert!(batch.is_empty());
     assert_eq!(pool.available(), 4);
@@ -132,12 +143,8 @@ fn super_frame_segments_resume_across_bursts() {
         csum_start: 34,
         csum_offset: 16,
     };
-    let raw = build_block(
-        1 << 15,
-        TP_STATUS_USER,
-        &[(&frame, frame.len() as u32, None, Some(h.to_bytes()))],
-    );
-    let f = first_frame(&raw);
+    let m = msg(&frame, frame.len() as u32, None, Some(h.to_bytes()));
+    let f = first_frame(&m);
     let mut pool = PacketPool::with_frames(16);
     let mut st = AfPacketStats::default();
     let mut seg = 0;
@@ -170,16 +177,12 @@ fn super_frame_segments_resume_across_bursts() {
 #[test]
 fn empty_pool_stalls_without_losing_the_frame() {
     let frame = tcp4(10);
-    let raw = build_block(
-        4096,
-        TP_STATUS_USER,
-        &[(&frame, frame.len() as u32, None, Some([0; VNET_HDR_LEN]))],
-    );
+    let m = msg(&frame, frame.len() as u32, None, Some([0; VNET_HDR_LEN]));
     let mut pool = PacketPool::with_frames(1);
     let hog = pool.alloc().unwrap();
     let mut batch = Batch::new(4);
     let mut st = AfPacketStats::default();
-    let f = first_frame(&raw);
+    let f = first_frame(&m);
     assert!(matches!(
         deliver(&f, &mut pool, &mut batch, &mut 0, &mut st),
         Step::Stalled
@@ -217,10 +220,15 @@ fn tx_header_counts_checksum_start_from_the_frame() {
 fn config_is_checked() {
     assert!(AfPacketConfig::default().check().is_ok());
     let bad = AfPacketConfig {
-        block_size: 5000,
+        max_rx_frame: 1 << 20,
         ..AfPacketConfig::default()
     };
-    assert!(bad.check().unwrap_err().contains("power of two"));
+    assert!(bad.check().unwrap_err().contains("longest received frame"));
+    let small = AfPacketConfig {
+        rcvbuf: 100,
+        ..AfPacketConfig::default()
+    };
+    assert!(small.check().unwrap_err().contains("receive buffer of 100"));
     let e = AfPacketPort::attach_with("nosuch0", &bad).unwrap_err();
     assert!(
         e.to_string().starts_with("attach AF_PACKET to nosuch0:"),
