@@ -347,6 +347,12 @@ fn receive_queue_overflow_shows_in_packet_statistics() {
     assert!(got > 0 && got < 2000, "received {got}");
     assert!(st.kernel_drops > 0, "{st:?}");
     assert!(st.kernel_packets >= got as u64, "{st:?}");
+    // What the daemon lists with the switch's drop reasons.
+    let drops = port.backend_drops();
+    assert!(
+        drops.contains(&("packet_rcvbuf_full", st.kernel_drops)),
+        "{drops:?}"
+    );
     assert_eq!(pool.available(), 256, "every buffer back in the pool");
 }
 

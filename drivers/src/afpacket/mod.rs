@@ -304,6 +304,18 @@ impl Port for AfPacketPort {
         self.max_frame
     }
 
+    /// Frames the kernel dropped on a full receive queue
+    /// (`PACKET_STATISTICS`, fetched now) and frames longer than
+    /// `max_rx_frame` that arrived cut short.
+    fn backend_drops(&self) -> Vec<(&'static str, u64)> {
+        let _ = self.refresh_kernel_stats();
+        let s = self.stats.snapshot();
+        vec![
+            ("packet_rcvbuf_full", s.kernel_drops),
+            ("packet_rx_truncated", s.rx_truncated),
+        ]
+    }
+
     /// Idle-time housekeeping: pull the kernel's drop counters and clear a
     /// pending socket error (which would otherwise keep the fd signalling
     /// EPOLLERR). After an `ENETDOWN`, and until a frame arrives again, check
