@@ -103,6 +103,11 @@ pub struct VtepTable {
     remote_ids: HashMap<IpAddr, u16>,
 }
 
+/// The VID of every key in a VNI's FDB. Not 0: `fdb_key(0, 00:00:00:00:00:00)`
+/// is 0, the FDB's empty-slot marker, which a lookup of the all-zero MAC
+/// would then find in any empty slot.
+const KEY_VID: u16 = 1;
+
 fn usable_unicast(ip: IpAddr) -> bool {
     !ip.is_unspecified() && !ip.is_multicast()
 }
@@ -234,13 +239,13 @@ impl VtepTable {
         }
         self.state(vni)?;
         let id = self.intern(remote)?;
-        self.state(vni)?.fdb.add_static(0, mac, id);
+        self.state(vni)?.fdb.add_static(KEY_VID, mac, id);
         Ok(())
     }
 
     /// Remove a remote entry, static or learned. Returns whether it existed.
     pub fn remove(&mut self, vni: Vni, mac: MacAddr) -> Result<bool, VtepTableError> {
-        Ok(self.state(vni)?.fdb.remove(0, mac))
+        Ok(self.state(vni)?.fdb.remove(KEY_VID, mac))
     }
 
     /// Forget learned entries of `vni` (those behind `remote` only, if given).
@@ -278,7 +283,7 @@ impl VtepTable {
             None => return None,
         };
         let st = self.vnis.get_mut(&vni).expect("checked");
-        Some(st.fdb.learn(fdb_key(0, m), id, now))
+        Some(st.fdb.learn(fdb_key(KEY_VID, m), id, now))
     }
 
     /// The remote VTEP `mac` in `vni` is behind, if known and not expired.
@@ -286,7 +291,7 @@ impl VtepTable {
     pub fn lookup(&self, vni: Vni, mac: MacAddr, now: u32) -> Option<IpAddr> {
         let st = self.vnis.get(&vni)?;
         st.fdb
-            .lookup(fdb_key(0, mac.to_u64()), now)
+            .lookup(fdb_key(KEY_VID, mac.to_u64()), now)
             .map(|p| self.remotes[p.index()])
     }
 
@@ -297,7 +302,7 @@ impl VtepTable {
         let st = self.vnis.get(&vni)?;
         let m = dst.to_u64();
         if m & (1 << 40) == 0
-            && let Some(p) = st.fdb.lookup(fdb_key(0, m), now)
+            && let Some(p) = st.fdb.lookup(fdb_key(KEY_VID, m), now)
         {
             return Some(Destination::Unicast(self.remotes[p.index()]));
         }

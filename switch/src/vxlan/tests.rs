@@ -269,3 +269,35 @@ fn remote_table_is_bounded() {
         Err(VtepTableError::TooManyRemotes(_))
     ));
 }
+
+/// Found by the `pipeline` fuzz target: the table keyed its FDB with VID 0,
+/// so the all-zero MAC made key 0, the FDB's empty-slot marker. A frame to
+/// 00:00:00:00:00:00 then "hit" an empty slot: unicast to remote 0 (an
+/// index panic when no remote was known yet, a wrong VTEP otherwise), and
+/// removing that MAC freed a slot that was never taken.
+#[test]
+fn the_all_zero_mac_is_an_ordinary_unknown_destination() {
+    let zero = MacAddr([0; 6]);
+    let mut t = VtepTable::new();
+    let cfg = VniConfig {
+        flood: vec![v4(2), v4(3)],
+        ..VniConfig::default()
+    };
+    t.add_vni(vni(7), cfg).unwrap();
+    assert_eq!(
+        t.destination(vni(7), zero, 0),
+        Some(Destination::Flood(&[v4(2), v4(3)][..]))
+    );
+    assert_eq!(t.lookup(vni(7), zero, 0), None);
+    assert!(!t.remove(vni(7), zero).unwrap());
+    // With a remote known, the zero MAC still floods rather than going to it.
+    t.learn(vni(7), MacAddr::local(1), v4(9), 0);
+    assert_eq!(
+        t.destination(vni(7), zero, 0),
+        Some(Destination::Flood(&[v4(2), v4(3)][..]))
+    );
+    assert_eq!(t.lookup(vni(7), zero, 0), None);
+    assert!(!t.remove(vni(7), zero).unwrap());
+    assert_eq!(t.lookup(vni(7), MacAddr::local(1), 0), Some(v4(9)));
+    assert_eq!(t.entries(vni(7), 0).len(), 1);
+}
