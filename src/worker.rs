@@ -57,7 +57,8 @@ pub const POOL_LARGE_FRAMES: usize = 64;
 
 /// Empty polls are spun for this long before the worker blocks in epoll:
 /// long enough to ride out gaps inside a burst, short enough that an idle
-/// switch sleeps almost at once.
+/// switch sleeps almost at once. Each empty poll yields the CPU (see
+/// `SPIN_YIELD`).
 pub const IDLE_SPIN: Duration = Duration::from_micros(200);
 /// Longest sleep: FDB aging and back-end maintenance run at least this often.
 pub const IDLE_TIMEOUT: Duration = Duration::from_millis(100);
@@ -66,14 +67,24 @@ const IDLE_AGE_BUDGET: usize = 1024;
 
 const WAKER: Token = Token(usize::MAX);
 
+/// The spin window, `RVS_SPIN_US` microseconds when set (a tuning knob;
+/// docs/operations.md).
 static SPIN: std::sync::LazyLock<Duration> = std::sync::LazyLock::new(|| {
     std::env::var("RVS_SPIN_US")
         .ok()
         .and_then(|v| v.parse().ok())
         .map_or(IDLE_SPIN, Duration::from_micros)
 });
+/// Whether an empty poll in the spin window yields the CPU (the default;
+/// `RVS_SPIN_YIELD=0` spins on the CPU instead). On a host whose cores the
+/// containers share with the switch, yielding lets the processes the
+/// switch just woke (a receiver, the sender of the next segment) run at
+/// once on this core; measured in docs/benchmarks.md ("Docker and lab
+/// endpoints"): TCP between containers 0.83× Docker's bridge spinning,
+/// 0.99× yielding. When nothing else wants the core, yielding returns at
+/// once and costs one system call.
 static SPIN_YIELD: std::sync::LazyLock<bool> =
-    std::sync::LazyLock::new(|| std::env::var("RVS_SPIN_YIELD").is_ok_and(|v| v == "1"));
+    std::sync::LazyLock::new(|| std::env::var("RVS_SPIN_YIELD").map_or(true, |v| v != "0"));
 
 /// Why a worker could not be started or reached.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,8 @@
 //! rvs-e2e-switch: rvswitch as the end-to-end harness (`bench/e2e`) runs it:
 //! one `Switch` with one bridge domain and two access ports from
 //! `rvs-drivers` (AF_XDP on existing interfaces, or TAPs it creates), polled
-//! by this one thread without sleeping, like an OVS PMD thread. Pin it with
+//! by this one thread without sleeping, like an OVS PMD thread (an empty
+//! poll yields the CPU, as the daemon's workers do). Pin it with
 //! `taskset`. It uses the library directly, so the harness does not depend on
 //! the daemon's API.
 //!
@@ -146,6 +147,9 @@ fn main() -> Result<()> {
         for _ in 0..64 {
             polls += 1;
             if sw.poll() == 0 {
+                // As the daemon's workers do: an empty poll yields the CPU
+                // to whatever the switch just woke on this core.
+                std::thread::yield_now();
                 idle += 1;
                 if idle == 1024 {
                     sw.maintain();
