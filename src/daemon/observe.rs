@@ -77,7 +77,12 @@ impl Control {
     /// A domain's spanning tree: bridge, root, and each port's role and
     /// state, ports by name.
     pub fn stp(&self, domain: &str) -> Result<serde_json::Value> {
-        let _st = self.lock();
+        let st = self.lock();
+        // An unknown name has no worker either: answer 404 here rather than
+        // the worker lookup's internal error.
+        if !st.domains.contains_key(domain) {
+            return Err(super::control::not_found_domain(domain));
+        }
         let d = domain.to_string();
         let v = self.dp.call(Target::Domain(domain), move |sw| {
             let id = sw
