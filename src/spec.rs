@@ -190,6 +190,9 @@ mod tests {
         let s = spec(r#"{"name":"x","kind":"afxdp","iface":"eth1","queue":3}"#).unwrap();
         assert_eq!(s.queue, 3);
         assert!(spec(r#"{"name":"y","kind":"afpacket","iface":"veth-a"}"#).is_ok());
+        // A TAP may name its device apart from the port.
+        let t = spec(r#"{"name":"ep-1","kind":"tap","iface":"rvc1"}"#).unwrap();
+        assert_eq!(t.iface.as_deref(), Some("rvc1"));
     }
 
     #[test]
@@ -198,7 +201,7 @@ mod tests {
             r#"{"name":"tap0","kind":"tap","bogus":1}"#,
             r#"{"name":"tap0","kind":"vhost"}"#,
             r#"{"name":"a-very-long-tap-name","kind":"tap"}"#,
-            r#"{"name":"t","kind":"tap","iface":"eth0"}"#,
+            r#"{"name":"t","kind":"tap","iface":"eth/0"}"#,
             r#"{"name":"x","kind":"afxdp"}"#,
             r#"{"name":"x","kind":"afxdp","iface":"eth/0"}"#,
             r#"{"name":"x","kind":"afpacket","iface":"eth0","queue":2}"#,
