@@ -45,12 +45,20 @@ fn attach(
     let opts = TapOptions::new(&name).offload(offload).up(false);
     let port = TapPort::create(&opts, sw.pool()).unwrap();
     let (counters, max) = (port.counters(), port.max_frames());
+    move_in(ns, &name, addrs);
+    let id = sw.add_port(Box::new(port), cfg).unwrap();
+    Attached { id, counters, max }
+}
+
+/// What Docker does with an endpoint's TAP: move `name` into `ns`, rename
+/// it eth0, bring it up with `addrs`.
+fn move_in(ns: &Netns, name: &str, addrs: &[&str]) {
     Netlink::new()
         .unwrap()
-        .move_to_netns(&name, &ns.name)
+        .move_to_netns(name, &ns.name)
         .unwrap();
     Netlink::in_netns(&ns.name, |nl| {
-        nl.rename(&name, "eth0")?;
+        nl.rename(name, "eth0")?;
         // No duplicate address detection: IPv6 addresses usable at once.
         std::fs::write("/proc/sys/net/ipv6/conf/eth0/accept_dad", "0").unwrap();
         nl.set_up("eth0")?;
@@ -62,11 +70,9 @@ fn attach(
     })
     .unwrap();
     assert!(
-        Netlink::new().unwrap().find_link(&name).unwrap().is_none(),
+        Netlink::new().unwrap().find_link(name).unwrap().is_none(),
         "{name} left the host namespace"
     );
-    let id = sw.add_port(Box::new(port), cfg).unwrap();
-    Attached { id, counters, max }
 }
 
 #[test]
@@ -585,17 +591,7 @@ fn persistent_in(ns: &Netns, mac: [u8; 6], addr: &str, pool: &PacketPool) -> (St
         .mac(Some(mac))
         .up(false);
     let port = TapPort::create(&opts, pool).unwrap();
-    Netlink::new()
-        .unwrap()
-        .move_to_netns(&name, &ns.name)
-        .unwrap();
-    Netlink::in_netns(&ns.name, |nl| {
-        nl.rename(&name, "eth0")?;
-        nl.set_up("eth0")?;
-        let (ip, len) = addr.split_once('/').unwrap();
-        nl.add_address("eth0", ip.parse().unwrap(), len.parse().unwrap())
-    })
-    .unwrap();
+    move_in(ns, &name, &[addr]);
     (name, port)
 }
 
