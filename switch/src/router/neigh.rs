@@ -52,7 +52,9 @@ pub enum NeighState {
     Incomplete,
     /// Confirmed within `reachable_ms`.
     Reachable,
-    /// Not confirmed lately; still used, removed after `stale_ms` more.
+    /// Not confirmed lately; still used. After `stale_ms` more it is
+    /// probed (`max_probes` solicitations, still used meanwhile) and
+    /// removed only if it never answers.
     Stale,
     /// Configured; never ages.
     Permanent,
@@ -134,8 +136,10 @@ pub struct TickReport {
     pub failed: usize,
     /// Held packets of those entries, handed back to the caller.
     pub freed: usize,
-    /// Stale entries removed.
+    /// Stale entries removed (after their probes went unanswered).
     pub expired: usize,
+    /// Solicitations sent to stale entries due to expire.
+    pub probed: usize,
     /// Reachable entries that went stale.
     pub staled: usize,
 }
@@ -341,9 +345,28 @@ impl NeighborTable {
                 true
             }
             NeighState::Stale => {
-                if now_ms.saturating_sub(n.updated_ms) >= c.reachable_ms + c.stale_ms {
-                    r.expired += 1;
-                    return false;
+                if now_ms.saturating_sub(n.updated_ms) < c.reachable_ms + c.stale_ms {
+                    return true;
+                }
+                // Due to go: ask first (Linux's PROBE state), and keep
+                // forwarding to the known MAC meanwhile. Deleting a
+                // neighbor that is still in use at once held and dropped a
+                // routed flow's packets every 90 s until a new resolution;
+                // one that answers is confirmed (reachable again), one that
+                // stays silent through `max_probes` solicitations goes.
+                let since_probe = now_ms.saturating_sub(n.last_probe_ms);
+                if n.probes >= c.max_probes {
+                    if since_probe >= c.retrans_ms {
+                        r.expired += 1;
+                        return false;
+                    }
+                    return true;
+                }
+                if n.probes == 0 || since_probe >= c.retrans_ms {
+                    n.probes += 1;
+                    n.last_probe_ms = now_ms;
+                    r.probed += 1;
+                    solicit.push(*k);
                 }
                 true
             }
@@ -425,6 +448,36 @@ mod tests {
         assert_eq!(pool.available(), 16);
     }
 
+    /// A neighbor still there answers the probe and stays: a routed flow
+    /// to it never waits for a new resolution.
+    #[test]
+    fn a_stale_neighbor_that_answers_its_probe_stays_reachable() {
+        let mut t = NeighborTable::new(NeighConfig::default());
+        let a = NeighKey::v4(D, 1);
+        t.confirm(a, MacAddr::local(1), 0, true);
+        let (mut sol, mut un) = (Vec::new(), Vec::new());
+        for now in (0..=90_000).step_by(100) {
+            t.tick(now, &mut sol, &mut un);
+        }
+        assert_eq!(sol, vec![a]);
+        assert_eq!(t.resolve(&a), Some(MacAddr::local(1)));
+        // The answer (its ARP reply) confirms it.
+        t.confirm(a, MacAddr::local(1), 90_050, false);
+        assert_eq!(t.get(&a).unwrap().state, NeighState::Reachable);
+        // The next round: probed again at 90 s after that answer, and
+        // answered; never gone in between.
+        sol.clear();
+        for now in (90_100..=200_000).step_by(100) {
+            let r = t.tick(now, &mut sol, &mut un);
+            assert_eq!(r.expired, 0, "at {now}");
+            if r.probed > 0 {
+                t.confirm(a, MacAddr::local(1), now + 20, false);
+            }
+        }
+        assert_eq!(sol, vec![a], "one probe in the second round");
+        assert_eq!(t.resolve(&a), Some(MacAddr::local(1)));
+    }
+
     #[test]
     fn aging_and_permanent_entries() {
         let mut pool = PacketPool::with_frames(4);
@@ -439,8 +492,20 @@ mod tests {
         assert_eq!(t.tick(30_000, &mut sol, &mut un).staled, 1);
         assert_eq!(t.get(&a).unwrap().state, NeighState::Stale);
         assert_eq!(t.resolve(&a), Some(MacAddr::local(1)), "stale still used");
-        assert_eq!(t.tick(90_000, &mut sol, &mut un).expired, 1);
+        // Due to expire: probed first, still used while probed.
+        sol.clear();
+        let r = t.tick(90_000, &mut sol, &mut un);
+        assert_eq!((r.expired, r.probed), (0, 1));
+        assert_eq!(sol, vec![a], "a solicitation to the stale neighbor");
+        assert_eq!(t.resolve(&a), Some(MacAddr::local(1)), "used while probed");
+        // No answer through max_probes solicitations, a retransmit apart:
+        // then it goes.
+        assert_eq!(t.tick(91_000, &mut sol, &mut un).probed, 1);
+        assert_eq!(t.tick(92_000, &mut sol, &mut un).probed, 1);
+        assert_eq!(t.tick(92_500, &mut sol, &mut un).probed, 0);
+        assert_eq!(t.tick(93_000, &mut sol, &mut un).expired, 1);
         assert_eq!(t.resolve(&a), None);
+        assert!(un.is_empty(), "a stale entry holds no packets");
         assert_eq!(t.resolve(&p), Some(MacAddr::local(2)));
         let cfg = NeighConfig {
             max_entries: 1,
