@@ -131,7 +131,11 @@ impl Control {
                     drops: DropReason::ALL
                         .iter()
                         .map(|r| (r.id().to_string(), p.counters.drops_by(*r)))
-                        .chain(p.backend_drops.iter().map(|(k, n)| (k.to_string(), *n)))
+                        .chain(
+                            sw.port_backend_drops(p.id)
+                                .into_iter()
+                                .map(|(k, n)| (k.to_string(), n)),
+                        )
                         .collect(),
                     learned: p.learned,
                 })

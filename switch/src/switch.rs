@@ -103,9 +103,6 @@ pub struct PortInfo {
     pub counters: PortCounters,
     pub learned: u32,
     pub last_error: Option<String>,
-    /// Frames lost beneath the switch, by reason (see
-    /// [`Port::backend_drops`]).
-    pub backend_drops: Vec<(&'static str, u64)>,
 }
 
 /// A bridge domain as the control plane sees it.
@@ -634,8 +631,17 @@ impl Switch {
             counters: ps.counters.clone(),
             learned,
             last_error: ps.last_error.clone(),
-            backend_drops: ps.port.backend_drops(),
         })
+    }
+
+    /// Frames a port's back end lost beneath the switch, by reason (see
+    /// [`Port::backend_drops`]). Apart from [`Switch::port_info`] because
+    /// back ends may ask the kernel (a system call), which only the
+    /// counters view needs.
+    pub fn port_backend_drops(&self, id: PortId) -> Vec<(&'static str, u64)> {
+        self.slot(id)
+            .map(|ps| ps.port.backend_drops())
+            .unwrap_or_default()
     }
 
     pub fn ports(&self) -> Vec<PortInfo> {
