@@ -2,7 +2,7 @@
 //! (`rvs-cnm`'s router) served on a plugin socket next to the control API,
 //! over the daemon's own switch ([`SwitchFabric`]).
 //!
-//! Owns: opening the CNM store (`<state-dir>/cnm.redb`), bringing it back
+//! Owns: loading the CNM tables of the state store, bringing them back
 //! in line with the switch and the kernel at start (endpoints whose
 //! interface is gone are removed, the rest are made again where missing), and the
 //! plugin socket's life (bound 0600, removed on shutdown). Docker names the
@@ -87,10 +87,11 @@ impl Plugin {
         self.driver.clone()
     }
 
-    /// Open the CNM store in `state_dir` and make the switch match it.
+    /// Load the CNM tables of the state store and make the switch match
+    /// them.
     pub fn open(
         args: &DockerArgs,
-        state_dir: &Path,
+        store: Store,
         control: Arc<Control>,
     ) -> Result<Plugin, DaemonError> {
         let socket = args.docker_socket.clone();
@@ -106,7 +107,6 @@ impl Plugin {
                 socket.display()
             )));
         }
-        let store = Store::open(state_dir).map_err(err)?;
         let uplink = crate::fabric::Uplink::for_driver(&driver_name(&socket));
         let fabric = Arc::new(SwitchFabric::with_uplink(control, uplink));
         let driver = Driver::open(store, fabric, IpamConfig::default()).map_err(err)?;
@@ -244,7 +244,7 @@ fn prune_lost_endpoints(driver: &Driver) -> Result<(), DaemonError> {
             %iface,
             "endpoint's interface is gone (its container went while rvswitch was down): removing it"
         );
-        if let Err(x) = driver.delete_endpoint(&e.network_id, &e.id) {
+        if let Err(x) = driver.atomically(|d| d.delete_endpoint(&e.network_id, &e.id)) {
             tracing::error!(endpoint = %e.id, error = %x, "could not remove a lost endpoint");
         }
     }

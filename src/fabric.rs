@@ -519,6 +519,12 @@ impl SwitchFabric {
 }
 
 impl Fabric for SwitchFabric {
+    fn resync(&self) {
+        if let Err(e) = self.control.resync() {
+            tracing::error!(error = %e, "the data plane could not be brought back to the stored state everywhere");
+        }
+    }
+
     fn create_network(&self, n: &Network) -> Result<(), FabricError> {
         let name = domain_name(&n.id);
         let action = format!("create bridge domain {name} for network {}", short(&n.id));

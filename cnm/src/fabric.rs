@@ -61,6 +61,9 @@ pub trait Fabric: Send + Sync {
     /// Publish `e.published` on the host (replacing what was published for
     /// it); an empty list unpublishes. The default publishes nothing and
     /// refuses bindings, so a fabric without it says so.
+    /// Bring the data plane back to the stored state after a driver call
+    /// whose unit of work did not commit (see `Driver::atomically`).
+    fn resync(&self) {}
     fn publish(&self, _n: &Network, e: &Endpoint) -> Result<(), FabricError> {
         if e.published.is_empty() {
             Ok(())

@@ -1,54 +1,38 @@
 //! The CNM layer's persistent state: networks, endpoints and IPAM pools
-//! (with their allocations) in one redb file (`<state-dir>/cnm.redb`).
+//! (with their allocations), as three tables of the daemon's one state
+//! store (`rvs_store`, `<state-dir>/rvswitch.redb`).
 //!
-//! Owns: the file, its tables, the JSON encoding of records, and
-//! [`reconcile`] — what the store holds that the engine no longer has.
-//! Every [`Store::apply`] is one transaction committed with redb's default
-//! immediate durability (fsync before it returns), so the driver commits
-//! before it answers and an acknowledged call survives `kill -9`. Never:
-//! validation (callers store what they validated) or data plane work.
+//! Owns: the tables, the CNM changes, and [`reconcile`] — what the store
+//! holds that the engine no longer has. Every [`Store::apply`] is one
+//! durable transaction — or, inside a unit of work ([`Store::unit`]), part
+//! of the unit's one transaction, so a driver call commits its CNM records
+//! together with the switch ports behind them before it answers, and an
+//! acknowledged call survives `kill -9`. Never: validation (callers store
+//! what they validated) or data plane work.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+pub use rvs_store::StoreError;
+use rvs_store::{Batch, Db, Table};
 
 use crate::ipam::PoolRecord;
 use crate::model::{Endpoint, Network};
 
-/// Network id → JSON [`Network`].
-const NETWORKS: TableDefinition<&str, &str> = TableDefinition::new("cnm_networks");
-/// Endpoint id → JSON [`Endpoint`].
-const ENDPOINTS: TableDefinition<&str, &str> = TableDefinition::new("cnm_endpoints");
-/// Pool id → JSON [`PoolRecord`].
-const POOLS: TableDefinition<&str, &str> = TableDefinition::new("cnm_pools");
+/// Network id → [`Network`].
+pub const NETWORKS: Table<Network> = Table::new("cnm_networks");
+/// Endpoint id → [`Endpoint`].
+pub const ENDPOINTS: Table<Endpoint> = Table::new("cnm_endpoints");
+/// Pool id → [`PoolRecord`].
+pub const POOLS: Table<PoolRecord> = Table::new("cnm_pools");
 
-/// The state file's name inside the state directory.
-pub const STATE_FILE: &str = "cnm.redb";
+/// The CNM tables, for a migration from [`LEGACY_FILE`].
+pub const TABLES: [&str; 3] = [NETWORKS.name(), ENDPOINTS.name(), POOLS.name()];
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("CNM store {path}: {op}: {cause}")]
-    Db {
-        path: String,
-        op: &'static str,
-        cause: Box<redb::Error>,
-    },
-    #[error("CNM store {path}: create directory: {cause}")]
-    Dir {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
-    #[error("CNM store {path}: record {key:?} in table {table} is unreadable: {reason}")]
-    Corrupt {
-        path: String,
-        table: &'static str,
-        key: String,
-        reason: String,
-    },
-}
+/// Where the CNM state lived before it joined the one state store
+/// (commits up to ebaa2ca, 2026-12-06); the daemon imports it once.
+pub const LEGACY_FILE: &str = "cnm.redb";
 
 /// One change; a slice of them commits atomically.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,147 +54,66 @@ pub struct Snapshot {
     pub pools: Vec<PoolRecord>,
 }
 
+/// The CNM tables of a state store.
+#[derive(Clone)]
 pub struct Store {
-    db: Database,
-    /// For messages: the file, or `memory`.
-    label: String,
-    /// Test hook: every write fails while set (proves the rollbacks).
-    #[cfg(test)]
-    pub(crate) fail_writes: std::sync::atomic::AtomicBool,
-}
-
-fn json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("records serialize")
+    db: Arc<Db>,
 }
 
 impl Store {
-    /// Open (or create) the store in `dir`.
+    /// The CNM tables of `db` (shared with the switch's tables).
+    pub fn new(db: Arc<Db>) -> Store {
+        Store { db }
+    }
+
+    /// Open (or create) the state store of directory `dir`. For tools and
+    /// tests that read a stopped daemon's state.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|cause| StoreError::Dir {
-            path: dir.to_path_buf(),
-            cause,
-        })?;
-        let path = dir.join(STATE_FILE);
-        let label = path.display().to_string();
-        let db = Database::create(&path).map_err(|e| StoreError::Db {
-            path: label.clone(),
-            op: "open",
-            cause: Box::new(e.into()),
-        })?;
-        Store::init(db, label)
+        Ok(Store::new(Arc::new(Db::open_dir(dir)?)))
     }
 
     /// A store that lives and dies with the process (tests, dry runs).
     pub fn in_memory() -> Result<Store, StoreError> {
-        let db = Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .map_err(|e| StoreError::Db {
-                path: "memory".into(),
-                op: "open",
-                cause: Box::new(e.into()),
-            })?;
-        Store::init(db, "memory".into())
+        Ok(Store::new(Arc::new(Db::in_memory()?)))
     }
 
-    fn init(db: Database, label: String) -> Result<Store, StoreError> {
-        let s = Store {
-            db,
-            label,
-            #[cfg(test)]
-            fail_writes: Default::default(),
-        };
-        // Create the tables so readers never meet a missing one.
-        s.apply(&[])?;
-        Ok(s)
+    pub fn db(&self) -> &Arc<Db> {
+        &self.db
     }
 
     pub fn label(&self) -> &str {
-        &self.label
+        self.db.label()
     }
 
-    fn db_err(&self, op: &'static str) -> impl FnOnce(redb::Error) -> StoreError + '_ {
-        move |e| StoreError::Db {
-            path: self.label.clone(),
-            op,
-            cause: Box::new(e),
-        }
-    }
-
-    /// Commit `changes` in one durable transaction.
+    /// Commit `changes` in one durable transaction (or add them to this
+    /// thread's unit of work).
     pub fn apply(&self, changes: &[Change]) -> Result<(), StoreError> {
-        let run = || -> Result<(), redb::Error> {
-            #[cfg(test)]
-            if self.fail_writes.load(std::sync::atomic::Ordering::Relaxed) {
-                return Err(std::io::Error::other("injected write failure").into());
-            }
-            let tx = self.db.begin_write()?;
-            {
-                let mut nets = tx.open_table(NETWORKS)?;
-                let mut eps = tx.open_table(ENDPOINTS)?;
-                let mut pools = tx.open_table(POOLS)?;
-                for c in changes {
-                    match c {
-                        Change::PutNetwork(n) => {
-                            nets.insert(n.id.as_str(), json(n).as_str())?;
-                        }
-                        Change::DeleteNetwork(id) => {
-                            nets.remove(id.as_str())?;
-                        }
-                        Change::PutEndpoint(e) => {
-                            eps.insert(e.id.as_str(), json(e).as_str())?;
-                        }
-                        Change::DeleteEndpoint(id) => {
-                            eps.remove(id.as_str())?;
-                        }
-                        Change::PutPool(p) => {
-                            pools.insert(p.id.as_str(), json(p).as_str())?;
-                        }
-                        Change::DeletePool(id) => {
-                            pools.remove(id.as_str())?;
-                        }
-                    }
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        };
-        run().map_err(self.db_err("commit"))
+        let mut b = Batch::new();
+        for c in changes {
+            match c {
+                Change::PutNetwork(n) => b.put(&NETWORKS, &n.id, n),
+                Change::DeleteNetwork(id) => b.delete(&NETWORKS, id),
+                Change::PutEndpoint(e) => b.put(&ENDPOINTS, &e.id, e),
+                Change::DeleteEndpoint(id) => b.delete(&ENDPOINTS, id),
+                Change::PutPool(p) => b.put(&POOLS, &p.id, p),
+                Change::DeletePool(id) => b.delete(&POOLS, id),
+            };
+        }
+        self.db.commit(b)
     }
 
-    fn read_all<T: DeserializeOwned>(
-        &self,
-        table: TableDefinition<&str, &str>,
-        name: &'static str,
-    ) -> Result<Vec<T>, StoreError> {
-        let rows = (|| -> Result<Vec<(String, String)>, redb::Error> {
-            let tx = self.db.begin_read()?;
-            let t = tx.open_table(table)?;
-            let mut rows = Vec::new();
-            for row in t.iter()? {
-                let (k, v) = row?;
-                rows.push((k.value().to_string(), v.value().to_string()));
-            }
-            Ok(rows)
-        })()
-        .map_err(self.db_err("read"))?;
-        rows.into_iter()
-            .map(|(key, v)| {
-                serde_json::from_str(&v).map_err(|e| StoreError::Corrupt {
-                    path: self.label.clone(),
-                    table: name,
-                    key,
-                    reason: e.to_string(),
-                })
-            })
-            .collect()
+    /// Run `f` as one unit of work on the state store (see
+    /// [`rvs_store::Db::unit`]).
+    pub fn unit<R, E: From<StoreError>>(&self, f: impl FnOnce() -> Result<R, E>) -> Result<R, E> {
+        self.db.unit(f)
     }
 
     /// Everything stored.
     pub fn load(&self) -> Result<Snapshot, StoreError> {
         Ok(Snapshot {
-            networks: self.read_all(NETWORKS, "networks")?,
-            endpoints: self.read_all(ENDPOINTS, "endpoints")?,
-            pools: self.read_all(POOLS, "pools")?,
+            networks: self.db.values(&NETWORKS)?,
+            endpoints: self.db.values(&ENDPOINTS)?,
+            pools: self.db.values(&POOLS)?,
         })
     }
 }
@@ -280,6 +183,8 @@ pub fn reconcile(
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
     use crate::ipam::{AddressKind, Ipam, IpamConfig};
     use crate::model::{DEFAULT_MTU, NetworkKind, PortType, Subnet, derive_ifaces, derive_mac};
@@ -381,8 +286,7 @@ mod tests {
         let s = Store::in_memory().unwrap();
         s.apply(&[Change::PutNetwork(net("n1", "10.1.0.0/24", "x"))])
             .unwrap();
-        s.fail_writes
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        s.db().inject_write_failures(true);
         let e = s.apply(&[Change::DeleteNetwork("n1".into())]).unwrap_err();
         assert!(e.to_string().contains("injected"), "{e}");
         assert_eq!(s.load().unwrap().networks.len(), 1);

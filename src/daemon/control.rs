@@ -6,22 +6,22 @@
 //! HTTP (that is `api.rs`) or packet work (that is the workers').
 //!
 //! # Order of a change
-//! Every operation runs under one mutex, so checks and changes do not
-//! interleave. A request is validated completely against the mirror first;
-//! a bad one changes nothing.
-//! - Creating or changing something applies it to the data plane first and
-//!   stores it second: the data plane step is the one that fails for
-//!   ordinary reasons (a back end will not open, an interface is missing),
-//!   and it should fail before anything is persisted. If the store write
-//!   then fails, the data plane change is undone (removing a port or domain
-//!   just added, or putting the old config back, cannot fail for ordinary
-//!   reasons) and the client gets a 500.
-//! - Deleting something stores the deletion first — the commit point — and
-//!   then removes it from the data plane, which cannot fail for an object
-//!   that was just checked to exist. Were the worker gone, the next start
-//!   replays the store without it.
+//! Every change is a new desired state ([`Desired`]) handed to
+//! [`Control::commit`] (`reconcile.rs`): the data plane is reconciled to it
+//! first, and the difference is stored second, in one transaction. The
+//! data plane step is the one that fails for ordinary reasons (a back end
+//! will not open, an interface is missing), and it fails before anything
+//! is persisted; then, or if the store write fails, the same reconcile
+//! brings the data plane back to the state before the change, and the
+//! client gets the error. Start-up is the same reconcile, from nothing to
+//! the stored state.
 //!
-//! The answer is sent only after the store committed (durably).
+//! Every operation runs under the store's writer lock and then this
+//! mirror's mutex, so checks and changes do not interleave (a Docker
+//! driver call holds the writer lock for its whole unit of work). A
+//! request is validated completely against the mirror first; a bad one
+//! changes nothing. The answer is sent only after the store committed
+//! (durably), or, inside a driver call, after the call's unit committed.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +31,7 @@ use rvs_switch::MacAddr;
 
 pub use super::error::{ControlError, switch_error};
 use super::model::*;
+use super::reconcile::Mode;
 use super::store::Store;
 use crate::spec::{OpenError, PortFactory, PortSpec};
 use crate::worker::{Dataplane, Target};
@@ -50,6 +51,8 @@ pub(super) struct PortState {
 pub(super) struct State {
     pub domains: BTreeMap<String, DomainRecord>,
     pub ports: BTreeMap<String, PortState>,
+    /// Static entries by key (`domain/vid/mac`).
+    pub statics: BTreeMap<String, StaticRecord>,
     /// Static routes by key (`table/prefix`).
     pub routes: BTreeMap<String, RouteRecord>,
 }
@@ -134,11 +137,12 @@ pub(super) fn not_found_port(name: &str) -> ControlError {
 }
 
 impl Control {
-    /// Take over the workers and the store, replaying stored state into the
-    /// data plane: domains, then ports, then static entries. A port whose
-    /// back end fails to open stays stored and is listed with its error.
+    /// Take over the workers and the store and reconcile the data plane to
+    /// the stored state: domains (in name order), ports, routes, static
+    /// entries. A port whose back end fails to open stays stored and is
+    /// listed with its error.
     pub fn start(dp: Dataplane, store: Store, factory: PortFactory) -> Result<Control> {
-        let snap = store.load()?;
+        let want = store.load()?;
         let c = Control {
             state: Mutex::new(State::default()),
             dp,
@@ -148,46 +152,18 @@ impl Control {
             cnm: std::sync::OnceLock::new(),
             closing: Arc::new(AtomicBool::new(false)),
         };
-        let mut st = c.lock();
-        for d in snap.domains {
-            c.place_domain(&d);
-            let rec = d.clone();
-            if let Err(e) =
-                c.dp.call(Target::Domain(&d.name), move |sw| add_domain(sw, &rec))?
-            {
-                tracing::error!(domain = %d.name, error = %e, "stored bridge domain refused by the switch");
-            }
-            st.domains.insert(d.name.clone(), d);
+        {
+            let mut st = c.lock();
+            c.reconcile(&mut st, &want, Mode::Tolerant)?;
         }
-        for r in snap.routes {
-            let rec = r.clone();
-            if let Err(e) = c.dp.call(Target::Worker(super::l3::L3_WORKER), move |sw| {
-                super::l3::install_route(sw, &rec)
-            })? {
-                tracing::warn!(route = %r.key(), error = %e, "stored route not installed");
-            }
-            st.routes.insert(r.key(), r);
-        }
-        for p in snap.ports {
-            let error = if st.domains.contains_key(&p.config.domain) {
-                c.attach(&p).err().map(|e| e.to_string())
-            } else {
-                Some(format!("bridge domain {} is not stored", p.config.domain))
-            };
-            if let Some(e) = &error {
-                tracing::warn!(port = %p.spec.name, error = %e, "port back end did not open; kept in the store");
-            }
-            st.ports
-                .insert(p.spec.name.clone(), PortState { rec: p, error });
-        }
-        for s in snap.statics {
-            let attached = st.ports.get(&s.port).is_some_and(|p| p.error.is_none());
-            if attached && let Err(e) = c.install_static(&s) {
-                tracing::warn!(domain = %s.domain, mac = %s.mac, error = %e, "stored static entry not installed");
-            }
-        }
-        drop(st);
         Ok(c)
+    }
+
+    /// Run a change: under the store's writer lock (taken first, so a
+    /// Docker driver call's unit of work and a plain operation never wait
+    /// on each other in opposite orders), then the mirror's lock.
+    pub(super) fn change<R>(&self, f: impl FnOnce(&mut State) -> Result<R>) -> Result<R> {
+        self.store.db().exclusive(|| f(&mut self.lock()))
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
@@ -208,7 +184,7 @@ impl Control {
     // ---- helpers on the data plane ------------------------------------------
 
     /// Open a port's back end on its domain's worker and add it to the switch.
-    fn attach(&self, rec: &PortRecord) -> Result<()> {
+    pub(super) fn attach(&self, rec: &PortRecord) -> Result<()> {
         let factory = self.factory.clone();
         let spec = rec.spec.clone();
         let settings = rec.config.clone();
@@ -238,7 +214,7 @@ impl Control {
 
     /// Remove a port from the switch; its back end is dropped (closed) on
     /// the worker, before that worker's pool could ever go away.
-    fn detach(&self, name: &str, domain: &str) -> Result<()> {
+    pub(super) fn detach(&self, name: &str, domain: &str) -> Result<()> {
         let name = name.to_string();
         self.dp.call(Target::Domain(domain), move |sw| {
             let id = sw.port_id(&name).ok_or_else(|| not_found_port(&name))?;
@@ -246,7 +222,7 @@ impl Control {
         })?
     }
 
-    fn set_port_config(&self, name: &str, settings: &PortSettings) -> Result<()> {
+    pub(super) fn set_port_config(&self, name: &str, settings: &PortSettings) -> Result<()> {
         let name = name.to_string();
         let settings = settings.clone();
         let domain = settings.domain.clone();
@@ -321,103 +297,65 @@ impl Control {
 
     pub fn create_domain(&self, rec: DomainRecord) -> Result<DomainView> {
         rec.validate().map_err(ControlError::BadRequest)?;
-        let mut st = self.lock();
-        if st.domains.contains_key(&rec.name) {
-            return Err(ControlError::Conflict(format!(
-                "a bridge domain named {:?} already exists",
-                rec.name
-            )));
-        }
-        self.place_domain(&rec);
-        let r = rec.clone();
-        let added = self
-            .dp
-            .call(Target::Domain(&rec.name), move |sw| add_domain(sw, &r))
-            .map_err(ControlError::from)
-            .and_then(|r| r);
-        if let Err(e) = added {
-            self.dp.release_domain(&rec.name);
-            return Err(e);
-        }
-        if let Err(e) = self.store.put_domain(&rec) {
-            let n = rec.name.clone();
-            let _ = self.dp.call(Target::Domain(&rec.name), move |sw| {
-                sw.domain_id(&n).map(|id| sw.remove_domain(id))
-            });
-            self.dp.release_domain(&rec.name);
-            return Err(e.into());
-        }
-        st.domains.insert(rec.name.clone(), rec.clone());
-        drop(st);
+        self.change(|st| {
+            if st.domains.contains_key(&rec.name) {
+                return Err(ControlError::Conflict(format!(
+                    "a bridge domain named {:?} already exists",
+                    rec.name
+                )));
+            }
+            let mut next = st.desired();
+            next.domains.insert(rec.name.clone(), rec.clone());
+            self.commit(st, next)
+        })?;
         self.get_domain(&rec.name)
     }
 
     pub fn patch_domain(&self, name: &str, patch: DomainPatch) -> Result<DomainView> {
-        let mut st = self.lock();
-        let old = st
-            .domains
-            .get(name)
-            .ok_or_else(|| not_found_domain(name))?
-            .clone();
-        let new = patch.apply(&old);
-        new.validate().map_err(ControlError::BadRequest)?;
-        self.check_gateway_placement(&new)?;
-        match &new.gateway {
-            None if old.gateway.is_some() => st.no_routes_through(name, "before its gateway")?,
-            Some(g) => st.next_hops_stay_on_link(name, g)?,
-            None => {}
-        }
-        let apply = |rec: &DomainRecord| -> Result<()> {
-            let cfg = rec.to_config();
-            let n = rec.name.clone();
-            let gw = rec.gateway.clone();
-            self.dp.call(Target::Domain(name), move |sw| {
-                let id = sw.domain_id(&n).ok_or_else(|| not_found_domain(&n))?;
-                sw.set_domain_config(id, cfg).map_err(switch_error)?;
-                super::l3::apply_gateway(sw, id, &n, gw.as_ref())
-            })?
-        };
-        if let Err(e) = apply(&new) {
-            let _ = apply(&old);
-            return Err(e);
-        }
-        if let Err(e) = self.store.put_domain(&new) {
-            let _ = apply(&old);
-            return Err(e.into());
-        }
-        st.domains.insert(name.to_string(), new);
-        drop(st);
+        self.change(|st| {
+            let old = st
+                .domains
+                .get(name)
+                .ok_or_else(|| not_found_domain(name))?
+                .clone();
+            let new = patch.apply(&old);
+            new.validate().map_err(ControlError::BadRequest)?;
+            self.check_gateway_placement(&new)?;
+            match &new.gateway {
+                None if old.gateway.is_some() => st.no_routes_through(name, "before its gateway")?,
+                Some(g) => st.next_hops_stay_on_link(name, g)?,
+                None => {}
+            }
+            let mut next = st.desired();
+            next.domains.insert(name.to_string(), new);
+            self.commit(st, next)
+        })?;
         self.get_domain(name)
     }
 
     pub fn delete_domain(&self, name: &str) -> Result<()> {
-        let mut st = self.lock();
-        if !st.domains.contains_key(name) {
-            return Err(not_found_domain(name));
-        }
-        let users: Vec<&str> = st
-            .ports
-            .values()
-            .filter(|p| p.rec.config.domain == name)
-            .map(|p| p.rec.spec.name.as_str())
-            .collect();
-        if !users.is_empty() {
-            return Err(ControlError::Conflict(format!(
-                "bridge domain {name} is in use by port(s) {}; remove them first",
-                users.join(", ")
-            )));
-        }
-        st.no_routes_through(name, "first")?;
-        self.store.delete_domain(name)?;
-        st.domains.remove(name);
-        let n = name.to_string();
-        let removed = self.dp.call(Target::Domain(name), move |sw| {
-            let id = sw.domain_id(&n).ok_or_else(|| not_found_domain(&n))?;
-            sw.remove_domain(id).map(drop).map_err(switch_error)
-        });
-        self.dp.release_domain(name);
-        removed??;
-        Ok(())
+        self.change(|st| {
+            if !st.domains.contains_key(name) {
+                return Err(not_found_domain(name));
+            }
+            let users: Vec<&str> = st
+                .ports
+                .values()
+                .filter(|p| p.rec.config.domain == name)
+                .map(|p| p.rec.spec.name.as_str())
+                .collect();
+            if !users.is_empty() {
+                return Err(ControlError::Conflict(format!(
+                    "bridge domain {name} is in use by port(s) {}; remove them first",
+                    users.join(", ")
+                )));
+            }
+            st.no_routes_through(name, "first")?;
+            let mut next = st.desired();
+            next.domains.remove(name);
+            next.statics.retain(|_, s| s.domain != name);
+            self.commit(st, next)
+        })
     }
 
     // ---- ports ------------------------------------------------------------------
@@ -463,79 +401,53 @@ impl Control {
     pub fn create_port(&self, req: CreatePort) -> Result<PortView> {
         let rec = req.into_record().map_err(ControlError::BadRequest)?;
         let name = rec.spec.name.clone();
-        let mut st = self.lock();
-        if st.ports.contains_key(&name) {
-            return Err(ControlError::Conflict(format!(
-                "a port named {name:?} already exists"
-            )));
-        }
-        if !st.domains.contains_key(&rec.config.domain) {
-            return Err(not_found_domain(&rec.config.domain));
-        }
-        st.iface_free(&rec.spec)?;
-        self.attach(&rec)?;
-        if let Err(e) = self.store.put_port(&rec, false) {
-            let _ = self.detach(&name, &rec.config.domain);
-            return Err(e.into());
-        }
-        st.ports
-            .insert(name.clone(), PortState { rec, error: None });
-        drop(st);
+        self.change(|st| {
+            if st.ports.contains_key(&name) {
+                return Err(ControlError::Conflict(format!(
+                    "a port named {name:?} already exists"
+                )));
+            }
+            if !st.domains.contains_key(&rec.config.domain) {
+                return Err(not_found_domain(&rec.config.domain));
+            }
+            st.iface_free(&rec.spec)?;
+            let mut next = st.desired();
+            next.ports.insert(name.clone(), rec);
+            self.commit(st, next)
+        })?;
         self.get_port(&name)
     }
 
     pub fn patch_port(&self, name: &str, patch: PortPatch) -> Result<PortView> {
-        let mut st = self.lock();
-        let old = st
-            .ports
-            .get(name)
-            .ok_or_else(|| not_found_port(name))?
-            .clone();
-        let new = patch
-            .apply(&old.rec.config)
-            .map_err(ControlError::BadRequest)?;
-        if !st.domains.contains_key(&new.domain) {
-            return Err(not_found_domain(&new.domain));
-        }
-        let moved = new.domain != old.rec.config.domain;
-        if moved && self.dp.worker_of(&new.domain) != self.dp.worker_of(&old.rec.config.domain) {
-            return Err(ControlError::Conflict(format!(
-                "bridge domain {} lives on another worker than {}; delete port {name} and create it again",
-                new.domain, old.rec.config.domain
-            )));
-        }
-        let rec = PortRecord {
-            spec: old.rec.spec.clone(),
-            config: new,
-        };
-        let attached = old.error.is_none();
-        // Moving to another domain flushes the port's static entries in the
-        // switch; the store drops them in the same transaction.
-        let lost_statics = if attached && moved {
-            self.store.statics_of(name)?
-        } else {
-            Vec::new()
-        };
-        if attached {
-            self.set_port_config(name, &rec.config)?;
-        }
-        if let Err(e) = self.store.put_port(&rec, moved) {
-            if attached {
-                let _ = self.set_port_config(name, &old.rec.config);
-                for s in &lost_statics {
-                    let _ = self.install_static(s);
+        self.change(|st| {
+            let old = st.ports.get(name).ok_or_else(|| not_found_port(name))?;
+            let new = patch
+                .apply(&old.rec.config)
+                .map_err(ControlError::BadRequest)?;
+            if !st.domains.contains_key(&new.domain) {
+                return Err(not_found_domain(&new.domain));
+            }
+            let moved = new.domain != old.rec.config.domain;
+            if moved
+                && self.dp.worker_of(&new.domain) != self.dp.worker_of(&old.rec.config.domain)
+            {
+                return Err(ControlError::Conflict(format!(
+                    "bridge domain {} lives on another worker than {}; delete port {name} and create it again",
+                    new.domain, old.rec.config.domain
+                )));
+            }
+            let mut next = st.desired();
+            // Moving to another domain flushes the port's static entries in
+            // the switch: they leave the desired state with it.
+            if moved {
+                let keys: Vec<String> = next.statics_of(name).cloned().collect();
+                for k in keys {
+                    next.statics.remove(&k);
                 }
             }
-            return Err(e.into());
-        }
-        st.ports.insert(
-            name.to_string(),
-            PortState {
-                rec,
-                error: old.error,
-            },
-        );
-        drop(st);
+            next.ports.get_mut(name).expect("looked up above").config = new;
+            self.commit(st, next)
+        })?;
         self.get_port(name)
     }
 
@@ -549,39 +461,35 @@ impl Control {
         key: &str,
         value: Option<serde_json::Value>,
     ) -> Result<()> {
-        let mut st = self.lock();
-        let p = st.ports.get(name).ok_or_else(|| not_found_port(name))?;
-        let mut rec = p.rec.clone();
-        match value {
-            Some(v) => rec.spec.options.insert(key.to_string(), v),
-            None => rec.spec.options.remove(key),
-        };
-        if rec == p.rec {
-            return Ok(());
-        }
-        self.store.put_port(&rec, false)?;
-        st.ports.get_mut(name).expect("looked up above").rec = rec;
-        Ok(())
+        self.change(|st| {
+            let mut next = st.desired();
+            let rec = next.ports.get_mut(name).ok_or_else(|| not_found_port(name))?;
+            match value {
+                Some(v) => rec.spec.options.insert(key.to_string(), v),
+                None => rec.spec.options.remove(key),
+            };
+            self.commit(st, next)
+        })
     }
 
     pub fn delete_port(&self, name: &str) -> Result<()> {
-        let mut st = self.lock();
-        let p = st
-            .ports
-            .get(name)
-            .ok_or_else(|| not_found_port(name))?
-            .clone();
-        self.store.delete_port(name)?;
-        st.ports.remove(name);
-        if p.error.is_none() {
-            self.detach(name, &p.rec.config.domain)?;
-        }
-        Ok(())
+        self.change(|st| {
+            if !st.ports.contains_key(name) {
+                return Err(not_found_port(name));
+            }
+            let mut next = st.desired();
+            next.ports.remove(name);
+            let keys: Vec<String> = next.statics_of(name).cloned().collect();
+            for k in keys {
+                next.statics.remove(&k);
+            }
+            self.commit(st, next)
+        })
     }
 }
 
 /// Add a stored domain to a switch with its gateway, all or nothing.
-fn add_domain(sw: &mut rvs_switch::Switch, rec: &DomainRecord) -> Result<()> {
+pub(super) fn add_domain(sw: &mut rvs_switch::Switch, rec: &DomainRecord) -> Result<()> {
     let id = sw.add_domain(rec.to_config()).map_err(switch_error)?;
     if let Err(e) = super::l3::apply_gateway(sw, id, &rec.name, rec.gateway.as_ref()) {
         let _ = sw.remove_domain(id);
@@ -592,8 +500,6 @@ fn add_domain(sw: &mut rvs_switch::Switch, rec: &DomainRecord) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::Ordering;
-
     use super::*;
     use crate::daemon::testutil::TempDir;
 
@@ -638,7 +544,7 @@ mod tests {
         c.create_domain(bd0.clone()).unwrap();
         c.create_port(port("p1", 10)).unwrap();
         let before = dataplane(&c);
-        c.store.fail_writes.store(true, Ordering::Relaxed);
+        c.store.db().inject_write_failures(true);
         let internal =
             |r: Result<()>| assert!(matches!(r, Err(ControlError::Internal(_))), "{r:?}");
         internal(
@@ -666,7 +572,7 @@ mod tests {
         internal(c.delete_port("p1"));
         assert_eq!(dataplane(&c), before, "every refused change was undone");
         assert_eq!(c.get_domain("bd0").unwrap().record, bd0);
-        c.store.fail_writes.store(false, Ordering::Relaxed);
+        c.store.db().inject_write_failures(false);
         c.shutdown();
         drop(c);
         // Store and data plane agree after a restart too.

@@ -12,6 +12,7 @@ use super::control::{
     Control, ControlError, PortState, State, not_found_domain, not_found_port, switch_error,
 };
 use super::model::*;
+use super::store::static_key;
 use crate::worker::Target;
 
 type Result<T, E = ControlError> = std::result::Result<T, E>;
@@ -54,28 +55,23 @@ impl Control {
 
     pub fn add_static(&self, domain: &str, e: StaticEntry) -> Result<()> {
         e.validate().map_err(ControlError::BadRequest)?;
-        let st = self.lock();
-        if !st.domains.contains_key(domain) {
-            return Err(not_found_domain(domain));
-        }
-        let p = Self::attached_port(&st, &e.port)?;
-        if p.rec.config.domain != domain {
-            return Err(ControlError::Conflict(format!(
-                "port {} belongs to bridge domain {}, not {domain}",
-                e.port, p.rec.config.domain
-            )));
-        }
-        let rec = StaticRecord::new(domain, &e);
-        let previous = self.store.get_static(domain, e.vid, e.mac)?;
-        self.install_static(&rec)?;
-        if let Err(err) = self.store.put_static(&rec) {
-            let _ = self.remove_entry(domain, e.vid, e.mac);
-            if let Some(prev) = previous {
-                let _ = self.install_static(&prev);
+        self.change(|st| {
+            if !st.domains.contains_key(domain) {
+                return Err(not_found_domain(domain));
             }
-            return Err(err.into());
-        }
-        Ok(())
+            let p = Self::attached_port(st, &e.port)?;
+            if p.rec.config.domain != domain {
+                return Err(ControlError::Conflict(format!(
+                    "port {} belongs to bridge domain {}, not {domain}",
+                    e.port, p.rec.config.domain
+                )));
+            }
+            let rec = StaticRecord::new(domain, &e);
+            let mut next = st.desired();
+            next.statics
+                .insert(static_key(domain, e.vid, e.mac), rec);
+            self.commit(st, next)
+        })
     }
 
     /// Delete one entry, static or learned.
@@ -87,18 +83,24 @@ impl Control {
         let mac: MacAddr = mac
             .parse()
             .map_err(|e: rvs_switch::mac::ParseMacError| ControlError::BadRequest(e.to_string()))?;
-        let st = self.lock();
-        if !st.domains.contains_key(domain) {
-            return Err(not_found_domain(domain));
-        }
-        let was_static = self.store.delete_static(domain, vid, mac)?;
-        let existed = self.remove_entry(domain, vid, mac)?;
-        if !was_static && !existed {
-            return Err(ControlError::NotFound(format!(
+        self.change(|st| {
+            if !st.domains.contains_key(domain) {
+                return Err(not_found_domain(domain));
+            }
+            let key = static_key(domain, vid, mac);
+            if st.statics.contains_key(&key) {
+                let mut next = st.desired();
+                next.statics.remove(&key);
+                return self.commit(st, next);
+            }
+            // A learned entry: not configuration, nothing to store.
+            if self.remove_entry(domain, vid, mac)? {
+                return Ok(());
+            }
+            Err(ControlError::NotFound(format!(
                 "no FDB entry for {mac} in VLAN {vid} of bridge domain {domain}"
-            )));
-        }
-        Ok(())
+            )))
+        })
     }
 
     /// Flush learned entries (static ones stay), optionally of one port or

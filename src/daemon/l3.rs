@@ -160,6 +160,7 @@ impl Control {
 
     pub fn add_route(&self, r: RouteRecord) -> Result<RouteView> {
         r.parsed().map_err(ControlError::BadRequest)?;
+        let _w = self.store.db().exclusive_guard();
         let mut st = self.lock();
         let d = st
             .domains
@@ -181,18 +182,9 @@ impl Control {
                 r.prefix, r.table
             )));
         }
-        let rec = r.clone();
-        self.dp
-            .call(Target::Worker(L3_WORKER), move |sw| install_route(sw, &rec))??;
-        if let Err(e) = self.store.put_route(&r) {
-            let rec = r.clone();
-            let _ = self.dp.call(Target::Worker(L3_WORKER), move |sw| {
-                let (p, l) = rec.parsed().expect("validated");
-                sw.remove_route(rec.table, p, l)
-            });
-            return Err(e.into());
-        }
-        st.routes.insert(r.key(), r.clone());
+        let mut next = st.desired();
+        next.routes.insert(r.key(), r.clone());
+        self.commit(&mut st, next)?;
         Ok(RouteView {
             table: r.table,
             prefix: r.prefix,
@@ -204,19 +196,16 @@ impl Control {
 
     pub fn delete_route(&self, table: u16, prefix: &str) -> Result<()> {
         let key = format!("{table}/{prefix}");
+        let _w = self.store.db().exclusive_guard();
         let mut st = self.lock();
-        let r = st.routes.get(&key).cloned().ok_or_else(|| {
-            ControlError::NotFound(format!("no static route {prefix} in table {table}"))
-        })?;
-        self.store.delete_route(&key)?;
-        st.routes.remove(&key);
-        self.dp.call(Target::Worker(L3_WORKER), move |sw| {
-            let (p, l) = r.parsed().expect("stored routes are valid");
-            sw.remove_route(r.table, p, l)
-                .map(drop)
-                .map_err(switch_error)
-        })??;
-        Ok(())
+        if !st.routes.contains_key(&key) {
+            return Err(ControlError::NotFound(format!(
+                "no static route {prefix} in table {table}"
+            )));
+        }
+        let mut next = st.desired();
+        next.routes.remove(&key);
+        self.commit(&mut st, next)
     }
 
     /// Every gateway's neighbors (ARP/ND entries).

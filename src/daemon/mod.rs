@@ -23,6 +23,7 @@ pub mod l3;
 pub mod model;
 pub mod observe;
 pub mod overlay;
+pub mod reconcile;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -215,7 +216,7 @@ fn private_state_dir(dir: &Path) -> Result<(), DaemonError> {
 /// The stores' database files become 0600 (redb creates them with the
 /// default 0644).
 fn private_state_files(dir: &Path) -> Result<(), DaemonError> {
-    for name in [store::STATE_FILE, rvs_cnm::store::STATE_FILE] {
+    for name in [store::STATE_FILE] {
         let path = dir.join(name);
         let Ok(m) = std::fs::symlink_metadata(&path) else {
             continue;
@@ -266,7 +267,8 @@ where
 {
     check_socket_free(&args.socket)?;
     private_state_dir(&args.state_dir)?;
-    let store = store::Store::open(&args.state_dir)?;
+    let db = store::open_state(&args.state_dir)?;
+    let store = store::Store::new(db.clone());
     let dp = Dataplane::start_opts(
         args.workers as usize,
         crate::worker::IDLE_TIMEOUT,
@@ -276,7 +278,7 @@ where
     let plugin = if args.docker.docker {
         Some(crate::docker::Plugin::open(
             &args.docker,
-            &args.state_dir,
+            rvs_cnm::Store::new(db),
             control.clone(),
         )?)
     } else {

@@ -78,21 +78,19 @@ fn set_remotes(spec: &mut PortSpec, flood: &[IpAddr], statics: &[(MacAddr, IpAdd
 }
 
 impl Control {
-    /// Store port `name` with these remotes; the running port's handle to
-    /// apply them with, if the port is attached.
+    /// Make these the remotes of port `name`: stored, and given to the
+    /// running port (the reconcile applies the difference).
     fn store_remotes(
         &self,
         st: &mut State,
         name: &str,
         flood: &[IpAddr],
         statics: &[(MacAddr, IpAddr)],
-    ) -> Result<Option<rvs_drivers::vtep::VtepHandle>> {
-        let p = st.ports.get_mut(name).ok_or_else(|| not_found_port(name))?;
-        let mut rec = p.rec.clone();
+    ) -> Result<()> {
+        let mut next = st.desired();
+        let rec = next.ports.get_mut(name).ok_or_else(|| not_found_port(name))?;
         set_remotes(&mut rec.spec, flood, statics);
-        self.store.put_port(&rec, false)?;
-        p.rec = rec;
-        Ok(vtep_handle(name).filter(|_| p.error.is_none()))
+        self.commit(st, next)
     }
 
     pub fn remotes(&self, name: &str) -> Result<RemotesView> {
@@ -118,6 +116,7 @@ impl Control {
 
     pub fn add_remote(&self, name: &str, req: AddRemote) -> Result<RemotesView> {
         {
+            let _w = self.store.db().exclusive_guard();
             let mut st = self.lock();
             let p = st.ports.get(name).ok_or_else(|| not_found_port(name))?;
             let spec = vxlan_spec(&p.rec.spec, name)?;
@@ -148,18 +147,14 @@ impl Control {
                 None if flood.contains(&req.remote) => {}
                 None => flood.push(req.remote),
             }
-            if let Some(h) = self.store_remotes(&mut st, name, &flood, &statics)? {
-                match req.mac {
-                    Some(mac) => h.add_static(mac, req.remote),
-                    None => h.add_flood(req.remote),
-                }
-            }
+            self.store_remotes(&mut st, name, &flood, &statics)?;
         }
         self.remotes(name)
     }
 
     /// Forget `remote`: off the flood list, and every static entry to it.
     pub fn delete_remote(&self, name: &str, remote: IpAddr) -> Result<()> {
+        let _w = self.store.db().exclusive_guard();
         let mut st = self.lock();
         let p = st.ports.get(name).ok_or_else(|| not_found_port(name))?;
         let spec = vxlan_spec(&p.rec.spec, name)?;
@@ -177,12 +172,38 @@ impl Control {
         }
         flood.retain(|r| *r != remote);
         statics.retain(|(_, r)| *r != remote);
-        if let Some(h) = self.store_remotes(&mut st, name, &flood, &statics)? {
-            if was_flood {
-                h.remove_flood(remote);
-            }
-            gone.into_iter().for_each(|m| h.remove(m));
+        self.store_remotes(&mut st, name, &flood, &statics)
+    }
+}
+
+/// Give a running vxlan port the remotes its spec gained or lost (called by
+/// the reconcile for an attached port whose spec changed).
+pub(super) fn apply_remote_changes(name: &str, old: &PortSpec, new: &PortSpec) {
+    if new.kind != PortKind::Vxlan {
+        return;
+    }
+    let (Ok((of, os)), Ok((nf, ns))) = (vxlan_remotes(old), vxlan_remotes(new)) else {
+        return;
+    };
+    if (&of, &os) == (&nf, &ns) {
+        return;
+    }
+    let Some(h) = vtep_handle(name) else { return };
+    for r in of.iter().filter(|r| !nf.contains(r)) {
+        h.remove_flood(*r);
+    }
+    for r in nf.iter().filter(|r| !of.contains(r)) {
+        h.add_flood(*r);
+    }
+    for (m, r) in &os {
+        if !ns.iter().any(|(m2, _)| m2 == m) {
+            h.remove(*m);
+        } else if !ns.contains(&(*m, *r)) {
+            // Moved to another remote: added again below.
+            h.remove(*m);
         }
-        Ok(())
+    }
+    for (m, r) in ns.iter().filter(|e| !os.contains(e)) {
+        h.add_static(*m, *r);
     }
 }

@@ -1,295 +1,147 @@
-//! The daemon's persistent state: bridge domains, ports (spec + settings)
-//! and static FDB entries in one redb file (`<state-dir>/rvswitch.redb`).
+//! The switch's desired state — bridge domains, ports (spec + settings),
+//! static FDB entries and routes — as four tables of the daemon's one state
+//! store (`rvs_store`, `<state-dir>/rvswitch.redb`, shared with the CNM
+//! layer's tables), and [`Desired`], the same state in memory.
 //!
-//! Owns: the file, its tables and the JSON encoding of records. Every write
-//! is one transaction committed with redb's default immediate durability
-//! (fsync before `commit` returns), so what the API acknowledged survives
-//! `kill -9` and power loss. Never: validation (callers store only what
-//! they validated) or talking to the data plane.
+//! Owns: the tables, their keys, and the batch that turns one desired
+//! state into another ([`Desired::diff`]). Never: validation (callers store
+//! only what they validated) or talking to the data plane (that is
+//! `reconcile.rs`).
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+pub use rvs_store::StoreError;
+use rvs_store::{Batch, Db, Table};
 
 use super::model::{DomainRecord, PortRecord, RouteRecord, StaticRecord};
 
-/// Name → JSON `DomainRecord`.
-const DOMAINS: TableDefinition<&str, &str> = TableDefinition::new("domains");
-/// Name → JSON `PortRecord`.
-const PORTS: TableDefinition<&str, &str> = TableDefinition::new("ports");
-/// `domain/vid/mac` → JSON `StaticRecord` (names cannot contain '/').
-const STATICS: TableDefinition<&str, &str> = TableDefinition::new("statics");
-
-/// `table/prefix` → JSON `RouteRecord`.
-const ROUTES: TableDefinition<&str, &str> = TableDefinition::new("routes");
+/// Name → [`DomainRecord`].
+pub const DOMAINS: Table<DomainRecord> = Table::new("domains");
+/// Name → [`PortRecord`].
+pub const PORTS: Table<PortRecord> = Table::new("ports");
+/// `domain/vid/mac` → [`StaticRecord`] (names cannot contain '/').
+pub const STATICS: Table<StaticRecord> = Table::new("statics");
+/// `table/prefix` → [`RouteRecord`].
+pub const ROUTES: Table<RouteRecord> = Table::new("routes");
 
 /// The state file's name inside the state directory.
-pub const STATE_FILE: &str = "rvswitch.redb";
+pub const STATE_FILE: &str = rvs_store::STATE_FILE;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    // The cause is part of the message (API errors carry only the text),
-    // so it is not also exposed as `source`, which would print it twice.
-    #[error("state store {path}: {op}: {cause}")]
-    Db {
-        path: PathBuf,
-        op: &'static str,
-        cause: Box<redb::Error>,
-    },
-    #[error("state store {path}: create directory: {cause}")]
-    Dir {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
-    #[error("state store {path}: record {key:?} in table {table} is unreadable: {reason}")]
-    Corrupt {
-        path: PathBuf,
-        table: &'static str,
-        key: String,
-        reason: String,
-    },
-}
-
-/// Everything stored, as loaded at start.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Snapshot {
-    pub domains: Vec<DomainRecord>,
-    pub ports: Vec<PortRecord>,
-    pub statics: Vec<StaticRecord>,
-    pub routes: Vec<RouteRecord>,
-}
-
-pub struct Store {
-    db: Database,
-    path: PathBuf,
-    /// Test hook: every write fails while set (proves the rollbacks).
-    #[cfg(test)]
-    pub(crate) fail_writes: std::sync::atomic::AtomicBool,
-}
-
-fn static_key(domain: &str, vid: u16, mac: rvs_switch::MacAddr) -> String {
+/// The key of a static entry.
+pub fn static_key(domain: &str, vid: u16, mac: rvs_switch::MacAddr) -> String {
     format!("{domain}/{vid}/{mac}")
 }
 
-fn json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("records serialize")
+/// What the switch must hold: every configured object, by key.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Desired {
+    pub domains: BTreeMap<String, DomainRecord>,
+    pub ports: BTreeMap<String, PortRecord>,
+    /// By [`static_key`].
+    pub statics: BTreeMap<String, StaticRecord>,
+    /// By [`RouteRecord::key`].
+    pub routes: BTreeMap<String, RouteRecord>,
+}
+
+/// Put into `b` the changes that turn `from` into `to` in `t`.
+fn diff_table<V: PartialEq + serde::Serialize>(
+    b: &mut Batch,
+    t: &Table<V>,
+    from: &BTreeMap<String, V>,
+    to: &BTreeMap<String, V>,
+) {
+    for k in from.keys().filter(|k| !to.contains_key(*k)) {
+        b.delete(t, k);
+    }
+    for (k, v) in to {
+        if from.get(k) != Some(v) {
+            b.put(t, k, v);
+        }
+    }
+}
+
+impl Desired {
+    /// The batch that turns the stored `self` into `to`.
+    pub fn diff(&self, to: &Desired) -> Batch {
+        let mut b = Batch::new();
+        diff_table(&mut b, &DOMAINS, &self.domains, &to.domains);
+        diff_table(&mut b, &PORTS, &self.ports, &to.ports);
+        diff_table(&mut b, &STATICS, &self.statics, &to.statics);
+        diff_table(&mut b, &ROUTES, &self.routes, &to.routes);
+        b
+    }
+
+    /// The static entries on port `name`, by key.
+    pub fn statics_of<'a>(&'a self, port: &'a str) -> impl Iterator<Item = &'a String> + 'a {
+        self.statics
+            .iter()
+            .filter(move |(_, s)| s.port == port)
+            .map(|(k, _)| k)
+    }
+}
+
+/// Open the state directory's one store, importing what older layouts kept
+/// elsewhere: up to commit ebaa2ca (2026-12-06) the CNM tables lived in
+/// `cnm.redb`. They are copied in one transaction, then the old file is
+/// renamed `cnm.redb.migrated` (kept, never deleted). A crash between the
+/// two copies the same records again at the next start.
+pub fn open_state(dir: &Path) -> Result<Arc<Db>, StoreError> {
+    let db = Db::open_dir(dir)?;
+    let legacy = dir.join(rvs_cnm::store::LEGACY_FILE);
+    if legacy.is_file() {
+        let n = db.import(&legacy, &rvs_cnm::store::TABLES)?;
+        let to = dir.join(format!("{}.migrated", rvs_cnm::store::LEGACY_FILE));
+        std::fs::rename(&legacy, &to).map_err(|cause| StoreError::File {
+            path: legacy.clone(),
+            op: "rename after migration",
+            cause,
+        })?;
+        tracing::info!(records = n, from = %legacy.display(), "CNM state moved into the one state store");
+    }
+    Ok(Arc::new(db))
+}
+
+/// The switch's tables of a state store.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Db>,
 }
 
 impl Store {
-    /// Open (or create) the store in `dir`.
+    pub fn new(db: Arc<Db>) -> Store {
+        Store { db }
+    }
+
+    /// Open (or create) the state store of directory `dir` on its own (the
+    /// daemon opens it once and shares it; see `daemon::open_state`).
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|cause| StoreError::Dir {
-            path: dir.to_path_buf(),
-            cause,
-        })?;
-        let path = dir.join(STATE_FILE);
-        let db = Database::create(&path).map_err(|e| StoreError::Db {
-            path: path.clone(),
-            op: "open",
-            cause: Box::new(e.into()),
-        })?;
-        let s = Store {
-            db,
-            path,
-            #[cfg(test)]
-            fail_writes: Default::default(),
-        };
-        // Create the tables so readers never meet a missing one.
-        s.write("create tables", |tx| {
-            tx.open_table(DOMAINS)?;
-            tx.open_table(PORTS)?;
-            tx.open_table(STATICS)?;
-            tx.open_table(ROUTES)?;
-            Ok(())
-        })?;
-        Ok(s)
+        Ok(Store::new(Arc::new(Db::open_dir(dir)?)))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn db(&self) -> &Arc<Db> {
+        &self.db
     }
 
-    fn db_err(&self, op: &'static str) -> impl FnOnce(redb::Error) -> StoreError + '_ {
-        move |source| StoreError::Db {
-            path: self.path.clone(),
-            op,
-            cause: Box::new(source),
-        }
+    pub fn label(&self) -> &str {
+        self.db.label()
     }
 
-    /// Run `f` in one write transaction and commit it durably.
-    fn write<R>(
-        &self,
-        op: &'static str,
-        f: impl FnOnce(&WriteTransaction) -> Result<R, redb::Error>,
-    ) -> Result<R, StoreError> {
-        let run = || -> Result<R, redb::Error> {
-            #[cfg(test)]
-            if self.fail_writes.load(std::sync::atomic::Ordering::Relaxed) {
-                return Err(std::io::Error::other("injected write failure").into());
-            }
-            let tx = self.db.begin_write()?;
-            let r = f(&tx)?;
-            tx.commit()?;
-            Ok(r)
-        };
-        run().map_err(self.db_err(op))
-    }
-
-    fn read_all<T: DeserializeOwned>(
-        &self,
-        table: TableDefinition<&str, &str>,
-        name: &'static str,
-    ) -> Result<Vec<T>, StoreError> {
-        let rows = (|| -> Result<Vec<(String, String)>, redb::Error> {
-            let tx = self.db.begin_read()?;
-            let t = tx.open_table(table)?;
-            let mut rows = Vec::new();
-            for row in t.iter()? {
-                let (k, v) = row?;
-                rows.push((k.value().to_string(), v.value().to_string()));
-            }
-            Ok(rows)
-        })()
-        .map_err(self.db_err("read"))?;
-        rows.into_iter()
-            .map(|(key, v)| {
-                serde_json::from_str(&v).map_err(|e| StoreError::Corrupt {
-                    path: self.path.clone(),
-                    table: name,
-                    key,
-                    reason: e.to_string(),
-                })
-            })
-            .collect()
-    }
-
-    /// Everything stored, domains and ports in name order.
-    pub fn load(&self) -> Result<Snapshot, StoreError> {
-        Ok(Snapshot {
-            domains: self.read_all(DOMAINS, "domains")?,
-            ports: self.read_all(PORTS, "ports")?,
-            statics: self.read_all(STATICS, "statics")?,
-            routes: self.read_all(ROUTES, "routes")?,
+    /// Everything stored.
+    pub fn load(&self) -> Result<Desired, StoreError> {
+        Ok(Desired {
+            domains: self.db.read_all(&DOMAINS)?.into_iter().collect(),
+            ports: self.db.read_all(&PORTS)?.into_iter().collect(),
+            statics: self.db.read_all(&STATICS)?.into_iter().collect(),
+            routes: self.db.read_all(&ROUTES)?.into_iter().collect(),
         })
     }
 
-    pub fn put_domain(&self, d: &DomainRecord) -> Result<(), StoreError> {
-        self.write("write domain", |tx| {
-            tx.open_table(DOMAINS)?
-                .insert(d.name.as_str(), json(d).as_str())?;
-            Ok(())
-        })
+    /// Commit `b` (or add it to this thread's unit of work).
+    pub fn commit(&self, b: Batch) -> Result<(), StoreError> {
+        self.db.commit(b)
     }
-
-    pub fn delete_domain(&self, name: &str) -> Result<(), StoreError> {
-        self.write("delete domain", |tx| {
-            tx.open_table(DOMAINS)?.remove(name)?;
-            Ok(())
-        })
-    }
-
-    /// Store a port; with `drop_statics`, its static entries go in the same
-    /// transaction (the port moved to another domain).
-    pub fn put_port(&self, p: &PortRecord, drop_statics: bool) -> Result<(), StoreError> {
-        self.write("write port", |tx| {
-            tx.open_table(PORTS)?
-                .insert(p.spec.name.as_str(), json(p).as_str())?;
-            if drop_statics {
-                remove_statics_of(tx, &p.spec.name)?;
-            }
-            Ok(())
-        })
-    }
-
-    /// Delete a port and its static entries in one transaction.
-    pub fn delete_port(&self, name: &str) -> Result<(), StoreError> {
-        self.write("delete port", |tx| {
-            tx.open_table(PORTS)?.remove(name)?;
-            remove_statics_of(tx, name)?;
-            Ok(())
-        })
-    }
-
-    pub fn put_static(&self, s: &StaticRecord) -> Result<(), StoreError> {
-        self.write("write static entry", |tx| {
-            tx.open_table(STATICS)?.insert(
-                static_key(&s.domain, s.vid, s.mac).as_str(),
-                json(s).as_str(),
-            )?;
-            Ok(())
-        })
-    }
-
-    /// Delete one static entry; returns whether it was stored.
-    pub fn delete_static(
-        &self,
-        domain: &str,
-        vid: u16,
-        mac: rvs_switch::MacAddr,
-    ) -> Result<bool, StoreError> {
-        self.write("delete static entry", |tx| {
-            let mut t = tx.open_table(STATICS)?;
-            let existed = t.remove(static_key(domain, vid, mac).as_str())?.is_some();
-            Ok(existed)
-        })
-    }
-
-    /// The stored static entry for (domain, vid, mac), if any.
-    pub fn get_static(
-        &self,
-        domain: &str,
-        vid: u16,
-        mac: rvs_switch::MacAddr,
-    ) -> Result<Option<StaticRecord>, StoreError> {
-        Ok(self
-            .read_all::<StaticRecord>(STATICS, "statics")?
-            .into_iter()
-            .find(|s| s.domain == domain && s.vid == vid && s.mac == mac))
-    }
-
-    pub fn put_route(&self, r: &RouteRecord) -> Result<(), StoreError> {
-        self.write("write route", |tx| {
-            tx.open_table(ROUTES)?
-                .insert(r.key().as_str(), json(r).as_str())?;
-            Ok(())
-        })
-    }
-
-    /// Delete a route by its key (`table/prefix`); returns whether it was
-    /// stored.
-    pub fn delete_route(&self, key: &str) -> Result<bool, StoreError> {
-        self.write("delete route", |tx| {
-            Ok(tx.open_table(ROUTES)?.remove(key)?.is_some())
-        })
-    }
-
-    /// The stored static entries on `port`.
-    pub fn statics_of(&self, port: &str) -> Result<Vec<StaticRecord>, StoreError> {
-        Ok(self
-            .read_all::<StaticRecord>(STATICS, "statics")?
-            .into_iter()
-            .filter(|s| s.port == port)
-            .collect())
-    }
-}
-
-fn remove_statics_of(tx: &WriteTransaction, port: &str) -> Result<(), redb::Error> {
-    let mut t = tx.open_table(STATICS)?;
-    let mut doomed = Vec::new();
-    for row in t.iter()? {
-        let (k, v) = row?;
-        // An unreadable record is left alone rather than guessed at.
-        if serde_json::from_str::<StaticRecord>(v.value()).is_ok_and(|s| s.port == port) {
-            doomed.push(k.value().to_string());
-        }
-    }
-    for k in doomed {
-        t.remove(k.as_str())?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -331,7 +183,7 @@ mod tests {
     }
 
     #[test]
-    fn round_trip_survives_reopen() {
+    fn a_diff_committed_survives_reopen_and_only_changes_what_differs() {
         let dir = TempDir::new("store");
         let d = DomainRecord {
             name: "bd0".into(),
@@ -341,44 +193,34 @@ mod tests {
             gateway: None,
             stp: None,
         };
+        let mut want = Desired::default();
+        want.domains.insert("bd0".into(), d.clone());
+        for p in ["p1", "p2"] {
+            want.ports.insert(p.into(), port(p, "bd0"));
+        }
+        for (p, seed) in [("p1", 1), ("p2", 2)] {
+            let s = stat("bd0", p, seed);
+            want.statics.insert(static_key(&s.domain, s.vid, s.mac), s);
+        }
         {
             let s = Store::open(&dir.0).unwrap();
-            assert_eq!(s.load().unwrap(), Snapshot::default());
-            s.put_domain(&d).unwrap();
-            s.put_port(&port("p1", "bd0"), false).unwrap();
-            s.put_port(&port("p2", "bd0"), false).unwrap();
-            s.put_static(&stat("bd0", "p1", 1)).unwrap();
-            s.put_static(&stat("bd0", "p2", 2)).unwrap();
+            assert_eq!(s.load().unwrap(), Desired::default());
+            let b = Desired::default().diff(&want);
+            assert_eq!(b.len(), 5);
+            s.commit(b).unwrap();
         }
         let s = Store::open(&dir.0).unwrap();
-        let snap = s.load().unwrap();
-        assert_eq!(snap.domains, vec![d]);
-        assert_eq!(snap.ports, vec![port("p1", "bd0"), port("p2", "bd0")]);
-        assert_eq!(snap.statics.len(), 2);
-        let one = stat("bd0", "p1", 1);
-        assert_eq!(s.get_static("bd0", 10, one.mac).unwrap(), Some(one.clone()));
-        assert_eq!(s.statics_of("p1").unwrap(), vec![one.clone()]);
-    }
-
-    #[test]
-    fn deleting_a_port_takes_its_statics() {
-        let dir = TempDir::new("store");
-        let s = Store::open(&dir.0).unwrap();
-        s.put_port(&port("p1", "bd0"), false).unwrap();
-        s.put_port(&port("p2", "bd0"), false).unwrap();
-        s.put_static(&stat("bd0", "p1", 1)).unwrap();
-        s.put_static(&stat("bd0", "p2", 2)).unwrap();
-        s.delete_port("p1").unwrap();
-        let snap = s.load().unwrap();
-        assert_eq!(snap.ports.len(), 1);
-        assert_eq!(snap.statics, vec![stat("bd0", "p2", 2)]);
-        // Moving p2 to another domain drops its statics too.
-        s.put_port(&port("p2", "bd1"), true).unwrap();
-        assert!(s.load().unwrap().statics.is_empty());
-        assert!(
-            !s.delete_static("bd0", 10, rvs_switch::MacAddr::local(2))
-                .unwrap()
-        );
-        s.delete_domain("nope").unwrap();
+        let got = s.load().unwrap();
+        assert_eq!(got, want);
+        assert!(got.diff(&want).is_empty());
+        // Port p1 goes with its static entry: two deletions, nothing else.
+        let mut next = want.clone();
+        next.ports.remove("p1");
+        let keys: Vec<String> = want.statics_of("p1").cloned().collect();
+        keys.iter().for_each(|k| drop(next.statics.remove(k)));
+        let b = want.diff(&next);
+        assert_eq!(b.len(), 2);
+        s.commit(b).unwrap();
+        assert_eq!(s.load().unwrap(), next);
     }
 }

@@ -86,7 +86,24 @@ pub(crate) struct State {
 pub struct Driver {
     fabric: Arc<dyn Fabric>,
     store: Store,
+    ipam_config: IpamConfig,
     state: Mutex<State>,
+}
+
+fn state_of(snap: Snapshot, ipam: IpamConfig) -> State {
+    State {
+        networks: snap
+            .networks
+            .into_iter()
+            .map(|n| (n.id.clone(), n))
+            .collect(),
+        endpoints: snap
+            .endpoints
+            .into_iter()
+            .map(|e| (e.id.clone(), e))
+            .collect(),
+        ipam: Ipam::from_records(ipam, &snap.pools),
+    }
 }
 
 impl Driver {
@@ -98,24 +115,47 @@ impl Driver {
         ipam: IpamConfig,
     ) -> Result<Driver, DriverError> {
         let snap = store.load()?;
-        let state = State {
-            networks: snap
-                .networks
-                .into_iter()
-                .map(|n| (n.id.clone(), n))
-                .collect(),
-            endpoints: snap
-                .endpoints
-                .into_iter()
-                .map(|e| (e.id.clone(), e))
-                .collect(),
-            ipam: Ipam::from_records(ipam, &snap.pools),
-        };
+        let state = state_of(snap, ipam.clone());
         Ok(Driver {
             fabric,
             store,
+            ipam_config: ipam,
             state: Mutex::new(state),
         })
+    }
+
+    /// Run one driver call as one unit of work on the state store: the
+    /// CNM records it changes and the switch objects the fabric changes
+    /// for it commit in ONE transaction when it succeeds. When it fails
+    /// (or the commit does), nothing of it is stored, and memory and data
+    /// plane are brought back to the stored state.
+    pub fn atomically<R>(
+        &self,
+        f: impl FnOnce(&Driver) -> Result<R, DriverError>,
+    ) -> Result<R, DriverError> {
+        let r = self.store.unit(|| f(self));
+        if r.is_err() {
+            self.resync();
+        }
+        r
+    }
+
+    /// Memory and data plane back to what the store holds.
+    fn resync(&self) {
+        match self.store.load() {
+            Ok(snap) => {
+                let mut st = self.lock();
+                let stale = st.networks.values().cloned().collect::<Vec<_>>() != snap.networks
+                    || st.endpoints.values().cloned().collect::<Vec<_>>() != snap.endpoints
+                    || st.ipam.pools().map(|p| p.record()).collect::<Vec<_>>() != snap.pools;
+                if stale {
+                    tracing::info!("CNM state back to what is stored");
+                    *st = state_of(snap, self.ipam_config.clone());
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the CNM state back"),
+        }
+        self.fabric.resync();
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -207,7 +247,7 @@ impl Driver {
         engine_endpoints: Option<&[String]>,
     ) -> Result<Orphans, DriverError> {
         let orphans = reconcile(&self.snapshot(), engine_networks, engine_endpoints);
-        self.remove_orphans(orphans)
+        self.atomically(|d| d.remove_orphans(orphans))
     }
 
     /// Remove exactly these orphans (those still here), with the endpoints
@@ -585,7 +625,7 @@ impl Sweeper {
         if confirmed == Orphans::default() {
             return Ok(confirmed);
         }
-        d.remove_orphans(confirmed)
+        d.atomically(|d| d.remove_orphans(confirmed))
     }
 }
 

@@ -1,7 +1,6 @@
 //! Driver unit tests: commit failures, fabric failures, naming.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use super::driver::{Driver, NewEndpoint};
 use crate::fabric::{FabricCall, MemoryFabric};
@@ -53,7 +52,7 @@ fn failed_commits_leave_memory_and_fabric_as_they_were() {
             false,
         )
         .unwrap();
-    d.store().fail_writes.store(true, Ordering::Relaxed);
+    d.store().db().inject_write_failures(true);
     assert!(d.request_address(&id, None, AddressKind::Gateway).is_err());
     assert!(d.release_pool(&id).is_err());
     assert!(d.create_network(net("n1")).is_err());
@@ -65,12 +64,12 @@ fn failed_commits_leave_memory_and_fabric_as_they_were() {
             FabricCall::DeleteNetwork("n1".into())
         ]
     );
-    d.store().fail_writes.store(false, Ordering::Relaxed);
+    d.store().db().inject_write_failures(false);
     // Nothing was allocated by the failed call: the gateway is still .1.
     let gw = d.request_address(&id, None, AddressKind::Gateway).unwrap();
     assert_eq!(gw.to_string(), "10.1.0.1/24");
     d.create_network(net("n1")).unwrap();
-    d.store().fail_writes.store(true, Ordering::Relaxed);
+    d.store().db().inject_write_failures(true);
     let req = NewEndpoint {
         id: "e1".into(),
         network_id: "n1".into(),
@@ -80,7 +79,7 @@ fn failed_commits_leave_memory_and_fabric_as_they_were() {
     };
     assert!(d.create_endpoint(req.clone()).is_err());
     assert!(f.endpoints().is_empty(), "the fabric endpoint was undone");
-    d.store().fail_writes.store(false, Ordering::Relaxed);
+    d.store().db().inject_write_failures(false);
     d.create_endpoint(req).unwrap();
     assert_eq!(d.snapshot(), d.store().load().unwrap());
 }

@@ -76,7 +76,7 @@ where
             Err(msg) => return failure(method, msg),
         };
         tracing::debug!(method, "plugin call");
-        match tokio::task::spawn_blocking(move || f(&d, req)).await {
+        match tokio::task::spawn_blocking(move || d.atomically(|d| f(d, req))).await {
             Ok(Ok(resp)) => answer(&resp),
             Ok(Err(e)) => failure(method, e.to_string()),
             Err(e) => failure(method, format!("rvswitch: {method} failed internally: {e}")),
