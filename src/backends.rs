@@ -156,6 +156,12 @@ fn open_tap(spec: &PortSpec, pool: &PacketPool) -> Result<TapPort, OpenError> {
     if let Some(m) = o.u32("mtu")? {
         t = t.mtu(m);
     }
+    if let Some(a) = o.str("alias")? {
+        if a.len() > 255 {
+            return Err("option alias is at most 255 bytes".into());
+        }
+        t = t.alias(Some(a.to_string()));
+    }
     if let Some(mq) = o.bool("multi_queue")? {
         t = t.multi_queue(mq);
     }

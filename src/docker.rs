@@ -108,9 +108,14 @@ impl Plugin {
             )));
         }
         let uplink = crate::fabric::Uplink::for_driver(&driver_name(&socket));
-        let fabric = Arc::new(SwitchFabric::with_uplink(control, uplink));
-        let driver = Driver::open(store, fabric, IpamConfig::default()).map_err(err)?;
+        let fabric =
+            Arc::new(SwitchFabric::with_uplink(control, uplink).owned_by(&driver_name(&socket)));
+        let driver = Driver::open(store, fabric.clone(), IpamConfig::default()).map_err(err)?;
         prune_lost_endpoints(&driver)?;
+        // A call the daemon died in may have made links it never committed.
+        fabric
+            .sweep_leftovers(&driver.snapshot().endpoints)
+            .map_err(err)?;
         reconcile_with_engine(&driver, &driver_name(&socket), &args.docker_engine);
         for (what, e) in driver.replay() {
             tracing::error!(%what, error = %e, "could not restore in the switch");

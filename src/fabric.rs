@@ -142,6 +142,10 @@ const GATEWAY_MTU_MAX: u32 = 9216;
 pub struct SwitchFabric {
     control: Arc<Control>,
     uplink: Uplink,
+    /// The alias on every link this fabric makes (`rvswitch:<driver>`): a
+    /// restart removes links with it that no stored endpoint holds (left
+    /// by a call that never committed).
+    owner: String,
     publisher: crate::publish::Publisher,
 }
 
@@ -193,8 +197,39 @@ impl SwitchFabric {
         SwitchFabric {
             control,
             uplink,
+            owner: "rvswitch:rvswitch".into(),
             publisher: Default::default(),
         }
+    }
+
+    /// Mark the links this fabric makes as driver `driver`'s.
+    pub fn owned_by(mut self, driver: &str) -> SwitchFabric {
+        self.owner = format!("rvswitch:{driver}");
+        self
+    }
+
+    /// Remove links marked as this fabric's that none of `endpoints` holds
+    /// in the daemon's namespace: what a driver call made before the daemon
+    /// died (or before its unit of work failed) without committing it.
+    /// Returns their names.
+    pub fn sweep_leftovers(&self, endpoints: &[Endpoint]) -> Result<Vec<String>, FabricError> {
+        let action = "remove links no endpoint holds";
+        let nl = netlink(action)?;
+        let held: std::collections::BTreeSet<&str> = endpoints
+            .iter()
+            .flat_map(|e| [Some(&e.ifaces.sandbox), e.ifaces.host.as_ref()])
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        let mut gone = Vec::new();
+        for l in nl.links().map_err(|e| failed(action, e))? {
+            if l.alias.as_deref() == Some(self.owner.as_str()) && !held.contains(l.name.as_str()) {
+                tracing::info!(link = %l.name, "removing a link no stored endpoint holds (its call never committed)");
+                delete_link(&nl, action, &l.name)?;
+                gone.push(l.name);
+            }
+        }
+        Ok(gone)
     }
 
     /// Make the uplink (links, port, domain, default route) if any of it is
@@ -412,6 +447,7 @@ impl SwitchFabric {
         n: &Network,
         e: &Endpoint,
         host: &str,
+        owner: &str,
     ) -> Result<bool, FabricError> {
         let sb = &e.ifaces.sandbox;
         let created = if exists(nl, action, host)? {
@@ -430,6 +466,9 @@ impl SwitchFabric {
         };
         let set = || -> Result<(), FabricError> {
             if created {
+                for end in [host, sb.as_str()] {
+                    nl.set_alias(end, owner).map_err(|x| failed(action, x))?;
+                }
                 Self::configure_sandbox_end(nl, action, n, e)?;
             }
             nl.set_mtu(host, n.mtu).map_err(|x| failed(action, x))?;
@@ -494,6 +533,7 @@ impl SwitchFabric {
             // Persistent, so the container keeps its interface while the
             // daemon restarts; found again in its sandbox (see `join`).
             options.insert("persist".into(), json!(true));
+            options.insert("alias".into(), json!(self.owner));
             options.insert("mac".into(), json!(e.mac.to_string()));
             options.insert("mtu".into(), json!(n.mtu));
             if let Some(key) = &e.sandbox {
@@ -519,9 +559,12 @@ impl SwitchFabric {
 }
 
 impl Fabric for SwitchFabric {
-    fn resync(&self) {
+    fn resync(&self, endpoints: &[Endpoint]) {
         if let Err(e) = self.control.resync() {
             tracing::error!(error = %e, "the data plane could not be brought back to the stored state everywhere");
+        }
+        if let Err(e) = self.sweep_leftovers(endpoints) {
+            tracing::error!(error = %e, "links left by the failed call were not all removed");
         }
     }
 
@@ -616,7 +659,7 @@ impl Fabric for SwitchFabric {
             .as_deref()
             .ok_or_else(|| failed(&action, "the endpoint has no host interface name"))?;
         let nl = netlink(&action)?;
-        let created = Self::ensure_veth(&nl, &action, n, e, host)?;
+        let created = Self::ensure_veth(&nl, &action, n, e, host, &self.owner)?;
         if let Err(err) = self.ensure_port(&action, n, e, host) {
             if created {
                 let _ = delete_link(&nl, &action, host);

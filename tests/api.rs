@@ -93,19 +93,20 @@ impl BinDaemon {
     }
 
     fn spawn(dir: &TempDir, extra: &[&str]) -> BinDaemon {
-        let mut child = Command::new(BIN)
-            .arg("daemon")
-            .args(extra)
-            .args(["--workers", "2", "--socket"])
-            .arg(dir.socket())
-            .arg("--state-dir")
-            .arg(dir.state())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let client = wait_ready(&dir.socket(), || child.try_wait().unwrap().is_none());
+        let child = common::spawn_ready(
+            Command::new(BIN)
+                .arg("daemon")
+                .args(extra)
+                .args(["--workers", "2", "--socket"])
+                .arg(dir.socket())
+                .arg("--state-dir")
+                .arg(dir.state())
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit()),
+            None,
+        );
+        let client = Client::new(&dir.socket()).unwrap();
         BinDaemon {
             child: Some(child),
             socket: dir.socket(),

@@ -54,29 +54,14 @@ impl Daemon {
             }
             None => Command::new(BIN),
         };
-        let child = cmd
-            .arg("daemon")
+        cmd.arg("daemon")
             .arg("--socket")
             .arg(self.socket())
             .arg("--state-dir")
             .arg(self.dir.join("state"))
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let t = Instant::now();
-        while self.ctl_raw(&["domain", "list"]).status.code() != Some(0) {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "daemon did not come up"
-            );
-            assert!(
-                self.child.as_mut().unwrap().try_wait().unwrap().is_none(),
-                "daemon exited"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            .stdout(Stdio::null());
+        self.child = Some(common::spawn_ready(&mut cmd, None));
     }
 
     fn pid(&self) -> u32 {

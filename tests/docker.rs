@@ -137,8 +137,8 @@ impl Rvs {
             .append(true)
             .open(self.log())
             .unwrap();
-        let child = Command::new(BIN)
-            .arg("daemon")
+        let mut cmd = Command::new(BIN);
+        cmd.arg("daemon")
             .arg("--socket")
             .arg(self.socket())
             .arg("--state-dir")
@@ -151,25 +151,12 @@ impl Rvs {
             .args(["--docker-reconcile-secs", "3"])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let t = Instant::now();
-        while !(self.plugin_socket().exists() && self.ctl_raw(&["domain", "list"]).status.success())
-        {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "daemon did not come up: {}",
-                self.log_text()
-            );
-            assert!(
-                self.child.as_mut().unwrap().try_wait().unwrap().is_none(),
-                "daemon exited: {}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            .stderr(log);
+        self.child = Some(common::spawn_ready(&mut cmd, Some(&self.log())));
+        assert!(
+            self.plugin_socket().exists(),
+            "ready without its plugin socket"
+        );
     }
 
     fn log_text(&self) -> String {

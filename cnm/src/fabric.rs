@@ -62,8 +62,9 @@ pub trait Fabric: Send + Sync {
     /// it); an empty list unpublishes. The default publishes nothing and
     /// refuses bindings, so a fabric without it says so.
     /// Bring the data plane back to the stored state after a driver call
-    /// whose unit of work did not commit (see `Driver::atomically`).
-    fn resync(&self) {}
+    /// whose unit of work did not commit (see `Driver::atomically`);
+    /// `endpoints` are the stored ones.
+    fn resync(&self, _endpoints: &[Endpoint]) {}
     fn publish(&self, _n: &Network, e: &Endpoint) -> Result<(), FabricError> {
         if e.published.is_empty() {
             Ok(())

@@ -71,6 +71,9 @@ pub struct LinkInfo {
     /// Administratively up (IFF_UP).
     pub up: bool,
     pub mac: Option<[u8; 6]>,
+    /// The link's alias (`ip link set NAME alias TEXT`), which rvswitch
+    /// uses to mark the links it made (see `set_alias`).
+    pub alias: Option<String>,
 }
 
 /// A route to add or delete: `dst/prefix [via gateway] [dev link]`.
@@ -285,6 +288,18 @@ impl Netlink {
         })
     }
 
+    /// Give a link an alias (IFLA_IFALIAS, at most 255 bytes): a mark that
+    /// says who made it, so a restart can find what it left behind.
+    pub fn set_alias(&self, name: &str, alias: &str) -> Result<(), NetlinkError> {
+        let mut msg = LinkMessage::default();
+        self.set(format!("set alias {alias:?} on {name}"), name, |i| {
+            msg.header.index = i;
+            msg.attributes
+                .push(LinkAttribute::IfAlias(alias.to_string()));
+            msg
+        })
+    }
+
     /// Rename a link. The kernel refuses (EBUSY) while the link is up.
     pub fn rename(&self, name: &str, new_name: &str) -> Result<(), NetlinkError> {
         if new_name.is_empty() || new_name.len() > 15 || new_name.contains(['/', ' ']) {
@@ -460,11 +475,13 @@ fn link_info(m: &LinkMessage) -> LinkInfo {
         mtu: 0,
         up: m.header.flags.contains(LinkFlags::Up),
         mac: None,
+        alias: None,
     };
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => info.name = n.clone(),
             LinkAttribute::Mtu(v) => info.mtu = *v,
+            LinkAttribute::IfAlias(a) => info.alias = Some(a.clone()),
             LinkAttribute::Address(b) if b.len() == 6 => {
                 info.mac = Some(b.as_slice().try_into().expect("length checked"))
             }

@@ -322,7 +322,9 @@ impl Control {
             new.validate().map_err(ControlError::BadRequest)?;
             self.check_gateway_placement(&new)?;
             match &new.gateway {
-                None if old.gateway.is_some() => st.no_routes_through(name, "before its gateway")?,
+                None if old.gateway.is_some() => {
+                    st.no_routes_through(name, "before its gateway")?
+                }
                 Some(g) => st.next_hops_stay_on_link(name, g)?,
                 None => {}
             }
@@ -463,7 +465,10 @@ impl Control {
     ) -> Result<()> {
         self.change(|st| {
             let mut next = st.desired();
-            let rec = next.ports.get_mut(name).ok_or_else(|| not_found_port(name))?;
+            let rec = next
+                .ports
+                .get_mut(name)
+                .ok_or_else(|| not_found_port(name))?;
             match value {
                 Some(v) => rec.spec.options.insert(key.to_string(), v),
                 None => rec.spec.options.remove(key),

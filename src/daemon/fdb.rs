@@ -68,8 +68,7 @@ impl Control {
             }
             let rec = StaticRecord::new(domain, &e);
             let mut next = st.desired();
-            next.statics
-                .insert(static_key(domain, e.vid, e.mac), rec);
+            next.statics.insert(static_key(domain, e.vid, e.mac), rec);
             self.commit(st, next)
         })
     }

@@ -259,6 +259,14 @@ pub async fn termination_signal() {
     futures_util::future::select(t, i).await;
 }
 
+/// Send a state to the service manager if the daemon was started with a
+/// `NOTIFY_SOCKET` (nothing otherwise); a failure is only logged.
+fn notify(state: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(false, state) {
+        tracing::warn!(error = %e, "readiness notification (NOTIFY_SOCKET) failed");
+    }
+}
+
 /// Run the daemon until `shutdown` resolves (the binary passes
 /// [`termination_signal`]; in-process tests pass their own trigger).
 pub fn run<F>(args: &DaemonArgs, factory: PortFactory, shutdown: F) -> Result<(), DaemonError>
@@ -308,7 +316,11 @@ where
             })
             .await
         });
+        // Serving: tell whoever started us (systemd's Type=notify, the lab
+        // tool, the tests), when they asked through NOTIFY_SOCKET.
+        notify(&[sd_notify::NotifyState::Ready]);
         shutdown.await;
+        notify(&[sd_notify::NotifyState::Stopping]);
         tracing::info!("shutting down: no new connections");
         control.begin_shutdown();
         if let Some(p) = plugin {

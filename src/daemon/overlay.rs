@@ -88,7 +88,10 @@ impl Control {
         statics: &[(MacAddr, IpAddr)],
     ) -> Result<()> {
         let mut next = st.desired();
-        let rec = next.ports.get_mut(name).ok_or_else(|| not_found_port(name))?;
+        let rec = next
+            .ports
+            .get_mut(name)
+            .ok_or_else(|| not_found_port(name))?;
         set_remotes(&mut rec.spec, flood, statics);
         self.commit(st, next)
     }

@@ -142,8 +142,9 @@ impl Driver {
 
     /// Memory and data plane back to what the store holds.
     fn resync(&self) {
-        match self.store.load() {
+        let endpoints = match self.store.load() {
             Ok(snap) => {
+                let endpoints = snap.endpoints.clone();
                 let mut st = self.lock();
                 let stale = st.networks.values().cloned().collect::<Vec<_>>() != snap.networks
                     || st.endpoints.values().cloned().collect::<Vec<_>>() != snap.endpoints
@@ -152,10 +153,14 @@ impl Driver {
                     tracing::info!("CNM state back to what is stored");
                     *st = state_of(snap, self.ipam_config.clone());
                 }
+                endpoints
             }
-            Err(e) => tracing::error!(error = %e, "cannot read the CNM state back"),
-        }
-        self.fabric.resync();
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the CNM state back");
+                return;
+            }
+        };
+        self.fabric.resync(&endpoints);
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {

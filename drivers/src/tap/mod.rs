@@ -248,29 +248,26 @@ impl TapPort {
         };
         ioctl_val(raw, libc::TUNSETOFFLOAD, off as libc::c_ulong)
             .map_err(|e| ioctl_err("TUNSETOFFLOAD", e))?;
-        ioctl_val(raw, libc::TUNSETPERSIST, opts.persist as libc::c_ulong)
-            .map_err(|e| ioctl_err("TUNSETPERSIST", e))?;
         // A device found again keeps what its namespace's owner (Docker, the
-        // lab) set on it; only a new one is configured here.
+        // lab) set on it; only a new one is configured here, before it is
+        // made persistent: until then it goes with this process, so an
+        // error or a crash in between leaves nothing half-made behind.
         if made {
-            let configure = || -> Result<(), TapError> {
-                nl.set_mtu(&name, opts.mtu).map_err(nl_err)?;
-                if let Some(mac) = opts.mac {
-                    nl.set_mac(&name, mac).map_err(nl_err)?;
-                }
-                if opts.up {
-                    nl.set_up(&name).map_err(nl_err)?;
-                }
-                Ok(())
-            };
-            if let Err(e) = configure() {
-                // Not half-made: a persistent device would outlive the error.
-                let _ = ioctl_val(raw, libc::TUNSETPERSIST, 0);
-                return Err(e);
+            nl.set_mtu(&name, opts.mtu).map_err(nl_err)?;
+            if let Some(mac) = opts.mac {
+                nl.set_mac(&name, mac).map_err(nl_err)?;
+            }
+            if let Some(a) = &opts.alias {
+                nl.set_alias(&name, a).map_err(nl_err)?;
+            }
+            if opts.up {
+                nl.set_up(&name).map_err(nl_err)?;
             }
         } else if here {
             nl.set_mtu(&name, opts.mtu).map_err(nl_err)?;
         }
+        ioctl_val(raw, libc::TUNSETPERSIST, opts.persist as libc::c_ulong)
+            .map_err(|e| ioctl_err("TUNSETPERSIST", e))?;
         Ok(TapPort {
             name: name.clone(),
             fd,

@@ -45,6 +45,9 @@ pub struct TapOptions {
     pub netns_ifname: Option<String>,
     /// The MAC to give a new device, and to find a moved one by.
     pub mac: Option<[u8; 6]>,
+    /// An alias for a new device (who made it), set before the device is
+    /// made persistent: a process killed in between leaves no device.
+    pub alias: Option<String>,
 }
 
 impl TapOptions {
@@ -60,6 +63,7 @@ impl TapOptions {
             netns: None,
             netns_ifname: None,
             mac: None,
+            alias: None,
         }
     }
 
@@ -95,6 +99,10 @@ impl TapOptions {
     pub fn netns(mut self, ns: Option<String>, ifname: Option<String>) -> Self {
         self.netns = ns;
         self.netns_ifname = ifname;
+        self
+    }
+    pub fn alias(mut self, a: Option<String>) -> Self {
+        self.alias = a;
         self
     }
     pub fn mac(mut self, mac: Option<[u8; 6]>) -> Self {
