@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hyper::Method;
-use rvs_cnm::lab::{
+use rvs_lab::{
     InterfaceDef, NetKind, NetworkDef, NodeDef, PortKind, SwitchDef, Topology, TrunkDef, format_mac,
 };
 use rvs_drivers::netlink::{Netlink, NetlinkError, Route};
@@ -799,7 +799,7 @@ fn kill_in_netns(ns: &str) -> usize {
 /// Remove everything lab `lab` made. Idempotent; a lab that is not there
 /// is not an error.
 pub fn destroy(lab: &str) -> Result<(), LabError> {
-    if !rvs_cnm::lab::lab_name_ok(lab) {
+    if !rvs_lab::lab_name_ok(lab) {
         return Err(err(format!("bad lab name {lab:?}")));
     }
     let paths = Paths::of(lab);

@@ -1,6 +1,6 @@
 //! `rvswitch lab`: deploy, inspect, check and destroy topologies of network
 //! namespaces wired through rvswitch, declared in one YAML file (the format
-//! and its validation are `rvs_cnm::lab`).
+//! and its validation are `rvs_lab`).
 //!
 //! A lab named L keeps its daemons' sockets under `/run/rvswitch/lab/L/` and
 //! everything else — the daemons' stores and logs, the node commands' logs
@@ -9,7 +9,7 @@
 //! made, so `destroy` removes all of it even after a crash half-way.
 //!
 //! Owns: the lab's lifecycle and its names (`L-NODE` namespaces, links from
-//! `rvs_cnm::lab::link_name`). Never: anything it did not record making —
+//! `rvs_lab::link_name`). Never: anything it did not record making —
 //! deploy refuses to adopt a namespace or link that exists but is not in
 //! the lab's state.
 
@@ -19,7 +19,7 @@ mod state;
 
 use std::path::{Path, PathBuf};
 
-use rvs_cnm::lab::{self as model, Topology};
+use rvs_lab::{self as model, Topology};
 
 pub use deploy::{deploy, destroy};
 pub use state::LabState;
