@@ -118,8 +118,14 @@ pub enum Step {
     /// Its processes, switch ports and namespace (which takes its links).
     RemoveNode(NodeDef),
     /// An interface of a node that stays: its switch port and its link.
-    RemoveInterface { node: String, iface: InterfaceDef },
-    RemoveSwitchRoute { switch: String, route: SwitchRoute },
+    RemoveInterface {
+        node: String,
+        iface: InterfaceDef,
+    },
+    RemoveSwitchRoute {
+        switch: String,
+        route: SwitchRoute,
+    },
     /// Its VXLAN ports that the new file does not have as they are, then
     /// the bridge domains no network of the new file uses.
     RemoveNetwork {
@@ -132,9 +138,15 @@ pub enum Step {
         old: Option<DomainSpec>,
         new: DomainSpec,
     },
-    AddSwitchRoute { switch: String, route: SwitchRoute },
+    AddSwitchRoute {
+        switch: String,
+        route: SwitchRoute,
+    },
     AddNode(NodeDef),
-    AddInterface { node: String, iface: InterfaceDef },
+    AddInterface {
+        node: String,
+        iface: InterfaceDef,
+    },
     /// Addresses, MAC or MTU of an interface, changed in place (its port
     /// and link stay).
     ChangeInterface {
@@ -144,7 +156,10 @@ pub enum Step {
     },
     /// Routes and sysctls of a node that stays (its `exec` commands ran
     /// once, when it was made, and do not run again).
-    ChangeNode { old: NodeDef, new: NodeDef },
+    ChangeNode {
+        old: NodeDef,
+        new: NodeDef,
+    },
     AddTrunk(TrunkDef),
     /// Its VXLAN ports (its domains were made by a [`Step::Domain`]).
     AddNetwork(NetworkDef),
@@ -326,7 +341,11 @@ impl fmt::Display for Step {
                 t.name, t.ends[0].0, t.ends[0].1, t.ends[1].0, t.ends[1].1
             ),
             Step::AddNetwork(n) => {
-                write!(f, "+ network {} (domain {} vlan {}", n.name, n.domain, n.vlan)?;
+                write!(
+                    f,
+                    "+ network {} (domain {} vlan {}",
+                    n.name, n.domain, n.vlan
+                )?;
                 for s in [n.subnet, n.ipv6].into_iter().flatten() {
                     write!(f, " {s}")?;
                 }

@@ -34,9 +34,7 @@ mod tests;
 use std::fmt;
 use std::net::IpAddr;
 
-pub use diff::{
-    DomainSpec, GatewaySpec, Plan, Step, VxlanPort, canonical, plan, same_deployment,
-};
+pub use diff::{DomainSpec, GatewaySpec, Plan, Step, VxlanPort, canonical, plan, same_deployment};
 pub use graph::{to_dot, to_mermaid};
 pub use parse::{lab_name_ok, parse, parse_file};
 

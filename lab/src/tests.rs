@@ -580,8 +580,10 @@ nodes:
     #[test]
     fn an_address_or_route_change_is_made_in_place() {
         let old = ok(BEFORE);
-        let new = ok(&BEFORE
-            .replace("10.1.0.1/24}]", "10.1.0.9/24}]\n    routes: [{to: 10.9.0.0/16, via: 10.1.0.2}]"));
+        let new = ok(&BEFORE.replace(
+            "10.1.0.1/24}]",
+            "10.1.0.9/24}]\n    routes: [{to: 10.9.0.0/16, via: 10.1.0.2}]",
+        ));
         let got = lines(&plan(&old, &new).unwrap());
         assert_eq!(
             got,
