@@ -756,3 +756,58 @@ fn reconfigure_adds_and_removes_a_node_a_link_and_a_network_without_a_lost_ping(
 fn netns_exists(name: &str) -> bool {
     Path::new("/run/netns").join(name).exists()
 }
+
+#[test]
+fn a_reconfigure_stopped_half_way_is_recorded_as_far_as_it_went_and_finished_by_the_next() {
+    if !root_or_skip(
+        "a_reconfigure_stopped_half_way_is_recorded_as_far_as_it_went_and_finished_by_the_next",
+    ) {
+        return;
+    }
+    let lab = Lab::new(RECONF_BEFORE);
+    lab.ok("deploy", &[]);
+    let ns = |n: &str| format!("{}-{n}", lab.name);
+    // Node c's sysctl does not exist: the reconfigure stops at "+ node c",
+    // after node d, link b.eth1 and network side went.
+    let bad = RECONF_AFTER.replace(
+        "  c:\n",
+        "  c:\n    sysctls: {net.ipv4.no_such_knob_here: \"1\"}\n",
+    );
+    lab.rewrite(&bad);
+    let o = rvs(&["lab", "deploy", lab.f(), "--reconfigure"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("+ node c") && text(&o).contains("again finishes it"),
+        "{}",
+        text(&o)
+    );
+    assert!(!netns_exists(&ns("d")));
+    // Plain deploy does not mistake the half-changed lab for either file.
+    let o = rvs(&["lab", "deploy", lab.f()]);
+    assert!(
+        !o.status.success() && text(&o).contains("--reconfigure"),
+        "{}",
+        text(&o)
+    );
+
+    // The next run plans only what was not applied.
+    lab.rewrite(RECONF_AFTER);
+    let plan = lab.ok("deploy", &["--reconfigure", "--dry-run"]);
+    assert!(
+        plan.contains("+ node c") && plan.contains("+ link a.eth1"),
+        "{plan}"
+    );
+    for done in [
+        "- node d",
+        "- link b.eth1",
+        "- network side",
+        "+ network extra",
+    ] {
+        assert!(!plan.contains(done), "{done} planned again:\n{plan}");
+    }
+    lab.ok("deploy", &["--reconfigure"]);
+    let grid = lab.ok("check", &[]);
+    assert!(!grid.contains("FAIL"), "{grid}");
+    assert_eq!(lab.names("sw", &["domain", "list"]), ["extra", "lan"]);
+    lab.destroy_clean();
+}
