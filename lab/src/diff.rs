@@ -127,11 +127,13 @@ pub enum Step {
         route: SwitchRoute,
     },
     /// Its VXLAN ports that the new file does not have as they are, then
-    /// the bridge domains no network of the new file uses.
+    /// the bridge domains no network of the new file uses. `replaced`: the
+    /// new file has a network of that name (changed), added back later.
     RemoveNetwork {
         net: NetworkDef,
         vxlan: Vec<VxlanPort>,
         domains: Vec<(String, String)>,
+        replaced: bool,
     },
     /// Make a bridge domain (`old` is `None`) or change its gateway/RSTP.
     Domain {
@@ -162,7 +164,11 @@ pub enum Step {
     },
     AddTrunk(TrunkDef),
     /// Its VXLAN ports (its domains were made by a [`Step::Domain`]).
-    AddNetwork(NetworkDef),
+    /// `replaces`: a network of that name was there (changed).
+    AddNetwork {
+        net: NetworkDef,
+        replaces: bool,
+    },
 }
 
 impl Step {
@@ -221,7 +227,7 @@ impl Step {
                 rec.trunks.retain(|x| x.name != t.name);
                 rec.trunks.push(t.clone());
             }
-            Step::AddNetwork(n) => {
+            Step::AddNetwork { net: n, .. } => {
                 rec.networks.retain(|x| x.name != n.name);
                 rec.networks.push(n.clone());
             }
@@ -255,10 +261,19 @@ impl fmt::Display for Step {
             Step::RemoveSwitchRoute { switch, route } => {
                 write!(f, "- switch {switch} route {} via {}", route.to, route.via)
             }
-            Step::RemoveNetwork { net, domains, .. } => {
-                write!(f, "- network {}", net.name)?;
+            Step::RemoveNetwork {
+                net,
+                domains,
+                replaced,
+                ..
+            } => {
+                if *replaced {
+                    write!(f, "~ network {}: was {}", net.name, net_text(net))?;
+                } else {
+                    write!(f, "- network {}", net.name)?;
+                }
                 for (sw, d) in domains {
-                    write!(f, " (domain {d} on switch {sw})")?;
+                    write!(f, " (domain {d} on switch {sw} goes)")?;
                 }
                 Ok(())
             }
@@ -340,19 +355,28 @@ impl fmt::Display for Step {
                 "+ trunk {} ({}/{} - {}/{})",
                 t.name, t.ends[0].0, t.ends[0].1, t.ends[1].0, t.ends[1].1
             ),
-            Step::AddNetwork(n) => {
-                write!(
-                    f,
-                    "+ network {} (domain {} vlan {}",
-                    n.name, n.domain, n.vlan
-                )?;
-                for s in [n.subnet, n.ipv6].into_iter().flatten() {
-                    write!(f, " {s}")?;
-                }
-                f.write_str(")")
+            Step::AddNetwork { net, replaces } => {
+                let sign = if *replaces { "~" } else { "+" };
+                let what = if *replaces { ": now " } else { " " };
+                write!(f, "{sign} network {}{what}{}", net.name, net_text(net))
             }
         }
     }
+}
+
+/// `domain D vlan V SUBNETS [gateway] [vni N]`.
+fn net_text(n: &NetworkDef) -> String {
+    let mut t = format!("(domain {} vlan {}", n.domain, n.vlan);
+    for s in [n.subnet, n.ipv6].into_iter().flatten() {
+        t += &format!(" {s}");
+    }
+    if n.gateway {
+        t += " gateway";
+    }
+    if let Some(v) = n.vni {
+        t += &format!(" vni {v}");
+    }
+    t + ")"
 }
 
 fn has_route(rs: &[super::RouteDef], r: &super::RouteDef) -> bool {
@@ -570,6 +594,7 @@ pub fn plan(old: &Topology, new: &Topology) -> Result<Plan, Vec<String>> {
             net: n.clone(),
             vxlan,
             domains: mine,
+            replaced: new.network(&n.name).is_some(),
         });
     }
 
@@ -592,7 +617,10 @@ pub fn plan(old: &Topology, new: &Topology) -> Result<Plan, Vec<String>> {
     // interface on a network it does not hold.
     for n in &new.networks {
         if old.network(&n.name) != Some(n) {
-            steps.push(Step::AddNetwork(n.clone()));
+            steps.push(Step::AddNetwork {
+                net: n.clone(),
+                replaces: old.network(&n.name).is_some(),
+            });
         }
     }
     for s in &new.switches {

@@ -525,7 +525,7 @@ nodes:
         let want = [
             "- node d (namespace rc-d)",
             "- link b.eth1 (port rc-b-1 on network side)",
-            "- network side (domain side on switch sw)",
+            "- network side (domain side on switch sw goes)",
             "+ domain extra on switch sw",
             "+ network extra (domain extra vlan 1 10.3.0.0/24)",
             "+ node c (namespace rc-c, on lan, extra)",
@@ -607,12 +607,40 @@ nodes:
             [
                 "- link b.eth1 (port rc-b-1 on network side)",
                 "- link d.eth1 (port rc-d-1 on network side)",
-                "- network side (domain side on switch sw)",
-                "+ network side (domain lan vlan 20 10.2.0.0/24)",
+                "~ network side: was (domain side vlan 1 10.2.0.0/24) (domain side on switch sw goes)",
+                "~ network side: now (domain lan vlan 20 10.2.0.0/24)",
                 "+ link b.eth1 (port rc-b-1 on network side, 10.2.0.1/24)",
                 "+ link d.eth1 (port rc-d-1 on network side, 10.2.0.2/24)",
             ]
         );
+    }
+
+    #[test]
+    fn a_gateway_turned_on_patches_the_domain_and_nothing_else() {
+        let old = ok(BEFORE);
+        let new = ok(&BEFORE.replace(
+            "side: {subnet: 10.2.0.0/24}",
+            "side: {subnet: 10.2.0.0/24, gateway: true}",
+        ));
+        let p = plan(&old, &new).unwrap();
+        let got = lines(&p);
+        // The gateway takes the subnet's first address: the nodes' allocated
+        // addresses move up by one, in place.
+        assert_eq!(
+            got,
+            [
+                "~ network side: was (domain side vlan 1 10.2.0.0/24)",
+                "~ domain side on switch sw: gateway 10.2.0.1/24, rstp off",
+                "~ network side: now (domain side vlan 1 10.2.0.0/24 gateway)",
+                "~ interface b.eth1: addresses 10.2.0.1/24 -> 10.2.0.2/24",
+                "~ interface d.eth1: addresses 10.2.0.2/24 -> 10.2.0.3/24",
+            ],
+            "plan:\n{p}"
+        );
+        let Step::RemoveNetwork { vxlan, domains, .. } = &p.steps[0] else {
+            panic!("{p}")
+        };
+        assert!(vxlan.is_empty() && domains.is_empty(), "the domain stays");
     }
 
     #[test]

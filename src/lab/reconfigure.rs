@@ -52,8 +52,13 @@ fn counts(plan: &Plan) -> String {
             | Step::RemoveNode(_)
             | Step::RemoveInterface { .. }
             | Step::RemoveSwitchRoute { .. }
-            | Step::RemoveNetwork { .. } => remove += 1,
+            | Step::RemoveNetwork {
+                replaced: false, ..
+            } => remove += 1,
+            // Counted once, as the change its AddNetwork is.
+            Step::RemoveNetwork { replaced: true, .. } => {}
             Step::Domain { old: Some(_), .. }
+            | Step::AddNetwork { replaces: true, .. }
             | Step::ChangeInterface { .. }
             | Step::ChangeNode { .. } => change += 1,
             _ => add += 1,
@@ -264,14 +269,18 @@ fn apply(
         )
         .map(|_| ()),
         Step::Domain {
-            old: Some(_),
+            old: Some(o),
             new: d,
         } => {
+            // Only what changed: RSTP set again would restart it.
             let body = domain_body(d);
-            let patch = json!({
-                "gateway": body.get("gateway").cloned().unwrap_or(json!(null)),
-                "stp": body.get("stp").cloned().unwrap_or(json!(null)),
-            });
+            let mut patch = json!({});
+            if o.gateway != d.gateway {
+                patch["gateway"] = body.get("gateway").cloned().unwrap_or(json!(null));
+            }
+            if o.stp != d.stp {
+                patch["stp"] = body.get("stp").cloned().unwrap_or(json!(null));
+            }
             let path = format!("/v1/domains/{}", d.domain);
             switches
                 .get(&d.switch)
@@ -280,7 +289,7 @@ fn apply(
                 .map(|_| ())
                 .map_err(|e| err(format!("PATCH {path} {patch}: {e}")))
         }
-        Step::AddNetwork(net) => {
+        Step::AddNetwork { net, .. } => {
             for p in net.vxlan_ports() {
                 ensure_vxlan_port(&p, switches)?;
             }
