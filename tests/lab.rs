@@ -10,6 +10,8 @@ use std::process::{Command, Output};
 
 use rvs_drivers::testutil::{root_or_skip, unique};
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_rvswitch");
 
 fn example(name: &str) -> String {
@@ -59,6 +61,40 @@ impl Lab {
 
     fn f(&self) -> &str {
         self.file.to_str().unwrap()
+    }
+
+    /// Replace the file with another version, under the lab's name.
+    fn rewrite(&self, yaml: &str) {
+        let body: Vec<String> = yaml
+            .lines()
+            .map(|l| {
+                if l.starts_with("name:") {
+                    format!("name: {}", self.name)
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        std::fs::write(&self.file, body.join("\n") + "\n").unwrap();
+    }
+
+    /// `rvswitch ctl --json ARGS` on switch `sw` of the lab.
+    fn ctl(&self, sw: &str, args: &[&str]) -> serde_json::Value {
+        let sock = format!("/run/rvswitch/lab/{}/{sw}.sock", self.name);
+        common::ctl_json(Path::new(&sock), args)
+    }
+
+    /// The names of the objects a `ctl --json ... list` returns, sorted.
+    fn names(&self, sw: &str, args: &[&str]) -> Vec<String> {
+        let v = self.ctl(sw, args);
+        let mut n: Vec<String> = v
+            .as_array()
+            .unwrap_or_else(|| panic!("{args:?}: {v}"))
+            .iter()
+            .map(|x| x["name"].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
     }
 
     #[track_caller]
@@ -512,4 +548,266 @@ fn output_into_a_closed_pipe_ends_quietly() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!err.contains("panicked"), "{err}");
     }
+}
+
+const RECONF_BEFORE: &str = "\
+name: x
+networks:
+  lan: {subnet: 10.71.0.0/24}
+  side: {subnet: 10.72.0.0/24}
+nodes:
+  a:
+    interfaces: [{network: lan, address: 10.71.0.1/24}]
+  b:
+    interfaces:
+      - {network: lan, address: 10.71.0.2/24}
+      - {network: side}
+  d:
+    interfaces:
+      - {network: lan, address: 10.71.0.4/24}
+      - {network: side}
+";
+
+/// Node c, link a.eth1 and network extra come; node d, link b.eth1 and
+/// network side go; a.eth0 and b.eth0 stay as they are.
+const RECONF_AFTER: &str = "\
+name: x
+networks:
+  lan: {subnet: 10.71.0.0/24}
+  extra: {subnet: 10.73.0.0/24}
+nodes:
+  a:
+    interfaces:
+      - {network: lan, address: 10.71.0.1/24}
+      - {network: extra, address: 10.73.0.1/24}
+  b:
+    interfaces: [{network: lan, address: 10.71.0.2/24}]
+  c:
+    interfaces:
+      - {network: lan, address: 10.71.0.3/24}
+      - {network: extra, address: 10.73.0.3/24}
+expect:
+  reach: all
+";
+
+/// `ping`'s summary: (transmitted, received).
+fn ping_summary(out: &str) -> (u32, u32) {
+    let line = out
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_else(|| panic!("no ping summary in:\n{out}"));
+    let num = |word: &str| -> u32 {
+        let before = line.split(word).next().unwrap();
+        before
+            .trim_end()
+            .rsplit([' ', ','])
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|_| panic!("{line}"))
+    };
+    (num(" packets transmitted"), num(" received"))
+}
+
+#[test]
+fn reconfigure_adds_and_removes_a_node_a_link_and_a_network_without_a_lost_ping() {
+    if !root_or_skip("reconfigure_adds_and_removes_a_node_a_link_and_a_network_without_a_lost_ping")
+    {
+        return;
+    }
+    let lab = Lab::new(RECONF_BEFORE);
+    lab.ok("deploy", &[]);
+    let ns = |n: &str| format!("{}-{n}", lab.name);
+    // a.eth0 and b.eth0 (both ends: the node's and the switch's), with
+    // their interface indexes: a link made again gets a new index.
+    let kept_links = |v: Vec<String>| -> Vec<String> {
+        v.into_iter()
+            .filter(|l| {
+                [ns("a"), ns("b")]
+                    .iter()
+                    .any(|n| l.starts_with(&format!("{n} ")) && l.contains(" eth0:"))
+                    || l.contains(&format!("{}:", ns("a-0")))
+                    || l.contains(&format!("{}:", ns("b-0")))
+            })
+            .collect()
+    };
+    let before = kept_links(link_indexes(&lab.name));
+    assert!(before.len() >= 2, "{before:?}");
+    assert_eq!(lab.names("sw", &["domain", "list"]), ["lan", "side"]);
+
+    // The changed file is refused without --reconfigure, naming it.
+    lab.rewrite(RECONF_AFTER);
+    let o = rvs(&["lab", "deploy", lab.f()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--reconfigure"), "{}", text(&o));
+    assert!(!text(&o).contains("half-way"), "{}", text(&o));
+
+    // --dry-run prints the plan and changes nothing.
+    let plan = lab.ok("deploy", &["--reconfigure", "--dry-run"]);
+    for want in [
+        "- node d",
+        "- link b.eth1",
+        "- network side",
+        "+ node c",
+        "+ link a.eth1",
+        "+ network extra",
+    ] {
+        assert!(plan.contains(want), "{want} missing:\n{plan}");
+    }
+    assert!(netns_exists(&ns("d")) && !netns_exists(&ns("c")), "{plan}");
+
+    // A bad file changes nothing and names its line.
+    lab.rewrite(&RECONF_AFTER.replace("network: extra, address: 10.73.0.3/24", "network: nowhere"));
+    let o = rvs(&["lab", "deploy", lab.f(), "--reconfigure"]);
+    assert!(!o.status.success());
+    let line = RECONF_AFTER
+        .lines()
+        .position(|l| l.contains("10.73.0.3/24"))
+        .unwrap()
+        + 1;
+    assert!(
+        text(&o).contains(&format!("{}:{line}:", lab.f())) && text(&o).contains("nowhere"),
+        "{}",
+        text(&o)
+    );
+    assert!(netns_exists(&ns("d")) && !netns_exists(&ns("c")));
+
+    // A ping between two nodes that stay runs through the whole change.
+    let ping = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns("a"),
+            "ping",
+            "-i",
+            "0.05",
+            "-W",
+            "1",
+            "10.71.0.2",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Pinger(Option<std::process::Child>);
+    impl Drop for Pinger {
+        fn drop(&mut self) {
+            if let Some(c) = &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let mut ping = Pinger(Some(ping));
+    // Running before the change: the first replies are in.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+
+    lab.rewrite(RECONF_AFTER);
+    let out = lab.ok("deploy", &["--reconfigure"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+
+    // SIGINT: ping prints its summary and exits.
+    let child = ping.0.take().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let (sent, got) = ping_summary(&String::from_utf8_lossy(&o.stdout));
+    assert!(sent >= 15, "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        got, sent,
+        "the ping lost replies during the reconfigure\n{out}"
+    );
+    assert!(
+        out.contains("reconfigured (4 add, 3 remove, 0 change)"),
+        "{out}"
+    );
+
+    // What stayed was not made again.
+    assert_eq!(kept_links(link_indexes(&lab.name)), before);
+    // What went is gone: namespace, switch ports, domain.
+    assert!(!netns_exists(&ns("d")));
+    let ports = lab.names("sw", &["port", "list"]);
+    for gone in [ns("d-0"), ns("d-1"), ns("b-1")] {
+        assert!(!ports.contains(&gone), "{gone} left: {ports:?}");
+    }
+    for came in [ns("a-1"), ns("c-0"), ns("c-1")] {
+        assert!(ports.contains(&came), "{came} missing: {ports:?}");
+    }
+    assert_eq!(lab.names("sw", &["domain", "list"]), ["extra", "lan"]);
+    // The new node reaches its peers on both networks (expect: reach all).
+    let grid = lab.ok("check", &[]);
+    assert!(!grid.contains("FAIL"), "{grid}");
+    for (from, to) in [("c", "10.71.0.2"), ("c", "10.73.0.1")] {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &ns(from), "ping", "-c", "1", "-W", "2", to])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{from} -> {to}: {}", text(&o));
+    }
+    // The file is now the deployed one: deploy and --reconfigure are no-ops.
+    lab.ok("deploy", &[]);
+    assert!(lab.ok("deploy", &["--reconfigure"]).contains("no changes"));
+    lab.destroy_clean();
+}
+
+fn netns_exists(name: &str) -> bool {
+    Path::new("/run/netns").join(name).exists()
+}
+
+#[test]
+fn a_reconfigure_stopped_half_way_is_recorded_as_far_as_it_went_and_finished_by_the_next() {
+    if !root_or_skip(
+        "a_reconfigure_stopped_half_way_is_recorded_as_far_as_it_went_and_finished_by_the_next",
+    ) {
+        return;
+    }
+    let lab = Lab::new(RECONF_BEFORE);
+    lab.ok("deploy", &[]);
+    let ns = |n: &str| format!("{}-{n}", lab.name);
+    // Node c's sysctl does not exist: the reconfigure stops at "+ node c",
+    // after node d, link b.eth1 and network side went.
+    let bad = RECONF_AFTER.replace(
+        "  c:\n",
+        "  c:\n    sysctls: {net.ipv4.no_such_knob_here: \"1\"}\n",
+    );
+    lab.rewrite(&bad);
+    let o = rvs(&["lab", "deploy", lab.f(), "--reconfigure"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("+ node c") && text(&o).contains("again finishes it"),
+        "{}",
+        text(&o)
+    );
+    assert!(!netns_exists(&ns("d")));
+    // Plain deploy does not mistake the half-changed lab for either file.
+    let o = rvs(&["lab", "deploy", lab.f()]);
+    assert!(
+        !o.status.success() && text(&o).contains("--reconfigure"),
+        "{}",
+        text(&o)
+    );
+
+    // The next run plans only what was not applied.
+    lab.rewrite(RECONF_AFTER);
+    let plan = lab.ok("deploy", &["--reconfigure", "--dry-run"]);
+    assert!(
+        plan.contains("+ node c") && plan.contains("+ link a.eth1"),
+        "{plan}"
+    );
+    for done in [
+        "- node d",
+        "- link b.eth1",
+        "- network side",
+        "+ network extra",
+    ] {
+        assert!(!plan.contains(done), "{done} planned again:\n{plan}");
+    }
+    lab.ok("deploy", &["--reconfigure"]);
+    let grid = lab.ok("check", &[]);
+    assert!(!grid.contains("FAIL"), "{grid}");
+    assert_eq!(lab.names("sw", &["domain", "list"]), ["extra", "lan"]);
+    lab.destroy_clean();
 }

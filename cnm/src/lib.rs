@@ -17,7 +17,6 @@
 pub mod docker;
 pub mod fabric;
 pub mod ipam;
-pub mod lab;
 pub mod model;
 pub mod prefix;
 pub mod store;

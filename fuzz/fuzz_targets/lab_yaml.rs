@@ -13,12 +13,12 @@ fuzz_target!(|data: &[u8]| {
     let breaks =
         text.matches('\n').count() + text.matches('\r').count() - text.matches("\r\n").count();
     let lines = breaks + 2;
-    match rvs_cnm::lab::parse("fuzz.yml", text) {
+    match rvs_lab::parse("fuzz.yml", text) {
         Ok(topo) => {
             // What the commands derive from a valid topology must not panic.
             let _ = topo.domains();
-            let _ = rvs_cnm::lab::to_dot(&topo);
-            let _ = rvs_cnm::lab::to_mermaid(&topo);
+            let _ = rvs_lab::to_dot(&topo);
+            let _ = rvs_lab::to_mermaid(&topo);
         }
         Err(errs) => {
             assert!(!errs.0.is_empty(), "an error without a problem");

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use rvs_cnm::lab::{Probe, Topology, Want, format_mac};
+use rvs_lab::{Probe, Topology, Want, format_mac};
 use serde_json::json;
 
 use super::{LabError, Paths, err};

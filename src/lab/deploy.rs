@@ -14,26 +14,41 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hyper::Method;
-use rvs_cnm::lab::{
-    InterfaceDef, NetKind, NetworkDef, NodeDef, PortKind, SwitchDef, Topology, TrunkDef, format_mac,
-};
 use rvs_drivers::netlink::{Netlink, NetlinkError, Route};
 use rvs_drivers::netns;
+use rvs_lab::{
+    DomainSpec, InterfaceDef, NetKind, NetworkDef, NodeDef, PortKind, SwitchDef, SwitchRoute,
+    Topology, TrunkDef, VxlanPort, format_mac,
+};
 use serde_json::{Value, json};
 
 use super::state::{LabState, digest, exists};
 use super::{LabError, Paths, err};
 use crate::client::Client;
 
-fn nl_err(e: NetlinkError) -> LabError {
+pub(super) fn nl_err(e: NetlinkError) -> LabError {
     err(e)
 }
 
 /// The lab's daemons, by switch name.
-struct Switches(Vec<(String, Client)>);
+pub(super) struct Switches(Vec<(String, Client)>);
 
 impl Switches {
-    fn get(&self, name: &str) -> &Client {
+    /// Each switch's daemon, started when it does not answer.
+    pub(super) fn up(
+        topo: &Topology,
+        paths: &Paths,
+        st: &mut LabState,
+    ) -> Result<Switches, LabError> {
+        let mut switches = Vec::new();
+        for sw in &topo.switches {
+            let c = ensure_daemon(paths, sw, topo.switch_netns(&sw.name), st)?;
+            switches.push((sw.name.clone(), c));
+        }
+        Ok(Switches(switches))
+    }
+
+    pub(super) fn get(&self, name: &str) -> &Client {
         &self
             .0
             .iter()
@@ -43,27 +58,40 @@ impl Switches {
     }
 }
 
-pub fn deploy(topo: &Topology, file: &Path) -> Result<(), LabError> {
+/// The lab's state, or a new one; refused when the lab runs from another
+/// version of the file (or from neither file, after a `--reconfigure` that
+/// stopped half-way): that is `--reconfigure`'s job.
+fn state_for_deploy(topo: &Topology, file: &Path) -> Result<LabState, LabError> {
     let text =
         std::fs::read_to_string(file).map_err(|e| err(format!("read {}: {e}", file.display())))?;
     let paths = Paths::of(&topo.name);
-    let mut st = match LabState::load(&paths)? {
-        Some(s) if s.digest != digest(&text) => {
-            return Err(err(format!(
-                "lab {} is deployed from another version of its file ({}); run `rvswitch lab destroy {}` first (no changes made)",
+    match LabState::load(&paths)? {
+        Some(s)
+            if s.digest != digest(&text)
+                || s.deployed
+                    .as_ref()
+                    .is_some_and(|d| !rvs_lab::same_deployment(d, topo)) =>
+        {
+            Err(err(format!(
+                "lab {} is deployed from another version of its file ({}): `rvswitch lab deploy --reconfigure {f}` applies only the difference, `rvswitch lab destroy {f}` removes the lab (no changes made)",
                 topo.name,
                 s.file.display(),
-                file.display()
-            )));
+                f = file.display()
+            )))
         }
-        Some(s) => s,
-        None => LabState {
+        Some(s) => Ok(s),
+        None => Ok(LabState {
             lab: topo.name.clone(),
             file: std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf()),
             digest: digest(&text),
             ..LabState::default()
-        },
-    };
+        }),
+    }
+}
+
+pub fn deploy(topo: &Topology, file: &Path) -> Result<(), LabError> {
+    let paths = Paths::of(&topo.name);
+    let mut st = state_for_deploy(topo, file)?;
     let nl = Netlink::new().map_err(nl_err)?;
     preflight(topo, &st, &nl)?;
     st.complete = false;
@@ -73,36 +101,13 @@ pub fn deploy(topo: &Topology, file: &Path) -> Result<(), LabError> {
     for node in &topo.nodes {
         ensure_netns(node, &paths, &mut st)?;
     }
-    let mut switches = Vec::new();
-    for sw in &topo.switches {
-        let c = ensure_daemon(&paths, sw, topo.switch_netns(&sw.name), &mut st)?;
-        switches.push((sw.name.clone(), c));
-    }
-    let switches = Switches(switches);
-    for (sw, dom) in topo.domains() {
-        let mut body = json!({ "name": dom });
-        if topo.switches.iter().any(|s| s.name == sw && s.rstp) {
-            body["stp"] = json!({});
-        }
-        let gw = topo
-            .networks
-            .iter()
-            .find(|n| n.gateway && n.domain == dom && n.switches.contains(&sw));
-        if let Some(n) = gw {
-            let mut g = json!({
-                "addresses": n.gateway_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-                "vid": n.vlan,
-            });
-            if let Some(m) = n.mtu {
-                g["mtu"] = json!(m);
-            }
-            body["gateway"] = g;
-        }
+    let switches = Switches::up(topo, &paths, &mut st)?;
+    for d in topo.domain_specs() {
         ensure(
-            switches.get(&sw),
-            &format!("/v1/domains/{dom}"),
+            switches.get(&d.switch),
+            &format!("/v1/domains/{}", d.domain),
             "/v1/domains",
-            body,
+            domain_body(&d),
         )?;
     }
     for sw in &topo.switches {
@@ -121,6 +126,8 @@ pub fn deploy(topo: &Topology, file: &Path) -> Result<(), LabError> {
     for node in &topo.nodes {
         run_exec(node, &paths, &mut st)?;
     }
+    // What --reconfigure compares the next file with.
+    st.deployed = Some(topo.clone());
     st.complete = true;
     st.save(&paths)?;
     println!(
@@ -134,8 +141,27 @@ pub fn deploy(topo: &Topology, file: &Path) -> Result<(), LabError> {
     Ok(())
 }
 
+/// A domain's `POST /v1/domains` body.
+pub(super) fn domain_body(d: &DomainSpec) -> Value {
+    let mut body = json!({ "name": d.domain });
+    if d.stp {
+        body["stp"] = json!({});
+    }
+    if let Some(g) = &d.gateway {
+        let mut gj = json!({
+            "addresses": g.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "vid": g.vid,
+        });
+        if let Some(m) = g.mtu {
+            gj["mtu"] = json!(m);
+        }
+        body["gateway"] = gj;
+    }
+    body
+}
+
 /// Refuse, before making anything, names that exist but are not this lab's.
-fn preflight(topo: &Topology, st: &LabState, nl: &Netlink) -> Result<(), LabError> {
+pub(super) fn preflight(topo: &Topology, st: &LabState, nl: &Netlink) -> Result<(), LabError> {
     let mut clashes = Vec::new();
     for n in &topo.nodes {
         if netns::netns_path(&n.netns).exists() && !st.namespaces.contains(&n.netns) {
@@ -185,7 +211,7 @@ fn answering(socket: &Path) -> Option<Client> {
         .map(|_| c)
 }
 
-fn ensure_daemon(
+pub(super) fn ensure_daemon(
     paths: &Paths,
     sw: &SwitchDef,
     netns: Option<String>,
@@ -271,7 +297,7 @@ fn tail(f: &Path) -> String {
 }
 
 /// GET `get`; on 404 POST `body` to `post`. Whether it was made.
-fn ensure(c: &Client, get: &str, post: &str, body: Value) -> Result<bool, LabError> {
+pub(super) fn ensure(c: &Client, get: &str, post: &str, body: Value) -> Result<bool, LabError> {
     let r = c.get(get).map_err(err)?;
     match r.status {
         200 => Ok(false),
@@ -296,28 +322,46 @@ fn ensure_switch_routes(topo: &Topology, sw: &SwitchDef, c: &Client) -> Result<(
         .map_err(|e| err(format!("switch {}: list routes: {e}", sw.name)))?
         .json();
     for r in &sw.routes {
-        let prefix = r.to.to_string();
-        let exists = have.as_array().into_iter().flatten().any(|x| {
-            x["prefix"].as_str() == Some(prefix.as_str())
-                && x["table"].as_u64().unwrap_or(0) == 0
-                && x["kind"].as_str() == Some("static")
-        });
-        if exists {
-            continue;
-        }
-        let net = topo.network(&r.network).expect("validated");
-        let body = json!({ "prefix": prefix, "domain": net.domain, "via": r.via.to_string() });
-        c.request(Method::POST, "/v1/routes", Some(&body))
-            .and_then(|x| x.ok())
-            .map_err(|e| err(format!("switch {}: add route {body}: {e}", sw.name)))?;
+        ensure_switch_route(topo, &sw.name, r, c, &have)?;
     }
+    Ok(())
+}
+
+/// One static route of a switch, added unless `have` (the switch's route
+/// list) holds it.
+pub(super) fn ensure_switch_route(
+    topo: &Topology,
+    sw: &str,
+    r: &SwitchRoute,
+    c: &Client,
+    have: &Value,
+) -> Result<(), LabError> {
+    let prefix = r.to.to_string();
+    let exists = have.as_array().into_iter().flatten().any(|x| {
+        x["prefix"].as_str() == Some(prefix.as_str())
+            && x["table"].as_u64().unwrap_or(0) == 0
+            && x["kind"].as_str() == Some("static")
+    });
+    if exists {
+        return Ok(());
+    }
+    let net = topo.network(&r.network).ok_or_else(|| {
+        err(format!(
+            "switch {sw}: route {prefix}: no network {}",
+            r.network
+        ))
+    })?;
+    let body = json!({ "prefix": prefix, "domain": net.domain, "via": r.via.to_string() });
+    c.request(Method::POST, "/v1/routes", Some(&body))
+        .and_then(|x| x.ok())
+        .map_err(|e| err(format!("switch {sw}: add route {body}: {e}")))?;
     Ok(())
 }
 
 /// A switch port: added when missing; removed and added again when
 /// `remake` (its interface was just made anew) or when the daemon reports
 /// it failed (its interface went away and came back).
-fn ensure_port(c: &Client, body: Value, remake: bool) -> Result<(), LabError> {
+pub(super) fn ensure_port(c: &Client, body: Value, remake: bool) -> Result<(), LabError> {
     let name = body["name"].as_str().expect("ports have names").to_string();
     let path = format!("/v1/ports/{name}");
     let r = c.get(&path).map_err(err)?;
@@ -345,7 +389,11 @@ fn proc_write(key_path: &str, value: &str) -> Result<(), String> {
 }
 
 /// Write sysctls (`net.x.y` → value) inside a namespace.
-fn sysctls_in(ns: &str, kv: Vec<(String, String)>, strict: bool) -> Result<(), LabError> {
+pub(super) fn sysctls_in(
+    ns: &str,
+    kv: Vec<(String, String)>,
+    strict: bool,
+) -> Result<(), LabError> {
     let res = netns::in_netns(ns, move || {
         for (k, v) in &kv {
             let p = format!("/proc/sys/{}", k.replace('.', "/"));
@@ -363,7 +411,11 @@ fn sysctls_in(ns: &str, kv: Vec<(String, String)>, strict: bool) -> Result<(), L
 
 /// A node's namespace, with IPv6 addresses usable at once (no duplicate
 /// address detection wait: a lab's addresses are unique by validation).
-fn ensure_netns(node: &NodeDef, paths: &Paths, st: &mut LabState) -> Result<(), LabError> {
+pub(super) fn ensure_netns(
+    node: &NodeDef,
+    paths: &Paths,
+    st: &mut LabState,
+) -> Result<(), LabError> {
     let ns = &node.netns;
     if !netns::netns_path(ns).exists() {
         st.record_netns(paths, ns)?;
@@ -383,7 +435,7 @@ fn ensure_netns(node: &NodeDef, paths: &Paths, st: &mut LabState) -> Result<(), 
 }
 
 /// `f` with a netlink handle on `ns` (`None`: the host namespace, `nl`).
-fn on<T: Send>(
+pub(super) fn on<T: Send>(
     ns: Option<&str>,
     nl: &Netlink,
     f: impl FnOnce(&Netlink) -> Result<T, NetlinkError> + Send,
@@ -395,7 +447,8 @@ fn on<T: Send>(
     .map_err(nl_err)
 }
 
-fn ensure_node(
+/// A node's interfaces, routes and sysctls (its namespace exists).
+pub(super) fn ensure_node(
     topo: &Topology,
     node: &NodeDef,
     paths: &Paths,
@@ -403,10 +456,29 @@ fn ensure_node(
     nl: &Netlink,
     switches: &Switches,
 ) -> Result<(), LabError> {
-    let ns = &node.netns;
     for i in &node.interfaces {
+        ensure_interface(topo, node, i, paths, st, nl, switches)?;
+    }
+    ensure_node_settings(node)
+}
+
+/// One interface of a node: its link (veth or TAP), its switch port and
+/// its settings inside the node.
+pub(super) fn ensure_interface(
+    topo: &Topology,
+    node: &NodeDef,
+    i: &InterfaceDef,
+    paths: &Paths,
+    st: &mut LabState,
+    nl: &Netlink,
+    switches: &Switches,
+) -> Result<(), LabError> {
+    let ns = &node.netns;
+    {
         let sw_ns = topo.switch_netns(&i.switch);
-        let net = topo.network(&i.network).expect("validated");
+        let net = topo
+            .network(&i.network)
+            .ok_or_else(|| err(format!("node {}: no network {}", node.name, i.network)))?;
         let c = switches.get(&i.switch);
         let vlan = json!({ "mode": "access", "pvid": net.vlan });
         let options = match &i.impair {
@@ -477,6 +549,12 @@ fn ensure_node(
             }
         }
     }
+    Ok(())
+}
+
+/// A node's routes (added when missing) and sysctls.
+pub(super) fn ensure_node_settings(node: &NodeDef) -> Result<(), LabError> {
+    let ns = &node.netns;
     let routes: Vec<Route> = node
         .routes
         .iter()
@@ -558,7 +636,7 @@ fn temp_link_name() -> String {
 }
 
 /// MTU, MAC, addresses and link state of an interface inside its node.
-fn configure_inside(node: &NodeDef, i: &InterfaceDef) -> Result<(), LabError> {
+pub(super) fn configure_inside(node: &NodeDef, i: &InterfaceDef) -> Result<(), LabError> {
     let ns = &node.netns;
     sysctls_in(
         ns,
@@ -597,7 +675,7 @@ fn configure_inside(node: &NodeDef, i: &InterfaceDef) -> Result<(), LabError> {
     })
 }
 
-fn ensure_trunk(
+pub(super) fn ensure_trunk(
     topo: &Topology,
     t: &TrunkDef,
     paths: &Paths,
@@ -657,32 +735,30 @@ fn ensure_trunk(
 
 /// A VXLAN network: on each of its switches a `vxlan` port in its domain,
 /// bound to the switch's host node address, flooding to the others.
-fn ensure_vxlan(net: &NetworkDef, switches: &Switches) -> Result<(), LabError> {
-    let vni = net.vni.expect("validated: vxlan networks have a VNI");
-    for (sw, local) in &net.vteps {
-        let remotes: Vec<String> = net
-            .vteps
-            .iter()
-            .filter(|(other, _)| other != sw)
-            .map(|(_, a)| a.to_string())
-            .collect();
-        ensure_port(
-            switches.get(sw),
-            json!({
-                "name": format!("vxlan{vni}"),
-                "kind": "vxlan",
-                "domain": net.domain,
-                "vlan": { "mode": "access", "pvid": net.vlan },
-                "options": { "local": local.to_string(), "vni": vni, "remotes": remotes },
-            }),
-            false,
-        )?;
+pub(super) fn ensure_vxlan(net: &NetworkDef, switches: &Switches) -> Result<(), LabError> {
+    for p in net.vxlan_ports() {
+        ensure_vxlan_port(&p, switches)?;
     }
     Ok(())
 }
 
+pub(super) fn ensure_vxlan_port(p: &VxlanPort, switches: &Switches) -> Result<(), LabError> {
+    let remotes: Vec<String> = p.remotes.iter().map(|a| a.to_string()).collect();
+    ensure_port(
+        switches.get(&p.switch),
+        json!({
+            "name": p.name,
+            "kind": "vxlan",
+            "domain": p.domain,
+            "vlan": { "mode": "access", "pvid": p.vlan },
+            "options": { "local": p.local.to_string(), "vni": p.vni, "remotes": remotes },
+        }),
+        false,
+    )
+}
+
 /// A node's start-up commands, once per deployment (recorded).
-fn run_exec(node: &NodeDef, paths: &Paths, st: &mut LabState) -> Result<(), LabError> {
+pub(super) fn run_exec(node: &NodeDef, paths: &Paths, st: &mut LabState) -> Result<(), LabError> {
     if node.exec.is_empty() || st.exec_done.contains(&node.name) {
         return Ok(());
     }
@@ -778,7 +854,7 @@ fn stop_pid(pid: i32) {
 
 /// Kill every process inside the namespace (commands started by `exec:`,
 /// or by hand with `lab exec`), which would otherwise keep it alive.
-fn kill_in_netns(ns: &str) -> usize {
+pub(super) fn kill_in_netns(ns: &str) -> usize {
     let Ok(ino) = netns::netns_inode(&netns::netns_path(ns)) else {
         return 0;
     };
@@ -799,7 +875,7 @@ fn kill_in_netns(ns: &str) -> usize {
 /// Remove everything lab `lab` made. Idempotent; a lab that is not there
 /// is not an error.
 pub fn destroy(lab: &str) -> Result<(), LabError> {
-    if !rvs_cnm::lab::lab_name_ok(lab) {
+    if !rvs_lab::lab_name_ok(lab) {
         return Err(err(format!("bad lab name {lab:?}")));
     }
     let paths = Paths::of(lab);

@@ -1,6 +1,6 @@
 //! `rvswitch lab`: deploy, inspect, check and destroy topologies of network
 //! namespaces wired through rvswitch, declared in one YAML file (the format
-//! and its validation are `rvs_cnm::lab`).
+//! and its validation are `rvs_lab`).
 //!
 //! A lab named L keeps its daemons' sockets under `/run/rvswitch/lab/L/` and
 //! everything else — the daemons' stores and logs, the node commands' logs
@@ -8,18 +8,23 @@
 //! The state file records each namespace, link and daemon *before* it is
 //! made, so `destroy` removes all of it even after a crash half-way.
 //!
+//! `lab deploy --reconfigure` applies only the difference between the
+//! topology the state records as deployed and a changed file (see
+//! `reconfigure.rs`; the plan is `rvs_lab::plan`).
+//!
 //! Owns: the lab's lifecycle and its names (`L-NODE` namespaces, links from
-//! `rvs_cnm::lab::link_name`). Never: anything it did not record making —
+//! `rvs_lab::link_name`). Never: anything it did not record making —
 //! deploy refuses to adopt a namespace or link that exists but is not in
 //! the lab's state.
 
 mod check;
 mod deploy;
+mod reconfigure;
 mod state;
 
 use std::path::{Path, PathBuf};
 
-use rvs_cnm::lab::{self as model, Topology};
+use rvs_lab::{self as model, Topology};
 
 pub use deploy::{deploy, destroy};
 pub use state::LabState;
@@ -39,12 +44,20 @@ pub struct LabArgs {
 pub enum LabCommand {
     /// Make (or complete) the lab: daemons, namespaces, links, ports,
     /// addresses, routes, sysctls, start-up commands. Re-running it on the
-    /// same file changes nothing.
+    /// same file changes nothing; a changed file needs --reconfigure.
     Deploy {
         file: PathBuf,
         /// Also run the expectations (like `lab check`) afterwards.
         #[arg(long)]
         check: bool,
+        /// The lab runs from another version of the file: apply only the
+        /// difference (nodes, links, networks, addresses and routes added,
+        /// removed or changed); what did not change is not touched.
+        #[arg(long)]
+        reconfigure: bool,
+        /// With --reconfigure: print the plan, change nothing.
+        #[arg(long, requires = "reconfigure")]
+        dry_run: bool,
     },
     /// Remove everything the lab made: processes in its namespaces, its
     /// daemons, namespaces, links, sockets and state.
@@ -164,11 +177,27 @@ fn need_root(what: &str) -> Result<(), LabError> {
 /// Run a `lab` subcommand; `Ok(code)` is the exit status to leave with.
 pub fn run(args: LabArgs) -> Result<i32, LabError> {
     match args.command {
-        LabCommand::Deploy { file, check } => {
+        LabCommand::Deploy {
+            file,
+            check,
+            reconfigure,
+            dry_run,
+        } => {
             let topo = load(&file)?;
             need_root("deploy")?;
             let guard = lock()?;
-            if let Err(e) = deploy(&topo, &file) {
+            if dry_run {
+                reconfigure::dry_run(&topo)?;
+                return Ok(0);
+            }
+            if reconfigure {
+                reconfigure::reconfigure(&topo, &file)?;
+            } else if let Err(e) = deploy(&topo, &file) {
+                // A refusal (another version of the file, names that are
+                // not the lab's) made nothing: nothing to complete.
+                if e.0.ends_with("(no changes made)") {
+                    return Err(e);
+                }
                 if Paths::of(&topo.name).state_file().exists() {
                     return Err(err(format!(
                         "{e}\nlab {}: deploy stopped half-way; what it made is recorded: `rvswitch lab deploy {f}` again completes it, `rvswitch lab destroy {f}` removes it",

@@ -26,6 +26,11 @@ pub struct LabState {
     pub exec_done: Vec<String>,
     /// Every step of the last deploy finished.
     pub complete: bool,
+    /// The topology deployed: the whole file's once a deploy completes;
+    /// during `--reconfigure`, updated after each step applied, so it names
+    /// what is really there. `None`: state written before it was recorded.
+    #[serde(default)]
+    pub deployed: Option<rvs_lab::Topology>,
 }
 
 impl LabState {

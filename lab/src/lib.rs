@@ -4,8 +4,13 @@
 //! Owns: the file format, its validation (every error names the file, line,
 //! column and field), address allocation, the names a deployment uses
 //! (namespaces, links, ports, MACs), the expectation matrix and the graph
-//! renderings (DOT, Mermaid). Never: touching the kernel or a daemon — that
-//! is the root crate's `lab` module, which takes a validated [`Topology`].
+//! renderings (DOT, Mermaid), and the plan of `lab deploy --reconfigure`
+//! (the steps from a deployed topology to a new one, [`plan`]). Never:
+//! touching the kernel or a daemon — that is the root crate's `lab`
+//! module, which takes a validated [`Topology`].
+//!
+//! Its own crate, not part of `rvs-cnm`: a lab is not a Container Network
+//! Model object. It shares only the prefix arithmetic (`rvs_cnm::prefix`).
 //!
 //! ```yaml
 //! name: quickstart
@@ -20,6 +25,7 @@
 //!
 //! See docs/operations.md ("Labs") for every field.
 
+mod diff;
 mod graph;
 mod parse;
 #[cfg(test)]
@@ -28,13 +34,15 @@ mod tests;
 use std::fmt;
 use std::net::IpAddr;
 
+pub use diff::{DomainSpec, GatewaySpec, Plan, Step, VxlanPort, canonical, plan, same_deployment};
 pub use graph::{to_dot, to_mermaid};
 pub use parse::{lab_name_ok, parse, parse_file};
 
-use crate::prefix::Cidr;
+use rvs_cnm::prefix::Cidr;
+use serde::{Deserialize, Serialize};
 
 /// A position in the topology file (1-based).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Pos {
     pub line: usize,
     pub col: usize,
@@ -83,7 +91,7 @@ impl fmt::Display for LabErrors {
 impl std::error::Error for LabErrors {}
 
 /// A switch: one `rvswitch daemon`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SwitchDef {
     pub name: String,
     pub pos: Pos,
@@ -98,7 +106,7 @@ pub struct SwitchDef {
 }
 
 /// A route in a switch: `to` via a next hop on a gateway network.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SwitchRoute {
     pub pos: Pos,
     pub to: Cidr,
@@ -107,7 +115,7 @@ pub struct SwitchRoute {
     pub network: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetKind {
     /// A VLAN of a bridge domain on one switch.
     Bridge,
@@ -117,7 +125,7 @@ pub enum NetKind {
 }
 
 /// A network: one L2 segment (a VLAN of a bridge domain).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkDef {
     pub name: String,
     pub pos: Pos,
@@ -151,7 +159,7 @@ impl NetworkDef {
             .map(|s| {
                 let (lo, _) = s.range();
                 Cidr {
-                    addr: crate::prefix::from_u128(s.addr, lo + 1),
+                    addr: rvs_cnm::prefix::from_u128(s.addr, lo + 1),
                     len: s.len,
                 }
             })
@@ -159,7 +167,7 @@ impl NetworkDef {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PortKind {
     Afxdp,
     Afpacket,
@@ -178,7 +186,7 @@ impl PortKind {
 
 /// Per-interface link impairments, applied by the switch port to the
 /// frames it sends toward the node (netem-like).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Impair {
     pub delay_ms: Option<u32>,
     pub jitter_ms: Option<u32>,
@@ -192,7 +200,7 @@ pub struct Impair {
 }
 
 /// A node's interface on a network.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterfaceDef {
     pub pos: Pos,
     /// The interface name inside the node (`eth0`, `eth1`, ...).
@@ -219,7 +227,7 @@ impl InterfaceDef {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteDef {
     pub pos: Pos,
     pub to: Cidr,
@@ -227,7 +235,7 @@ pub struct RouteDef {
 }
 
 /// A node: a network namespace with interfaces on networks.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeDef {
     pub name: String,
     pub pos: Pos,
@@ -241,7 +249,7 @@ pub struct NodeDef {
 }
 
 /// A trunk between two bridge domains (on one switch or two).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrunkDef {
     pub name: String,
     pub pos: Pos,
@@ -268,14 +276,14 @@ impl TrunkDef {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Want {
     Reach,
     Isolate,
 }
 
 /// One expectation: `from` pings `to`'s address `addr`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Probe {
     pub from: String,
     pub to: String,
@@ -284,7 +292,7 @@ pub struct Probe {
 }
 
 /// A validated lab.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Topology {
     pub name: String,
     pub switches: Vec<SwitchDef>,

@@ -12,7 +12,7 @@ use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 use marked_yaml::{LoadError, LoaderOptions, Node, Span};
 
 use super::*;
-use crate::prefix::{from_u128, to_u128};
+use rvs_cnm::prefix::{from_u128, to_u128};
 
 /// Read and validate a topology file.
 pub fn parse_file(path: &Path) -> Result<Topology, LabErrors> {
@@ -1003,7 +1003,7 @@ impl P<'_> {
         }
         let len = match (len, subnet) {
             (Some(l), _) => match l.parse::<u8>() {
-                Ok(l) if l <= crate::prefix::max_len(ip) => l,
+                Ok(l) if l <= rvs_cnm::prefix::max_len(ip) => l,
                 _ => {
                     self.err(npos(n), path, format!("bad prefix length in {s:?}"));
                     return None;

@@ -461,3 +461,193 @@ fn graphs_name_every_node_and_network() {
         "{mm}"
     );
 }
+
+/// `lab deploy --reconfigure`'s planner: a lab before and after.
+mod reconfigure {
+    use super::*;
+
+    const BEFORE: &str = "\
+name: rc
+networks:
+  lan: {subnet: 10.1.0.0/24}
+  side: {subnet: 10.2.0.0/24}
+nodes:
+  a:
+    interfaces: [{network: lan, address: 10.1.0.1/24}]
+  b:
+    interfaces:
+      - {network: lan, address: 10.1.0.2/24}
+      - {network: side}
+  d:
+    interfaces:
+      - {network: lan, address: 10.1.0.4/24}
+      - {network: side}
+";
+
+    /// Adds node c, link a.eth1 and network extra; removes node d, link
+    /// b.eth1 and network side. a.eth0 and b.eth0 stay as they are.
+    const AFTER: &str = "\
+name: rc
+networks:
+  lan: {subnet: 10.1.0.0/24}
+  extra: {subnet: 10.3.0.0/24}
+nodes:
+  a:
+    interfaces:
+      - {network: lan, address: 10.1.0.1/24}
+      - {network: extra}
+  b:
+    interfaces: [{network: lan, address: 10.1.0.2/24}]
+  c:
+    interfaces:
+      - {network: lan, address: 10.1.0.3/24}
+      - {network: extra}
+";
+
+    fn lines(p: &Plan) -> Vec<String> {
+        p.steps.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Apply every step's record update to `old`.
+    fn recorded(old: &Topology, p: &Plan) -> Topology {
+        let mut rec = old.clone();
+        for s in &p.steps {
+            s.record(&mut rec);
+        }
+        rec
+    }
+
+    #[test]
+    fn adds_and_removes_only_what_changed_in_order() {
+        let (old, new) = (ok(BEFORE), ok(AFTER));
+        let p = plan(&old, &new).expect("plannable");
+        let got = lines(&p);
+        let want = [
+            "- node d (namespace rc-d)",
+            "- link b.eth1 (port rc-b-1 on network side)",
+            "- network side (domain side on switch sw goes)",
+            "+ domain extra on switch sw",
+            "+ network extra (domain extra vlan 1 10.3.0.0/24)",
+            "+ node c (namespace rc-c, on lan, extra)",
+            "+ link a.eth1 (port rc-a-1 on network extra, 10.3.0.1/24)",
+        ];
+        assert_eq!(got, want, "plan:\n{p}");
+        // What stays is in no step: a.eth0, b.eth0, network lan.
+        for s in &got {
+            assert!(!s.contains("eth0") && !s.contains("network lan"), "{s}");
+        }
+    }
+
+    #[test]
+    fn the_record_after_every_step_is_the_new_deployment() {
+        let (old, new) = (ok(BEFORE), ok(AFTER));
+        let p = plan(&old, &new).unwrap();
+        assert!(same_deployment(&recorded(&old, &p), &new));
+        // ... and half-way, the rest is planned again and nothing more.
+        for cut in 0..p.steps.len() {
+            let half = recorded(
+                &old,
+                &Plan {
+                    steps: p.steps[..cut].to_vec(),
+                },
+            );
+            let rest = plan(&half, &new).unwrap();
+            let rest = lines(&rest);
+            for s in &rest {
+                assert!(lines(&p).contains(s), "cut {cut}: unplanned step {s}");
+            }
+            assert!(
+                same_deployment(&recorded(&half, &plan(&half, &new).unwrap()), &new),
+                "cut {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_same_file_and_moved_lines_plan_nothing() {
+        let old = ok(BEFORE);
+        assert!(plan(&old, &old).unwrap().is_empty());
+        // The nodes in another order and a comment: other lines, same lab.
+        let moved = BEFORE.replace(
+            "  a:\n    interfaces: [{network: lan, address: 10.1.0.1/24}]\n",
+            "",
+        ) + "  # moved\n  a:\n    interfaces: [{network: lan, address: 10.1.0.1/24}]\n";
+        let moved = ok(&moved);
+        assert_ne!(moved.node("a").unwrap().pos, old.node("a").unwrap().pos);
+        assert!(plan(&old, &moved).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_address_or_route_change_is_made_in_place() {
+        let old = ok(BEFORE);
+        let new = ok(&BEFORE.replace(
+            "10.1.0.1/24}]",
+            "10.1.0.9/24}]\n    routes: [{to: 10.9.0.0/16, via: 10.1.0.2}]",
+        ));
+        let got = lines(&plan(&old, &new).unwrap());
+        assert_eq!(
+            got,
+            [
+                "~ interface a.eth0: addresses 10.1.0.1/24 -> 10.1.0.9/24",
+                "~ node a: +route 10.9.0.0/16 via 10.1.0.2",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_network_moved_to_another_vlan_remakes_its_ports() {
+        let old = ok(BEFORE);
+        let new = ok(&BEFORE.replace(
+            "side: {subnet: 10.2.0.0/24}",
+            "side: {subnet: 10.2.0.0/24, domain: lan, vlan: 20}",
+        ));
+        let got = lines(&plan(&old, &new).unwrap());
+        assert_eq!(
+            got,
+            [
+                "- link b.eth1 (port rc-b-1 on network side)",
+                "- link d.eth1 (port rc-d-1 on network side)",
+                "~ network side: was (domain side vlan 1 10.2.0.0/24) (domain side on switch sw goes)",
+                "~ network side: now (domain lan vlan 20 10.2.0.0/24)",
+                "+ link b.eth1 (port rc-b-1 on network side, 10.2.0.1/24)",
+                "+ link d.eth1 (port rc-d-1 on network side, 10.2.0.2/24)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_gateway_turned_on_patches_the_domain_and_nothing_else() {
+        let old = ok(BEFORE);
+        let new = ok(&BEFORE.replace(
+            "side: {subnet: 10.2.0.0/24}",
+            "side: {subnet: 10.2.0.0/24, gateway: true}",
+        ));
+        let p = plan(&old, &new).unwrap();
+        let got = lines(&p);
+        // The gateway takes the subnet's first address: the nodes' allocated
+        // addresses move up by one, in place.
+        assert_eq!(
+            got,
+            [
+                "~ network side: was (domain side vlan 1 10.2.0.0/24)",
+                "~ domain side on switch sw: gateway 10.2.0.1/24, rstp off",
+                "~ network side: now (domain side vlan 1 10.2.0.0/24 gateway)",
+                "~ interface b.eth1: addresses 10.2.0.1/24 -> 10.2.0.2/24",
+                "~ interface d.eth1: addresses 10.2.0.2/24 -> 10.2.0.3/24",
+            ],
+            "plan:\n{p}"
+        );
+        let Step::RemoveNetwork { vxlan, domains, .. } = &p.steps[0] else {
+            panic!("{p}")
+        };
+        assert!(vxlan.is_empty() && domains.is_empty(), "the domain stays");
+    }
+
+    #[test]
+    fn switch_changes_are_refused_with_a_reason() {
+        let old = ok(BEFORE);
+        let new = ok(&BEFORE.replace("name: rc\n", "name: rc\nswitches:\n  sw: {workers: 2}\n"));
+        let why = plan(&old, &new).unwrap_err();
+        assert!(why[0].contains("switches changed"), "{why:?}");
+    }
+}
