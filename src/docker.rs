@@ -18,7 +18,8 @@ use rvs_cnm::docker::Driver;
 use rvs_cnm::{IpamConfig, Store};
 use rvs_drivers::netlink::Netlink;
 
-use crate::daemon::{Control, DaemonError};
+use crate::daemon::control::Control;
+use crate::daemon::error::DaemonError;
 use crate::fabric::SwitchFabric;
 
 /// `rvswitch daemon` options of the Docker driver.
@@ -131,7 +132,7 @@ impl Plugin {
     /// Bind the plugin socket and serve on the current runtime until
     /// [`Serving::stop`].
     pub fn serve(&self) -> Result<Serving, DaemonError> {
-        let listener = crate::daemon::bind_socket(&self.socket)?;
+        let listener = crate::daemon::files::bind_socket(&self.socket)?;
         tracing::info!(
             socket = %self.socket.display(),
             driver = %driver_name(&self.socket),

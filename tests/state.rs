@@ -355,11 +355,11 @@ impl Model {
             6 | 7 if !self.networks.is_empty() => {
                 let net = pick(&self.networks).unwrap();
                 if let Some((id, net)) = self.endpoints.iter().find(|(_, n)| *n == net).cloned()
-                    && rnd % 3 == 0
+                    && rnd.is_multiple_of(3)
                 {
                     return Call::DelEndpoint { id, net };
                 }
-                if rnd % 11 == 0 && !self.endpoints.iter().any(|(_, n)| *n == net) {
+                if rnd.is_multiple_of(11) && !self.endpoints.iter().any(|(_, n)| *n == net) {
                     return Call::DelNetwork(net);
                 }
                 Call::Endpoint {

@@ -30,8 +30,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rvs_switch::MacAddr;
 
 pub use super::error::{ControlError, switch_error};
+pub(super) use super::error::{not_found_domain, not_found_port};
 use super::model::*;
-use super::reconcile::Mode;
 use super::store::Store;
 use crate::spec::{OpenError, PortFactory, PortSpec};
 use crate::worker::{Dataplane, Target};
@@ -63,7 +63,7 @@ impl State {
     fn next_hops_stay_on_link(&self, domain: &str, g: &GatewaySpec) -> Result<()> {
         for r in self.routes.values().filter(|r| r.domain == domain) {
             if let Some(via) = r.via
-                && let Err(e) = super::l3::check_next_hop(domain, g, via)
+                && let Err(e) = super::apply::check_next_hop(domain, g, via)
             {
                 return Err(ControlError::Conflict(format!(
                     "static route {} would break: {e}; remove it first",
@@ -128,14 +128,6 @@ pub struct Control {
     pub(super) cnm: std::sync::OnceLock<Arc<rvs_cnm::docker::Driver>>,
 }
 
-pub(super) fn not_found_domain(name: &str) -> ControlError {
-    ControlError::NotFound(format!("no bridge domain {name}"))
-}
-
-pub(super) fn not_found_port(name: &str) -> ControlError {
-    ControlError::NotFound(format!("no port {name}"))
-}
-
 impl Control {
     /// Take over the workers and the store and reconcile the data plane to
     /// the stored state: domains (in name order), ports, routes, static
@@ -154,7 +146,7 @@ impl Control {
         };
         {
             let mut st = c.lock();
-            c.reconcile(&mut st, &want, Mode::Tolerant)?;
+            c.apply_stored(&mut st, &want)?;
         }
         Ok(c)
     }
@@ -491,16 +483,6 @@ impl Control {
             self.commit(st, next)
         })
     }
-}
-
-/// Add a stored domain to a switch with its gateway, all or nothing.
-pub(super) fn add_domain(sw: &mut rvs_switch::Switch, rec: &DomainRecord) -> Result<()> {
-    let id = sw.add_domain(rec.to_config()).map_err(switch_error)?;
-    if let Err(e) = super::l3::apply_gateway(sw, id, &rec.name, rec.gateway.as_ref()) {
-        let _ = sw.remove_domain(id);
-        return Err(e);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@
 use rvs_switch::SwitchError;
 use rvs_switch::router::RouterError;
 
+use std::path::PathBuf;
+
 use super::store::StoreError;
 use crate::worker::WorkerError;
 
@@ -67,4 +69,43 @@ pub fn switch_error(e: SwitchError) -> ControlError {
             }
         },
     }
+}
+
+pub(super) fn not_found_domain(name: &str) -> ControlError {
+    ControlError::NotFound(format!("no bridge domain {name}"))
+}
+
+pub(super) fn not_found_port(name: &str) -> ControlError {
+    ControlError::NotFound(format!("no port {name}"))
+}
+
+/// Why the daemon could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Worker(#[from] crate::worker::WorkerError),
+    #[error("replay stored state: {0}")]
+    Replay(ControlError),
+    #[error("control socket {path}: {what}: {cause}")]
+    Socket {
+        path: PathBuf,
+        what: &'static str,
+        cause: std::io::Error,
+    },
+    #[error("control socket {0}: another daemon is answering on it")]
+    InUse(PathBuf),
+    #[error("control socket {path}: {why}")]
+    Unsafe { path: PathBuf, why: String },
+    #[error("state directory {path}: {what}: {cause}")]
+    StateDir {
+        path: PathBuf,
+        what: &'static str,
+        cause: std::io::Error,
+    },
+    #[error("async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("Docker driver: {0}")]
+    Docker(String),
 }

@@ -8,104 +8,15 @@
 
 use std::net::IpAddr;
 
-use rvs_switch::router::{NeighState, NextHop};
-use rvs_switch::{DomainId, Switch};
+use rvs_switch::DomainId;
+use rvs_switch::router::NeighState;
 
-use super::control::{Control, ControlError, not_found_domain, switch_error};
-use super::model::{DomainRecord, GatewaySpec, NeighborView, RouteRecord, RouteView, parse_cidr};
+use super::apply::{L3_WORKER, check_next_hop, network_of};
+use super::control::{Control, ControlError, not_found_domain};
+use super::model::{DomainRecord, NeighborView, RouteRecord, RouteView, parse_cidr};
 use crate::worker::Target;
 
 type Result<T, E = ControlError> = std::result::Result<T, E>;
-
-/// The worker that holds every gateway, route and neighbor.
-pub(super) const L3_WORKER: usize = 0;
-
-/// Put `g` on domain `id` of `sw` (replacing its gateway), or remove the
-/// gateway when `g` is `None`.
-pub(super) fn apply_gateway(
-    sw: &mut Switch,
-    id: DomainId,
-    name: &str,
-    g: Option<&GatewaySpec>,
-) -> Result<()> {
-    match g {
-        Some(spec) => {
-            let gw = spec
-                .to_gateway(name, id)
-                .map_err(ControlError::BadRequest)?;
-            sw.set_gateway(gw).map_err(switch_error)
-        }
-        None if sw.router().gateway(id).is_some() => {
-            sw.remove_gateway(id).map(drop).map_err(switch_error)
-        }
-        None => Ok(()),
-    }
-}
-
-/// The next hop a stored route means on this switch.
-fn next_hop(sw: &Switch, r: &RouteRecord) -> Result<NextHop> {
-    let domain = sw
-        .domain_id(&r.domain)
-        .ok_or_else(|| not_found_domain(&r.domain))?;
-    Ok(match r.via {
-        Some(gateway) => NextHop::Via { gateway, domain },
-        None => NextHop::Connected { domain },
-    })
-}
-
-pub(super) fn install_route(sw: &mut Switch, r: &RouteRecord) -> Result<()> {
-    let (prefix, len) = r.parsed().map_err(ControlError::BadRequest)?;
-    let nh = next_hop(sw, r)?;
-    sw.add_route(r.table, prefix, len, nh).map_err(switch_error)
-}
-
-fn network_of(a: IpAddr, len: u8) -> IpAddr {
-    match a {
-        IpAddr::V4(v) => {
-            let m = u32::MAX.checked_shl(32 - len as u32).unwrap_or(0);
-            IpAddr::V4((u32::from(v) & m).into())
-        }
-        IpAddr::V6(v) => {
-            let m = u128::MAX.checked_shl(128 - len as u32).unwrap_or(0);
-            IpAddr::V6((u128::from(v) & m).into())
-        }
-    }
-}
-
-/// Refuse a next hop the gateway of `domain` could never resolve: ARP and
-/// ND only reach the gateway's own subnets, so a `via` outside all of them
-/// would hold every packet until the neighbor times out. The gateway's own
-/// address is no next hop either.
-pub(super) fn check_next_hop(domain: &str, g: &GatewaySpec, via: IpAddr) -> Result<(), String> {
-    let mut subnets = Vec::new();
-    for a in &g.addresses {
-        let Ok((ip, len)) = parse_cidr(a) else {
-            continue;
-        };
-        if ip.is_ipv4() != via.is_ipv4() {
-            continue;
-        }
-        if ip == via {
-            return Err(format!(
-                "next hop {via} is the gateway's own address on bridge domain {domain}"
-            ));
-        }
-        let net = network_of(ip, len);
-        if net == network_of(via, len) {
-            return Ok(());
-        }
-        subnets.push(format!("{net}/{len}"));
-    }
-    let on = if subnets.is_empty() {
-        "it has no address of that family".to_string()
-    } else {
-        format!("its subnets are {}", subnets.join(", "))
-    };
-    Err(format!(
-        "next hop {via} is not on a subnet of bridge domain {domain}'s gateway ({on}), \
-         so it could never be resolved"
-    ))
-}
 
 impl Control {
     /// Where a new domain goes: gateways all live on the L3 worker.

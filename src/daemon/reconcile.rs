@@ -29,8 +29,8 @@
 //! goes on (start-up and undo): a port whose back end does not open is kept
 //! with its error, as the store keeps it.
 
-use super::control::{Control, ControlError, PortState, State, add_domain, not_found_domain};
-use super::l3::{L3_WORKER, apply_gateway, install_route};
+use super::apply::{L3_WORKER, add_domain, apply_gateway, install_route};
+use super::control::{Control, ControlError, PortState, State, not_found_domain};
 use super::model::{DomainRecord, PortRecord, RouteRecord, StaticRecord};
 use super::store::Desired;
 use crate::worker::Target;
@@ -323,6 +323,12 @@ impl Control {
                 Err(e) => Err(super::error::switch_error(e)),
             }
         })?
+    }
+
+    /// Bring an empty data plane to the stored state `want` (start-up): what
+    /// fails is logged and kept as stored (a port with its error).
+    pub(super) fn apply_stored(&self, st: &mut State, want: &Desired) -> Result<()> {
+        self.reconcile(st, want, Mode::Tolerant)
     }
 
     /// Make the data plane and memory hold what is stored again (after a
