@@ -176,6 +176,17 @@ impl Client {
     /// GET `path` and write the body to `out` as it arrives. Returns the
     /// bytes written; a 4xx/5xx answer is an [`ClientError::Api`].
     pub fn download(&self, path: &str, out: &mut dyn Write) -> Result<u64, ClientError> {
+        self.download_with(path, out, || {})
+    }
+
+    /// [`Client::download`], calling `started` once the server accepted
+    /// (a 2xx status arrived) and before the body streams.
+    pub fn download_with(
+        &self,
+        path: &str,
+        out: &mut dyn Write,
+        started: impl FnOnce(),
+    ) -> Result<u64, ClientError> {
         let req = self.build(Method::GET, path, None)?;
         self.rt.block_on(async {
             let mut send = self.connect().await?;
@@ -191,6 +202,7 @@ impl Client {
                 .ok()
                 .map(|_| 0);
             }
+            started();
             let mut n = 0u64;
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|e| self.http_err(e))?;

@@ -641,7 +641,9 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
                 source,
             };
             let mut f = std::fs::File::create(&file).map_err(ferr)?;
-            let n = match c.download(&path, &mut f) {
+            let n = match c.download_with(&path, &mut f, || {
+                eprintln!("capturing on {port} into {}", file.display())
+            }) {
                 Ok(n) => n,
                 Err(e) => {
                     drop(f);
