@@ -25,6 +25,7 @@ pub mod l3;
 pub mod model;
 pub mod observe;
 pub mod overlay;
+pub mod ready;
 pub mod reconcile;
 pub mod store;
 #[cfg(test)]

@@ -249,8 +249,7 @@ pub(super) fn ensure_daemon(
         }
         None => Command::new(exe),
     };
-    let mut child = cmd
-        .arg("daemon")
+    cmd.arg("daemon")
         .arg("--socket")
         .arg(&socket)
         .arg("--state-dir")
@@ -262,32 +261,23 @@ pub(super) fn ensure_daemon(
         .stderr(log)
         // Its own process group: Ctrl-C in the terminal that deployed the
         // lab does not stop the lab's switches.
-        .process_group(0)
-        .spawn()
-        .map_err(|e| err(format!("start the daemon of switch {}: {e}", sw.name)))?;
-    let t = Instant::now();
-    loop {
-        if let Some(c) = answering(&socket) {
-            return Ok(c);
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(err(format!(
-                "the daemon of switch {} exited ({status}) before answering; its log ({}) ends:\n{}",
-                sw.name,
-                logf.display(),
-                tail(&logf)
-            )));
-        }
-        if t.elapsed() > Duration::from_secs(20) {
-            return Err(err(format!(
-                "the daemon of switch {} did not answer on {} within 20 s (log: {})",
-                sw.name,
-                socket.display(),
-                logf.display()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(30));
-    }
+        .process_group(0);
+    // The daemon says when it serves (READY=1 on NOTIFY_SOCKET).
+    crate::daemon::ready::spawn_ready(&mut cmd, Duration::from_secs(20)).map_err(|e| {
+        err(format!(
+            "the daemon of switch {}: {e}; its log ({}) ends:\n{}",
+            sw.name,
+            logf.display(),
+            tail(&logf)
+        ))
+    })?;
+    answering(&socket).ok_or_else(|| {
+        err(format!(
+            "the daemon of switch {} said it was ready but does not answer on {}",
+            sw.name,
+            socket.display()
+        ))
+    })
 }
 
 fn tail(f: &Path) -> String {
