@@ -174,6 +174,7 @@ impl InProc {
             state_dir: dir.state(),
             workers: 1,
             worker_rt_priority: None,
+            log_format: rvswitch::daemon::LogFormat::Text,
             test_memory_ports: false,
             api: Default::default(),
             docker: Default::default(),
