@@ -42,7 +42,7 @@ use rvs_switch::mac::MacAddr;
 use rvs_switch::vxlan::{self, RemoteEntryInfo, RxMeta, Vni, VniConfig, VtepTable, VtepTableError};
 use rvs_switch::{BATCH_MAX, Batch, DropReason, PacketPool, PktBuf, Port, PortError, TxDone};
 
-use crate::gso::MAX_HEADERS;
+use crate::offload::MAX_HEADERS;
 use tx::{IovAt, Msg};
 
 /// Transmit sockets a port opens by default: four source ports, so ECMP in
