@@ -15,10 +15,10 @@ use rvs_switch::{Batch, PacketPool, Port, PortError, TxDone};
 use xdpilone::xdp::XdpDesc;
 use xdpilone::{DeviceQueue, RingRx, RingTx};
 
-use super::ethtool;
 use super::prog::XdpRedirect;
 use super::umem::{HeldFrames, Registration};
 use super::{AfXdpConfig, AfXdpError, AfXdpInfo, AfXdpStats, Umem};
+use crate::ethtool;
 use crate::offload::{self, Finished};
 
 /// Refill only when at least this many fill slots are free (or the ring is
