@@ -65,6 +65,15 @@ pub struct GsoPlan {
     segs: usize,
     v4: bool,
     tcp: bool,
+    /// What every segment starts from, read once from the super-frame:
+    /// TCP sequence number and flags, IPv4 ID, the IPv4 header's sum with
+    /// total length, ID and checksum taken as zero, and the pseudo-header
+    /// sum without the L4 length.
+    seq0: u32,
+    flags0: u8,
+    id0: u16,
+    ip_base: u64,
+    pseudo_base: u64,
 }
 
 const TCP_FIN: u8 = 0x01;
@@ -156,6 +165,25 @@ impl GsoPlan {
             return Err(OffloadError::BadHeaders("GSO size 0"));
         }
         let payload = frame.len() - hdr_len;
+        let (seq0, flags0) = if tcp {
+            (
+                u32::from_be_bytes(frame[l4 + 4..l4 + 8].try_into().expect("4 bytes")),
+                frame[l4 + 13],
+            )
+        } else {
+            (0, 0)
+        };
+        let (id0, ip_base, addrs) = if v4 {
+            let mut ip = [0u8; 60];
+            let ip = &mut ip[..min_l3];
+            ip.copy_from_slice(&frame[l3..l3 + min_l3]);
+            let id0 = get16(ip, 4);
+            ip[2..6].fill(0);
+            ip[10..12].fill(0);
+            (id0, csum_add(0, ip), &frame[l3 + 12..l3 + 20])
+        } else {
+            (0, 0, &frame[l3 + 8..l3 + 40])
+        };
         Ok(GsoPlan {
             l3,
             l4,
@@ -165,6 +193,11 @@ impl GsoPlan {
             segs: payload.div_ceil(mss).max(1),
             v4,
             tcp,
+            seq0,
+            flags0,
+            id0,
+            ip_base,
+            pseudo_base: csum_add(0, addrs) + want as u64,
         })
     }
 
@@ -225,6 +258,7 @@ impl GsoPlan {
     /// Fix up the header block `h` (a copy of the planned frame's headers)
     /// for segment `i`, whose payload is `payload`. Returns where the
     /// partial checksum is with [`CsumMode::Partial`].
+    #[inline]
     fn fix_headers(
         &self,
         h: &mut [u8],
@@ -235,38 +269,36 @@ impl GsoPlan {
         let len = h.len() + payload.len();
         let (l3, l4) = (self.l3, self.l4);
         if self.v4 {
-            put16(h, l3 + 2, (len - l3) as u16);
-            let id = get16(h, l3 + 4).wrapping_add(i as u16);
+            let tot = (len - l3) as u16;
+            let id = self.id0.wrapping_add(i as u16);
+            put16(h, l3 + 2, tot);
             put16(h, l3 + 4, id);
-            put16(h, l3 + 10, 0);
-            let ihl = ((h[l3] & 0x0f) as usize) * 4;
-            let c = csum_finish(csum_add(0, &h[l3..l3 + ihl]));
-            put16(h, l3 + 10, c);
+            put16(
+                h,
+                l3 + 10,
+                csum_finish(self.ip_base + tot as u64 + id as u64),
+            );
         } else {
             put16(h, l3 + 4, (len - l3 - 40) as u16);
         }
         let l4_len = len - l4;
-        let (proto, field) = if self.tcp {
-            let seq = u32::from_be_bytes([h[l4 + 4], h[l4 + 5], h[l4 + 6], h[l4 + 7]])
-                .wrapping_add((i * self.mss) as u32);
+        let field = if self.tcp {
+            let seq = self.seq0.wrapping_add((i * self.mss) as u32);
             h[l4 + 4..l4 + 8].copy_from_slice(&seq.to_be_bytes());
+            let mut flags = self.flags0;
             if i + 1 < self.segs {
-                h[l4 + 13] &= !(TCP_FIN | TCP_PSH);
+                flags &= !(TCP_FIN | TCP_PSH);
             }
             if i > 0 {
-                h[l4 + 13] &= !TCP_CWR;
+                flags &= !TCP_CWR;
             }
-            (IPPROTO_TCP, l4 + 16)
+            h[l4 + 13] = flags;
+            l4 + 16
         } else {
             put16(h, l4 + 4, l4_len as u16);
-            (IPPROTO_UDP, l4 + 6)
+            l4 + 6
         };
-        let pseudo = if self.v4 {
-            csum_add(0, &h[l3 + 12..l3 + 20])
-        } else {
-            csum_add(0, &h[l3 + 8..l3 + 40])
-        } + proto as u64
-            + l4_len as u64;
+        let pseudo = self.pseudo_base + l4_len as u64;
         match mode {
             CsumMode::Full => {
                 put16(h, field, 0);
