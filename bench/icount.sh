@@ -2,12 +2,15 @@
 # Instructions per frame for each pipeline scenario, from callgrind: run the
 # scenario for N and 2N bursts and divide the difference by N*BURST frames,
 # so setup (pool, tables, 1M-entry fills) cancels out.
+# The l3_* scenarios route frames through the router alone (benches/l3.rs's
+# setup); their counts include resetting each frame as a receive path would.
 # Usage: bench/icount.sh [SCENARIO...]   (needs valgrind)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p rvs-bench --bin rvs-icount
 bin=target/release/rvs-icount
-scenarios=${*:-known_unicast flood_4ports learn_new_macs access_to_trunk trunk_to_access lookup_1M_entries}
+scenarios=${*:-known_unicast flood_4ports learn_new_macs access_to_trunk trunk_to_access lookup_1M_entries
+  l3_ipv4_100k_routes l3_ipv6_1k_routes l3_icmp4_ttl_exceeded l3_icmp6_hop_limit}
 burst=32
 n=2000
 count() {
