@@ -23,7 +23,7 @@ const NEXT_HOPS: u32 = 16;
 /// splitmix64: seeded, so every run benches the same tables.
 pub struct Rng(pub u64);
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -68,7 +68,7 @@ fn nh6(i: u32) -> Ipv6Addr {
 pub fn routes4(r: &mut Router, n: usize, rng: &mut Rng) -> Vec<u32> {
     let mut installed = Vec::with_capacity(n);
     while installed.len() < n {
-        let x = rng.next();
+        let x = rng.next_u64();
         let len = match x % 100 {
             0..70 => 24,
             70..95 => 16 + (x >> 8) as u8 % 8,
@@ -91,7 +91,7 @@ pub fn routes4(r: &mut Router, n: usize, rng: &mut Rng) -> Vec<u32> {
     }
     (0..DSTS)
         .map(|_| {
-            let x = rng.next();
+            let x = rng.next_u64();
             let (a, len) = installed[(x as usize) % installed.len()];
             a | ((x >> 32) as u32 & !(u32::MAX << (32 - len)))
         })
@@ -103,9 +103,9 @@ pub fn routes4(r: &mut Router, n: usize, rng: &mut Rng) -> Vec<u32> {
 pub fn routes6(r: &mut Router, n: usize, rng: &mut Rng) -> Vec<u128> {
     let mut installed = Vec::with_capacity(n);
     while installed.len() < n {
-        let x = rng.next();
+        let x = rng.next_u64();
         let len = [32u8, 40, 48, 48, 56, 56, 64, 64][(x % 8) as usize];
-        let hi = ((rng.next() as u128) << 64) | rng.next() as u128;
+        let hi = ((rng.next_u64() as u128) << 64) | rng.next_u64() as u128;
         let a = (0x2u128 << 124) | (hi >> 3);
         let a = a & (u128::MAX << (128 - len as u32));
         let nh = NextHop::Via {
@@ -118,8 +118,8 @@ pub fn routes6(r: &mut Router, n: usize, rng: &mut Rng) -> Vec<u128> {
     }
     (0..DSTS)
         .map(|_| {
-            let (a, len) = installed[(rng.next() as usize) % installed.len()];
-            let host = ((rng.next() as u128) << 64) | rng.next() as u128;
+            let (a, len) = installed[(rng.next_u64() as usize) % installed.len()];
+            let host = ((rng.next_u64() as u128) << 64) | rng.next_u64() as u128;
             a | (host & !(u128::MAX << (128 - len as u32)))
         })
         .collect()
