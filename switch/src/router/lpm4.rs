@@ -14,7 +14,7 @@
 
 use hashbrown::HashMap;
 
-use super::{LpmError, NhId};
+use super::{LpmError, NhId, family::Lpm};
 
 const EXT: u32 = 1 << 31;
 const DEPTH_SHIFT: u32 = 24;
@@ -256,6 +256,30 @@ impl Lpm4 {
             self.tbl24[i] = first;
             self.free_groups.push(gi);
         }
+    }
+}
+
+impl Lpm for Lpm4 {
+    type Addr = u32;
+    #[inline(always)]
+    fn get(&self, addr: u32, len: u8) -> Option<NhId> {
+        Lpm4::get(self, addr, len)
+    }
+    #[inline(always)]
+    fn insert(&mut self, addr: u32, len: u8, nh: NhId) -> Result<Option<NhId>, LpmError> {
+        Lpm4::insert(self, addr, len, nh)
+    }
+    #[inline(always)]
+    fn remove(&mut self, addr: u32, len: u8) -> Option<NhId> {
+        Lpm4::remove(self, addr, len)
+    }
+    #[inline(always)]
+    fn lookup(&self, addr: u32) -> Option<NhId> {
+        Lpm4::lookup(self, addr)
+    }
+    #[inline(always)]
+    fn lookup_batch(&self, addrs: &[u32], out: &mut [Option<NhId>]) {
+        Lpm4::lookup_batch(self, addrs, out)
     }
 }
 

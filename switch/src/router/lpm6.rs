@@ -17,7 +17,7 @@
 
 use hashbrown::HashMap;
 
-use super::{LpmError, NhId};
+use super::{LpmError, NhId, family::Lpm};
 
 const EXT: u32 = 1 << 31;
 const DEPTH_SHIFT: u32 = 23;
@@ -301,6 +301,30 @@ impl Lpm6 {
             self.t[k] = first;
             self.free_nodes.push(e & PAYLOAD);
         }
+    }
+}
+
+impl Lpm for Lpm6 {
+    type Addr = u128;
+    #[inline(always)]
+    fn get(&self, addr: u128, len: u8) -> Option<NhId> {
+        Lpm6::get(self, addr, len)
+    }
+    #[inline(always)]
+    fn insert(&mut self, addr: u128, len: u8, nh: NhId) -> Result<Option<NhId>, LpmError> {
+        Lpm6::insert(self, addr, len, nh)
+    }
+    #[inline(always)]
+    fn remove(&mut self, addr: u128, len: u8) -> Option<NhId> {
+        Lpm6::remove(self, addr, len)
+    }
+    #[inline(always)]
+    fn lookup(&self, addr: u128) -> Option<NhId> {
+        Lpm6::lookup(self, addr)
+    }
+    #[inline(always)]
+    fn lookup_batch(&self, addrs: &[u128], out: &mut [Option<NhId>]) {
+        Lpm6::lookup_batch(self, addrs, out)
     }
 }
 
