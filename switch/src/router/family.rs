@@ -156,7 +156,6 @@ impl Family for V4 {
             IpAddr::V6(_) => None,
         }
     }
-    #[inline(always)]
     fn to_ip(a: u32) -> IpAddr {
         IpAddr::V4(a.into())
     }
@@ -164,19 +163,15 @@ impl Family for V4 {
     fn to_key(a: u32) -> u128 {
         a as u128
     }
-    #[inline(always)]
     fn from_key(k: u128) -> u32 {
         k as u32
     }
-    #[inline(always)]
     fn mask(a: u32, len: u8) -> u32 {
         a & u32::MAX.checked_shl(32 - len.min(32) as u32).unwrap_or(0)
     }
-    #[inline(always)]
     fn is_multicast(a: u32) -> bool {
         a >> 28 == 0xe
     }
-    #[inline(always)]
     fn addrs(g: &Gateway) -> impl Iterator<Item = (u32, u8)> + '_ {
         g.ipv4.iter().map(|&(a, l)| (u32::from(a), l))
     }
@@ -184,7 +179,6 @@ impl Family for V4 {
     fn lpm(t: &Tables) -> &super::Lpm4 {
         &t.v4
     }
-    #[inline(always)]
     fn lpm_mut(t: &mut Tables) -> &mut super::Lpm4 {
         &mut t.v4
     }
@@ -322,7 +316,6 @@ impl Family for V6 {
             IpAddr::V4(_) => None,
         }
     }
-    #[inline(always)]
     fn to_ip(a: u128) -> IpAddr {
         IpAddr::V6(Ipv6Addr::from(a))
     }
@@ -330,21 +323,17 @@ impl Family for V6 {
     fn to_key(a: u128) -> u128 {
         a
     }
-    #[inline(always)]
     fn from_key(k: u128) -> u128 {
         k
     }
-    #[inline(always)]
     fn mask(a: u128, len: u8) -> u128 {
         a & u128::MAX
             .checked_shl(128 - len.min(128) as u32)
             .unwrap_or(0)
     }
-    #[inline(always)]
     fn is_multicast(a: u128) -> bool {
         a >> 120 == 0xff
     }
-    #[inline(always)]
     fn addrs(g: &Gateway) -> impl Iterator<Item = (u128, u8)> + '_ {
         g.ipv6.iter().map(|&(a, l)| (u128::from(a), l))
     }
@@ -352,7 +341,6 @@ impl Family for V6 {
     fn lpm(t: &Tables) -> &super::Lpm6 {
         &t.v6
     }
-    #[inline(always)]
     fn lpm_mut(t: &mut Tables) -> &mut super::Lpm6 {
         &mut t.v6
     }

@@ -611,3 +611,41 @@ fn gateway_routes<F: Family>(g: &Gateway) -> impl Iterator<Item = (IpAddr, u8, N
         ]
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A prefix longer than its family allows is refused with the length,
+    /// and leaves the table as it was (IPv4 used to take /33 as /32).
+    #[test]
+    fn over_long_prefixes_are_refused_and_change_nothing() {
+        let mut r = Router::new(RouterConfig::default(), 0);
+        let d = DomainId(1);
+        r.add_gateway(Gateway::new(d, MacAddr::local(1)).with_ipv4(Ipv4Addr::new(10, 0, 0, 1), 24))
+            .unwrap();
+        let nh = NextHop::Connected { domain: d };
+        for (p, len) in [
+            (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 33),
+            (IpAddr::V6("2001:db8::1".parse().unwrap()), 129),
+        ] {
+            let err = LpmError::PrefixLen(len);
+            assert_eq!(
+                r.add_route(0, p, len, nh),
+                Err(RouterError::Lpm { table: 0, err })
+            );
+            assert_eq!(r.route(0, p), None, "{p}/{len} not installed");
+            assert_eq!(
+                r.remove_route(0, p, len),
+                Err(RouterError::NoSuchRoute(p, len, 0))
+            );
+        }
+        let host = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        r.add_route(0, host, 32, nh).unwrap();
+        assert_eq!(
+            r.remove_route(0, host, 33),
+            Err(RouterError::NoSuchRoute(host, 33, 0))
+        );
+        assert_eq!(r.route(0, host), Some(nh), "the /32 is still there");
+    }
+}
