@@ -12,7 +12,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 4 {
         eprintln!(
-            "usage: rvs-icount <known_unicast|flood_4ports|learn_new_macs|access_to_trunk|trunk_to_access|lookup_1M_entries|l3_ipv4_100k_routes|l3_ipv6_1k_routes|l3_icmp4_ttl_exceeded|l3_icmp6_hop_limit> BURST BURSTS"
+            "usage: rvs-icount <known_unicast|flood_4ports|learn_new_macs|access_to_trunk|trunk_to_access|lookup_1M_entries> BURST BURSTS"
         );
         std::process::exit(2);
     }
@@ -35,25 +35,6 @@ fn main() {
                 f.lookup_batch(&keys[at..at + burst], 0, &mut out[..burst]);
                 black_box(&out);
                 at += burst;
-            }
-            return;
-        }
-        // The router alone (`Router::process` and the untimed-in-criterion
-        // frame reset a receive path would do), as in `benches/l3.rs`.
-        l3 if l3.starts_with("l3_") => {
-            let (v6, routes, ttl) = match l3 {
-                "l3_ipv4_100k_routes" => (false, 100_000, 64),
-                "l3_ipv6_1k_routes" => (true, 1_000, 64),
-                "l3_icmp4_ttl_exceeded" => (false, 1_000, 1),
-                "l3_icmp6_hop_limit" => (true, 1_000, 1),
-                other => {
-                    eprintln!("unknown scenario {other}");
-                    std::process::exit(2);
-                }
-            };
-            let mut run = rvs_bench::l3::L3Run::new(v6, routes, burst, ttl);
-            for _ in 0..bursts {
-                black_box(run.step());
             }
             return;
         }
