@@ -2,7 +2,8 @@
 //! the IPv4 and IPv6 destinations of the whole batch up in one go (so the
 //! table loads overlap), then route each packet: TTL/hop limit, egress
 //! MTU, decrement with the incremental checksum, neighbor, MAC rewrite.
-//! Anything addressed to the gateway itself goes to `local.rs`.
+//! Anything addressed to the gateway itself goes to `local.rs`. Each step
+//! is written once, generic over the IP family (`family.rs`).
 //!
 //! Owns: the forwarding decisions. Never: allocation or I/O per packet.
 

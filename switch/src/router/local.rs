@@ -2,6 +2,9 @@
 //! its addresses, echo replies, ICMP/ICMPv6 errors (rate limited, built in
 //! place in front of the offending packet, in its headroom), ARP requests
 //! and NSs for unresolved neighbors, and the release of held packets.
+//! Echo, port unreachable, errors and solicitations are written once,
+//! generic over the IP family; ARP and neighbor discovery are the two
+//! families' own protocols.
 //!
 //! Owns: the slow path of the L3 stage. Never: I/O; a frame it originates
 //! comes from the pool, never from the heap.

@@ -6,6 +6,9 @@
 //! it returns routed frames and the frames it originates (ARP/ND, echo
 //! replies, ICMP errors) in an [`L3Out`] for the L2 output stage.
 //!
+//! What differs between IPv4 and IPv6 is the `family::Family` trait; the
+//! paths over it are written once and monomorphised per family.
+//!
 //! Frames in and out are untagged Ethernet: the L2 input stage has popped
 //! the domain's VLAN tag and the output stage pushes the `vid` of each
 //! [`L3Frame`].
@@ -470,16 +473,7 @@ impl Router {
         if !gw.mac.is_valid_source() {
             return Err(RouterError::BadMac(gw.mac));
         }
-        let bad_len = gateway_routes::<V4>(&gw)
-            .chain(gateway_routes::<V6>(&gw))
-            .find(|r| {
-                r.1 > if r.0.is_ipv4() {
-                    V4::MAX_LEN
-                } else {
-                    V6::MAX_LEN
-                }
-            });
-        if let Some((_, l, _)) = bad_len {
+        if let Some(l) = too_long::<V4>(&gw).or_else(|| too_long::<V6>(&gw)) {
             let err = LpmError::PrefixLen(l);
             return Err(RouterError::Lpm {
                 table: gw.table,
@@ -597,6 +591,12 @@ impl Router {
         self.solicit_keys = keys;
         self.unresolved = unresolved;
     }
+}
+
+/// The first subnet length of the gateway's `F` addresses that `F` does not
+/// have.
+fn too_long<F: Family>(g: &Gateway) -> Option<u8> {
+    F::addrs(g).map(|(_, l)| l).find(|&l| l > F::MAX_LEN)
 }
 
 /// The routes a gateway's addresses of family `F` make: a local host route
