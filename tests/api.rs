@@ -13,9 +13,14 @@ use std::time::{Duration, Instant};
 
 use rvs_drivers::testutil::{Link, root_or_skip, unique};
 use rvs_switch::{MemoryPort, MemoryPortHandle, PacketPool, Port};
+use rvswitch::api::{
+    AddRemote, CreatePort, DomainPatch, DomainRecord, PortKind, PortPatch, StaticEntry, StormSpec,
+    TraceRequest, VlanSpec,
+};
 use rvswitch::client::{Client, Reply};
 use rvswitch::daemon::DaemonArgs;
 use rvswitch::{PortFactory, PortSpec};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 mod common;
@@ -214,6 +219,20 @@ impl Drop for InProc {
     }
 }
 
+/// A valid request body, built from the API's own type (the tests keep
+/// raw `json!` only for bodies that are malformed on purpose).
+fn typed<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap()
+}
+
+fn static_entry(vid: u16, mac: &str, port: &str) -> StaticEntry {
+    StaticEntry {
+        vid,
+        mac: mac.parse().unwrap(),
+        port: port.to_string(),
+    }
+}
+
 fn call(c: &Client, method: &str, path: &str, body: Option<Value>) -> Reply {
     let m = hyper::Method::from_bytes(method.as_bytes()).unwrap();
     c.request(m, path, body.as_ref()).unwrap()
@@ -248,13 +267,21 @@ fn names(v: &Value) -> Vec<String> {
 
 fn setup_domain_and_ports(c: &Client) {
     expect(
-        call(c, "POST", "/v1/domains", Some(json!({"name": "bd0"}))),
+        call(
+            c,
+            "POST",
+            "/v1/domains",
+            Some(typed(&DomainRecord::named("bd0"))),
+        ),
         201,
         "",
     );
     for p in ["p1", "p2"] {
-        let body = json!({"name": p, "kind": "tap", "domain": "bd0", "vlan": {"mode": "access", "pvid": 10}});
-        expect(call(c, "POST", "/v1/ports", Some(body)), 201, "");
+        let body = CreatePort {
+            vlan: VlanSpec::Access { pvid: 10 },
+            ..CreatePort::new(p, PortKind::Tap, "bd0")
+        };
+        expect(call(c, "POST", "/v1/ports", Some(typed(&body))), 201, "");
     }
 }
 
@@ -268,7 +295,11 @@ fn domains_happy_path_and_bad_inputs() {
             c,
             "POST",
             "/v1/domains",
-            Some(json!({"name": "bd0", "aging_secs": 60, "vlan_protocol": "802.1ad"})),
+            Some(typed(&DomainRecord {
+                aging_secs: 60,
+                vlan_protocol: rvs_switch::VlanProtocol::Dot1Ad,
+                ..DomainRecord::named("bd0")
+            })),
         ),
         201,
         "",
@@ -276,7 +307,12 @@ fn domains_happy_path_and_bad_inputs() {
     assert_eq!(v["aging_secs"], 60);
     assert_eq!(v["vlan_protocol"], "802.1ad");
     expect(
-        call(c, "POST", "/v1/domains", Some(json!({"name": "bd0"}))),
+        call(
+            c,
+            "POST",
+            "/v1/domains",
+            Some(typed(&DomainRecord::named("bd0"))),
+        ),
         409,
         "already exists",
     );
@@ -332,7 +368,15 @@ fn domains_happy_path_and_bad_inputs() {
     let v = expect(c.get("/v1/domains/bd0").unwrap(), 200, "");
     assert_eq!(v["max_macs"], 16384, "bounded by default");
     let v = expect(
-        call(c, "PATCH", "/v1/domains/bd0", Some(json!({"max_macs": 5}))),
+        call(
+            c,
+            "PATCH",
+            "/v1/domains/bd0",
+            Some(typed(&DomainPatch {
+                max_macs: Some(5),
+                ..DomainPatch::default()
+            })),
+        ),
         200,
         "",
     );
@@ -385,12 +429,12 @@ fn ports_happy_path_and_bad_inputs() {
     assert_eq!(v["vlan"], json!({"mode": "access", "pvid": 10}));
     let p = |body: Value| call(c, "POST", "/v1/ports", Some(body));
     expect(
-        p(json!({"name": "p1", "kind": "tap", "domain": "bd0"})),
+        p(typed(&CreatePort::new("p1", PortKind::Tap, "bd0"))),
         409,
         "already exists",
     );
     expect(
-        p(json!({"name": "p3", "kind": "tap", "domain": "zz"})),
+        p(typed(&CreatePort::new("p3", PortKind::Tap, "zz"))),
         404,
         "no bridge domain zz",
     );
@@ -436,7 +480,17 @@ fn ports_happy_path_and_bad_inputs() {
     let v = expect(
         patch(
             "p1",
-            json!({"vlan": {"mode": "trunk", "allowed": "10,20-30", "native": 10}, "storm_control": {"pps": 100, "burst": 10}}),
+            typed(&PortPatch {
+                vlan: Some(VlanSpec::Trunk {
+                    allowed: "10,20-30".parse().unwrap(),
+                    native: Some(10),
+                }),
+                storm_control: Some(Some(StormSpec {
+                    pps: 100,
+                    burst: 10,
+                })),
+                ..PortPatch::default()
+            }),
         ),
         200,
         "",
@@ -444,7 +498,14 @@ fn ports_happy_path_and_bad_inputs() {
     assert_eq!(v["vlan"]["allowed"], "10,20-30");
     assert_eq!(v["storm_control"]["pps"], 100);
     let v = expect(
-        patch("p1", json!({"storm_control": null, "enabled": false})),
+        patch(
+            "p1",
+            typed(&PortPatch {
+                storm_control: Some(None),
+                enabled: Some(false),
+                ..PortPatch::default()
+            }),
+        ),
         200,
         "",
     );
@@ -459,7 +520,12 @@ fn ports_happy_path_and_bad_inputs() {
     expect(patch("nope", json!({})), 404, "no port nope");
     // A second domain lands on the other worker: a port cannot move there.
     let v = expect(
-        call(c, "POST", "/v1/domains", Some(json!({"name": "bd1"}))),
+        call(
+            c,
+            "POST",
+            "/v1/domains",
+            Some(typed(&DomainRecord::named("bd1"))),
+        ),
         201,
         "",
     );
@@ -479,17 +545,19 @@ fn fdb_happy_path_and_bad_inputs() {
     let c = &d.client;
     setup_domain_and_ports(c);
     expect(
-        call(c, "POST", "/v1/domains", Some(json!({"name": "bd1"}))),
+        call(
+            c,
+            "POST",
+            "/v1/domains",
+            Some(typed(&DomainRecord::named("bd1"))),
+        ),
         201,
         "",
     );
     let add =
         |dom: &str, body: Value| call(c, "POST", &format!("/v1/domains/{dom}/fdb"), Some(body));
     expect(
-        add(
-            "bd0",
-            json!({"vid": 10, "mac": "02:00:00:00:00:0a", "port": "p1"}),
-        ),
+        add("bd0", typed(&static_entry(10, "02:00:00:00:00:0a", "p1"))),
         201,
         "",
     );
@@ -526,34 +594,22 @@ fn fdb_happy_path_and_bad_inputs() {
         "unicast",
     );
     expect(
-        add(
-            "bd0",
-            json!({"vid": 20, "mac": "02:00:00:00:00:0b", "port": "p1"}),
-        ),
+        add("bd0", typed(&static_entry(20, "02:00:00:00:00:0b", "p1"))),
         400,
         "not a member of VLAN 20",
     );
     expect(
-        add(
-            "bd0",
-            json!({"vid": 10, "mac": "02:00:00:00:00:0b", "port": "nope"}),
-        ),
+        add("bd0", typed(&static_entry(10, "02:00:00:00:00:0b", "nope"))),
         404,
         "no port nope",
     );
     expect(
-        add(
-            "zz",
-            json!({"vid": 10, "mac": "02:00:00:00:00:0b", "port": "p1"}),
-        ),
+        add("zz", typed(&static_entry(10, "02:00:00:00:00:0b", "p1"))),
         404,
         "zz",
     );
     expect(
-        add(
-            "bd1",
-            json!({"vid": 10, "mac": "02:00:00:00:00:0b", "port": "p1"}),
-        ),
+        add("bd1", typed(&static_entry(10, "02:00:00:00:00:0b", "p1"))),
         409,
         "belongs to bridge domain bd0",
     );
@@ -686,7 +742,10 @@ fn stats_trace_and_capture_see_traffic() {
             c,
             "POST",
             "/v1/trace",
-            Some(json!({"count": 2, "port": "nope"})),
+            Some(typed(&TraceRequest {
+                count: 2,
+                port: Some("nope".into()),
+            })),
         ),
         404,
         "nope",
@@ -696,7 +755,10 @@ fn stats_trace_and_capture_see_traffic() {
             c,
             "POST",
             "/v1/trace",
-            Some(json!({"count": 2, "port": "p1"})),
+            Some(typed(&TraceRequest {
+                count: 2,
+                port: Some("p1".into()),
+            })),
         ),
         204,
         "",
@@ -845,7 +907,7 @@ fn state_survives_restart_and_kill_9() {
             c,
             "POST",
             "/v1/domains/bd0/fdb",
-            Some(json!({"vid": 10, "mac": "02:00:00:00:00:0a", "port": "p1"})),
+            Some(typed(&static_entry(10, "02:00:00:00:00:0a", "p1"))),
         ),
         201,
         "",
@@ -868,7 +930,7 @@ fn state_survives_restart_and_kill_9() {
             &d.client,
             "POST",
             "/v1/domains/bd0/fdb",
-            Some(json!({"vid": 10, "mac": "02:00:00:00:00:0b", "port": "p2"})),
+            Some(typed(&static_entry(10, "02:00:00:00:00:0b", "p2"))),
         ),
         201,
         "",
@@ -895,7 +957,7 @@ fn a_port_that_fails_to_reopen_is_kept_and_reported() {
             &d.client,
             "POST",
             "/v1/domains/bd0/fdb",
-            Some(json!({"vid": 10, "mac": "02:00:00:00:00:0b", "port": "p2"})),
+            Some(typed(&static_entry(10, "02:00:00:00:00:0b", "p2"))),
         ),
         201,
         "",
@@ -920,7 +982,7 @@ fn a_port_that_fails_to_reopen_is_kept_and_reported() {
             c,
             "POST",
             "/v1/domains/bd0/fdb",
-            Some(json!({"vid": 10, "mac": "02:00:00:00:00:0c", "port": "p2"})),
+            Some(typed(&static_entry(10, "02:00:00:00:00:0c", "p2"))),
         ),
         409,
         "not attached",
@@ -930,7 +992,10 @@ fn a_port_that_fails_to_reopen_is_kept_and_reported() {
             c,
             "POST",
             "/v1/trace",
-            Some(json!({"count": 1, "port": "p2"})),
+            Some(typed(&TraceRequest {
+                count: 1,
+                port: Some("p2".into()),
+            })),
         ),
         409,
         "not attached",
@@ -940,7 +1005,15 @@ fn a_port_that_fails_to_reopen_is_kept_and_reported() {
         0
     );
     let v = expect(
-        call(c, "PATCH", "/v1/ports/p2", Some(json!({"mac_limit": 4}))),
+        call(
+            c,
+            "PATCH",
+            "/v1/ports/p2",
+            Some(typed(&PortPatch {
+                mac_limit: Some(4),
+                ..PortPatch::default()
+            })),
+        ),
         200,
         "",
     );
@@ -1366,7 +1439,7 @@ fn an_idle_daemon_sleeps() {
             &d.client,
             "POST",
             "/v1/domains",
-            Some(json!({"name": "bd1"})),
+            Some(typed(&DomainRecord::named("bd1"))),
         ),
         201,
         "",
@@ -1457,7 +1530,12 @@ fn gateways_and_routes_happy_path_and_bad_inputs() {
     );
     assert_eq!(v["gateway"]["addresses"][1], "fd00:1::1/64");
     expect(
-        call(c, "POST", "/v1/domains", Some(json!({"name": "n2"}))),
+        call(
+            c,
+            "POST",
+            "/v1/domains",
+            Some(typed(&DomainRecord::named("n2"))),
+        ),
         201,
         "",
     );
@@ -1545,7 +1623,15 @@ fn gateways_and_routes_happy_path_and_bad_inputs() {
     );
     // The gateway cannot go while a route needs it; the domain neither.
     expect(
-        call(c, "PATCH", "/v1/domains/n1", Some(json!({"gateway": null}))),
+        call(
+            c,
+            "PATCH",
+            "/v1/domains/n1",
+            Some(typed(&DomainPatch {
+                gateway: Some(None),
+                ..DomainPatch::default()
+            })),
+        ),
         409,
         "172.16.0.0/12",
     );
@@ -1566,7 +1652,15 @@ fn gateways_and_routes_happy_path_and_bad_inputs() {
         "table",
     );
     let v = expect(
-        call(c, "PATCH", "/v1/domains/n1", Some(json!({"gateway": null}))),
+        call(
+            c,
+            "PATCH",
+            "/v1/domains/n1",
+            Some(typed(&DomainPatch {
+                gateway: Some(None),
+                ..DomainPatch::default()
+            })),
+        ),
         200,
         "",
     );
@@ -1620,7 +1714,14 @@ fn vxlan_remotes_are_validated_and_stored() {
     );
     expect(call(c, "POST", "/v1/ports", Some(vx)), 201, "");
     let add = |body: Value| call(c, "POST", "/v1/ports/vx0/remotes", Some(body));
-    expect(add(json!({"remote": "192.0.2.1"})), 400, "own address");
+    expect(
+        add(typed(&AddRemote {
+            remote: "192.0.2.1".parse().unwrap(),
+            mac: None,
+        })),
+        400,
+        "own address",
+    );
     expect(add(json!({"remote": "nope"})), 400, "");
     expect(
         add(json!({"remote": "192.0.2.3", "mac": "01:00:00:00:00:01"})),
@@ -1632,13 +1733,23 @@ fn vxlan_remotes_are_validated_and_stored() {
             c,
             "POST",
             "/v1/ports/p1/remotes",
-            Some(json!({"remote": "192.0.2.3"})),
+            Some(typed(&AddRemote {
+                remote: "192.0.2.3".parse().unwrap(),
+                mac: None,
+            })),
         ),
         409,
         "vxlan ports",
     );
     expect(call(c, "GET", "/v1/ports/nx/remotes", None), 404, "no port");
-    expect(add(json!({"remote": "192.0.2.3"})), 201, "");
+    expect(
+        add(typed(&AddRemote {
+            remote: "192.0.2.3".parse().unwrap(),
+            mac: None,
+        })),
+        201,
+        "",
+    );
     let v = expect(
         add(json!({"remote": "192.0.2.4", "mac": "02:00:00:00:00:09"})),
         201,
@@ -1680,7 +1791,12 @@ fn back_end_refusals_of_a_bad_request_are_4xx() {
     let d = BinDaemon::start_real(&dir);
     let c = &d.client;
     expect(
-        call(c, "POST", "/v1/domains", Some(json!({"name": "bd0"}))),
+        call(
+            c,
+            "POST",
+            "/v1/domains",
+            Some(typed(&DomainRecord::named("bd0"))),
+        ),
         201,
         "",
     );
@@ -1839,7 +1955,12 @@ fn one_interface_carries_one_port_and_never_the_loopback() {
     let d2 = BinDaemon::start_real(&dir2);
     let c2 = &d2.client;
     expect(
-        call(c2, "POST", "/v1/domains", Some(json!({"name": "bd0"}))),
+        call(
+            c2,
+            "POST",
+            "/v1/domains",
+            Some(typed(&DomainRecord::named("bd0"))),
+        ),
         201,
         "",
     );
@@ -1897,7 +2018,7 @@ fn state_is_private_and_a_shared_socket_directory_is_refused() {
             &d.client,
             "POST",
             "/v1/domains",
-            Some(json!({"name": "bd0"})),
+            Some(typed(&DomainRecord::named("bd0"))),
         ),
         201,
         "",
