@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use rvs_drivers::testutil::{Link, root_or_skip, unique};
 use rvs_switch::{MemoryPort, MemoryPortHandle, PacketPool, Port};
 use rvswitch::api::{
-    AddRemote, CreatePort, DomainPatch, DomainRecord, PortKind, PortPatch, StaticEntry, StormSpec,
-    TraceRequest, VlanSpec,
+    AddRemote, CreatePort, DomainPatch, DomainRecord, GatewaySpec, PortKind, PortPatch,
+    RouteRecord, StaticEntry, StormSpec, TraceRequest, VlanSpec,
 };
 use rvswitch::client::{Client, Reply};
 use rvswitch::daemon::DaemonArgs;
@@ -400,7 +400,12 @@ fn domains_happy_path_and_bad_inputs() {
         "aging",
     );
     expect(
-        call(c, "PATCH", "/v1/domains/nope", Some(json!({}))),
+        call(
+            c,
+            "PATCH",
+            "/v1/domains/nope",
+            Some(typed(&DomainPatch::default())),
+        ),
         404,
         "nope",
     );
@@ -515,9 +520,19 @@ fn ports_happy_path_and_bad_inputs() {
         400,
         "outside",
     );
-    expect(patch("p1", json!({"domain": "zz"})), 404, "zz");
+    let move_to = |domain: &str| {
+        typed(&PortPatch {
+            domain: Some(domain.into()),
+            ..PortPatch::default()
+        })
+    };
+    expect(patch("p1", move_to("zz")), 404, "zz");
     expect(patch("p1", json!({"kind": "afxdp"})), 400, "unknown field");
-    expect(patch("nope", json!({})), 404, "no port nope");
+    expect(
+        patch("nope", typed(&PortPatch::default())),
+        404,
+        "no port nope",
+    );
     // A second domain lands on the other worker: a port cannot move there.
     let v = expect(
         call(
@@ -530,7 +545,7 @@ fn ports_happy_path_and_bad_inputs() {
         "",
     );
     assert_eq!(v["worker"], 1, "least loaded worker");
-    expect(patch("p1", json!({"domain": "bd1"})), 409, "another worker");
+    expect(patch("p1", move_to("bd1")), 409, "another worker");
     expect(call(c, "DELETE", "/v1/ports/p1", None), 204, "");
     expect(call(c, "DELETE", "/v1/ports/p1", None), 404, "p1");
     expect(call(c, "DELETE", "/v1/ports/p2", None), 204, "");
@@ -894,7 +909,11 @@ fn state_survives_restart_and_kill_9() {
             c,
             "POST",
             "/v1/domains",
-            Some(json!({"name": "qinq", "vlan_protocol": "802.1ad", "aging_secs": 0})),
+            Some(typed(&DomainRecord {
+                vlan_protocol: rvs_switch::VlanProtocol::Dot1Ad,
+                aging_secs: 0,
+                ..DomainRecord::named("qinq")
+            })),
         ),
         201,
         "",
@@ -1540,7 +1559,14 @@ fn gateways_and_routes_happy_path_and_bad_inputs() {
         "",
     );
     // A route through a domain without a gateway, or with a bad prefix.
-    let route = |prefix: &str, via: &str, domain: &str| json!({"prefix": prefix, "via": via, "domain": domain});
+    let route = |prefix: &str, via: &str, domain: &str| {
+        typed(&RouteRecord {
+            table: 0,
+            prefix: prefix.to_string(),
+            via: Some(via.parse().unwrap()),
+            domain: domain.to_string(),
+        })
+    };
     expect(
         call(
             c,
@@ -1671,7 +1697,13 @@ fn gateways_and_routes_happy_path_and_bad_inputs() {
             c,
             "PATCH",
             "/v1/domains/n2",
-            Some(json!({"gateway": {"addresses": ["10.0.2.1/24"], "routing": false}})),
+            Some(typed(&DomainPatch {
+                gateway: Some(Some(GatewaySpec {
+                    routing: false,
+                    ..GatewaySpec::with_addresses(vec!["10.0.2.1/24".into()])
+                })),
+                ..DomainPatch::default()
+            })),
         ),
         200,
         "",
@@ -1751,7 +1783,10 @@ fn vxlan_remotes_are_validated_and_stored() {
         "",
     );
     let v = expect(
-        add(json!({"remote": "192.0.2.4", "mac": "02:00:00:00:00:09"})),
+        add(typed(&AddRemote {
+            remote: "192.0.2.4".parse().unwrap(),
+            mac: Some("02:00:00:00:00:09".parse().unwrap()),
+        })),
         201,
         "",
     );
@@ -1852,7 +1887,14 @@ fn a_route_via_a_next_hop_off_every_subnet_is_refused() {
     let d = BinDaemon::start(&dir);
     let (c, s) = (&d.client, &d.socket);
     ctl_ok(s, &["domain", "add", "d1", "--gateway", "10.0.0.1/24"]);
-    let route = |via: &str| json!({"prefix": "10.9.0.0/16", "via": via, "domain": "d1"});
+    let route = |via: &str| {
+        typed(&RouteRecord {
+            table: 0,
+            prefix: "10.9.0.0/16".into(),
+            via: Some(via.parse().unwrap()),
+            domain: "d1".into(),
+        })
+    };
     for (via, needle) in [
         (
             "192.168.5.5",
@@ -1891,7 +1933,12 @@ fn a_route_via_a_next_hop_off_every_subnet_is_refused() {
             c,
             "PATCH",
             "/v1/domains/d1",
-            Some(json!({"gateway": {"addresses": ["10.5.0.1/24"]}})),
+            Some(typed(&DomainPatch {
+                gateway: Some(Some(GatewaySpec::with_addresses(vec![
+                    "10.5.0.1/24".into(),
+                ]))),
+                ..DomainPatch::default()
+            })),
         ),
         409,
         "10.9.0.0/16",
