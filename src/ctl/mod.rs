@@ -697,6 +697,40 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
 mod tests {
     use super::*;
 
+    /// A query string ctl builds is read back by the daemon's parser as
+    /// the same query, whatever the name holds.
+    #[test]
+    fn queries_round_trip_through_the_daemons_parser() {
+        let q = FlushQuery {
+            port: Some("a b&c=d%".into()),
+            vid: Some(3),
+        };
+        let text = query(&q);
+        let back: FlushQuery = serde_urlencoded::from_str(text.strip_prefix('?').unwrap()).unwrap();
+        assert_eq!(back, q);
+        assert_eq!(query(&FlushQuery::default()), "");
+        assert_eq!(
+            query(&CaptureQuery {
+                count: None,
+                seconds: Some(2)
+            }),
+            "?seconds=2"
+        );
+    }
+
+    #[test]
+    fn command_line_values_parse_as_the_api_parses_them() {
+        assert_eq!(
+            api_value::<VlanProtocol>("802.1ad"),
+            Ok(VlanProtocol::Dot1Ad)
+        );
+        assert_eq!(api_value::<PortKind>("afxdp"), Ok(PortKind::Afxdp));
+        let e = api_value::<VlanProtocol>("qinq").unwrap_err();
+        assert!(e.contains("802.1q"), "{e}");
+        assert!(vlan_list("10,20-30").unwrap().contains(25));
+        assert!(vlan_list("1-5000").unwrap_err().contains("5000"));
+    }
+
     #[test]
     fn encodes_path_segments() {
         assert_eq!(enc("bd-0.x_y"), "bd-0.x_y");
