@@ -27,7 +27,6 @@ use super::csum::{
     ETH_P_IPV4, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, csum_add, csum_finish, csum_fold, l2_len,
     l3_offset,
 };
-use super::vnet::VnetHdr;
 
 /// Largest header block [`GsoPlan::segment`] rebuilds: two VLAN tags, IPv6,
 /// TCP with options.
@@ -199,12 +198,6 @@ impl GsoPlan {
             ip_base,
             pseudo_base: csum_add(0, addrs) + want as u64,
         })
-    }
-
-    /// The plan for a super-frame a virtio-net header describes
-    /// (`csum_start` counted from the frame start).
-    pub fn from_vnet(frame: &[u8], h: &VnetHdr) -> Result<GsoPlan, OffloadError> {
-        GsoPlan::new(frame, h.gso_type, h.gso_size, h.csum_start as usize)
     }
 
     /// The plan for a packet's offload state (`csum_start` counted from the

@@ -137,3 +137,12 @@ impl VnetHdr {
         Some(h)
     }
 }
+
+impl GsoPlan {
+    /// The plan for a super-frame a virtio-net header describes
+    /// (`csum_start` counted from the frame start). Here rather than in
+    /// `gso.rs` so that segmentation does not depend on the header format.
+    pub fn from_vnet(frame: &[u8], h: &VnetHdr) -> Result<GsoPlan, super::OffloadError> {
+        GsoPlan::new(frame, h.gso_type, h.gso_size, h.csum_start as usize)
+    }
+}

@@ -21,8 +21,7 @@ use crate::wire::ipv4::{Ipv4Packet, Protocol};
 use crate::wire::ipv6::Ipv6Packet;
 use crate::wire::{WireError, arp, icmp, icmpv6};
 
-use super::forward::{Class, Lanes, Scratch};
-use super::local::IcmpKind;
+use super::lanes::{Class, IcmpKind, Lanes, Scratch};
 use super::{Gateway, LpmError, NhId, Tables};
 
 /// A longest-prefix-match route table of one family: prefixes of

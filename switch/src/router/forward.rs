@@ -7,7 +7,7 @@
 //!
 //! Owns: the forwarding decisions. Never: allocation or I/O per packet.
 
-use crate::batch::{BATCH_MAX, Batch};
+use crate::batch::Batch;
 use crate::buf::{PacketPool, PktBuf};
 use crate::config::DomainId;
 use crate::counters::{DropReason, StageCounter};
@@ -31,57 +31,7 @@ struct Egress {
     external: bool,
 }
 
-/// What the first pass decided about a frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Class {
-    Drop(DropReason),
-    V4,
-    V6,
-    Arp,
-    /// ICMPv6 to a multicast group (neighbor discovery).
-    V6Multicast,
-}
-
-/// One family's share of a batch: the destinations to look up, in frame
-/// order, and their next hops.
-pub(super) struct Lanes<A> {
-    dst: [A; BATCH_MAX],
-    nh: [Option<NhId>; BATCH_MAX],
-    /// Destinations filled in by the first pass.
-    n: usize,
-}
-
-impl<A: Copy + Default> Default for Lanes<A> {
-    fn default() -> Self {
-        Lanes {
-            dst: [A::default(); BATCH_MAX],
-            nh: [None; BATCH_MAX],
-            n: 0,
-        }
-    }
-}
-
-/// Per-batch working arrays, allocated once per router.
-pub(super) struct Scratch {
-    class: [Class; BATCH_MAX],
-    pub(super) v4: Lanes<u32>,
-    pub(super) v6: Lanes<u128>,
-    /// The ingress gateway routes between domains / is an uplink.
-    in_routing: bool,
-    in_external: bool,
-}
-
-impl Default for Scratch {
-    fn default() -> Self {
-        Scratch {
-            class: [Class::V4; BATCH_MAX],
-            v4: Lanes::default(),
-            v6: Lanes::default(),
-            in_routing: false,
-            in_external: false,
-        }
-    }
-}
+use super::lanes::{Class, Scratch};
 
 /// Classify one frame; a routable packet's destination goes into its
 /// family's lanes.

@@ -27,8 +27,7 @@ use super::{L3Out, Router};
 
 const ETH: usize = ethernet::HEADER_LEN;
 
-/// (type, code, rest-of-header) of an ICMP error.
-pub(super) type IcmpKind = (u8, u8, u32);
+use super::lanes::IcmpKind;
 
 impl Router {
     /// Hold a packet received in `from` for an unresolved neighbor; solicit

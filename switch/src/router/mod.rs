@@ -19,6 +19,7 @@
 
 mod family;
 mod forward;
+mod lanes;
 mod local;
 pub mod lpm4;
 pub mod lpm6;
@@ -273,7 +274,7 @@ pub struct Router {
     icmp_bucket: TokenBucket,
     solicit_bucket: TokenBucket,
     counters: L3Counters,
-    scratch: forward::Scratch,
+    scratch: lanes::Scratch,
     solicit_keys: Vec<NeighKey>,
     /// Held packets whose neighbor never answered, reused by `tick`.
     unresolved: Vec<neigh::Unresolved>,
@@ -309,7 +310,7 @@ impl Router {
             icmp_bucket: TokenBucket::new(cfg.icmp_pps, cfg.icmp_burst, now_ms),
             solicit_bucket: TokenBucket::new(cfg.solicit_pps, cfg.solicit_burst, now_ms),
             counters: L3Counters::default(),
-            scratch: forward::Scratch::default(),
+            scratch: lanes::Scratch::default(),
             solicit_keys: Vec::with_capacity(64),
             unresolved: Vec::with_capacity(64),
             cfg_epoch: 0,
