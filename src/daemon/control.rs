@@ -268,28 +268,51 @@ impl Control {
             .into_iter()
             .flatten()
             .collect();
+        // Ports by domain in one pass (not one pass per domain).
+        let mut members: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for p in st.ports.values() {
+            members
+                .entry(p.rec.config.domain.as_str())
+                .or_default()
+                .push(p.rec.spec.name.clone());
+        }
         Ok(st
             .domains
             .values()
             .map(|d| DomainView {
                 record: d.clone(),
                 worker: self.dp.worker_of(&d.name).unwrap_or(0),
-                ports: st
-                    .ports
-                    .values()
-                    .filter(|p| p.rec.config.domain == d.name)
-                    .map(|p| p.rec.spec.name.clone())
-                    .collect(),
+                ports: members.remove(d.name.as_str()).unwrap_or_default(),
                 fdb_entries: sizes.get(&d.name).copied().unwrap_or(0),
             })
             .collect())
     }
 
+    /// One domain, asking only its own worker (not every worker about
+    /// every domain, as the list does).
     pub fn get_domain(&self, name: &str) -> Result<DomainView> {
-        self.list_domains()?
-            .into_iter()
-            .find(|d| d.record.name == name)
-            .ok_or_else(|| not_found_domain(name))
+        let st = self.lock();
+        let d = st.domains.get(name).ok_or_else(|| not_found_domain(name))?;
+        let n = name.to_string();
+        let fdb_entries = self
+            .dp
+            .call(Target::Domain(name), move |sw| {
+                sw.domain_id(&n)
+                    .and_then(|id| sw.fdb_len(id).ok())
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0);
+        Ok(DomainView {
+            record: d.clone(),
+            worker: self.dp.worker_of(name).unwrap_or(0),
+            ports: st
+                .ports
+                .values()
+                .filter(|p| p.rec.config.domain == name)
+                .map(|p| p.rec.spec.name.clone())
+                .collect(),
+            fdb_entries,
+        })
     }
 
     pub fn create_domain(&self, rec: DomainRecord) -> Result<DomainView> {
@@ -375,26 +398,41 @@ impl Control {
         Ok(st
             .ports
             .values()
-            .map(|p| {
-                let (learned, last_error) = live.get(&p.rec.spec.name).cloned().unwrap_or_default();
-                PortView {
-                    spec: p.rec.spec.clone(),
-                    config: p.rec.config.clone(),
-                    worker: self.dp.worker_of(&p.rec.config.domain),
-                    state: if p.error.is_none() { "up" } else { "failed" }.into(),
-                    error: p.error.clone(),
-                    learned,
-                    last_error,
-                }
-            })
+            .map(|p| self.port_view(p, live.get(&p.rec.spec.name).cloned()))
             .collect())
     }
 
+    fn port_view(&self, p: &PortState, live: Option<(u32, Option<String>)>) -> PortView {
+        let (learned, last_error) = live.unwrap_or_default();
+        PortView {
+            spec: p.rec.spec.clone(),
+            config: p.rec.config.clone(),
+            worker: self.dp.worker_of(&p.rec.config.domain),
+            state: if p.error.is_none() { "up" } else { "failed" }.into(),
+            error: p.error.clone(),
+            learned,
+            last_error,
+        }
+    }
+
+    /// One port, asking only its own worker.
     pub fn get_port(&self, name: &str) -> Result<PortView> {
-        self.list_ports()?
-            .into_iter()
-            .find(|p| p.spec.name == name)
-            .ok_or_else(|| not_found_port(name))
+        let st = self.lock();
+        let p = st.ports.get(name).ok_or_else(|| not_found_port(name))?;
+        let live = if p.error.is_none() {
+            let n = name.to_string();
+            self.dp
+                .call(Target::Domain(&p.rec.config.domain), move |sw| {
+                    sw.port_id(&n)
+                        .and_then(|id| sw.port_info(id).ok())
+                        .map(|i| (i.learned, i.last_error))
+                })
+                .ok()
+                .flatten()
+        } else {
+            None
+        };
+        Ok(self.port_view(p, live))
     }
 
     pub fn create_port(&self, req: CreatePort) -> Result<PortView> {

@@ -676,6 +676,11 @@ impl Switch {
         Ok(self.domain_mut(domain)?.fdb.flush(filter))
     }
 
+    /// How many entries the FDB of `domain` holds.
+    pub fn fdb_len(&self, domain: DomainId) -> Result<usize, SwitchError> {
+        Ok(self.domain(domain)?.fdb.len())
+    }
+
     pub fn fdb_entries(&self, domain: DomainId) -> Result<Vec<FdbEntryInfo>, SwitchError> {
         Ok(self.domain(domain)?.fdb.entries(self.now_s))
     }
