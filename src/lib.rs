@@ -9,6 +9,7 @@
 
 pub mod backends;
 pub mod client;
+pub mod cluster;
 pub mod ctl;
 pub mod daemon;
 pub mod docker;

@@ -1,0 +1,433 @@
+//! Hosts sharing networks through etcd (`rvswitch daemon --store
+//! etcd://…`), tested against a real three-member etcd cluster (Debian's
+//! `etcd-server`, three processes on loopback, new ports and data
+//! directories per test, killed and removed on drop).
+//!
+//! Without the `etcd` binary each test prints SKIP (and fails under
+//! RVS_TEST_STRICT=1, as CI installs it).
+
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rvs_drivers::testutil::unique;
+use serde_json::{Value, json};
+
+mod common;
+
+const ETCD: &str = "/usr/bin/etcd";
+
+/// Whether the test can run: it needs Debian's `etcd-server`.
+fn etcd_or_skip(test: &str) -> bool {
+    if Path::new(ETCD).exists() {
+        return true;
+    }
+    if std::env::var("RVS_TEST_STRICT").as_deref() == Ok("1") {
+        panic!(
+            "{test}: needs {ETCD} (apt-get install etcd-server), and RVS_TEST_STRICT=1 forbids skipping"
+        );
+    }
+    eprintln!("SKIP {test}: needs {ETCD} (apt-get install etcd-server)");
+    false
+}
+
+/// A port nobody listens on now (the kernel's choice, released at once).
+fn free_port(ip: Ipv4Addr) -> u16 {
+    TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One etcd member: its process and where it listens.
+struct Member {
+    name: String,
+    client: String,
+    peer: String,
+    data: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A real etcd cluster of three members on `ip`; killed and its data
+/// directories removed on drop.
+pub struct Etcd {
+    dir: PathBuf,
+    members: Vec<Member>,
+    initial: String,
+}
+
+impl Etcd {
+    /// Start three members on `ip` and wait until the cluster answers.
+    pub fn start(ip: Ipv4Addr) -> Etcd {
+        let dir = std::env::temp_dir().join(unique("rvset"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let members: Vec<Member> = (0..3)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client: format!("http://{ip}:{}", free_port(ip)),
+                peer: format!("http://{ip}:{}", free_port(ip)),
+                data: dir.join(format!("m{i}.etcd")),
+                log: dir.join(format!("m{i}.log")),
+                child: None,
+            })
+            .collect();
+        let initial = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut e = Etcd {
+            dir,
+            members,
+            initial,
+        };
+        for i in 0..3 {
+            e.start_member(i);
+        }
+        e.wait_healthy(Duration::from_secs(20));
+        e
+    }
+
+    fn start_member(&mut self, i: usize) {
+        let token = self.dir.file_name().unwrap().to_string_lossy().to_string();
+        let m = &mut self.members[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .unwrap();
+        let child = Command::new(ETCD)
+            .args(["--name", &m.name])
+            .arg("--data-dir")
+            .arg(&m.data)
+            .args(["--listen-client-urls", &m.client])
+            .args(["--advertise-client-urls", &m.client])
+            .args(["--listen-peer-urls", &m.peer])
+            .args(["--initial-advertise-peer-urls", &m.peer])
+            .args(["--initial-cluster", &self.initial])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", &token])
+            // Short elections: the tests stop members on purpose.
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        m.child = Some(child);
+    }
+
+    /// `etcd://H1:P1,H2:P2,H3:P3`, as `rvswitch daemon --store` takes it.
+    pub fn url(&self) -> String {
+        let hosts: Vec<&str> = self
+            .members
+            .iter()
+            .map(|m| m.client.trim_start_matches("http://"))
+            .collect();
+        format!("etcd://{}", hosts.join(","))
+    }
+
+    /// Whether member `i` answers `/health` with `"health":"true"` (it has
+    /// a leader and the cluster has quorum).
+    fn healthy(&self, i: usize) -> bool {
+        use std::io::{Read, Write};
+        let addr = self.members[i].client.trim_start_matches("http://");
+        let Ok(mut s) = TcpStream::connect(addr) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        if s.write_all(b"GET /health HTTP/1.0\r\n\r\n").is_err() {
+            return false;
+        }
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body.contains(r#""health":"true""#)
+    }
+
+    fn wait_healthy(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !(0..3).all(|i| self.healthy(i)) {
+            for m in &mut self.members {
+                if let Some(c) = &mut m.child
+                    && let Some(st) = c.try_wait().unwrap()
+                {
+                    panic!(
+                        "etcd member {} exited with {st}: {}",
+                        m.name,
+                        std::fs::read_to_string(&m.log).unwrap_or_default()
+                    );
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd cluster not healthy within {within:?}: {}",
+                std::fs::read_to_string(&self.members[0].log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            if let Some(mut c) = m.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn a_three_member_etcd_cluster_starts_and_is_removed() {
+    if !etcd_or_skip("a_three_member_etcd_cluster_starts_and_is_removed") {
+        return;
+    }
+    let e = Etcd::start(Ipv4Addr::LOCALHOST);
+    assert!((0..3).all(|i| e.healthy(i)));
+    assert_eq!(e.url().matches(',').count(), 2, "{}", e.url());
+    let dir = e.dir.clone();
+    drop(e);
+    assert!(!dir.exists(), "data directories removed");
+}
+
+/// An `rvswitch daemon` that is a member of the cluster: memory ports
+/// (no traffic; these tests check the control plane), the Docker driver
+/// on a private plugin socket.
+struct Host {
+    name: String,
+    dir: PathBuf,
+    vtep: String,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Host {
+    fn start(etcd: &Etcd, name: &str, vtep: &str, ttl: u64) -> Host {
+        Host::start_with(
+            name,
+            vtep,
+            &["--store", &etcd.url(), "--store-ttl", &ttl.to_string()],
+        )
+    }
+
+    fn start_with(name: &str, vtep: &str, extra: &[&str]) -> Host {
+        let dir = std::env::temp_dir().join(unique("rvscl"));
+        std::fs::create_dir_all(dir.join("state")).unwrap();
+        let mut args: Vec<String> = vec![
+            "--test-memory-ports".into(),
+            "--host-name".into(),
+            name.into(),
+            "--vtep".into(),
+            vtep.into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut h = Host {
+            name: name.into(),
+            dir,
+            vtep: vtep.into(),
+            args,
+            child: None,
+        };
+        h.spawn();
+        h
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log())
+            .unwrap();
+        let mut cmd = Command::new(common::BIN);
+        cmd.arg("daemon")
+            .args(&self.args)
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--state-dir")
+            .arg(self.dir.join("state"))
+            .arg("--docker")
+            .arg("--docker-socket")
+            .arg(self.plugin())
+            .arg("--docker-engine")
+            .arg(self.dir.join("no-engine.sock"))
+            .args(["--docker-reconcile-secs", "0"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.child = Some(common::spawn_ready(&mut cmd, Some(&self.log())));
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("api.sock")
+    }
+
+    fn plugin(&self) -> PathBuf {
+        self.dir.join("rvswitch.sock")
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.join("daemon.log")
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(c) = self.child.take() {
+            let st = common::terminate(c);
+            assert!(st.success(), "daemon exited with {st}");
+        }
+    }
+
+    fn cluster(&self) -> Value {
+        common::ctl_json(&self.socket(), &["cluster"])
+    }
+
+    fn members(&self) -> Vec<(String, String)> {
+        let mut m: Vec<(String, String)> = self.cluster()["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["host"].as_str().unwrap().to_string(),
+                    m["vtep"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        m.sort();
+        m
+    }
+
+    /// A Docker driver call on the plugin socket: the driver's answer.
+    fn docker(&self, method: &str, body: &Value) -> Value {
+        let c = rvswitch::client::Client::new(&self.plugin()).unwrap();
+        let r = c
+            .request(hyper::Method::POST, &format!("/{method}"), Some(body))
+            .unwrap();
+        r.json()
+    }
+
+    fn cnm_networks(&self) -> Vec<Value> {
+        let r = rvswitch::client::Client::new(&self.socket())
+            .unwrap()
+            .get("/v1/cnm/networks")
+            .unwrap();
+        assert_eq!(r.status, 200);
+        r.json().as_array().unwrap().clone()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Wait until `f` holds; how long it took, or None after `within`.
+fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < within {
+        if f() {
+            return Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+#[test]
+fn hosts_register_under_leases_and_a_dead_one_leaves_within_the_ttl() {
+    if !etcd_or_skip("hosts_register_under_leases_and_a_dead_one_leaves_within_the_ttl") {
+        return;
+    }
+    let etcd = Etcd::start(Ipv4Addr::LOCALHOST);
+    let a = Host::start(&etcd, "ha", "10.99.0.1", 2);
+    let mut b = Host::start(&etcd, "hb", "10.99.0.2", 2);
+    let mut c = Host::start(&etcd, "hc", "10.99.0.3", 2);
+    let all = vec![
+        ("ha".to_string(), "10.99.0.1".to_string()),
+        ("hb".to_string(), "10.99.0.2".to_string()),
+        ("hc".to_string(), "10.99.0.3".to_string()),
+    ];
+    for h in [&a, &b, &c] {
+        assert!(
+            eventually(Duration::from_secs(5), || h.members() == all).is_some(),
+            "{} sees {:?}",
+            h.name,
+            h.members()
+        );
+    }
+    let v = a.cluster();
+    assert_eq!(v["host"], "ha");
+    assert_eq!(v["ttl_secs"], 2);
+    assert!(v["revision"].as_i64().unwrap() > 0, "{v}");
+    let own = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["self"] == true)
+        .unwrap();
+    assert_eq!(own["lease"], v["lease"], "registered under its own lease");
+    // The text form names members, VTEPs and leases.
+    let text = common::ctl_ok(&a.socket(), &["cluster"]);
+    assert!(text.contains("ha*") && text.contains("10.99.0.3"), "{text}");
+    assert!(text.contains("TTL 2 s"), "{text}");
+
+    // kill -9: its lease is no longer kept alive; it leaves within the TTL.
+    c.kill9();
+    let took = eventually(Duration::from_secs(6), || a.members().len() == 2)
+        .expect("a killed host leaves when its lease expires");
+    println!("killed host gone from the others after {took:?} (TTL 2 s)");
+    assert!(took <= Duration::from_millis(2000 + 1500), "{took:?}");
+    // A clean stop revokes the lease: gone at once.
+    b.stop();
+    let took = eventually(Duration::from_secs(2), || a.members().len() == 1)
+        .expect("a stopped host leaves at once");
+    println!("stopped host gone after {took:?}");
+}
+
+#[test]
+fn a_store_that_cannot_be_used_stops_the_daemon_with_a_reason() {
+    if !etcd_or_skip("a_store_that_cannot_be_used_stops_the_daemon_with_a_reason") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(unique("rvscb"));
+    let run = |extra: &[&str]| {
+        let o = Command::new(common::BIN)
+            .arg("daemon")
+            .arg("--test-memory-ports")
+            .arg("--socket")
+            .arg(dir.join("api.sock"))
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    let e = run(&["--store", "http://127.0.0.1:1", "--vtep", "10.0.0.1"]);
+    assert!(e.contains("etcd://HOST:PORT"), "{e}");
+    let e = run(&["--store", "etcd://127.0.0.1:1"]);
+    assert!(e.contains("--vtep"), "{e}");
+    let port = free_port(Ipv4Addr::LOCALHOST);
+    let e = run(&[
+        "--store",
+        &format!("etcd://127.0.0.1:{port}"),
+        "--vtep",
+        "10.0.0.1",
+    ]);
+    assert!(e.contains("cluster store"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
