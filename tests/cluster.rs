@@ -431,3 +431,216 @@ fn a_store_that_cannot_be_used_stops_the_daemon_with_a_reason() {
     assert!(e.contains("cluster store"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn create_global(h: &Host, id: &str, name: &str, pool: Option<&str>) -> Value {
+    let ipv4: Vec<Value> = pool
+        .map(|p| vec![json!({"AddressSpace": "GlobalDefault", "Pool": p})])
+        .unwrap_or_default();
+    h.docker(
+        "NetworkDriver.CreateNetwork",
+        &json!({"NetworkID": id,
+                "Options": {"com.docker.network.internal": true,
+                            "com.docker.network.generic": {
+                                "rvswitch.scope": "global", "rvswitch.name": name}},
+                "IPv4Data": ipv4, "IPv6Data": []}),
+    )
+}
+
+/// The engine's id of a network or endpoint (64 hex digits).
+fn docker_id(tag: &str, n: usize) -> String {
+    format!("{:0>64}", format!("{}{n:x}", hex(tag)))
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// (VNI, IPv4 subnets) of the CNM network called `name` on host `h`.
+fn global_of(h: &Host, name: &str) -> (u64, Vec<String>) {
+    let n = h
+        .cnm_networks()
+        .into_iter()
+        .find(|n| n["name"] == name)
+        .unwrap_or_else(|| panic!("{} has no network {name}", h.name));
+    let vni = n["kind"]["vni"].as_u64().unwrap_or(0);
+    let subnets = n["subnets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["pool"].as_str().unwrap().to_string())
+        .collect();
+    (vni, subnets)
+}
+
+#[test]
+fn two_hosts_creating_one_global_network_at_once_get_one_vni_and_subnet() {
+    if !etcd_or_skip("two_hosts_creating_one_global_network_at_once_get_one_vni_and_subnet") {
+        return;
+    }
+    let etcd = Etcd::start(Ipv4Addr::LOCALHOST);
+    let a = Host::start(&etcd, "ha", "10.99.0.1", 5);
+    let b = Host::start(&etcd, "hb", "10.99.0.2", 5);
+    // Several names, each created on both hosts at the same moment (each
+    // host's engine gives it its own id).
+    let names: Vec<String> = (0..6).map(|i| format!("g{i}")).collect();
+    std::thread::scope(|s| {
+        for (k, h) in [&a, &b].into_iter().enumerate() {
+            for (i, name) in names.iter().enumerate() {
+                s.spawn(move || {
+                    let r = create_global(h, &docker_id(&format!("n{k}"), i), name, None);
+                    assert!(r.get("Err").is_none(), "{}: {r}", h.name);
+                });
+            }
+        }
+    });
+    let mut vnis = std::collections::BTreeSet::new();
+    let mut subnets = std::collections::BTreeSet::new();
+    for name in &names {
+        let (va, sa) = global_of(&a, name);
+        let (vb, sb) = global_of(&b, name);
+        assert_eq!((va, &sa), (vb, &sb), "{name}: one VNI, one subnet");
+        assert!(va > 0 && sa.len() == 1, "{name}: {va} {sa:?}");
+        vnis.insert(va);
+        subnets.insert(sa[0].clone());
+    }
+    assert_eq!(vnis.len(), names.len(), "every network its own VNI");
+    assert_eq!(subnets.len(), names.len(), "every network its own subnet");
+
+    // A third host asking for another subnet is told which one the
+    // network has, and gets nothing.
+    let (_, s0) = global_of(&a, "g0");
+    let r = create_global(&a, &docker_id("other", 0), "g0", Some("10.77.0.0/24"));
+    let err = r["Err"].as_str().unwrap_or_default().to_string();
+    assert!(err.contains(&s0[0]) && err.contains("created by"), "{r}");
+    assert_eq!(a.cnm_networks().len(), names.len(), "nothing half made");
+    // Another network may not take its subnet.
+    let r = create_global(&a, &docker_id("same", 0), "g1x", Some(&s0[0]));
+    assert!(
+        r["Err"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("another global network"),
+        "{r}"
+    );
+    // Without a name, or on a daemon without a cluster: refused with why.
+    let r = a.docker(
+        "NetworkDriver.CreateNetwork",
+        &json!({"NetworkID": docker_id("noname", 0),
+                "Options": {"com.docker.network.generic": {"rvswitch.scope": "global"}},
+                "IPv4Data": [], "IPv6Data": []}),
+    );
+    assert!(
+        r["Err"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("rvswitch.name"),
+        "{r}"
+    );
+    let solo = Host::start_with("solo", "10.99.0.9", &[]);
+    let r = create_global(&solo, &docker_id("solo", 0), "g0", None);
+    assert!(
+        r["Err"].as_str().unwrap_or_default().contains("--store"),
+        "{r}"
+    );
+    assert!(solo.cnm_networks().is_empty());
+}
+
+#[test]
+fn endpoints_created_in_parallel_on_three_hosts_never_share_an_address() {
+    if !etcd_or_skip("endpoints_created_in_parallel_on_three_hosts_never_share_an_address") {
+        return;
+    }
+    let etcd = Etcd::start(Ipv4Addr::LOCALHOST);
+    let hosts = [
+        Host::start(&etcd, "ha", "10.99.0.1", 5),
+        Host::start(&etcd, "hb", "10.99.0.2", 5),
+        Host::start(&etcd, "hc", "10.99.0.3", 5),
+    ];
+    for (k, h) in hosts.iter().enumerate() {
+        let r = create_global(h, &docker_id(&format!("net{k}"), 0), "shared", None);
+        assert!(r.get("Err").is_none(), "{r}");
+    }
+    let (_, subnet) = global_of(&hosts[0], "shared");
+    let pool: rvs_cnm::prefix::Cidr = rvs_cnm::prefix::Cidr::parse_prefix(&subnet[0]).unwrap();
+    // 200 endpoints: four callers per host at once.
+    const N: usize = 200;
+    let t0 = Instant::now();
+    let got: Vec<(usize, String, String)> = std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        for (k, h) in hosts.iter().enumerate() {
+            for t in 0..4 {
+                handles.push(s.spawn(move || {
+                    let mut out = Vec::new();
+                    for i in (k * 4 + t..N).step_by(12) {
+                        let id = docker_id("ep", i);
+                        let r = h.docker(
+                            "NetworkDriver.CreateEndpoint",
+                            &json!({"NetworkID": docker_id(&format!("net{k}"), 0),
+                                    "EndpointID": id,
+                                    "Interface": {"Address": "", "AddressIPv6": "", "MacAddress": ""},
+                                    "Options": {}}),
+                        );
+                        assert!(r.get("Err").is_none(), "{}: {r}", h.name);
+                        let addr = r["Interface"]["Address"].as_str().unwrap().to_string();
+                        out.push((k, id, addr));
+                    }
+                    out
+                }));
+            }
+        }
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    println!(
+        "{N} endpoints on 3 hosts in {:?} (debug build)",
+        t0.elapsed()
+    );
+    assert_eq!(got.len(), N);
+    let addrs: std::collections::BTreeSet<&str> = got.iter().map(|(_, _, a)| a.as_str()).collect();
+    assert_eq!(addrs.len(), N, "no address handed out twice");
+    for (_, _, a) in &got {
+        let c = rvs_cnm::prefix::Cidr::parse_addr(a).unwrap();
+        assert!(pool.contains(c.addr) && c.len == pool.len, "{a} in {pool}");
+    }
+    // Deleting gives the address back: the next endpoint, on another host,
+    // may take it.
+    let (k, id, addr) = got
+        .iter()
+        .min_by_key(|(_, _, a)| rvs_cnm::prefix::Cidr::parse_addr(a).unwrap().addr)
+        .unwrap()
+        .clone();
+    let r = hosts[k].docker(
+        "NetworkDriver.DeleteEndpoint",
+        &json!({"NetworkID": docker_id(&format!("net{k}"), 0), "EndpointID": id}),
+    );
+    assert!(r.get("Err").is_none(), "{r}");
+    let other = (k + 1) % 3;
+    let r = hosts[other].docker(
+        "NetworkDriver.CreateEndpoint",
+        &json!({"NetworkID": docker_id(&format!("net{other}"), 0),
+                "EndpointID": docker_id("again", 0),
+                "Interface": {"Address": "", "AddressIPv6": "", "MacAddress": ""},
+                "Options": {}}),
+    );
+    assert_eq!(
+        r["Interface"]["Address"],
+        addr.as_str(),
+        "the released address is reused: {r}"
+    );
+    // An address the engine chose is claimed too: a second claim elsewhere
+    // is refused with who holds it.
+    let r = hosts[0].docker(
+        "NetworkDriver.CreateEndpoint",
+        &json!({"NetworkID": docker_id("net0", 0),
+                "EndpointID": docker_id("dup", 0),
+                "Interface": {"Address": addr, "AddressIPv6": "", "MacAddress": ""},
+                "Options": {}}),
+    );
+    let err = r["Err"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("held by endpoint") && err.contains(&hosts[other].name),
+        "{r}"
+    );
+}

@@ -551,7 +551,7 @@ impl Cluster {
         &self,
         name: &str,
         wanted: u32,
-        subnets: Vec<Subnet>,
+        given: Vec<Subnet>,
     ) -> Result<NetworkRecord, ClusterError> {
         let mut c = self.kv();
         let key = key_network(name);
@@ -567,8 +567,8 @@ impl Cluster {
                 0 => VNI_BASE + (seed.wrapping_add(attempt.wrapping_mul(7919)) % VNI_SPAN),
                 v => v,
             };
-            let subnets = match subnets.is_empty() {
-                false => subnets.clone(),
+            let subnets = match given.is_empty() {
+                false => given.clone(),
                 true => {
                     let i = (seed.wrapping_add(attempt.wrapping_mul(104_729))) % 256;
                     let pool = Cidr::parse_prefix(&format!(
@@ -609,22 +609,25 @@ impl Cluster {
                 tracing::info!(network = name, vni, "created global network");
                 return Ok(rec);
             }
-            // Someone else made it meanwhile (read it at the top), or the
-            // VNI or subnet is another network's.
-            if wanted != 0 && c.get(key.as_str(), None).await?.kvs().is_empty() {
-                let holder = c.get(vni_key.as_str(), None).await?;
-                if let Some(kv) = holder.kvs().first() {
-                    return Err(ClusterError::Conflict(format!(
-                        "VNI {vni} belongs to global network {}",
-                        String::from_utf8_lossy(kv.value())
-                    )));
-                }
-                if !subnets.is_empty() && !self.subnets_free(&mut c, &subnets).await? {
-                    return Err(ClusterError::Conflict(format!(
-                        "subnet {} belongs to another global network",
-                        subnets[0].pool
-                    )));
-                }
+            // Someone else made it meanwhile (read at the top of the next
+            // round), or the VNI or subnet is another network's: a wanted
+            // one is refused, an allocated one is tried again elsewhere.
+            if !c.get(key.as_str(), None).await?.kvs().is_empty() {
+                continue;
+            }
+            if wanted != 0
+                && let Some(kv) = c.get(vni_key.as_str(), None).await?.kvs().first()
+            {
+                return Err(ClusterError::Conflict(format!(
+                    "VNI {vni} belongs to global network {}",
+                    String::from_utf8_lossy(kv.value())
+                )));
+            }
+            if !given.is_empty() && !self.subnets_free(&mut c, &given).await? {
+                return Err(ClusterError::Conflict(format!(
+                    "subnet {} belongs to another global network",
+                    given[0].pool
+                )));
             }
         }
         Err(ClusterError::Failed(format!(

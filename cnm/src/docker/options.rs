@@ -441,6 +441,48 @@ mod tests {
     }
 
     #[test]
+    fn global_networks_are_named_vxlan_networks_with_the_cluster_vtep() {
+        let g = |o: Value| network_from_request(&req(json!({"com.docker.network.generic": o})));
+        let n = g(json!({"rvswitch.scope": "global", "rvswitch.name": "blue"})).unwrap();
+        assert!(is_global(&n));
+        assert_eq!(n.name, "blue");
+        assert_eq!(
+            n.kind,
+            NetworkKind::Vxlan { vni: 0 },
+            "VNI from the cluster"
+        );
+        assert_eq!(n.mtu, VXLAN_MTU);
+        let n = g(json!({"rvswitch.scope": "global", "rvswitch.name": "b", "rvswitch.vni": 7}));
+        assert_eq!(n.unwrap().kind, NetworkKind::Vxlan { vni: 7 });
+        for (bad, says) in [
+            (json!({"rvswitch.scope": "global"}), "rvswitch.name"),
+            (
+                json!({"rvswitch.scope": "wide", "rvswitch.name": "b"}),
+                "local or global",
+            ),
+            (
+                json!({"rvswitch.scope": "global", "rvswitch.name": "a b"}),
+                "letters",
+            ),
+            (
+                json!({"rvswitch.scope": "global", "rvswitch.name": "b", "rvswitch.kind": "vlan"}),
+                "VXLAN",
+            ),
+            (
+                json!({"rvswitch.scope": "global", "rvswitch.name": "b",
+                       "rvswitch.vtep_local": "10.0.0.1"}),
+                "--vtep",
+            ),
+        ] {
+            let e = g(bad.clone()).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let local = g(json!({"rvswitch.scope": "local", "rvswitch.name": "x"})).unwrap();
+        assert!(!is_global(&local));
+        assert_eq!(local.kind, NetworkKind::Bridge);
+    }
+
+    #[test]
     fn every_option() {
         let n = network_from_request(&req(json!({
             "com.docker.network.internal": true,
