@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rvs_drivers::testutil::unique;
+use rvs_drivers::testutil::{Netns, ip, root_or_skip, unique};
 use serde_json::{Value, json};
 
 mod common;
@@ -201,8 +201,9 @@ fn a_three_member_etcd_cluster_starts_and_is_removed() {
 struct Host {
     name: String,
     dir: PathBuf,
-    vtep: String,
     args: Vec<String>,
+    /// The namespace-host it runs in (None: this namespace).
+    netns: Option<String>,
     child: Option<Child>,
 }
 
@@ -216,10 +217,16 @@ impl Host {
     }
 
     fn start_with(name: &str, vtep: &str, extra: &[&str]) -> Host {
+        let mut args = vec!["--test-memory-ports"];
+        args.extend_from_slice(extra);
+        Host::start_in(None, name, vtep, &args)
+    }
+
+    /// A daemon with real ports in namespace-host `netns`.
+    fn start_in(netns: Option<&str>, name: &str, vtep: &str, extra: &[&str]) -> Host {
         let dir = std::env::temp_dir().join(unique("rvscl"));
         std::fs::create_dir_all(dir.join("state")).unwrap();
         let mut args: Vec<String> = vec![
-            "--test-memory-ports".into(),
             "--host-name".into(),
             name.into(),
             "--vtep".into(),
@@ -229,8 +236,8 @@ impl Host {
         let mut h = Host {
             name: name.into(),
             dir,
-            vtep: vtep.into(),
             args,
+            netns: netns.map(str::to_string),
             child: None,
         };
         h.spawn();
@@ -243,7 +250,14 @@ impl Host {
             .append(true)
             .open(self.log())
             .unwrap();
-        let mut cmd = Command::new(common::BIN);
+        let mut cmd = match &self.netns {
+            None => Command::new(common::BIN),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, common::BIN]);
+                c
+            }
+        };
         cmd.arg("daemon")
             .args(&self.args)
             .arg("--socket")
@@ -643,4 +657,224 @@ fn endpoints_created_in_parallel_on_three_hosts_never_share_an_address() {
         err.contains("held by endpoint") && err.contains(&hosts[other].name),
         "{r}"
     );
+}
+
+/// A Linux bridge in this namespace standing for the underlay LAN; removed
+/// on drop.
+struct Underlay(String);
+
+impl Drop for Underlay {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).status();
+    }
+}
+
+/// Endpoint `ep` of network `net` made on host `h` through the Docker
+/// driver, joined to container namespace `c` (the TAP moved in as eth0
+/// with the address the cluster gave). Returns (address, MAC).
+fn attach(h: &Host, host_ns: &Netns, net: &str, ep: &str, c: &Netns) -> (String, String) {
+    let r = h.docker(
+        "NetworkDriver.CreateEndpoint",
+        &json!({"NetworkID": net, "EndpointID": ep,
+                "Interface": {"Address": "", "AddressIPv6": "", "MacAddress": ""},
+                "Options": {}}),
+    );
+    assert!(r.get("Err").is_none(), "{}: {r}", h.name);
+    let addr = r["Interface"]["Address"].as_str().unwrap().to_string();
+    let mac = r["Interface"]["MacAddress"].as_str().unwrap().to_string();
+    let j = h.docker(
+        "NetworkDriver.Join",
+        &json!({"NetworkID": net, "EndpointID": ep,
+                "SandboxKey": format!("/var/run/netns/{}", c.name), "Options": {}}),
+    );
+    let tap = j["InterfaceName"]["SrcName"].as_str().unwrap().to_string();
+    host_ns.ip(&["link", "set", &tap, "netns", &c.name]);
+    c.ip(&["link", "set", &tap, "name", "eth0"]);
+    c.ip(&["addr", "add", &addr, "dev", "eth0"]);
+    c.ip(&["link", "set", "eth0", "up"]);
+    (addr, mac)
+}
+
+/// The remote VTEPs (flood list and static entries) of host `h`'s VTEP
+/// port for network `net`.
+fn remotes(h: &Host, net: &str) -> (Vec<String>, Vec<(String, String)>) {
+    let port = format!("vx-{}", &net[..12]);
+    let r = rvswitch::client::Client::new(&h.socket())
+        .unwrap()
+        .get(&format!("/v1/ports/{port}/remotes"))
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.error_message());
+    let v = r.json();
+    let flood = v["flood"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let statics = v["static"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e[0].as_str().unwrap().to_string(),
+                e[1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (flood, statics)
+}
+
+/// One ping with a 1 s wait.
+fn ping_once(from: &Netns, addr: &str) -> bool {
+    from.exec("ping", &["-c", "1", "-W", "1", addr])
+        .status
+        .success()
+}
+
+#[test]
+fn an_endpoint_on_one_host_is_reached_from_the_others_and_withdrawn_when_its_host_dies() {
+    let test =
+        "an_endpoint_on_one_host_is_reached_from_the_others_and_withdrawn_when_its_host_dies";
+    if !etcd_or_skip(test) || !root_or_skip(test) {
+        return;
+    }
+    // The underlay: a bridge here (etcd listens on its address) and three
+    // namespace-hosts on it, each with its own daemon.
+    let underlay = Underlay(unique("rvub"));
+    ip(&["link", "add", &underlay.0, "type", "bridge"]);
+    ip(&["addr", "add", "10.251.7.254/24", "dev", &underlay.0]);
+    ip(&["link", "set", &underlay.0, "up"]);
+    let host_ns: Vec<Netns> = (0..3).map(|i| Netns::new(&format!("ch{i}"))).collect();
+    for (i, ns) in host_ns.iter().enumerate() {
+        let (outer, inner) = (unique("rvuh"), unique("rvun"));
+        ip(&[
+            "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+        ]);
+        ip(&["link", "set", &outer, "master", &underlay.0, "up"]);
+        ip(&["link", "set", &inner, "netns", &ns.name]);
+        ns.ip(&["link", "set", &inner, "name", "ul0"]);
+        ns.ip(&[
+            "addr",
+            "add",
+            &format!("10.251.7.{}/24", i + 1),
+            "dev",
+            "ul0",
+        ]);
+        ns.ip(&["link", "set", "ul0", "up"]);
+    }
+    let etcd = Etcd::start("10.251.7.254".parse().unwrap());
+    let ttl = 3;
+    let mut hosts: Vec<Host> = host_ns
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| {
+            Host::start_in(
+                Some(&ns.name),
+                &format!("h{i}"),
+                &format!("10.251.7.{}", i + 1),
+                &["--store", &etcd.url(), "--store-ttl", &ttl.to_string()],
+            )
+        })
+        .collect();
+    let nets: Vec<String> = (0..3).map(|k| docker_id(&format!("blue{k}"), 0)).collect();
+    for (h, net) in hosts.iter().zip(&nets) {
+        let r = create_global(h, net, "blue", None);
+        assert!(r.get("Err").is_none(), "{r}");
+    }
+    let c: Vec<Netns> = (0..3).map(|i| Netns::new(&format!("cc{i}"))).collect();
+    let (addr_b, _) = attach(
+        &hosts[1],
+        &host_ns[1],
+        &nets[1],
+        &docker_id("epb", 0),
+        &c[1],
+    );
+    let (addr_c, _) = attach(
+        &hosts[2],
+        &host_ns[2],
+        &nets[2],
+        &docker_id("epc", 0),
+        &c[2],
+    );
+
+    // The endpoint on A: time from its CreateEndpoint to being programmed
+    // on B and C, and to the first answered ping from each.
+    let t0 = Instant::now();
+    let (addr_a, mac_a) = attach(
+        &hosts[0],
+        &host_ns[0],
+        &nets[0],
+        &docker_id("epa", 0),
+        &c[0],
+    );
+    let addr_a = addr_a.split('/').next().unwrap().to_string();
+    for (k, name) in [(1, "B"), (2, "C")] {
+        eventually(Duration::from_secs(5), || {
+            remotes(&hosts[k], &nets[k])
+                .1
+                .contains(&(mac_a.clone(), "10.251.7.1".to_string()))
+        })
+        .unwrap_or_else(|| panic!("A's endpoint never programmed on {name}"));
+        println!(
+            "A's endpoint programmed on {name} {:?} after its CreateEndpoint was sent",
+            t0.elapsed()
+        );
+    }
+    for (k, name) in [(1, "B"), (2, "C")] {
+        assert!(
+            eventually(Duration::from_secs(5), || ping_once(&c[k], &addr_a)).is_some(),
+            "{name} reaches A's endpoint {addr_a}"
+        );
+        println!(
+            "{name} pings A's endpoint {:?} after its CreateEndpoint",
+            t0.elapsed()
+        );
+    }
+    let addr_c = addr_c.split('/').next().unwrap().to_string();
+    assert!(ping_once(&c[1], &addr_c), "B reaches C");
+    assert!(
+        ping_once(&c[0], addr_b.split('/').next().unwrap()),
+        "A reaches B"
+    );
+
+    // kill -9 A's daemon: its lease expires, B and C drop its entries.
+    hosts[0].kill9();
+    let t0 = Instant::now();
+    for (k, name) in [(1, "B"), (2, "C")] {
+        let gone = eventually(Duration::from_secs(ttl + 3), || {
+            let (flood, statics) = remotes(&hosts[k], &nets[k]);
+            !flood.contains(&"10.251.7.1".to_string())
+                && statics.iter().all(|(_, r)| r != "10.251.7.1")
+        })
+        .unwrap_or_else(|| panic!("{name} still has A's entries"));
+        println!(
+            "A's entries withdrawn on {name} {:?} after kill -9 (TTL {ttl} s)",
+            t0.elapsed()
+        );
+        assert!(gone <= Duration::from_millis(ttl * 1000 + 1500), "{gone:?}");
+    }
+    // The others keep working.
+    assert!(ping_once(&c[1], &addr_c), "B still reaches C");
+    assert!(
+        ping_once(&c[2], addr_b.split('/').next().unwrap()),
+        "C still reaches B"
+    );
+
+    // A comes back: it publishes its endpoint again (found in its sandbox)
+    // under a new lease and reads everyone else's.
+    let t0 = Instant::now();
+    hosts[0].spawn();
+    assert!(
+        eventually(Duration::from_secs(10), || ping_once(&c[1], &addr_a)).is_some(),
+        "B reaches A's endpoint again after A's restart"
+    );
+    println!(
+        "B pings A's endpoint {:?} after A's daemon was started again",
+        t0.elapsed()
+    );
+    assert!(ping_once(&c[0], &addr_c), "A reaches C again");
+    drop(c);
+    drop(hosts);
+    drop(etcd);
 }
