@@ -73,6 +73,18 @@ pub struct ClusterArgs {
     pub vtep: Option<IpAddr>,
 }
 
+/// Local only, as without the flags.
+impl Default for ClusterArgs {
+    fn default() -> ClusterArgs {
+        ClusterArgs {
+            store: None,
+            store_ttl: 10,
+            host_name: None,
+            vtep: None,
+        }
+    }
+}
+
 /// `members/<host>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberRecord {
