@@ -146,6 +146,19 @@ impl Etcd {
         body.contains(r#""health":"true""#)
     }
 
+    /// SIGKILL member `i` (its data stays for [`Etcd::restart`]).
+    fn stop(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start member `i` again on its data.
+    fn restart(&mut self, i: usize) {
+        self.start_member(i);
+    }
+
     fn wait_healthy(&mut self, within: Duration) {
         let deadline = Instant::now() + within;
         while !(0..3).all(|i| self.healthy(i)) {
@@ -643,11 +656,12 @@ fn endpoints_created_in_parallel_on_three_hosts_never_share_an_address() {
         addr.as_str(),
         "the released address is reused: {r}"
     );
-    // An address the engine chose is claimed too: a second claim elsewhere
-    // is refused with who holds it.
-    let r = hosts[0].docker(
+    // An address the engine chose is claimed too: a claim on a third host
+    // (which has no local endpoint with it) is refused with who holds it.
+    let third = (other + 1) % 3;
+    let r = hosts[third].docker(
         "NetworkDriver.CreateEndpoint",
-        &json!({"NetworkID": docker_id("net0", 0),
+        &json!({"NetworkID": docker_id(&format!("net{third}"), 0),
                 "EndpointID": docker_id("dup", 0),
                 "Interface": {"Address": addr, "AddressIPv6": "", "MacAddress": ""},
                 "Options": {}}),
@@ -877,4 +891,77 @@ fn an_endpoint_on_one_host_is_reached_from_the_others_and_withdrawn_when_its_hos
     drop(c);
     drop(hosts);
     drop(etcd);
+}
+
+fn new_endpoint(h: &Host, net: &str, ep: &str) -> Value {
+    h.docker(
+        "NetworkDriver.CreateEndpoint",
+        &json!({"NetworkID": net, "EndpointID": ep,
+                "Interface": {"Address": "", "AddressIPv6": "", "MacAddress": ""},
+                "Options": {}}),
+    )
+}
+
+fn endpoint_count(h: &Host) -> usize {
+    let r = rvswitch::client::Client::new(&h.socket())
+        .unwrap()
+        .get("/v1/cnm/endpoints")
+        .unwrap();
+    r.json().as_array().unwrap().len()
+}
+
+fn remote_count(h: &Host, name: &str) -> u64 {
+    h.cluster()["remote_endpoints"][name].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn without_quorum_global_changes_are_refused_whole_and_resume_with_it() {
+    if !etcd_or_skip("without_quorum_global_changes_are_refused_whole_and_resume_with_it") {
+        return;
+    }
+    let mut etcd = Etcd::start(Ipv4Addr::LOCALHOST);
+    let a = Host::start(&etcd, "ha", "10.99.0.1", 5);
+    let b = Host::start(&etcd, "hb", "10.99.0.2", 5);
+    let (na, nb) = (docker_id("qa", 0), docker_id("qb", 0));
+    for (h, n) in [(&a, &na), (&b, &nb)] {
+        let r = create_global(h, n, "q", None);
+        assert!(r.get("Err").is_none(), "{r}");
+    }
+    // One member down: the cluster carries on.
+    etcd.stop(2);
+    let r = new_endpoint(&a, &na, &docker_id("e", 1));
+    assert!(r.get("Err").is_none(), "one member down: {r}");
+    assert!(
+        eventually(Duration::from_secs(5), || remote_count(&b, "q") == 1).is_some(),
+        "b sees a's endpoint with one member down"
+    );
+    // Majority down: a global change is refused with the reason, and
+    // nothing of it is kept.
+    etcd.stop(1);
+    let t0 = Instant::now();
+    let r = new_endpoint(&a, &na, &docker_id("e", 2));
+    let err = r["Err"].as_str().unwrap_or_default().to_string();
+    println!("refused after {:?}: {err}", t0.elapsed());
+    assert!(err.contains("unavailable: no quorum"), "{r}");
+    assert_eq!(endpoint_count(&a), 1, "nothing half made");
+    // What exists stays: the daemon answers and keeps its endpoints.
+    assert_eq!(remote_count(&b, "q"), 1);
+    // Quorum back: the same call succeeds.
+    etcd.restart(1);
+    etcd.restart(2);
+    etcd.wait_healthy(Duration::from_secs(20));
+    let t0 = Instant::now();
+    let took = eventually(Duration::from_secs(15), || {
+        new_endpoint(&a, &na, &docker_id("e", 2))
+            .get("Err")
+            .is_none()
+    })
+    .expect("global changes resume with the quorum");
+    println!("accepted again {took:?} after the quorum returned");
+    assert!(
+        eventually(Duration::from_secs(5), || remote_count(&b, "q") == 2).is_some(),
+        "b sees the new endpoint after {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(endpoint_count(&a), 2);
 }

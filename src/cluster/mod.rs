@@ -134,6 +134,11 @@ pub enum ClusterError {
     HostName(String),
     #[error("cluster store: {0}")]
     Etcd(#[from] etcd_client::Error),
+    #[error(
+        "the cluster store (etcd) is unavailable: no quorum, or no member reachable ({0}); \
+         nothing was changed"
+    )]
+    Unavailable(String),
     #[error("cluster store: {0}")]
     Failed(String),
     #[error("{0}")]
@@ -214,6 +219,56 @@ fn endpoints_of(url: &str) -> Result<Vec<String>, ClusterError> {
         return Err(ClusterError::Url(url.into()));
     }
     Ok(hosts.into_iter().map(|h| format!("http://{h}")).collect())
+}
+
+/// How long an operation is tried again while the store is momentarily out
+/// of reach (a member down, a leader election).
+const RETRY_FOR: Duration = Duration::from_secs(5);
+
+/// Whether `e` says "try again": the member asked is down or between
+/// leaders. A timeout (no quorum for the whole request timeout) is not.
+fn transient(e: &ClusterError) -> bool {
+    match e {
+        ClusterError::Etcd(etcd_client::Error::GRpcStatus(s)) => {
+            s.code() == tonic::Code::Unavailable
+        }
+        ClusterError::Etcd(etcd_client::Error::TransportError(_)) => true,
+        _ => false,
+    }
+}
+
+/// Whether `e` says the store did not answer at all.
+fn no_answer(e: &ClusterError) -> bool {
+    matches!(
+        e,
+        ClusterError::Etcd(etcd_client::Error::GRpcStatus(s))
+            if matches!(s.code(), tonic::Code::Cancelled | tonic::Code::DeadlineExceeded)
+    ) || transient(e)
+}
+
+/// Run `op` again while it fails transiently, for up to [`RETRY_FOR`];
+/// a store that does not answer is reported as [`ClusterError::Unavailable`].
+/// Every operation given is safe to repeat: puts and deletes are
+/// idempotent, and a claim that won before its answer was lost finds its
+/// own record.
+async fn retrying<T, F, Fut>(mut op: F) -> Result<T, ClusterError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClusterError>>,
+{
+    let t0 = std::time::Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match op().await {
+            Err(e) if transient(&e) && t0.elapsed() < RETRY_FOR => {
+                tracing::debug!(error = %e, "cluster store busy; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            Err(e) if no_answer(&e) => return Err(ClusterError::Unavailable(e.to_string())),
+            r => return r,
+        }
+    }
 }
 
 fn kernel_host_name() -> String {
@@ -523,7 +578,9 @@ impl Cluster {
             .filter(|s| s.pool.addr.is_ipv4())
             .cloned()
             .collect();
-        let rec = self.block_on(self.network_record(&n.name, wanted, v4.clone()))?;
+        let rec = self.block_on(retrying(|| {
+            self.network_record(&n.name, wanted, v4.clone())
+        }))?;
         if wanted != 0 && wanted != rec.vni {
             return Err(ClusterError::Conflict(format!(
                 "global network {} has VNI {} (created by {}), not {wanted}",
@@ -673,72 +730,90 @@ impl Cluster {
             host: self.host.clone(),
             endpoint: id.into(),
         });
-        let name = n.name.clone();
-        self.block_on(async {
-            let mut c = self.kv();
-            let claim = |ip: IpAddr| {
-                let k = key_address(&name, ip);
-                Txn::new()
-                    .when([Compare::create_revision(k.as_str(), CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(k.as_str(), rec.as_str(), None)])
-                    .or_else([TxnOp::get(k.as_str(), None)])
-            };
-            if let Some(w) = want {
-                let r = c.txn(claim(w.addr)).await?;
-                if r.succeeded() {
-                    return Ok(Some(w));
-                }
-                let holder = r.op_responses().into_iter().find_map(|o| match o {
-                    TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.value().to_vec()),
-                    _ => None,
-                });
-                let holder: Option<AddressRecord> =
-                    holder.and_then(|h| serde_json::from_slice(&h).ok());
-                return match holder {
-                    Some(h) if h.endpoint == id => Ok(Some(w)),
-                    Some(h) => Err(ClusterError::Conflict(format!(
-                        "address {} of global network {name} is held by endpoint {} on host {}",
-                        w.addr, h.endpoint, h.host
-                    ))),
-                    None => Err(ClusterError::Failed(format!(
-                        "address {} of global network {name}: claim refused",
-                        w.addr
-                    ))),
-                };
+        self.block_on(retrying(|| {
+            self.claim_once(&n.name, subnet, id, want, &rec)
+        }))
+    }
+
+    /// One try of [`Cluster::claim_address`].
+    async fn claim_once(
+        &self,
+        name: &str,
+        subnet: &Subnet,
+        id: &str,
+        want: Option<Cidr>,
+        rec: &str,
+    ) -> Result<Option<Cidr>, ClusterError> {
+        let mut c = self.kv();
+        let claim = |ip: IpAddr| {
+            let k = key_address(name, ip);
+            Txn::new()
+                .when([Compare::create_revision(k.as_str(), CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(k.as_str(), rec, None)])
+                .or_else([TxnOp::get(k.as_str(), None)])
+        };
+        if let Some(w) = want {
+            let r = c.txn(claim(w.addr)).await?;
+            if r.succeeded() {
+                return Ok(Some(w));
             }
-            // Allocate: skip what is taken (as last read) and race for the
-            // first free one; a loser reads again.
-            let prefix = format!("{PREFIX}ipam/{name}/");
-            for _ in 0..32 {
-                let taken: std::collections::BTreeSet<String> = c
-                    .get(
-                        prefix.as_str(),
-                        Some(GetOptions::new().with_prefix().with_keys_only()),
-                    )
-                    .await?
-                    .kvs()
-                    .iter()
-                    .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
-                    .collect();
-                let Some(ip) =
-                    hosts_of(subnet).find(|ip| !taken.contains(&key_address(&name, *ip)))
-                else {
-                    return Err(ClusterError::Conflict(format!(
-                        "global network {name}: subnet {} has no free address",
-                        subnet.pool
-                    )));
-                };
-                if c.txn(claim(ip)).await?.succeeded() {
+            let holder = r.op_responses().into_iter().find_map(|o| match o {
+                TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.value().to_vec()),
+                _ => None,
+            });
+            let holder: Option<AddressRecord> =
+                holder.and_then(|h| serde_json::from_slice(&h).ok());
+            return match holder {
+                Some(h) if h.endpoint == id => Ok(Some(w)),
+                Some(h) => Err(ClusterError::Conflict(format!(
+                    "address {} of global network {name} is held by endpoint {} on host {}",
+                    w.addr, h.endpoint, h.host
+                ))),
+                None => Err(ClusterError::Failed(format!(
+                    "address {} of global network {name}: claim refused",
+                    w.addr
+                ))),
+            };
+        }
+        // Allocate: skip what is taken (as last read) and race for the
+        // first free one; a loser reads again. One this endpoint already
+        // won (a try whose answer was lost) is taken back as it is.
+        let prefix = format!("{PREFIX}ipam/{name}/");
+        for _ in 0..32 {
+            let r = c
+                .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+                .await?;
+            if let Some(kv) = r.kvs().iter().find(|kv| kv.value() == rec.as_bytes()) {
+                let k = String::from_utf8_lossy(kv.key()).into_owned();
+                if let Some(ip) = k.rsplit('/').next().and_then(|a| a.parse().ok()) {
                     return Ok(Some(Cidr {
                         addr: ip,
                         len: subnet.pool.len,
                     }));
                 }
             }
-            Err(ClusterError::Failed(format!(
-                "global network {name}: no address won after 32 tries"
-            )))
-        })
+            let taken: std::collections::BTreeSet<String> = r
+                .kvs()
+                .iter()
+                .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+                .collect();
+            let Some(ip) = hosts_of(subnet).find(|ip| !taken.contains(&key_address(name, *ip)))
+            else {
+                return Err(ClusterError::Conflict(format!(
+                    "global network {name}: subnet {} has no free address",
+                    subnet.pool
+                )));
+            };
+            if c.txn(claim(ip)).await?.succeeded() {
+                return Ok(Some(Cidr {
+                    addr: ip,
+                    len: subnet.pool.len,
+                }));
+            }
+        }
+        Err(ClusterError::Failed(format!(
+            "global network {name}: no address won after 32 tries"
+        )))
     }
 
     /// Give an address back, if endpoint `id` holds it.
@@ -748,14 +823,13 @@ impl Cluster {
             host: self.host.clone(),
             endpoint: id.into(),
         });
-        self.block_on(async {
-            let mut c = self.kv();
+        self.block_on(retrying(|| async {
             let txn = Txn::new()
                 .when([Compare::value(k.as_str(), CompareOp::Equal, rec.as_str())])
                 .and_then([TxnOp::delete(k.as_str(), None)]);
-            c.txn(txn).await?;
+            self.kv().txn(txn).await?;
             Ok(())
-        })
+        }))
     }
 
     /// Publish endpoint `e` of global network `n` under this host's lease.
@@ -775,23 +849,27 @@ impl Cluster {
             vtep: self.vtep,
         });
         self.published.lock().unwrap().insert(k.clone(), v.clone());
-        let lease = self.lease.load(Ordering::Acquire);
-        self.block_on(async {
+        self.block_on(retrying(|| async {
+            let lease = self.lease.load(Ordering::Acquire);
             self.kv()
-                .put(k, v, Some(PutOptions::new().with_lease(lease)))
+                .put(
+                    k.as_str(),
+                    v.as_str(),
+                    Some(PutOptions::new().with_lease(lease)),
+                )
                 .await?;
             Ok(())
-        })
+        }))
     }
 
     /// Withdraw endpoint `e` of global network `n`.
     pub fn withdraw(&self, n: &Network, e: &Endpoint) -> Result<(), ClusterError> {
         let k = key_endpoint(&n.name, &self.host, &e.id);
         self.published.lock().unwrap().remove(&k);
-        self.block_on(async {
-            self.kv().delete(k, None).await?;
+        self.block_on(retrying(|| async {
+            self.kv().delete(k.as_str(), None).await?;
             Ok(())
-        })
+        }))
     }
 }
 
