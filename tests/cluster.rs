@@ -564,6 +564,10 @@ fn two_hosts_creating_one_global_network_at_once_get_one_vni_and_subnet() {
         "{r}"
     );
     let solo = Host::start_with("solo", "10.99.0.9", &[]);
+    let o = common::ctl_raw(&solo.socket(), &["cluster"]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("not in a cluster"), "{e}");
     let r = create_global(&solo, &docker_id("solo", 0), "g0", None);
     assert!(
         r["Err"].as_str().unwrap_or_default().contains("--store"),

@@ -153,10 +153,7 @@ where
         let plugin = plugin.as_ref().map(|p| p.serve()).transpose()?;
         tracing::info!(socket = %socket.display(), workers = args.workers, "control API listening");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let mut app = api::router(control.clone());
-        if let Some(c) = &cluster {
-            app = crate::cluster::api::router(c.clone()).merge(app);
-        }
+        let app = crate::cluster::api::router(cluster.clone()).merge(api::router(control.clone()));
         let limits = args.api.clone();
         let server = tokio::spawn(async move {
             api::serve(listener, app, &limits, async {
