@@ -217,6 +217,8 @@ struct Host {
     args: Vec<String>,
     /// The namespace-host it runs in (None: this namespace).
     netns: Option<String>,
+    /// The Docker plugin socket.
+    plugin: PathBuf,
     child: Option<Child>,
 }
 
@@ -248,6 +250,7 @@ impl Host {
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut h = Host {
             name: name.into(),
+            plugin: dir.join("rvswitch.sock"),
             dir,
             args,
             netns: netns.map(str::to_string),
@@ -255,6 +258,14 @@ impl Host {
         };
         h.spawn();
         h
+    }
+
+    /// Serve dockerd: the plugin socket where it looks for drivers.
+    fn for_dockerd(mut self, driver: &str) -> Host {
+        self.kill9();
+        self.plugin = PathBuf::from(format!("/run/docker/plugins/{driver}.sock"));
+        self.spawn();
+        self
     }
 
     fn spawn(&mut self) {
@@ -294,7 +305,7 @@ impl Host {
     }
 
     fn plugin(&self) -> PathBuf {
-        self.dir.join("rvswitch.sock")
+        self.plugin.clone()
     }
 
     fn log(&self) -> PathBuf {
@@ -357,6 +368,9 @@ impl Host {
 impl Drop for Host {
     fn drop(&mut self) {
         self.kill9();
+        if self.plugin.starts_with("/run/docker/plugins") {
+            let _ = std::fs::remove_file(&self.plugin);
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -968,4 +982,174 @@ fn without_quorum_global_changes_are_refused_whole_and_resume_with_it() {
         t0.elapsed()
     );
     assert_eq!(endpoint_count(&a), 2);
+}
+
+/// `docker ARGS` that must succeed: its stdout, trimmed.
+#[track_caller]
+fn docker_ok(args: &[&str]) -> String {
+    let o = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "docker {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Docker objects removed on drop (containers first).
+struct DockerObjects {
+    containers: Vec<String>,
+    networks: Vec<String>,
+}
+
+impl Drop for DockerObjects {
+    fn drop(&mut self) {
+        for c in &self.containers {
+            let _ = Command::new("docker").args(["rm", "-f", c]).output();
+        }
+        for n in &self.networks {
+            let _ = Command::new("docker").args(["network", "rm", n]).output();
+        }
+    }
+}
+
+/// Whether dockerd answers and has the test image.
+fn dockerd_or_skip(test: &str) -> bool {
+    let ok = Command::new("docker")
+        .args(["image", "inspect", "rvs-busybox:latest"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return true;
+    }
+    if std::env::var("RVS_TEST_STRICT").as_deref() == Ok("1") {
+        panic!(
+            "{test}: needs dockerd with rvs-busybox:latest (scripts/docker-image), and RVS_TEST_STRICT=1 forbids skipping"
+        );
+    }
+    eprintln!("SKIP {test}: needs dockerd with rvs-busybox:latest (scripts/docker-image)");
+    false
+}
+
+#[test]
+fn a_container_on_dockerd_reaches_an_endpoint_on_another_host_through_a_global_network() {
+    let test =
+        "a_container_on_dockerd_reaches_an_endpoint_on_another_host_through_a_global_network";
+    if !etcd_or_skip(test) || !root_or_skip(test) || !dockerd_or_skip(test) {
+        return;
+    }
+    // The underlay: a bridge here (this host's VTEP, and etcd) and one
+    // namespace-host on it.
+    let underlay = Underlay(unique("rvub"));
+    ip(&["link", "add", &underlay.0, "type", "bridge"]);
+    ip(&["addr", "add", "10.251.8.254/24", "dev", &underlay.0]);
+    ip(&["link", "set", &underlay.0, "up"]);
+    let h1 = Netns::new("dh1");
+    let (outer, inner) = (unique("rvuh"), unique("rvun"));
+    ip(&[
+        "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+    ]);
+    ip(&["link", "set", &outer, "master", &underlay.0, "up"]);
+    ip(&["link", "set", &inner, "netns", &h1.name]);
+    h1.ip(&["link", "set", &inner, "name", "ul0"]);
+    h1.ip(&["addr", "add", "10.251.8.1/24", "dev", "ul0"]);
+    h1.ip(&["link", "set", "ul0", "up"]);
+    let etcd = Etcd::start("10.251.8.254".parse().unwrap());
+    let store = ["--store", &etcd.url(), "--store-ttl", "5"];
+    let remote = Host::start_in(Some(&h1.name), "dh1", "10.251.8.1", &store);
+    let driver = unique("rvsgl");
+    let here = Host::start_in(None, "dk", "10.251.8.254", &store).for_dockerd(&driver);
+
+    // The network on the namespace-host first: the cluster chooses its
+    // VNI and subnet; dockerd's IPAM is then given the same subnet.
+    let name = unique("dkg");
+    let net1 = docker_id("dkg", 1);
+    let r = create_global(&remote, &net1, &name, None);
+    assert!(r.get("Err").is_none(), "{r}");
+    let (_, subnet) = global_of(&remote, &name);
+    let c1 = Netns::new("dc1");
+    let (addr1, _) = attach(&remote, &h1, &net1, &docker_id("dke", 1), &c1);
+    let addr1 = addr1.split('/').next().unwrap().to_string();
+
+    let mut objs = DockerObjects {
+        containers: Vec::new(),
+        networks: Vec::new(),
+    };
+    let opt_scope = "rvswitch.scope=global".to_string();
+    let opt_name = format!("rvswitch.name={name}");
+    docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        &driver,
+        "--internal",
+        "--subnet",
+        &subnet[0],
+        "-o",
+        &opt_scope,
+        "-o",
+        &opt_name,
+        &name,
+    ]);
+    objs.networks.push(name.clone());
+    // An address of dockerd's choosing is claimed in the cluster as well.
+    let base = subnet[0].rsplit_once('.').unwrap().0.to_string();
+    let ip_here = format!("{base}.50");
+    let cname = unique("rvc");
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &cname,
+        "--network",
+        &name,
+        "--ip",
+        &ip_here,
+        "rvs-busybox:latest",
+        "sleep",
+        "600",
+    ]);
+    objs.containers.push(cname.clone());
+    // No static remotes anywhere: the registry programs both sides.
+    let t0 = Instant::now();
+    let reached = eventually(Duration::from_secs(10), || {
+        Command::new("docker")
+            .args(["exec", &cname, "ping", "-c", "1", "-W", "1", &addr1])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    assert!(
+        reached.is_some(),
+        "the container reaches {addr1} on the namespace-host"
+    );
+    println!(
+        "container pings the namespace-host's endpoint {:?} after docker run",
+        t0.elapsed()
+    );
+    assert!(
+        ping_once(&c1, &ip_here),
+        "and the namespace-host's endpoint reaches the container"
+    );
+    // The engine's address is the cluster's: the namespace-host may not
+    // take it.
+    let r = h1_claim(&remote, &net1, &format!("{ip_here}/24"));
+    assert!(
+        r["Err"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("held by endpoint"),
+        "{r}"
+    );
+    drop(objs);
+    drop(here);
+}
+
+fn h1_claim(h: &Host, net: &str, addr: &str) -> Value {
+    h.docker(
+        "NetworkDriver.CreateEndpoint",
+        &json!({"NetworkID": net, "EndpointID": docker_id("claim", 0),
+                "Interface": {"Address": addr, "AddressIPv6": "", "MacAddress": ""},
+                "Options": {}}),
+    )
 }
