@@ -1153,3 +1153,74 @@ fn h1_claim(h: &Host, net: &str, addr: &str) -> Value {
                 "Options": {}}),
     )
 }
+
+/// Put `key` = `value` straight into etcd, as a daemon killed inside a
+/// Docker call would have left it.
+fn etcd_put(etcd: &Etcd, key: &str, value: &str) {
+    let endpoints: Vec<String> = etcd.members.iter().map(|m| m.client.clone()).collect();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut c = etcd_client::Client::connect(endpoints, None).await.unwrap();
+        c.put(key, value, None).await.unwrap();
+    });
+}
+
+fn etcd_keys(etcd: &Etcd, prefix: &str) -> Vec<String> {
+    let endpoints: Vec<String> = etcd.members.iter().map(|m| m.client.clone()).collect();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut c = etcd_client::Client::connect(endpoints, None).await.unwrap();
+        let r = c
+            .get(prefix, Some(etcd_client::GetOptions::new().with_prefix()))
+            .await
+            .unwrap();
+        r.kvs()
+            .iter()
+            .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+            .collect()
+    })
+}
+
+#[test]
+fn an_address_no_stored_endpoint_holds_is_given_back() {
+    if !etcd_or_skip("an_address_no_stored_endpoint_holds_is_given_back") {
+        return;
+    }
+    let etcd = Etcd::start(Ipv4Addr::LOCALHOST);
+    let a = Host::start(&etcd, "ha", "10.99.0.1", 2);
+    let net = docker_id("sw", 0);
+    let r = create_global(&a, &net, "sw", None);
+    assert!(r.get("Err").is_none(), "{r}");
+    let r = new_endpoint(&a, &net, &docker_id("kept", 0));
+    let kept = r["Interface"]["Address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let base = kept.rsplit_once('.').unwrap().0.to_string();
+    // A claim of this host's for an endpoint it never stored, and one of
+    // another host's.
+    let lost = format!("/rvswitch/ipam/sw/{base}.77");
+    let theirs = format!("/rvswitch/ipam/sw/{base}.78");
+    etcd_put(&etcd, &lost, r#"{"host":"ha","endpoint":"never-stored"}"#);
+    etcd_put(&etcd, &theirs, r#"{"host":"hz","endpoint":"elsewhere"}"#);
+    let t0 = Instant::now();
+    let gone = eventually(Duration::from_secs(15), || {
+        !etcd_keys(&etcd, "/rvswitch/ipam/sw/").contains(&lost)
+    })
+    .expect("the unheld claim is given back");
+    println!("unheld claim given back after {gone:?} (three TTLs of 2 s)");
+    assert!(
+        t0.elapsed() >= Duration::from_secs(4),
+        "not while a call could still commit it"
+    );
+    let left = etcd_keys(&etcd, "/rvswitch/ipam/sw/");
+    assert!(
+        left.contains(&theirs),
+        "another host's claim stays: {left:?}"
+    );
+    assert!(
+        left.contains(&format!("/rvswitch/ipam/sw/{kept}")),
+        "a stored endpoint's stays: {left:?}"
+    );
+}

@@ -862,6 +862,71 @@ impl Cluster {
         }))
     }
 
+    /// This host's keys that no stored endpoint (`stored`: endpoint ids)
+    /// holds: address claims in the global networks `networks` (with their
+    /// modification revision) and published endpoints (revision 0). Left
+    /// by a Docker call whose unit of work did not commit, or by a daemon
+    /// killed inside one.
+    pub(crate) fn unheld(
+        &self,
+        networks: &[String],
+        stored: &std::collections::BTreeSet<String>,
+    ) -> Result<Vec<(String, i64)>, ClusterError> {
+        let mut out: Vec<(String, i64)> = self
+            .published
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{PREFIX}endpoints/")))
+            .filter(|(_, v)| {
+                serde_json::from_str::<EndpointRecord>(v).is_ok_and(|r| !stored.contains(&r.id))
+            })
+            .map(|(k, _)| (k.clone(), 0))
+            .collect();
+        for name in networks {
+            let prefix = format!("{PREFIX}ipam/{name}/");
+            let r = self.block_on(retrying(|| async {
+                Ok(self
+                    .kv()
+                    .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+                    .await?)
+            }))?;
+            for kv in r.kvs() {
+                let Ok(a) = serde_json::from_slice::<AddressRecord>(kv.value()) else {
+                    continue;
+                };
+                if a.host == self.host && !stored.contains(&a.endpoint) {
+                    out.push((
+                        String::from_utf8_lossy(kv.key()).into_owned(),
+                        kv.mod_revision(),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Delete `key` (from [`Cluster::unheld`]) if it is still as it was.
+    pub(crate) fn forget(&self, key: &str, revision: i64) -> Result<(), ClusterError> {
+        if revision == 0 {
+            self.published.lock().unwrap().remove(key);
+        }
+        self.block_on(retrying(|| async {
+            let txn = match revision {
+                0 => Txn::new().and_then([TxnOp::delete(key, None)]),
+                rev => Txn::new()
+                    .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
+                    .and_then([TxnOp::delete(key, None)]),
+            };
+            self.kv().txn(txn).await?;
+            Ok(())
+        }))
+    }
+
+    pub(crate) fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl)
+    }
+
     /// Withdraw endpoint `e` of global network `n`.
     pub fn withdraw(&self, n: &Network, e: &Endpoint) -> Result<(), ClusterError> {
         let k = key_endpoint(&n.name, &self.host, &e.id);

@@ -55,6 +55,59 @@ pub fn sync(c: &Cluster, control: &Control, driver: &Driver) {
     }
 }
 
+/// Gives back what this host holds in the store for endpoints it never
+/// stored (a Docker call whose unit of work failed after its address was
+/// claimed, a daemon killed inside one): a key is forgotten once it has been
+/// seen unheld, unchanged, for three lease TTLs, so a call still in flight
+/// (claimed, not yet committed) keeps what it claimed.
+#[derive(Default)]
+struct Sweeper {
+    /// Key → (revision, first seen unheld).
+    suspects: BTreeMap<String, (i64, std::time::Instant)>,
+    last: Option<std::time::Instant>,
+}
+
+impl Sweeper {
+    fn pass(&mut self, c: &Cluster, driver: &Driver) {
+        let now = std::time::Instant::now();
+        if self.last.is_some_and(|t| now - t < c.ttl()) {
+            return;
+        }
+        self.last = Some(now);
+        let snap = driver.snapshot();
+        let stored: BTreeSet<String> = snap.endpoints.iter().map(|e| e.id.clone()).collect();
+        let names: Vec<String> = snap
+            .networks
+            .iter()
+            .filter(|n| is_global(n))
+            .map(|n| n.name.clone())
+            .collect();
+        let unheld = match c.unheld(&names, &stored) {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "cluster sweep skipped");
+                return;
+            }
+        };
+        let seen: BTreeSet<&String> = unheld.iter().map(|(k, _)| k).collect();
+        self.suspects.retain(|k, _| seen.contains(k));
+        for (key, rev) in unheld {
+            let e = self.suspects.entry(key.clone()).or_insert((rev, now));
+            if e.0 != rev {
+                *e = (rev, now);
+            } else if now - e.1 >= c.ttl() * 3 {
+                tracing::info!(%key, "giving back what no stored endpoint holds");
+                match c.forget(&key, rev) {
+                    Ok(()) => {
+                        self.suspects.remove(&key);
+                    }
+                    Err(e) => tracing::warn!(%key, error = %e, "not given back"),
+                }
+            }
+        }
+    }
+}
+
 impl Cluster {
     /// Run [`sync`] on a thread of its own whenever the view changes (and
     /// every [`PERIOD`]) until [`Cluster::leave`].
@@ -63,8 +116,10 @@ impl Cluster {
         let spawned = std::thread::Builder::new()
             .name("rvs-cluster-sync".into())
             .spawn(move || {
+                let mut sweeper = Sweeper::default();
                 while !c.closing.load(Ordering::Acquire) {
                     sync(&c, &control, &driver);
+                    sweeper.pass(&c, &driver);
                     let _ = c.wake.recv_timeout(PERIOD);
                 }
             });
