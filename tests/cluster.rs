@@ -649,6 +649,16 @@ fn endpoints_created_in_parallel_on_three_hosts_never_share_an_address() {
         let c = rvs_cnm::prefix::Cidr::parse_addr(a).unwrap();
         assert!(pool.contains(c.addr) && c.len == pool.len, "{a} in {pool}");
     }
+    // A host joining now reads all of them (in pages of 7 keys, at one
+    // revision).
+    let late = Host::start_with(
+        "hl",
+        "10.99.0.4",
+        &["--store", &etcd.url(), "--store-read-page", "7"],
+    );
+    assert_eq!(late.cluster()["remote_endpoints"]["shared"], N as u64);
+    assert_eq!(late.members().len(), 4);
+    drop(late);
     // Deleting gives the address back: the next endpoint, on another host,
     // may take it.
     let (k, id, addr) = got

@@ -13,13 +13,16 @@
 //! would.
 //!
 //! # Keys (under `/rvswitch/`)
-//! - `members/<host>` → [`MemberRecord`], under the host's lease.
+//! - `live/members/<host>` → [`MemberRecord`], under the host's lease.
 //! - `networks/<name>` → [`NetworkRecord`]; `vni/<vni>` → name, and
 //!   `subnets/<cidr>` → name, each created with the network in one
 //!   transaction (create-if-absent), so a VNI or subnet has one owner.
 //! - `ipam/<name>/<ip>` → [`AddressRecord`], created if absent.
-//! - `endpoints/<name>/<host>/<endpoint id>` → [`EndpointRecord`], under
-//!   the publishing host's lease: a dead host's entries go with its lease.
+//! - `live/endpoints/<name>/<host>/<endpoint id>` → [`EndpointRecord`],
+//!   under the publishing host's lease: a dead host's entries go with it.
+//!
+//! Hosts read and watch only `live/`: what they need to forward, not the
+//! records of networks and addresses.
 //!
 //! The etcd client runs on a runtime of its own (two threads), so calls
 //! from the Docker driver's blocking threads wait on it without touching
@@ -47,6 +50,10 @@ pub use sync::sync;
 
 /// Every key lives under this prefix.
 const PREFIX: &str = "/rvswitch/";
+/// Leased keys (members, endpoints): what every host reads and watches.
+const LIVE: &str = "/rvswitch/live/";
+/// The end of the `LIVE` range ('/' + 1).
+const LIVE_END: &str = "/rvswitch/live0";
 /// Global networks without a subnet get a /24 out of this range.
 const SUBNET_RANGE: (u8, u8) = (10, 200);
 /// VNIs the cluster allocates (a wanted one may be anything 1-16777215).
@@ -71,6 +78,11 @@ pub struct ClusterArgs {
     /// receive VXLAN on it. Required with --store.
     #[arg(long, value_name = "ADDR")]
     pub vtep: Option<IpAddr>,
+    /// Keys per read when the cluster's view is read whole (at start and
+    /// after a lost watch). Hidden: the tests make it small to read in
+    /// many pages.
+    #[arg(long, hide = true, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub store_read_page: i64,
 }
 
 /// Local only, as without the flags.
@@ -81,6 +93,7 @@ impl Default for ClusterArgs {
             store_ttl: 10,
             host_name: None,
             vtep: None,
+            store_read_page: 1000,
         }
     }
 }
@@ -192,6 +205,8 @@ pub struct Cluster {
     host: String,
     vtep: IpAddr,
     ttl: u64,
+    /// Keys per read of the whole view.
+    page: i64,
     lease: AtomicI64,
     /// This host's keys (member and endpoints) with their values: put again
     /// under a new lease if the old one is lost.
@@ -297,7 +312,7 @@ fn key_address(name: &str, ip: IpAddr) -> String {
 }
 
 fn key_endpoint(name: &str, host: &str, id: &str) -> String {
-    format!("{PREFIX}endpoints/{name}/{host}/{id}")
+    format!("{LIVE}endpoints/{name}/{host}/{id}")
 }
 
 /// Host addresses of an IPv4 subnet, in order, less the network and
@@ -349,6 +364,7 @@ impl Cluster {
             host,
             vtep,
             ttl: args.store_ttl,
+            page: args.store_read_page,
             lease: AtomicI64::new(0),
             published: Mutex::new(BTreeMap::new()),
             view: Mutex::new(View::default()),
@@ -364,7 +380,7 @@ impl Cluster {
         c.published
             .lock()
             .unwrap()
-            .insert(format!("{PREFIX}members/{}", c.host), json(&member));
+            .insert(format!("{LIVE}members/{}", c.host), json(&member));
         c.block_on(c.clone().new_lease())?;
         c.block_on(c.clone().read_all())?;
         c.rt.spawn(c.clone().keep_alive());
@@ -446,14 +462,32 @@ impl Cluster {
         }
     }
 
-    /// Read every member and endpoint; the view becomes exactly that.
+    /// Read every member and endpoint, in pages (`--store-read-page`
+    /// keys) at one revision; the view becomes exactly that.
     async fn read_all(self: Arc<Self>) -> Result<i64, ClusterError> {
         let mut c = self.kv();
-        let r = c.get(PREFIX, Some(GetOptions::new().with_prefix())).await?;
-        let rev = r.header().map(|h| h.revision()).unwrap_or(0);
         let mut v = View::default();
-        for kv in r.kvs() {
-            apply_put(&mut v, kv.key(), kv.value(), kv.lease());
+        let mut from = LIVE.as_bytes().to_vec();
+        let mut rev = 0;
+        loop {
+            let mut opts = GetOptions::new().with_range(LIVE_END).with_limit(self.page);
+            if rev != 0 {
+                opts = opts.with_revision(rev);
+            }
+            let r = c.get(from.clone(), Some(opts)).await?;
+            if rev == 0 {
+                rev = r.header().map(|h| h.revision()).unwrap_or(0);
+            }
+            for kv in r.kvs() {
+                apply_put(&mut v, kv.key(), kv.value(), kv.lease());
+            }
+            match r.kvs().last() {
+                Some(last) if r.more() => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => break,
+            }
         }
         {
             let mut view = self.view.lock().unwrap();
@@ -476,7 +510,7 @@ impl Cluster {
                     .with_prefix()
                     .with_start_revision(from)
                     .with_progress_notify();
-                let mut stream = self.kv().watch(PREFIX, Some(opts)).await?;
+                let mut stream = self.kv().watch(LIVE, Some(opts)).await?;
                 while let Some(resp) = stream.message().await? {
                     if resp.canceled() || resp.compact_revision() > 0 {
                         return Err(ClusterError::Failed(format!(
@@ -877,7 +911,7 @@ impl Cluster {
             .lock()
             .unwrap()
             .iter()
-            .filter(|(k, _)| k.starts_with(&format!("{PREFIX}endpoints/")))
+            .filter(|(k, _)| k.starts_with(&format!("{LIVE}endpoints/")))
             .filter(|(_, v)| {
                 serde_json::from_str::<EndpointRecord>(v).is_ok_and(|r| !stored.contains(&r.id))
             })
@@ -941,7 +975,7 @@ impl Cluster {
 /// What a key under the prefix means for the view.
 fn apply_put(v: &mut View, key: &[u8], value: &[u8], lease: i64) {
     let key = String::from_utf8_lossy(key);
-    let Some(rest) = key.strip_prefix(PREFIX) else {
+    let Some(rest) = key.strip_prefix(LIVE) else {
         return;
     };
     if let Some(host) = rest.strip_prefix("members/") {
@@ -963,7 +997,7 @@ fn apply_put(v: &mut View, key: &[u8], value: &[u8], lease: i64) {
 
 fn apply_delete(v: &mut View, key: &[u8]) {
     let key = String::from_utf8_lossy(key);
-    let Some(rest) = key.strip_prefix(PREFIX) else {
+    let Some(rest) = key.strip_prefix(LIVE) else {
         return;
     };
     if let Some(host) = rest.strip_prefix("members/") {
@@ -1016,7 +1050,7 @@ mod tests {
             vtep: "10.0.0.1".parse().unwrap(),
             joined: 1,
         });
-        apply_put(&mut v, b"/rvswitch/members/a", m.as_bytes(), 7);
+        apply_put(&mut v, b"/rvswitch/live/members/a", m.as_bytes(), 7);
         assert_eq!(v.members["a"].1, 7);
         let e = EndpointRecord {
             network: "n".into(),
@@ -1028,12 +1062,12 @@ mod tests {
             vni: 5,
             vtep: "10.0.0.1".parse().unwrap(),
         };
-        let k = b"/rvswitch/endpoints/n/a/e1";
+        let k = b"/rvswitch/live/endpoints/n/a/e1";
         apply_put(&mut v, k, json(&e).as_bytes(), 7);
-        apply_put(&mut v, b"/rvswitch/endpoints/n/a/bad", b"{", 7);
+        apply_put(&mut v, b"/rvswitch/live/endpoints/n/a/bad", b"{", 7);
         assert_eq!(v.endpoints.len(), 1);
         apply_delete(&mut v, k);
-        apply_delete(&mut v, b"/rvswitch/members/a");
+        apply_delete(&mut v, b"/rvswitch/live/members/a");
         assert!(v.endpoints.is_empty() && v.members.is_empty());
     }
 }
