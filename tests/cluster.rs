@@ -1234,3 +1234,72 @@ fn an_address_no_stored_endpoint_holds_is_given_back() {
         "a stored endpoint's stays: {left:?}"
     );
 }
+
+#[test]
+fn a_store_with_authentication_takes_a_user_and_refuses_anonymous_hosts() {
+    if !etcd_or_skip("a_store_with_authentication_takes_a_user_and_refuses_anonymous_hosts") {
+        return;
+    }
+    let etcd = Etcd::start(Ipv4Addr::LOCALHOST);
+    let endpoints: Vec<String> = etcd.members.iter().map(|m| m.client.clone()).collect();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut c = etcd_client::Client::connect(endpoints, None).await.unwrap();
+        c.role_add("root").await.unwrap();
+        c.user_add("root", "s3cret", None).await.unwrap();
+        c.user_grant_role("root", "root").await.unwrap();
+        c.auth_enable().await.unwrap();
+    });
+    let dir = std::env::temp_dir().join(unique("rvsau"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pw = dir.join("pw");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    let a = Host::start_with(
+        "ha",
+        "10.99.0.1",
+        &[
+            "--store",
+            &etcd.url(),
+            "--store-user",
+            "root",
+            "--store-password-file",
+            pw.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(a.members(), [("ha".to_string(), "10.99.0.1".to_string())]);
+    // Without credentials, or with wrong ones: the daemon does not start,
+    // and says why.
+    std::fs::write(&pw, "wrong").unwrap();
+    for extra in [
+        vec!["--store", &etcd.url()],
+        vec![
+            "--store",
+            &etcd.url(),
+            "--store-user",
+            "root",
+            "--store-password-file",
+            pw.to_str().unwrap(),
+        ],
+    ] {
+        let o = Command::new(common::BIN)
+            .arg("daemon")
+            .arg("--test-memory-ports")
+            .arg("--socket")
+            .arg(dir.join("b.sock"))
+            .arg("--state-dir")
+            .arg(dir.join("b"))
+            .args(["--vtep", "10.99.0.2", "--host-name", "hb"])
+            .args(&extra)
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains("cluster store"), "{extra:?}: {e}");
+        let why = e
+            .lines()
+            .find(|l| l.contains("cluster store"))
+            .unwrap_or_default();
+        println!("refused: {}", why.trim());
+    }
+    assert_eq!(a.members().len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -78,6 +78,14 @@ pub struct ClusterArgs {
     /// receive VXLAN on it. Required with --store.
     #[arg(long, value_name = "ADDR")]
     pub vtep: Option<IpAddr>,
+    /// Authenticate to etcd as this user (etcd's `auth enable`); the
+    /// password is read from --store-password-file.
+    #[arg(long, value_name = "NAME", requires = "store_password_file")]
+    pub store_user: Option<String>,
+    /// File holding the --store-user's password (one line), so it is not
+    /// on the command line.
+    #[arg(long, value_name = "PATH", requires = "store_user")]
+    pub store_password_file: Option<std::path::PathBuf>,
     /// Keys per read when the cluster's view is read whole (at start and
     /// after a lost watch). Hidden: the tests make it small to read in
     /// many pages.
@@ -93,6 +101,8 @@ impl Default for ClusterArgs {
             store_ttl: 10,
             host_name: None,
             vtep: None,
+            store_user: None,
+            store_password_file: None,
             store_read_page: 1000,
         }
     }
@@ -156,6 +166,8 @@ pub enum ClusterError {
     Failed(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("--store-password-file {0}: {1}")]
+    Password(String, std::io::Error),
     #[error("cannot start the cluster client's runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -351,10 +363,20 @@ impl Cluster {
             .enable_all()
             .build()
             .map_err(ClusterError::Runtime)?;
-        let opts = ConnectOptions::new()
+        let mut opts = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(3))
             .with_timeout(Duration::from_secs(5))
             .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+        if let (Some(user), Some(file)) = (&args.store_user, &args.store_password_file) {
+            let password = std::fs::read_to_string(file)
+                .map_err(|e| ClusterError::Password(file.display().to_string(), e))?;
+            opts = opts
+                .with_user(
+                    user.clone(),
+                    password.trim_end_matches(['\r', '\n']).to_string(),
+                )
+                .with_auto_token_refresh(true);
+        }
         let client = rt.block_on(Client::connect(endpoints, Some(opts)))?;
         let (tx, rx) = crossbeam_channel::bounded(1);
         let c = Arc::new(Cluster {
