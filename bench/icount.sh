@@ -2,16 +2,20 @@
 # Instructions per frame for each pipeline scenario, from callgrind: run the
 # scenario for N and 2N bursts and divide the difference by N*BURST frames,
 # so setup (pool, tables, 1M-entry fills) cancels out.
+# The l3_* scenarios route frames through the router alone (benches/l3.rs's
+# setup, binary rvs-icount-l3); their counts include resetting each frame as
+# a receive path would.
 # Usage: bench/icount.sh [SCENARIO...]   (needs valgrind)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p rvs-bench --bin rvs-icount
-bin=target/release/rvs-icount
-scenarios=${*:-known_unicast flood_4ports learn_new_macs access_to_trunk trunk_to_access lookup_1M_entries}
+cargo build --release -q -p rvs-bench --bin rvs-icount --bin rvs-icount-l3
+scenarios=${*:-known_unicast flood_4ports learn_new_macs access_to_trunk trunk_to_access lookup_1M_entries
+  l3_ipv4_100k_routes l3_ipv6_1k_routes l3_icmp4_ttl_exceeded l3_icmp6_hop_limit}
 burst=32
 n=2000
 count() {
-  local out
+  local out bin=target/release/rvs-icount
+  case $1 in l3_*) bin=target/release/rvs-icount-l3 ;; esac
   out=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$1" "$burst" "$2" 2>&1)
   echo "$out" | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }

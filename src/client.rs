@@ -9,6 +9,11 @@
 //! framing, early EOF. One connection per request keeps it simple; the CLI
 //! makes one or two requests per run.
 //!
+//! Requests carry the API's own types ([`crate::api`]) through
+//! [`Client::send`], [`Client::post`] and [`Client::patch`], so a client
+//! cannot build a body the daemon does not understand; [`Client::request`]
+//! takes any JSON (the tests send malformed bodies with it).
+//!
 //! Owns: connecting, framing, streaming a body out. Never: interpreting
 //! resources (that is `ctl.rs`).
 
@@ -19,6 +24,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
+use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -130,28 +136,63 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        body: Option<&serde_json::Value>,
+        body: Option<Bytes>,
     ) -> Result<Request<Full<Bytes>>, ClientError> {
         let mut b = Request::builder()
             .method(method)
             .uri(path)
             .header(hyper::header::HOST, "rvswitch");
-        let bytes = match body {
-            Some(v) => {
-                b = b.header(hyper::header::CONTENT_TYPE, "application/json");
-                Bytes::from(serde_json::to_vec(v).expect("JSON values serialize"))
-            }
-            None => Bytes::new(),
-        };
-        b.body(Full::new(bytes)).map_err(|e| self.http_err(e))
+        if body.is_some() {
+            b = b.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        b.body(Full::new(body.unwrap_or_default()))
+            .map_err(|e| self.http_err(e))
     }
 
-    /// Send one request and read the whole answer (any status).
+    /// Send one request with any JSON body (or none) and read the whole
+    /// answer (any status).
     pub fn request(
         &self,
         method: Method,
         path: &str,
         body: Option<&serde_json::Value>,
+    ) -> Result<Reply, ClientError> {
+        let body = body.map(|v| Bytes::from(serde_json::to_vec(v).expect("JSON values serialize")));
+        self.exchange(method, path, body)
+    }
+
+    /// Send one request with a typed body (one of [`crate::api`]'s request
+    /// types) and read the whole answer (any status).
+    pub fn send<T: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &T,
+    ) -> Result<Reply, ClientError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| self.http_err(e))?;
+        self.exchange(method, path, Some(Bytes::from(bytes)))
+    }
+
+    /// `POST` a typed body.
+    pub fn post<T: Serialize + ?Sized>(&self, path: &str, body: &T) -> Result<Reply, ClientError> {
+        self.send(Method::POST, path, body)
+    }
+
+    /// `PATCH` a typed body.
+    pub fn patch<T: Serialize + ?Sized>(&self, path: &str, body: &T) -> Result<Reply, ClientError> {
+        self.send(Method::PATCH, path, body)
+    }
+
+    /// `DELETE` (no body).
+    pub fn delete(&self, path: &str) -> Result<Reply, ClientError> {
+        self.exchange(Method::DELETE, path, None)
+    }
+
+    fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
     ) -> Result<Reply, ClientError> {
         let req = self.build(method, path, body)?;
         self.rt.block_on(async {
@@ -170,12 +211,23 @@ impl Client {
     }
 
     pub fn get(&self, path: &str) -> Result<Reply, ClientError> {
-        self.request(Method::GET, path, None)
+        self.exchange(Method::GET, path, None)
     }
 
     /// GET `path` and write the body to `out` as it arrives. Returns the
     /// bytes written; a 4xx/5xx answer is an [`ClientError::Api`].
     pub fn download(&self, path: &str, out: &mut dyn Write) -> Result<u64, ClientError> {
+        self.download_with(path, out, || {})
+    }
+
+    /// [`Client::download`], calling `started` once the server accepted
+    /// (a 2xx status arrived) and before the body streams.
+    pub fn download_with(
+        &self,
+        path: &str,
+        out: &mut dyn Write,
+        started: impl FnOnce(),
+    ) -> Result<u64, ClientError> {
         let req = self.build(Method::GET, path, None)?;
         self.rt.block_on(async {
             let mut send = self.connect().await?;
@@ -191,6 +243,7 @@ impl Client {
                 .ok()
                 .map(|_| 0);
             }
+            started();
             let mut n = 0u64;
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|e| self.http_err(e))?;

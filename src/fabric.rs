@@ -32,12 +32,12 @@ use rvs_cnm::fabric::{EndpointPlumbing, Fabric, FabricError};
 use rvs_cnm::model::{Endpoint, Network, NetworkKind, PortType, derive_mac};
 use rvs_cnm::prefix::Cidr;
 use rvs_drivers::netlink::{Netlink, NetlinkError};
-use serde_json::Value;
 use serde_json::json;
 
+use crate::api::{CreatePort, DomainRecord, GatewaySpec, VlanSpec};
 use crate::daemon::control::{Control, ControlError};
-use crate::daemon::model::{CreatePort, DomainRecord, GatewaySpec};
 use crate::spec::PortKind;
+use rvs_switch::PortSecurity;
 
 /// The bridge domain of a network.
 pub fn domain_name(network_id: &str) -> String {
@@ -301,13 +301,8 @@ impl SwitchFabric {
                         .delete_port(UPLINK_PORT)
                         .map_err(|e| failed(action, e))?;
                 }
-                let req: CreatePort = serde_json::from_value(json!({
-                    "name": UPLINK_PORT,
-                    "kind": "afpacket",
-                    "iface": u.switch_if,
-                    "domain": UPLINK_DOMAIN,
-                }))
-                .map_err(|e| failed(action, e))?;
+                let mut req = CreatePort::new(UPLINK_PORT, PortKind::Afpacket, UPLINK_DOMAIN);
+                req.iface = Some(u.switch_if.clone());
                 self.control
                     .create_port(req)
                     .map_err(|e| failed(action, e))?;
@@ -426,13 +421,9 @@ impl SwitchFabric {
         }
         // The underlay carries the network's MTU plus 50 bytes of headers.
         options["underlay_mtu"] = json!(n.mtu + 50);
-        let req: CreatePort = serde_json::from_value(json!({
-            "name": name,
-            "kind": "vxlan",
-            "domain": domain_name(&n.id),
-            "options": options,
-        }))
-        .map_err(|x| failed(action, format!("VTEP port request: {x}")))?;
+        let mut req = CreatePort::new(&name, PortKind::Vxlan, &domain_name(&n.id));
+        req.options = serde_json::from_value(options)
+            .map_err(|x| failed(action, format!("VTEP port options: {x}")))?;
         self.control
             .create_port(req)
             .map(drop)
@@ -541,21 +532,23 @@ impl SwitchFabric {
             Err(ControlError::NotFound(_)) => {}
             Err(x) => return Err(failed(action, x)),
         }
-        let vlan = match n.kind {
-            NetworkKind::Vlan { vid } => json!({"mode": "access", "pvid": vid}),
-            _ => json!({"mode": "access", "pvid": 1}),
+        let vlan = VlanSpec::Access {
+            pvid: match n.kind {
+                NetworkKind::Vlan { vid } => vid,
+                _ => 1,
+            },
         };
         // Port security (on unless `rvswitch.port_security=false`): only
         // the endpoint's MAC and addresses may send from its port.
         let security = n.port_security.then(|| {
-            let ips: Vec<String> = [e.ipv4, e.ipv6]
+            let ips = [e.ipv4, e.ipv6]
                 .into_iter()
                 .flatten()
-                .map(|c| c.addr.to_string())
+                .map(|c| c.addr)
                 .collect();
-            json!({ "mac": e.mac.to_string(), "ips": ips })
+            PortSecurity { mac: e.mac, ips }
         });
-        let mut options = serde_json::Map::new();
+        let mut options = std::collections::BTreeMap::new();
         if kind == PortKind::Tap {
             // Persistent, so the container keeps its interface while the
             // daemon restarts; found again in its sandbox (see `join`).
@@ -567,17 +560,11 @@ impl SwitchFabric {
                 options.insert("netns".into(), json!(key));
             }
         }
-        // Built from JSON so fields the API grows later keep their defaults.
-        let req: CreatePort = serde_json::from_value(json!({
-            "name": name,
-            "kind": kind,
-            "iface": iface,
-            "domain": domain,
-            "vlan": vlan,
-            "security": security,
-            "options": Value::Object(options),
-        }))
-        .map_err(|x| failed(action, format!("port request: {x}")))?;
+        let mut req = CreatePort::new(name, kind, &domain);
+        req.iface = Some(iface.to_string());
+        req.vlan = vlan;
+        req.security = security;
+        req.options = options;
         self.control
             .create_port(req)
             .map(drop)

@@ -7,6 +7,7 @@
 //! commands ([`client`], [`ctl`]). Never: packet processing (that is
 //! `rvs-switch`) or kernel port plumbing (that is `rvs-drivers`).
 
+pub mod api;
 pub mod backends;
 pub mod client;
 pub mod cluster;

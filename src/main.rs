@@ -20,20 +20,33 @@ enum Command {
     Ctl(rvswitch::ctl::CtlArgs),
     /// Labs: namespaces wired through rvswitch from one YAML file.
     Lab(rvswitch::lab::LabArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (rvswitch.1 and one per subcommand) into DIR.
+    Man {
+        /// Directory to write the pages into (created if missing).
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Daemon(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info".into()),
-                )
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .init();
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into());
+            let log = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr);
+            match args.log_format {
+                daemon::LogFormat::Json => log.json().init(),
+                daemon::LogFormat::Text => log
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .init(),
+            }
             let factory = if args.test_memory_ports {
                 tracing::warn!("--test-memory-ports: ports are in-memory test ports");
                 spec::memory_port_factory()
@@ -51,6 +64,18 @@ fn main() -> anyhow::Result<()> {
                     std::process::exit(1);
                 }
             }
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "rvswitch", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { dir } => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::generate_to(cmd, &dir)
+                .with_context(|| format!("write man pages into {}", dir.display()))?;
+            Ok(())
         }
         Command::Ctl(args) => {
             rvs_drivers::sigpipe::exit_quietly_on_broken_pipe();

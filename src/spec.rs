@@ -12,7 +12,7 @@ use rvs_switch::{MemoryPort, PacketPool, Port};
 use serde::{Deserialize, Serialize};
 
 /// Which back end carries a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PortKind {
     /// A TAP device the switch creates (or finds again: option `persist`);
@@ -38,10 +38,11 @@ impl std::fmt::Display for PortKind {
 }
 
 /// How to open a port's back end. Stored as given; replayed on restart.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortSpec {
     /// The port's name in the switch (and the netdev name for `tap`).
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub name: String,
     pub kind: PortKind,
     /// The interface to attach to (`afxdp`, `afpacket`); for `tap`, the
@@ -54,6 +55,7 @@ pub struct PortSpec {
     /// Back-end specific knobs (ring sizes, zero-copy, offloads), passed to
     /// the factory untouched.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = Object)]
     pub options: BTreeMap<String, serde_json::Value>,
 }
 

@@ -137,12 +137,25 @@ fn port_stats(d: &Daemon, port: &str) -> Value {
 /// wrong checksum anywhere stalls the connection instead).
 fn iperf_bytes(from: &Netns, to: &Netns, to_addr: &str, bytes: &str) -> u64 {
     let mut server = Command::new("ip")
-        .args(["netns", "exec", &to.name, "iperf3", "-s", "-1"])
-        .stdout(Stdio::null())
+        .args([
+            "netns",
+            "exec",
+            &to.name,
+            "iperf3",
+            "-s",
+            "-1",
+            "--forceflush",
+        ])
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("iperf3 is installed");
-    std::thread::sleep(Duration::from_millis(500));
+    // It says when it listens: start the client then, not after a guess.
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(server.stdout.take().unwrap()));
+    assert!(
+        lines.any(|l| l.is_ok_and(|l| l.contains("Server listening"))),
+        "iperf3 server did not start"
+    );
     let out = from.exec(
         "iperf3",
         &[
@@ -377,18 +390,30 @@ fn capture_writes_a_pcap_that_tcpdump_reads() {
     let file = d.dir.join("cap.pcap");
     let sock = d.socket();
     let file_arg = file.clone();
+    let mut cap = Command::new(BIN)
+        .arg("ctl")
+        .arg("--socket")
+        .arg(&sock)
+        .args(["capture", "--seconds", "3", "-w"])
+        .arg(&file_arg)
+        .arg(&pb)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `ctl capture` says when the capture runs (like tcpdump's "listening
+    // on"): ping then.
+    let mut err = std::io::BufReader::new(cap.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut err, &mut first).unwrap();
+    assert!(first.starts_with("capturing on"), "{first}");
     let cap = std::thread::spawn(move || {
-        Command::new(BIN)
-            .arg("ctl")
-            .arg("--socket")
-            .arg(&sock)
-            .args(["capture", "--seconds", "3", "-w"])
-            .arg(&file_arg)
-            .arg(&pb)
-            .output()
-            .unwrap()
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+        let mut out = cap.wait_with_output().unwrap();
+        out.stderr = rest.into_bytes();
+        out
     });
-    std::thread::sleep(Duration::from_millis(500));
     assert!(a.ping("10.74.0.2", 3));
     let out = cap.join().unwrap();
     assert!(

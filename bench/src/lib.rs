@@ -5,6 +5,8 @@
 //! burst through the whole pipeline (rx copy, parse, VLAN, learn, lookup,
 //! egress edit, tx, counters, aging step).
 
+pub mod l3;
+
 use rvs_switch::batch::Batch;
 use rvs_switch::port::{Port, PortError, TxDone};
 use rvs_switch::vlan::VlanMode;
@@ -230,5 +232,23 @@ mod tests {
         assert_eq!(sw.fdb_entries(d).unwrap().len(), 65, "64 new + static B");
         let (f, keys) = big_fdb(1000);
         assert!(keys.iter().all(|k| f.lookup(*k, 0).is_some()));
+    }
+
+    /// The router scenarios forward every frame, or answer every frame with
+    /// an ICMP error, and keep their frames cycling.
+    #[test]
+    fn l3_scenarios_do_what_they_say() {
+        use rvs_switch::counters::{DropReason, StageCounter};
+        for (v6, ttl) in [(false, 64), (true, 64), (false, 1), (true, 1)] {
+            let mut run = l3::L3Run::new(v6, 100, 32, ttl);
+            for _ in 0..100 {
+                assert_eq!(run.step(), 32, "v6 {v6} ttl {ttl}");
+            }
+            let c = run.router().counters();
+            let (fwd, errs) = if ttl > 1 { (3200, 0) } else { (0, 3200) };
+            assert_eq!(c.stages.get(StageCounter::L3Forwarded), fwd);
+            assert_eq!(c.stages.get(StageCounter::L3IcmpErrors), errs);
+            assert_eq!(c.drops_by(DropReason::L3TtlExceeded), errs);
+        }
     }
 }

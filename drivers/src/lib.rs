@@ -5,13 +5,12 @@
 pub mod afpacket;
 pub mod afxdp;
 pub mod ethtool;
-pub mod gso;
 pub mod impair;
 pub mod netlink;
 pub mod netns;
+pub mod offload;
 pub mod sched;
 pub mod sigpipe;
 pub mod tap;
 pub mod testutil;
-pub mod vnet;
 pub mod vtep;

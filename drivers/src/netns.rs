@@ -3,16 +3,19 @@
 //! `/run/netns/NAME`), so `ip netns` and Docker-style paths
 //! (`/var/run/docker/netns/<id>`) both work.
 //!
-//! Owns: the `setns`/`unshare`/`mount` syscalls. Never: changes the
-//! namespace of a caller's thread. Everything that enters a namespace does
-//! so on a fresh thread that ends with the call.
+//! Owns: the `setns`/`unshare`/`mount` syscalls of the whole project (all
+//! through `nix`'s safe wrappers; other modules enter a namespace only by
+//! calling here). Never: changes the namespace of a caller's thread.
+//! Everything that enters a namespace does so on a fresh thread that ends
+//! with the call.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags};
+use nix::sched::CloneFlags;
 
 /// Where `ip netns` keeps named namespaces.
 pub const NETNS_RUN_DIR: &str = "/run/netns";
@@ -66,13 +69,22 @@ where
     T: Send,
     F: FnOnce() -> T + Send,
 {
-    let path = netns_path(ns);
-    let file = File::open(&path).map_err(|source| NetnsError::Enter {
-        path: path.clone(),
+    in_netns_path(&netns_path(ns), f)
+}
+
+/// Like [`in_netns`] with the namespace file's path as it is (no lookup
+/// under /run/netns).
+pub fn in_netns_path<T, F>(path: &Path, f: F) -> Result<T, NetnsError>
+where
+    T: Send,
+    F: FnOnce() -> T + Send,
+{
+    let file = File::open(path).map_err(|source| NetnsError::Enter {
+        path: path.to_path_buf(),
         op: "open",
         source,
     })?;
-    in_netns_fd(file.as_fd(), &path, f)
+    in_netns_fd(file.as_fd(), path, f)
 }
 
 /// Like [`in_netns`] with an open namespace file; `label` names it in errors.
@@ -81,22 +93,16 @@ where
     T: Send,
     F: FnOnce() -> T + Send,
 {
-    let raw = fd.as_raw_fd();
     std::thread::scope(|s| {
         let h = std::thread::Builder::new()
             .name("rvs-netns".into())
             .spawn_scoped(s, move || -> Result<T, NetnsError> {
-                // SAFETY: `raw` is an open namespace fd borrowed for the whole
-                // scope (the caller's BorrowedFd outlives this thread), and
-                // setns only changes this short-lived thread's namespace.
-                let rc = unsafe { libc::setns(raw, libc::CLONE_NEWNET) };
-                if rc != 0 {
-                    return Err(NetnsError::Enter {
-                        path: label.to_path_buf(),
-                        op: "setns",
-                        source: io::Error::last_os_error(),
-                    });
-                }
+                // Only this short-lived thread changes namespace.
+                nix::sched::setns(fd, CloneFlags::CLONE_NEWNET).map_err(|e| NetnsError::Enter {
+                    path: label.to_path_buf(),
+                    op: "setns",
+                    source: e.into(),
+                })?;
                 Ok(f())
             })
             .map_err(|e| NetnsError::Spawn(label.to_path_buf(), e))?;
@@ -115,23 +121,9 @@ fn check_name(name: &str) -> Result<(), NetnsError> {
     }
 }
 
-fn cstr(p: &Path) -> CString {
-    CString::new(p.as_os_str().as_bytes()).expect("paths we build have no NUL")
-}
-
 /// `mount(src, dst, fstype, flags, NULL)` with errno as `io::Error`.
-fn mount(src: &Path, dst: &Path, fstype: Option<&str>, flags: libc::c_ulong) -> io::Result<()> {
-    let (s, d) = (cstr(src), cstr(dst));
-    let t = fstype.map(|t| CString::new(t).expect("literal"));
-    let tp = t.as_ref().map_or(std::ptr::null(), |t| t.as_ptr());
-    // SAFETY: every pointer is a NUL-terminated string that lives across the
-    // call (or null, which mount(2) accepts for fstype), and data is null.
-    let rc = unsafe { libc::mount(s.as_ptr(), d.as_ptr(), tp, flags, std::ptr::null()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+fn mount(src: &Path, dst: &Path, fstype: Option<&str>, flags: MsFlags) -> io::Result<()> {
+    nix::mount::mount(Some(src), dst, fstype, flags, None::<&str>).map_err(io::Error::from)
 }
 
 /// Make /run/netns a shared mount point, as iproute2 does, so namespaces
@@ -140,12 +132,12 @@ fn prepare_run_dir() -> io::Result<()> {
     let dir = Path::new(NETNS_RUN_DIR);
     std::fs::create_dir_all(dir)?;
     let none = Path::new("none");
-    let shared = libc::MS_SHARED | libc::MS_REC;
+    let shared = MsFlags::MS_SHARED | MsFlags::MS_REC;
     if mount(none, dir, None, shared).is_ok() {
         return Ok(());
     }
     // Not a mount point yet: bind it onto itself, then mark it shared.
-    mount(dir, dir, Some("none"), libc::MS_BIND | libc::MS_REC)?;
+    mount(dir, dir, Some("none"), MsFlags::MS_BIND | MsFlags::MS_REC)?;
     mount(none, dir, None, shared)
 }
 
@@ -171,15 +163,14 @@ pub fn create_named(name: &str) -> Result<PathBuf, NetnsError> {
     let made = std::thread::Builder::new()
         .name("rvs-netns-add".into())
         .spawn(move || -> Result<(), (&'static str, io::Error)> {
-            // SAFETY: unshare takes no pointers; it detaches only this
-            // thread (which ends right after) into a new network namespace.
-            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                return Err(("unshare(CLONE_NEWNET)", io::Error::last_os_error()));
-            }
+            // Detaches only this thread (which ends right after) into a new
+            // network namespace.
+            nix::sched::unshare(CloneFlags::CLONE_NEWNET)
+                .map_err(|e| ("unshare(CLONE_NEWNET)", e.into()))?;
             // thread-self, not self: /proc/self names the main thread,
             // which is still in the old namespace.
             let src = Path::new("/proc/thread-self/ns/net");
-            mount(src, &thread_path, Some("none"), libc::MS_BIND).map_err(|e| ("bind mount", e))
+            mount(src, &thread_path, Some("none"), MsFlags::MS_BIND).map_err(|e| ("bind mount", e))
         })
         .map_err(|e| err("spawn thread", e))?
         .join()
@@ -202,14 +193,10 @@ pub fn delete_named(name: &str) -> Result<(), NetnsError> {
         op,
         source,
     };
-    let c = cstr(&path);
-    // SAFETY: `c` is a NUL-terminated path that lives across the call.
-    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
-        let e = io::Error::last_os_error();
+    match nix::mount::umount2(&path, MntFlags::MNT_DETACH) {
         // Not mounted (EINVAL) still lets us remove a stale file.
-        if e.raw_os_error() != Some(libc::EINVAL) {
-            return Err(err("umount", e));
-        }
+        Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
+        Err(e) => return Err(err("umount", e.into())),
     }
     std::fs::remove_file(&path).map_err(|e| err("remove mount point", e))
 }
@@ -236,6 +223,56 @@ mod tests {
         assert!(check_name("a/b").is_err());
         assert!(check_name("").is_err());
         assert!(check_name("ok-name").is_ok());
+    }
+
+    /// `ip netns`' view of a namespace made and removed here: it is listed
+    /// while it exists, code run in it sees only its own `lo`, and after
+    /// deletion it is gone from the listing and the mount point is removed.
+    #[test]
+    fn named_namespace_is_created_entered_and_deleted() {
+        use crate::testutil::{root_or_skip, unique};
+        if !root_or_skip("named_namespace_is_created_entered_and_deleted") {
+            return;
+        }
+        struct Cleanup(String);
+        impl Drop for Cleanup {
+            fn drop(&mut self) {
+                let _ = delete_named(&self.0);
+            }
+        }
+        let name = unique("rvsns");
+        let path = create_named(&name).unwrap();
+        let guard = Cleanup(name.clone());
+        assert_eq!(path, netns_path(&name));
+        let listed = std::process::Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&listed.stdout).contains(&name));
+        let ours = netns_inode(Path::new("/proc/thread-self/ns/net")).unwrap();
+        let (inside, links) = in_netns(&name, || {
+            let ino = netns_inode(Path::new("/proc/thread-self/ns/net")).unwrap();
+            let links: Vec<String> = std::fs::read_dir("/proc/thread-self/net/dev_snmp6")
+                .map(|d| {
+                    d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                        .collect()
+                })
+                .unwrap_or_default();
+            (ino, links)
+        })
+        .unwrap();
+        assert_eq!(inside, netns_inode(&path).unwrap());
+        assert_ne!(inside, ours, "the caller's thread stayed where it was");
+        assert_eq!(
+            netns_inode(Path::new("/proc/thread-self/ns/net")).unwrap(),
+            ours
+        );
+        if !links.is_empty() {
+            assert_eq!(links, vec!["lo".to_string()]);
+        }
+        drop(guard);
+        assert!(!path.exists());
+        assert!(delete_named(&name).is_err(), "already gone");
     }
 
     #[test]

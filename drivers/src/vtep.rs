@@ -42,7 +42,7 @@ use rvs_switch::mac::MacAddr;
 use rvs_switch::vxlan::{self, RemoteEntryInfo, RxMeta, Vni, VniConfig, VtepTable, VtepTableError};
 use rvs_switch::{BATCH_MAX, Batch, DropReason, PacketPool, PktBuf, Port, PortError, TxDone};
 
-use crate::gso::MAX_HEADERS;
+use crate::offload::MAX_HEADERS;
 use tx::{IovAt, Msg};
 
 /// Transmit sockets a port opens by default: four source ports, so ECMP in
@@ -249,8 +249,7 @@ const STASH_MAX: usize = 256;
 static SHARED_RX: Mutex<Vec<Weak<SharedRx>>> = Mutex::new(Vec::new());
 
 fn current_netns() -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/thread-self/ns/net").map_or(0, |m| m.ino())
+    crate::netns::netns_inode(std::path::Path::new("/proc/thread-self/ns/net")).unwrap_or(0)
 }
 
 impl SharedRx {

@@ -3,14 +3,26 @@
 //! Owns: command-line shapes, request building and human output (aligned
 //! tables; `--json` prints the API's JSON as is). Never: talking to the data
 //! plane or the store directly — everything goes through the socket, so the
-//! CLI can do nothing the API does not allow.
+//! CLI can do nothing the API does not allow. Requests are the API's own
+//! types ([`crate::api`]); values that the API parses from strings (MACs,
+//! addresses, VLAN lists, enums) are parsed here the same way, so a typo
+//! is refused before anything is sent.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use hyper::Method;
-use serde_json::{Value, json};
+use rvs_switch::stp::{StpConfig, StpPortConfig};
+use rvs_switch::{MacAddr, VlanProtocol, VlanSet};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
+use crate::api::{
+    AddRemote, CaptureQuery, CreatePort, DomainPatch, DomainRecord, FlushQuery, Flushed,
+    GatewaySpec, PortKind, PortPatch, RouteRecord, StaticEntry, StormSpec, TraceRequest, VlanSpec,
+};
 use crate::client::{Client, ClientError};
 use crate::daemon::DEFAULT_SOCKET;
 
@@ -93,8 +105,8 @@ pub struct DomainOpts {
     #[arg(long)]
     max_macs: Option<u32>,
     /// 802.1q or 802.1ad.
-    #[arg(long)]
-    vlan_protocol: Option<String>,
+    #[arg(long, value_parser = api_value::<VlanProtocol>)]
+    vlan_protocol: Option<VlanProtocol>,
     /// Run RSTP on the domain's ports (true/false).
     #[arg(long)]
     stp: Option<bool>,
@@ -136,7 +148,7 @@ pub enum GatewayCmd {
         addresses: Vec<String>,
         /// The gateway's MAC (default: derived from the domain name).
         #[arg(long)]
-        mac: Option<String>,
+        mac: Option<MacAddr>,
         /// VLAN of the domain the gateway lives in.
         #[arg(long, default_value_t = 1)]
         vid: u16,
@@ -161,9 +173,9 @@ pub enum RemoteCmd {
     /// Add REMOTE to the flood list, or with --mac a static entry.
     Add {
         port: String,
-        remote: String,
+        remote: IpAddr,
         #[arg(long)]
-        mac: Option<String>,
+        mac: Option<MacAddr>,
     },
     /// Remove REMOTE (from the flood list and every static entry).
     Del { port: String, remote: String },
@@ -178,7 +190,7 @@ pub enum RouteCmd {
         prefix: String,
         /// The next-hop router (omit for a prefix on DOMAIN's link).
         #[arg(long)]
-        via: Option<String>,
+        via: Option<IpAddr>,
         /// The bridge domain the next hop is in (it must have a gateway).
         #[arg(long)]
         domain: String,
@@ -200,8 +212,9 @@ pub struct VlanOpts {
     #[arg(long, value_name = "PVID")]
     access: Option<u16>,
     /// Trunk carrying these VLANs ("10,20-30" or "all").
-    #[arg(long, value_name = "VLANS")]
-    trunk: Option<String>,
+    // Boxed: the parsed list is a 512-byte bitmap.
+    #[arg(long, value_name = "VLANS", value_parser = vlan_list)]
+    trunk: Option<Box<VlanSet>>,
     /// 802.1ad customer port mapped into this service VLAN.
     #[arg(long, value_name = "SVID")]
     tunnel: Option<u16>,
@@ -246,8 +259,8 @@ pub enum PortCmd {
         name: String,
         /// tap, afxdp, afpacket or vxlan (vxlan: --option local=ADDR
         /// --option vni=N [--option remotes='["ADDR",...]']).
-        #[arg(long)]
-        kind: String,
+        #[arg(long, value_parser = api_value::<PortKind>)]
+        kind: PortKind,
         /// Interface to attach (afxdp, afpacket).
         #[arg(long)]
         iface: Option<String>,
@@ -290,7 +303,7 @@ pub enum FdbCmd {
         #[arg(long)]
         vid: u16,
         #[arg(long)]
-        mac: String,
+        mac: MacAddr,
         #[arg(long)]
         port: String,
     },
@@ -352,59 +365,91 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
-fn domain_body(name: Option<&str>, o: &DomainOpts) -> Value {
-    let mut v = json!({});
-    if let Some(n) = name {
-        v["name"] = json!(n);
-    }
-    if let Some(a) = o.aging_secs {
-        v["aging_secs"] = json!(a);
-    }
-    if let Some(m) = o.max_macs {
-        v["max_macs"] = json!(m);
-    }
-    if let Some(p) = &o.vlan_protocol {
-        v["vlan_protocol"] = json!(p);
-    }
-    match o.stp {
-        Some(true) => v["stp"] = json!({}),
-        Some(false) => v["stp"] = Value::Null,
-        None => {}
-    }
-    v
+/// Parse a command-line value as the API parses the same text in JSON
+/// (an enum's spelling such as `802.1ad` or `afxdp`).
+fn api_value<T: DeserializeOwned>(s: &str) -> Result<T, String> {
+    serde_json::from_value(Value::String(s.to_string())).map_err(|e| e.to_string())
 }
 
-fn port_settings(o: &PortOpts, v: &mut Value) {
-    if let Some(p) = o.vlan.access {
-        v["vlan"] = json!({"mode": "access", "pvid": p});
-    } else if let Some(t) = &o.vlan.trunk {
-        v["vlan"] = json!({"mode": "trunk", "allowed": t});
-        if let Some(n) = o.native {
-            v["vlan"]["native"] = json!(n);
-        }
-    } else if let Some(s) = o.vlan.tunnel {
-        v["vlan"] = json!({"mode": "tunnel", "svid": s});
+fn vlan_list(s: &str) -> Result<Box<VlanSet>, String> {
+    s.parse()
+        .map(Box::new)
+        .map_err(|e: rvs_switch::vlan::VlanError| e.to_string())
+}
+
+/// The query string of a typed query (`?a=1&b=x`, or nothing).
+fn query<T: Serialize>(q: &T) -> String {
+    let q = serde_urlencoded::to_string(q).expect("query types serialize");
+    if q.is_empty() { q } else { format!("?{q}") }
+}
+
+fn stp_config(on: bool) -> Option<StpConfig> {
+    on.then(StpConfig::default)
+}
+
+fn domain_record(name: &str, o: &DomainOpts, gateway: Vec<String>) -> DomainRecord {
+    let mut d = DomainRecord::named(name);
+    if let Some(a) = o.aging_secs {
+        d.aging_secs = a;
     }
-    for (k, val) in [("learning", o.learning), ("enabled", o.enabled)] {
-        if let Some(b) = val {
-            v[k] = json!(b);
+    if let Some(m) = o.max_macs {
+        d.max_macs = m;
+    }
+    if let Some(p) = o.vlan_protocol {
+        d.vlan_protocol = p;
+    }
+    d.stp = o.stp.and_then(stp_config);
+    if !gateway.is_empty() {
+        d.gateway = Some(GatewaySpec::with_addresses(gateway));
+    }
+    d
+}
+
+fn domain_patch(o: &DomainOpts) -> DomainPatch {
+    DomainPatch {
+        aging_secs: o.aging_secs,
+        max_macs: o.max_macs,
+        vlan_protocol: o.vlan_protocol,
+        gateway: None,
+        stp: o.stp.map(stp_config),
+    }
+}
+
+impl PortOpts {
+    fn vlan(&self) -> Option<VlanSpec> {
+        if let Some(pvid) = self.vlan.access {
+            Some(VlanSpec::Access { pvid })
+        } else if let Some(allowed) = &self.vlan.trunk {
+            Some(VlanSpec::Trunk {
+                allowed: (**allowed).clone(),
+                native: self.native,
+            })
+        } else {
+            self.vlan.tunnel.map(|svid| VlanSpec::Tunnel { svid })
         }
     }
-    if let Some(m) = o.mac_limit {
-        v["mac_limit"] = json!(m);
-    }
-    if let (Some(pps), Some(burst)) = (o.storm_pps, o.storm_burst) {
-        v["storm_control"] = json!({"pps": pps, "burst": burst});
-    }
-    if o.stp_edge.is_some() || o.stp_cost.is_some() {
-        let mut s = json!({});
-        if let Some(e) = o.stp_edge {
-            s["admin_edge"] = json!(e);
+
+    fn storm_control(&self) -> Option<StormSpec> {
+        match (self.storm_pps, self.storm_burst) {
+            (Some(pps), Some(burst)) => Some(StormSpec { pps, burst }),
+            _ => None,
         }
-        if let Some(c) = o.stp_cost {
-            s["path_cost"] = json!(c);
+    }
+
+    /// The given spanning tree settings over the defaults (the API takes
+    /// a port's STP settings as a whole).
+    fn stp(&self) -> Option<StpPortConfig> {
+        if self.stp_edge.is_none() && self.stp_cost.is_none() {
+            return None;
         }
-        v["stp"] = s;
+        let mut s = StpPortConfig::default();
+        if let Some(e) = self.stp_edge {
+            s.admin_edge = e;
+        }
+        if let Some(c) = self.stp_cost {
+            s.path_cost = c;
+        }
+        Some(s)
     }
 }
 
@@ -423,21 +468,16 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
                 opts,
                 gateway,
             } => {
-                let mut body = domain_body(Some(&name), &opts);
-                if !gateway.is_empty() {
-                    body["gateway"] = json!({ "addresses": gateway });
-                }
-                let r = c.request(Method::POST, "/v1/domains", Some(&body))?;
-                out.domain(&r.ok()?)
+                let body = domain_record(&name, &opts, gateway);
+                out.domain(&c.post("/v1/domains", &body)?.ok()?)
             }
             DomainCmd::Set { name, opts } => {
                 let path = format!("/v1/domains/{}", enc(&name));
-                let r = c.request(Method::PATCH, &path, Some(&domain_body(None, &opts)))?;
-                out.domain(&r.ok()?)
+                out.domain(&c.patch(&path, &domain_patch(&opts))?.ok()?)
             }
             DomainCmd::Del { name } => {
                 let path = format!("/v1/domains/{}", enc(&name));
-                c.request(Method::DELETE, &path, None)?.ok()?;
+                c.delete(&path)?.ok()?;
                 out.done(&format!("deleted bridge domain {name}"))
             }
         },
@@ -451,23 +491,28 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
                 table,
                 no_routing,
             } => {
-                let mut g = json!({
-                    "addresses": addresses, "vid": vid, "table": table, "routing": !no_routing,
-                });
-                if let Some(m) = mac {
-                    g["mac"] = json!(m);
-                }
-                if let Some(m) = mtu {
-                    g["mtu"] = json!(m);
-                }
+                let g = GatewaySpec {
+                    mac,
+                    vid,
+                    mtu,
+                    table,
+                    routing: !no_routing,
+                    ..GatewaySpec::with_addresses(addresses)
+                };
+                let patch = DomainPatch {
+                    gateway: Some(Some(g)),
+                    ..DomainPatch::default()
+                };
                 let path = format!("/v1/domains/{}", enc(&domain));
-                let r = c.request(Method::PATCH, &path, Some(&json!({ "gateway": g })))?;
-                out.domain(&r.ok()?)
+                out.domain(&c.patch(&path, &patch)?.ok()?)
             }
             GatewayCmd::Clear { domain } => {
+                let patch = DomainPatch {
+                    gateway: Some(None),
+                    ..DomainPatch::default()
+                };
                 let path = format!("/v1/domains/{}", enc(&domain));
-                let r = c.request(Method::PATCH, &path, Some(&json!({ "gateway": null })))?;
-                out.domain(&r.ok()?)
+                out.domain(&c.patch(&path, &patch)?.ok()?)
             }
         },
         CtlCommand::Route(cmd) => match cmd {
@@ -478,11 +523,13 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
                 domain,
                 table,
             } => {
-                let mut v = json!({"prefix": prefix, "domain": domain, "table": table});
-                if let Some(via) = via {
-                    v["via"] = json!(via);
-                }
-                let r = c.request(Method::POST, "/v1/routes", Some(&v))?.ok()?;
+                let route = RouteRecord {
+                    table,
+                    prefix: prefix.clone(),
+                    via,
+                    domain,
+                };
+                let r = c.post("/v1/routes", &route)?.ok()?;
                 out.reply_or(&r, &format!("added route {prefix}"))
             }
             RouteCmd::Del { prefix, table } => {
@@ -490,7 +537,7 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
                     return Err(CtlError::Usage(format!("{prefix:?} is not PREFIX/LENGTH")));
                 };
                 let path = format!("/v1/routes/{table}/{}/{}", enc(a), enc(l));
-                c.request(Method::DELETE, &path, None)?.ok()?;
+                c.delete(&path)?.ok()?;
                 out.done(&format!("deleted route {prefix}"))
             }
         },
@@ -507,16 +554,12 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
                 out.remotes(&c.get(&format!("/v1/ports/{}/remotes", enc(&port)))?.ok()?)
             }
             RemoteCmd::Add { port, remote, mac } => {
-                let mut v = json!({ "remote": remote });
-                if let Some(m) = mac {
-                    v["mac"] = json!(m);
-                }
                 let path = format!("/v1/ports/{}/remotes", enc(&port));
-                out.remotes(&c.request(Method::POST, &path, Some(&v))?.ok()?)
+                out.remotes(&c.post(&path, &AddRemote { remote, mac })?.ok()?)
             }
             RemoteCmd::Del { port, remote } => {
                 let path = format!("/v1/ports/{}/remotes/{}", enc(&port), enc(&remote));
-                c.request(Method::DELETE, &path, None)?.ok()?;
+                c.delete(&path)?.ok()?;
                 out.done(&format!("removed remote {remote} from {port}"))
             }
         },
@@ -532,26 +575,28 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
                 domain,
                 opts,
             } => {
-                let mut v = json!({"name": name, "kind": kind, "domain": domain});
-                if let Some(i) = iface {
-                    v["iface"] = json!(i);
-                }
-                if let Some(q) = queue {
-                    v["queue"] = json!(q);
-                }
-                let mut o = serde_json::Map::new();
+                let mut o = BTreeMap::new();
                 for kv in options {
                     let (k, val) = kv.split_once('=').ok_or_else(|| {
                         CtlError::Usage(format!("--option {kv:?}: expected KEY=VALUE"))
                     })?;
-                    let val = serde_json::from_str(val).unwrap_or_else(|_| json!(val));
+                    let val = serde_json::from_str(val)
+                        .unwrap_or_else(|_| Value::String(val.to_string()));
                     o.insert(k.to_string(), val);
                 }
-                if !o.is_empty() {
-                    v["options"] = Value::Object(o);
+                let mut p = CreatePort::new(&name, kind, &domain);
+                p.iface = iface;
+                p.queue = queue.unwrap_or(0);
+                p.options = o;
+                if let Some(v) = opts.vlan() {
+                    p.vlan = v;
                 }
-                port_settings(&opts, &mut v);
-                out.port(&c.request(Method::POST, "/v1/ports", Some(&v))?.ok()?)
+                p.learning = opts.learning.unwrap_or(p.learning);
+                p.enabled = opts.enabled.unwrap_or(p.enabled);
+                p.mac_limit = opts.mac_limit.unwrap_or(p.mac_limit);
+                p.storm_control = opts.storm_control();
+                p.stp = opts.stp().unwrap_or_default();
+                out.port(&c.post("/v1/ports", &p)?.ok()?)
             }
             PortCmd::Set {
                 name,
@@ -559,20 +604,26 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
                 opts,
                 no_storm_control,
             } => {
-                let mut v = json!({});
-                if let Some(d) = domain {
-                    v["domain"] = json!(d);
-                }
-                port_settings(&opts, &mut v);
-                if no_storm_control {
-                    v["storm_control"] = Value::Null;
-                }
+                let storm_control = if no_storm_control {
+                    Some(None)
+                } else {
+                    opts.storm_control().map(Some)
+                };
+                let patch = PortPatch {
+                    domain,
+                    vlan: opts.vlan(),
+                    learning: opts.learning,
+                    enabled: opts.enabled,
+                    mac_limit: opts.mac_limit,
+                    storm_control,
+                    stp: opts.stp(),
+                    security: None,
+                };
                 let path = format!("/v1/ports/{}", enc(&name));
-                out.port(&c.request(Method::PATCH, &path, Some(&v))?.ok()?)
+                out.port(&c.patch(&path, &patch)?.ok()?)
             }
             PortCmd::Del { name } => {
-                c.request(Method::DELETE, &format!("/v1/ports/{}", enc(&name)), None)?
-                    .ok()?;
+                c.delete(&format!("/v1/ports/{}", enc(&name)))?.ok()?;
                 out.done(&format!("deleted port {name}"))
             }
         },
@@ -587,29 +638,25 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
                 port,
             } => {
                 let path = format!("/v1/domains/{}/fdb", enc(&domain));
-                let body = json!({"vid": vid, "mac": mac, "port": port});
-                let r = c.request(Method::POST, &path, Some(&body))?.ok()?;
+                let entry = StaticEntry {
+                    vid,
+                    mac,
+                    port: port.clone(),
+                };
+                let r = c.post(&path, &entry)?.ok()?;
                 out.reply_or(&r, &format!("added static {mac} vlan {vid} -> {port}"))
             }
             FdbCmd::Del { domain, vid, mac } => {
                 let path = format!("/v1/domains/{}/fdb/{vid}/{}", enc(&domain), enc(&mac));
-                c.request(Method::DELETE, &path, None)?.ok()?;
+                c.delete(&path)?.ok()?;
                 out.done(&format!("deleted {mac} vlan {vid}"))
             }
             FdbCmd::Flush { domain, port, vid } => {
-                let mut q = Vec::new();
-                if let Some(p) = port {
-                    q.push(format!("port={}", enc(&p)));
-                }
-                if let Some(v) = vid {
-                    q.push(format!("vid={v}"));
-                }
-                let mut path = format!("/v1/domains/{}/fdb", enc(&domain));
-                if !q.is_empty() {
-                    path = format!("{path}?{}", q.join("&"));
-                }
-                let r = c.request(Method::DELETE, &path, None)?.ok()?;
-                let n = r.json()["flushed"].as_u64().unwrap_or(0);
+                let q = query(&FlushQuery { port, vid });
+                let r = c
+                    .delete(&format!("/v1/domains/{}/fdb{q}", enc(&domain)))?
+                    .ok()?;
+                let n = serde_json::from_slice::<Flushed>(&r.body).map_or(0, |f| f.flushed);
                 out.reply_or(&r, &format!("flushed {n} entries"))
             }
         },
@@ -618,11 +665,7 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
             out.port_stats(&c.get(&format!("/v1/ports/{}/stats", enc(&p)))?.ok()?)
         }
         CtlCommand::Trace(TraceCmd::Start { count, port }) => {
-            let mut body = json!({"count": count});
-            if let Some(p) = &port {
-                body["port"] = json!(p);
-            }
-            c.request(Method::POST, "/v1/trace", Some(&body))?.ok()?;
+            c.post("/v1/trace", &TraceRequest { count, port })?.ok()?;
             out.done(&format!("tracing the next {count} packets"))
         }
         CtlCommand::Trace(TraceCmd::Show) => out.trace(&c.get("/v1/trace")?.ok()?),
@@ -632,20 +675,16 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
             count,
             seconds,
         } => {
-            let mut q = Vec::new();
-            if let Some(n) = count {
-                q.push(format!("count={n}"));
-            }
-            if let Some(s) = seconds {
-                q.push(format!("seconds={s}"));
-            }
-            let path = format!("/v1/ports/{}/capture?{}", enc(&port), q.join("&"));
+            let q = query(&CaptureQuery { count, seconds });
+            let path = format!("/v1/ports/{}/capture{q}", enc(&port));
             let ferr = |source| CtlError::File {
                 path: file.clone(),
                 source,
             };
             let mut f = std::fs::File::create(&file).map_err(ferr)?;
-            let n = match c.download(&path, &mut f) {
+            let n = match c.download_with(&path, &mut f, || {
+                eprintln!("capturing on {port} into {}", file.display())
+            }) {
                 Ok(n) => n,
                 Err(e) => {
                     drop(f);
@@ -663,6 +702,40 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A query string ctl builds is read back by the daemon's parser as
+    /// the same query, whatever the name holds.
+    #[test]
+    fn queries_round_trip_through_the_daemons_parser() {
+        let q = FlushQuery {
+            port: Some("a b&c=d%".into()),
+            vid: Some(3),
+        };
+        let text = query(&q);
+        let back: FlushQuery = serde_urlencoded::from_str(text.strip_prefix('?').unwrap()).unwrap();
+        assert_eq!(back, q);
+        assert_eq!(query(&FlushQuery::default()), "");
+        assert_eq!(
+            query(&CaptureQuery {
+                count: None,
+                seconds: Some(2)
+            }),
+            "?seconds=2"
+        );
+    }
+
+    #[test]
+    fn command_line_values_parse_as_the_api_parses_them() {
+        assert_eq!(
+            api_value::<VlanProtocol>("802.1ad"),
+            Ok(VlanProtocol::Dot1Ad)
+        );
+        assert_eq!(api_value::<PortKind>("afxdp"), Ok(PortKind::Afxdp));
+        let e = api_value::<VlanProtocol>("qinq").unwrap_err();
+        assert!(e.contains("802.1q"), "{e}");
+        assert!(vlan_list("10,20-30").unwrap().contains(25));
+        assert!(vlan_list("1-5000").unwrap_err().contains("5000"));
+    }
 
     #[test]
     fn encodes_path_segments() {

@@ -16,16 +16,16 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::control::{Control, ControlError};
-use super::model::*;
+use crate::api::format::{IpAddress, MacAddress};
+use crate::api::*;
 use crate::pcap;
-
-/// The OpenAPI 3 description of every route below.
-pub const OPENAPI: &str = include_str!("openapi.json");
 
 type Shared = Arc<Control>;
 
@@ -69,7 +69,9 @@ impl IntoResponse for ApiError {
         }
         (
             self.status,
-            axum::Json(serde_json::json!({ "error": self.message })),
+            axum::Json(ErrorBody {
+                error: self.message,
+            }),
         )
             .into_response()
     }
@@ -117,42 +119,134 @@ fn no_content() -> ApiResult {
 /// Largest request body (JSON); a larger one is refused with 413.
 pub const BODY_LIMIT: usize = 2 << 20;
 
+/// The document's header; the paths and schemas come from the handlers'
+/// `#[utoipa::path]` attributes and the types of [`crate::api`].
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "rvswitch control API",
+        version = "1",
+        description = "HTTP/JSON over the daemon's Unix socket (default \
+/run/rvswitch/rvswitch.sock, mode 0600). Every change is validated, applied to the data plane \
+and committed to the state store before it is acknowledged; a refused request changes \
+nothing. Errors are {\"error\": \"<reason>\"}. Request bodies reject unknown fields. With \
+several data plane workers (--workers N), each bridge domain and all of its ports live on one \
+worker, chosen as the least loaded when the domain is created (an FDB is not shared between \
+threads); a port can move only between domains of the same worker.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "domains", description = "Bridge domains and their gateways"),
+        (name = "fdb", description = "Forwarding databases"),
+        (name = "ports", description = "Ports and their back ends"),
+        (name = "vxlan", description = "Remote VTEPs of vxlan ports"),
+        (name = "routing", description = "Routes and neighbors of the gateways"),
+        (name = "cnm", description = "Docker networks (with --docker)"),
+        (name = "observe", description = "Counters, traces, captures, spanning tree"),
+        (name = "meta", description = "This document"),
+    )
+)]
+struct ApiDoc;
+
+/// Every route of the API with its documentation: a route exists only as
+/// a handler's `#[utoipa::path]`, so each one served is documented.
+fn routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(openapi))
+        .routes(routes!(list_domains, create_domain))
+        .routes(routes!(get_domain, patch_domain, delete_domain))
+        .routes(routes!(list_fdb, add_static, flush_fdb))
+        .routes(routes!(delete_fdb_entry))
+        .routes(routes!(domain_stp))
+        .routes(routes!(list_ports, create_port))
+        .routes(routes!(get_port, patch_port, delete_port))
+        .routes(routes!(port_stats))
+        .routes(routes!(remotes, add_remote))
+        .routes(routes!(delete_remote))
+        .routes(routes!(capture))
+        .routes(routes!(list_routes, add_route))
+        .routes(routes!(delete_route))
+        .routes(routes!(neighbors))
+        .routes(routes!(cnm_networks))
+        .routes(routes!(cnm_endpoints))
+        .routes(routes!(cnm_sandboxes))
+        .routes(routes!(stats))
+        .routes(routes!(trace, arm_trace))
+}
+
+/// The OpenAPI 3.1 document of every route, generated from the handlers
+/// and the API's types (served at `GET /v1/openapi.json`).
+pub fn openapi_document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(routes().into_openapi()).expect("the document serializes");
+    merge_flattened(&mut doc);
+    doc
+}
+
+/// Turn each schema that utoipa writes as `allOf` (a view that flattens
+/// a record into itself, such as `Domain` or `Port`) into one object with
+/// the members' properties. As `allOf`, the document would be wrong: a
+/// record denies unknown fields (`additionalProperties: false`), which in
+/// JSON Schema rejects the properties the other members add, so no real
+/// answer would validate. The merged object leaves additional properties
+/// open, as the views are never parsed by the daemon.
+fn merge_flattened(doc: &mut serde_json::Value) {
+    use serde_json::{Map, Value};
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    let all = schemas.clone();
+    for schema in schemas.values_mut() {
+        let Some(parts) = schema.get("allOf").and_then(Value::as_array) else {
+            continue;
+        };
+        let mut properties = Map::new();
+        let mut required: Vec<Value> = Vec::new();
+        let mut plain = true;
+        for part in parts {
+            let part = match part.get("$ref").and_then(Value::as_str) {
+                Some(r) => r
+                    .strip_prefix("#/components/schemas/")
+                    .and_then(|n| all.get(n))
+                    .unwrap_or(&Value::Null),
+                None => part,
+            };
+            match part.get("properties").and_then(Value::as_object) {
+                Some(p) => properties.extend(p.clone()),
+                None => plain = false,
+            }
+            for r in part
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if !required.contains(r) {
+                    required.push(r.clone());
+                }
+            }
+        }
+        if !plain {
+            continue;
+        }
+        let mut merged = Map::new();
+        merged.insert("type".into(), "object".into());
+        if let Some(d) = schema.get("description") {
+            merged.insert("description".into(), d.clone());
+        }
+        merged.insert("required".into(), Value::Array(required));
+        merged.insert("properties".into(), Value::Object(properties));
+        *schema = Value::Object(merged);
+    }
+}
+
 /// Every route of the API.
 pub fn router(control: Shared) -> Router {
-    use axum::routing::delete;
-    Router::new()
-        .route("/v1/openapi.json", get(openapi))
-        .route("/v1/domains", get(list_domains).post(create_domain))
-        .route(
-            "/v1/domains/{name}",
-            get(get_domain).patch(patch_domain).delete(delete_domain),
-        )
-        .route(
-            "/v1/domains/{name}/fdb",
-            get(list_fdb).post(add_static).delete(flush_fdb),
-        )
-        .route(
-            "/v1/domains/{name}/fdb/{vid}/{mac}",
-            delete(delete_fdb_entry),
-        )
-        .route("/v1/domains/{name}/stp", get(domain_stp))
-        .route("/v1/ports", get(list_ports).post(create_port))
-        .route(
-            "/v1/ports/{name}",
-            get(get_port).patch(patch_port).delete(delete_port),
-        )
-        .route("/v1/ports/{name}/stats", get(port_stats))
-        .route("/v1/ports/{name}/remotes", get(remotes).post(add_remote))
-        .route("/v1/ports/{name}/remotes/{remote}", delete(delete_remote))
-        .route("/v1/ports/{name}/capture", get(capture))
-        .route("/v1/routes", get(list_routes).post(add_route))
-        .route("/v1/routes/{table}/{addr}/{len}", delete(delete_route))
-        .route("/v1/neighbors", get(neighbors))
-        .route("/v1/cnm/networks", get(cnm_networks))
-        .route("/v1/cnm/endpoints", get(cnm_endpoints))
-        .route("/v1/cnm/sandboxes", get(cnm_sandboxes))
-        .route("/v1/stats", get(stats))
-        .route("/v1/trace", get(trace).post(arm_trace))
+    let (router, _) = routes().split_for_parts();
+    router
         .fallback(|| async {
             ApiError {
                 status: StatusCode::NOT_FOUND,
@@ -167,7 +261,48 @@ pub fn router(control: Shared) -> Router {
         })
         .layer(axum::middleware::map_response(json_errors))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(refuse_oversized))
         .with_state(control)
+}
+
+/// Most bytes of a refused body read (and dropped) so that its client
+/// finishes sending and reads the 413; a larger one is cut off.
+const DRAIN_MAX: usize = 16 * BODY_LIMIT;
+
+/// Answer 413 to a body whose declared length is over [`BODY_LIMIT`]
+/// after reading it to its end. Refused without reading, the connection
+/// closes with the body still arriving: the client's write then fails
+/// (EPIPE) and hyper's client reports that instead of the answer, so the
+/// user saw "error writing a body to connection" for about a third of
+/// such requests on a busy machine. The body is dropped as it arrives
+/// (nothing is kept), and at most [`DRAIN_MAX`] bytes in at most 5 s bound
+/// what a client can make the daemon read for nothing. Bodies without a
+/// length (chunked) meet the limit in the extractor as before.
+async fn refuse_oversized(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_none_or(|n| n <= BODY_LIMIT as u64) {
+        return next.run(req).await;
+    }
+    let mut body = req.into_body();
+    let drain = async {
+        let mut read = 0;
+        while read <= DRAIN_MAX {
+            match http_body_util::BodyExt::frame(&mut body).await {
+                Some(Ok(f)) => read += f.data_ref().map_or(0, |d| d.len()),
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
+    ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!("request body is larger than {BODY_LIMIT} bytes"),
+    }
+    .into_response()
 }
 
 /// Give every error answer the one JSON shape: axum's extractors reject
@@ -286,52 +421,95 @@ pub async fn serve(
     graceful.shutdown().await;
 }
 
+/// This document
+#[utoipa::path(get, path = "/v1/openapi.json", operation_id = "getOpenApi", tag = "meta",
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
 async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+    static DOC: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        serde_json::to_string_pretty(&openapi_document()).expect("the document serializes")
+    });
+    ([(header::CONTENT_TYPE, "application/json")], DOC.as_str()).into_response()
 }
 
 // ---- bridge domains ---------------------------------------------------------------
 
+/// List bridge domains
+#[utoipa::path(get, path = "/v1/domains", operation_id = "listDomains", tag = "domains",
+    responses((status = 200, description = "Bridge domains", body = Vec<DomainView>)))]
 async fn list_domains(State(c): State<Shared>) -> ApiResult {
     ok(&run(&c, |c| c.list_domains()).await?)
 }
 
+/// Create a bridge domain (placed on the least loaded worker)
+#[utoipa::path(post, path = "/v1/domains", operation_id = "createDomain", tag = "domains",
+    request_body = DomainRecord,
+    responses((status = 201, description = "Created", body = DomainView), (status = 400, description = "Bad input (malformed JSON, an unknown field, a value out of range); nothing changed", body = ErrorBody), (status = 409, description = "Conflict (duplicate name, domain in use, port not attached, capture running)", body = ErrorBody), (status = 500, description = "A back end failed to open, or a store or worker failure", body = ErrorBody)))]
 async fn create_domain(State(c): State<Shared>, b: Bytes) -> ApiResult {
     let rec: DomainRecord = body(&b)?;
     let v = run(&c, move |c| c.create_domain(rec)).await?;
     Ok(json(StatusCode::CREATED, &v))
 }
 
+/// Show a bridge domain
+#[utoipa::path(get, path = "/v1/domains/{name}", operation_id = "getDomain", tag = "domains",
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 200, description = "The domain", body = DomainView), (status = 404, description = "Unknown bridge domain", body = ErrorBody)))]
 async fn get_domain(State(c): State<Shared>, Path(name): Path<String>) -> ApiResult {
     ok(&run(&c, move |c| c.get_domain(&name)).await?)
 }
 
+/// Change aging, MAC limit, VLAN protocol, gateway or RSTP
+#[utoipa::path(patch, path = "/v1/domains/{name}", operation_id = "patchDomain", tag = "domains",
+    request_body = DomainPatch,
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 200, description = "The domain", body = DomainView), (status = 400, description = "Bad input (malformed JSON, an unknown field, a value out of range); nothing changed", body = ErrorBody), (status = 404, description = "Unknown bridge domain", body = ErrorBody), (status = 500, description = "A back end failed to open, or a store or worker failure", body = ErrorBody)))]
 async fn patch_domain(State(c): State<Shared>, Path(name): Path<String>, b: Bytes) -> ApiResult {
     let p: DomainPatch = body(&b)?;
     ok(&run(&c, move |c| c.patch_domain(&name, p)).await?)
 }
 
+/// Delete a bridge domain without ports
+#[utoipa::path(delete, path = "/v1/domains/{name}", operation_id = "deleteDomain", tag = "domains",
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "Unknown bridge domain", body = ErrorBody), (status = 409, description = "The domain has ports", body = ErrorBody), (status = 500, description = "A back end failed to open, or a store or worker failure", body = ErrorBody)))]
 async fn delete_domain(State(c): State<Shared>, Path(name): Path<String>) -> ApiResult {
     run(&c, move |c| c.delete_domain(&name)).await?;
     no_content()
 }
 
+/// The domain's spanning tree: bridge and root IDs, each port's role, state and counters
+#[utoipa::path(get, path = "/v1/domains/{name}/stp", operation_id = "getDomainStp", tag = "observe",
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 200, description = "RSTP state", body = Object), (status = 404, description = "Unknown bridge domain", body = ErrorBody), (status = 409, description = "The domain does not run RSTP", body = ErrorBody)))]
 async fn domain_stp(State(c): State<Shared>, Path(name): Path<String>) -> ApiResult {
     ok(&run(&c, move |c| c.stp(&name)).await?)
 }
 
 // ---- VXLAN remotes ------------------------------------------------------------------
 
+/// A vxlan port's flood list, static entries, remote table and counters
+#[utoipa::path(get, path = "/v1/ports/{name}/remotes", operation_id = "listRemotes", tag = "vxlan",
+    params(("name" = String, Path, description = "Port name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 200, description = "Remotes", body = RemotesView), (status = 404, description = "Unknown port", body = ErrorBody), (status = 409, description = "Not a vxlan port", body = ErrorBody)))]
 async fn remotes(State(c): State<Shared>, Path(name): Path<String>) -> ApiResult {
     ok(&run(&c, move |c| c.remotes(&name)).await?)
 }
 
+/// Add a remote VTEP to the flood list, or a static remote entry
+#[utoipa::path(post, path = "/v1/ports/{name}/remotes", operation_id = "addRemote", tag = "vxlan",
+    request_body = AddRemote,
+    params(("name" = String, Path, description = "Port name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 201, description = "Remotes", body = RemotesView), (status = 400, description = "Bad address or MAC, or the port's own address", body = ErrorBody), (status = 404, description = "Unknown port", body = ErrorBody), (status = 409, description = "Not a vxlan port", body = ErrorBody), (status = 500, description = "A back end failed to open, or a store or worker failure", body = ErrorBody)))]
 async fn add_remote(State(c): State<Shared>, Path(name): Path<String>, b: Bytes) -> ApiResult {
-    let r: super::overlay::AddRemote = body(&b)?;
+    let r: AddRemote = body(&b)?;
     let v = run(&c, move |c| c.add_remote(&name, r)).await?;
     Ok(json(StatusCode::CREATED, &v))
 }
 
+/// Forget a remote VTEP (flood list and static entries)
+#[utoipa::path(delete, path = "/v1/ports/{name}/remotes/{remote}", operation_id = "deleteRemote", tag = "vxlan",
+    params(("name" = String, Path, description = "Port name", pattern = "^[A-Za-z0-9._-]{1,64}$"), ("remote" = IpAddress, Path, description = "The remote VTEP's address")),
+    responses((status = 204, description = "Removed"), (status = 400, description = "Bad address", body = ErrorBody), (status = 404, description = "Unknown port or remote", body = ErrorBody), (status = 409, description = "Not a vxlan port", body = ErrorBody), (status = 500, description = "A back end failed to open, or a store or worker failure", body = ErrorBody)))]
 async fn delete_remote(
     State(c): State<Shared>,
     Path((name, remote)): Path<(String, String)>,
@@ -346,16 +524,27 @@ async fn delete_remote(
 
 // ---- routing --------------------------------------------------------------------
 
+/// List routes: connected (from gateways) and static
+#[utoipa::path(get, path = "/v1/routes", operation_id = "listRoutes", tag = "routing",
+    responses((status = 200, description = "Routes", body = Vec<RouteView>)))]
 async fn list_routes(State(c): State<Shared>) -> ApiResult {
     ok(&run(&c, |c| c.list_routes()).await?)
 }
 
+/// Add a static route
+#[utoipa::path(post, path = "/v1/routes", operation_id = "addRoute", tag = "routing",
+    request_body = RouteRecord,
+    responses((status = 201, description = "The route", body = RouteView), (status = 400, description = "Bad input (prefix, family, unknown field)", body = ErrorBody), (status = 404, description = "Unknown bridge domain", body = ErrorBody), (status = 409, description = "The route exists, or the domain has no gateway", body = ErrorBody), (status = 500, description = "A back end failed to open, or a store or worker failure", body = ErrorBody)))]
 async fn add_route(State(c): State<Shared>, b: Bytes) -> ApiResult {
     let r: RouteRecord = body(&b)?;
     let v = run(&c, move |c| c.add_route(r)).await?;
     Ok(json(StatusCode::CREATED, &v))
 }
 
+/// Delete a static route
+#[utoipa::path(delete, path = "/v1/routes/{table}/{addr}/{len}", operation_id = "deleteRoute", tag = "routing",
+    params(("table" = u16, Path, description = "Route table"), ("addr" = IpAddress, Path, description = "The prefix's network address"), ("len" = u8, Path, description = "The prefix length", maximum = 128)),
+    responses((status = 204, description = "Deleted"), (status = 400, description = "Bad table number or prefix", body = ErrorBody), (status = 404, description = "No such static route", body = ErrorBody), (status = 500, description = "A back end failed to open, or a store or worker failure", body = ErrorBody)))]
 async fn delete_route(
     State(c): State<Shared>,
     Path((table, addr, len)): Path<(String, String, String)>,
@@ -369,28 +558,49 @@ async fn delete_route(
     no_content()
 }
 
+/// The gateways' neighbors (ARP/ND entries)
+#[utoipa::path(get, path = "/v1/neighbors", operation_id = "listNeighbors", tag = "routing",
+    responses((status = 200, description = "Neighbors", body = Vec<NeighborView>)))]
 async fn neighbors(State(c): State<Shared>) -> ApiResult {
     ok(&run(&c, |c| c.neighbors()).await?)
 }
 
+/// Docker networks (CNM) with the bridge domain and endpoint count of each
+#[utoipa::path(get, path = "/v1/cnm/networks", operation_id = "listCnmNetworks", tag = "cnm",
+    responses((status = 200, description = "Networks", body = Vec<Object>), (status = 404, description = "The daemon does not serve Docker (no --docker)", body = ErrorBody)))]
 async fn cnm_networks(State(c): State<Shared>) -> ApiResult {
     ok(&run(&c, |c| c.cnm_networks()).await?)
 }
 
+/// Docker endpoints (CNM): MAC, addresses, port, interfaces, sandbox
+#[utoipa::path(get, path = "/v1/cnm/endpoints", operation_id = "listCnmEndpoints", tag = "cnm",
+    responses((status = 200, description = "Endpoints", body = Vec<Object>), (status = 404, description = "The daemon does not serve Docker (no --docker)", body = ErrorBody)))]
 async fn cnm_endpoints(State(c): State<Shared>) -> ApiResult {
     ok(&run(&c, |c| c.cnm_endpoints()).await?)
 }
 
+/// Docker sandboxes (CNM): namespace paths and joined endpoints
+#[utoipa::path(get, path = "/v1/cnm/sandboxes", operation_id = "listCnmSandboxes", tag = "cnm",
+    responses((status = 200, description = "Sandboxes", body = Vec<Object>), (status = 404, description = "The daemon does not serve Docker (no --docker)", body = ErrorBody)))]
 async fn cnm_sandboxes(State(c): State<Shared>) -> ApiResult {
     ok(&run(&c, |c| c.cnm_sandboxes()).await?)
 }
 
 // ---- FDB ------------------------------------------------------------------------
 
+/// List FDB entries
+#[utoipa::path(get, path = "/v1/domains/{name}/fdb", operation_id = "listFdb", tag = "fdb",
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 200, description = "Entries", body = Vec<FdbEntryView>), (status = 404, description = "Unknown bridge domain", body = ErrorBody)))]
 async fn list_fdb(State(c): State<Shared>, Path(name): Path<String>) -> ApiResult {
     ok(&run(&c, move |c| c.list_fdb(&name)).await?)
 }
 
+/// Add (or replace) a static entry; stored
+#[utoipa::path(post, path = "/v1/domains/{name}/fdb", operation_id = "addStaticEntry", tag = "fdb",
+    request_body = StaticEntry,
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 201, description = "Added", body = StaticEntry), (status = 400, description = "Bad input (malformed JSON, an unknown field, a value out of range); nothing changed", body = ErrorBody), (status = 404, description = "Unknown bridge domain or port", body = ErrorBody), (status = 409, description = "The port is in another domain or not attached", body = ErrorBody), (status = 500, description = "A back end failed to open, or a store or worker failure", body = ErrorBody)))]
 async fn add_static(State(c): State<Shared>, Path(name): Path<String>, b: Bytes) -> ApiResult {
     let e: StaticEntry = body(&b)?;
     let echo = e.clone();
@@ -398,16 +608,24 @@ async fn add_static(State(c): State<Shared>, Path(name): Path<String>, b: Bytes)
     Ok(json(StatusCode::CREATED, &echo))
 }
 
+/// Flush learned entries (static ones stay)
+#[utoipa::path(delete, path = "/v1/domains/{name}/fdb", operation_id = "flushFdb", tag = "fdb",
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$"), FlushQuery),
+    responses((status = 200, description = "How many went", body = Flushed), (status = 400, description = "Bad input (malformed JSON, an unknown field, a value out of range); nothing changed", body = ErrorBody), (status = 404, description = "Unknown bridge domain or port", body = ErrorBody), (status = 409, description = "Conflict (duplicate name, domain in use, port not attached, capture running)", body = ErrorBody)))]
 async fn flush_fdb(
     State(c): State<Shared>,
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
     let q: FlushQuery = query(q)?;
-    let n = run(&c, move |c| c.flush_fdb(&name, q)).await?;
-    ok(&serde_json::json!({ "flushed": n }))
+    let flushed = run(&c, move |c| c.flush_fdb(&name, q)).await?;
+    ok(&Flushed { flushed })
 }
 
+/// Delete one entry, static (also from the store) or learned
+#[utoipa::path(delete, path = "/v1/domains/{name}/fdb/{vid}/{mac}", operation_id = "deleteFdbEntry", tag = "fdb",
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$"), ("vid" = u16, Path, description = "VLAN id", minimum = 1, maximum = 4094), ("mac" = MacAddress, Path, description = "MAC address")),
+    responses((status = 204, description = "Deleted"), (status = 400, description = "Bad input (malformed JSON, an unknown field, a value out of range); nothing changed", body = ErrorBody), (status = 404, description = "Unknown bridge domain or entry", body = ErrorBody), (status = 500, description = "A back end failed to open, or a store or worker failure", body = ErrorBody)))]
 async fn delete_fdb_entry(
     State(c): State<Shared>,
     Path((name, vid, mac)): Path<(String, String, String)>,
@@ -418,25 +636,45 @@ async fn delete_fdb_entry(
 
 // ---- ports ---------------------------------------------------------------------
 
+/// List ports (stored ports whose back end failed to open are listed with state failed and the error)
+#[utoipa::path(get, path = "/v1/ports", operation_id = "listPorts", tag = "ports",
+    responses((status = 200, description = "Ports", body = Vec<PortView>)))]
 async fn list_ports(State(c): State<Shared>) -> ApiResult {
     ok(&run(&c, |c| c.list_ports()).await?)
 }
 
+/// Open a back end and add the port to its bridge domain
+#[utoipa::path(post, path = "/v1/ports", operation_id = "createPort", tag = "ports",
+    request_body = CreatePort,
+    responses((status = 201, description = "Created", body = PortView), (status = 400, description = "Bad input (malformed JSON, an unknown field, a value out of range); nothing changed", body = ErrorBody), (status = 404, description = "Unknown bridge domain or interface", body = ErrorBody), (status = 409, description = "Duplicate name, or the interface is held by something else", body = ErrorBody), (status = 500, description = "A back end failed to open, or a store or worker failure", body = ErrorBody)))]
 async fn create_port(State(c): State<Shared>, b: Bytes) -> ApiResult {
     let req: CreatePort = body(&b)?;
     let v = run(&c, move |c| c.create_port(req)).await?;
     Ok(json(StatusCode::CREATED, &v))
 }
 
+/// Show a port
+#[utoipa::path(get, path = "/v1/ports/{name}", operation_id = "getPort", tag = "ports",
+    params(("name" = String, Path, description = "Port name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 200, description = "The port", body = PortView), (status = 404, description = "Unknown port", body = ErrorBody)))]
 async fn get_port(State(c): State<Shared>, Path(name): Path<String>) -> ApiResult {
     ok(&run(&c, move |c| c.get_port(&name)).await?)
 }
 
+/// Change a port's settings
+#[utoipa::path(patch, path = "/v1/ports/{name}", operation_id = "patchPort", tag = "ports",
+    request_body = PortPatch,
+    params(("name" = String, Path, description = "Port name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 200, description = "The port", body = PortView), (status = 400, description = "Bad input (malformed JSON, an unknown field, a value out of range); nothing changed", body = ErrorBody), (status = 404, description = "Unknown port or bridge domain", body = ErrorBody), (status = 409, description = "The new domain is on another worker, or the port is not attached", body = ErrorBody), (status = 500, description = "A back end failed to open, or a store or worker failure", body = ErrorBody)))]
 async fn patch_port(State(c): State<Shared>, Path(name): Path<String>, b: Bytes) -> ApiResult {
     let p: PortPatch = body(&b)?;
     ok(&run(&c, move |c| c.patch_port(&name, p)).await?)
 }
 
+/// Remove a port (closes its back end, drops its static entries)
+#[utoipa::path(delete, path = "/v1/ports/{name}", operation_id = "deletePort", tag = "ports",
+    params(("name" = String, Path, description = "Port name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "Unknown port", body = ErrorBody), (status = 500, description = "A back end failed to open, or a store or worker failure", body = ErrorBody)))]
 async fn delete_port(State(c): State<Shared>, Path(name): Path<String>) -> ApiResult {
     run(&c, move |c| c.delete_port(&name)).await?;
     no_content()
@@ -444,25 +682,42 @@ async fn delete_port(State(c): State<Shared>, Path(name): Path<String>) -> ApiRe
 
 // ---- observation ---------------------------------------------------------------------
 
+/// Counters of every port and of the pipeline stages
+#[utoipa::path(get, path = "/v1/stats", operation_id = "getStats", tag = "observe",
+    responses((status = 200, description = "Counters", body = Stats)))]
 async fn stats(State(c): State<Shared>) -> ApiResult {
     ok(&run(&c, |c| c.stats()).await?)
 }
 
+/// Counters of one port
+#[utoipa::path(get, path = "/v1/ports/{name}/stats", operation_id = "getPortStats", tag = "observe",
+    params(("name" = String, Path, description = "Port name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 200, description = "Counters", body = PortStats), (status = 404, description = "Unknown port", body = ErrorBody)))]
 async fn port_stats(State(c): State<Shared>, Path(name): Path<String>) -> ApiResult {
     ok(&run(&c, move |c| c.port_stats(&name)).await?)
 }
 
+/// Arm the tracer for the next count packets (from port only, if given); earlier records are discarded
+#[utoipa::path(post, path = "/v1/trace", operation_id = "armTrace", tag = "observe",
+    request_body = TraceRequest,
+    responses((status = 204, description = "Armed"), (status = 400, description = "Bad input (malformed JSON, an unknown field, a value out of range); nothing changed", body = ErrorBody), (status = 404, description = "Unknown port", body = ErrorBody), (status = 409, description = "The port is not attached", body = ErrorBody)))]
 async fn arm_trace(State(c): State<Shared>, b: Bytes) -> ApiResult {
     let req: TraceRequest = body(&b)?;
     run(&c, move |c| c.arm_trace(req)).await?;
     no_content()
 }
 
+/// Trace records since the tracer was last armed
+#[utoipa::path(get, path = "/v1/trace", operation_id = "getTrace", tag = "observe",
+    responses((status = 200, description = "Records", body = Vec<TraceView>)))]
 async fn trace(State(c): State<Shared>) -> ApiResult {
     ok(&run(&c, |c| c.trace()).await?)
 }
 
 /// Stream a pcap of the port's frames until `count` frames or `seconds`.
+#[utoipa::path(get, path = "/v1/ports/{name}/capture", operation_id = "capturePort", tag = "observe",
+    params(("name" = String, Path, description = "Port name", pattern = "^[A-Za-z0-9._-]{1,64}$"), CaptureQuery),
+    responses((status = 200, description = "libpcap file (LINKTYPE_ETHERNET), streamed", content_type = "application/vnd.tcpdump.pcap", body = Vec<u8>), (status = 400, description = "Bad input (malformed JSON, an unknown field, a value out of range); nothing changed", body = ErrorBody), (status = 404, description = "Unknown port", body = ErrorBody), (status = 409, description = "The port is not attached, or a capture of it is running", body = ErrorBody)))]
 async fn capture(
     State(c): State<Shared>,
     Path(name): Path<String>,

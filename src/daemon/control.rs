@@ -168,6 +168,11 @@ impl Control {
         self.closing.store(true, Ordering::Release);
     }
 
+    /// Whether every worker runs a call (none is stuck): the watchdog's test.
+    pub fn workers_answer(&self) -> bool {
+        self.dp.call_all(|_| ()).is_ok()
+    }
+
     /// Stop the workers: every port closes, the store stays as it is.
     pub fn shutdown(&self) {
         self.dp.shutdown();

@@ -40,7 +40,12 @@ impl From<StoreError> for ControlError {
 
 impl From<WorkerError> for ControlError {
     fn from(e: WorkerError) -> Self {
-        ControlError::Internal(e.to_string())
+        match e {
+            // A domain no worker holds is one that does not exist (any more:
+            // removed while the request waited for the lock).
+            WorkerError::UnplacedDomain(d) => not_found_domain(&d),
+            e => ControlError::Internal(e.to_string()),
+        }
     }
 }
 
@@ -110,4 +115,20 @@ pub enum DaemonError {
     Cluster(String),
     #[error("Docker driver: {0}")]
     Docker(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_domain_no_worker_holds_is_not_found_not_an_internal_error() {
+        let e: ControlError = WorkerError::UnplacedDomain("bd9".into()).into();
+        assert!(
+            matches!(&e, ControlError::NotFound(m) if m.contains("bd9")),
+            "{e:?}"
+        );
+        let e: ControlError = WorkerError::NoSuchWorker(7).into();
+        assert!(matches!(e, ControlError::Internal(_)), "{e:?}");
+    }
 }

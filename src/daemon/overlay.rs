@@ -10,7 +10,6 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use rvs_switch::MacAddr;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::control::{Control, ControlError, State, not_found_port};
@@ -19,33 +18,7 @@ use crate::spec::{PortKind, PortSpec};
 
 type Result<T, E = ControlError> = std::result::Result<T, E>;
 
-/// `POST /v1/ports/{name}/remotes`: add `remote` to the flood list, or
-/// with `mac`, a static entry sending that MAC to `remote`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AddRemote {
-    pub remote: IpAddr,
-    #[serde(default)]
-    pub mac: Option<MacAddr>,
-}
-
-/// A VXLAN port's remotes as stored and as the port sees them.
-#[derive(Debug, Clone, Serialize)]
-pub struct RemotesView {
-    pub port: String,
-    pub vni: Value,
-    /// Head-end replication list.
-    pub flood: Vec<IpAddr>,
-    /// Configured MAC → remote VTEP.
-    #[serde(rename = "static")]
-    pub statics: Vec<(MacAddr, IpAddr)>,
-    /// The port's remote table (learned and static), if it is running.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub entries: Option<Value>,
-    /// The port's counters, if it is running.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stats: Option<Value>,
-}
+pub use crate::api::{AddRemote, RemotesView};
 
 fn vxlan_spec<'a>(spec: &'a PortSpec, name: &str) -> Result<&'a PortSpec> {
     if spec.kind != PortKind::Vxlan {

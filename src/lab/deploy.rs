@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 
 use super::state::{LabState, digest, exists};
 use super::{LabError, Paths, err};
+use crate::api::{DomainRecord, GatewaySpec};
 use crate::client::Client;
 
 pub(super) fn nl_err(e: NetlinkError) -> LabError {
@@ -142,22 +143,20 @@ pub fn deploy(topo: &Topology, file: &Path) -> Result<(), LabError> {
 }
 
 /// A domain's `POST /v1/domains` body.
-pub(super) fn domain_body(d: &DomainSpec) -> Value {
-    let mut body = json!({ "name": d.domain });
+pub(super) fn domain_body(d: &DomainSpec) -> DomainRecord {
+    let mut rec = DomainRecord::named(&d.domain);
     if d.stp {
-        body["stp"] = json!({});
+        rec.stp = Some(Default::default());
     }
-    if let Some(g) = &d.gateway {
-        let mut gj = json!({
-            "addresses": g.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-            "vid": g.vid,
-        });
-        if let Some(m) = g.mtu {
-            gj["mtu"] = json!(m);
-        }
-        body["gateway"] = gj;
-    }
-    body
+    rec.gateway = d.gateway.as_ref().map(|g| {
+        let mut spec =
+            GatewaySpec::with_addresses(g.addresses.iter().map(|a| a.to_string()).collect());
+        spec.vid = g.vid;
+        // Out of u16 range: sent as 65535, which the daemon refuses by name.
+        spec.mtu = g.mtu.map(|m| u16::try_from(m).unwrap_or(u16::MAX));
+        spec
+    });
+    rec
 }
 
 /// Refuse, before making anything, names that exist but are not this lab's.
@@ -249,8 +248,7 @@ pub(super) fn ensure_daemon(
         }
         None => Command::new(exe),
     };
-    let mut child = cmd
-        .arg("daemon")
+    cmd.arg("daemon")
         .arg("--socket")
         .arg(&socket)
         .arg("--state-dir")
@@ -262,32 +260,23 @@ pub(super) fn ensure_daemon(
         .stderr(log)
         // Its own process group: Ctrl-C in the terminal that deployed the
         // lab does not stop the lab's switches.
-        .process_group(0)
-        .spawn()
-        .map_err(|e| err(format!("start the daemon of switch {}: {e}", sw.name)))?;
-    let t = Instant::now();
-    loop {
-        if let Some(c) = answering(&socket) {
-            return Ok(c);
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(err(format!(
-                "the daemon of switch {} exited ({status}) before answering; its log ({}) ends:\n{}",
-                sw.name,
-                logf.display(),
-                tail(&logf)
-            )));
-        }
-        if t.elapsed() > Duration::from_secs(20) {
-            return Err(err(format!(
-                "the daemon of switch {} did not answer on {} within 20 s (log: {})",
-                sw.name,
-                socket.display(),
-                logf.display()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(30));
-    }
+        .process_group(0);
+    // The daemon says when it serves (READY=1 on NOTIFY_SOCKET).
+    crate::daemon::ready::spawn_ready(&mut cmd, Duration::from_secs(20)).map_err(|e| {
+        err(format!(
+            "the daemon of switch {}: {e}; its log ({}) ends:\n{}",
+            sw.name,
+            logf.display(),
+            tail(&logf)
+        ))
+    })?;
+    answering(&socket).ok_or_else(|| {
+        err(format!(
+            "the daemon of switch {} said it was ready but does not answer on {}",
+            sw.name,
+            socket.display()
+        ))
+    })
 }
 
 fn tail(f: &Path) -> String {
@@ -297,14 +286,20 @@ fn tail(f: &Path) -> String {
 }
 
 /// GET `get`; on 404 POST `body` to `post`. Whether it was made.
-pub(super) fn ensure(c: &Client, get: &str, post: &str, body: Value) -> Result<bool, LabError> {
+pub(super) fn ensure<T: serde::Serialize>(
+    c: &Client,
+    get: &str,
+    post: &str,
+    body: T,
+) -> Result<bool, LabError> {
     let r = c.get(get).map_err(err)?;
     match r.status {
         200 => Ok(false),
         404 => {
-            c.request(Method::POST, post, Some(&body))
-                .and_then(|r| r.ok())
-                .map_err(|e| err(format!("{post} {body}: {e}")))?;
+            c.post(post, &body).and_then(|r| r.ok()).map_err(|e| {
+                let body = serde_json::to_string(&body).unwrap_or_default();
+                err(format!("{post} {body}: {e}"))
+            })?;
             Ok(true)
         }
         s => Err(err(format!("GET {get}: HTTP {s}: {}", r.error_message()))),

@@ -12,7 +12,6 @@ use hyper::Method;
 use rvs_drivers::netlink::{Netlink, Route};
 use rvs_drivers::netns;
 use rvs_lab::{InterfaceDef, NodeDef, Plan, PortKind, Step, Topology, TrunkDef};
-use serde_json::json;
 
 use super::deploy::{
     Switches, configure_inside, domain_body, ensure, ensure_interface, ensure_netns, ensure_node,
@@ -21,6 +20,7 @@ use super::deploy::{
 };
 use super::state::{LabState, digest};
 use super::{LabError, Paths, err};
+use crate::api::DomainPatch;
 use crate::client::Client;
 
 /// The recorded deployment of lab `new.name`, and the plan from it to `new`.
@@ -274,20 +274,20 @@ fn apply(
         } => {
             // Only what changed: RSTP set again would restart it.
             let body = domain_body(d);
-            let mut patch = json!({});
+            let mut patch = DomainPatch::default();
             if o.gateway != d.gateway {
-                patch["gateway"] = body.get("gateway").cloned().unwrap_or(json!(null));
+                patch.gateway = Some(body.gateway);
             }
             if o.stp != d.stp {
-                patch["stp"] = body.get("stp").cloned().unwrap_or(json!(null));
+                patch.stp = Some(body.stp);
             }
             let path = format!("/v1/domains/{}", d.domain);
             switches
                 .get(&d.switch)
-                .request(Method::PATCH, &path, Some(&patch))
+                .patch(&path, &patch)
                 .and_then(|r| r.ok())
                 .map(|_| ())
-                .map_err(|e| err(format!("PATCH {path} {patch}: {e}")))
+                .map_err(|e| err(format!("PATCH {path} {patch:?}: {e}")))
         }
         Step::AddNetwork { net, .. } => {
             for p in net.vxlan_ports() {

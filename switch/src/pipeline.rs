@@ -12,87 +12,16 @@
 use crate::batch::{BATCH_MAX, Batch};
 use crate::buf::{PacketPool, PktBuf};
 use crate::capture::Direction;
+use crate::core::{Domain, GwFast, PortSlot, Switch};
 use crate::counters::{DropReason, StageCounter, StageCounters};
 use crate::fdb::{Learned, fdb_key};
 use crate::mac::MacAddr;
 use crate::port::PortId;
-use crate::router::L3Out;
-use crate::switch::{Domain, GwFast, PortSlot, Switch};
+use crate::scratch::{Action, FloodKind, Meta, Scratch};
 use crate::trace::Tracer;
 use crate::vlan::{Egress, Ingress, VlanMode};
 use crate::wire::ethernet::EtherType;
 use crate::wire::vlan::TAG_LEN;
-
-/// What happens to a packet, decided stage by stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Action {
-    Continue,
-    Drop(DropReason),
-    Unicast(PortId),
-    Flood(FloodKind),
-    /// Addressed to the domain's gateway: the L3 stage takes it.
-    Route,
-    /// A BPDU for the domain's spanning tree.
-    Bpdu,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FloodKind {
-    Broadcast,
-    Multicast,
-    Unknown,
-}
-
-/// What parsing learned about a packet.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Meta {
-    /// Destination and source MAC in the low 48 bits.
-    dst: u64,
-    src: u64,
-    /// The VLAN the frame was classified into.
-    vid: u16,
-    /// TCI of the frame's domain tag (priority bits to preserve), 0 if none.
-    tci: u16,
-    /// The frame carries the domain's tag at offset 12.
-    tagged: bool,
-}
-
-/// Per-batch working arrays, allocated once per switch.
-pub(crate) struct Scratch {
-    meta: [Meta; BATCH_MAX],
-    action: [Action; BATCH_MAX],
-    src_hash: [u64; BATCH_MAX],
-    dst_hash: [u64; BATCH_MAX],
-    trace_ids: [u64; BATCH_MAX],
-    /// Bit i set: packet i is traced.
-    traced: u64,
-    /// Ports whose tx queue holds frames.
-    touched: Vec<PortId>,
-    /// Flood targets of the current packet.
-    targets: Vec<(PortId, Egress)>,
-    /// Frames for the L3 stage (to the gateway MAC, or copies of
-    /// broadcast ARP / IPv6 multicast the gateway must see).
-    pub(crate) l3_in: Batch,
-    /// What the router hands back for the L2 output stage.
-    pub(crate) l3_out: L3Out,
-}
-
-impl Default for Scratch {
-    fn default() -> Self {
-        Scratch {
-            meta: [Meta::default(); BATCH_MAX],
-            action: [Action::Continue; BATCH_MAX],
-            src_hash: [0; BATCH_MAX],
-            dst_hash: [0; BATCH_MAX],
-            trace_ids: [0; BATCH_MAX],
-            traced: 0,
-            touched: Vec::with_capacity(64),
-            targets: Vec::with_capacity(64),
-            l3_in: Batch::new(BATCH_MAX),
-            l3_out: L3Out::default(),
-        }
-    }
-}
 
 #[inline(always)]
 fn be16(d: &[u8], at: usize) -> u16 {

@@ -9,6 +9,8 @@
 use crate::batch::{BATCH_DEFAULT, Batch};
 use crate::buf::PacketPool;
 use crate::config::{DomainConfig, DomainId, PortConfig};
+pub use crate::core::Switch;
+use crate::core::{Domain, GwFast, PortSlot};
 use crate::counters::{PortCounters, StageCounters};
 use crate::fdb::{Fdb, FdbEntryInfo, FlushFilter};
 use crate::mac::MacAddr;
@@ -54,44 +56,6 @@ pub enum SwitchError {
     Stp(String),
 }
 
-pub(crate) struct PortSlot {
-    pub port: Box<dyn Port>,
-    pub capture: Option<crate::capture::Capture>,
-    pub cfg: PortConfig,
-    pub counters: PortCounters,
-    pub txq: Batch,
-    pub storm: Option<TokenBucket>,
-    pub max_frame: usize,
-    pub last_error: Option<String>,
-    /// The back end reported its link gone: no more receive calls.
-    pub gone: bool,
-    /// Spanning tree lets the port learn / forward (always, without STP).
-    pub stp_learn: bool,
-    pub stp_fwd: bool,
-}
-
-pub(crate) struct Domain {
-    pub cfg: DomainConfig,
-    pub fdb: Fdb,
-    pub members: Vec<PortId>,
-    /// The gateway as the L2 stage needs it: frames to `mac` in `vid` go
-    /// to the router.
-    pub gw: Option<GwFast>,
-    /// RSTP, when the domain runs it, and the port settings it was given.
-    pub stp: Option<Stp>,
-    pub stp_ports: Vec<(PortId, crate::stp::StpPortConfig, bool)>,
-    /// Reused buffers for what the spanning tree hands out.
-    pub stp_tx: Vec<(PortId, Vec<u8>)>,
-    pub stp_flush: Vec<crate::stp::FlushRequest>,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct GwFast {
-    /// MAC in the low 48 bits, as the pipeline's parsed addresses.
-    pub mac: u64,
-    pub vid: u16,
-}
-
 /// A port as the control plane sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortInfo {
@@ -125,25 +89,6 @@ const AGE_EVERY_MS: u64 = 1;
 /// How often the router's neighbor timers run (switch time).
 const ROUTER_TICK_MS: u64 = 100;
 
-/// One worker's switch.
-pub struct Switch {
-    // Field order is drop order: ports (which may have registered the pool's
-    // memory with the kernel) close before the pool is freed.
-    pub(crate) ports: Vec<Option<PortSlot>>,
-    pub(crate) pool: PacketPool,
-    pub(crate) domains: Vec<Option<Domain>>,
-    pub(crate) stages: StageCounters,
-    pub(crate) tracer: Tracer,
-    pub(crate) now_ms: u64,
-    pub(crate) now_s: u32,
-    pub(crate) scratch: crate::pipeline::Scratch,
-    pub(crate) router: Router,
-    rx: Batch,
-    l3_ticked_ms: u64,
-    burst: usize,
-    aged_at_ms: u64,
-}
-
 /// Whether `name` is usable for a port or bridge domain (1 to 64 of letters,
 /// digits, `-`, `_`, `.`).
 pub fn check_name(name: &str) -> Result<(), SwitchError> {
@@ -175,7 +120,7 @@ impl Switch {
             tracer: Tracer::default(),
             now_ms: 0,
             now_s: 0,
-            scratch: crate::pipeline::Scratch::default(),
+            scratch: crate::scratch::Scratch::default(),
             router: Router::new(RouterConfig::default(), 0),
             rx: Batch::new(burst),
             l3_ticked_ms: 0,

@@ -7,7 +7,7 @@
 //! length the kernel wrote against the buffers. Never: syscalls (sys.rs) or
 //! packet processing (rx.rs).
 
-use super::offload::VNET_HDR_LEN;
+use crate::offload::VNET_HDR_LEGACY_LEN;
 
 /// `TP_STATUS_*` bits of `tpacket_auxdata` used here (uapi `if_packet.h`).
 pub(super) const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
@@ -31,7 +31,7 @@ pub(super) struct RxFrame<'a> {
     /// An 802.1Q tag the kernel took out of the frame (`(tpid, tci)`).
     pub vlan: Option<(u16, u16)>,
     /// The virtio-net header in front of the MAC header, when enabled.
-    pub vnet: Option<[u8; VNET_HDR_LEN]>,
+    pub vnet: Option<[u8; VNET_HDR_LEGACY_LEN]>,
 }
 
 fn rd32(b: &[u8], at: usize) -> Option<u32> {
@@ -84,7 +84,7 @@ pub(super) fn parse<'a>(
     with_vnet: bool,
 ) -> Option<RxFrame<'a>> {
     let (vnet, data) = if with_vnet {
-        let (h, d) = buf.split_at_checked(VNET_HDR_LEN)?;
+        let (h, d) = buf.split_at_checked(VNET_HDR_LEGACY_LEN)?;
         (Some(h.try_into().ok()?), d)
     } else {
         (None, buf)
@@ -137,7 +137,7 @@ pub(super) mod tests {
     }
 
     /// A received message: vnet header (if any) then the frame.
-    pub(crate) fn message(vnet: Option<[u8; VNET_HDR_LEN]>, data: &[u8]) -> Vec<u8> {
+    pub(crate) fn message(vnet: Option<[u8; VNET_HDR_LEGACY_LEN]>, data: &[u8]) -> Vec<u8> {
         let mut m = vnet.map(|v| v.to_vec()).unwrap_or_default();
         m.extend_from_slice(data);
         m
@@ -146,7 +146,7 @@ pub(super) mod tests {
     #[test]
     fn frames_are_parsed_with_their_metadata() {
         let a = [1u8; 60];
-        let v = [9u8; VNET_HDR_LEN];
+        let v = [9u8; VNET_HDR_LEGACY_LEN];
         let m = message(Some(v), &a);
         let f = parse(&m, false, &aux_cmsg(60, None), true).unwrap();
         assert_eq!(f.data, &a);

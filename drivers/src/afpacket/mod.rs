@@ -16,7 +16,7 @@
 //! Offloads: with [`AfPacketConfig::vnet_hdr`] (the default) the kernel
 //! tells, per frame, when a veth peer left the L4 checksum partial or sent
 //! a TSO/USO super-frame; the receive path completes the checksum and cuts
-//! the super-frame into MSS-sized segments in software (`offload.rs`), so the
+//! the super-frame into MSS-sized segments in software (`crate::offload`), so the
 //! switch only ever sees wire-ready frames and the namespace side keeps its
 //! default offloads (`tx on`, TSO on). Without it the peer must run
 //! `ethtool -K <peer> tx off` (which also turns TSO off), or TCP through the
@@ -32,7 +32,6 @@
 //! to the CNM layer), or forwarding a frame it could not receive whole.
 
 mod frame;
-mod offload;
 mod rx;
 mod stats;
 mod sys;

@@ -12,9 +12,9 @@ use std::os::fd::BorrowedFd;
 use rvs_switch::{Batch, PacketPool, PktBuf};
 
 use super::frame::{self, RxFrame};
-use super::offload::{GsoPlan, VNET_HDR_LEN, VnetHdr, complete_csum};
 use super::stats::AfPacketStats;
 use super::sys::{self, CTRL_LEN, RECV_MAX, Received};
+use crate::offload::{GsoPlan, VNET_HDR_LEGACY_LEN, VnetHdr, complete_csum};
 
 /// Frames received from the kernel and not yet all delivered.
 #[derive(Debug)]
@@ -36,7 +36,7 @@ pub(super) struct RxSlots {
 impl RxSlots {
     /// Slots for frames of up to `max_frame` bytes.
     pub(super) fn new(max_frame: usize, vnet_hdr: bool) -> RxSlots {
-        let slot = max_frame + if vnet_hdr { VNET_HDR_LEN } else { 0 };
+        let slot = max_frame + if vnet_hdr { VNET_HDR_LEGACY_LEN } else { 0 };
         RxSlots {
             slot,
             data: vec![0; slot * RECV_MAX],
@@ -207,7 +207,7 @@ pub(super) fn deliver(
     let h = f.vnet.map(|v| VnetHdr::parse(&v)).unwrap_or_default();
 
     if h.is_gso() {
-        let plan = match GsoPlan::new(f.data, &h) {
+        let plan = match GsoPlan::from_vnet(f.data, &h) {
             Ok(p) => p,
             Err(_) => {
                 st.rx_offload_errors += 1;

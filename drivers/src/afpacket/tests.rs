@@ -3,10 +3,9 @@
 
 use super::frame::tests::{aux_cmsg, message};
 use super::frame::{RxFrame, parse};
-use super::offload::{VNET_HDR_LEN, VnetHdr, csum_add, csum_finish, l3_offset};
 use super::rx::{Step, deliver};
-use super::tx::tx_vnet_hdr;
 use super::*;
+use crate::offload::{VNET_HDR_LEGACY_LEN, VnetHdr, csum_add, csum_finish, l2_len};
 use rvs_switch::buf::Offload;
 
 fn tcp4(payload_len: usize) -> Vec<u8> {
@@ -31,7 +30,7 @@ fn tcp4(payload_len: usize) -> Vec<u8> {
 }
 
 fn l4_ok(f: &[u8]) -> bool {
-    let (l3, _) = l3_offset(f).unwrap();
+    let l3 = l2_len(f).unwrap();
     let l4 = l3 + 20;
     let pseudo = csum_add(0, &f[l3 + 12..l3 + 20]) + f[l3 + 9] as u64 + (f.len() - l4) as u64;
     csum_finish(csum_add(pseudo, &f[l4..])) == 0
@@ -51,7 +50,7 @@ fn msg(
     data: &[u8],
     wire_len: u32,
     vlan: Option<(u16, u16)>,
-    vnet: Option<[u8; VNET_HDR_LEN]>,
+    vnet: Option<[u8; VNET_HDR_LEGACY_LEN]>,
 ) -> Msg {
     Msg {
         buf: message(vnet, data),
@@ -71,7 +70,7 @@ fn plain_frame_is_copied_and_vlan_tag_put_back() {
         &frame,
         frame.len() as u32,
         Some((0x8100, 0x2005)),
-        Some([0; VNET_HDR_LEN]),
+        Some([0; VNET_HDR_LEGACY_LEN]),
     );
     let mut pool = PacketPool::with_frames(4);
     let mut batch = Batch::new(4);
@@ -103,7 +102,7 @@ fn partial_checksum_completed_behind_a_restored_tag() {
         &frame,
         frame.len() as u32,
         Some((0x8100, 7)),
-        Some(h.to_bytes()),
+        Some(h.encode_legacy()),
     );
     let mut pool = PacketPool::with_frames(4);
     let mut batch = Batch::new(4);
@@ -121,7 +120,7 @@ fn truncated_frame_is_counted_not_forwarded() {
         &frame[..60],
         frame.len() as u32,
         None,
-        Some([0; VNET_HDR_LEN]),
+        Some([0; VNET_HDR_LEGACY_LEN]),
     );
     let mut pool = PacketPool::with_frames(4);
     let mut batch = Batch::new(4);
@@ -143,7 +142,7 @@ fn super_frame_segments_resume_across_bursts() {
         csum_start: 34,
         csum_offset: 16,
     };
-    let m = msg(&frame, frame.len() as u32, None, Some(h.to_bytes()));
+    let m = msg(&frame, frame.len() as u32, None, Some(h.encode_legacy()));
     let f = first_frame(&m);
     let mut pool = PacketPool::with_frames(16);
     let mut st = AfPacketStats::default();
@@ -177,7 +176,12 @@ fn super_frame_segments_resume_across_bursts() {
 #[test]
 fn empty_pool_stalls_without_losing_the_frame() {
     let frame = tcp4(10);
-    let m = msg(&frame, frame.len() as u32, None, Some([0; VNET_HDR_LEN]));
+    let m = msg(
+        &frame,
+        frame.len() as u32,
+        None,
+        Some([0; VNET_HDR_LEGACY_LEN]),
+    );
     let mut pool = PacketPool::with_frames(1);
     let hog = pool.alloc().unwrap();
     let mut batch = Batch::new(4);
@@ -208,12 +212,18 @@ fn tx_header_counts_checksum_start_from_the_frame() {
         csum_start: 20,
         csum_offset: 16,
     };
-    let h = tx_vnet_hdr(&frame, o).unwrap();
+    let h = VnetHdr::from_offload(o, &frame).unwrap();
     assert_eq!(h.csum_start, 38);
     assert_eq!(h.csum_offset, 16);
-    assert_eq!(h.hdr_len, 56);
+    // Every segment repeats Ethernet + tag + IPv4 + TCP.
+    assert_eq!(h.hdr_len, 58);
     assert_eq!(h.gso_type, VnetHdr::GSO_TCPV4);
-    assert!(tx_vnet_hdr(&frame, Offload::NONE).is_none());
+    assert_eq!(
+        VnetHdr::from_offload(Offload::NONE, &frame),
+        Some(VnetHdr::default())
+    );
+    // Offload state that does not fit the frame gets no header at all.
+    assert_eq!(VnetHdr::from_offload(o, &frame[..40]), None);
 }
 
 #[test]

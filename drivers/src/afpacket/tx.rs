@@ -1,6 +1,7 @@
 //! The transmit path: `sendmmsg` bursts, non-blocking, each frame behind a
 //! virtio-net header when the socket has them (carrying offload work other
-//! ports left, see [`tx_vnet_hdr`]); every buffer back to the pool.
+//! ports left, a TAP with offloads: `VnetHdr::from_offload`); every buffer
+//! back to the pool.
 //!
 //! Owns: turning a batch into one or more `sendmmsg` calls and sorting the
 //! kernel's refusals into counters. Never: blocking or retrying a refused
@@ -12,9 +13,9 @@ use std::os::fd::BorrowedFd;
 use rvs_switch::buf::Offload;
 use rvs_switch::{BATCH_MAX, Batch, PacketPool, TxDone};
 
-use super::offload::{VNET_HDR_LEN, VnetHdr, complete_csum, l3_offset};
 use super::stats::AfPacketStats;
 use super::sys;
+use crate::offload::{self, VNET_HDR_LEGACY_LEN, VnetHdr};
 
 /// What the kernel's refusals said about the link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,26 +25,6 @@ pub(super) enum Link {
     Down,
     /// `ENXIO`/`ENODEV`: the socket's interface is unregistered.
     Gone,
-}
-
-/// The virtio-net header telling the kernel what a frame from another port
-/// (a TAP with offloads) still needs: `None` when it needs nothing.
-pub(super) fn tx_vnet_hdr(data: &[u8], o: Offload) -> Option<VnetHdr> {
-    if !o.needs_csum() && !o.is_gso() {
-        return None;
-    }
-    // The switch counts csum_start from the L3 header; the kernel from the
-    // frame start.
-    let l2 = l3_offset(data).map_or(14, |(l3, _)| l3);
-    let csum_start = l2 + o.csum_start as usize;
-    Some(VnetHdr {
-        flags: o.flags & Offload::NEEDS_CSUM,
-        gso_type: o.gso_type,
-        hdr_len: (csum_start + o.csum_offset as usize + 2) as u16,
-        gso_size: o.gso_size,
-        csum_start: csum_start as u16,
-        csum_offset: o.csum_offset,
-    })
 }
 
 /// Send every frame in `batch` (emptying it) on the packet socket `fd`.
@@ -59,7 +40,7 @@ pub(super) fn transmit(
     if batch.is_empty() {
         return (done, link);
     }
-    let mut hdrs = [[0u8; VNET_HDR_LEN]; BATCH_MAX];
+    let mut hdrs = [[0u8; VNET_HDR_LEGACY_LEN]; BATCH_MAX];
     let mut keep = [true; BATCH_MAX];
     for i in 0..batch.len() {
         let o = batch.get(i).offload();
@@ -67,19 +48,23 @@ pub(super) fn transmit(
             continue;
         }
         if vnet_hdr {
-            if let Some(h) = tx_vnet_hdr(pool.data(batch.get(i)), o) {
-                hdrs[i] = h.to_bytes();
+            // The kernel finishes what the header says; one that does not
+            // fit its frame would be refused (EINVAL) anyway.
+            match VnetHdr::from_offload(o, pool.data(batch.get(i))) {
+                Some(h) => hdrs[i] = h.encode_legacy(),
+                None => {
+                    keep[i] = false;
+                    st.tx_errors += 1;
+                }
             }
         } else if o.is_gso() {
             keep[i] = false;
             st.tx_gso_unsupported += 1;
-        } else if o.needs_csum() {
-            let d = pool.data_mut(batch.get(i));
-            let start = l3_offset(d).map_or(14, |(l3, _)| l3) + o.csum_start as usize;
-            if complete_csum(d, start, o.csum_offset as usize).is_err() {
-                keep[i] = false;
-                st.tx_errors += 1;
-            }
+        } else if o.needs_csum()
+            && offload::complete_partial(pool.data_mut(batch.get(i)), o).is_err()
+        {
+            keep[i] = false;
+            st.tx_errors += 1;
         }
     }
     // Drop what cannot go, keeping the headers lined up with what stays.

@@ -8,13 +8,13 @@
 //! - [`AfXdpPort`] (port.rs): the rings behind the `Port` trait.
 //! - prog.rs: the XSKMAP and the hand-assembled redirect program, attached
 //!   in driver mode where the driver has it, else generic (SKB) mode.
-//! - ethtool.rs: transmit checksum offload and MTU ioctls (the veth quirk).
+//! - `crate::ethtool`: transmit checksum offload and MTU ioctls (the veth
+//!   quirk), shared with the rest of the crate and re-exported here.
 //!
 //! Owns: sockets, rings, the XDP attachment of the interfaces it was given.
 //! Never: creates or deletes interfaces, blocks, or lets a frame of the pool
 //! leave the pool's accounting without being on a kernel ring.
 
-mod ethtool;
 mod port;
 mod prog;
 mod umem;
@@ -22,7 +22,9 @@ mod umem;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use ethtool::{
+// The daemon, the lab tool and tests reach the ethtool layer through this
+// module too; there is one implementation, `crate::ethtool`.
+pub use crate::ethtool::{
     mtu, set_tx_checksum, set_tx_checksum_in_netns, tx_checksum, tx_checksum_in_netns,
 };
 pub use port::AfXdpPort;
@@ -56,6 +58,16 @@ pub enum AfXdpError {
     },
     #[error("attach AF_XDP to {ifname}: {reason}")]
     Config { ifname: String, reason: String },
+}
+
+impl From<crate::ethtool::EthtoolError> for AfXdpError {
+    fn from(e: crate::ethtool::EthtoolError) -> AfXdpError {
+        AfXdpError::Ethtool {
+            ifname: e.ifname,
+            what: e.op,
+            source: e.source,
+        }
+    }
 }
 
 fn verifier(log: &str) -> String {

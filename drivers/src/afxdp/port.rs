@@ -15,11 +15,11 @@ use rvs_switch::{Batch, PacketPool, Port, PortError, TxDone};
 use xdpilone::xdp::XdpDesc;
 use xdpilone::{DeviceQueue, RingRx, RingTx};
 
-use super::ethtool;
 use super::prog::XdpRedirect;
 use super::umem::{HeldFrames, Registration};
 use super::{AfXdpConfig, AfXdpError, AfXdpInfo, AfXdpStats, Umem};
-use crate::gso::{self, Finished};
+use crate::ethtool;
+use crate::offload::{self, Finished};
 
 /// Refill only when at least this many fill slots are free (or the ring is
 /// nearly empty), so a refill is one burst, not one frame.
@@ -315,7 +315,7 @@ impl AfXdpPort {
                 out.push(b);
                 continue;
             }
-            match gso::finish_in_software(pool, b, max_len, |_, seg| out.push(seg)) {
+            match offload::finish_in_software(pool, b, max_len, |_, seg| out.push(seg)) {
                 Ok(Finished::Segmented(n)) => AfXdpStats::add(&self.stats.tx_segments, n as u64),
                 Ok(_) => {}
                 Err(_) => dropped += 1,

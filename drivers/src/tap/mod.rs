@@ -8,7 +8,7 @@
 //! packet's [`Offload`] (L3-relative `csum_start`, so a VLAN push or pop on
 //! the way does not break it). Transmit writes each frame with a header
 //! rebuilt from that state; what the egress did not negotiate is done in
-//! software (`gso.rs`).
+//! software (`crate::offload`).
 //!
 //! Owns: the tun fd and its ioctls, the rx/tx offload decisions. Never:
 //! blocks, keeps a buffer across calls, or configures anything but its own
@@ -23,9 +23,8 @@ use std::sync::Arc;
 use rvs_switch::buf::Offload;
 use rvs_switch::{Batch, PacketPool, PktBuf, Port, PortError, TxDone};
 
-use crate::gso::{self, CsumMode};
 use crate::netlink::Netlink;
-use crate::vnet::{VNET_HDR_LEN, VnetHdr};
+use crate::offload::{self, CsumMode, GsoPlan, VNET_HDR_LEN, VnetHdr};
 
 mod counters;
 mod options;
@@ -386,7 +385,11 @@ impl TapPort {
                 } else {
                     CsumMode::Full
                 };
-                let sent = gso::segment_tcp(frame, o.gso_size, mode, |s| {
+                let Ok(plan) = GsoPlan::from_offload(frame, o) else {
+                    st.tx_bad_offload += 1;
+                    return false;
+                };
+                let sent = plan.segment(frame, mode, |s| {
                     let h = match s.partial_csum {
                         Some((start, off)) => VnetHdr {
                             flags: Offload::NEEDS_CSUM,
@@ -413,12 +416,7 @@ impl TapPort {
                 }
             }
         } else if o.needs_csum() && self.offload == TapOffload::None {
-            let frame = pool.data_mut(b);
-            let done = gso::l2_len(frame).and_then(|l2| {
-                gso::complete_checksum(frame, l2 + o.csum_start as usize, o.csum_offset as usize)
-                    .ok()
-            });
-            if done.is_none() {
+            if offload::complete_partial(pool.data_mut(b), o).is_err() {
                 st.tx_bad_offload += 1;
                 return false;
             }

@@ -11,7 +11,7 @@ use rvs_switch::vxlan::{RxMeta, Vni};
 use rvs_switch::{Batch, PacketPool, Port};
 
 use super::{VtepConfig, VtepPort, VtepStats};
-use crate::gso::{csum_add, csum_fold};
+use crate::offload::{csum_add, csum_fold};
 
 fn port_no() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};

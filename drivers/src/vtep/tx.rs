@@ -17,7 +17,7 @@ use rvs_switch::vxlan::{self, Destination};
 use rvs_switch::{BATCH_MAX, Batch, PacketPool, TxDone};
 
 use super::{VtepPort, VtepStats, sys};
-use crate::gso::{self, CsumMode, MAX_HEADERS};
+use crate::offload::{self, CsumMode, GsoPlan, MAX_HEADERS};
 
 /// One datagram to send: iovecs `iov[iov_at..iov_at + iov_n]` to
 /// `dsts[dst]` on transmit socket `sock` (`usize::MAX`: the bound one).
@@ -43,7 +43,7 @@ enum Prep {
     Drop,
     /// VXLAN header pushed; one iovec.
     Plain,
-    /// A TCP super-frame to cut.
+    /// A GSO super-frame to cut.
     Segment,
 }
 
@@ -71,9 +71,7 @@ impl VtepPort {
                 continue;
             }
             if o.needs_csum() {
-                let d = pool.data_mut(b);
-                let start = gso::l2_len(d).unwrap_or(14) + o.csum_start as usize;
-                if gso::complete_checksum(d, start, o.csum_offset as usize).is_err() {
+                if offload::complete_partial(pool.data_mut(b), o).is_err() {
                     st.tx_bad_offload += 1;
                     continue;
                 }
@@ -184,19 +182,16 @@ impl VtepPort {
         true
     }
 
-    /// Plan the segments of TCP super-frame `d`: per segment a block of
+    /// Plan the segments of GSO super-frame `d`: per segment a block of
     /// VXLAN header + rebuilt headers in the arena and a payload slice of
     /// `d`. False (counted): it cannot be cut, a segment would exceed the
     /// underlay MTU, or there is nowhere to send it.
     fn segment(&mut self, d: &[u8], o: Offload, now: u32, st: &mut VtepStats) -> bool {
-        let kind = o.gso_type & !Offload::GSO_ECN;
-        let Some(hlen) = gso::tcp_headers_len(d)
-            .filter(|_| matches!(kind, Offload::GSO_TCPV4 | Offload::GSO_TCPV6))
-        else {
+        let Ok(plan) = GsoPlan::from_offload(d, o) else {
             st.tx_bad_offload += 1;
             return false;
         };
-        if hlen + o.gso_size as usize > self.max_inner {
+        if plan.hdr_len() + o.gso_size as usize > self.max_inner {
             st.tx_oversize += 1;
             return false;
         }
@@ -204,7 +199,7 @@ impl VtepPort {
         let mut segs = std::mem::take(&mut self.segs);
         segs.clear();
         let arena = &mut self.arena;
-        let cut = gso::segment_tcp(d, o.gso_size, CsumMode::Full, |s| -> Result<(), ()> {
+        let cut = plan.segment(d, CsumMode::Full, |s| -> Result<(), ()> {
             let mut h = [0u8; vxlan::HEADER_LEN + MAX_HEADERS];
             let hl = vxlan::HEADER_LEN + s.headers.len();
             h[..vxlan::HEADER_LEN].copy_from_slice(&vxlan::header(vni));

@@ -2,22 +2,20 @@
 //! the IPv4 and IPv6 destinations of the whole batch up in one go (so the
 //! table loads overlap), then route each packet: TTL/hop limit, egress
 //! MTU, decrement with the incremental checksum, neighbor, MAC rewrite.
-//! Anything addressed to the gateway itself goes to `local.rs`.
+//! Anything addressed to the gateway itself goes to `local.rs`. Each step
+//! is written once, generic over the IP family (`family.rs`).
 //!
 //! Owns: the forwarding decisions. Never: allocation or I/O per packet.
 
-use crate::batch::{BATCH_MAX, Batch};
+use crate::batch::Batch;
 use crate::buf::{PacketPool, PktBuf};
 use crate::config::DomainId;
 use crate::counters::{DropReason, StageCounter};
 use crate::mac::MacAddr;
 use crate::wire::ethernet::{self, EtherType};
-use crate::wire::icmp;
-use crate::wire::icmpv6;
-use crate::wire::ipv4::Ipv4Packet;
-use crate::wire::ipv6::Ipv6Packet;
 use crate::wire::read_u16;
 
+use super::family::{Family, Lpm, V4, V6};
 use super::neigh::NeighKey;
 use super::{Adjacency, L3Out, NH_LOCAL, NextHop, NhId, Router};
 
@@ -33,92 +31,34 @@ struct Egress {
     external: bool,
 }
 
-/// What the first pass decided about a frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Class {
-    Drop(DropReason),
-    V4,
-    V6,
-    Arp,
-    /// ICMPv6 to a multicast group (neighbor discovery).
-    V6Multicast,
-}
+use super::lanes::{Class, Scratch};
 
-/// Per-batch working arrays, allocated once per router.
-pub(super) struct Scratch {
-    class: [Class; BATCH_MAX],
-    dst4: [u32; BATCH_MAX],
-    dst6: [u128; BATCH_MAX],
-    nh4: [Option<NhId>; BATCH_MAX],
-    nh6: [Option<NhId>; BATCH_MAX],
-    /// The ingress gateway routes between domains / is an uplink.
-    in_routing: bool,
-    in_external: bool,
-}
-
-impl Default for Scratch {
-    fn default() -> Self {
-        Scratch {
-            class: [Class::V4; BATCH_MAX],
-            dst4: [0; BATCH_MAX],
-            dst6: [0; BATCH_MAX],
-            nh4: [None; BATCH_MAX],
-            nh6: [None; BATCH_MAX],
-            in_routing: false,
-            in_external: false,
-        }
-    }
-}
-
-/// Classify one frame; `dst4`/`dst6` receive the destination to look up.
+/// Classify one frame; a routable packet's destination goes into its
+/// family's lanes.
 #[inline]
-fn classify(f: &[u8], gw_mac: MacAddr, dst4: &mut u32, dst6: &mut u128) -> Class {
+fn classify(f: &[u8], gw_mac: MacAddr, s: &mut Scratch) -> Class {
     if f.len() < ETH {
         return Class::Drop(DropReason::Runt);
     }
     let to_gw = <[u8; 6]>::try_from(&f[..6]).is_ok_and(|d| d == gw_mac.0);
     match read_u16(f, 12) {
-        EtherType::IPV4 => {
-            if !to_gw {
-                return Class::Drop(DropReason::L3NotForGateway);
-            }
-            let Ok(ip) = Ipv4Packet::new_checked(&f[ETH..]) else {
-                return Class::Drop(DropReason::L3Malformed);
-            };
-            if !ip.verify_checksum() {
-                return Class::Drop(DropReason::L3BadChecksum);
-            }
-            let d = ip.dst_u32();
-            // Multicast, limited broadcast, "this network".
-            if d >> 28 == 0xe || d == u32::MAX || d >> 24 == 0 {
-                return Class::Drop(DropReason::L3NotRoutable);
-            }
-            *dst4 = d;
-            Class::V4
-        }
-        EtherType::IPV6 => {
-            let Ok(ip) = Ipv6Packet::new_checked(&f[ETH..]) else {
-                return Class::Drop(DropReason::L3Malformed);
-            };
-            let d = u128::from_be_bytes(ip.dst_bytes());
-            if d >> 120 == 0xff {
-                if ip.next_header() == crate::wire::ipv4::Protocol::ICMPV6 {
-                    return Class::V6Multicast;
-                }
-                return Class::Drop(DropReason::L3NotRoutable);
-            }
-            if !to_gw {
-                return Class::Drop(DropReason::L3NotForGateway);
-            }
-            // Link-local (fe80::/10), unspecified, loopback: never routed.
-            if d >> 118 == 0x3fa || d <= 1 {
-                return Class::Drop(DropReason::L3NotRoutable);
-            }
-            *dst6 = d;
-            Class::V6
-        }
+        EtherType::IPV4 => lane::<V4>(&f[ETH..], to_gw, s),
+        EtherType::IPV6 => lane::<V6>(&f[ETH..], to_gw, s),
         EtherType::ARP => Class::Arp,
         _ => Class::Drop(DropReason::L3NotRoutable),
+    }
+}
+
+#[inline(always)]
+fn lane<F: Family>(ip: &[u8], to_gw: bool, s: &mut Scratch) -> Class {
+    match F::check(ip, to_gw) {
+        Ok(d) => {
+            let l = F::lanes_mut(s);
+            l.dst[l.n] = d;
+            l.n += 1;
+            F::CLASS
+        }
+        Err(c) => c,
     }
 }
 
@@ -166,57 +106,71 @@ impl Router {
         let s = &mut self.scratch;
         s.in_routing = routing;
         s.in_external = external;
-        let (mut n4, mut n6) = (0, 0);
+        s.v4.n = 0;
+        s.v6.n = 0;
         for (i, b) in batch.iter().enumerate() {
-            let c = classify(pool.data(b), gw_mac, &mut s.dst4[n4], &mut s.dst6[n6]);
-            s.class[i] = c;
-            n4 += (c == Class::V4) as usize;
-            n6 += (c == Class::V6) as usize;
+            s.class[i] = classify(pool.data(b), gw_mac, s);
         }
-        let tables = &self.tables[t];
-        if n4 > 0 {
-            tables.v4.lookup_batch(&s.dst4[..n4], &mut s.nh4[..n4]);
-        }
-        if n6 > 0 {
-            tables.v6.lookup_batch(&s.dst6[..n6], &mut s.nh6[..n6]);
-        }
+        self.lookup_lanes::<V4>(t);
+        self.lookup_lanes::<V6>(t);
         let (mut k4, mut k6) = (0, 0);
         for (i, buf) in batch.drain().enumerate() {
             match self.scratch.class[i] {
                 Class::V4 => {
-                    let (nh, dst) = (self.scratch.nh4[k4], self.scratch.dst4[k4]);
+                    self.forward_lane::<V4>(pool, in_domain, buf, k4, now_ms, out);
                     k4 += 1;
-                    self.forward_v4(pool, in_domain, buf, nh, dst, now_ms, out);
                 }
                 Class::V6 => {
-                    let (nh, dst) = (self.scratch.nh6[k6], self.scratch.dst6[k6]);
+                    self.forward_lane::<V6>(pool, in_domain, buf, k6, now_ms, out);
                     k6 += 1;
-                    self.forward_v6(pool, in_domain, buf, nh, dst, now_ms, out);
                 }
                 Class::Arp => self.handle_arp(pool, in_domain, buf, now_ms, out),
-                Class::V6Multicast => self.local_v6(pool, in_domain, buf, now_ms, out),
+                Class::V6Multicast => self.local::<V6>(pool, in_domain, buf, now_ms, out),
                 Class::Drop(r) => self.drop_pkt(pool, buf, r),
             }
         }
     }
 
+    /// Look the destinations of one family's lanes up in table `t`.
+    #[inline(always)]
+    fn lookup_lanes<F: Family>(&mut self, t: usize) {
+        let l = F::lanes_mut(&mut self.scratch);
+        if l.n > 0 {
+            F::lpm(&self.tables[t]).lookup_batch(&l.dst[..l.n], &mut l.nh[..l.n]);
+        }
+    }
+
+    /// Forward the packet of lane `k`.
+    #[inline(always)]
+    fn forward_lane<F: Family>(
+        &mut self,
+        pool: &mut PacketPool,
+        in_d: DomainId,
+        buf: PktBuf,
+        k: usize,
+        now_ms: u64,
+        out: &mut L3Out,
+    ) {
+        let l = F::lanes(&self.scratch);
+        let (nh, dst) = (l.nh[k], l.dst[k]);
+        self.forward::<F>(pool, in_d, buf, nh, dst, now_ms, out);
+    }
+
     /// The egress of next hop `id` for destination `dst`: (domain,
     /// neighbor key), `None` for a next hop of the wrong family.
     #[inline]
-    fn egress(&self, id: NhId, v6: bool, dst: u128) -> Option<(DomainId, NeighKey)> {
+    fn egress<F: Family>(&self, id: NhId, dst: F::Addr) -> Option<(DomainId, NeighKey)> {
         let (d, ip) = match self.nh[id as usize].nh {
             NextHop::Connected { domain } => (domain, dst),
-            NextHop::Via {
-                gateway: std::net::IpAddr::V4(g),
-                domain,
-            } if !v6 => (domain, u32::from(g) as u128),
-            NextHop::Via {
-                gateway: std::net::IpAddr::V6(g),
-                domain,
-            } if v6 => (domain, u128::from(g)),
-            _ => return None,
+            NextHop::Via { gateway, domain } => (domain, F::from_ip(gateway)?),
+            NextHop::Local => return None,
         };
-        Some((d, NeighKey { domain: d, v6, ip }))
+        let key = NeighKey {
+            domain: d,
+            v6: F::V6,
+            ip: F::to_key(ip),
+        };
+        Some((d, key))
     }
 
     /// Check the egress gateway and the inter-domain policy; returns its
@@ -240,129 +194,34 @@ impl Router {
         })
     }
 
+    /// Route one packet to `dst` whose next hop is `nh`: TTL / hop limit,
+    /// egress MTU, decrement, neighbor, MAC rewrite; to the gateway itself
+    /// it goes to local delivery, and what cannot be routed gets its ICMP
+    /// error.
     #[allow(clippy::too_many_arguments)]
-    fn forward_v4(
+    #[inline(always)]
+    fn forward<F: Family>(
         &mut self,
         pool: &mut PacketPool,
         in_d: DomainId,
         mut buf: PktBuf,
         nh: Option<NhId>,
-        dst: u32,
+        dst: F::Addr,
         now_ms: u64,
         out: &mut L3Out,
     ) {
         let Some(id) = nh else {
-            let (t, c) = (icmp::TYPE_DEST_UNREACHABLE, icmp::CODE_NET_UNREACHABLE);
-            return self.icmp4_error(
-                pool,
-                in_d,
-                buf,
-                (t, c, 0),
-                DropReason::L3NoRoute,
-                now_ms,
-                out,
-            );
+            let r = DropReason::L3NoRoute;
+            return self.icmp_error::<F>(pool, in_d, buf, F::NO_ROUTE, r, now_ms, out);
         };
         if id == NH_LOCAL {
-            return self.local_v4(pool, in_d, buf, now_ms, out);
+            return self.local::<F>(pool, in_d, buf, now_ms, out);
         }
-        let ip = Ipv4Packet::new_unchecked(&pool.data(&buf)[ETH..]);
-        let (ttl, total, df) = (ip.ttl(), ip.total_len(), ip.dont_frag());
+        let ip = &pool.data(&buf)[ETH..];
+        let (ttl, total) = (F::ttl(ip), F::total_len(ip));
         if ttl <= 1 {
-            let (t, c) = (icmp::TYPE_TIME_EXCEEDED, icmp::CODE_TTL_EXCEEDED);
-            return self.icmp4_error(
-                pool,
-                in_d,
-                buf,
-                (t, c, 0),
-                DropReason::L3TtlExceeded,
-                now_ms,
-                out,
-            );
-        }
-        if let Some(a) = self.adjacency(id, in_d)
-            && (total <= a.mtu || buf.offload().is_gso())
-        {
-            if buf.len() != ETH + total as usize {
-                pool.set_len(&mut buf, ETH + total as usize);
-            }
-            let f = pool.data_mut(&buf);
-            Ipv4Packet::new_unchecked(&mut f[ETH..]).decrement_ttl();
-            return self.emit(f, buf, &a, out);
-        }
-        let Some((eg, key)) = self.egress(id, false, dst as u128) else {
-            return self.drop_pkt(pool, buf, DropReason::L3NoRoute);
-        };
-        let e = match self.egress_gateway(in_d, eg) {
-            Ok(x) => x,
-            Err(r) => return self.drop_pkt(pool, buf, r),
-        };
-        let (gw_mac, vid, mtu) = (e.mac, e.vid, e.mtu);
-        // A GSO super-frame is segmented to `gso_size` at the egress.
-        if total > mtu && !buf.offload().is_gso() {
-            if !df {
-                return self.drop_pkt(pool, buf, DropReason::L3FragUnsupported);
-            }
-            let (t, c) = (icmp::TYPE_DEST_UNREACHABLE, icmp::CODE_FRAG_NEEDED);
-            let e = (t, c, mtu as u32);
-            return self.icmp4_error(pool, in_d, buf, e, DropReason::L3FragNeeded, now_ms, out);
-        }
-        if buf.len() != ETH + total as usize {
-            pool.set_len(&mut buf, ETH + total as usize);
-        }
-        let mac = self.resolve(id, &key, eg, e);
-        let f = pool.data_mut(&buf);
-        Ipv4Packet::new_unchecked(&mut f[ETH..]).decrement_ttl();
-        match mac {
-            Some(mac) => {
-                f[0..6].copy_from_slice(&mac.0);
-                f[6..12].copy_from_slice(&gw_mac.0);
-                self.counters.stages.inc(StageCounter::L3Forwarded);
-                out.push(key.domain, vid, buf);
-            }
-            None => self.hold(pool, key, buf, in_d, now_ms, out),
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn forward_v6(
-        &mut self,
-        pool: &mut PacketPool,
-        in_d: DomainId,
-        mut buf: PktBuf,
-        nh: Option<NhId>,
-        dst: u128,
-        now_ms: u64,
-        out: &mut L3Out,
-    ) {
-        let Some(id) = nh else {
-            let (t, c) = (icmpv6::TYPE_DEST_UNREACHABLE, icmpv6::CODE_NO_ROUTE);
-            return self.icmp6_error(
-                pool,
-                in_d,
-                buf,
-                (t, c, 0),
-                DropReason::L3NoRoute,
-                now_ms,
-                out,
-            );
-        };
-        if id == NH_LOCAL {
-            return self.local_v6(pool, in_d, buf, now_ms, out);
-        }
-        let ip = Ipv6Packet::new_unchecked(&pool.data(&buf)[ETH..]);
-        let (hops, total) = (ip.hop_limit(), ip.total_len());
-        if hops <= 1 {
-            let (t, c) = (icmpv6::TYPE_TIME_EXCEEDED, icmpv6::CODE_HOP_LIMIT);
-            return self.icmp6_error(
-                pool,
-                in_d,
-                buf,
-                (t, c, 0),
-                DropReason::L3TtlExceeded,
-                now_ms,
-                out,
-            );
+            let r = DropReason::L3TtlExceeded;
+            return self.icmp_error::<F>(pool, in_d, buf, F::TTL_EXCEEDED, r, now_ms, out);
         }
         if let Some(a) = self.adjacency(id, in_d)
             && (total <= a.mtu as usize || buf.offload().is_gso())
@@ -371,10 +230,27 @@ impl Router {
                 pool.set_len(&mut buf, ETH + total);
             }
             let f = pool.data_mut(&buf);
-            Ipv6Packet::new_unchecked(&mut f[ETH..]).set_hop_limit(hops - 1);
+            F::decrement_ttl(&mut f[ETH..], ttl);
             return self.emit(f, buf, &a, out);
         }
-        let Some((eg, key)) = self.egress(id, true, dst) else {
+        self.forward_slow::<F>(pool, in_d, buf, id, dst, (ttl, total), now_ms, out)
+    }
+
+    /// [`Self::forward`] without a current adjacency: egress policy, MTU,
+    /// neighbor resolution (which builds the adjacency).
+    #[allow(clippy::too_many_arguments)]
+    fn forward_slow<F: Family>(
+        &mut self,
+        pool: &mut PacketPool,
+        in_d: DomainId,
+        mut buf: PktBuf,
+        id: NhId,
+        dst: F::Addr,
+        (ttl, total): (u8, usize),
+        now_ms: u64,
+        out: &mut L3Out,
+    ) {
+        let Some((eg, key)) = self.egress::<F>(id, dst) else {
             return self.drop_pkt(pool, buf, DropReason::L3NoRoute);
         };
         let e = match self.egress_gateway(in_d, eg) {
@@ -382,16 +258,22 @@ impl Router {
             Err(r) => return self.drop_pkt(pool, buf, r),
         };
         let (gw_mac, vid, mtu) = (e.mac, e.vid, e.mtu);
+        // A GSO super-frame is segmented to `gso_size` at the egress.
         if total > mtu as usize && !buf.offload().is_gso() {
-            let e = (icmpv6::TYPE_PACKET_TOO_BIG, 0, mtu as u32);
-            return self.icmp6_error(pool, in_d, buf, e, DropReason::L3FragNeeded, now_ms, out);
+            return match F::too_big(&pool.data(&buf)[ETH..], mtu) {
+                Ok(kind) => {
+                    let r = DropReason::L3FragNeeded;
+                    self.icmp_error::<F>(pool, in_d, buf, kind, r, now_ms, out)
+                }
+                Err(r) => self.drop_pkt(pool, buf, r),
+            };
         }
         if buf.len() != ETH + total {
             pool.set_len(&mut buf, ETH + total);
         }
         let mac = self.resolve(id, &key, eg, e);
         let f = pool.data_mut(&buf);
-        Ipv6Packet::new_unchecked(&mut f[ETH..]).set_hop_limit(hops - 1);
+        F::decrement_ttl(&mut f[ETH..], ttl);
         match mac {
             Some(mac) => {
                 f[0..6].copy_from_slice(&mac.0);

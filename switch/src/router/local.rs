@@ -2,6 +2,9 @@
 //! its addresses, echo replies, ICMP/ICMPv6 errors (rate limited, built in
 //! place in front of the offending packet, in its headroom), ARP requests
 //! and NSs for unresolved neighbors, and the release of held packets.
+//! Echo, port unreachable, errors and solicitations are written once,
+//! generic over the IP family; ARP and neighbor discovery are the two
+//! families' own protocols.
 //!
 //! Owns: the slow path of the L3 stage. Never: I/O; a frame it originates
 //! comes from the pool, never from the heap.
@@ -14,38 +17,17 @@ use crate::counters::{DropReason, StageCounter};
 use crate::mac::MacAddr;
 use crate::wire::arp::{self, ArpPacket};
 use crate::wire::ethernet;
-use crate::wire::icmp::{self, IcmpPacket};
 use crate::wire::icmpv6::{self, Icmpv6Packet};
-use crate::wire::ipv4::{Ipv4Packet, Protocol};
+use crate::wire::ipv4::Protocol;
 use crate::wire::ipv6::Ipv6Packet;
 
+use super::family::{Family, V4, V6, source};
 use super::neigh::{Hold, NeighKey, PENDING_MAX};
-use super::{Gateway, L3Out, Router};
+use super::{L3Out, Router};
 
 const ETH: usize = ethernet::HEADER_LEN;
 
-/// (type, code, rest-of-header) of an ICMP error.
-pub(super) type IcmpKind = (u8, u8, u32);
-
-/// The gateway's IPv4 address to speak to `peer` from: one whose subnet
-/// holds `peer`, else the first.
-fn src_v4(g: &Gateway, peer: u32) -> Option<u32> {
-    let on_link = g.ipv4.iter().find(|(a, l)| {
-        let m = u32::MAX.checked_shl(32 - (*l).min(32) as u32).unwrap_or(0);
-        u32::from(*a) & m == peer & m
-    });
-    on_link.or(g.ipv4.first()).map(|(a, _)| u32::from(*a))
-}
-
-fn src_v6(g: &Gateway, peer: u128) -> Option<[u8; 16]> {
-    let on_link = g.ipv6.iter().find(|(a, l)| {
-        let m = u128::MAX
-            .checked_shl(128 - (*l).min(128) as u32)
-            .unwrap_or(0);
-        u128::from(*a) & m == peer & m
-    });
-    on_link.or(g.ipv6.first()).map(|(a, _)| a.octets())
-}
+use super::lanes::IcmpKind;
 
 impl Router {
     /// Hold a packet received in `from` for an unresolved neighbor; solicit
@@ -79,6 +61,20 @@ impl Router {
         now_ms: u64,
         out: &mut L3Out,
     ) {
+        if k.v6 {
+            self.solicit_as::<V6>(pool, k, now_ms, out)
+        } else {
+            self.solicit_as::<V4>(pool, k, now_ms, out)
+        }
+    }
+
+    fn solicit_as<F: Family>(
+        &mut self,
+        pool: &mut PacketPool,
+        k: NeighKey,
+        now_ms: u64,
+        out: &mut L3Out,
+    ) {
         if !self.solicit_bucket.admit(now_ms) {
             self.counters.stages.inc(StageCounter::L3SolicitRateLimited);
             return;
@@ -87,27 +83,21 @@ impl Router {
             return;
         };
         let (mac, vid) = (g.cfg.mac, g.cfg.vid);
-        let src4 = src_v4(&g.cfg, k.ip as u32);
-        let src6 = src_v6(&g.cfg, k.ip);
+        let target = F::from_key(k.ip);
+        let Some(src) = source::<F>(&g.cfg, target) else {
+            return;
+        };
         let Some(mut b) = pool.alloc() else {
             self.counters.drops[DropReason::PoolExhausted as usize] += 1;
             return;
         };
-        let frame = pool.tail_room_mut(&b);
-        let (n, counter) = if k.v6 {
-            let n = src6.map(|s| icmpv6::write_solicit(frame, mac, &s, &k.ip.to_be_bytes()));
-            (n, StageCounter::L3NdSolicits)
-        } else {
-            let n = src4.map(|s| arp::write_request(frame, mac, s.into(), (k.ip as u32).into()));
-            (n, StageCounter::L3ArpRequests)
-        };
-        match n {
-            Some(Ok(n)) => {
+        match F::write_solicit(pool.tail_room_mut(&b), mac, src, target) {
+            Ok(n) => {
                 pool.set_len(&mut b, n);
-                self.counters.stages.inc(counter);
+                self.counters.stages.inc(F::SOLICITS);
                 out.push(k.domain, vid, b);
             }
-            _ => pool.free(b),
+            Err(_) => pool.free(b),
         }
     }
 
@@ -169,9 +159,10 @@ impl Router {
         pool.free(buf);
     }
 
-    /// IPv4 to one of the gateway's addresses: echo, else port unreachable
-    /// for UDP, else dropped.
-    pub(super) fn local_v4(
+    /// An IP packet to one of the gateway's addresses, or ICMPv6 to a
+    /// multicast group: echo → reply, UDP → port unreachable, neighbor
+    /// discovery (IPv6), anything else dropped.
+    pub(super) fn local<F: Family>(
         &mut self,
         pool: &mut PacketPool,
         in_d: DomainId,
@@ -183,34 +174,39 @@ impl Router {
             return self.drop_pkt(pool, buf, DropReason::L3NoGateway);
         };
         let (mac, vid) = (g.cfg.mac, g.cfg.vid);
-        let ip = Ipv4Packet::new_unchecked(&pool.data(&buf)[ETH..]);
-        match ip.protocol() {
-            Protocol::ICMP => {
-                let ok = IcmpPacket::new_checked(ip.payload())
-                    .is_ok_and(|m| m.verify_checksum() && m.msg_type() == icmp::TYPE_ECHO_REQUEST);
-                if ok && let Ok(n) = icmp::echo_reply_in_place(pool.data_mut(&buf), mac) {
-                    pool.set_len(&mut buf, n);
-                    self.counters.stages.inc(StageCounter::L3EchoReplies);
-                    return out.push(in_d, vid, buf);
+        let ip = &pool.data(&buf)[ETH..];
+        let unicast = !F::is_multicast(F::dst(ip));
+        if F::protocol(ip) == Protocol::UDP && unicast {
+            let r = DropReason::L3LocalUnsupported;
+            return self.icmp_error::<F>(pool, in_d, buf, F::PORT_UNREACHABLE, r, now_ms, out);
+        }
+        match F::icmp_header(ip) {
+            Some((t, _)) if t == F::ECHO_REQUEST && unicast => {
+                match F::echo_reply_in_place(pool.data_mut(&buf), mac) {
+                    Ok(n) => {
+                        pool.set_len(&mut buf, n);
+                        self.counters.stages.inc(StageCounter::L3EchoReplies);
+                        out.push(in_d, vid, buf);
+                    }
+                    Err(_) => self.drop_pkt(pool, buf, DropReason::L3Malformed),
                 }
-                self.drop_pkt(pool, buf, DropReason::L3LocalUnsupported)
             }
-            Protocol::UDP => {
-                let e = (icmp::TYPE_DEST_UNREACHABLE, icmp::CODE_PORT_UNREACHABLE, 0);
-                let r = DropReason::L3LocalUnsupported;
-                self.icmp4_error(pool, in_d, buf, e, r, now_ms, out)
+            Some((t, 0)) if F::V6 && F::ttl(ip) == icmpv6::ND_HOP_LIMIT => {
+                self.neighbor_discovery(pool, in_d, buf, t, now_ms, out)
             }
             _ => self.drop_pkt(pool, buf, DropReason::L3LocalUnsupported),
         }
     }
 
-    /// ICMPv6 to the gateway or to a multicast group: NS for our address →
-    /// NA, NA → neighbor update, echo → reply; UDP → port unreachable.
-    pub(super) fn local_v6(
+    /// An ICMPv6 message of type `t` that may be neighbor discovery (hop
+    /// limit 255, code 0, checksum checked): NS for our address → NA, NS
+    /// and NA → neighbor update.
+    fn neighbor_discovery(
         &mut self,
         pool: &mut PacketPool,
         in_d: DomainId,
         mut buf: PktBuf,
+        t: u8,
         now_ms: u64,
         out: &mut L3Out,
     ) {
@@ -220,24 +216,11 @@ impl Router {
         let (mac, vid) = (g.cfg.mac, g.cfg.vid);
         let data = pool.data(&buf);
         let ip = Ipv6Packet::new_unchecked(&data[ETH..]);
-        let (src, dst, hops) = (ip.src_bytes(), ip.dst_bytes(), ip.hop_limit());
-        if ip.next_header() == Protocol::UDP && dst[0] != 0xff {
-            let e = (
-                icmpv6::TYPE_DEST_UNREACHABLE,
-                icmpv6::CODE_PORT_UNREACHABLE,
-                0,
-            );
-            let r = DropReason::L3LocalUnsupported;
-            return self.icmp6_error(pool, in_d, buf, e, r, now_ms, out);
-        }
-        let msg = match Icmpv6Packet::new_checked(ip.payload()) {
-            Ok(m) if ip.next_header() == Protocol::ICMPV6 && m.verify_checksum(&src, &dst) => m,
-            _ => return self.drop_pkt(pool, buf, DropReason::L3LocalUnsupported),
-        };
-        let nd = hops == icmpv6::ND_HOP_LIMIT && msg.code() == 0;
+        let src = ip.src_bytes();
+        let msg = Icmpv6Packet::new_unchecked(ip.payload());
         let src_ok = src != [0; 16] && src[0] != 0xff;
-        match msg.msg_type() {
-            icmpv6::TYPE_NEIGHBOR_SOLICIT if nd => {
+        match t {
+            icmpv6::TYPE_NEIGHBOR_SOLICIT => {
                 let Some(target) = msg.nd_target() else {
                     return self.drop_pkt(pool, buf, DropReason::L3Malformed);
                 };
@@ -261,7 +244,7 @@ impl Router {
                 self.counters.stages.inc(StageCounter::L3NeighConsumed);
                 pool.free(buf);
             }
-            icmpv6::TYPE_NEIGHBOR_ADVERT if nd => {
+            icmpv6::TYPE_NEIGHBOR_ADVERT => {
                 if let (Some(t), Some(m)) = (msg.nd_target(), msg.nd_lladdr()) {
                     let k = NeighKey::v6(in_d, u128::from_be_bytes(t));
                     let held = self.neigh.confirm(k, m, now_ms, false);
@@ -270,24 +253,15 @@ impl Router {
                 self.counters.stages.inc(StageCounter::L3NeighConsumed);
                 pool.free(buf);
             }
-            icmpv6::TYPE_ECHO_REQUEST if dst[0] != 0xff => {
-                match icmpv6::echo_reply_in_place(pool.data_mut(&buf), mac) {
-                    Ok(n) => {
-                        pool.set_len(&mut buf, n);
-                        self.counters.stages.inc(StageCounter::L3EchoReplies);
-                        out.push(in_d, vid, buf);
-                    }
-                    Err(_) => self.drop_pkt(pool, buf, DropReason::L3Malformed),
-                }
-            }
             _ => self.drop_pkt(pool, buf, DropReason::L3LocalUnsupported),
         }
     }
 
     /// Drop `buf` (counted as `reason`) and, within the rate limit, send
-    /// the ICMP error `kind` back to its source, built in place.
+    /// the ICMP error `kind` back to its source, built in place in front of
+    /// the packet (RFC 1812 §4.3.2, RFC 4443 §2.4).
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn icmp4_error(
+    pub(super) fn icmp_error<F: Family>(
         &mut self,
         pool: &mut PacketPool,
         in_d: DomainId,
@@ -299,23 +273,13 @@ impl Router {
     ) {
         self.counters.drops[reason as usize] += 1;
         let f = pool.data(&buf);
-        let ip = Ipv4Packet::new_unchecked(&f[ETH..]);
-        let s = ip.src_u32();
-        // RFC 1812 §4.3.2.7: never about errors, non-first fragments, or
-        // packets from non-unicast sources.
-        let quoted_error = ip.protocol() == Protocol::ICMP
-            && ip.payload().first().is_some_and(|t| icmp::is_error(*t));
-        let eligible = !quoted_error
-            && ip.frag_offset() == 0
-            && s >> 24 != 0
-            && s >> 28 != 0xe
-            && s != u32::MAX
-            && buf.headroom() >= icmp::ERROR_OVERHEAD - ETH;
-        let total = ip.total_len() as usize;
+        let ip = &f[ETH..];
+        let eligible = F::error_allowed(ip) && buf.headroom() >= F::ERROR_OVERHEAD - ETH;
+        let (s, total) = (F::src(ip), F::total_len(ip));
         let eth_dst = MacAddr(f[6..12].try_into().unwrap());
         let g = self
             .gw_state(in_d)
-            .map(|g| (g.cfg.mac, g.cfg.vid, src_v4(&g.cfg, s)));
+            .map(|g| (g.cfg.mac, g.cfg.vid, source::<F>(&g.cfg, s)));
         let Some((mac, vid, Some(gw_ip))) = g.filter(|_| eligible) else {
             return pool.free(buf);
         };
@@ -323,67 +287,9 @@ impl Router {
             self.counters.stages.inc(StageCounter::L3IcmpRateLimited);
             return pool.free(buf);
         }
-        pool.set_len(&mut buf, ETH + total.min(icmp::ERROR_QUOTE_MAX));
-        pool.push_front(&mut buf, icmp::ERROR_OVERHEAD - ETH);
-        let a = icmp::ErrorAddrs {
-            eth_dst,
-            eth_src: mac,
-            ip_src: gw_ip,
-            ip_dst: s,
-        };
-        match icmp::write_error(pool.data_mut(&buf), a, kind.0, kind.1, kind.2) {
-            Ok(_) => {
-                self.counters.stages.inc(StageCounter::L3IcmpErrors);
-                out.push(in_d, vid, buf);
-            }
-            Err(_) => pool.free(buf),
-        }
-    }
-
-    /// As [`Self::icmp4_error`] for IPv6 (RFC 4443 §2.4).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn icmp6_error(
-        &mut self,
-        pool: &mut PacketPool,
-        in_d: DomainId,
-        mut buf: PktBuf,
-        kind: IcmpKind,
-        reason: DropReason,
-        now_ms: u64,
-        out: &mut L3Out,
-    ) {
-        self.counters.drops[reason as usize] += 1;
-        let f = pool.data(&buf);
-        let ip = Ipv6Packet::new_unchecked(&f[ETH..]);
-        let s = ip.src_bytes();
-        let quoted_error = ip.next_header() == Protocol::ICMPV6
-            && ip.payload().first().is_some_and(|t| icmpv6::is_error(*t));
-        let eligible = !quoted_error
-            && s != [0; 16]
-            && s[0] != 0xff
-            && buf.headroom() >= icmpv6::ERROR_OVERHEAD - ETH;
-        let total = ip.total_len();
-        let eth_dst = MacAddr(f[6..12].try_into().unwrap());
-        let peer = u128::from_be_bytes(s);
-        let g = self
-            .gw_state(in_d)
-            .map(|g| (g.cfg.mac, g.cfg.vid, src_v6(&g.cfg, peer)));
-        let Some((mac, vid, Some(gw_ip))) = g.filter(|_| eligible) else {
-            return pool.free(buf);
-        };
-        if !self.icmp_bucket.admit(now_ms) {
-            self.counters.stages.inc(StageCounter::L3IcmpRateLimited);
-            return pool.free(buf);
-        }
-        pool.set_len(&mut buf, ETH + total.min(icmpv6::ERROR_QUOTE_MAX));
-        pool.push_front(&mut buf, icmpv6::ERROR_OVERHEAD - ETH);
-        let a = icmpv6::ErrorAddrs {
-            eth_dst,
-            eth_src: mac,
-            ip_src: gw_ip,
-            ip_dst: s,
-        };
-        match icmpv6::write_error(pool.data_mut(&buf), &a, kind.0, kind.1, kind.2) {
+        pool.set_len(&mut buf, ETH + total.min(F::ERROR_QUOTE_MAX));
+        pool.push_front(&mut buf, F::ERROR_OVERHEAD - ETH);
+        match F::write_error(pool.data_mut(&buf), (eth_dst, mac), gw_ip, s, kind) {
             Ok(_) => {
                 self.counters.stages.inc(StageCounter::L3IcmpErrors);
                 out.push(in_d, vid, buf);
@@ -396,6 +302,7 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::router::Gateway;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     #[test]
@@ -405,12 +312,12 @@ mod tests {
             .with_ipv4(Ipv4Addr::new(10, 1, 0, 1), 16)
             .with_ipv6("2001:db8::1".parse().unwrap(), 64)
             .with_ipv6("2001:db8:1::1".parse().unwrap(), 64);
-        assert_eq!(src_v4(&g, 0x0a01_0505), Some(0x0a01_0001));
-        assert_eq!(src_v4(&g, 0x0b00_0001), Some(0x0a00_0001));
+        assert_eq!(source::<V4>(&g, 0x0a01_0505), Some(0x0a01_0001));
+        assert_eq!(source::<V4>(&g, 0x0b00_0001), Some(0x0a00_0001));
         let p: Ipv6Addr = "2001:db8:1::99".parse().unwrap();
         let want: Ipv6Addr = "2001:db8:1::1".parse().unwrap();
-        assert_eq!(src_v6(&g, u128::from(p)), Some(want.octets()));
+        assert_eq!(source::<V6>(&g, u128::from(p)), Some(u128::from(want)));
         let none = Gateway::new(DomainId(1), MacAddr::local(1));
-        assert_eq!(src_v4(&none, 1), None);
+        assert_eq!(source::<V4>(&none, 1), None);
     }
 }

@@ -14,7 +14,7 @@
 
 use hashbrown::HashMap;
 
-use super::{LpmError, NhId};
+use super::{LpmError, NhId, family::Lpm};
 
 const EXT: u32 = 1 << 31;
 const DEPTH_SHIFT: u32 = 24;
@@ -99,14 +99,56 @@ impl Lpm4 {
     pub fn routes(&self) -> impl Iterator<Item = (u32, u8, NhId)> + '_ {
         self.rules.iter().map(|(&(a, l), &nh)| (a, l, nh))
     }
+
+    /// The group (as an offset into `tbl8`) under first-table entry `i`,
+    /// created from the entry's leaf if there is none.
+    fn group_of(&mut self, i: usize) -> Result<usize, LpmError> {
+        let e = self.tbl24[i];
+        if e & EXT != 0 {
+            return Ok(((e & PAYLOAD) as usize) << 8);
+        }
+        let g = match self.free_groups.pop() {
+            Some(g) => g,
+            None => {
+                let g = (self.tbl8.len() / 256) as u32;
+                if g >= self.max_groups {
+                    return Err(LpmError::Full);
+                }
+                self.tbl8.resize(self.tbl8.len() + 256, 0);
+                g
+            }
+        };
+        let off = (g as usize) << 8;
+        self.tbl8[off..off + 256].fill(e);
+        self.tbl24[i] = EXT | g;
+        Ok(off)
+    }
+
+    /// Fold the group under entry `i` back into a leaf if it holds one
+    /// prefix of /24 or shorter everywhere.
+    fn try_fold(&mut self, i: usize) {
+        let e = self.tbl24[i];
+        let gi = e & PAYLOAD;
+        let g = (gi as usize) << 8;
+        let first = self.tbl8[g];
+        if depth(first) <= 25 && self.tbl8[g..g + 256].iter().all(|&x| x == first) {
+            self.tbl24[i] = first;
+            self.free_groups.push(gi);
+        }
+    }
+}
+
+impl Lpm for Lpm4 {
+    type Addr = u32;
+
     /// The next hop of exactly this prefix, if present.
-    pub fn get(&self, addr: u32, len: u8) -> Option<NhId> {
+    fn get(&self, addr: u32, len: u8) -> Option<NhId> {
         self.rules.get(&(mask(addr, len), len)).copied()
     }
 
     /// Longest-prefix match.
     #[inline]
-    pub fn lookup(&self, addr: u32) -> Option<NhId> {
+    fn lookup(&self, addr: u32) -> Option<NhId> {
         let e = self.tbl24[(addr >> 8) as usize];
         let e = if e & EXT != 0 {
             self.tbl8[(((e & PAYLOAD) as usize) << 8) | (addr & 0xff) as usize]
@@ -119,7 +161,7 @@ impl Lpm4 {
     /// Look up `addrs` into `out` (same length or longer). The first-table
     /// loads of the whole batch are issued before any is used, so their
     /// cache misses overlap.
-    pub fn lookup_batch(&self, addrs: &[u32], out: &mut [Option<NhId>]) {
+    fn lookup_batch(&self, addrs: &[u32], out: &mut [Option<NhId>]) {
         let mut raw = [0u32; 64];
         for (addrs, out) in addrs.chunks(64).zip(out.chunks_mut(64)) {
             for (r, &a) in raw.iter_mut().zip(addrs) {
@@ -137,7 +179,7 @@ impl Lpm4 {
     }
 
     /// Add or replace `addr/len → nh`; returns the next hop it replaced.
-    pub fn insert(&mut self, addr: u32, len: u8, nh: NhId) -> Result<Option<NhId>, LpmError> {
+    fn insert(&mut self, addr: u32, len: u8, nh: NhId) -> Result<Option<NhId>, LpmError> {
         if len > 32 {
             return Err(LpmError::PrefixLen(len));
         }
@@ -174,32 +216,8 @@ impl Lpm4 {
         Ok(self.rules.insert((addr, len), nh))
     }
 
-    /// The group (as an offset into `tbl8`) under first-table entry `i`,
-    /// created from the entry's leaf if there is none.
-    fn group_of(&mut self, i: usize) -> Result<usize, LpmError> {
-        let e = self.tbl24[i];
-        if e & EXT != 0 {
-            return Ok(((e & PAYLOAD) as usize) << 8);
-        }
-        let g = match self.free_groups.pop() {
-            Some(g) => g,
-            None => {
-                let g = (self.tbl8.len() / 256) as u32;
-                if g >= self.max_groups {
-                    return Err(LpmError::Full);
-                }
-                self.tbl8.resize(self.tbl8.len() + 256, 0);
-                g
-            }
-        };
-        let off = (g as usize) << 8;
-        self.tbl8[off..off + 256].fill(e);
-        self.tbl24[i] = EXT | g;
-        Ok(off)
-    }
-
     /// Remove `addr/len`; returns its next hop, `None` if it was not there.
-    pub fn remove(&mut self, addr: u32, len: u8) -> Option<NhId> {
+    fn remove(&mut self, addr: u32, len: u8) -> Option<NhId> {
         if len > 32 {
             return None;
         }
@@ -243,19 +261,6 @@ impl Lpm4 {
             }
         }
         Some(nh)
-    }
-
-    /// Fold the group under entry `i` back into a leaf if it holds one
-    /// prefix of /24 or shorter everywhere.
-    fn try_fold(&mut self, i: usize) {
-        let e = self.tbl24[i];
-        let gi = e & PAYLOAD;
-        let g = (gi as usize) << 8;
-        let first = self.tbl8[g];
-        if depth(first) <= 25 && self.tbl8[g..g + 256].iter().all(|&x| x == first) {
-            self.tbl24[i] = first;
-            self.free_groups.push(gi);
-        }
     }
 }
 

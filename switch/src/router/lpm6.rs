@@ -17,7 +17,7 @@
 
 use hashbrown::HashMap;
 
-use super::{LpmError, NhId};
+use super::{LpmError, NhId, family::Lpm};
 
 const EXT: u32 = 1 << 31;
 const DEPTH_SHIFT: u32 = 23;
@@ -113,90 +113,10 @@ impl Lpm6 {
     pub fn routes(&self) -> impl Iterator<Item = (u128, u8, NhId)> + '_ {
         self.rules.iter().map(|(&(a, l), &nh)| (a, l, nh))
     }
-    pub fn get(&self, addr: u128, len: u8) -> Option<NhId> {
-        self.rules.get(&(mask(addr, len), len)).copied()
-    }
 
     #[inline]
     fn node(e: u32) -> usize {
         ROOT + (((e & PAYLOAD) as usize) << 8)
-    }
-
-    /// Longest-prefix match.
-    #[inline]
-    pub fn lookup(&self, a: u128) -> Option<NhId> {
-        let mut e = self.t[(a >> 112) as usize];
-        let mut shift = 112u32;
-        while e & EXT != 0 {
-            shift = shift.checked_sub(8)?;
-            e = self.t[Self::node(e) + ((a >> shift) & 0xff) as usize];
-        }
-        if e == 0 { None } else { Some(e & PAYLOAD) }
-    }
-
-    /// Look up `addrs` into `out`, one trie level at a time for the whole
-    /// batch so that the loads of different packets overlap.
-    pub fn lookup_batch(&self, addrs: &[u128], out: &mut [Option<NhId>]) {
-        let mut raw = [0u32; 64];
-        for (addrs, out) in addrs.chunks(64).zip(out.chunks_mut(64)) {
-            let raw = &mut raw[..addrs.len()];
-            let mut pending = false;
-            for (r, &a) in raw.iter_mut().zip(addrs) {
-                *r = self.t[(a >> 112) as usize];
-                pending |= *r & EXT != 0;
-            }
-            let mut shift = 112u32;
-            while pending {
-                let Some(s) = shift.checked_sub(8) else { break };
-                shift = s;
-                pending = false;
-                // Branch-free: finished entries re-read slot 0 (hot) and
-                // keep their value, so mixed prefix lengths in a batch do
-                // not cost mispredictions.
-                for (r, &a) in raw.iter_mut().zip(addrs) {
-                    let ext = *r & EXT != 0;
-                    let at = Self::node(*r) + ((a >> shift) & 0xff) as usize;
-                    let v = self.t[if ext { at } else { 0 }];
-                    *r = if ext { v } else { *r };
-                    pending |= *r & EXT != 0;
-                }
-            }
-            for (o, &e) in out.iter_mut().zip(raw.iter()) {
-                *o = if e == 0 || e & EXT != 0 {
-                    None
-                } else {
-                    Some(e & PAYLOAD)
-                };
-            }
-        }
-    }
-
-    /// Add or replace `addr/len → nh`; returns the next hop it replaced.
-    pub fn insert(&mut self, addr: u128, len: u8, nh: NhId) -> Result<Option<NhId>, LpmError> {
-        if len > 128 {
-            return Err(LpmError::PrefixLen(len));
-        }
-        if nh > MAX_NH {
-            return Err(LpmError::NextHop(nh));
-        }
-        let addr = mask(addr, len);
-        let val = leaf(len, nh);
-        let d = len as u32 + 1;
-        let mut base = 0usize;
-        let mut l = 0u32;
-        loop {
-            let end = level_end(l);
-            let i = index_at(addr, l);
-            if len as u32 <= end {
-                for k in base + i..base + i + (1usize << (end - len as u32)) {
-                    self.overwrite(k, val, d);
-                }
-                break;
-            }
-            base = self.child_of(base + i)?;
-            l += 1;
-        }
-        Ok(self.rules.insert((addr, len), nh))
     }
 
     /// Set entry `k` (and everything under it) to `val` where the current
@@ -234,21 +154,6 @@ impl Lpm6 {
         self.t[off..off + 256].fill(e);
         self.t[k] = EXT | n;
         Ok(off)
-    }
-
-    /// Remove `addr/len`; returns its next hop, `None` if it was not there.
-    pub fn remove(&mut self, addr: u128, len: u8) -> Option<NhId> {
-        if len > 128 {
-            return None;
-        }
-        let addr = mask(addr, len);
-        let nh = self.rules.remove(&(addr, len))?;
-        let repl = (0..len)
-            .rev()
-            .find_map(|l| self.rules.get(&(mask(addr, l), l)).map(|&n| leaf(l, n)))
-            .unwrap_or(0);
-        self.remove_at(0, 0, addr, len, len as u32 + 1, repl);
-        Some(nh)
     }
 
     /// Replace entries of depth `old` under the prefix in the node at
@@ -301,6 +206,106 @@ impl Lpm6 {
             self.t[k] = first;
             self.free_nodes.push(e & PAYLOAD);
         }
+    }
+}
+
+impl Lpm for Lpm6 {
+    type Addr = u128;
+
+    fn get(&self, addr: u128, len: u8) -> Option<NhId> {
+        self.rules.get(&(mask(addr, len), len)).copied()
+    }
+
+    /// Longest-prefix match.
+    #[inline]
+    fn lookup(&self, a: u128) -> Option<NhId> {
+        let mut e = self.t[(a >> 112) as usize];
+        let mut shift = 112u32;
+        while e & EXT != 0 {
+            shift = shift.checked_sub(8)?;
+            e = self.t[Self::node(e) + ((a >> shift) & 0xff) as usize];
+        }
+        if e == 0 { None } else { Some(e & PAYLOAD) }
+    }
+
+    /// Look up `addrs` into `out`, one trie level at a time for the whole
+    /// batch so that the loads of different packets overlap.
+    fn lookup_batch(&self, addrs: &[u128], out: &mut [Option<NhId>]) {
+        let mut raw = [0u32; 64];
+        for (addrs, out) in addrs.chunks(64).zip(out.chunks_mut(64)) {
+            let raw = &mut raw[..addrs.len()];
+            let mut pending = false;
+            for (r, &a) in raw.iter_mut().zip(addrs) {
+                *r = self.t[(a >> 112) as usize];
+                pending |= *r & EXT != 0;
+            }
+            let mut shift = 112u32;
+            while pending {
+                let Some(s) = shift.checked_sub(8) else { break };
+                shift = s;
+                pending = false;
+                // Branch-free: finished entries re-read slot 0 (hot) and
+                // keep their value, so mixed prefix lengths in a batch do
+                // not cost mispredictions.
+                for (r, &a) in raw.iter_mut().zip(addrs) {
+                    let ext = *r & EXT != 0;
+                    let at = Self::node(*r) + ((a >> shift) & 0xff) as usize;
+                    let v = self.t[if ext { at } else { 0 }];
+                    *r = if ext { v } else { *r };
+                    pending |= *r & EXT != 0;
+                }
+            }
+            for (o, &e) in out.iter_mut().zip(raw.iter()) {
+                *o = if e == 0 || e & EXT != 0 {
+                    None
+                } else {
+                    Some(e & PAYLOAD)
+                };
+            }
+        }
+    }
+
+    /// Add or replace `addr/len → nh`; returns the next hop it replaced.
+    fn insert(&mut self, addr: u128, len: u8, nh: NhId) -> Result<Option<NhId>, LpmError> {
+        if len > 128 {
+            return Err(LpmError::PrefixLen(len));
+        }
+        if nh > MAX_NH {
+            return Err(LpmError::NextHop(nh));
+        }
+        let addr = mask(addr, len);
+        let val = leaf(len, nh);
+        let d = len as u32 + 1;
+        let mut base = 0usize;
+        let mut l = 0u32;
+        loop {
+            let end = level_end(l);
+            let i = index_at(addr, l);
+            if len as u32 <= end {
+                for k in base + i..base + i + (1usize << (end - len as u32)) {
+                    self.overwrite(k, val, d);
+                }
+                break;
+            }
+            base = self.child_of(base + i)?;
+            l += 1;
+        }
+        Ok(self.rules.insert((addr, len), nh))
+    }
+
+    /// Remove `addr/len`; returns its next hop, `None` if it was not there.
+    fn remove(&mut self, addr: u128, len: u8) -> Option<NhId> {
+        if len > 128 {
+            return None;
+        }
+        let addr = mask(addr, len);
+        let nh = self.rules.remove(&(addr, len))?;
+        let repl = (0..len)
+            .rev()
+            .find_map(|l| self.rules.get(&(mask(addr, l), l)).map(|&n| leaf(l, n)))
+            .unwrap_or(0);
+        self.remove_at(0, 0, addr, len, len as u32 + 1, repl);
+        Some(nh)
     }
 }
 

@@ -6,6 +6,9 @@
 //! it returns routed frames and the frames it originates (ARP/ND, echo
 //! replies, ICMP errors) in an [`L3Out`] for the L2 output stage.
 //!
+//! What differs between IPv4 and IPv6 is the `family::Family` trait; the
+//! paths over it are written once and monomorphised per family.
+//!
 //! Frames in and out are untagged Ethernet: the L2 input stage has popped
 //! the domain's VLAN tag and the output stage pushes the `vid` of each
 //! [`L3Frame`].
@@ -14,7 +17,9 @@
 //! I/O, locks, allocation per forwarded packet (`L3Out` and the scratch
 //! arrays are reused; new neighbor entries may grow their map).
 
+mod family;
 mod forward;
+mod lanes;
 mod local;
 pub mod lpm4;
 pub mod lpm6;
@@ -29,8 +34,10 @@ use crate::config::DomainId;
 use crate::counters::{DropReason, StageCounters};
 use crate::mac::MacAddr;
 use crate::ratelimit::TokenBucket;
-use crate::wire;
 
+use family::{Family, V4, V6};
+
+pub use family::Lpm;
 pub use lpm4::Lpm4;
 pub use lpm6::Lpm6;
 pub use neigh::{NeighConfig, NeighKey, NeighState, Neighbor, NeighborTable};
@@ -267,7 +274,7 @@ pub struct Router {
     icmp_bucket: TokenBucket,
     solicit_bucket: TokenBucket,
     counters: L3Counters,
-    scratch: forward::Scratch,
+    scratch: lanes::Scratch,
     solicit_keys: Vec<NeighKey>,
     /// Held packets whose neighbor never answered, reused by `tick`.
     unresolved: Vec<neigh::Unresolved>,
@@ -287,10 +294,6 @@ impl std::fmt::Debug for Router {
     }
 }
 
-fn v4_key(a: Ipv4Addr, len: u8) -> (u32, u8) {
-    (u32::from(a), len.min(32))
-}
-
 impl Router {
     pub fn new(cfg: RouterConfig, now_ms: u64) -> Self {
         Router {
@@ -307,7 +310,7 @@ impl Router {
             icmp_bucket: TokenBucket::new(cfg.icmp_pps, cfg.icmp_burst, now_ms),
             solicit_bucket: TokenBucket::new(cfg.solicit_pps, cfg.solicit_burst, now_ms),
             counters: L3Counters::default(),
-            scratch: forward::Scratch::default(),
+            scratch: lanes::Scratch::default(),
             solicit_keys: Vec::with_capacity(64),
             unresolved: Vec::with_capacity(64),
             cfg_epoch: 0,
@@ -391,30 +394,35 @@ impl Router {
         len: u8,
         nh: NextHop,
     ) -> Result<(), RouterError> {
+        match prefix {
+            IpAddr::V4(_) => self.add_route_as::<V4>(table, prefix, len, nh),
+            IpAddr::V6(_) => self.add_route_as::<V6>(table, prefix, len, nh),
+        }
+    }
+
+    fn add_route_as<F: Family>(
+        &mut self,
+        table: TableId,
+        prefix: IpAddr,
+        len: u8,
+        nh: NextHop,
+    ) -> Result<(), RouterError> {
         if let NextHop::Via { gateway, .. } = nh
-            && gateway.is_ipv4() != prefix.is_ipv4()
+            && F::from_ip(gateway).is_none()
         {
             return Err(RouterError::FamilyMismatch(gateway));
         }
+        if len > F::MAX_LEN {
+            let err = LpmError::PrefixLen(len);
+            return Err(RouterError::Lpm { table, err });
+        }
+        let a = F::from_ip(prefix).expect("the caller matched the family");
         let t = self.table_index(table);
-        let exists = match prefix {
-            IpAddr::V4(a) => {
-                let (a, l) = v4_key(a, len);
-                self.tables[t].v4.get(a, l).is_some()
-            }
-            IpAddr::V6(a) => self.tables[t].v6.get(u128::from(a), len).is_some(),
-        };
-        if exists {
+        if F::lpm(&self.tables[t]).get(a, len).is_some() {
             return Err(RouterError::RouteExists(prefix, len, table));
         }
         let id = self.nh_ref(nh);
-        let r = match prefix {
-            IpAddr::V4(a) => {
-                let (a, l) = v4_key(a, len);
-                self.tables[t].v4.insert(a, l, id)
-            }
-            IpAddr::V6(a) => self.tables[t].v6.insert(u128::from(a), len, id),
-        };
+        let r = F::lpm_mut(&mut self.tables[t]).insert(a, len, id);
         r.map(|_| ()).map_err(|err| {
             self.nh_unref(id);
             RouterError::Lpm { table, err }
@@ -428,30 +436,29 @@ impl Router {
         prefix: IpAddr,
         len: u8,
     ) -> Result<NextHop, RouterError> {
-        let t = self
-            .tables
-            .iter()
-            .position(|t| t.id == table)
-            .ok_or(RouterError::NoSuchRoute(prefix, len, table))?;
-        let id = match prefix {
-            IpAddr::V4(a) => {
-                let (a, l) = v4_key(a, len);
-                self.tables[t].v4.remove(a, l)
-            }
-            IpAddr::V6(a) => self.tables[t].v6.remove(u128::from(a), len),
-        }
-        .ok_or(RouterError::NoSuchRoute(prefix, len, table))?;
+        let t = self.tables.iter().position(|t| t.id == table);
+        let id = t.and_then(|t| match prefix {
+            IpAddr::V4(a) => Self::unroute::<V4>(&mut self.tables[t], a.into(), len),
+            IpAddr::V6(a) => Self::unroute::<V6>(&mut self.tables[t], a.into(), len),
+        });
+        let id = id.ok_or(RouterError::NoSuchRoute(prefix, len, table))?;
         let nh = self.nh[id as usize].nh;
         self.nh_unref(id);
         Ok(nh)
+    }
+
+    fn unroute<F: Family>(t: &mut Tables, a: F::Addr, len: u8) -> Option<NhId> {
+        (len <= F::MAX_LEN)
+            .then(|| F::lpm_mut(t).remove(a, len))
+            .flatten()
     }
 
     /// Look a destination up in a table (control plane and tests).
     pub fn route(&self, table: TableId, dst: IpAddr) -> Option<NextHop> {
         let t = self.tables.iter().find(|t| t.id == table)?;
         let id = match dst {
-            IpAddr::V4(a) => t.v4.lookup(u32::from(a)),
-            IpAddr::V6(a) => t.v6.lookup(u128::from(a)),
+            IpAddr::V4(a) => V4::lpm(t).lookup(a.into()),
+            IpAddr::V6(a) => V6::lpm(t).lookup(a.into()),
         }?;
         Some(self.nh[id as usize].nh)
     }
@@ -467,12 +474,7 @@ impl Router {
         if !gw.mac.is_valid_source() {
             return Err(RouterError::BadMac(gw.mac));
         }
-        let bad_len = gw
-            .ipv4
-            .iter()
-            .map(|x| (x.1, 32))
-            .chain(gw.ipv6.iter().map(|x| (x.1, 128)));
-        if let Some((l, _)) = bad_len.into_iter().find(|(l, max)| l > max) {
+        if let Some(l) = too_long::<V4>(&gw).or_else(|| too_long::<V6>(&gw)) {
             let err = LpmError::PrefixLen(l);
             return Err(RouterError::Lpm {
                 table: gw.table,
@@ -480,26 +482,8 @@ impl Router {
             });
         }
         let mut added: Vec<(IpAddr, u8)> = Vec::new();
-        let routes = gw
-            .ipv4
-            .iter()
-            .flat_map(|&(a, l)| {
-                let net = Ipv4Addr::from(
-                    v4_key(a, l).0 & u32::MAX.checked_shl(32 - l as u32).unwrap_or(0),
-                );
-                [
-                    (IpAddr::V4(a), 32, NextHop::Local),
-                    (IpAddr::V4(net), l, NextHop::Connected { domain: d }),
-                ]
-            })
-            .chain(gw.ipv6.iter().flat_map(|&(a, l)| {
-                let m = u128::MAX.checked_shl(128 - l.min(128) as u32).unwrap_or(0);
-                let net = Ipv6Addr::from(u128::from(a) & m);
-                [
-                    (IpAddr::V6(a), 128, NextHop::Local),
-                    (IpAddr::V6(net), l, NextHop::Connected { domain: d }),
-                ]
-            }))
+        let routes = gateway_routes::<V4>(&gw)
+            .chain(gateway_routes::<V6>(&gw))
             .collect::<Vec<_>>();
         for (p, l, nh) in routes {
             if nh == NextHop::Local && self.route(gw.table, p) == Some(NextHop::Local) {
@@ -540,13 +524,9 @@ impl Router {
             .and_then(|g| g.take())
             .ok_or(RouterError::NoGateway(d))?;
         let t = g.cfg.table;
-        for &(a, l) in &g.cfg.ipv4 {
-            let _ = self.remove_route(t, IpAddr::V4(a), 32);
-            let _ = self.remove_route(t, IpAddr::V4(a), l);
-        }
-        for &(a, l) in &g.cfg.ipv6 {
-            let _ = self.remove_route(t, IpAddr::V6(a), 128);
-            let _ = self.remove_route(t, IpAddr::V6(a), l);
+        let routes = gateway_routes::<V4>(&g.cfg).chain(gateway_routes::<V6>(&g.cfg));
+        for (p, l, _) in routes.collect::<Vec<_>>() {
+            let _ = self.remove_route(t, p, l);
         }
         self.neigh.flush_domain(pool, d);
         self.cfg_epoch += 1;
@@ -602,24 +582,71 @@ impl Router {
             self.solicit(pool, *k, now_ms, out);
         }
         for (k, from, buf) in unresolved.drain(..) {
-            let reason = DropReason::NeighUnresolved;
+            let r = DropReason::NeighUnresolved;
             if k.v6 {
-                let e = (
-                    wire::icmpv6::TYPE_DEST_UNREACHABLE,
-                    wire::icmpv6::CODE_ADDR_UNREACHABLE,
-                    0,
-                );
-                self.icmp6_error(pool, from, buf, e, reason, now_ms, out);
+                self.icmp_error::<V6>(pool, from, buf, V6::NEIGH_UNREACHABLE, r, now_ms, out);
             } else {
-                let e = (
-                    wire::icmp::TYPE_DEST_UNREACHABLE,
-                    wire::icmp::CODE_HOST_UNREACHABLE,
-                    0,
-                );
-                self.icmp4_error(pool, from, buf, e, reason, now_ms, out);
+                self.icmp_error::<V4>(pool, from, buf, V4::NEIGH_UNREACHABLE, r, now_ms, out);
             }
         }
         self.solicit_keys = keys;
         self.unresolved = unresolved;
+    }
+}
+
+/// The first subnet length of the gateway's `F` addresses that `F` does not
+/// have.
+fn too_long<F: Family>(g: &Gateway) -> Option<u8> {
+    F::addrs(g).map(|(_, l)| l).find(|&l| l > F::MAX_LEN)
+}
+
+/// The routes a gateway's addresses of family `F` make: a local host route
+/// per address and a connected route per subnet (same order as the
+/// addresses).
+fn gateway_routes<F: Family>(g: &Gateway) -> impl Iterator<Item = (IpAddr, u8, NextHop)> + '_ {
+    let d = g.domain;
+    F::addrs(g).flat_map(move |(a, l)| {
+        [
+            (F::to_ip(a), F::MAX_LEN, NextHop::Local),
+            (F::to_ip(F::mask(a, l)), l, NextHop::Connected { domain: d }),
+        ]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A prefix longer than its family allows is refused with the length,
+    /// and leaves the table as it was (IPv4 used to take /33 as /32).
+    #[test]
+    fn over_long_prefixes_are_refused_and_change_nothing() {
+        let mut r = Router::new(RouterConfig::default(), 0);
+        let d = DomainId(1);
+        r.add_gateway(Gateway::new(d, MacAddr::local(1)).with_ipv4(Ipv4Addr::new(10, 0, 0, 1), 24))
+            .unwrap();
+        let nh = NextHop::Connected { domain: d };
+        for (p, len) in [
+            (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 33),
+            (IpAddr::V6("2001:db8::1".parse().unwrap()), 129),
+        ] {
+            let err = LpmError::PrefixLen(len);
+            assert_eq!(
+                r.add_route(0, p, len, nh),
+                Err(RouterError::Lpm { table: 0, err })
+            );
+            assert_eq!(r.route(0, p), None, "{p}/{len} not installed");
+            assert_eq!(
+                r.remove_route(0, p, len),
+                Err(RouterError::NoSuchRoute(p, len, 0))
+            );
+        }
+        let host = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        r.add_route(0, host, 32, nh).unwrap();
+        assert_eq!(
+            r.remove_route(0, host, 33),
+            Err(RouterError::NoSuchRoute(host, 33, 0))
+        );
+        assert_eq!(r.route(0, host), Some(nh), "the /32 is still there");
     }
 }

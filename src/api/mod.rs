@@ -1,0 +1,1142 @@
+//! The control API's types: what clients send (requests, patches, query
+//! strings), what they get back (views, errors) and what the daemon stores
+//! (records), with their validation. One module shared by the daemon's
+//! handlers, `rvswitch ctl`, the lab tool, the Docker fabric and the tests,
+//! so a client cannot build a body the daemon does not understand.
+//!
+//! Every type the API speaks derives `utoipa::ToSchema`: the OpenAPI
+//! document (`GET /v1/openapi.json`, built in `crate::daemon::api`) is
+//! generated from these definitions, their doc comments and the
+//! constraints written on their fields, so it cannot drift from them.
+//! String formats that other crates parse (MACs, addresses, VLAN lists)
+//! are described by the schemas in [`format`].
+//!
+//! Owns: shapes and the checks that make a request "bad input" (400).
+//! Never: touching the store or the data plane. Every request type denies
+//! unknown fields, so a typo is an error, not a silently ignored setting.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use rvs_switch::fdb::{DEFAULT_MAX_ENTRIES, DEFAULT_PORT_MAX_ENTRIES, FdbConfig};
+use rvs_switch::router::Gateway;
+use rvs_switch::stp::{StpConfig, StpPortConfig};
+use rvs_switch::vlan::check_vid;
+use rvs_switch::{
+    DomainConfig, DomainId, MacAddr, PortConfig, PortSecurity, StormControl, VlanMode,
+    VlanProtocol, VlanSet,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::spec::check_name;
+pub use crate::spec::{PortKind, PortSpec};
+
+pub mod format;
+
+use format::{
+    Cidr, IpAddress, MacAddress, PortSecuritySchema, StationMac, StpConfigSchema,
+    StpPortConfigSchema, VlanList, VlanProtocolSchema,
+};
+
+fn yes() -> bool {
+    true
+}
+
+/// The domain MAC limit unless one is given.
+fn default_max_macs() -> u32 {
+    DEFAULT_MAX_ENTRIES
+}
+
+/// The port MAC limit unless one is given.
+fn default_mac_limit() -> u32 {
+    DEFAULT_PORT_MAX_ENTRIES
+}
+
+/// 0 in a MAC limit means the default (records stored before the defaults
+/// existed hold 0, which then meant "no limit").
+fn or_default(limit: u32, default: u32) -> u32 {
+    if limit == 0 { default } else { limit }
+}
+
+fn default_aging() -> u32 {
+    rvs_switch::fdb::DEFAULT_AGING_SECS
+}
+
+/// Longest aging time 802.1D allows (Table 7-5).
+pub const AGING_MAX: u32 = 1_000_000;
+/// Shortest non-zero aging time 802.1D allows.
+pub const AGING_MIN: u32 = 10;
+
+/// An error answer: every 4xx and 5xx has this body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// What was wrong, for a person to read.
+    pub error: String,
+}
+
+/// A bridge domain as stored and as created (`POST /v1/domains`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DomainRecord {
+    /// 1 to 64 letters, digits, '-', '_', '.'.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", example = "bd0")]
+    pub name: String,
+    /// Seconds before an unrefreshed learned entry expires: 10..1000000, or
+    /// 0 to disable aging.
+    #[serde(default = "default_aging")]
+    #[schema(default = 300, maximum = 1_000_000)]
+    pub aging_secs: u32,
+    /// Most learned entries in the domain (default 16384, see
+    /// `rvs_switch::fdb::DEFAULT_MAX_ENTRIES`); 0 also means the default.
+    /// There is no unlimited: a MAC flood would take all memory.
+    #[serde(default = "default_max_macs")]
+    #[schema(default = 16384)]
+    pub max_macs: u32,
+    #[serde(default)]
+    #[schema(value_type = VlanProtocolSchema)]
+    pub vlan_protocol: VlanProtocol,
+    /// The domain's router interface; none makes the domain internal (L2
+    /// only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewaySpec>,
+    /// Run RSTP on the domain's ports (`{}` for the defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<StpConfigSchema>)]
+    pub stp: Option<StpConfig>,
+}
+
+impl DomainRecord {
+    /// A domain with default aging and no limits, gateway or tags.
+    pub fn named(name: &str) -> Self {
+        DomainRecord {
+            name: name.to_string(),
+            aging_secs: default_aging(),
+            max_macs: default_max_macs(),
+            vlan_protocol: VlanProtocol::default(),
+            gateway: None,
+            stp: None,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        check_name("bridge domain", &self.name)?;
+        if let Some(g) = &self.gateway {
+            g.to_gateway(&self.name, DomainId(0))?;
+        }
+        if let Some(s) = &self.stp {
+            s.validate().map_err(|e| e.to_string())?;
+        }
+        if self.aging_secs != 0 && !(AGING_MIN..=AGING_MAX).contains(&self.aging_secs) {
+            return Err(format!(
+                "aging_secs {} is outside {AGING_MIN}..={AGING_MAX} (or 0 to disable aging)",
+                self.aging_secs
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn to_config(&self) -> DomainConfig {
+        DomainConfig {
+            name: self.name.clone(),
+            fdb: FdbConfig {
+                aging_secs: self.aging_secs,
+                max_entries: or_default(self.max_macs, DEFAULT_MAX_ENTRIES),
+                ..FdbConfig::default()
+            },
+            vlan_protocol: self.vlan_protocol,
+            stp: self.stp,
+        }
+    }
+}
+
+/// `PATCH /v1/domains/{name}`: fields left out keep their value;
+/// `"gateway": null` removes the gateway, `"stp": null` turns RSTP off.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DomainPatch {
+    /// Seconds before an unrefreshed learned entry expires: 10..1000000,
+    /// or 0 to disable aging.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 1_000_000)]
+    pub aging_secs: Option<u32>,
+    /// Most learned entries in the domain; 0 means the default (16384).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_macs: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<VlanProtocolSchema>)]
+    pub vlan_protocol: Option<VlanProtocol>,
+    /// The new gateway (replacing the one the domain has); `null` removes
+    /// it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "double_option"
+    )]
+    #[schema(value_type = Option<GatewaySpec>)]
+    pub gateway: Option<Option<GatewaySpec>>,
+    /// RSTP settings (`{}` for the defaults); `null` turns RSTP off.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "double_option"
+    )]
+    #[schema(value_type = Option<StpConfigSchema>)]
+    pub stp: Option<Option<StpConfig>>,
+}
+
+impl DomainPatch {
+    pub fn apply(&self, r: &DomainRecord) -> DomainRecord {
+        DomainRecord {
+            name: r.name.clone(),
+            aging_secs: self.aging_secs.unwrap_or(r.aging_secs),
+            max_macs: self.max_macs.unwrap_or(r.max_macs),
+            vlan_protocol: self.vlan_protocol.unwrap_or(r.vlan_protocol),
+            gateway: self.gateway.clone().unwrap_or_else(|| r.gateway.clone()),
+            stp: self.stp.unwrap_or(r.stp),
+        }
+    }
+}
+
+fn one() -> u16 {
+    1
+}
+
+/// A bridge domain's gateway (router interface): answers ARP/ND and ping
+/// for its addresses and routes frames sent to its MAC. `{"addresses":
+/// ["10.0.1.1/24", "fd00:1::1/64"]}` plus optional MAC (derived from the
+/// domain name when absent, so it is stable across restarts), VLAN, MTU,
+/// route table and whether it routes to other domains.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Gateway)]
+pub struct GatewaySpec {
+    /// The gateway's MAC (default: derived from the domain name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<StationMac>)]
+    pub mac: Option<MacAddr>,
+    /// Unicast addresses with their subnet length (at least one); each
+    /// subnet becomes a connected route.
+    #[serde(default)]
+    #[schema(value_type = Vec<Cidr>, required = true, min_items = 1)]
+    pub addresses: Vec<String>,
+    /// The VLAN of the domain the gateway lives in.
+    #[serde(default = "one")]
+    #[schema(default = 1, minimum = 1, maximum = 4094)]
+    pub vid: u16,
+    /// Largest IP packet routed out of this gateway (default 1500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 68, maximum = 9216)]
+    pub mtu: Option<u16>,
+    /// Route table (VRF-like): gateways in one table route to each other.
+    #[serde(default)]
+    #[schema(default = 0)]
+    pub table: u16,
+    /// Route between this domain and the others of its table; off: answer
+    /// ARP/ND/ping only.
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    pub routing: bool,
+    /// An uplink: every domain of the table routes to and from it, even
+    /// those with routing off (how isolated networks reach the outside).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schema(default = false)]
+    pub external: bool,
+}
+
+/// Parse `addr/len` (IPv4 or IPv6).
+pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let (a, l) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not ADDRESS/LENGTH"))?;
+    let a: IpAddr = a
+        .parse()
+        .map_err(|_| format!("{a:?} in {s:?} is not an IP address"))?;
+    let max = if a.is_ipv4() { 32 } else { 128 };
+    let l: u8 = l
+        .parse()
+        .ok()
+        .filter(|l| *l <= max)
+        .ok_or_else(|| format!("prefix length in {s:?} must be 0..={max}"))?;
+    Ok((a, l))
+}
+
+impl GatewaySpec {
+    /// A routing gateway with these addresses and the defaults.
+    pub fn with_addresses(addresses: Vec<String>) -> Self {
+        GatewaySpec {
+            mac: None,
+            addresses,
+            vid: one(),
+            mtu: None,
+            table: 0,
+            routing: true,
+            external: false,
+        }
+    }
+
+    /// The switch's gateway for domain `id` named `domain`, validated.
+    pub fn to_gateway(&self, domain: &str, id: DomainId) -> Result<Gateway, String> {
+        let mac = self.mac.unwrap_or_else(|| MacAddr::derived(0x72, domain));
+        if !mac.is_valid_source() {
+            return Err(format!("gateway MAC {mac} is not a unicast address"));
+        }
+        let vid = check_vid(self.vid as u32).map_err(|e| format!("gateway: {e}"))?;
+        let mut g = Gateway::new(id, mac);
+        g.vid = vid;
+        g.table = self.table;
+        g.routing = self.routing;
+        g.external = self.external;
+        g.mtu = self.mtu.unwrap_or(1500);
+        if !(68..=9216).contains(&g.mtu) {
+            return Err(format!("gateway MTU {} is outside 68..=9216", g.mtu));
+        }
+        if self.addresses.is_empty() {
+            return Err("a gateway needs at least one address (ADDRESS/LENGTH)".into());
+        }
+        for a in &self.addresses {
+            let (ip, len) = parse_cidr(a).map_err(|e| format!("gateway address {e}"))?;
+            let bad = ip.is_unspecified()
+                || ip.is_multicast()
+                || ip.is_loopback()
+                || matches!(ip, IpAddr::V4(v) if v.is_broadcast());
+            if bad {
+                return Err(format!("gateway address {a} is not a unicast address"));
+            }
+            match ip {
+                IpAddr::V4(v) => g.ipv4.push((v, len)),
+                IpAddr::V6(v) => g.ipv6.push((v, len)),
+            }
+        }
+        Ok(g)
+    }
+}
+
+/// A static route as requested and stored (`POST /v1/routes`): to
+/// `prefix` via the router at `via`, reached through bridge domain
+/// `domain` (which must have a gateway); without `via` the prefix is on
+/// `domain`'s link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Route)]
+pub struct RouteRecord {
+    /// Route table (see the gateway's `table`).
+    #[serde(default)]
+    #[schema(default = 0)]
+    pub table: u16,
+    /// The destination network; its host bits must be zero.
+    #[schema(value_type = Cidr)]
+    pub prefix: String,
+    /// The next-hop router, of the prefix's family; none: the prefix is
+    /// on `domain`'s link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<IpAddress>)]
+    pub via: Option<IpAddr>,
+    /// The bridge domain the next hop is in (it must have a gateway).
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    pub domain: String,
+}
+
+impl RouteRecord {
+    /// (network address, length), validated; host bits must be zero.
+    pub fn parsed(&self) -> Result<(IpAddr, u8), String> {
+        let (a, l) = parse_cidr(&self.prefix)?;
+        let host_bits = match a {
+            IpAddr::V4(v) => u32::from(v) & u32::MAX.checked_shr(l as u32).unwrap_or(0) != 0,
+            IpAddr::V6(v) => u128::from(v) & u128::MAX.checked_shr(l as u32).unwrap_or(0) != 0,
+        };
+        if host_bits {
+            return Err(format!(
+                "prefix {} has host bits set (did you mean the network address?)",
+                self.prefix
+            ));
+        }
+        if let Some(v) = self.via {
+            if v.is_ipv4() != a.is_ipv4() {
+                return Err(format!(
+                    "next hop {v} is not of the same family as {}",
+                    self.prefix
+                ));
+            }
+            if v.is_unspecified() || v.is_multicast() {
+                return Err(format!("next hop {v} is not a unicast address"));
+            }
+        }
+        check_name("bridge domain", &self.domain)?;
+        Ok((a, l))
+    }
+
+    /// The store key: `table/prefix`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.table, self.prefix)
+    }
+}
+
+/// Where a listed route comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteKind {
+    /// A gateway's subnet.
+    Connected,
+    /// Added with `POST /v1/routes`.
+    Static,
+}
+
+/// A route as listed: static ones from the store, connected ones from
+/// the gateways.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RouteView {
+    pub table: u16,
+    #[schema(value_type = Cidr)]
+    pub prefix: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<IpAddress>)]
+    pub via: Option<IpAddr>,
+    pub domain: String,
+    /// "connected" (a gateway's subnet) or "static".
+    #[schema(value_type = RouteKind)]
+    pub kind: String,
+}
+
+/// The state of a neighbor entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NeighborState {
+    /// Resolution in progress (packets wait in `pending`).
+    Incomplete,
+    Reachable,
+    Stale,
+    /// Configured, never expires.
+    Permanent,
+}
+
+/// A neighbor (ARP/ND entry) of a gateway.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = Neighbor)]
+pub struct NeighborView {
+    pub domain: String,
+    #[schema(value_type = IpAddress)]
+    pub ip: IpAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<MacAddress>)]
+    pub mac: Option<MacAddr>,
+    /// One of incomplete, reachable, stale, permanent.
+    #[schema(value_type = NeighborState)]
+    pub state: String,
+    /// Packets waiting for resolution.
+    pub pending: usize,
+}
+
+/// A port's VLAN membership: `{"mode": "access", "pvid": 10}`,
+/// `{"mode": "trunk", "allowed": "10,20-30", "native": 1}` or `{"mode":
+/// "tunnel", "svid": 100}`.
+// The trunk's 512-byte VLAN bitmap makes the variants unequal, as in the
+// switch's own `VlanMode`; these live in control-plane records, not per packet.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
+#[schema(as = Vlan)]
+pub enum VlanSpec {
+    /// Untagged in VLAN `pvid`.
+    Access {
+        #[schema(minimum = 1, maximum = 4094)]
+        pvid: u16,
+    },
+    /// Tagged in the `allowed` VLANs; frames of VLAN `native` go untagged.
+    Trunk {
+        #[serde(default)]
+        #[schema(value_type = VlanList)]
+        allowed: VlanSet,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(minimum = 1, maximum = 4094)]
+        native: Option<u16>,
+    },
+    /// An 802.1ad customer port: every frame goes into service VLAN
+    /// `svid`.
+    Tunnel {
+        #[schema(minimum = 1, maximum = 4094)]
+        svid: u16,
+    },
+}
+
+impl Default for VlanSpec {
+    fn default() -> Self {
+        VlanSpec::Access { pvid: 1 }
+    }
+}
+
+impl VlanSpec {
+    pub fn to_mode(&self) -> Result<VlanMode, String> {
+        let m = match self {
+            VlanSpec::Access { pvid } => VlanMode::Access { pvid: *pvid },
+            VlanSpec::Trunk { allowed, native } => VlanMode::Trunk {
+                allowed: allowed.clone(),
+                native: *native,
+            },
+            VlanSpec::Tunnel { svid } => VlanMode::Tunnel { svid: *svid },
+        };
+        m.validate().map_err(|e| e.to_string())?;
+        Ok(m)
+    }
+}
+
+/// Storm control: a token bucket on the flooded frames (broadcast,
+/// multicast, unknown unicast) a port receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = StormControl)]
+pub struct StormSpec {
+    /// Flooded frames admitted per second.
+    #[schema(minimum = 1)]
+    pub pps: u64,
+    /// Burst in frames.
+    #[schema(minimum = 1)]
+    pub burst: u64,
+}
+
+/// How a port takes part in its bridge domain, with the domain by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortSettings {
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    pub domain: String,
+    #[serde(default)]
+    pub vlan: VlanSpec,
+    /// Learn source addresses on this port.
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    pub learning: bool,
+    /// Administratively up.
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    pub enabled: bool,
+    /// Most addresses learned on this port (default 8192, see
+    /// `rvs_switch::fdb::DEFAULT_PORT_MAX_ENTRIES`); 0 also means the
+    /// default.
+    #[serde(default = "default_mac_limit")]
+    #[schema(default = 8192)]
+    pub mac_limit: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storm_control: Option<StormSpec>,
+    /// Spanning tree settings (edge, cost, priority), used when the
+    /// domain runs RSTP.
+    #[serde(default, skip_serializing_if = "is_default_stp")]
+    #[schema(value_type = StpPortConfigSchema)]
+    pub stp: StpPortConfig,
+    /// Port security: the one station (MAC, and addresses if given) that
+    /// may send from this port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<PortSecuritySchema>)]
+    pub security: Option<PortSecurity>,
+}
+
+fn is_default_stp(s: &StpPortConfig) -> bool {
+    *s == StpPortConfig::default()
+}
+
+impl PortSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        check_name("bridge domain", &self.domain)?;
+        self.vlan.to_mode()?;
+        self.stp.validate().map_err(|e| e.to_string())?;
+        if let Some(sec) = &self.security
+            && !sec.mac.is_valid_source()
+        {
+            return Err(format!(
+                "port security MAC {} is not a unicast station address",
+                sec.mac
+            ));
+        }
+        if let Some(s) = self.storm_control
+            && (s.pps == 0 || s.burst == 0)
+        {
+            return Err("storm_control needs pps and burst above 0".into());
+        }
+        Ok(())
+    }
+
+    /// The switch's config, with the domain resolved to its id on the worker.
+    pub fn to_config(&self, domain: DomainId) -> Result<PortConfig, String> {
+        Ok(PortConfig {
+            domain,
+            vlan: self.vlan.to_mode()?,
+            learning: self.learning,
+            enabled: self.enabled,
+            mac_limit: or_default(self.mac_limit, DEFAULT_PORT_MAX_ENTRIES),
+            storm_control: self.storm_control.map(|s| StormControl {
+                pps: s.pps,
+                burst: s.burst,
+            }),
+            stp: self.stp,
+            security: self.security.clone(),
+        })
+    }
+}
+
+/// A port as stored: how to open it and how it is configured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortRecord {
+    pub spec: PortSpec,
+    pub config: PortSettings,
+}
+
+/// `POST /v1/ports`: the back end and the settings in one flat object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PortCreate)]
+pub struct CreatePort {
+    /// The port's name in the switch; for kind tap without `iface` also
+    /// the TAP device's name (then at most 15 characters).
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", example = "p1")]
+    pub name: String,
+    pub kind: PortKind,
+    /// The interface to attach to (required for afxdp and afpacket); for
+    /// tap, the TAP device's name when it is not the port name; none for
+    /// vxlan. A Linux interface name: 1 to 15 printable characters
+    /// without '/' and ':'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[!-.0-9;-~]{1,15}$")]
+    pub iface: Option<String>,
+    /// Queue of `iface` to bind (afxdp only; others take 0).
+    #[serde(default)]
+    #[schema(default = 0)]
+    pub queue: u32,
+    /// Back-end specific options (ring sizes, zero-copy, offloads; for
+    /// vxlan: `local`, `vni`, `remotes`, ...), passed to the back end.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = Object)]
+    pub options: BTreeMap<String, serde_json::Value>,
+    /// The bridge domain to join.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    pub domain: String,
+    #[serde(default)]
+    pub vlan: VlanSpec,
+    /// Learn source addresses on this port.
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    pub learning: bool,
+    /// Administratively up.
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    pub enabled: bool,
+    /// Most addresses learned on the port; 0 also means the default.
+    #[serde(default = "default_mac_limit")]
+    #[schema(default = 8192)]
+    pub mac_limit: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storm_control: Option<StormSpec>,
+    #[serde(default, skip_serializing_if = "is_default_stp")]
+    #[schema(value_type = StpPortConfigSchema)]
+    pub stp: StpPortConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<PortSecuritySchema>)]
+    pub security: Option<PortSecurity>,
+}
+
+impl CreatePort {
+    /// A port `name` of `kind` in `domain` with every other setting at
+    /// its default (an access port of VLAN 1, learning, enabled).
+    pub fn new(name: &str, kind: PortKind, domain: &str) -> Self {
+        CreatePort {
+            name: name.to_string(),
+            kind,
+            iface: None,
+            queue: 0,
+            options: BTreeMap::new(),
+            domain: domain.to_string(),
+            vlan: VlanSpec::default(),
+            learning: true,
+            enabled: true,
+            mac_limit: default_mac_limit(),
+            storm_control: None,
+            stp: StpPortConfig::default(),
+            security: None,
+        }
+    }
+
+    /// Split into the stored record, validated.
+    pub fn into_record(self) -> Result<PortRecord, String> {
+        let r = PortRecord {
+            spec: PortSpec {
+                name: self.name,
+                kind: self.kind,
+                iface: self.iface,
+                queue: self.queue,
+                options: self.options,
+            },
+            config: PortSettings {
+                domain: self.domain,
+                vlan: self.vlan,
+                learning: self.learning,
+                enabled: self.enabled,
+                mac_limit: self.mac_limit,
+                storm_control: self.storm_control,
+                stp: self.stp,
+                security: self.security,
+            },
+        };
+        r.spec.validate()?;
+        r.config.validate()?;
+        Ok(r)
+    }
+}
+
+/// Deserialize a field that may be absent (keep), `null` (clear) or a value.
+fn double_option<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `PATCH /v1/ports/{name}`: fields left out keep their value;
+/// `"storm_control": null` turns storm control off, `"security": null`
+/// port security.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortPatch {
+    /// Move to another bridge domain (of the same worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    pub domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<VlanSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Most addresses learned on the port; 0 means the default (8192).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_limit: Option<u32>,
+    /// `null` turns storm control off.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "double_option"
+    )]
+    #[schema(value_type = Option<StormSpec>)]
+    pub storm_control: Option<Option<StormSpec>>,
+    /// The port's spanning tree settings, as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<StpPortConfigSchema>)]
+    pub stp: Option<StpPortConfig>,
+    /// `null` turns port security off.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "double_option"
+    )]
+    #[schema(value_type = Option<PortSecuritySchema>)]
+    pub security: Option<Option<PortSecurity>>,
+}
+
+impl PortPatch {
+    pub fn apply(&self, s: &PortSettings) -> Result<PortSettings, String> {
+        let n = PortSettings {
+            domain: self.domain.clone().unwrap_or_else(|| s.domain.clone()),
+            vlan: self.vlan.clone().unwrap_or_else(|| s.vlan.clone()),
+            learning: self.learning.unwrap_or(s.learning),
+            enabled: self.enabled.unwrap_or(s.enabled),
+            mac_limit: self.mac_limit.unwrap_or(s.mac_limit),
+            storm_control: self.storm_control.unwrap_or(s.storm_control),
+            stp: self.stp.unwrap_or(s.stp),
+            security: self.security.clone().unwrap_or_else(|| s.security.clone()),
+        };
+        n.validate()?;
+        Ok(n)
+    }
+}
+
+/// A static FDB entry (`POST /v1/domains/{name}/fdb`): frames to `mac`
+/// in VLAN `vid` go out of `port`; added or replaced, and stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaticEntry {
+    #[schema(minimum = 1, maximum = 4094)]
+    pub vid: u16,
+    #[schema(value_type = StationMac)]
+    pub mac: MacAddr,
+    /// A port of the domain.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    pub port: String,
+}
+
+impl StaticEntry {
+    pub fn validate(&self) -> Result<(), String> {
+        check_vid(self.vid as u32).map_err(|e| e.to_string())?;
+        if !self.mac.is_valid_source() {
+            return Err(format!("{} is not a unicast station address", self.mac));
+        }
+        check_name("port", &self.port)
+    }
+}
+
+/// A static entry as stored: the entry and its domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticRecord {
+    pub domain: String,
+    pub vid: u16,
+    pub mac: MacAddr,
+    pub port: String,
+}
+
+impl StaticRecord {
+    pub fn new(domain: &str, e: &StaticEntry) -> Self {
+        StaticRecord {
+            domain: domain.to_string(),
+            vid: e.vid,
+            mac: e.mac,
+            port: e.port.clone(),
+        }
+    }
+}
+
+/// `DELETE /v1/domains/{name}/fdb?port=P&vid=V`: flush learned entries
+/// (all of them, or only those of a port and/or VLAN).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FlushQuery {
+    /// Only the entries learned on this port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// Only the entries of this VLAN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 4094)]
+    pub vid: Option<u16>,
+}
+
+/// The answer to a flush: how many learned entries went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Flushed {
+    pub flushed: usize,
+}
+
+/// `POST /v1/trace`: record the pipeline's verdicts for the next `count`
+/// packets (of `port` only, if given); `GET /v1/trace` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = TraceArm)]
+pub struct TraceRequest {
+    #[schema(minimum = 1, maximum = 10_000)]
+    pub count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+}
+
+/// Most packets one trace may arm for.
+pub const TRACE_MAX: u32 = 10_000;
+
+/// `GET /v1/ports/{name}/capture?count=N&seconds=S`: stop after `count`
+/// frames or `seconds` (default 10 when neither is given; with only a
+/// count, at most a day).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CaptureQuery {
+    /// Stop after this many frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1)]
+    pub count: Option<u64>,
+    /// Stop after this many seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 86400)]
+    pub seconds: Option<u64>,
+}
+
+/// Capture length when neither a count nor a duration is given.
+pub const CAPTURE_DEFAULT_SECS: u64 = 10;
+/// Longest capture.
+pub const CAPTURE_MAX_SECS: u64 = 24 * 3600;
+
+impl CaptureQuery {
+    /// (most frames, seconds) after defaults and checks.
+    pub fn limits(&self) -> Result<(Option<u64>, u64), String> {
+        if self.count == Some(0) || self.seconds == Some(0) {
+            return Err("count and seconds must be above 0".into());
+        }
+        let secs = match (self.count, self.seconds) {
+            (_, Some(s)) if s > CAPTURE_MAX_SECS => {
+                return Err(format!("seconds {s} is above {CAPTURE_MAX_SECS}"));
+            }
+            (_, Some(s)) => s,
+            (Some(_), None) => CAPTURE_MAX_SECS,
+            (None, None) => CAPTURE_DEFAULT_SECS,
+        };
+        Ok((self.count, secs))
+    }
+}
+
+/// `POST /v1/ports/{name}/remotes`: add `remote` to the flood list, or
+/// with `mac`, a static entry sending that MAC to `remote`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RemoteAdd)]
+pub struct AddRemote {
+    /// The remote VTEP's address (not this port's own `local`).
+    #[schema(value_type = IpAddress)]
+    pub remote: IpAddr,
+    /// With a MAC: a static entry sending it to `remote`; without:
+    /// `remote` joins the flood list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<MacAddress>)]
+    pub mac: Option<MacAddr>,
+}
+
+/// A VXLAN port's remotes as stored and as the port sees them.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Remotes)]
+pub struct RemotesView {
+    pub port: String,
+    /// The port's VNI (option `vni`).
+    #[schema(value_type = Option<u32>)]
+    pub vni: serde_json::Value,
+    /// Head-end replication list.
+    #[schema(value_type = Vec<IpAddress>)]
+    pub flood: Vec<IpAddr>,
+    /// Configured MAC → remote VTEP, as `[MAC, remote]` pairs.
+    #[serde(rename = "static")]
+    #[schema(value_type = Vec<Vec<String>>)]
+    pub statics: Vec<(MacAddr, IpAddr)>,
+    /// The port's remote table (learned and static), if it is running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub entries: Option<serde_json::Value>,
+    /// The port's counters, if it is running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<BTreeMap<String, u64>>)]
+    pub stats: Option<serde_json::Value>,
+}
+
+// ---- views ---------------------------------------------------------------
+
+/// A bridge domain as listed: its settings and where it lives.
+// Serialize only: the flattened record denies unknown fields.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Domain)]
+pub struct DomainView {
+    #[serde(flatten)]
+    pub record: DomainRecord,
+    /// The worker thread that owns the domain and its ports.
+    pub worker: usize,
+    /// The domain's ports by name.
+    pub ports: Vec<String>,
+    /// Entries in the domain's FDB (learned and static).
+    pub fdb_entries: usize,
+}
+
+/// Whether a port's back end is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PortState {
+    Up,
+    /// It could not be opened (`error` says why); the port stays stored.
+    Failed,
+}
+
+/// A port as listed: its back end, its settings and its state.
+// Serialize only: the flattened spec denies unknown fields.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Port)]
+pub struct PortView {
+    #[serde(flatten)]
+    pub spec: PortSpec,
+    #[serde(flatten)]
+    pub config: PortSettings,
+    /// The worker thread that owns the port (none while it is not
+    /// attached).
+    pub worker: Option<usize>,
+    /// "up" when the back end is attached, "failed" when it could not be
+    /// opened (then `error` says why; the port stays stored).
+    #[schema(value_type = PortState)]
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Addresses learned on the port.
+    pub learned: u32,
+    /// The back end's last rx error, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// An FDB entry.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = FdbEntry)]
+pub struct FdbEntryView {
+    pub vid: u16,
+    #[schema(value_type = MacAddress)]
+    pub mac: MacAddr,
+    pub port: String,
+    /// Added with `POST /v1/domains/{name}/fdb` (never ages).
+    #[serde(rename = "static")]
+    pub is_static: bool,
+    pub age_secs: u32,
+    /// The address moves between ports too often and is held back.
+    pub damped: bool,
+}
+
+/// A port's counters.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PortStats {
+    pub name: String,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Drops by reason id (every reason, zeros included).
+    pub drops: BTreeMap<String, u64>,
+    pub learned: u32,
+}
+
+/// Every port's counters and the pipeline's.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Stats {
+    pub ports: Vec<PortStats>,
+    /// Pipeline stage counters by id, summed over workers (the router's
+    /// included).
+    pub stages: BTreeMap<String, u64>,
+    /// Packets the router dropped, by reason id (non-zero ones).
+    #[serde(default)]
+    pub l3_drops: BTreeMap<String, u64>,
+}
+
+/// One traced packet: where it came in and each stage's verdict.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = TraceRecord)]
+pub struct TraceView {
+    pub worker: usize,
+    pub seq: u64,
+    pub in_port: String,
+    pub len: usize,
+    /// The packet's first bytes in hex.
+    pub head_hex: String,
+    pub steps: Vec<TraceStepView>,
+}
+
+/// A pipeline stage and what it decided.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = TraceStep)]
+pub struct TraceStepView {
+    pub stage: String,
+    pub verdict: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(json: &str) -> Result<PortRecord, String> {
+        serde_json::from_str::<CreatePort>(json)
+            .map_err(|e| e.to_string())?
+            .into_record()
+    }
+
+    #[test]
+    fn port_requests_are_validated() {
+        let r = port(r#"{"name":"p1","kind":"tap","domain":"bd0","vlan":{"mode":"trunk","allowed":"10,20-30","native":1}}"#).unwrap();
+        assert!(matches!(
+            r.config.vlan,
+            VlanSpec::Trunk {
+                native: Some(1),
+                ..
+            }
+        ));
+        assert!(r.config.learning && r.config.enabled);
+        for (bad, why) in [
+            (
+                r#"{"name":"p1","kind":"tap","domain":"bd0","vlan":{"mode":"access","pvid":4095}}"#,
+                "4095",
+            ),
+            (
+                r#"{"name":"p1","kind":"tap","domain":"bd0","vlan":{"mode":"access","pvid":0}}"#,
+                "outside",
+            ),
+            (
+                r#"{"name":"p1","kind":"tap","domain":"bd0","vlan":{"mode":"trunk","allowed":"1-5000"}}"#,
+                "5000",
+            ),
+            (
+                r#"{"name":"p1","kind":"tap","domain":"bd0","vlan":{"mode":"access","pvid":5,"x":1}}"#,
+                "unknown field",
+            ),
+            (
+                r#"{"name":"p1","kind":"tap","domain":"bd0","colour":"red"}"#,
+                "unknown field",
+            ),
+            (
+                r#"{"name":"p1","kind":"tap","domain":"bd0","storm_control":{"pps":0,"burst":1}}"#,
+                "storm",
+            ),
+            (r#"{"name":"p1","kind":"tap"}"#, "domain"),
+        ] {
+            let e = port(bad).expect_err(bad);
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn patches_merge_and_clear() {
+        let r = port(
+            r#"{"name":"p1","kind":"tap","domain":"bd0","storm_control":{"pps":10,"burst":5}}"#,
+        )
+        .unwrap();
+        let keep: PortPatch = serde_json::from_str(r#"{"mac_limit":7}"#).unwrap();
+        let n = keep.apply(&r.config).unwrap();
+        assert_eq!(n.mac_limit, 7);
+        assert_eq!(n.storm_control, r.config.storm_control);
+        let clear: PortPatch = serde_json::from_str(r#"{"storm_control":null}"#).unwrap();
+        assert_eq!(clear.apply(&r.config).unwrap().storm_control, None);
+        let bad: PortPatch =
+            serde_json::from_str(r#"{"vlan":{"mode":"tunnel","svid":9999}}"#).unwrap();
+        assert!(bad.apply(&r.config).is_err());
+        assert!(serde_json::from_str::<PortPatch>(r#"{"name":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn domains_and_statics_are_validated() {
+        let d: DomainRecord =
+            serde_json::from_str(r#"{"name":"bd0","vlan_protocol":"802.1ad"}"#).unwrap();
+        assert_eq!(d.aging_secs, 300);
+        assert_eq!(d.vlan_protocol, VlanProtocol::Dot1Ad);
+        d.validate().unwrap();
+        assert!(
+            serde_json::from_str::<DomainRecord>(r#"{"name":"bd0","vlan_protocol":"qinq"}"#)
+                .is_err()
+        );
+        let short = DomainRecord {
+            aging_secs: 3,
+            ..d.clone()
+        };
+        assert!(short.validate().is_err());
+        let e = serde_json::from_str::<StaticEntry>(
+            r#"{"vid":1,"mac":"02:00:00:00:00:zz","port":"p"}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("invalid MAC"), "{e}");
+        let s: StaticEntry =
+            serde_json::from_str(r#"{"vid":4095,"mac":"02:00:00:00:00:01","port":"p"}"#).unwrap();
+        assert!(s.validate().is_err());
+        let m: StaticEntry =
+            serde_json::from_str(r#"{"vid":1,"mac":"01:00:5e:00:00:01","port":"p"}"#).unwrap();
+        assert!(m.validate().is_err(), "multicast is not a station");
+    }
+
+    #[test]
+    fn capture_limits() {
+        let q = |c, s| {
+            CaptureQuery {
+                count: c,
+                seconds: s,
+            }
+            .limits()
+        };
+        assert_eq!(q(None, None).unwrap(), (None, CAPTURE_DEFAULT_SECS));
+        assert_eq!(q(Some(5), None).unwrap(), (Some(5), CAPTURE_MAX_SECS));
+        assert_eq!(q(Some(5), Some(2)).unwrap(), (Some(5), 2));
+        assert!(q(Some(0), None).is_err());
+        assert!(q(None, Some(CAPTURE_MAX_SECS + 1)).is_err());
+    }
+}

@@ -1,0 +1,82 @@
+//! The pipeline's per-batch working memory: what each stage decided about
+//! each packet (`Action`), what parsing found (`Meta`), and the arrays that
+//! hold them (`Scratch`), allocated once per switch. Its own file so that
+//! the switch's state (`core.rs`) can hold it without depending on the
+//! pipeline's code.
+
+use crate::batch::{BATCH_MAX, Batch};
+use crate::counters::DropReason;
+use crate::port::PortId;
+use crate::router::L3Out;
+use crate::vlan::Egress;
+
+/// What happens to a packet, decided stage by stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    Continue,
+    Drop(DropReason),
+    Unicast(PortId),
+    Flood(FloodKind),
+    /// Addressed to the domain's gateway: the L3 stage takes it.
+    Route,
+    /// A BPDU for the domain's spanning tree.
+    Bpdu,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FloodKind {
+    Broadcast,
+    Multicast,
+    Unknown,
+}
+
+/// What parsing learned about a packet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Meta {
+    /// Destination and source MAC in the low 48 bits.
+    pub(crate) dst: u64,
+    pub(crate) src: u64,
+    /// The VLAN the frame was classified into.
+    pub(crate) vid: u16,
+    /// TCI of the frame's domain tag (priority bits to preserve), 0 if none.
+    pub(crate) tci: u16,
+    /// The frame carries the domain's tag at offset 12.
+    pub(crate) tagged: bool,
+}
+
+/// Per-batch working arrays, allocated once per switch.
+pub(crate) struct Scratch {
+    pub(crate) meta: [Meta; BATCH_MAX],
+    pub(crate) action: [Action; BATCH_MAX],
+    pub(crate) src_hash: [u64; BATCH_MAX],
+    pub(crate) dst_hash: [u64; BATCH_MAX],
+    pub(crate) trace_ids: [u64; BATCH_MAX],
+    /// Bit i set: packet i is traced.
+    pub(crate) traced: u64,
+    /// Ports whose tx queue holds frames.
+    pub(crate) touched: Vec<PortId>,
+    /// Flood targets of the current packet.
+    pub(crate) targets: Vec<(PortId, Egress)>,
+    /// Frames for the L3 stage (to the gateway MAC, or copies of
+    /// broadcast ARP / IPv6 multicast the gateway must see).
+    pub(crate) l3_in: Batch,
+    /// What the router hands back for the L2 output stage.
+    pub(crate) l3_out: L3Out,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            meta: [Meta::default(); BATCH_MAX],
+            action: [Action::Continue; BATCH_MAX],
+            src_hash: [0; BATCH_MAX],
+            dst_hash: [0; BATCH_MAX],
+            trace_ids: [0; BATCH_MAX],
+            traced: 0,
+            touched: Vec::with_capacity(64),
+            targets: Vec::with_capacity(64),
+            l3_in: Batch::new(BATCH_MAX),
+            l3_out: L3Out::default(),
+        }
+    }
+}

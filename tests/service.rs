@@ -1,0 +1,162 @@
+//! The daemon as a service manager and an operator's shell meet it: the
+//! sd_notify readiness and watchdog protocol (what a systemd unit with
+//! `Type=notify` and `WatchdogSec=` uses), JSON log lines, shell
+//! completions and man pages. No root needed (in-memory ports).
+
+use std::io::BufRead;
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::BIN;
+
+fn tmp(tag: &str) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("rvs-svc-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+struct Cleanup(std::path::PathBuf, Option<std::process::Child>);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.1 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn under_a_watchdog_the_daemon_says_ready_then_pings_while_its_workers_answer() {
+    let dir = tmp("wd");
+    let notify = dir.join("notify");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    // WATCHDOG_PID must be the daemon's own pid: exec from a shell keeps it.
+    let script = format!(
+        "WATCHDOG_PID=$$ exec {BIN} daemon --test-memory-ports --workers 2 \
+         --socket {d}/api.sock --state-dir {d}/state",
+        d = dir.display()
+    );
+    let child = Command::new("sh")
+        .args(["-c", &script])
+        .env("NOTIFY_SOCKET", &notify)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = Cleanup(dir.clone(), Some(child));
+    let mut buf = [0u8; 512];
+    let mut recv = || {
+        let n = sock.recv(&mut buf).expect("a notification within 20 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(recv().lines().any(|l| l == "READY=1"));
+    // Pings at half the interval: several within a second.
+    let t = Instant::now();
+    let mut pings = 0;
+    while t.elapsed() < Duration::from_secs(1) {
+        if recv().lines().any(|l| l == "WATCHDOG=1") {
+            pings += 1;
+        }
+    }
+    assert!(pings >= 3, "{pings} watchdog pings in a second");
+    // SIGTERM: it says it is stopping.
+    let c = guard.1.take().unwrap();
+    let pid = c.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut stopping = false;
+    for _ in 0..20 {
+        if recv().lines().any(|l| l == "STOPPING=1") {
+            stopping = true;
+            break;
+        }
+    }
+    assert!(stopping, "no STOPPING=1");
+    guard.1 = Some(c);
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tmp("json");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["daemon", "--test-memory-ports", "--log-format", "json"])
+        .arg("--socket")
+        .arg(dir.join("api.sock"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = common::spawn_ready(&mut cmd, None);
+    let err = child.stderr.take().unwrap();
+    let _guard = Cleanup(dir, Some(child));
+    let mut lines = std::io::BufReader::new(err).lines();
+    let mut seen = 0;
+    for l in lines.by_ref().take(2) {
+        let l = l.unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(
+            v["level"].is_string() && v["fields"]["message"].is_string(),
+            "{v}"
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 2);
+}
+
+#[test]
+fn completions_are_valid_shell_and_man_pages_cover_every_command() {
+    let out = Command::new(BIN)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let script = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        script.contains("rvswitch") && script.contains("daemon"),
+        "{script}"
+    );
+    let dir = tmp("man");
+    let _guard = Cleanup(dir.clone(), None);
+    let file = dir.join("rvswitch.bash");
+    std::fs::write(&file, &script).unwrap();
+    let check = Command::new("bash").arg("-n").arg(&file).output().unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    assert!(
+        Command::new(BIN)
+            .arg("man")
+            .arg(&dir)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for page in [
+        "rvswitch.1",
+        "rvswitch-daemon.1",
+        "rvswitch-ctl.1",
+        "rvswitch-lab.1",
+    ] {
+        let text =
+            std::fs::read_to_string(dir.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.contains(".TH"), "{page} is not a man page");
+    }
+    let daemon = std::fs::read_to_string(dir.join("rvswitch-daemon.1")).unwrap();
+    assert!(daemon.contains("log\\-format"), "options documented");
+}
