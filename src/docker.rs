@@ -94,6 +94,7 @@ impl Plugin {
         args: &DockerArgs,
         store: Store,
         control: Arc<Control>,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
     ) -> Result<Plugin, DaemonError> {
         let socket = args.docker_socket.clone();
         if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
@@ -109,8 +110,11 @@ impl Plugin {
             )));
         }
         let uplink = crate::fabric::Uplink::for_driver(&driver_name(&socket));
-        let fabric =
-            Arc::new(SwitchFabric::with_uplink(control, uplink).owned_by(&driver_name(&socket)));
+        let fabric = Arc::new(
+            SwitchFabric::with_uplink(control, uplink)
+                .owned_by(&driver_name(&socket))
+                .with_cluster(cluster),
+        );
         let driver = Driver::open(store, fabric.clone(), IpamConfig::default()).map_err(err)?;
         prune_lost_endpoints(&driver)?;
         // A call the daemon died in may have made links it never committed.

@@ -27,8 +27,10 @@
 
 use std::sync::Arc;
 
+use rvs_cnm::docker::options::is_global;
 use rvs_cnm::fabric::{EndpointPlumbing, Fabric, FabricError};
 use rvs_cnm::model::{Endpoint, Network, NetworkKind, PortType, derive_mac};
+use rvs_cnm::prefix::Cidr;
 use rvs_drivers::netlink::{Netlink, NetlinkError};
 use serde_json::json;
 
@@ -147,6 +149,10 @@ pub struct SwitchFabric {
     /// by a call that never committed).
     owner: String,
     publisher: crate::publish::Publisher,
+    /// The cluster this host belongs to (`rvswitch daemon --store`): global
+    /// networks take their VNI, subnet and addresses from it, and their
+    /// endpoints are published there.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 fn failed(action: impl Into<String>, reason: impl std::fmt::Display) -> FabricError {
@@ -199,7 +205,19 @@ impl SwitchFabric {
             uplink,
             owner: "rvswitch:rvswitch".into(),
             publisher: Default::default(),
+            cluster: None,
         }
+    }
+
+    /// Take global networks from `cluster`.
+    pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> SwitchFabric {
+        self.cluster = cluster;
+        self
+    }
+
+    /// The cluster, for a global network (None for a local one).
+    fn cluster_of(&self, n: &Network) -> Option<&crate::cluster::Cluster> {
+        self.cluster.as_deref().filter(|_| is_global(n))
     }
 
     /// Mark the links this fabric makes as driver `driver`'s.
@@ -412,6 +430,15 @@ impl SwitchFabric {
             .map_err(|x| failed(action, x))
     }
 
+    /// Publish an endpoint of a global network to the cluster (the other
+    /// hosts program it as a remote).
+    fn publish_endpoint(&self, action: &str, n: &Network, e: &Endpoint) -> Result<(), FabricError> {
+        match self.cluster_of(n) {
+            Some(c) => c.publish(n, e).map_err(|x| failed(action, x)),
+            None => Ok(()),
+        }
+    }
+
     /// The sandbox end's settings, applied while it is still in our
     /// namespace (it keeps them when Docker moves it).
     fn configure_sandbox_end(
@@ -555,6 +582,49 @@ impl Fabric for SwitchFabric {
         }
     }
 
+    fn resolve_network(&self, n: &mut Network) -> Result<(), FabricError> {
+        if !is_global(n) {
+            return Ok(());
+        }
+        let Some(c) = &self.cluster else {
+            return Err(FabricError::Unsupported(
+                "rvswitch.scope=global needs a cluster: start the daemon with --store etcd://..."
+                    .into(),
+            ));
+        };
+        c.resolve_network(n)
+            .map_err(|e| failed(format!("global network {}", n.name), e))
+    }
+
+    fn claim_address(
+        &self,
+        n: &Network,
+        id: &str,
+        want: Option<Cidr>,
+    ) -> Result<Option<Cidr>, FabricError> {
+        match self.cluster_of(n) {
+            None => Ok(want),
+            Some(c) => c.claim_address(n, id, want).map_err(|e| {
+                failed(
+                    format!(
+                        "address of endpoint {} on global network {}",
+                        short(id),
+                        n.name
+                    ),
+                    e,
+                )
+            }),
+        }
+    }
+
+    fn release_address(&self, n: &Network, id: &str, addr: Cidr) {
+        if let Some(c) = self.cluster_of(n)
+            && let Err(e) = c.release_address(n, id, addr.addr)
+        {
+            tracing::warn!(network = %n.name, address = %addr.addr, error = %e, "address not given back to the cluster");
+        }
+    }
+
     fn create_network(&self, n: &Network) -> Result<(), FabricError> {
         let name = domain_name(&n.id);
         let action = format!("create bridge domain {name} for network {}", short(&n.id));
@@ -636,6 +706,7 @@ impl Fabric for SwitchFabric {
         if n.port_type == PortType::Tap {
             // The switch makes the TAP (or finds it again) itself.
             self.ensure_port(&action, n, e, &e.ifaces.sandbox)?;
+            self.publish_endpoint(&action, n, e)?;
             return Ok(EndpointPlumbing {
                 ifaces: e.ifaces.clone(),
             });
@@ -647,7 +718,10 @@ impl Fabric for SwitchFabric {
             .ok_or_else(|| failed(&action, "the endpoint has no host interface name"))?;
         let nl = netlink(&action)?;
         let created = Self::ensure_veth(&nl, &action, n, e, host, &self.owner)?;
-        if let Err(err) = self.ensure_port(&action, n, e, host) {
+        if let Err(err) = self
+            .ensure_port(&action, n, e, host)
+            .and_then(|()| self.publish_endpoint(&action, n, e))
+        {
             if created {
                 let _ = delete_link(&nl, &action, host);
             }
@@ -658,8 +732,15 @@ impl Fabric for SwitchFabric {
         })
     }
 
-    fn delete_endpoint(&self, _n: &Network, e: &Endpoint) -> Result<(), FabricError> {
+    fn delete_endpoint(&self, n: &Network, e: &Endpoint) -> Result<(), FabricError> {
         let action = format!("delete endpoint {}", short(&e.id));
+        if let Some(c) = self.cluster_of(n) {
+            c.withdraw(n, e).map_err(|x| failed(&action, x))?;
+            if let Some(a) = e.ipv4 {
+                c.release_address(n, &e.id, a.addr)
+                    .map_err(|x| failed(&action, x))?;
+            }
+        }
         // A TAP port takes its device along when it leaves the switch.
         match self.control.delete_port(&e.ifaces.port) {
             Ok(()) | Err(ControlError::NotFound(_)) => {}

@@ -183,6 +183,7 @@ impl InProc {
             test_memory_ports: false,
             api: Default::default(),
             docker: Default::default(),
+            cluster: Default::default(),
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {

@@ -65,6 +65,32 @@ pub trait Fabric: Send + Sync {
     /// whose unit of work did not commit (see `Driver::atomically`);
     /// `endpoints` are the stored ones.
     fn resync(&self, _endpoints: &[Endpoint]) {}
+    /// A global network (shared by the hosts of a cluster, see
+    /// `docker::options::is_global`) gets its cluster-wide settings here —
+    /// its VNI and subnets — before it is validated and stored. The default
+    /// leaves every network as it is and refuses global ones.
+    fn resolve_network(&self, n: &mut Network) -> Result<(), FabricError> {
+        if crate::docker::options::is_global(n) {
+            return Err(FabricError::Unsupported(
+                "global networks need a cluster (rvswitch daemon --store etcd://...)".into(),
+            ));
+        }
+        Ok(())
+    }
+    /// The address of endpoint `id` on network `n`: `want` as it is for a
+    /// local network; on a global one claimed cluster-wide, or allocated
+    /// there when `want` is None.
+    fn claim_address(
+        &self,
+        _n: &Network,
+        _id: &str,
+        want: Option<crate::prefix::Cidr>,
+    ) -> Result<Option<crate::prefix::Cidr>, FabricError> {
+        Ok(want)
+    }
+    /// Give back what [`Fabric::claim_address`] claimed for an endpoint
+    /// that was then not made.
+    fn release_address(&self, _n: &Network, _id: &str, _addr: crate::prefix::Cidr) {}
     fn publish(&self, _n: &Network, e: &Endpoint) -> Result<(), FabricError> {
         if e.published.is_empty() {
             Ok(())

@@ -70,6 +70,9 @@ pub enum CtlCommand {
     Endpoint,
     /// Docker sandboxes (CNM): network namespaces and their endpoints.
     Sandbox,
+    /// The cluster (`daemon --store`): members, their VTEPs and leases, and
+    /// the store revision last seen.
+    Cluster,
     /// Remote VTEPs of a vxlan port: flood list and static entries.
     #[command(subcommand)]
     Remote(RemoteCmd),
@@ -542,6 +545,7 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
         CtlCommand::Network => out.cnm_networks(&c.get("/v1/cnm/networks")?.ok()?),
         CtlCommand::Endpoint => out.cnm_endpoints(&c.get("/v1/cnm/endpoints")?.ok()?),
         CtlCommand::Sandbox => out.cnm_sandboxes(&c.get("/v1/cnm/sandboxes")?.ok()?),
+        CtlCommand::Cluster => out.cluster(&c.get("/v1/cluster")?.ok()?),
         CtlCommand::Stp { domain } => {
             out.stp(&c.get(&format!("/v1/domains/{}/stp", enc(&domain)))?.ok()?)
         }

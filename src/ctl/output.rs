@@ -233,6 +233,45 @@ impl Output {
         Ok(())
     }
 
+    /// `ctl cluster`: this host's membership, then every member.
+    pub(super) fn cluster(&self, r: &Reply) -> Result<(), CtlError> {
+        if self.json {
+            return self.print_json(r);
+        }
+        let v = r.json();
+        println!(
+            "store: {}\nhost: {} (VTEP {})\nlease: {} (TTL {} s)\nrevision: {} (resyncs {})",
+            txt(&v["store"]),
+            txt(&v["host"]),
+            txt(&v["vtep"]),
+            txt(&v["lease"]),
+            txt(&v["ttl_secs"]),
+            txt(&v["revision"]),
+            txt(&v["resyncs"])
+        );
+        let rows: Vec<Vec<String>> = v["members"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|m| {
+                        let this = if m["self"].as_bool() == Some(true) {
+                            "*"
+                        } else {
+                            ""
+                        };
+                        vec![
+                            format!("{}{this}", txt(&m["host"])),
+                            txt(&m["vtep"]),
+                            txt(&m["lease"]),
+                        ]
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        print!("{}", table(&["MEMBER", "VTEP", "LEASE"], &rows));
+        Ok(())
+    }
+
     pub(super) fn cnm_networks(&self, r: &Reply) -> Result<(), CtlError> {
         self.list(
             r,

@@ -111,6 +111,8 @@ pub enum DaemonError {
     },
     #[error("async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("{0}")]
+    Cluster(String),
     #[error("Docker driver: {0}")]
     Docker(String),
 }

@@ -89,6 +89,8 @@ pub struct DaemonArgs {
     pub api: api::ApiLimits,
     #[command(flatten)]
     pub docker: crate::docker::DockerArgs,
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -162,17 +164,25 @@ where
         args.worker_rt_priority,
     )?;
     let control = Arc::new(Control::start(dp, store, factory).map_err(DaemonError::Replay)?);
+    // Joined before the Docker driver replays: its global networks and
+    // endpoints are published again under this run's lease.
+    let cluster = crate::cluster::Cluster::join(&args.cluster)
+        .map_err(|e| DaemonError::Cluster(e.to_string()))?;
     let plugin = if args.docker.docker {
         Some(crate::docker::Plugin::open(
             &args.docker,
             rvs_cnm::Store::new(db),
             control.clone(),
+            cluster.clone(),
         )?)
     } else {
         None
     };
     if let Some(p) = &plugin {
         control.set_cnm(p.driver());
+    }
+    if let (Some(c), Some(p)) = (&cluster, &plugin) {
+        c.start_sync(control.clone(), p.driver());
     }
     private_state_files(&args.state_dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -187,7 +197,7 @@ where
         let plugin = plugin.as_ref().map(|p| p.serve()).transpose()?;
         tracing::info!(socket = %socket.display(), workers = args.workers, "control API listening");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let app = api::router(control.clone());
+        let app = crate::cluster::api::router(cluster.clone()).merge(api::router(control.clone()));
         let limits = args.api.clone();
         let server = tokio::spawn(async move {
             api::serve(listener, app, &limits, async {
@@ -219,6 +229,11 @@ where
         Ok::<(), DaemonError>(())
     });
     rt.shutdown_timeout(Duration::from_secs(1));
+    // Leaving revokes the lease: the other hosts drop this one's endpoints
+    // now instead of after the TTL.
+    if let Some(c) = &cluster {
+        c.leave();
+    }
     // Workers stop and drop their switches: TAP fds close, XDP detaches.
     control.shutdown();
     if served.is_ok() {

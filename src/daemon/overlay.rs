@@ -128,6 +128,52 @@ impl Control {
         self.remotes(name)
     }
 
+    /// Make `flood` and `statics` the whole remote lists of port `name`
+    /// (a control plane that owns them, such as the cluster's endpoint
+    /// registry, states what it wants; the reconcile gives the running
+    /// port the difference). Unchanged lists change nothing.
+    pub fn set_remotes(
+        &self,
+        name: &str,
+        flood: &[IpAddr],
+        statics: &[(MacAddr, IpAddr)],
+    ) -> Result<()> {
+        let _w = self.store.db().exclusive_guard();
+        let mut st = self.lock();
+        let p = st.ports.get(name).ok_or_else(|| not_found_port(name))?;
+        let spec = vxlan_spec(&p.rec.spec, name)?;
+        let local = spec
+            .options
+            .get("local")
+            .and_then(Value::as_str)
+            .and_then(|l| l.parse::<IpAddr>().ok());
+        for r in flood.iter().chain(statics.iter().map(|(_, r)| r)) {
+            if Some(*r) == local || r.is_unspecified() {
+                return Err(ControlError::BadRequest(format!(
+                    "{r} is not a remote VTEP of port {name}"
+                )));
+            }
+        }
+        if let Some((m, _)) = statics.iter().find(|(m, _)| !m.is_valid_source()) {
+            return Err(ControlError::BadRequest(format!(
+                "{m} is not a unicast station address"
+            )));
+        }
+        let norm = |f: &[IpAddr], s: &[(MacAddr, IpAddr)]| {
+            let mut f = f.to_vec();
+            f.sort();
+            f.dedup();
+            let mut s: Vec<(String, IpAddr)> = s.iter().map(|(m, r)| (m.to_string(), *r)).collect();
+            s.sort();
+            (f, s)
+        };
+        let (of, os) = vxlan_remotes(spec).map_err(ControlError::Internal)?;
+        if norm(&of, &os) == norm(flood, statics) {
+            return Ok(());
+        }
+        self.store_remotes(&mut st, name, flood, statics)
+    }
+
     /// Forget `remote`: off the flood list, and every static entry to it.
     pub fn delete_remote(&self, name: &str, remote: IpAddr) -> Result<()> {
         let _w = self.store.db().exclusive_guard();

@@ -298,7 +298,9 @@ impl Driver {
         Ok(orphans)
     }
 
-    pub fn create_network(&self, n: Network) -> Result<(), DriverError> {
+    pub fn create_network(&self, mut n: Network) -> Result<(), DriverError> {
+        // A global network's VNI and subnet are the cluster's.
+        self.fabric.resolve_network(&mut n)?;
         n.validate()?;
         let mut st = self.lock();
         if let Some(old) = st.networks.get(&n.id) {
@@ -374,8 +376,10 @@ impl Driver {
             .cloned()
             .ok_or_else(|| DriverError::UnknownNetwork(req.network_id.clone()))?;
         if let Some(old) = st.endpoints.get(&req.id) {
+            // On a global network the address may be the cluster's choice.
+            let global = super::options::is_global(&n) && req.ipv4.is_none();
             let same = old.network_id == req.network_id
-                && old.ipv4 == req.ipv4
+                && (old.ipv4 == req.ipv4 || global)
                 && old.ipv6 == req.ipv6
                 && req.mac.is_none_or(|m| m == old.mac);
             if same {
@@ -442,18 +446,48 @@ impl Driver {
                     .all(|name| !taken.contains(name.as_str()))
             })
             .expect("a free name among 2^32 candidates");
+        // Claimed last: nothing above gives it back.
+        let ipv4 = self.fabric.claim_address(&n, &req.id, req.ipv4)?;
+        let give_back = |what: &str| {
+            if let Some(a) = ipv4 {
+                tracing::debug!(endpoint = %req.id, "{what}: address {a} given back");
+                self.fabric.release_address(&n, &req.id, a);
+            }
+        };
+        if let Some(a) = ipv4
+            && req.ipv4.is_none()
+            && let Some(o) = st
+                .endpoints
+                .values()
+                .find(|o| o.network_id == n.id && o.ipv4.map(|t| t.addr) == Some(a.addr))
+        {
+            give_back("local clash");
+            return Err(DriverError::Conflict(format!(
+                "the cluster gave address {} that endpoint {} holds here; its record was lost",
+                a.addr, o.id
+            )));
+        }
         let mut e = Endpoint {
-            id: req.id,
+            id: req.id.clone(),
             network_id: n.id.clone(),
             mac,
-            ipv4: req.ipv4,
+            ipv4,
             ipv6: req.ipv6,
             ifaces,
             sandbox: None,
             published: Vec::new(),
         };
-        e.validate(&n)?;
-        let plumbing = self.fabric.create_endpoint(&n, &e)?;
+        if let Err(err) = e.validate(&n) {
+            give_back("invalid endpoint");
+            return Err(err.into());
+        }
+        let plumbing = match self.fabric.create_endpoint(&n, &e) {
+            Ok(p) => p,
+            Err(err) => {
+                give_back("no plumbing");
+                return Err(err.into());
+            }
+        };
         e.ifaces = plumbing.ifaces;
         if let Err(err) = e.validate(&n).map_err(DriverError::from).and_then(|_| {
             self.store

@@ -300,10 +300,20 @@ fn create_endpoint(
         ipv4: cidr_field("Interface.Address", &i.address)?,
         ipv6: cidr_field("Interface.AddressIPv6", &i.address_ipv6)?,
     })?;
-    // Only the MAC, and only when the engine had none: it refuses changes.
+    // Only what the engine had not set (the MAC; a global network's
+    // address, which the cluster allocates): it refuses changes.
+    let address = match (i.address.is_empty(), e.ipv4) {
+        (true, Some(a)) => a.to_string(),
+        _ => String::new(),
+    };
     Ok(CreateEndpointResponse {
-        interface: mac.is_none().then(|| EndpointInterface {
-            mac_address: e.mac.to_string(),
+        interface: (mac.is_none() || !address.is_empty()).then(|| EndpointInterface {
+            mac_address: if mac.is_none() {
+                e.mac.to_string()
+            } else {
+                String::new()
+            },
+            address,
             ..Default::default()
         }),
     })

@@ -34,7 +34,24 @@ pub const KNOWN: &[&str] = &[
     "rvswitch.vtep_local",
     "rvswitch.vtep_remotes",
     "rvswitch.vtep_port",
+    "rvswitch.scope",
+    "rvswitch.name",
 ];
+
+/// `rvswitch.scope=global`: the network is shared by the hosts of a
+/// cluster (`rvswitch daemon --store etcd://…`), found there by
+/// `rvswitch.name`.
+pub const SCOPE: &str = "rvswitch.scope";
+/// The cluster-wide name of a global network. CreateNetwork carries only
+/// the engine's network id, which differs on every host, so the name the
+/// hosts share is an option.
+pub const NAME: &str = "rvswitch.name";
+
+/// Whether `n` is a global network (its VNI, subnet and addresses come
+/// from the cluster's store).
+pub fn is_global(n: &Network) -> bool {
+    n.options.get(SCOPE).map(String::as_str) == Some("global")
+}
 
 /// Default MTU of a VXLAN network: a 1500-byte underlay less 50 bytes of
 /// outer Ethernet, IPv4, UDP and VXLAN headers.
@@ -179,8 +196,37 @@ pub fn apply_generic(n: &mut Network, generic: &Options) -> Result<(), OptionErr
     let mut vlan: Option<u32> = None;
     let mut vni: Option<u32> = None;
     let mut mtu_set = false;
+    let mut global = false;
+    let mut name: Option<String> = None;
     for (k, v) in generic {
         match k.as_str() {
+            SCOPE => {
+                global = match text(v).to_ascii_lowercase().as_str() {
+                    "global" => true,
+                    "local" => false,
+                    _ => {
+                        return Err(OptionError::Value {
+                            key: k.clone(),
+                            value: text(v),
+                            expected: "local or global",
+                        });
+                    }
+                }
+            }
+            NAME => {
+                let t = text(v);
+                let ok = (1..=64).contains(&t.len())
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                if !ok {
+                    return Err(OptionError::Value {
+                        key: k.clone(),
+                        value: t,
+                        expected: "a name of 1-64 letters, digits, '-', '_' or '.'",
+                    });
+                }
+                name = Some(t);
+            }
             // The VTEP of a VXLAN network, kept with the network's options.
             "rvswitch.vtep_local" => {
                 let t = text(v);
@@ -241,6 +287,12 @@ pub fn apply_generic(n: &mut Network, generic: &Options) -> Result<(), OptionErr
                 n.options.insert(other.into(), text(v));
             }
         }
+    }
+    if let Some(name) = &name {
+        n.name = name.clone();
+    }
+    if global {
+        return global_network(n, kind, vlan, vni, name, mtu_set);
     }
     let kind = kind.unwrap_or_else(|| {
         match (vlan, vni) {
@@ -312,6 +364,50 @@ pub fn apply_generic(n: &mut Network, generic: &Options) -> Result<(), OptionErr
     Ok(())
 }
 
+/// The settings of a global network: a VXLAN network whose VNI is the
+/// wanted one (`rvswitch.vni`) or, as 0, one the cluster allocates; its
+/// VTEP is the daemon's (`--vtep`), its remotes the cluster's.
+fn global_network(
+    n: &mut Network,
+    kind: Option<String>,
+    vlan: Option<u32>,
+    vni: Option<u32>,
+    name: Option<String>,
+    mtu_set: bool,
+) -> Result<(), OptionError> {
+    if name.is_none() {
+        return Err(OptionError::Conflict(format!(
+            "{SCOPE}=global needs {NAME}=<the network's name, the same on every host>: \
+             Docker does not tell its driver the network's name"
+        )));
+    }
+    if kind.as_deref().is_some_and(|k| k != "vxlan") || vlan.is_some() {
+        return Err(OptionError::Conflict(format!(
+            "{SCOPE}=global networks are VXLAN networks: rvswitch.kind may only be vxlan, \
+             and rvswitch.vlan does not apply"
+        )));
+    }
+    let vtep = [
+        "rvswitch.vtep_local",
+        "rvswitch.vtep_remotes",
+        "rvswitch.vtep_port",
+    ];
+    if let Some(k) = vtep.iter().find(|k| n.options.contains_key(**k)) {
+        return Err(OptionError::Conflict(format!(
+            "{k} is not taken by {SCOPE}=global networks: the VTEP is the daemon's \
+             (rvswitch daemon --vtep) and the remotes are the cluster's"
+        )));
+    }
+    n.options.insert(SCOPE.into(), "global".into());
+    n.kind = NetworkKind::Vxlan {
+        vni: vni.unwrap_or(0),
+    };
+    if !mtu_set {
+        n.mtu = VXLAN_MTU;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,6 +438,48 @@ mod tests {
             "isolated by default"
         );
         n.validate().unwrap();
+    }
+
+    #[test]
+    fn global_networks_are_named_vxlan_networks_with_the_cluster_vtep() {
+        let g = |o: Value| network_from_request(&req(json!({"com.docker.network.generic": o})));
+        let n = g(json!({"rvswitch.scope": "global", "rvswitch.name": "blue"})).unwrap();
+        assert!(is_global(&n));
+        assert_eq!(n.name, "blue");
+        assert_eq!(
+            n.kind,
+            NetworkKind::Vxlan { vni: 0 },
+            "VNI from the cluster"
+        );
+        assert_eq!(n.mtu, VXLAN_MTU);
+        let n = g(json!({"rvswitch.scope": "global", "rvswitch.name": "b", "rvswitch.vni": 7}));
+        assert_eq!(n.unwrap().kind, NetworkKind::Vxlan { vni: 7 });
+        for (bad, says) in [
+            (json!({"rvswitch.scope": "global"}), "rvswitch.name"),
+            (
+                json!({"rvswitch.scope": "wide", "rvswitch.name": "b"}),
+                "local or global",
+            ),
+            (
+                json!({"rvswitch.scope": "global", "rvswitch.name": "a b"}),
+                "letters",
+            ),
+            (
+                json!({"rvswitch.scope": "global", "rvswitch.name": "b", "rvswitch.kind": "vlan"}),
+                "VXLAN",
+            ),
+            (
+                json!({"rvswitch.scope": "global", "rvswitch.name": "b",
+                       "rvswitch.vtep_local": "10.0.0.1"}),
+                "--vtep",
+            ),
+        ] {
+            let e = g(bad.clone()).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let local = g(json!({"rvswitch.scope": "local", "rvswitch.name": "x"})).unwrap();
+        assert!(!is_global(&local));
+        assert_eq!(local.kind, NetworkKind::Bridge);
     }
 
     #[test]

@@ -1,0 +1,1095 @@
+//! Hosts sharing networks through etcd: `rvswitch daemon --store
+//! etcd://H1:P1,H2:P2,…`.
+//!
+//! Owns: this host's membership (its name and VTEP under a lease the
+//! daemon keeps alive), the cluster-wide records of global networks (VNI,
+//! subnet) and their addresses (each allocated with an etcd transaction),
+//! this host's endpoints of global networks as published under its lease,
+//! and a watched copy of everything the other hosts publish.
+//! Never: the switch. Remote endpoints reach the data plane as one more
+//! input to the one change path: [`sync`] states the remotes each global
+//! network's VTEP port should have and calls [`Control::set_remotes`]
+//! (validate, next desired state, commit, reconcile, store), as the API
+//! would.
+//!
+//! # Keys (under `/rvswitch/`)
+//! - `live/members/<host>` → [`MemberRecord`], under the host's lease.
+//! - `networks/<name>` → [`NetworkRecord`]; `vni/<vni>` → name, and
+//!   `subnets/<cidr>` → name, each created with the network in one
+//!   transaction (create-if-absent), so a VNI or subnet has one owner.
+//! - `ipam/<name>/<ip>` → [`AddressRecord`], created if absent.
+//! - `live/endpoints/<name>/<host>/<endpoint id>` → [`EndpointRecord`],
+//!   under the publishing host's lease: a dead host's entries go with it.
+//!
+//! Hosts read and watch only `live/`: what they need to forward, not the
+//! records of networks and addresses.
+//!
+//! The etcd client runs on a runtime of its own (two threads), so calls
+//! from the Docker driver's blocking threads wait on it without touching
+//! the API's runtime.
+
+pub mod api;
+mod sync;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
+    TxnOpResponse, WatchOptions,
+};
+use rvs_cnm::model::{Endpoint, Network, NetworkKind, Subnet};
+use rvs_cnm::prefix::Cidr;
+use rvs_switch::MacAddr;
+use serde::{Deserialize, Serialize};
+
+pub use sync::sync;
+
+/// Every key lives under this prefix.
+const PREFIX: &str = "/rvswitch/";
+/// Leased keys (members, endpoints): what every host reads and watches.
+const LIVE: &str = "/rvswitch/live/";
+/// The end of the `LIVE` range ('/' + 1).
+const LIVE_END: &str = "/rvswitch/live0";
+/// Global networks without a subnet get a /24 out of this range.
+const SUBNET_RANGE: (u8, u8) = (10, 200);
+/// VNIs the cluster allocates (a wanted one may be anything 1-16777215).
+const VNI_BASE: u32 = 100_000;
+const VNI_SPAN: u32 = 1 << 20;
+
+/// `rvswitch daemon` options for joining a cluster.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// Join the cluster whose state lives in this etcd cluster:
+    /// `etcd://HOST:PORT[,HOST:PORT…]`. Without it everything is local.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Seconds this host's lease lives without a keep-alive: a host that
+    /// dies leaves the cluster (its endpoints with it) this long after.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=300))]
+    pub store_ttl: u64,
+    /// This host's name in the cluster (default: the kernel's host name).
+    #[arg(long)]
+    pub host_name: Option<String>,
+    /// This host's VTEP (underlay) address; global networks send and
+    /// receive VXLAN on it. Required with --store.
+    #[arg(long, value_name = "ADDR")]
+    pub vtep: Option<IpAddr>,
+    /// Authenticate to etcd as this user (etcd's `auth enable`); the
+    /// password is read from --store-password-file.
+    #[arg(long, value_name = "NAME", requires = "store_password_file")]
+    pub store_user: Option<String>,
+    /// File holding the --store-user's password (one line), so it is not
+    /// on the command line.
+    #[arg(long, value_name = "PATH", requires = "store_user")]
+    pub store_password_file: Option<std::path::PathBuf>,
+    /// Keys per read when the cluster's view is read whole (at start and
+    /// after a lost watch). Hidden: the tests make it small to read in
+    /// many pages.
+    #[arg(long, hide = true, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub store_read_page: i64,
+}
+
+/// Local only, as without the flags.
+impl Default for ClusterArgs {
+    fn default() -> ClusterArgs {
+        ClusterArgs {
+            store: None,
+            store_ttl: 10,
+            host_name: None,
+            vtep: None,
+            store_user: None,
+            store_password_file: None,
+            store_read_page: 1000,
+        }
+    }
+}
+
+/// `members/<host>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    pub host: String,
+    pub vtep: IpAddr,
+    /// Seconds since the epoch when it joined.
+    pub joined: u64,
+}
+
+/// `networks/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    pub name: String,
+    pub vni: u32,
+    pub subnets: Vec<Subnet>,
+    /// The host that created it first.
+    pub created_by: String,
+}
+
+/// `ipam/<name>/<ip>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressRecord {
+    pub host: String,
+    pub endpoint: String,
+}
+
+/// `endpoints/<name>/<host>/<id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointRecord {
+    pub network: String,
+    pub host: String,
+    pub id: String,
+    pub mac: MacAddr,
+    pub ipv4: Option<IpAddr>,
+    pub ipv6: Option<IpAddr>,
+    pub vni: u32,
+    pub vtep: IpAddr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("--store {0:?}: expected etcd://HOST:PORT[,HOST:PORT...]")]
+    Url(String),
+    #[error("--store needs --vtep ADDR: this host's underlay address for global networks")]
+    NoVtep,
+    #[error("--host-name {0:?}: expected 1-64 letters, digits, '-', '_' or '.'")]
+    HostName(String),
+    #[error("cluster store: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error(
+        "the cluster store (etcd) is unavailable: no quorum, or no member reachable ({0}); \
+         nothing was changed"
+    )]
+    Unavailable(String),
+    #[error("cluster store: {0}")]
+    Failed(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("--store-password-file {0}: {1}")]
+    Password(String, std::io::Error),
+    #[error("cannot start the cluster client's runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// The other hosts' state as watched, and what was last seen.
+#[derive(Debug, Default)]
+pub(crate) struct View {
+    pub members: BTreeMap<String, (MemberRecord, i64)>,
+    /// By key.
+    pub endpoints: BTreeMap<String, EndpointRecord>,
+    /// The store's revision in the last response seen.
+    pub revision: i64,
+    /// Times the watch was made again from a fresh read (a lost watch).
+    pub resyncs: u64,
+}
+
+/// `GET /v1/cluster`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterView {
+    pub store: String,
+    pub host: String,
+    pub vtep: IpAddr,
+    pub lease: String,
+    pub ttl_secs: u64,
+    pub revision: i64,
+    pub resyncs: u64,
+    pub members: Vec<MemberView>,
+    /// Endpoints other hosts publish, per global network name.
+    pub remote_endpoints: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberView {
+    pub host: String,
+    pub vtep: IpAddr,
+    pub lease: String,
+    pub joined: u64,
+    #[serde(rename = "self")]
+    pub this: bool,
+}
+
+/// This host's place in the cluster.
+pub struct Cluster {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    url: String,
+    host: String,
+    vtep: IpAddr,
+    ttl: u64,
+    /// Keys per read of the whole view.
+    page: i64,
+    lease: AtomicI64,
+    /// This host's keys (member and endpoints) with their values: put again
+    /// under a new lease if the old one is lost.
+    published: Mutex<BTreeMap<String, String>>,
+    pub(crate) view: Mutex<View>,
+    /// Wakes the sync thread (see [`sync`]).
+    pub(crate) changed: crossbeam_channel::Sender<()>,
+    pub(crate) wake: crossbeam_channel::Receiver<()>,
+    closing: AtomicBool,
+}
+
+fn endpoints_of(url: &str) -> Result<Vec<String>, ClusterError> {
+    let rest = url
+        .strip_prefix("etcd://")
+        .ok_or_else(|| ClusterError::Url(url.into()))?;
+    let hosts: Vec<String> = rest
+        .trim_end_matches('/')
+        .split(',')
+        .map(|h| h.trim().to_string())
+        .collect();
+    if hosts
+        .iter()
+        .any(|h| h.is_empty() || !h.contains(':') || h.contains('/'))
+    {
+        return Err(ClusterError::Url(url.into()));
+    }
+    Ok(hosts.into_iter().map(|h| format!("http://{h}")).collect())
+}
+
+/// How long an operation is tried again while the store is momentarily out
+/// of reach (a member down, a leader election).
+const RETRY_FOR: Duration = Duration::from_secs(5);
+
+/// Whether `e` says "try again": the member asked is down or between
+/// leaders. A timeout (no quorum for the whole request timeout) is not.
+fn transient(e: &ClusterError) -> bool {
+    match e {
+        ClusterError::Etcd(etcd_client::Error::GRpcStatus(s)) => {
+            s.code() == tonic::Code::Unavailable
+        }
+        ClusterError::Etcd(etcd_client::Error::TransportError(_)) => true,
+        _ => false,
+    }
+}
+
+/// Whether `e` says the store did not answer at all.
+fn no_answer(e: &ClusterError) -> bool {
+    matches!(
+        e,
+        ClusterError::Etcd(etcd_client::Error::GRpcStatus(s))
+            if matches!(s.code(), tonic::Code::Cancelled | tonic::Code::DeadlineExceeded)
+    ) || transient(e)
+}
+
+/// Run `op` again while it fails transiently, for up to [`RETRY_FOR`];
+/// a store that does not answer is reported as [`ClusterError::Unavailable`].
+/// Every operation given is safe to repeat: puts and deletes are
+/// idempotent, and a claim that won before its answer was lost finds its
+/// own record.
+async fn retrying<T, F, Fut>(mut op: F) -> Result<T, ClusterError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClusterError>>,
+{
+    let t0 = std::time::Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match op().await {
+            Err(e) if transient(&e) && t0.elapsed() < RETRY_FOR => {
+                tracing::debug!(error = %e, "cluster store busy; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            Err(e) if no_answer(&e) => return Err(ClusterError::Unavailable(e.to_string())),
+            r => return r,
+        }
+    }
+}
+
+fn kernel_host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("records serialize")
+}
+
+fn key_network(name: &str) -> String {
+    format!("{PREFIX}networks/{name}")
+}
+
+fn key_address(name: &str, ip: IpAddr) -> String {
+    format!("{PREFIX}ipam/{name}/{ip}")
+}
+
+fn key_endpoint(name: &str, host: &str, id: &str) -> String {
+    format!("{LIVE}endpoints/{name}/{host}/{id}")
+}
+
+/// Host addresses of an IPv4 subnet, in order, less the network and
+/// broadcast addresses and the gateway.
+fn hosts_of(s: &Subnet) -> impl Iterator<Item = IpAddr> + '_ {
+    let (base, len) = match s.pool.addr {
+        IpAddr::V4(a) => (u32::from(a), s.pool.len),
+        IpAddr::V6(_) => (0, 32),
+    };
+    let size = if len >= 31 { 0 } else { 1u32 << (32 - len) };
+    (1..size.saturating_sub(1))
+        .map(move |i| IpAddr::V4((base + i).into()))
+        .filter(move |a| Some(*a) != s.gateway)
+}
+
+impl Cluster {
+    /// Connect, take a lease and register this host. Fails (and the daemon
+    /// does not start) when the store cannot be reached.
+    pub fn join(args: &ClusterArgs) -> Result<Option<Arc<Cluster>>, ClusterError> {
+        let Some(url) = &args.store else {
+            return Ok(None);
+        };
+        let endpoints = endpoints_of(url)?;
+        let vtep = args.vtep.ok_or(ClusterError::NoVtep)?;
+        let host = args.host_name.clone().unwrap_or_else(kernel_host_name);
+        let valid = (1..=64).contains(&host.len())
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !valid {
+            return Err(ClusterError::HostName(host));
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("rvs-cluster")
+            .enable_all()
+            .build()
+            .map_err(ClusterError::Runtime)?;
+        let mut opts = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(3))
+            .with_timeout(Duration::from_secs(5))
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+        if let (Some(user), Some(file)) = (&args.store_user, &args.store_password_file) {
+            let password = std::fs::read_to_string(file)
+                .map_err(|e| ClusterError::Password(file.display().to_string(), e))?;
+            opts = opts
+                .with_user(
+                    user.clone(),
+                    password.trim_end_matches(['\r', '\n']).to_string(),
+                )
+                .with_auto_token_refresh(true);
+        }
+        let client = rt.block_on(Client::connect(endpoints, Some(opts)))?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let c = Arc::new(Cluster {
+            rt,
+            client,
+            url: url.clone(),
+            host,
+            vtep,
+            ttl: args.store_ttl,
+            page: args.store_read_page,
+            lease: AtomicI64::new(0),
+            published: Mutex::new(BTreeMap::new()),
+            view: Mutex::new(View::default()),
+            changed: tx,
+            wake: rx,
+            closing: AtomicBool::new(false),
+        });
+        let member = MemberRecord {
+            host: c.host.clone(),
+            vtep,
+            joined: now_secs(),
+        };
+        c.published
+            .lock()
+            .unwrap()
+            .insert(format!("{LIVE}members/{}", c.host), json(&member));
+        c.block_on(c.clone().new_lease())?;
+        c.block_on(c.clone().read_all())?;
+        c.rt.spawn(c.clone().keep_alive());
+        c.rt.spawn(c.clone().watch());
+        tracing::info!(store = %c.url, host = %c.host, %vtep, ttl = c.ttl, "joined the cluster");
+        Ok(Some(c))
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn vtep(&self) -> IpAddr {
+        self.vtep
+    }
+
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    fn kv(&self) -> Client {
+        self.client.clone()
+    }
+
+    fn notify(&self) {
+        let _ = self.changed.try_send(());
+    }
+
+    /// Grant a lease and put this host's keys under it.
+    async fn new_lease(self: Arc<Self>) -> Result<(), ClusterError> {
+        let mut c = self.kv();
+        let lease = c.lease_grant(self.ttl as i64, None).await?.id();
+        self.lease.store(lease, Ordering::Release);
+        let keys: Vec<(String, String)> = self
+            .published
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (k, v) in keys {
+            c.put(k, v, Some(PutOptions::new().with_lease(lease)))
+                .await?;
+        }
+        tracing::info!(lease = format!("{lease:x}"), "cluster lease granted");
+        Ok(())
+    }
+
+    /// Keep the lease alive (three keep-alives per TTL); a lease that
+    /// expired anyway (the store was out of reach longer than the TTL) is
+    /// replaced and this host's keys are put again.
+    async fn keep_alive(self: Arc<Self>) {
+        let every = Duration::from_millis(self.ttl * 1000 / 3);
+        while !self.closing.load(Ordering::Acquire) {
+            let lease = self.lease.load(Ordering::Acquire);
+            let r: Result<(), ClusterError> = async {
+                let (mut keeper, mut stream) = self.kv().lease_keep_alive(lease).await?;
+                loop {
+                    keeper.keep_alive().await?;
+                    match stream.message().await? {
+                        Some(r) if r.ttl() > 0 => {}
+                        _ => {
+                            tracing::warn!("cluster lease expired: taking a new one");
+                            self.clone().new_lease().await?;
+                            return Ok(());
+                        }
+                    }
+                    tokio::time::sleep(every).await;
+                    if self.closing.load(Ordering::Acquire) {
+                        return Ok(());
+                    }
+                }
+            }
+            .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "cluster lease keep-alive failed; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+
+    /// Read every member and endpoint, in pages (`--store-read-page`
+    /// keys) at one revision; the view becomes exactly that.
+    async fn read_all(self: Arc<Self>) -> Result<i64, ClusterError> {
+        let mut c = self.kv();
+        let mut v = View::default();
+        let mut from = LIVE.as_bytes().to_vec();
+        let mut rev = 0;
+        loop {
+            let mut opts = GetOptions::new().with_range(LIVE_END).with_limit(self.page);
+            if rev != 0 {
+                opts = opts.with_revision(rev);
+            }
+            let r = c.get(from.clone(), Some(opts)).await?;
+            if rev == 0 {
+                rev = r.header().map(|h| h.revision()).unwrap_or(0);
+            }
+            for kv in r.kvs() {
+                apply_put(&mut v, kv.key(), kv.value(), kv.lease());
+            }
+            match r.kvs().last() {
+                Some(last) if r.more() => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => break,
+            }
+        }
+        {
+            let mut view = self.view.lock().unwrap();
+            v.resyncs = view.resyncs;
+            v.revision = rev;
+            *view = v;
+        }
+        self.notify();
+        Ok(rev)
+    }
+
+    /// Watch everything from the revision read; a watch that breaks (the
+    /// member went away, the revision was compacted) is made again from a
+    /// fresh read, so nothing is missed.
+    async fn watch(self: Arc<Self>) {
+        let mut from = self.view.lock().unwrap().revision + 1;
+        while !self.closing.load(Ordering::Acquire) {
+            let r: Result<(), ClusterError> = async {
+                let opts = WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(from)
+                    .with_progress_notify();
+                let mut stream = self.kv().watch(LIVE, Some(opts)).await?;
+                while let Some(resp) = stream.message().await? {
+                    if resp.canceled() || resp.compact_revision() > 0 {
+                        return Err(ClusterError::Failed(format!(
+                            "watch canceled: {}",
+                            resp.cancel_reason()
+                        )));
+                    }
+                    let mut v = self.view.lock().unwrap();
+                    for ev in resp.events() {
+                        let Some(kv) = ev.kv() else { continue };
+                        match ev.event_type() {
+                            EventType::Put => apply_put(&mut v, kv.key(), kv.value(), kv.lease()),
+                            EventType::Delete => apply_delete(&mut v, kv.key()),
+                        }
+                    }
+                    if let Some(h) = resp.header() {
+                        v.revision = v.revision.max(h.revision());
+                    }
+                    drop(v);
+                    self.notify();
+                }
+                Err(ClusterError::Failed("watch stream ended".into()))
+            }
+            .await;
+            if self.closing.load(Ordering::Acquire) {
+                return;
+            }
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "cluster watch lost; reading everything again");
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            self.view.lock().unwrap().resyncs += 1;
+            match self.clone().read_all().await {
+                Ok(rev) => from = rev + 1,
+                Err(e) => tracing::warn!(error = %e, "cluster resync failed; trying again"),
+            }
+        }
+    }
+
+    /// Leave: revoke the lease, so this host's keys go now, not after the
+    /// TTL.
+    pub fn leave(&self) {
+        self.closing.store(true, Ordering::Release);
+        let lease = self.lease.load(Ordering::Acquire);
+        let mut c = self.kv();
+        let r = self.block_on(async move {
+            tokio::time::timeout(Duration::from_secs(2), c.lease_revoke(lease)).await
+        });
+        match r {
+            Ok(Ok(_)) => tracing::info!("left the cluster"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not revoke the cluster lease"),
+            Err(_) => tracing::warn!("revoking the cluster lease timed out"),
+        }
+    }
+
+    pub fn view(&self) -> ClusterView {
+        let v = self.view.lock().unwrap();
+        let mut remote: BTreeMap<String, usize> = BTreeMap::new();
+        for e in v.endpoints.values().filter(|e| e.host != self.host) {
+            *remote.entry(e.network.clone()).or_default() += 1;
+        }
+        ClusterView {
+            store: self.url.clone(),
+            host: self.host.clone(),
+            vtep: self.vtep,
+            lease: format!("{:x}", self.lease.load(Ordering::Acquire)),
+            ttl_secs: self.ttl,
+            revision: v.revision,
+            resyncs: v.resyncs,
+            members: v
+                .members
+                .values()
+                .map(|(m, lease)| MemberView {
+                    host: m.host.clone(),
+                    vtep: m.vtep,
+                    lease: format!("{lease:x}"),
+                    joined: m.joined,
+                    this: m.host == self.host,
+                })
+                .collect(),
+            remote_endpoints: remote,
+        }
+    }
+
+    // ---- global networks ----------------------------------------------------
+
+    /// Fill in a global network's VNI and subnets from its record, creating
+    /// the record (and claiming VNI and subnet) when this host is the first.
+    pub fn resolve_network(&self, n: &mut Network) -> Result<(), ClusterError> {
+        let NetworkKind::Vxlan { vni: wanted } = n.kind else {
+            return Err(ClusterError::Failed(format!(
+                "global network {} is not a VXLAN network",
+                n.name
+            )));
+        };
+        let v4: Vec<Subnet> = n
+            .subnets
+            .iter()
+            .filter(|s| s.pool.addr.is_ipv4())
+            .cloned()
+            .collect();
+        let rec = self.block_on(retrying(|| {
+            self.network_record(&n.name, wanted, v4.clone())
+        }))?;
+        if wanted != 0 && wanted != rec.vni {
+            return Err(ClusterError::Conflict(format!(
+                "global network {} has VNI {} (created by {}), not {wanted}",
+                rec.name, rec.vni, rec.created_by
+            )));
+        }
+        if !v4.is_empty()
+            && v4
+                .iter()
+                .map(|s| s.pool)
+                .ne(rec.subnets.iter().map(|s| s.pool))
+        {
+            return Err(ClusterError::Conflict(format!(
+                "global network {} has subnet {} (created by {}); create it with that subnet \
+                 or none",
+                rec.name,
+                rec.subnets
+                    .iter()
+                    .map(|s| s.pool.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                rec.created_by
+            )));
+        }
+        n.kind = NetworkKind::Vxlan { vni: rec.vni };
+        n.subnets.retain(|s| !s.pool.addr.is_ipv4());
+        let mut subnets = rec.subnets;
+        subnets.append(&mut n.subnets);
+        n.subnets = subnets;
+        n.options
+            .insert("rvswitch.vtep_local".into(), self.vtep.to_string());
+        Ok(())
+    }
+
+    /// The record of global network `name`, created if absent.
+    async fn network_record(
+        &self,
+        name: &str,
+        wanted: u32,
+        given: Vec<Subnet>,
+    ) -> Result<NetworkRecord, ClusterError> {
+        let mut c = self.kv();
+        let key = key_network(name);
+        let seed = name
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
+        for attempt in 0u32..64 {
+            if let Some(kv) = c.get(key.as_str(), None).await?.kvs().first() {
+                return serde_json::from_slice(kv.value())
+                    .map_err(|e| ClusterError::Failed(format!("record {key}: {e}")));
+            }
+            let vni = match wanted {
+                0 => VNI_BASE + (seed.wrapping_add(attempt.wrapping_mul(7919)) % VNI_SPAN),
+                v => v,
+            };
+            let subnets = match given.is_empty() {
+                false => given.clone(),
+                true => {
+                    let i = (seed.wrapping_add(attempt.wrapping_mul(104_729))) % 256;
+                    let pool = Cidr::parse_prefix(&format!(
+                        "{}.{}.{i}.0/24",
+                        SUBNET_RANGE.0, SUBNET_RANGE.1
+                    ))
+                    .expect("a valid prefix");
+                    let gw = format!("{}.{}.{i}.1", SUBNET_RANGE.0, SUBNET_RANGE.1);
+                    vec![Subnet {
+                        pool,
+                        gateway: Some(gw.parse().expect("an address")),
+                        address_space: "GlobalDefault".into(),
+                    }]
+                }
+            };
+            let rec = NetworkRecord {
+                name: name.into(),
+                vni,
+                subnets: subnets.clone(),
+                created_by: self.host.clone(),
+            };
+            let vni_key = format!("{PREFIX}vni/{vni}");
+            let mut when = vec![
+                Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
+                Compare::create_revision(vni_key.as_str(), CompareOp::Equal, 0),
+            ];
+            let mut then = vec![
+                TxnOp::put(key.as_str(), json(&rec), None),
+                TxnOp::put(vni_key.as_str(), name, None),
+            ];
+            for s in &subnets {
+                let k = format!("{PREFIX}subnets/{}", s.pool.to_string().replace('/', "_"));
+                when.push(Compare::create_revision(k.as_str(), CompareOp::Equal, 0));
+                then.push(TxnOp::put(k.as_str(), name, None));
+            }
+            let r = c.txn(Txn::new().when(when).and_then(then)).await?;
+            if r.succeeded() {
+                tracing::info!(network = name, vni, "created global network");
+                return Ok(rec);
+            }
+            // Someone else made it meanwhile (read at the top of the next
+            // round), or the VNI or subnet is another network's: a wanted
+            // one is refused, an allocated one is tried again elsewhere.
+            if !c.get(key.as_str(), None).await?.kvs().is_empty() {
+                continue;
+            }
+            if wanted != 0
+                && let Some(kv) = c.get(vni_key.as_str(), None).await?.kvs().first()
+            {
+                return Err(ClusterError::Conflict(format!(
+                    "VNI {vni} belongs to global network {}",
+                    String::from_utf8_lossy(kv.value())
+                )));
+            }
+            if !given.is_empty() && !self.subnets_free(&mut c, &given).await? {
+                return Err(ClusterError::Conflict(format!(
+                    "subnet {} belongs to another global network",
+                    given[0].pool
+                )));
+            }
+        }
+        Err(ClusterError::Failed(format!(
+            "no free VNI or subnet found for global network {name}"
+        )))
+    }
+
+    async fn subnets_free(&self, c: &mut Client, subnets: &[Subnet]) -> Result<bool, ClusterError> {
+        for s in subnets {
+            let k = format!("{PREFIX}subnets/{}", s.pool.to_string().replace('/', "_"));
+            if !c.get(k, None).await?.kvs().is_empty() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Claim `want` for endpoint `id` of global network `n`, or allocate
+    /// the first free host address of its IPv4 subnet; each with a
+    /// create-if-absent transaction.
+    pub fn claim_address(
+        &self,
+        n: &Network,
+        id: &str,
+        want: Option<Cidr>,
+    ) -> Result<Option<Cidr>, ClusterError> {
+        let Some(subnet) = n.subnets.iter().find(|s| s.pool.addr.is_ipv4()) else {
+            return Ok(want);
+        };
+        let rec = json(&AddressRecord {
+            host: self.host.clone(),
+            endpoint: id.into(),
+        });
+        self.block_on(retrying(|| {
+            self.claim_once(&n.name, subnet, id, want, &rec)
+        }))
+    }
+
+    /// One try of [`Cluster::claim_address`].
+    async fn claim_once(
+        &self,
+        name: &str,
+        subnet: &Subnet,
+        id: &str,
+        want: Option<Cidr>,
+        rec: &str,
+    ) -> Result<Option<Cidr>, ClusterError> {
+        let mut c = self.kv();
+        let claim = |ip: IpAddr| {
+            let k = key_address(name, ip);
+            Txn::new()
+                .when([Compare::create_revision(k.as_str(), CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(k.as_str(), rec, None)])
+                .or_else([TxnOp::get(k.as_str(), None)])
+        };
+        if let Some(w) = want {
+            let r = c.txn(claim(w.addr)).await?;
+            if r.succeeded() {
+                return Ok(Some(w));
+            }
+            let holder = r.op_responses().into_iter().find_map(|o| match o {
+                TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.value().to_vec()),
+                _ => None,
+            });
+            let holder: Option<AddressRecord> =
+                holder.and_then(|h| serde_json::from_slice(&h).ok());
+            return match holder {
+                Some(h) if h.endpoint == id => Ok(Some(w)),
+                Some(h) => Err(ClusterError::Conflict(format!(
+                    "address {} of global network {name} is held by endpoint {} on host {}",
+                    w.addr, h.endpoint, h.host
+                ))),
+                None => Err(ClusterError::Failed(format!(
+                    "address {} of global network {name}: claim refused",
+                    w.addr
+                ))),
+            };
+        }
+        // Allocate: skip what is taken (as last read) and race for the
+        // first free one; a loser reads again. One this endpoint already
+        // won (a try whose answer was lost) is taken back as it is.
+        let prefix = format!("{PREFIX}ipam/{name}/");
+        for _ in 0..32 {
+            let r = c
+                .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+                .await?;
+            if let Some(kv) = r.kvs().iter().find(|kv| kv.value() == rec.as_bytes()) {
+                let k = String::from_utf8_lossy(kv.key()).into_owned();
+                if let Some(ip) = k.rsplit('/').next().and_then(|a| a.parse().ok()) {
+                    return Ok(Some(Cidr {
+                        addr: ip,
+                        len: subnet.pool.len,
+                    }));
+                }
+            }
+            let taken: std::collections::BTreeSet<String> = r
+                .kvs()
+                .iter()
+                .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+                .collect();
+            let Some(ip) = hosts_of(subnet).find(|ip| !taken.contains(&key_address(name, *ip)))
+            else {
+                return Err(ClusterError::Conflict(format!(
+                    "global network {name}: subnet {} has no free address",
+                    subnet.pool
+                )));
+            };
+            if c.txn(claim(ip)).await?.succeeded() {
+                return Ok(Some(Cidr {
+                    addr: ip,
+                    len: subnet.pool.len,
+                }));
+            }
+        }
+        Err(ClusterError::Failed(format!(
+            "global network {name}: no address won after 32 tries"
+        )))
+    }
+
+    /// Give an address back, if endpoint `id` holds it.
+    pub fn release_address(&self, n: &Network, id: &str, addr: IpAddr) -> Result<(), ClusterError> {
+        let k = key_address(&n.name, addr);
+        let rec = json(&AddressRecord {
+            host: self.host.clone(),
+            endpoint: id.into(),
+        });
+        self.block_on(retrying(|| async {
+            let txn = Txn::new()
+                .when([Compare::value(k.as_str(), CompareOp::Equal, rec.as_str())])
+                .and_then([TxnOp::delete(k.as_str(), None)]);
+            self.kv().txn(txn).await?;
+            Ok(())
+        }))
+    }
+
+    /// Publish endpoint `e` of global network `n` under this host's lease.
+    pub fn publish(&self, n: &Network, e: &Endpoint) -> Result<(), ClusterError> {
+        let NetworkKind::Vxlan { vni } = n.kind else {
+            return Ok(());
+        };
+        let k = key_endpoint(&n.name, &self.host, &e.id);
+        let v = json(&EndpointRecord {
+            network: n.name.clone(),
+            host: self.host.clone(),
+            id: e.id.clone(),
+            mac: e.mac,
+            ipv4: e.ipv4.map(|c| c.addr),
+            ipv6: e.ipv6.map(|c| c.addr),
+            vni,
+            vtep: self.vtep,
+        });
+        self.published.lock().unwrap().insert(k.clone(), v.clone());
+        self.block_on(retrying(|| async {
+            let lease = self.lease.load(Ordering::Acquire);
+            self.kv()
+                .put(
+                    k.as_str(),
+                    v.as_str(),
+                    Some(PutOptions::new().with_lease(lease)),
+                )
+                .await?;
+            Ok(())
+        }))
+    }
+
+    /// This host's keys that no stored endpoint (`stored`: endpoint ids)
+    /// holds: address claims in the global networks `networks` (with their
+    /// modification revision) and published endpoints (revision 0). Left
+    /// by a Docker call whose unit of work did not commit, or by a daemon
+    /// killed inside one.
+    pub(crate) fn unheld(
+        &self,
+        networks: &[String],
+        stored: &std::collections::BTreeSet<String>,
+    ) -> Result<Vec<(String, i64)>, ClusterError> {
+        let mut out: Vec<(String, i64)> = self
+            .published
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{LIVE}endpoints/")))
+            .filter(|(_, v)| {
+                serde_json::from_str::<EndpointRecord>(v).is_ok_and(|r| !stored.contains(&r.id))
+            })
+            .map(|(k, _)| (k.clone(), 0))
+            .collect();
+        for name in networks {
+            let prefix = format!("{PREFIX}ipam/{name}/");
+            let r = self.block_on(retrying(|| async {
+                Ok(self
+                    .kv()
+                    .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+                    .await?)
+            }))?;
+            for kv in r.kvs() {
+                let Ok(a) = serde_json::from_slice::<AddressRecord>(kv.value()) else {
+                    continue;
+                };
+                if a.host == self.host && !stored.contains(&a.endpoint) {
+                    out.push((
+                        String::from_utf8_lossy(kv.key()).into_owned(),
+                        kv.mod_revision(),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Delete `key` (from [`Cluster::unheld`]) if it is still as it was.
+    pub(crate) fn forget(&self, key: &str, revision: i64) -> Result<(), ClusterError> {
+        if revision == 0 {
+            self.published.lock().unwrap().remove(key);
+        }
+        self.block_on(retrying(|| async {
+            let txn = match revision {
+                0 => Txn::new().and_then([TxnOp::delete(key, None)]),
+                rev => Txn::new()
+                    .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
+                    .and_then([TxnOp::delete(key, None)]),
+            };
+            self.kv().txn(txn).await?;
+            Ok(())
+        }))
+    }
+
+    pub(crate) fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl)
+    }
+
+    /// Withdraw endpoint `e` of global network `n`.
+    pub fn withdraw(&self, n: &Network, e: &Endpoint) -> Result<(), ClusterError> {
+        let k = key_endpoint(&n.name, &self.host, &e.id);
+        self.published.lock().unwrap().remove(&k);
+        self.block_on(retrying(|| async {
+            self.kv().delete(k.as_str(), None).await?;
+            Ok(())
+        }))
+    }
+}
+
+/// What a key under the prefix means for the view.
+fn apply_put(v: &mut View, key: &[u8], value: &[u8], lease: i64) {
+    let key = String::from_utf8_lossy(key);
+    let Some(rest) = key.strip_prefix(LIVE) else {
+        return;
+    };
+    if let Some(host) = rest.strip_prefix("members/") {
+        match serde_json::from_slice::<MemberRecord>(value) {
+            Ok(m) => {
+                v.members.insert(host.to_string(), (m, lease));
+            }
+            Err(e) => tracing::warn!(%key, error = %e, "unreadable member record"),
+        }
+    } else if rest.starts_with("endpoints/") {
+        match serde_json::from_slice::<EndpointRecord>(value) {
+            Ok(r) => {
+                v.endpoints.insert(key.into_owned(), r);
+            }
+            Err(e) => tracing::warn!(%key, error = %e, "unreadable endpoint record"),
+        }
+    }
+}
+
+fn apply_delete(v: &mut View, key: &[u8]) {
+    let key = String::from_utf8_lossy(key);
+    let Some(rest) = key.strip_prefix(LIVE) else {
+        return;
+    };
+    if let Some(host) = rest.strip_prefix("members/") {
+        v.members.remove(host);
+    } else if rest.starts_with("endpoints/") {
+        v.endpoints.remove(key.as_ref());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_name_etcd_members() {
+        assert_eq!(
+            endpoints_of("etcd://10.0.0.1:2379,h2:2379").unwrap(),
+            ["http://10.0.0.1:2379", "http://h2:2379"]
+        );
+        for bad in [
+            "http://h:1",
+            "etcd://",
+            "etcd://h",
+            "etcd://h:1,,h:2",
+            "etcd://h:1/x",
+        ] {
+            assert!(endpoints_of(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hosts_skip_network_broadcast_and_gateway() {
+        let s = Subnet {
+            pool: Cidr::parse_prefix("10.1.2.0/29").unwrap(),
+            gateway: Some("10.1.2.1".parse().unwrap()),
+            address_space: String::new(),
+        };
+        let h: Vec<String> = hosts_of(&s).map(|a| a.to_string()).collect();
+        assert_eq!(
+            h,
+            ["10.1.2.2", "10.1.2.3", "10.1.2.4", "10.1.2.5", "10.1.2.6"]
+        );
+    }
+
+    #[test]
+    fn the_view_follows_puts_and_deletes() {
+        let mut v = View::default();
+        let m = json(&MemberRecord {
+            host: "a".into(),
+            vtep: "10.0.0.1".parse().unwrap(),
+            joined: 1,
+        });
+        apply_put(&mut v, b"/rvswitch/live/members/a", m.as_bytes(), 7);
+        assert_eq!(v.members["a"].1, 7);
+        let e = EndpointRecord {
+            network: "n".into(),
+            host: "a".into(),
+            id: "e1".into(),
+            mac: MacAddr::local(1),
+            ipv4: None,
+            ipv6: None,
+            vni: 5,
+            vtep: "10.0.0.1".parse().unwrap(),
+        };
+        let k = b"/rvswitch/live/endpoints/n/a/e1";
+        apply_put(&mut v, k, json(&e).as_bytes(), 7);
+        apply_put(&mut v, b"/rvswitch/live/endpoints/n/a/bad", b"{", 7);
+        assert_eq!(v.endpoints.len(), 1);
+        apply_delete(&mut v, k);
+        apply_delete(&mut v, b"/rvswitch/live/members/a");
+        assert!(v.endpoints.is_empty() && v.members.is_empty());
+    }
+}

@@ -1,0 +1,130 @@
+//! From the watched view to the switch: the remotes each global network's
+//! VTEP port should have, stated through [`Control::set_remotes`] (the
+//! same validate → desired state → commit → reconcile → store path as an
+//! API call). Level-triggered: every pass computes the whole lists from
+//! the view, so a missed or repeated wake-up changes nothing, and a pass
+//! that failed (a port not made yet) is made good by the next.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rvs_cnm::docker::Driver;
+use rvs_cnm::docker::options::is_global;
+use rvs_switch::MacAddr;
+
+use super::Cluster;
+use crate::daemon::{Control, ControlError};
+
+/// Passes also run this often without a wake-up.
+const PERIOD: Duration = Duration::from_secs(2);
+
+type Remotes = BTreeMap<String, (BTreeSet<IpAddr>, BTreeMap<MacAddr, IpAddr>)>;
+
+/// The other hosts' endpoints per global network name: VTEPs to flood to
+/// and MAC → VTEP entries.
+fn wanted(c: &Cluster) -> Remotes {
+    let v = c.view.lock().unwrap();
+    let mut out: Remotes = BTreeMap::new();
+    for e in v.endpoints.values().filter(|e| e.host != c.host) {
+        let (flood, statics) = out.entry(e.network.clone()).or_default();
+        flood.insert(e.vtep);
+        statics.entry(e.mac).or_insert(e.vtep);
+    }
+    out
+}
+
+/// One pass: every local global network's VTEP port gets the remotes the
+/// cluster says.
+pub fn sync(c: &Cluster, control: &Control, driver: &Driver) {
+    let want = wanted(c);
+    for n in driver.snapshot().networks.iter().filter(|n| is_global(n)) {
+        let port = crate::fabric::vtep_port_name(&n.id);
+        let (flood, statics) = want.get(&n.name).cloned().unwrap_or_default();
+        let flood: Vec<IpAddr> = flood.into_iter().collect();
+        let statics: Vec<(MacAddr, IpAddr)> = statics.into_iter().collect();
+        match control.set_remotes(&port, &flood, &statics) {
+            Ok(()) => {}
+            Err(ControlError::NotFound(_)) => {}
+            Err(e) => {
+                tracing::warn!(network = %n.name, %port, error = %e, "remote endpoints not applied")
+            }
+        }
+    }
+}
+
+/// Gives back what this host holds in the store for endpoints it never
+/// stored (a Docker call whose unit of work failed after its address was
+/// claimed, a daemon killed inside one): a key is forgotten once it has been
+/// seen unheld, unchanged, for three lease TTLs, so a call still in flight
+/// (claimed, not yet committed) keeps what it claimed.
+#[derive(Default)]
+struct Sweeper {
+    /// Key → (revision, first seen unheld).
+    suspects: BTreeMap<String, (i64, std::time::Instant)>,
+    last: Option<std::time::Instant>,
+}
+
+impl Sweeper {
+    fn pass(&mut self, c: &Cluster, driver: &Driver) {
+        let now = std::time::Instant::now();
+        if self.last.is_some_and(|t| now - t < c.ttl()) {
+            return;
+        }
+        self.last = Some(now);
+        let snap = driver.snapshot();
+        let stored: BTreeSet<String> = snap.endpoints.iter().map(|e| e.id.clone()).collect();
+        let names: Vec<String> = snap
+            .networks
+            .iter()
+            .filter(|n| is_global(n))
+            .map(|n| n.name.clone())
+            .collect();
+        let unheld = match c.unheld(&names, &stored) {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "cluster sweep skipped");
+                return;
+            }
+        };
+        let seen: BTreeSet<&String> = unheld.iter().map(|(k, _)| k).collect();
+        self.suspects.retain(|k, _| seen.contains(k));
+        for (key, rev) in unheld {
+            let e = self.suspects.entry(key.clone()).or_insert((rev, now));
+            if e.0 != rev {
+                *e = (rev, now);
+            } else if now - e.1 >= c.ttl() * 3 {
+                tracing::info!(%key, "giving back what no stored endpoint holds");
+                match c.forget(&key, rev) {
+                    Ok(()) => {
+                        self.suspects.remove(&key);
+                    }
+                    Err(e) => tracing::warn!(%key, error = %e, "not given back"),
+                }
+            }
+        }
+    }
+}
+
+impl Cluster {
+    /// Run [`sync`] on a thread of its own whenever the view changes (and
+    /// every [`PERIOD`]) until [`Cluster::leave`].
+    pub fn start_sync(self: &Arc<Self>, control: Arc<Control>, driver: Arc<Driver>) {
+        let c = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("rvs-cluster-sync".into())
+            .spawn(move || {
+                let mut sweeper = Sweeper::default();
+                while !c.closing.load(Ordering::Acquire) {
+                    sync(&c, &control, &driver);
+                    sweeper.pass(&c, &driver);
+                    let _ = c.wake.recv_timeout(PERIOD);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the cluster sync thread");
+        }
+    }
+}
