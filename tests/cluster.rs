@@ -32,13 +32,23 @@ fn etcd_or_skip(test: &str) -> bool {
     false
 }
 
-/// A port nobody listens on now (the kernel's choice, released at once).
+/// A port nobody listens on now, below the kernel's ephemeral range
+/// (32768-60999 here): a port the kernel picked and released at once could
+/// be handed out again as the source port of an outgoing connection (etcd
+/// members connect to each other) before the member binds it. Each test
+/// process starts at its own offset, and a port that does not bind is
+/// skipped.
 fn free_port(ip: Ipv4Addr) -> u16 {
-    TcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() * 37) % 10_000;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (20_000 + (base - 20_000 + n) % 12_000) as u16;
+        if TcpListener::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// One etcd member: its process and where it listens.
