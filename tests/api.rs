@@ -1169,6 +1169,7 @@ fn openapi_document_matches_the_router() {
         "GET /v1/cnm/networks",
         "GET /v1/cnm/endpoints",
         "GET /v1/cnm/sandboxes",
+        "GET /v1/cluster",
         "GET /v1/stats",
         "GET /v1/trace",
         "POST /v1/trace",

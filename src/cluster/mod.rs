@@ -28,7 +28,6 @@
 //! from the Docker driver's blocking threads wait on it without touching
 //! the API's runtime.
 
-pub mod api;
 mod sync;
 
 use std::collections::BTreeMap;
@@ -184,11 +183,16 @@ pub(crate) struct View {
     pub resyncs: u64,
 }
 
-/// `GET /v1/cluster`.
-#[derive(Debug, Clone, Serialize)]
+/// `GET /v1/cluster`: this host's membership and the members it sees.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Cluster)]
 pub struct ClusterView {
+    /// The etcd endpoints (`etcd://...`).
     pub store: String,
+    /// This host's name.
     pub host: String,
+    /// This host's VTEP address.
+    #[schema(value_type = crate::api::format::IpAddress)]
     pub vtep: IpAddr,
     pub lease: String,
     pub ttl_secs: u64,
@@ -199,9 +203,12 @@ pub struct ClusterView {
     pub remote_endpoints: BTreeMap<String, usize>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A member of the cluster as this host sees it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = ClusterMember)]
 pub struct MemberView {
     pub host: String,
+    #[schema(value_type = crate::api::format::IpAddress)]
     pub vtep: IpAddr,
     pub lease: String,
     pub joined: u64,

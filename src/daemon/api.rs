@@ -143,6 +143,7 @@ threads); a port can move only between domains of the same worker.",
         (name = "vxlan", description = "Remote VTEPs of vxlan ports"),
         (name = "routing", description = "Routes and neighbors of the gateways"),
         (name = "cnm", description = "Docker networks (with --docker)"),
+        (name = "cluster", description = "Hosts sharing networks through etcd (with --store)"),
         (name = "observe", description = "Counters, traces, captures, spanning tree"),
         (name = "meta", description = "This document"),
     )
@@ -173,6 +174,7 @@ fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(cnm_sandboxes))
         .routes(routes!(stats))
         .routes(routes!(trace, arm_trace))
+        .routes(routes!(cluster))
 }
 
 /// The OpenAPI 3.1 document of every route, generated from the handlers
@@ -563,6 +565,13 @@ async fn delete_route(
     responses((status = 200, description = "Neighbors", body = Vec<NeighborView>)))]
 async fn neighbors(State(c): State<Shared>) -> ApiResult {
     ok(&run(&c, |c| c.neighbors()).await?)
+}
+
+/// This host's cluster: members, their VTEPs, leases, the last revision seen
+#[utoipa::path(get, path = "/v1/cluster", operation_id = "getCluster", tag = "cluster",
+    responses((status = 200, description = "Membership", body = crate::cluster::ClusterView), (status = 404, description = "The daemon is not in a cluster (no --store)", body = ErrorBody)))]
+async fn cluster(State(c): State<Shared>) -> ApiResult {
+    ok(&run(&c, |c| c.cluster_view()).await?)
 }
 
 /// Docker networks (CNM) with the bridge domain and endpoint count of each

@@ -126,6 +126,8 @@ pub struct Control {
     pub(super) closing: Arc<AtomicBool>,
     /// The Docker driver's CNM state, when the daemon serves Docker.
     pub(super) cnm: std::sync::OnceLock<Arc<rvs_cnm::docker::Driver>>,
+    /// The cluster this host joined (`--store`), for `GET /v1/cluster`.
+    pub(super) cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Control {
@@ -142,6 +144,7 @@ impl Control {
             factory,
             captures: Mutex::new(HashSet::new()),
             cnm: std::sync::OnceLock::new(),
+            cluster: std::sync::OnceLock::new(),
             closing: Arc::new(AtomicBool::new(false)),
         };
         {
@@ -166,6 +169,20 @@ impl Control {
     /// (so clients keep a complete file) instead of being cut off.
     pub fn begin_shutdown(&self) {
         self.closing.store(true, Ordering::Release);
+    }
+
+    /// Called once when the daemon joined a cluster.
+    pub fn set_cluster(&self, c: Arc<crate::cluster::Cluster>) {
+        let _ = self.cluster.set(c);
+    }
+
+    /// This host's view of its cluster; 404 outside one.
+    pub fn cluster_view(&self) -> Result<crate::cluster::ClusterView> {
+        self.cluster.get().map(|c| c.view()).ok_or_else(|| {
+            ControlError::NotFound(
+                "this daemon is not in a cluster (start it with --store etcd://...)".into(),
+            )
+        })
     }
 
     /// Whether every worker runs a call (none is stuck): the watchdog's test.

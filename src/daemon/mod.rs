@@ -181,6 +181,9 @@ where
     if let Some(p) = &plugin {
         control.set_cnm(p.driver());
     }
+    if let Some(c) = &cluster {
+        control.set_cluster(c.clone());
+    }
     if let (Some(c), Some(p)) = (&cluster, &plugin) {
         c.start_sync(control.clone(), p.driver());
     }
@@ -197,7 +200,7 @@ where
         let plugin = plugin.as_ref().map(|p| p.serve()).transpose()?;
         tracing::info!(socket = %socket.display(), workers = args.workers, "control API listening");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let app = crate::cluster::api::router(cluster.clone()).merge(api::router(control.clone()));
+        let app = api::router(control.clone());
         let limits = args.api.clone();
         let server = tokio::spawn(async move {
             api::serve(listener, app, &limits, async {
