@@ -1170,6 +1170,7 @@ fn openapi_document_matches_the_router() {
         "GET /v1/cnm/endpoints",
         "GET /v1/cnm/sandboxes",
         "GET /v1/cluster",
+        "GET /metrics",
         "GET /v1/stats",
         "GET /v1/trace",
         "POST /v1/trace",

@@ -160,3 +160,123 @@ fn completions_are_valid_shell_and_man_pages_cover_every_command() {
     let daemon = std::fs::read_to_string(dir.join("rvswitch-daemon.1")).unwrap();
     assert!(daemon.contains("log\\-format"), "options documented");
 }
+
+/// `GET /metrics` parsed by the Prometheus project's own Python client
+/// (Debian's python3-prometheus-client, its OpenMetrics parser, which is
+/// strict: a counter's samples must be `<family>_total`, the text must end
+/// in `# EOF`): every family has the right type and labels, and the values
+/// are the ones the API reports.
+#[test]
+fn metrics_parse_with_the_prometheus_client_parser_and_match_the_api() {
+    let have = Command::new("/usr/bin/python3")
+        .args(["-c", "import prometheus_client.openmetrics.parser"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        if std::env::var("RVS_TEST_STRICT").as_deref() == Ok("1") {
+            panic!("needs python3-prometheus-client, and RVS_TEST_STRICT=1 forbids skipping");
+        }
+        eprintln!("SKIP metrics test: needs python3-prometheus-client");
+        return;
+    }
+    let dir = tmp("metrics");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["daemon", "--test-memory-ports"])
+        .arg("--socket")
+        .arg(dir.join("api.sock"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = common::spawn_ready(&mut cmd, None);
+    let _guard = Cleanup(dir.clone(), Some(child));
+    let sock = dir.join("api.sock");
+    common::ctl_ok(&sock, &["domain", "add", "bd-m"]);
+    for p in ["pm1", "pm2"] {
+        common::ctl_ok(
+            &sock,
+            &["port", "add", p, "--kind", "tap", "--domain", "bd-m"],
+        );
+    }
+    let out = Command::new("curl")
+        .args(["-s", "-i", "--unix-socket"])
+        .arg(&sock)
+        .arg("http://rvswitch/metrics")
+        .output()
+        .expect("curl is installed");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_lowercase()
+            .contains("content-type: application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    let file = dir.join("metrics.txt");
+    std::fs::write(&file, body).unwrap();
+    // The parser prints one line per sample: name, labels, value.
+    let script = r#"
+import sys, json
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+fams = {}
+for f in text_string_to_metric_families(open(sys.argv[1]).read()):
+    fams[f.name] = {"type": f.type, "samples": [[s.name, s.labels, s.value] for s in f.samples]}
+print(json.dumps(fams))
+"#;
+    let parsed = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        parsed.status.success(),
+        "the Prometheus parser refused it: {}\n{body}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    let fams: serde_json::Value = serde_json::from_slice(&parsed.stdout).unwrap();
+    assert_eq!(
+        fams["rvswitch_port_rx_packets"]["type"], "counter",
+        "{fams}"
+    );
+    assert_eq!(fams["rvswitch_domain_fdb_entries"]["type"], "gauge");
+    let sample = |fam: &str, labels: serde_json::Value| -> Option<f64> {
+        fams[fam]["samples"]
+            .as_array()?
+            .iter()
+            .find(|s| {
+                labels
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .all(|(k, v)| s[1][k] == *v)
+            })
+            .and_then(|s| s[2].as_f64())
+    };
+    assert_eq!(
+        sample("rvswitch_ports", serde_json::json!({"state": "up"})),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            "rvswitch_domain_ports",
+            serde_json::json!({"domain": "bd-m"})
+        ),
+        Some(2.0)
+    );
+    for p in ["pm1", "pm2"] {
+        assert_eq!(
+            sample("rvswitch_port_rx_packets", serde_json::json!({"port": p})),
+            Some(0.0),
+            "{p}"
+        );
+    }
+    // Every drop reason of ctl stats is a label value.
+    let stats = common::ctl_json(&sock, &["stats"]);
+    let reasons = stats["ports"][0]["drops"].as_object().unwrap();
+    for r in reasons.keys() {
+        assert!(
+            sample("rvswitch_port_drops", serde_json::json!({"reason": r})).is_some(),
+            "reason {r} missing"
+        );
+    }
+}

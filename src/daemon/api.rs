@@ -175,6 +175,7 @@ fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(stats))
         .routes(routes!(trace, arm_trace))
         .routes(routes!(cluster))
+        .routes(routes!(metrics))
 }
 
 /// The OpenAPI 3.1 document of every route, generated from the handlers
@@ -690,6 +691,22 @@ async fn delete_port(State(c): State<Shared>, Path(name): Path<String>) -> ApiRe
 }
 
 // ---- observation ---------------------------------------------------------------------
+
+/// Every counter in the OpenMetrics text format (per port, drop reason,
+/// pipeline stage and router drop reason; FDB sizes; ports by state)
+#[utoipa::path(get, path = "/metrics", operation_id = "getMetrics", tag = "observe",
+    responses((status = 200, description = "OpenMetrics text format 1.0.0 (which Prometheus scrapes)", body = String, content_type = "application/openmetrics-text")))]
+async fn metrics(State(c): State<Shared>) -> ApiResult {
+    let text = run(&c, super::metrics::render).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
 
 /// Counters of every port and of the pipeline stages
 #[utoipa::path(get, path = "/v1/stats", operation_id = "getStats", tag = "observe",

@@ -22,6 +22,7 @@ pub mod error;
 pub mod fdb;
 pub mod files;
 pub mod l3;
+pub mod metrics;
 pub mod model;
 pub mod observe;
 pub mod overlay;
@@ -141,10 +142,16 @@ fn watchdog(
 }
 
 /// Send a state to the service manager if the daemon was started with a
-/// `NOTIFY_SOCKET` (nothing otherwise); a failure is only logged.
+/// `NOTIFY_SOCKET` (nothing otherwise). A failed READY=1 is a warning (the
+/// manager will time out); later ones only debug lines (a supervisor that
+/// only waited for readiness may have gone).
 fn notify(state: &[sd_notify::NotifyState]) {
     if let Err(e) = sd_notify::notify(false, state) {
-        tracing::warn!(error = %e, "readiness notification (NOTIFY_SOCKET) failed");
+        if matches!(state.first(), Some(sd_notify::NotifyState::Ready)) {
+            tracing::warn!(error = %e, "readiness notification (NOTIFY_SOCKET) failed");
+        } else {
+            tracing::debug!(error = %e, "service manager notification failed");
+        }
     }
 }
 
