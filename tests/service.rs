@@ -280,3 +280,35 @@ print(json.dumps(fams))
         );
     }
 }
+
+/// Docker's words work as aliases: `ls`, `create`, `inspect`, `rm`.
+#[test]
+fn ctl_takes_dockers_words() {
+    let dir = tmp("words");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["daemon", "--test-memory-ports"])
+        .arg("--socket")
+        .arg(dir.join("api.sock"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = common::spawn_ready(&mut cmd, None);
+    let _guard = Cleanup(dir.clone(), Some(child));
+    let sock = dir.join("api.sock");
+    common::ctl_ok(&sock, &["domain", "create", "bd-w"]);
+    common::ctl_ok(
+        &sock,
+        &["port", "create", "pw", "--kind", "tap", "--domain", "bd-w"],
+    );
+    let ls = common::ctl_json(&sock, &["port", "ls"]);
+    assert_eq!(ls[0]["name"], "pw", "{ls}");
+    let one = common::ctl_json(&sock, &["domain", "inspect", "bd-w"]);
+    assert_eq!(one["ports"], serde_json::json!(["pw"]), "{one}");
+    common::ctl_ok(&sock, &["port", "rm", "pw"]);
+    common::ctl_ok(&sock, &["domain", "rm", "bd-w"]);
+    assert_eq!(
+        common::ctl_json(&sock, &["domain", "ls"]),
+        serde_json::json!([])
+    );
+}

@@ -115,8 +115,10 @@ pub struct DomainOpts {
 #[derive(Debug, Subcommand)]
 pub enum DomainCmd {
     /// List bridge domains.
+    #[command(visible_alias = "ls")]
     List,
     /// Create a bridge domain.
+    #[command(visible_alias = "create")]
     Add {
         name: String,
         #[command(flatten)]
@@ -133,8 +135,10 @@ pub enum DomainCmd {
         opts: DomainOpts,
     },
     /// Delete a bridge domain (it must have no ports).
+    #[command(visible_alias = "rm")]
     Del { name: String },
     /// Show one bridge domain.
+    #[command(visible_alias = "inspect")]
     Show { name: String },
 }
 
@@ -169,8 +173,10 @@ pub enum GatewayCmd {
 #[derive(Debug, Subcommand)]
 pub enum RemoteCmd {
     /// The port's flood list, static entries and remote table.
+    #[command(visible_alias = "ls")]
     List { port: String },
     /// Add REMOTE to the flood list, or with --mac a static entry.
+    #[command(visible_alias = "create")]
     Add {
         port: String,
         remote: IpAddr,
@@ -178,14 +184,17 @@ pub enum RemoteCmd {
         mac: Option<MacAddr>,
     },
     /// Remove REMOTE (from the flood list and every static entry).
+    #[command(visible_alias = "rm")]
     Del { port: String, remote: String },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum RouteCmd {
     /// List routes.
+    #[command(visible_alias = "ls")]
     List,
     /// Add a static route: PREFIX [via ADDRESS] through bridge domain DOMAIN.
+    #[command(visible_alias = "create")]
     Add {
         prefix: String,
         /// The next-hop router (omit for a prefix on DOMAIN's link).
@@ -198,6 +207,7 @@ pub enum RouteCmd {
         table: u16,
     },
     /// Delete a static route.
+    #[command(visible_alias = "rm")]
     Del {
         prefix: String,
         #[arg(long, default_value_t = 0)]
@@ -253,8 +263,10 @@ pub struct PortOpts {
 #[derive(Debug, Subcommand)]
 pub enum PortCmd {
     /// List ports (with the error of any whose back end did not open).
+    #[command(visible_alias = "ls")]
     List,
     /// Open a back end and add it as a port of a bridge domain.
+    #[command(visible_alias = "create")]
     Add {
         name: String,
         /// tap, afxdp, afpacket or vxlan (vxlan: --option local=ADDR
@@ -288,16 +300,20 @@ pub enum PortCmd {
         no_storm_control: bool,
     },
     /// Remove a port (its static entries go too).
+    #[command(visible_alias = "rm")]
     Del { name: String },
     /// Show one port.
+    #[command(visible_alias = "inspect")]
     Show { name: String },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum FdbCmd {
     /// List a bridge domain's entries.
+    #[command(visible_alias = "inspect")]
     Show { domain: String },
     /// Add a static entry.
+    #[command(visible_alias = "create")]
     Add {
         domain: String,
         #[arg(long)]
@@ -308,6 +324,7 @@ pub enum FdbCmd {
         port: String,
     },
     /// Delete one entry (static or learned).
+    #[command(visible_alias = "rm")]
     Del {
         domain: String,
         #[arg(long)]
