@@ -36,16 +36,40 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Daemon(args) => {
-            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into());
-            let log = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_writer(std::io::stderr);
+            let initial = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+            let filter = tracing_subscriber::EnvFilter::try_new(&initial)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            // `ctl log level` changes the filter of the subscriber built here.
+            fn hook<L, S>(h: tracing_subscriber::reload::Handle<L, S>) -> daemon::logging::Hook
+            where
+                L: From<tracing_subscriber::EnvFilter> + Send + Sync + 'static,
+                S: Send + Sync + 'static,
+            {
+                Box::new(move |f: &str| {
+                    let filter = tracing_subscriber::EnvFilter::try_new(f)
+                        .map_err(|e| format!("log filter {f:?}: {e}"))?;
+                    h.reload(filter).map_err(|e| e.to_string())
+                })
+            }
             match args.log_format {
-                daemon::LogFormat::Json => log.json().init(),
-                daemon::LogFormat::Text => log
-                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                    .init(),
+                daemon::LogFormat::Json => {
+                    let log = tracing_subscriber::fmt()
+                        .json()
+                        .with_env_filter(filter)
+                        .with_writer(std::io::stderr)
+                        .with_filter_reloading();
+                    daemon::logging::install(&initial, hook(log.reload_handle()));
+                    log.init()
+                }
+                daemon::LogFormat::Text => {
+                    let log = tracing_subscriber::fmt()
+                        .with_env_filter(filter)
+                        .with_writer(std::io::stderr)
+                        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                        .with_filter_reloading();
+                    daemon::logging::install(&initial, hook(log.reload_handle()));
+                    log.init()
+                }
             }
             let factory = if args.test_memory_ports {
                 tracing::warn!("--test-memory-ports: ports are in-memory test ports");

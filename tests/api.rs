@@ -1171,6 +1171,8 @@ fn openapi_document_matches_the_router() {
         "GET /v1/cnm/sandboxes",
         "GET /v1/cluster",
         "GET /metrics",
+        "GET /v1/log",
+        "PUT /v1/log",
         "GET /v1/stats",
         "GET /v1/trace",
         "POST /v1/trace",

@@ -312,3 +312,55 @@ fn ctl_takes_dockers_words() {
         serde_json::json!([])
     );
 }
+
+/// The log filter changes while the daemon runs: debug lines appear, a bad
+/// filter is refused and the old one stays.
+#[test]
+fn the_log_filter_changes_at_run_time() {
+    let dir = tmp("loglevel");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["daemon", "--test-memory-ports", "--log-format", "json"])
+        .arg("--socket")
+        .arg(dir.join("api.sock"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = common::spawn_ready(&mut cmd, None);
+    let err = child.stderr.take().unwrap();
+    let _guard = Cleanup(dir.clone(), Some(child));
+    let sock = dir.join("api.sock");
+    assert_eq!(common::ctl_ok(&sock, &["log"]).trim(), "info");
+    let bad = common::ctl_raw(&sock, &["log", "rvswitch=loud["]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("HTTP 400"),
+        "{bad:?}"
+    );
+    assert_eq!(common::ctl_ok(&sock, &["log"]).trim(), "info");
+    common::ctl_ok(&sock, &["log", "info,rvswitch::daemon=debug"]);
+    common::ctl_ok(&sock, &["domain", "ls"]);
+    // Read the log on a thread: a missing line must fail, not hang.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = false;
+    while let Ok(l) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+        if v["level"] == "DEBUG"
+            && v["fields"]["message"] == "API request"
+            && v["fields"]["path"] == "/v1/domains"
+        {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "no debug line after the filter changed");
+}

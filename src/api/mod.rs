@@ -991,6 +991,15 @@ pub struct PortStats {
     pub learned: u32,
 }
 
+/// `GET`/`PUT /v1/log`: the daemon's log filter, in `RUST_LOG` syntax: a
+/// level (`debug`) or directives (`info,rvswitch::daemon=debug`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogFilter {
+    #[schema(example = "info,rvswitch::daemon=debug", min_length = 1)]
+    pub filter: String,
+}
+
 /// Every port's counters and the pipeline's.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Stats {

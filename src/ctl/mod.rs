@@ -21,7 +21,8 @@ use serde_json::Value;
 
 use crate::api::{
     AddRemote, CaptureQuery, CreatePort, DomainPatch, DomainRecord, FlushQuery, Flushed,
-    GatewaySpec, PortKind, PortPatch, RouteRecord, StaticEntry, StormSpec, TraceRequest, VlanSpec,
+    GatewaySpec, LogFilter, PortKind, PortPatch, RouteRecord, StaticEntry, StormSpec, TraceRequest,
+    VlanSpec,
 };
 use crate::client::{Client, ClientError};
 use crate::daemon::DEFAULT_SOCKET;
@@ -78,6 +79,12 @@ pub enum CtlCommand {
     Remote(RemoteCmd),
     /// Counters of every port (or of one) and of the pipeline stages.
     Stats { port: Option<String> },
+    /// Show the daemon's log filter, or set it (`debug`,
+    /// `info,rvswitch::daemon=debug`) while it runs.
+    Log {
+        /// The new filter (`RUST_LOG` syntax); none: show the one in force.
+        filter: Option<String>,
+    },
     /// Packet trace.
     #[command(subcommand)]
     Trace(TraceCmd),
@@ -677,6 +684,20 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
                 out.reply_or(&r, &format!("flushed {n} entries"))
             }
         },
+        CtlCommand::Log { filter: None } => {
+            let r = c.get("/v1/log")?.ok()?;
+            let f: LogFilter = serde_json::from_slice(&r.body)
+                .map_err(|e| CtlError::Usage(format!("GET /v1/log: {e}")))?;
+            out.reply_or(&r, &f.filter)
+        }
+        CtlCommand::Log {
+            filter: Some(filter),
+        } => {
+            let r = c
+                .send(hyper::Method::PUT, "/v1/log", &LogFilter { filter })?
+                .ok()?;
+            out.reply_or(&r, "log filter changed")
+        }
         CtlCommand::Stats { port: None } => out.stats(&c.get("/v1/stats")?.ok()?),
         CtlCommand::Stats { port: Some(p) } => {
             out.port_stats(&c.get(&format!("/v1/ports/{}/stats", enc(&p)))?.ok()?)

@@ -176,6 +176,7 @@ fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(trace, arm_trace))
         .routes(routes!(cluster))
         .routes(routes!(metrics))
+        .routes(routes!(get_log, set_log))
 }
 
 /// The OpenAPI 3.1 document of every route, generated from the handlers
@@ -265,7 +266,19 @@ pub fn router(control: Shared) -> Router {
         .layer(axum::middleware::map_response(json_errors))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(refuse_oversized))
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(control)
+}
+
+/// Each request and its status, at debug level (`ctl log debug`).
+async fn log_request(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let resp = next.run(req).await;
+    tracing::debug!(%method, %path, status = resp.status().as_u16(), "API request");
+    resp
 }
 
 /// Most bytes of a refused body read (and dropped) so that its client
@@ -691,6 +704,38 @@ async fn delete_port(State(c): State<Shared>, Path(name): Path<String>) -> ApiRe
 }
 
 // ---- observation ---------------------------------------------------------------------
+
+/// The daemon's log filter in force
+#[utoipa::path(get, path = "/v1/log", operation_id = "getLogFilter", tag = "observe",
+    responses((status = 200, description = "The filter", body = LogFilter), (status = 404, description = "This process's filter cannot be changed (an in-process daemon)", body = ErrorBody)))]
+async fn get_log() -> ApiResult {
+    match super::logging::current() {
+        Some(filter) => ok(&LogFilter { filter }),
+        None => Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: "this process's log filter cannot be changed".into(),
+        }),
+    }
+}
+
+/// Change the daemon's log filter at run time (like `ovs-appctl vlog/set`)
+#[utoipa::path(put, path = "/v1/log", operation_id = "setLogFilter", tag = "observe",
+    request_body = LogFilter,
+    responses((status = 200, description = "In force", body = LogFilter), (status = 400, description = "Not a filter; the old one stays", body = ErrorBody), (status = 404, description = "This process's filter cannot be changed", body = ErrorBody)))]
+async fn set_log(b: Bytes) -> ApiResult {
+    let want: LogFilter = body(&b)?;
+    if super::logging::current().is_none() {
+        return Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: "this process's log filter cannot be changed".into(),
+        });
+    }
+    super::logging::set(&want.filter).map_err(|message| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        message,
+    })?;
+    ok(&want)
+}
 
 /// Every counter in the OpenMetrics text format (per port, drop reason,
 /// pipeline stage and router drop reason; FDB sizes; ports by state)

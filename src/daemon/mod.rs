@@ -22,6 +22,7 @@ pub mod error;
 pub mod fdb;
 pub mod files;
 pub mod l3;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod observe;
