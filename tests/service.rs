@@ -303,6 +303,31 @@ fn ctl_takes_dockers_words() {
     );
     let ls = common::ctl_json(&sock, &["port", "ls"]);
     assert_eq!(ls[0]["name"], "pw", "{ls}");
+    common::ctl_ok(
+        &sock,
+        &["domain", "create", "bd-g", "--gateway", "10.7.0.1/24"],
+    );
+    common::ctl_ok(
+        &sock,
+        &[
+            "route",
+            "add",
+            "10.8.0.0/16",
+            "--via",
+            "10.7.0.254",
+            "--domain",
+            "bd-g",
+        ],
+    );
+    let tree = common::ctl_ok(&sock, &["show"]);
+    assert_eq!(
+        tree,
+        "domain bd-g (worker 0, 0 FDB entries)\n    gateway 10.7.0.1/24 vlan 1\n\
+         domain bd-w (worker 0, 0 FDB entries)\n    port pw tap access 1 up\n\
+         routes\n    table 0 10.8.0.0/16 via 10.7.0.254 domain bd-g\n"
+    );
+    common::ctl_ok(&sock, &["route", "del", "10.8.0.0/16"]);
+    common::ctl_ok(&sock, &["domain", "rm", "bd-g"]);
     let one = common::ctl_json(&sock, &["domain", "inspect", "bd-w"]);
     assert_eq!(one["ports"], serde_json::json!(["pw"]), "{one}");
     common::ctl_ok(&sock, &["port", "rm", "pw"]);

@@ -77,6 +77,9 @@ pub enum CtlCommand {
     /// Remote VTEPs of a vxlan port: flood list and static entries.
     #[command(subcommand)]
     Remote(RemoteCmd),
+    /// The whole switch as a tree: domains with their gateway and ports,
+    /// then the static routes (like `ovs-vsctl show`).
+    Show,
     /// Counters of every port (or of one) and of the pipeline stages.
     Stats { port: Option<String> },
     /// Show the daemon's log filter, or set it (`debug`,
@@ -684,6 +687,11 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
                 out.reply_or(&r, &format!("flushed {n} entries"))
             }
         },
+        CtlCommand::Show => out.show(
+            &c.get("/v1/domains")?.ok()?,
+            &c.get("/v1/ports")?.ok()?,
+            &c.get("/v1/routes")?.ok()?,
+        ),
         CtlCommand::Log { filter: None } => {
             let r = c.get("/v1/log")?.ok()?;
             let f: LogFilter = serde_json::from_slice(&r.body)

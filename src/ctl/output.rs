@@ -74,6 +74,25 @@ impl Output {
         Ok(())
     }
 
+    /// `ctl show`: the whole switch as a tree (like `ovs-vsctl show`):
+    /// each domain with its gateway and ports, then the static routes.
+    /// With `--json`: `{"domains": [...], "ports": [...], "routes": [...]}`.
+    pub(super) fn show(
+        &self,
+        domains: &Reply,
+        ports: &Reply,
+        routes: &Reply,
+    ) -> Result<(), CtlError> {
+        let (d, p, r) = (domains.json(), ports.json(), routes.json());
+        if self.json {
+            let all = serde_json::json!({ "domains": d, "ports": p, "routes": r });
+            println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+            return Ok(());
+        }
+        print!("{}", show_tree(&d, &p, &r));
+        Ok(())
+    }
+
     pub(super) fn done(&self, msg: &str) -> Result<(), CtlError> {
         if self.json {
             println!("{{}}");
@@ -598,6 +617,75 @@ fn nonzero(v: &Value) -> Vec<(String, String)> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The text of `ctl show`.
+pub fn show_tree(domains: &Value, ports: &Value, routes: &Value) -> String {
+    let empty = Vec::new();
+    let ports = ports.as_array().unwrap_or(&empty);
+    let mut s = String::new();
+    for d in domains.as_array().unwrap_or(&empty) {
+        let name = txt(&d["name"]);
+        s.push_str(&format!(
+            "domain {name} (worker {}, {} FDB entries{})\n",
+            txt(&d["worker"]),
+            txt(&d["fdb_entries"]),
+            if d["stp"].is_object() { ", RSTP" } else { "" }
+        ));
+        let g = &d["gateway"];
+        if g.is_object() {
+            let addrs: Vec<String> = g["addresses"]
+                .as_array()
+                .map(|a| a.iter().map(txt).collect())
+                .unwrap_or_default();
+            let mac = if g["mac"].is_string() {
+                format!(" mac {}", txt(&g["mac"]))
+            } else {
+                String::new()
+            };
+            let isolated = if g["routing"] == Value::Bool(false) {
+                " (isolated)"
+            } else {
+                ""
+            };
+            s.push_str(&format!(
+                "    gateway {} vlan {}{mac}{isolated}\n",
+                addrs.join(" "),
+                txt(&g["vid"]),
+            ));
+        }
+        for p in ports.iter().filter(|p| p["domain"] == d["name"]) {
+            let mut line = format!("    port {} {}", txt(&p["name"]), txt(&p["kind"]));
+            if p["iface"].is_string() {
+                line.push_str(&format!(" iface {}", txt(&p["iface"])));
+            }
+            line.push_str(&format!(" {} {}", vlan_text(&p["vlan"]), txt(&p["state"])));
+            if p["error"].is_string() {
+                line.push_str(&format!(": {}", txt(&p["error"])));
+            }
+            s.push_str(&line);
+            s.push('\n');
+        }
+    }
+    let statics: Vec<&Value> = routes
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .filter(|r| r["kind"] == "static")
+        .collect();
+    if !statics.is_empty() {
+        s.push_str("routes\n");
+        for r in statics {
+            s.push_str(&format!(
+                "    table {} {} via {} domain {}\n",
+                txt(&r["table"]),
+                txt(&r["prefix"]),
+                txt(&r["via"]),
+                txt(&r["domain"])
+            ));
+        }
+    }
+    s
 }
 
 #[cfg(test)]
