@@ -23,6 +23,7 @@ mod local;
 pub mod lpm4;
 pub mod lpm6;
 pub mod neigh;
+pub mod punt;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -40,6 +41,7 @@ pub use family::Lpm;
 pub use lpm4::Lpm4;
 pub use lpm6::Lpm6;
 pub use neigh::{NeighConfig, NeighKey, NeighState, Neighbor, NeighborTable};
+pub use punt::{PuntSink, Punted, ReplyError, UdpReply};
 
 /// Index of a next hop in the router's next-hop table.
 pub type NhId = u32;
@@ -280,6 +282,8 @@ pub struct Router {
     /// Bumped by every gateway change; with the neighbor generation it
     /// dates adjacencies.
     cfg_epoch: u64,
+    /// Where DNS queries to a gateway go (`punt.rs`), when anywhere.
+    punt: Option<punt::PuntSink>,
 }
 
 impl std::fmt::Debug for Router {
@@ -289,6 +293,7 @@ impl std::fmt::Debug for Router {
             .field("tables", &self.tables.len())
             .field("next_hops", &(self.nh.len() - self.nh_free.len()))
             .field("neighbors", &self.neigh.len())
+            .field("dns_punt", &self.punt.is_some())
             .finish()
     }
 }
@@ -313,6 +318,7 @@ impl Router {
             solicit_keys: Vec::with_capacity(64),
             unresolved: Vec::with_capacity(64),
             cfg_epoch: 0,
+            punt: None,
         }
     }
 
