@@ -32,8 +32,10 @@ fn rig(depth: usize) -> Rig {
     let d2 = sw.add_domain(DomainConfig::new("net2")).unwrap();
     let (pa, a) = MemoryPort::new("a");
     let (pb, _b) = MemoryPort::new("b");
-    sw.add_port(Box::new(pa), PortConfig::access(d1, 1)).unwrap();
-    sw.add_port(Box::new(pb), PortConfig::access(d2, 1)).unwrap();
+    sw.add_port(Box::new(pa), PortConfig::access(d1, 1))
+        .unwrap();
+    sw.add_port(Box::new(pb), PortConfig::access(d2, 1))
+        .unwrap();
     let g1 = Gateway::new(d1, G1)
         .with_ipv4(Ipv4Addr::new(10, 0, 1, 1), 24)
         .with_ipv6("fd00:1::1".parse().unwrap(), 64);
@@ -90,7 +92,10 @@ fn dns_to_the_gateway_is_punted_with_who_asked() {
     assert_eq!(p.server, IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1)));
     assert_eq!(p.payload, b"query-bytes");
     assert_eq!(r.stage(StageCounter::DnsPunted), 1);
-    assert!(r.a.take_tx().is_empty(), "nothing answered in the data plane");
+    assert!(
+        r.a.take_tx().is_empty(),
+        "nothing answered in the data plane"
+    );
 
     // IPv6 too.
     let b = PacketBuilder::ethernet2(A, G1.0)
