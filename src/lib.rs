@@ -12,6 +12,7 @@ pub mod backends;
 pub mod client;
 pub mod ctl;
 pub mod daemon;
+pub mod dns;
 pub mod docker;
 pub mod fabric;
 pub mod lab;

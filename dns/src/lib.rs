@@ -113,8 +113,11 @@ impl Zone {
 /// What to do with a punted query.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Send these bytes back to the client.
+    /// Send these bytes back to the client (from the network's names, or
+    /// a refusal of a query that cannot be answered).
     Answer(Vec<u8>),
+    /// Send these bytes back to the client (from the forwarder's cache).
+    Cached(Vec<u8>),
     /// Not a name of the network: ask the upstream resolvers.
     Forward(Pending),
     /// Not a DNS message (truncated, compression loop, counts past the end,
@@ -255,7 +258,7 @@ pub fn handle(zone: &Zone, net: NetId, bytes: &[u8], cache: &mut Cache, now: Ins
         return Outcome::Answer(respond(a, q, ResponseCode::NoError, records, true));
     }
     if let Some(hit) = cache.get(&key(q), now) {
-        return Outcome::Answer(reply_from(hit, a));
+        return Outcome::Cached(reply_from(hit, a));
     }
     forward()
 }
@@ -462,6 +465,11 @@ impl Cache {
         }
         self.map.insert(k, (m.clone(), now, ttl));
     }
+}
+
+/// A random query id (hickory's generator) for an upstream query.
+pub fn random_id() -> u16 {
+    Message::query().metadata.id
 }
 
 /// The `nameserver` addresses of a resolv.conf (port 53).

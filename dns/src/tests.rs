@@ -21,7 +21,7 @@ fn query(name: &str, t: RecordType) -> Vec<u8> {
 
 fn answer(o: Outcome) -> Message {
     match o {
-        Outcome::Answer(b) => Message::from_vec(&b).unwrap(),
+        Outcome::Answer(b) | Outcome::Cached(b) => Message::from_vec(&b).unwrap(),
         o => panic!("not answered: {o:?}"),
     }
 }

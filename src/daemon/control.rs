@@ -55,6 +55,8 @@ pub(super) struct State {
     pub statics: BTreeMap<String, StaticRecord>,
     /// Static routes by key (`table/prefix`).
     pub routes: BTreeMap<String, RouteRecord>,
+    /// Names of the embedded DNS by key (`domain/name`).
+    pub names: BTreeMap<String, NameRecord>,
 }
 
 impl State {
@@ -126,6 +128,8 @@ pub struct Control {
     pub(super) closing: Arc<AtomicBool>,
     /// The Docker driver's CNM state, when the daemon serves Docker.
     pub(super) cnm: std::sync::OnceLock<Arc<rvs_cnm::docker::Driver>>,
+    /// The embedded DNS, when it runs: it gets every change of the names.
+    pub(super) dns: std::sync::OnceLock<Arc<crate::dns::Dns>>,
 }
 
 impl Control {
@@ -142,6 +146,7 @@ impl Control {
             factory,
             captures: Mutex::new(HashSet::new()),
             cnm: std::sync::OnceLock::new(),
+            dns: std::sync::OnceLock::new(),
             closing: Arc::new(AtomicBool::new(false)),
         };
         {
@@ -353,6 +358,7 @@ impl Control {
             let mut next = st.desired();
             next.domains.remove(name);
             next.statics.retain(|_, s| s.domain != name);
+            next.names.retain(|_, n| n.domain != name);
             self.commit(st, next)
         })
     }
