@@ -21,7 +21,8 @@ use serde_json::Value;
 
 use crate::api::{
     AddRemote, CaptureQuery, CreatePort, DomainPatch, DomainRecord, FlushQuery, Flushed,
-    GatewaySpec, NameSpec, PortKind, PortPatch, RouteRecord, StaticEntry, StormSpec, TraceRequest, VlanSpec,
+    GatewaySpec, NameSpec, PortKind, PortPatch, RouteRecord, StaticEntry, StormSpec, TraceRequest,
+    VlanSpec,
 };
 use crate::client::{Client, ClientError};
 use crate::daemon::DEFAULT_SOCKET;
@@ -557,9 +558,10 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
             }
         },
         CtlCommand::Name(cmd) => match cmd {
-            NameCmd::List { domain } => {
-                out.names(&c.get(&format!("/v1/domains/{}/names", enc(&domain)))?.ok()?)
-            }
+            NameCmd::List { domain } => out.names(
+                &c.get(&format!("/v1/domains/{}/names", enc(&domain)))?
+                    .ok()?,
+            ),
             NameCmd::Set {
                 domain,
                 name,
