@@ -34,7 +34,7 @@ pub const CACHE_ENTRIES: usize = 4096;
 pub const RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// `rvswitch daemon` options of the embedded DNS.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct DnsArgs {
     /// Do not answer DNS on gateway addresses (queries to port 53 of a
     /// gateway then get ICMP port unreachable).
@@ -48,6 +48,16 @@ pub struct DnsArgs {
     /// Seconds to wait for each upstream resolver.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=30))]
     pub dns_timeout_secs: u64,
+}
+
+impl Default for DnsArgs {
+    fn default() -> Self {
+        DnsArgs {
+            no_dns: false,
+            upstream: Vec::new(),
+            dns_timeout_secs: 2,
+        }
+    }
 }
 
 fn parse_upstream(s: &str) -> Result<SocketAddr, String> {

@@ -535,7 +535,7 @@ fn other_names_are_forwarded_cached_and_fetched_over_tcp_when_truncated() {
     assert_eq!(r.seen.udp.load(Ordering::Relaxed), asked);
     assert!(r.d.stage("dns_cache_hits") >= 1);
     // Truncated over UDP upstream: asked again over TCP; the client (EDNS,
-    // 4096 bytes) gets every record.
+    // 4096 bytes offered, 1232 taken) gets every record.
     let m = ask_edns(&sa, "big.test.", RecordType::A, true);
     assert_eq!(m.answers.len(), BIG);
     assert!(!m.metadata.truncation);

@@ -171,9 +171,14 @@ impl UpstreamReply {
     }
 }
 
+/// The largest answer sent over UDP, whatever a client offers: the DNS
+/// flag day's 1232 bytes fit any link MTU of 1280 and more, so an answer is
+/// never larger than the gateway can send in one frame.
+pub const MAX_UDP_ANSWER: u16 = 1232;
+
 fn asker(m: &Message) -> Asker {
     let (max, edns) = match &m.edns {
-        Some(e) => ((e.max_payload().clamp(512, 4096)) as usize, true),
+        Some(e) => ((e.max_payload().clamp(512, MAX_UDP_ANSWER)) as usize, true),
         None => (512, false),
     };
     Asker {

@@ -244,6 +244,27 @@ fn answers_larger_than_the_client_takes_are_truncated() {
     assert!(b.len() <= 512);
     let m = Message::from_vec(&b).unwrap();
     assert!(m.metadata.truncation && m.answers.is_empty());
+    // EDNS offering 4096 bytes: at most 1232 are sent (one frame at any
+    // MTU from 1280): 60 records fit, 100 do not.
+    let mut q = Message::from_vec(&query("big.example.", RecordType::A)).unwrap();
+    let mut e = Edns::new();
+    e.set_max_payload(4096);
+    q.set_edns(e);
+    let Outcome::Forward(p4) = handle(&z, 1, &q.to_vec().unwrap(), &mut cache, Instant::now())
+    else {
+        panic!()
+    };
+    let r = p4
+        .check_upstream(6, &upstream_reply(&p4, 6, 60, 60), false)
+        .unwrap();
+    let m = Message::from_vec(&p4.answer(&r)).unwrap();
+    assert_eq!(m.answers.len(), 60);
+    let r = p4
+        .check_upstream(6, &upstream_reply(&p4, 6, 60, 100), false)
+        .unwrap();
+    let b = p4.answer(&r);
+    assert!(b.len() <= MAX_UDP_ANSWER as usize);
+    assert!(Message::from_vec(&b).unwrap().metadata.truncation);
     let s = Message::from_vec(&p.servfail()).unwrap();
     assert_eq!(s.metadata.response_code, ResponseCode::ServFail);
 }

@@ -1,6 +1,6 @@
 //! The embedded DNS's packet handling never panics and keeps its promises,
 //! whatever the bytes: a query is answered (with bytes that decode, echo
-//! its id and fit what the client takes), forwarded, or dropped as
+//! its id and fit what the client takes, at most 1232 bytes), forwarded, or dropped as
 //! malformed; the same bytes taken as an upstream's reply to a forwarded
 //! query are refused or turned into an answer that decodes; the cache
 //! stays within its bound.
@@ -31,11 +31,12 @@ fn zone() -> Zone {
 
 static STATE: Mutex<Option<(Zone, Cache, Instant)>> = Mutex::new(None);
 
-/// Bytes sent to a client: a DNS message of at most 4096 bytes (the
-/// largest EDNS size the server takes), with the query's id when the query
+/// Bytes sent to a client: a DNS message of at most
+/// `rvs_dns::MAX_UDP_ANSWER` bytes, with the query's id when the query
 /// decoded.
 fn check_answer(bytes: &[u8], id: Option<u16>) {
-    assert!(bytes.len() <= 4096, "answer of {} bytes", bytes.len());
+    let max = rvs_dns::MAX_UDP_ANSWER as usize;
+    assert!(bytes.len() <= max, "answer of {} bytes", bytes.len());
     let m = Message::from_vec(bytes).expect("every answer decodes");
     if let Some(id) = id {
         assert_eq!(m.metadata.id, id);

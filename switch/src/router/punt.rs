@@ -138,14 +138,14 @@ impl Router {
         if !ours {
             return Err(ReplyError::NotGatewayAddress(r.server, r.domain));
         }
-        let (mac, vid) = (g.cfg.mac, g.cfg.vid);
+        let (mac, vid, mtu) = (g.cfg.mac, g.cfg.vid, g.cfg.mtu as usize);
         let ip_len = match r.server {
             IpAddr::V4(_) => ipv4::HEADER_LEN,
             IpAddr::V6(_) => ipv6::HEADER_LEN,
         };
         let len = ethernet::HEADER_LEN + ip_len + udp::HEADER_LEN + r.payload.len();
         let mut b = pool.alloc().ok_or(ReplyError::NoBuffer)?;
-        if pool.tail_room_mut(&b).len() < len || len > ethernet::HEADER_LEN + 1500 {
+        if pool.tail_room_mut(&b).len() < len || len > ethernet::HEADER_LEN + mtu {
             pool.free(b);
             return Err(ReplyError::TooLong(r.payload.len()));
         }
