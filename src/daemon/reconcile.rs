@@ -17,11 +17,11 @@
 //! whose back ends close), then domains are added or changed, ports are
 //! changed or added, domains removed, and routes and static entries added
 //! last, so every object finds what it refers to; the DNS names go to the
-//! DNS service at the end (they refer to domains only by name). A port is re-opened only
-//! when what identifies its back end changed (kind, interface, queue) or
-//! it moves to a domain on another worker; other back-end options are read
-//! when a back end opens, except a vxlan port's remotes, which a running
-//! port takes at once.
+//! DNS service at the end (they refer to domains only by name). A port is
+//! re-opened only when what identifies its back end changed (kind,
+//! interface, queue) or it moves to a domain on another worker; other
+//! back-end options are read when a back end opens, except a vxlan port's
+//! remotes, which a running port takes at once.
 //!
 //! # Modes
 //! [`Mode::Strict`] stops at the first failure and returns it; the state

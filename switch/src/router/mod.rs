@@ -4,7 +4,9 @@
 //! neighbor table, and the ICMP error rate limit. The pipeline hands it
 //! batches of frames addressed to a gateway ([`Router::wants`] says which);
 //! it returns routed frames and the frames it originates (ARP/ND, echo
-//! replies, ICMP errors) in an [`L3Out`] for the L2 output stage.
+//! replies, ICMP errors, the DNS service's answers) in an [`L3Out`] for
+//! the L2 output stage; DNS queries to a gateway leave through the punt
+//! sink (`punt.rs`).
 //!
 //! What differs between IPv4 and IPv6 is the `family::Family` trait; the
 //! paths over it are written once and monomorphised per family.
