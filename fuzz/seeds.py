@@ -202,3 +202,29 @@ for tname in ("transcript", "transcript-error"):
         session.append(rec)
         write("docker_json", f"{tname}_{i:02d}", rec)
     write("docker_json", f"{tname}_session", b"\n".join(session))
+
+# dns: [net selector byte] + a DNS message: queries for the target's names
+# (A, AAAA, PTR), an outside name, a response, a compression loop, and
+# counts past the end.
+def dns_name(n):
+    out = b""
+    for label in n.strip(".").split("."):
+        out += bytes([len(label)]) + label.encode()
+    return out + b"\0"
+
+
+def dns_query(qid, name, qtype, flags=0x0100, edns=False):
+    hdr = struct.pack("!6H", qid, flags, 1, 0, 0, 1 if edns else 0)
+    body = dns_name(name) + struct.pack("!2H", qtype, 1)
+    if edns:
+        body += b"\0" + struct.pack("!HHIH", 41, 4096, 0, 0)
+    return hdr + body
+
+
+write("dns", "a_web", b"\0" + dns_query(1, "web.", 1))
+write("dns", "aaaa_web_edns", b"\0" + dns_query(2, "web.", 28, edns=True))
+write("dns", "ptr_web", b"\0" + dns_query(3, "2.0.0.10.in-addr.arpa.", 12))
+write("dns", "a_outside", b"\1" + dns_query(4, "example.org.", 1))
+write("dns", "response", b"\0" + dns_query(5, "web.", 1, flags=0x8180))
+write("dns", "loop", b"\0" + struct.pack("!6H", 6, 0x0100, 1, 0, 0, 0) + b"\xc0\x0c\0\1\0\1")
+write("dns", "huge_counts", b"\0" + struct.pack("!6H", 7, 0x0100, 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF) + dns_name("web."))

@@ -5,7 +5,9 @@
 //! Owns: loading the CNM tables of the state store, bringing them back
 //! in line with the switch and the kernel at start (endpoints whose
 //! interface is gone are removed, the rest are made again where missing), and the
-//! plugin socket's life (bound 0600, removed on shutdown). Docker names the
+//! plugin socket's life (bound 0600, removed on shutdown), and the
+//! containers' names and aliases in the embedded DNS (read from the engine's
+//! API, see [`names_loop`]). Docker names the
 //! driver after the socket's file stem: `/run/docker/plugins/rvswitch.sock`
 //! is `docker network create -d rvswitch`. Never: the protocol (that is
 //! `rvs_cnm::docker`) or data plane work (the fabric's).
@@ -80,6 +82,7 @@ pub struct Plugin {
     driver: Arc<Driver>,
     engine: PathBuf,
     every: Duration,
+    control: Arc<Control>,
 }
 
 impl Plugin {
@@ -111,7 +114,7 @@ impl Plugin {
         }
         let uplink = crate::fabric::Uplink::for_driver(&driver_name(&socket));
         let fabric = Arc::new(
-            SwitchFabric::with_uplink(control, uplink)
+            SwitchFabric::with_uplink(control.clone(), uplink)
                 .owned_by(&driver_name(&socket))
                 .with_cluster(cluster),
         );
@@ -130,6 +133,7 @@ impl Plugin {
             driver: Arc::new(driver),
             engine: args.docker_engine.clone(),
             every: Duration::from_secs(args.docker_reconcile_secs),
+            control,
         })
     }
 
@@ -157,12 +161,25 @@ impl Plugin {
                 (driver_name(&self.socket), self.engine.clone(), self.every);
             std::thread::spawn(move || sweep(&d, &name, &engine, every, &stop))
         });
+        let namer = {
+            let (d, c, engine, stop) = (
+                self.driver.clone(),
+                self.control.clone(),
+                self.engine.clone(),
+                sweep_stop.clone(),
+            );
+            std::thread::Builder::new()
+                .name("rvs-docker-names".into())
+                .spawn(move || names_loop(&d, &c, &engine, &stop))
+                .ok()
+        };
         Ok(Serving {
             stop,
             task,
             socket: self.socket.clone(),
             sweep_stop,
             sweeper,
+            namer,
         })
     }
 }
@@ -207,6 +224,7 @@ pub struct Serving {
     socket: PathBuf,
     sweep_stop: Arc<std::sync::atomic::AtomicBool>,
     sweeper: Option<std::thread::JoinHandle<()>>,
+    namer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Serving {
@@ -215,7 +233,7 @@ impl Serving {
     pub async fn stop(self) {
         self.sweep_stop
             .store(true, std::sync::atomic::Ordering::Release);
-        if let Some(t) = self.sweeper {
+        for t in [self.sweeper, self.namer].into_iter().flatten() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
         let _ = std::fs::remove_file(&self.socket);
@@ -339,5 +357,165 @@ fn reconcile_with_engine(driver: &Driver, name: &str, engine: &Path) {
             "cannot ask the Docker engine which networks still exist; \
              networks removed while rvswitch was down are kept"
         ),
+    }
+}
+
+/// How often container names are read from the engine after the driver's
+/// endpoints changed, and for how long; otherwise every [`NAMES_IDLE`].
+const NAMES_BUSY: Duration = Duration::from_secs(1);
+const NAMES_BUSY_FOR: Duration = Duration::from_secs(15);
+const NAMES_IDLE: Duration = Duration::from_secs(30);
+
+/// Names of the embedded DNS for Docker's containers. The engine passes a
+/// remote driver neither the container's name nor its `--network-alias`es
+/// (CreateEndpoint and Join carry ids, addresses and options only), so they
+/// are read from the engine's API: after the driver's endpoints change
+/// (Join, Leave) every second for a while, since the engine lists a
+/// container on the network only once its connect is done; then every
+/// 30 s. Each network's bridge domain gets exactly the names of the
+/// containers the engine lists on it.
+fn names_loop(d: &Driver, control: &Control, engine: &Path, stop: &std::sync::atomic::AtomicBool) {
+    use std::sync::atomic::Ordering;
+    use std::time::Instant;
+    let mut seen: Vec<(String, Option<String>)> = Vec::new();
+    let mut busy_until = Instant::now();
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(100));
+        let snap = d.snapshot();
+        let now: Vec<(String, Option<String>)> = snap
+            .endpoints
+            .iter()
+            .map(|e| (e.id.clone(), e.sandbox.clone()))
+            .collect();
+        let t = Instant::now();
+        if now != seen {
+            seen = now;
+            busy_until = t + NAMES_BUSY_FOR;
+            next = t;
+        }
+        if t < next || snap.networks.is_empty() {
+            continue;
+        }
+        next = t + if t < busy_until {
+            NAMES_BUSY
+        } else {
+            NAMES_IDLE
+        };
+        let ids: Vec<String> = snap.networks.iter().map(|n| n.id.clone()).collect();
+        match ask(engine, move |e| engine_names(e, &ids)) {
+            Ok(want) => {
+                for (net, names) in want {
+                    sync_names(control, &crate::fabric::domain_name(&net), &names);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "Docker engine not reachable; names not read"),
+        }
+    }
+}
+
+/// `f` on the engine socket in a thread of its own, answered within
+/// [`ENGINE_TIMEOUT`] or not at all (the engine may be waiting for us).
+fn ask<T: Send + 'static>(
+    engine: &Path,
+    f: impl FnOnce(&Path) -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = engine.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(f(&path));
+    });
+    rx.recv_timeout(ENGINE_TIMEOUT)
+        .unwrap_or_else(|_| Err(format!("no answer within {ENGINE_TIMEOUT:?}")))
+}
+
+type Names = std::collections::BTreeMap<String, Vec<std::net::IpAddr>>;
+
+/// For each of `networks` the engine knows: its containers' names and
+/// aliases with their addresses on it.
+fn engine_names(engine: &Path, networks: &[String]) -> Result<Vec<(String, Names)>, String> {
+    use crate::client::Client;
+    let client = Client::new(engine).map_err(|e| e.to_string())?;
+    let get = |path: &str| -> Result<serde_json::Value, String> {
+        let r = client
+            .get(path)
+            .and_then(|r| r.ok())
+            .map_err(|e| e.to_string())?;
+        serde_json::from_slice(&r.body).map_err(|e| format!("GET {path}: {e}"))
+    };
+    let mut out = Vec::new();
+    for id in networks {
+        let Ok(n) = get(&format!("/v1.41/networks/{id}")) else {
+            continue;
+        };
+        let net_name = n["Name"].as_str().unwrap_or_default().to_string();
+        let mut names = Names::new();
+        for (cid, c) in n["Containers"].as_object().into_iter().flatten() {
+            let addrs: Vec<std::net::IpAddr> = ["IPv4Address", "IPv6Address"]
+                .iter()
+                .filter_map(|k| c[*k].as_str())
+                .filter_map(|a| a.split('/').next()?.parse().ok())
+                .collect();
+            if addrs.is_empty() {
+                continue;
+            }
+            let mut all: Vec<String> = c["Name"].as_str().map(str::to_string).into_iter().collect();
+            if let Ok(ci) = get(&format!("/v1.41/containers/{cid}/json")) {
+                let aliases = &ci["NetworkSettings"]["Networks"][&net_name]["Aliases"];
+                all.extend(
+                    aliases
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|a| a.as_str().map(str::to_string)),
+                );
+            }
+            for name in all {
+                if rvs_dns::check_name(&name).is_err() {
+                    continue;
+                }
+                let e = names.entry(rvs_dns::normalize(&name)).or_default();
+                for a in &addrs {
+                    if !e.contains(a) && e.len() < crate::api::NAME_ADDRESSES_MAX {
+                        e.push(*a);
+                    }
+                }
+            }
+        }
+        out.push((id.clone(), names));
+    }
+    Ok(out)
+}
+
+/// Make `domain`'s names exactly `want` (a failure is logged; the next
+/// round tries again).
+fn sync_names(control: &Control, domain: &str, want: &Names) {
+    let have = match control.list_names(domain) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::debug!(%domain, error = %e, "names not synced");
+            return;
+        }
+    };
+    for h in &have {
+        if !want.contains_key(&h.name)
+            && let Err(e) = control.delete_name(domain, &h.name)
+        {
+            tracing::warn!(%domain, name = %h.name, error = %e, "container name not removed");
+        }
+    }
+    for (name, addrs) in want {
+        if have
+            .iter()
+            .any(|h| &h.name == name && &h.addresses == addrs)
+        {
+            continue;
+        }
+        let spec = crate::api::NameSpec {
+            addresses: addrs.clone(),
+        };
+        if let Err(e) = control.set_name(domain, name, spec) {
+            tracing::warn!(%domain, %name, error = %e, "container name not set");
+        }
     }
 }

@@ -13,6 +13,7 @@ pub mod client;
 pub mod cluster;
 pub mod ctl;
 pub mod daemon;
+pub mod dns;
 pub mod docker;
 pub mod fabric;
 pub mod lab;

@@ -229,6 +229,24 @@ impl Dataplane {
         rrx.recv().map_err(|_| WorkerError::Gone(w))
     }
 
+    /// Run `f` on the target worker between batches without waiting for
+    /// it (a fire-and-forget command, e.g. a DNS answer to send).
+    pub fn post<F>(&self, target: Target<'_>, f: F) -> Result<(), WorkerError>
+    where
+        F: FnOnce(&mut Switch) + Send + 'static,
+    {
+        let w = match target {
+            Target::Worker(w) => w,
+            Target::Domain(d) => self
+                .worker_of(d)
+                .ok_or_else(|| WorkerError::UnplacedDomain(d.to_string()))?,
+        };
+        let h = self.workers.get(w).ok_or(WorkerError::NoSuchWorker(w))?;
+        h.tx.send(Box::new(f)).map_err(|_| WorkerError::Gone(w))?;
+        let _ = h.waker.wake();
+        Ok(())
+    }
+
     /// Run `f` on every worker in turn; results in worker order.
     pub fn call_all<R, F>(&self, f: F) -> Result<Vec<R>, WorkerError>
     where

@@ -184,6 +184,7 @@ impl InProc {
             api: Default::default(),
             docker: Default::default(),
             cluster: Default::default(),
+            dns: Default::default(),
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -1151,6 +1152,9 @@ fn openapi_document_matches_the_router() {
         "POST /v1/domains/{name}/fdb",
         "DELETE /v1/domains/{name}/fdb",
         "DELETE /v1/domains/{name}/fdb/{vid}/{mac}",
+        "GET /v1/domains/{name}/names",
+        "PUT /v1/domains/{name}/names/{host}",
+        "DELETE /v1/domains/{name}/names/{host}",
         "GET /v1/domains/{name}/stp",
         "GET /v1/ports",
         "POST /v1/ports",
@@ -1190,6 +1194,7 @@ fn openapi_document_matches_the_router() {
             .replace("{table}", "0")
             .replace("{addr}", "10.0.0.0")
             .replace("{len}", "8")
+            .replace("{host}", "web")
     };
     let fallback = |r: &Reply| r.status == 404 && r.error_message() == "no such resource";
     for (path, item) in doc["paths"].as_object().unwrap() {

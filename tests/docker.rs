@@ -1090,3 +1090,65 @@ fn the_running_daemon_frees_what_the_engine_does_not_have() {
     );
     assert!(a.ping(&b.ip(&n)), "the live network kept working");
 }
+
+/// The names of `net`'s domain in the switch's embedded DNS, once `cond`
+/// holds for them (the driver reads them from the engine after a join or
+/// leave; the engine lists a container only once its connect is done).
+#[track_caller]
+fn dns_names_until(d: &Rvs, net: &Net, cond: impl Fn(&Value) -> bool) -> Value {
+    let t = std::time::Instant::now();
+    loop {
+        let v = d.json(&["name", "list", &net.domain()]);
+        if cond(&v) {
+            return v;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "names never became as expected: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn has_name(v: &Value, name: &str, ip: &str) -> bool {
+    v.as_array().unwrap().iter().any(|n| {
+        n["name"] == Value::String(name.to_lowercase())
+            && n["addresses"].as_array().unwrap().iter().any(|a| a == ip)
+    })
+}
+
+/// Container names and `--network-alias`es, which the engine does not pass
+/// to a remote driver, reach the switch's DNS from the engine's API, and
+/// go with the container.
+#[test]
+fn container_names_and_aliases_resolve_on_the_gateway() {
+    if !docker_or_skip("container_names_and_aliases_resolve_on_the_gateway") {
+        return;
+    }
+    let d = Rvs::start();
+    let n = d.network(&[]);
+    let a = Ctr::run(&n, &["--network-alias", "web"]);
+    let b = Ctr::run(&n, &[]);
+    let ia = a.ip(&n);
+    let gw = b.net_field(&n, "Gateway");
+    assert!(!gw.is_empty(), "the network has a gateway");
+    let a_name = a.name.clone();
+    dns_names_until(&d, &n, |v| {
+        has_name(v, &a_name, &ia) && has_name(v, "web", &ia)
+    });
+    // b asks the switch's name server on its gateway (not Docker's own,
+    // 127.0.0.11, which its resolv.conf names).
+    for name in ["web", a.name.as_str()] {
+        let o = b.exec(&["busybox", "nslookup", name, &gw]);
+        let out = text(&o.stdout);
+        assert!(
+            o.status.success() && out.contains(&ia),
+            "nslookup {name} {gw}: {out}{}",
+            text(&o.stderr)
+        );
+    }
+    drop(a);
+    dns_names_until(&d, &n, |v| {
+        !has_name(v, &a_name, &ia) && !has_name(v, "web", &ia)
+    });
+}

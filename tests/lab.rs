@@ -132,6 +132,15 @@ impl Lab {
                 out.push(format!("process {}", String::from_utf8_lossy(&cmd)));
             }
         }
+        // Per-namespace /etc files (the nodes' resolv.conf).
+        if let Ok(d) = std::fs::read_dir("/etc/netns") {
+            for e in d.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with(&format!("{}-", self.name)) {
+                    out.push(format!("/etc/netns/{n}"));
+                }
+            }
+        }
         for d in [
             format!("/run/rvswitch/lab/{}", self.name),
             format!("/var/lib/rvswitch/lab/{}", self.name),
@@ -141,6 +150,26 @@ impl Lab {
             }
         }
         out
+    }
+}
+
+impl Lab {
+    /// `lab exec FILE from -- ping -c1 to`: `to` by its node name, through
+    /// the embedded DNS of `from`'s network (its resolv.conf).
+    #[track_caller]
+    fn ping_by_name(&self, from: &str, to: &str) {
+        let o = rvs(&[
+            "lab",
+            "exec",
+            self.f(),
+            from,
+            "--",
+            "ping",
+            "-c1",
+            "-W2",
+            to,
+        ]);
+        assert!(o.status.success(), "{from}: ping {to}: {}", text(&o));
     }
 }
 
@@ -261,6 +290,13 @@ fn quickstart_deploys_checks_redeploys_unchanged_and_destroys_everything() {
     assert!(text(&o).contains("10.99.0.2/24"), "{}", text(&o));
     let o = rvs(&["lab", "exec", lab.f(), "b", "--", "false"]);
     assert_eq!(o.status.code(), Some(1), "exec passes the exit status on");
+    // Nodes find each other by name: each node's resolver is the embedded
+    // DNS of its network (no gateway here: a DNS-only address).
+    let conf = std::fs::read_to_string(format!("/etc/netns/{}-a/resolv.conf", lab.name))
+        .expect("a's resolv.conf");
+    assert!(conf.contains("nameserver 10.99.0.254"), "{conf}");
+    lab.ping_by_name("a", "b");
+    lab.ping_by_name("b", "a");
 
     lab.destroy_clean();
     assert_eq!(processes_named(&marker), 0, "node process left running");
@@ -292,6 +328,12 @@ fn routed_lab_reaches_across_the_switch_gateways_and_a_node_router() {
     lab.ok("deploy", &[]);
     let grid = lab.ok("check", &[]);
     assert!(grid.contains("12 of 12 checks passed"), "{grid}");
+    // Names are per network: b and r share `right`, r and c share `back`
+    // (a network without a gateway); a's network has nobody else.
+    lab.ping_by_name("b", "r");
+    lab.ping_by_name("c", "r");
+    let o = rvs(&["lab", "exec", lab.f(), "a", "--", "getent", "hosts", "c"]);
+    assert!(!o.status.success(), "c is not on a's network: {}", text(&o));
     // Redeploying adds no second route or gateway.
     lab.ok("deploy", &[]);
     lab.destroy_clean();
@@ -306,6 +348,7 @@ fn impaired_lab_delays_the_frames_toward_the_client() {
     lab.ok("deploy", &[]);
     let grid = lab.ok("check", &[]);
     assert!(grid.contains("2 of 2 checks passed"), "{grid}");
+    lab.ping_by_name("client", "server");
     // The example delays by 40 ms +- 5 ms: no reply can come sooner (a
     // lower bound, not a speed).
     let o = rvs(&[
@@ -350,6 +393,10 @@ fn overlay_lab_carries_two_isolated_vxlan_networks_between_switches_in_nodes() {
     let ports = rvs(&["ctl", "--socket", &sock, "port", "list"]);
     let t = text(&ports);
     assert!(t.contains("vxlan5001") && t.contains("vxlan5002"), "{t}");
+    // Across the overlay by name: each switch answers for the network.
+    lab.ping_by_name("b1", "b2");
+    lab.ping_by_name("r2", "r1");
+    lab.ping_by_name("h1", "h2");
     lab.ok("deploy", &[]);
     lab.destroy_clean();
 }
@@ -528,6 +575,7 @@ fn ring_lab_runs_rstp_blocks_one_trunk_and_reaches_every_node() {
     assert_eq!(blocked(), 1, "one alternate port");
     let grid = lab.ok("check", &[]);
     assert!(grid.contains("checks passed"), "{grid}");
+    lab.ping_by_name("x", "z");
     lab.destroy_clean();
 }
 

@@ -42,7 +42,17 @@ pub struct GatewaySpec {
     pub addresses: Vec<Cidr>,
     pub vid: u16,
     pub mtu: Option<u32>,
+    /// Routes to the switch's other gateway networks (false: a DNS-only
+    /// gateway, see [`crate::NetworkDef::dns_only`]).
+    pub routing: bool,
+    /// Its route table: 0 for routed gateways; each DNS-only gateway of a
+    /// switch has its own ([`DNS_TABLE_BASE`] up), so its connected route
+    /// meets neither the switch's static routes nor another network's.
+    pub table: u16,
 }
+
+/// The first route table of DNS-only gateways.
+pub const DNS_TABLE_BASE: u16 = 0xff00;
 
 /// A VXLAN network's port on one of its switches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,19 +69,35 @@ pub struct VxlanPort {
 impl Topology {
     /// Every bridge domain, in first-use order.
     pub fn domain_specs(&self) -> Vec<DomainSpec> {
+        let dns_tables = self.dns_tables();
         self.domains()
             .into_iter()
             .map(|(sw, dom)| {
                 let stp = self.switches.iter().any(|s| s.name == sw && s.rstp);
-                let gateway = self
+                let on = |n: &&crate::NetworkDef| n.domain == dom && n.switches.contains(&sw);
+                let routed = self.networks.iter().filter(on).find(|n| n.gateway);
+                let dns_only = self
                     .networks
                     .iter()
-                    .find(|n| n.gateway && n.domain == dom && n.switches.contains(&sw))
-                    .map(|n| GatewaySpec {
+                    .filter(on)
+                    .find(|n| !n.gateway && !n.dns_only.is_empty());
+                let gateway = match (routed, dns_only) {
+                    (Some(n), _) => Some(GatewaySpec {
                         addresses: n.gateway_addrs(),
                         vid: n.vlan,
                         mtu: n.mtu,
-                    });
+                        routing: true,
+                        table: 0,
+                    }),
+                    (None, Some(n)) => Some(GatewaySpec {
+                        addresses: n.dns_only.clone(),
+                        vid: n.vlan,
+                        mtu: n.mtu,
+                        routing: false,
+                        table: dns_tables[&(sw.clone(), dom.clone())],
+                    }),
+                    (None, None) => None,
+                };
                 DomainSpec {
                     switch: sw,
                     domain: dom,
@@ -80,6 +106,37 @@ impl Topology {
                 }
             })
             .collect()
+    }
+}
+
+impl Topology {
+    /// The route table of each DNS-only gateway, by (switch, domain): a
+    /// hash of the domain's name (so adding or removing another network
+    /// does not move it), the next free one on a collision, in name order.
+    fn dns_tables(&self) -> std::collections::HashMap<(String, String), u16> {
+        let mut want: Vec<(String, String)> = self
+            .networks
+            .iter()
+            .filter(|n| !n.gateway && !n.dns_only.is_empty())
+            .flat_map(|n| n.switches.iter().map(|s| (s.clone(), n.domain.clone())))
+            .collect();
+        want.sort();
+        want.dedup();
+        let mut out = std::collections::HashMap::new();
+        let mut taken: std::collections::HashSet<(String, u16)> = Default::default();
+        for (sw, dom) in want {
+            // FNV-1a: stable across builds and Rust versions.
+            let h = dom.bytes().fold(0x811c_9dc5u32, |h, b| {
+                (h ^ b as u32).wrapping_mul(0x0100_0193)
+            });
+            let mut t = (h % 256) as u16;
+            while taken.contains(&(sw.clone(), t)) {
+                t = (t + 1) % 256;
+            }
+            taken.insert((sw.clone(), t));
+            out.insert((sw, dom), DNS_TABLE_BASE + t);
+        }
+        out
     }
 }
 
@@ -285,12 +342,15 @@ impl fmt::Display for Step {
                 "~ domain {} on switch {}: gateway {}, rstp {}",
                 new.domain,
                 new.switch,
-                new.gateway.as_ref().map_or("none".to_string(), |g| g
-                    .addresses
-                    .iter()
-                    .map(|a| a.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" ")),
+                new.gateway.as_ref().map_or("none".to_string(), |g| {
+                    let a = g.addresses.iter().map(|a| a.to_string());
+                    let a = a.collect::<Vec<_>>().join(" ");
+                    if g.routing {
+                        a
+                    } else {
+                        format!("{a} (DNS only)")
+                    }
+                }),
                 if new.stp { "on" } else { "off" }
             ),
             Step::AddSwitchRoute { switch, route } => {
@@ -466,6 +526,17 @@ fn port_identity(topo: &Topology, i: &InterfaceDef) -> String {
 /// the changes `--reconfigure` cannot make, each one a sentence.
 pub fn plan(old: &Topology, new: &Topology) -> Result<Plan, Vec<String>> {
     let (old, new) = (canonical(old), canonical(new));
+    let (old_specs, new_specs) = (old.domain_specs(), new.domain_specs());
+    // A network's DNS-only address shows as its domain's gateway (a domain
+    // step), not as a change of the network (which would remake it).
+    let same = |a: Option<&crate::NetworkDef>, b: &crate::NetworkDef| {
+        a.is_some_and(|a| {
+            let (mut a, mut b) = (a.clone(), b.clone());
+            a.dns_only.clear();
+            b.dns_only.clear();
+            a == b
+        })
+    };
     let mut refuse = Vec::new();
     if old.name != new.name {
         refuse.push(format!(
@@ -567,7 +638,7 @@ pub fn plan(old: &Topology, new: &Topology) -> Result<Plan, Vec<String>> {
         .filter(|d| !new_domains.contains(d))
         .collect();
     for n in &old.networks {
-        if new.network(&n.name) == Some(n) {
+        if same(new.network(&n.name), n) {
             continue;
         }
         let vxlan = n
@@ -579,7 +650,7 @@ pub fn plan(old: &Topology, new: &Topology) -> Result<Plan, Vec<String>> {
         let still = |d: &(String, String)| {
             old.networks.iter().any(|x| {
                 x.name != n.name
-                    && new.network(&x.name) == Some(x)
+                    && same(new.network(&x.name), x)
                     && x.domain == d.1
                     && x.switches.contains(&d.0)
             })
@@ -599,8 +670,7 @@ pub fn plan(old: &Topology, new: &Topology) -> Result<Plan, Vec<String>> {
     }
 
     // --- Additions, inside out.
-    let old_specs = old.domain_specs();
-    for d in new.domain_specs() {
+    for d in new_specs {
         match old_specs
             .iter()
             .find(|o| o.switch == d.switch && o.domain == d.domain)
@@ -616,7 +686,7 @@ pub fn plan(old: &Topology, new: &Topology) -> Result<Plan, Vec<String>> {
     // Networks before the nodes on them: the record never holds an
     // interface on a network it does not hold.
     for n in &new.networks {
-        if old.network(&n.name) != Some(n) {
+        if !same(old.network(&n.name), n) {
             steps.push(Step::AddNetwork {
                 net: n.clone(),
                 replaces: old.network(&n.name).is_some(),

@@ -145,9 +145,27 @@ pub struct NetworkDef {
     pub vni: Option<u32>,
     /// VXLAN: each switch's tunnel endpoint address (its host node's).
     pub vteps: Vec<(String, IpAddr)>,
+    /// Where the nodes find the embedded DNS on a network without a
+    /// gateway: the highest address of each subnet left free by the nodes,
+    /// held by a gateway that does not route. Empty when the network has a
+    /// gateway (the DNS is there), when it shares its bridge domain on a
+    /// switch with another network (a domain has one gateway, in one
+    /// VLAN), or when no address is free.
+    #[serde(default)]
+    pub dns_only: Vec<Cidr>,
 }
 
 impl NetworkDef {
+    /// The addresses of the network's DNS server: its gateway's, or the
+    /// DNS-only ones (see [`NetworkDef::dns_only`]); empty: no DNS.
+    pub fn dns_addrs(&self) -> Vec<Cidr> {
+        if self.gateway {
+            self.gateway_addrs()
+        } else {
+            self.dns_only.clone()
+        }
+    }
+
     /// The gateway addresses (first host of each subnet) when `gateway`.
     pub fn gateway_addrs(&self) -> Vec<Cidr> {
         if !self.gateway {
@@ -246,6 +264,9 @@ pub struct NodeDef {
     pub sysctls: Vec<(String, String)>,
     /// Shell commands run once inside the node after it is wired.
     pub exec: Vec<String>,
+    /// More names the node answers to in the embedded DNS (besides its own).
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 /// A trunk between two bridge domains (on one switch or two).

@@ -325,8 +325,8 @@ impl P<'_> {
                 );
             }
         }
-        self.addresses(&mut nodes, &networks);
         let mut networks = networks;
+        self.addresses(&mut nodes, &mut networks);
         self.vteps(&mut networks, &switches, &nodes);
         for n in &nodes {
             self.routes_on_link(n);
@@ -743,6 +743,7 @@ impl P<'_> {
                 gateway,
                 vni,
                 vteps: Vec::new(),
+                dns_only: Vec::new(),
             });
         }
         out
@@ -755,8 +756,11 @@ impl P<'_> {
             let Some(name) = self.name(k, &path, "node") else {
                 continue;
             };
-            let Some(f) = self.fields(v, &path, &["interfaces", "routes", "sysctls", "exec"])
-            else {
+            let Some(f) = self.fields(
+                v,
+                &path,
+                &["interfaces", "routes", "sysctls", "exec", "aliases"],
+            ) else {
                 continue;
             };
             let mut interfaces: Vec<InterfaceDef> = Vec::new();
@@ -816,6 +820,23 @@ impl P<'_> {
                     }
                 }
             }
+            let mut aliases: Vec<String> = Vec::new();
+            if let Some(a) = f.get("aliases") {
+                let ap = join(&path, "aliases");
+                for (i, x) in self.list(a, &ap).unwrap_or(&[]).iter().enumerate() {
+                    let xp = format!("{ap}[{i}]");
+                    let Some(s) = self.string(x, &xp) else {
+                        continue;
+                    };
+                    if let Err(e) = rvs_dns::check_name(&s) {
+                        self.err(npos(x), &xp, e);
+                    } else if aliases.contains(&s) || s == name {
+                        self.err(npos(x), &xp, format!("alias {s:?} is given twice"));
+                    } else {
+                        aliases.push(s);
+                    }
+                }
+            }
             out.push(NodeDef {
                 netns: netns_name(lab, &name),
                 name,
@@ -824,6 +845,7 @@ impl P<'_> {
                 routes,
                 sysctls,
                 exec,
+                aliases,
             });
         }
         out
@@ -1245,11 +1267,13 @@ impl P<'_> {
     }
 
     /// Check explicit addresses for duplicates (per subnet pool), then give
-    /// every interface without one the lowest free address of its subnet.
-    fn addresses(&mut self, nodes: &mut [NodeDef], networks: &[NetworkDef]) {
+    /// every interface without one the lowest free address of its subnet;
+    /// last, each network without a gateway that has its bridge domain to
+    /// itself gets the highest free address of each subnet for its DNS.
+    fn addresses(&mut self, nodes: &mut [NodeDef], networks: &mut [NetworkDef]) {
         // pool (subnet) -> used host offsets -> who
         let mut used: HashMap<Cidr, BTreeMap<u128, (String, Pos)>> = HashMap::new();
-        for net in networks {
+        for net in networks.iter() {
             for g in net.gateway_addrs() {
                 used.entry(g.network()).or_default().insert(
                     to_u128(g.addr),
@@ -1313,6 +1337,37 @@ impl P<'_> {
                     }
                 }
             }
+        }
+        for i in 0..networks.len() {
+            let net = &networks[i];
+            let shared = networks.iter().enumerate().any(|(j, o)| {
+                j != i
+                    && o.domain == net.domain
+                    && o.switches.iter().any(|s| net.switches.contains(s))
+            });
+            if net.gateway || shared {
+                continue;
+            }
+            let mut dns = Vec::new();
+            for (v4, sub) in [(true, net.subnet), (false, net.ipv6)] {
+                let Some(sub) = sub else { continue };
+                let pool = used.entry(sub).or_default();
+                let (lo, hi) = sub.range();
+                let last = if v4 && sub.len < 31 { hi - 1 } else { hi };
+                let first = if sub.len < 31 || !v4 { lo + 1 } else { lo };
+                // The top of the pool, where allocation (lowest first) ends.
+                let free = (last.saturating_sub(1 << 10).max(first)..=last)
+                    .rev()
+                    .find(|v| !pool.contains_key(v));
+                if let Some(v) = free {
+                    pool.insert(v, (format!("the DNS of network {}", net.name), net.pos));
+                    dns.push(Cidr {
+                        addr: from_u128(sub.addr, v),
+                        len: sub.len,
+                    });
+                }
+            }
+            networks[i].dns_only = dns;
         }
     }
 

@@ -608,6 +608,9 @@ nodes:
                 "- link b.eth1 (port rc-b-1 on network side)",
                 "- link d.eth1 (port rc-d-1 on network side)",
                 "~ network side: was (domain side vlan 1 10.2.0.0/24) (domain side on switch sw goes)",
+                // Two networks in domain lan now: its one gateway cannot
+                // serve DNS in both VLANs, so lan's DNS-only gateway goes.
+                "~ domain lan on switch sw: gateway none, rstp off",
                 "~ network side: now (domain lan vlan 20 10.2.0.0/24)",
                 "+ link b.eth1 (port rc-b-1 on network side, 10.2.0.1/24)",
                 "+ link d.eth1 (port rc-d-1 on network side, 10.2.0.2/24)",
@@ -650,4 +653,66 @@ nodes:
         let why = plan(&old, &new).unwrap_err();
         assert!(why[0].contains("switches changed"), "{why:?}");
     }
+}
+
+/// Where a node finds the embedded DNS: the gateway of a routed network;
+/// on a network without one, the highest address the nodes left free
+/// (held by a gateway that does not route, in a table of its own); none
+/// when the network shares its bridge domain with another VLAN.
+#[test]
+fn dns_addresses_per_network() {
+    let t = ok(QUICK);
+    let lan = t.network("lan").unwrap();
+    let dns: Vec<String> = lan.dns_addrs().iter().map(|c| c.to_string()).collect();
+    assert_eq!(dns, ["10.99.0.254/24", "fd00:99::ffff:ffff:ffff:ffff/64"]);
+    let g = t.domain_specs()[0]
+        .gateway
+        .clone()
+        .expect("a DNS-only gateway");
+    assert!(!g.routing);
+    assert!(g.table >= crate::diff::DNS_TABLE_BASE);
+    // A node holding .254 moves the DNS down, never the node.
+    let t = ok(&edit("address: 10.99.0.5/24", "address: 10.99.0.254/24"));
+    assert_eq!(
+        t.network("lan").unwrap().dns_only[0].to_string(),
+        "10.99.0.253/24"
+    );
+    // With a gateway: the gateway's addresses, and it routes.
+    let t = ok(&edit(
+        "ipv6: fd00:99::/64}",
+        "ipv6: fd00:99::/64, gateway: true}",
+    ));
+    let lan = t.network("lan").unwrap();
+    assert!(lan.dns_only.is_empty());
+    assert_eq!(lan.dns_addrs(), lan.gateway_addrs());
+    assert!(t.domain_specs()[0].gateway.as_ref().unwrap().routing);
+    // Two VLANs in one domain: one gateway cannot serve both: no DNS.
+    let two = "\
+name: v
+networks:
+  red: {domain: west, vlan: 10, subnet: 10.10.0.0/24}
+  blue: {domain: west, vlan: 20, subnet: 10.10.0.0/24}
+nodes:
+  r: {interfaces: [{network: red}]}
+  b: {interfaces: [{network: blue}]}
+";
+    let t = ok(two);
+    assert!(t.networks.iter().all(|n| n.dns_addrs().is_empty()));
+    assert!(t.domain_specs()[0].gateway.is_none());
+}
+
+#[test]
+fn aliases_are_dns_names() {
+    let t = ok(&edit("  b:\n", "  b:\n    aliases: [web, db.internal]\n"));
+    assert_eq!(t.node("b").unwrap().aliases, ["web", "db.internal"]);
+    bad(
+        &edit("  b:\n", "  b:\n    aliases: [\"bad name\"]\n"),
+        9,
+        "invalid DNS name",
+    );
+    bad(
+        &edit("  b:\n", "  b:\n    aliases: [web, web]\n"),
+        9,
+        "given twice",
+    );
 }

@@ -794,6 +794,63 @@ impl StaticRecord {
     }
 }
 
+/// Most addresses one name may have.
+pub const NAME_ADDRESSES_MAX: usize = 32;
+
+/// `PUT /v1/domains/{name}/names/{host}`: the addresses a name has in the
+/// network's embedded DNS (on its gateway addresses, port 53); replaced
+/// when the name exists, and stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NameSpec {
+    /// 1 to 32 unicast addresses (IPv4 answers A queries, IPv6 AAAA).
+    #[schema(value_type = Vec<IpAddress>, min_items = 1, max_items = 32)]
+    pub addresses: Vec<IpAddr>,
+}
+
+impl NameSpec {
+    pub fn validate(&self, name: &str) -> Result<(), String> {
+        rvs_dns::check_name(name)?;
+        if self.addresses.is_empty() || self.addresses.len() > NAME_ADDRESSES_MAX {
+            return Err(format!(
+                "a name has 1 to {NAME_ADDRESSES_MAX} addresses, not {}",
+                self.addresses.len()
+            ));
+        }
+        if let Some(a) = self
+            .addresses
+            .iter()
+            .find(|a| a.is_unspecified() || a.is_multicast() || a.is_loopback())
+        {
+            return Err(format!("{a} is not a unicast endpoint address"));
+        }
+        Ok(())
+    }
+}
+
+/// A name of a network's embedded DNS, as stored and listed (the name in
+/// lower case, without a trailing dot).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NameRecord {
+    pub domain: String,
+    pub name: String,
+    #[schema(value_type = Vec<IpAddress>)]
+    pub addresses: Vec<IpAddr>,
+}
+
+impl NameRecord {
+    /// The store key: `domain/name`.
+    pub fn key(&self) -> String {
+        name_key(&self.domain, &self.name)
+    }
+}
+
+/// The key of name `name` of `domain` (names cannot contain '/').
+pub fn name_key(domain: &str, name: &str) -> String {
+    format!("{domain}/{}", rvs_dns::normalize(name))
+}
+
 /// `DELETE /v1/domains/{name}/fdb?port=P&vid=V`: flush learned entries
 /// (all of them, or only those of a port and/or VLAN).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]

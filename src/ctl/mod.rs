@@ -21,8 +21,8 @@ use serde_json::Value;
 
 use crate::api::{
     AddRemote, CaptureQuery, CreatePort, DomainPatch, DomainRecord, FlushQuery, Flushed,
-    GatewaySpec, LogFilter, PortKind, PortPatch, RouteRecord, StaticEntry, StormSpec, TraceRequest,
-    VlanSpec,
+    GatewaySpec, LogFilter, NameSpec, PortKind, PortPatch, RouteRecord, StaticEntry, StormSpec,
+    TraceRequest, VlanSpec,
 };
 use crate::client::{Client, ClientError};
 use crate::daemon::DEFAULT_SOCKET;
@@ -61,6 +61,9 @@ pub enum CtlCommand {
     /// Static routes (and the connected ones, listed).
     #[command(subcommand)]
     Route(RouteCmd),
+    /// Names of a network's embedded DNS (answered on its gateway, port 53).
+    #[command(subcommand)]
+    Name(NameCmd),
     /// The gateways' neighbors (ARP / ND entries).
     Neigh,
     /// A bridge domain's spanning tree: root, port roles and states.
@@ -196,6 +199,21 @@ pub enum RemoteCmd {
     /// Remove REMOTE (from the flood list and every static entry).
     #[command(visible_alias = "rm")]
     Del { port: String, remote: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NameCmd {
+    /// List the names of bridge domain DOMAIN.
+    List { domain: String },
+    /// Give NAME these addresses in DOMAIN (replacing what it had).
+    Set {
+        domain: String,
+        name: String,
+        #[arg(required = true)]
+        addresses: Vec<IpAddr>,
+    },
+    /// Remove NAME from DOMAIN.
+    Del { domain: String, name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -566,6 +584,28 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
                 let path = format!("/v1/routes/{table}/{}/{}", enc(a), enc(l));
                 c.delete(&path)?.ok()?;
                 out.done(&format!("deleted route {prefix}"))
+            }
+        },
+        CtlCommand::Name(cmd) => match cmd {
+            NameCmd::List { domain } => out.names(
+                &c.get(&format!("/v1/domains/{}/names", enc(&domain)))?
+                    .ok()?,
+            ),
+            NameCmd::Set {
+                domain,
+                name,
+                addresses,
+            } => {
+                let path = format!("/v1/domains/{}/names/{}", enc(&domain), enc(&name));
+                let r = c
+                    .send(hyper::Method::PUT, &path, &NameSpec { addresses })?
+                    .ok()?;
+                out.reply_or(&r, &format!("set name {name} in {domain}"))
+            }
+            NameCmd::Del { domain, name } => {
+                let path = format!("/v1/domains/{}/names/{}", enc(&domain), enc(&name));
+                c.delete(&path)?.ok()?;
+                out.done(&format!("deleted name {name} from {domain}"))
             }
         },
         CtlCommand::Neigh => out.neighbors(&c.get("/v1/neighbors")?.ok()?),

@@ -175,6 +175,16 @@ impl Output {
         })
     }
 
+    pub(super) fn names(&self, r: &Reply) -> Result<(), CtlError> {
+        self.list(r, &["NAME", "ADDRESSES"], |v| {
+            let addrs = v["addresses"]
+                .as_array()
+                .map(|a| a.iter().map(txt).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default();
+            vec![txt(&v["name"]), addrs]
+        })
+    }
+
     pub(super) fn remotes(&self, r: &Reply) -> Result<(), CtlError> {
         if self.json {
             return self.print_json(r);

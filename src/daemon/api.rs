@@ -139,6 +139,7 @@ threads); a port can move only between domains of the same worker.",
     tags(
         (name = "domains", description = "Bridge domains and their gateways"),
         (name = "fdb", description = "Forwarding databases"),
+        (name = "dns", description = "Names of the embedded DNS (answered on gateway addresses, port 53)"),
         (name = "ports", description = "Ports and their back ends"),
         (name = "vxlan", description = "Remote VTEPs of vxlan ports"),
         (name = "routing", description = "Routes and neighbors of the gateways"),
@@ -159,6 +160,8 @@ fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(get_domain, patch_domain, delete_domain))
         .routes(routes!(list_fdb, add_static, flush_fdb))
         .routes(routes!(delete_fdb_entry))
+        .routes(routes!(list_names))
+        .routes(routes!(set_name, delete_name))
         .routes(routes!(domain_stp))
         .routes(routes!(list_ports, create_port))
         .routes(routes!(get_port, patch_port, delete_port))
@@ -654,6 +657,42 @@ async fn delete_fdb_entry(
     Path((name, vid, mac)): Path<(String, String, String)>,
 ) -> ApiResult {
     run(&c, move |c| c.delete_fdb_entry(&name, &vid, &mac)).await?;
+    no_content()
+}
+
+// ---- DNS names ------------------------------------------------------------------
+
+/// List the names of a network's embedded DNS
+#[utoipa::path(get, path = "/v1/domains/{name}/names", operation_id = "listNames", tag = "dns",
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 200, description = "Names", body = Vec<NameRecord>), (status = 404, description = "Unknown bridge domain", body = ErrorBody)))]
+async fn list_names(State(c): State<Shared>, Path(name): Path<String>) -> ApiResult {
+    ok(&run(&c, move |c| c.list_names(&name)).await?)
+}
+
+/// Give a name addresses in a network's embedded DNS (added or replaced); stored
+#[utoipa::path(put, path = "/v1/domains/{name}/names/{host}", operation_id = "setName", tag = "dns",
+    request_body = NameSpec,
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$"), ("host" = String, Path, description = "DNS name (labels of letters, digits, '-', '_')")),
+    responses((status = 200, description = "Stored", body = NameRecord), (status = 400, description = "Bad input (malformed JSON, an unknown field, a bad name or address); nothing changed", body = ErrorBody), (status = 404, description = "Unknown bridge domain", body = ErrorBody), (status = 500, description = "A store or worker failure", body = ErrorBody)))]
+async fn set_name(
+    State(c): State<Shared>,
+    Path((name, host)): Path<(String, String)>,
+    b: Bytes,
+) -> ApiResult {
+    let spec: NameSpec = body(&b)?;
+    ok(&run(&c, move |c| c.set_name(&name, &host, spec)).await?)
+}
+
+/// Remove a name from a network's embedded DNS
+#[utoipa::path(delete, path = "/v1/domains/{name}/names/{host}", operation_id = "deleteName", tag = "dns",
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$"), ("host" = String, Path, description = "DNS name")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "Unknown bridge domain or name", body = ErrorBody), (status = 500, description = "A store or worker failure", body = ErrorBody)))]
+async fn delete_name(
+    State(c): State<Shared>,
+    Path((name, host)): Path<(String, String)>,
+) -> ApiResult {
+    run(&c, move |c| c.delete_name(&name, &host)).await?;
     no_content()
 }
 

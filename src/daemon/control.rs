@@ -55,6 +55,8 @@ pub(super) struct State {
     pub statics: BTreeMap<String, StaticRecord>,
     /// Static routes by key (`table/prefix`).
     pub routes: BTreeMap<String, RouteRecord>,
+    /// Names of the embedded DNS by key (`domain/name`).
+    pub names: BTreeMap<String, NameRecord>,
 }
 
 impl State {
@@ -128,6 +130,8 @@ pub struct Control {
     pub(super) cnm: std::sync::OnceLock<Arc<rvs_cnm::docker::Driver>>,
     /// The cluster this host joined (`--store`), for `GET /v1/cluster`.
     pub(super) cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// The embedded DNS, when it runs: it gets every change of the names.
+    pub(super) dns: std::sync::OnceLock<Arc<dyn rvs_dns::NameService>>,
 }
 
 impl Control {
@@ -145,6 +149,7 @@ impl Control {
             captures: Mutex::new(HashSet::new()),
             cnm: std::sync::OnceLock::new(),
             cluster: std::sync::OnceLock::new(),
+            dns: std::sync::OnceLock::new(),
             closing: Arc::new(AtomicBool::new(false)),
         };
         {
@@ -393,6 +398,7 @@ impl Control {
             let mut next = st.desired();
             next.domains.remove(name);
             next.statics.retain(|_, s| s.domain != name);
+            next.names.retain(|_, n| n.domain != name);
             self.commit(st, next)
         })
     }

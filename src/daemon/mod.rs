@@ -25,6 +25,7 @@ pub mod l3;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod names;
 pub mod observe;
 pub mod overlay;
 pub mod ready;
@@ -93,6 +94,8 @@ pub struct DaemonArgs {
     pub docker: crate::docker::DockerArgs,
     #[command(flatten)]
     pub cluster: crate::cluster::ClusterArgs,
+    #[command(flatten)]
+    pub dns: crate::dns::DnsArgs,
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -208,6 +211,9 @@ where
         let plugin = plugin.as_ref().map(|p| p.serve()).transpose()?;
         tracing::info!(socket = %socket.display(), workers = args.workers, "control API listening");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        // The embedded DNS: its task runs on this runtime; the punt sink
+        // goes to worker 0 before the API answers anyone.
+        let dns = crate::dns::start(control.clone(), &args.dns);
         let app = api::router(control.clone());
         let limits = args.api.clone();
         let server = tokio::spawn(async move {
@@ -228,6 +234,9 @@ where
         }
         tracing::info!("shutting down: no new connections");
         control.begin_shutdown();
+        if dns.is_some() {
+            let _ = control.set_dns_punt(None);
+        }
         if let Some(p) = plugin {
             p.stop().await;
         }

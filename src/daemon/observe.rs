@@ -161,6 +161,11 @@ impl Control {
                 }
             }
         }
+        if let Some(dns) = self.dns.get() {
+            for (k, v) in dns.counter_values() {
+                stages.insert(k.to_string(), v);
+            }
+        }
         ports.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Stats {
             ports,

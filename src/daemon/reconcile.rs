@@ -16,11 +16,12 @@
 //! Removals first, from the leaves up (static entries, routes, ports,
 //! whose back ends close), then domains are added or changed, ports are
 //! changed or added, domains removed, and routes and static entries added
-//! last, so every object finds what it refers to. A port is re-opened only
-//! when what identifies its back end changed (kind, interface, queue) or
-//! it moves to a domain on another worker; other back-end options are read
-//! when a back end opens, except a vxlan port's remotes, which a running
-//! port takes at once.
+//! last, so every object finds what it refers to; the DNS names go to the
+//! DNS service at the end (they refer to domains only by name). A port is
+//! re-opened only when what identifies its back end changed (kind,
+//! interface, queue) or it moves to a domain on another worker; other
+//! back-end options are read when a back end opens, except a vxlan port's
+//! remotes, which a running port takes at once.
 //!
 //! # Modes
 //! [`Mode::Strict`] stops at the first failure and returns it; the state
@@ -55,6 +56,7 @@ impl State {
                 .collect(),
             statics: self.statics.clone(),
             routes: self.routes.clone(),
+            names: self.names.clone(),
         }
     }
 }
@@ -294,6 +296,11 @@ impl Control {
             }
             st.statics.insert(k.clone(), s.clone());
         }
+
+        // 8. Names: nothing in the data plane; the DNS service gets the
+        // whole table (with the domains' ids as they are now).
+        st.names = to.names.clone();
+        self.publish_names(st);
         Ok(())
     }
 

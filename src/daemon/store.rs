@@ -1,5 +1,5 @@
 //! The switch's desired state — bridge domains, ports (spec + settings),
-//! static FDB entries and routes — as four tables of the daemon's one state
+//! static FDB entries, routes and DNS names — as five tables of the daemon's one state
 //! store (`rvs_store`, `<state-dir>/rvswitch.redb`, shared with the CNM
 //! layer's tables), and [`Desired`], the same state in memory.
 //!
@@ -15,7 +15,7 @@ use std::sync::Arc;
 pub use rvs_store::StoreError;
 use rvs_store::{Batch, Db, Table};
 
-use super::model::{DomainRecord, PortRecord, RouteRecord, StaticRecord};
+use super::model::{DomainRecord, NameRecord, PortRecord, RouteRecord, StaticRecord};
 
 /// Name → [`DomainRecord`].
 pub const DOMAINS: Table<DomainRecord> = Table::new("domains");
@@ -25,6 +25,8 @@ pub const PORTS: Table<PortRecord> = Table::new("ports");
 pub const STATICS: Table<StaticRecord> = Table::new("statics");
 /// `table/prefix` → [`RouteRecord`].
 pub const ROUTES: Table<RouteRecord> = Table::new("routes");
+/// `domain/name` → [`NameRecord`] (the embedded DNS's names).
+pub const NAMES: Table<NameRecord> = Table::new("names");
 
 /// The state file's name inside the state directory.
 pub const STATE_FILE: &str = rvs_store::STATE_FILE;
@@ -43,6 +45,8 @@ pub struct Desired {
     pub statics: BTreeMap<String, StaticRecord>,
     /// By [`RouteRecord::key`].
     pub routes: BTreeMap<String, RouteRecord>,
+    /// By [`NameRecord::key`].
+    pub names: BTreeMap<String, NameRecord>,
 }
 
 /// Put into `b` the changes that turn `from` into `to` in `t`.
@@ -70,6 +74,7 @@ impl Desired {
         diff_table(&mut b, &PORTS, &self.ports, &to.ports);
         diff_table(&mut b, &STATICS, &self.statics, &to.statics);
         diff_table(&mut b, &ROUTES, &self.routes, &to.routes);
+        diff_table(&mut b, &NAMES, &self.names, &to.names);
         b
     }
 
@@ -135,6 +140,7 @@ impl Store {
             ports: self.db.read_all(&PORTS)?.into_iter().collect(),
             statics: self.db.read_all(&STATICS)?.into_iter().collect(),
             routes: self.db.read_all(&ROUTES)?.into_iter().collect(),
+            names: self.db.read_all(&NAMES)?.into_iter().collect(),
         })
     }
 

@@ -124,6 +124,9 @@ pub fn deploy(topo: &Topology, file: &Path) -> Result<(), LabError> {
     for net in topo.networks.iter().filter(|n| n.kind == NetKind::Vxlan) {
         ensure_vxlan(net, &switches)?;
     }
+    // Names and resolvers before the nodes' commands, which may use them.
+    super::dns::ensure_names(topo, |sw| switches.get(sw))?;
+    super::dns::ensure_resolv_confs(topo)?;
     for node in &topo.nodes {
         run_exec(node, &paths, &mut st)?;
     }
@@ -152,6 +155,10 @@ pub(super) fn domain_body(d: &DomainSpec) -> DomainRecord {
         let mut spec =
             GatewaySpec::with_addresses(g.addresses.iter().map(|a| a.to_string()).collect());
         spec.vid = g.vid;
+        // A DNS-only gateway (a network without `gateway: true`) answers
+        // ARP and DNS but does not route, in a table of its own.
+        spec.routing = g.routing;
+        spec.table = g.table;
         // Out of u16 range: sent as 65535, which the daemon refuses by name.
         spec.mtu = g.mtu.map(|m| u16::try_from(m).unwrap_or(u16::MAX));
         spec
@@ -901,6 +908,7 @@ pub fn destroy(lab: &str) -> Result<(), LabError> {
     }
     let mut removed_ns = 0;
     for ns in &st.namespaces {
+        super::dns::remove_netns_etc(ns);
         if netns::netns_path(ns).exists() {
             match netns::delete_named(ns) {
                 Ok(()) => removed_ns += 1,

@@ -19,6 +19,7 @@
 
 mod check;
 mod deploy;
+mod dns;
 mod reconfigure;
 mod state;
 

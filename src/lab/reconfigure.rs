@@ -111,6 +111,8 @@ pub fn reconfigure(new: &Topology, file: &Path) -> Result<(), LabError> {
             st.deployed = Some(rec);
             st.save(&paths)?;
         }
+        super::dns::ensure_names(new, |sw| switches.get(sw))?;
+        super::dns::ensure_resolv_confs(new)?;
         for node in &new.nodes {
             run_exec(node, &paths, st)?;
         }
@@ -235,6 +237,7 @@ fn apply(
             for i in &node.interfaces {
                 remove_interface(old, node, i, paths, st, nl, switches)?;
             }
+            super::dns::remove_netns_etc(&node.netns);
             if netns::netns_path(&node.netns).exists() {
                 netns::delete_named(&node.netns).map_err(err)?;
             }

@@ -341,6 +341,24 @@ impl Switch {
         Ok(())
     }
 
+    /// Send DNS queries to gateway addresses to `sink` (see
+    /// `router::punt`); `None` stops punting.
+    pub fn set_dns_punt(&mut self, sink: Option<crate::router::PuntSink>) {
+        self.router.set_dns_punt(sink);
+    }
+
+    /// Send an answer of the DNS service into its domain, from the gateway.
+    pub fn send_udp_reply(
+        &mut self,
+        r: &crate::router::UdpReply,
+    ) -> Result<(), crate::router::ReplyError> {
+        let mut out = std::mem::take(&mut self.scratch.l3_out);
+        let res = self.router.write_udp_reply(&mut self.pool, r, &mut out);
+        self.scratch.l3_out = out;
+        crate::pipeline::l3_flush_out(self);
+        res
+    }
+
     pub fn router(&self) -> &Router {
         &self.router
     }

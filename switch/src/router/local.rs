@@ -160,7 +160,8 @@ impl Router {
     }
 
     /// An IP packet to one of the gateway's addresses, or ICMPv6 to a
-    /// multicast group: echo → reply, UDP → port unreachable, neighbor
+    /// multicast group: echo → reply, DNS to the domain's own gateway →
+    /// the punt sink (`punt.rs`), other UDP → port unreachable, neighbor
     /// discovery (IPv6), anything else dropped.
     pub(super) fn local<F: Family>(
         &mut self,
@@ -177,6 +178,9 @@ impl Router {
         let ip = &pool.data(&buf)[ETH..];
         let unicast = !F::is_multicast(F::dst(ip));
         if F::protocol(ip) == Protocol::UDP && unicast {
+            if self.wants_punt::<F>(in_d, ip) {
+                return self.punt(pool, in_d, buf);
+            }
             let r = DropReason::L3LocalUnsupported;
             return self.icmp_error::<F>(pool, in_d, buf, F::PORT_UNREACHABLE, r, now_ms, out);
         }

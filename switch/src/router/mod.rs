@@ -4,7 +4,9 @@
 //! neighbor table, and the ICMP error rate limit. The pipeline hands it
 //! batches of frames addressed to a gateway ([`Router::wants`] says which);
 //! it returns routed frames and the frames it originates (ARP/ND, echo
-//! replies, ICMP errors) in an [`L3Out`] for the L2 output stage.
+//! replies, ICMP errors, the DNS service's answers) in an [`L3Out`] for
+//! the L2 output stage; DNS queries to a gateway leave through the punt
+//! sink (`punt.rs`).
 //!
 //! What differs between IPv4 and IPv6 is the `family::Family` trait; the
 //! paths over it are written once and monomorphised per family.
@@ -24,6 +26,7 @@ mod local;
 pub mod lpm4;
 pub mod lpm6;
 pub mod neigh;
+pub mod punt;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -41,6 +44,7 @@ pub use family::Lpm;
 pub use lpm4::Lpm4;
 pub use lpm6::Lpm6;
 pub use neigh::{NeighConfig, NeighKey, NeighState, Neighbor, NeighborTable};
+pub use punt::{PuntSink, Punted, ReplyError, UdpReply};
 
 /// Index of a next hop in the router's next-hop table.
 pub type NhId = u32;
@@ -281,6 +285,8 @@ pub struct Router {
     /// Bumped by every gateway change; with the neighbor generation it
     /// dates adjacencies.
     cfg_epoch: u64,
+    /// Where DNS queries to a gateway go (`punt.rs`), when anywhere.
+    punt: Option<punt::PuntSink>,
 }
 
 impl std::fmt::Debug for Router {
@@ -290,6 +296,7 @@ impl std::fmt::Debug for Router {
             .field("tables", &self.tables.len())
             .field("next_hops", &(self.nh.len() - self.nh_free.len()))
             .field("neighbors", &self.neigh.len())
+            .field("dns_punt", &self.punt.is_some())
             .finish()
     }
 }
@@ -314,6 +321,7 @@ impl Router {
             solicit_keys: Vec::with_capacity(64),
             unresolved: Vec::with_capacity(64),
             cfg_epoch: 0,
+            punt: None,
         }
     }
 

@@ -1,0 +1,287 @@
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::*;
+
+fn zone() -> Zone {
+    let mut z = Zone::new();
+    let a: IpAddr = Ipv4Addr::new(10, 0, 0, 2).into();
+    let a6: IpAddr = "fd00::2".parse::<Ipv6Addr>().unwrap().into();
+    z.insert(1, "Web", &[a, a6]);
+    z.insert(1, "www.alias", &[a]);
+    z.insert(2, "db", &[Ipv4Addr::new(10, 0, 1, 2).into()]);
+    z
+}
+
+fn query(name: &str, t: RecordType) -> Vec<u8> {
+    let mut m = Message::new(0x1234, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
+    m.to_vec().unwrap()
+}
+
+fn answer(o: Outcome) -> Message {
+    match o {
+        Outcome::Answer(b) | Outcome::Cached(b) => Message::from_vec(&b).unwrap(),
+        o => panic!("not answered: {o:?}"),
+    }
+}
+
+fn run(z: &Zone, net: NetId, bytes: &[u8]) -> Outcome {
+    handle(z, net, bytes, &mut Cache::new(16), Instant::now())
+}
+
+fn addrs(m: &Message) -> Vec<String> {
+    m.answers.iter().map(|r| r.data.to_string()).collect()
+}
+
+#[test]
+fn names_answer_in_their_network_case_insensitively() {
+    let z = zone();
+    let m = answer(run(&z, 1, &query("WEB.", RecordType::A)));
+    assert_eq!(m.metadata.id, 0x1234);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.metadata.authoritative && m.metadata.recursion_available);
+    assert_eq!(addrs(&m), ["10.0.0.2"]);
+    let m = answer(run(&z, 1, &query("web", RecordType::AAAA)));
+    assert_eq!(addrs(&m), ["fd00::2"]);
+    let m = answer(run(&z, 1, &query("www.alias.", RecordType::A)));
+    assert_eq!(addrs(&m), ["10.0.0.2"]);
+    // A name of the network without addresses of that type: no data, not
+    // forwarded.
+    let m = answer(run(&z, 1, &query("www.alias.", RecordType::AAAA)));
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.answers.is_empty());
+}
+
+#[test]
+fn a_name_of_another_network_is_not_answered_there() {
+    let z = zone();
+    assert!(matches!(
+        run(&z, 2, &query("web.", RecordType::A)),
+        Outcome::Forward(_)
+    ));
+    assert!(matches!(
+        run(&z, 1, &query("db.", RecordType::A)),
+        Outcome::Forward(_)
+    ));
+    assert!(matches!(
+        run(&z, 9, &query("web.", RecordType::A)),
+        Outcome::Forward(_)
+    ));
+}
+
+#[test]
+fn reverse_lookups_answer_the_first_name() {
+    let z = zone();
+    let m = answer(run(
+        &z,
+        1,
+        &query("2.0.0.10.in-addr.arpa.", RecordType::PTR),
+    ));
+    assert_eq!(addrs(&m), ["web."]);
+    let v6 = Name::from(IpAddr::from("fd00::2".parse::<Ipv6Addr>().unwrap()));
+    let m = answer(run(&z, 1, &query(&v6.to_ascii(), RecordType::PTR)));
+    assert_eq!(addrs(&m), ["web."]);
+    // Not ours, or another network's: forwarded.
+    assert!(matches!(
+        run(&z, 2, &query("2.0.0.10.in-addr.arpa.", RecordType::PTR)),
+        Outcome::Forward(_)
+    ));
+    assert!(matches!(
+        run(&z, 1, &query("0.10.in-addr.arpa.", RecordType::PTR)),
+        Outcome::Forward(_)
+    ));
+}
+
+#[test]
+fn malformed_packets_are_malformed_and_responses_ignored() {
+    let z = zone();
+    let good = query("web.", RecordType::A);
+    // Truncated anywhere.
+    for n in 0..good.len() {
+        assert!(
+            matches!(run(&z, 1, &good[..n]), Outcome::Malformed),
+            "cut at {n}"
+        );
+    }
+    // A compression pointer to itself: a loop.
+    let mut looped = good[..12].to_vec();
+    looped.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+    assert!(matches!(run(&z, 1, &looped), Outcome::Malformed));
+    // Counts far larger than the packet.
+    let mut huge = good.clone();
+    huge[4..12].copy_from_slice(&[0xff; 8]);
+    assert!(matches!(run(&z, 1, &huge), Outcome::Malformed));
+    // A response is never answered.
+    let mut resp = Message::from_vec(&good).unwrap();
+    resp.metadata.message_type = MessageType::Response;
+    assert!(matches!(
+        run(&z, 1, &resp.to_vec().unwrap()),
+        Outcome::Ignored
+    ));
+}
+
+#[test]
+fn other_opcodes_and_question_counts_are_refused_with_a_code() {
+    let z = zone();
+    let mut m = Message::from_vec(&query("web.", RecordType::A)).unwrap();
+    m.metadata.op_code = OpCode::Status;
+    let r = answer(run(&z, 1, &m.to_vec().unwrap()));
+    assert_eq!(r.metadata.response_code, ResponseCode::NotImp);
+    let mut m = Message::from_vec(&query("web.", RecordType::A)).unwrap();
+    m.add_query(Query::query(
+        Name::from_ascii("db.").unwrap(),
+        RecordType::A,
+    ));
+    let r = answer(run(&z, 1, &m.to_vec().unwrap()));
+    assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
+}
+
+fn upstream_reply(p: &Pending, id: u16, ttl: u32, n: usize) -> Vec<u8> {
+    let q = Message::from_vec(&p.upstream_query(id)).unwrap();
+    let mut m = Message::response(id, OpCode::Query);
+    m.add_query(q.queries[0].clone());
+    for i in 0..n {
+        let a = Ipv4Addr::new(192, 0, 2, (i % 250) as u8 + 1);
+        m.add_answer(Record::from_rdata(
+            q.queries[0].name().clone(),
+            ttl,
+            RData::A(A(a)),
+        ));
+    }
+    m.to_vec().unwrap()
+}
+
+#[test]
+fn forwarded_answers_are_checked_readdressed_and_cached() {
+    let z = zone();
+    let mut cache = Cache::new(16);
+    let t0 = Instant::now();
+    let Outcome::Forward(p) = handle(&z, 1, &query("example.org.", RecordType::A), &mut cache, t0)
+    else {
+        panic!("forwarded")
+    };
+    let up = Message::from_vec(&p.upstream_query(77)).unwrap();
+    assert!(up.metadata.recursion_desired);
+    assert_eq!(
+        up.edns.as_ref().unwrap().max_payload(),
+        UPSTREAM_UDP_PAYLOAD
+    );
+    let reply = upstream_reply(&p, 77, 60, 1);
+    assert_eq!(
+        p.check_upstream(78, &reply, true).unwrap_err(),
+        Reject::Mismatch
+    );
+    assert_eq!(
+        p.check_upstream(77, &reply[..5], true).unwrap_err(),
+        Reject::Malformed
+    );
+    let mut tc = Message::from_vec(&reply).unwrap();
+    tc.metadata.truncation = true;
+    let tc = tc.to_vec().unwrap();
+    assert_eq!(
+        p.check_upstream(77, &tc, true).unwrap_err(),
+        Reject::Truncated
+    );
+    assert!(p.check_upstream(77, &tc, false).is_ok(), "over TCP");
+    let r = p.check_upstream(77, &reply, true).unwrap();
+    let m = Message::from_vec(&p.answer(&r)).unwrap();
+    assert_eq!(m.metadata.id, 0x1234, "the client's id");
+    assert_eq!(addrs(&m), ["192.0.2.1"]);
+    cache.put(&p, &r, t0);
+    // Within the TTL: from the cache, TTL lowered.
+    let later = t0 + Duration::from_secs(20);
+    let q = query("EXAMPLE.org.", RecordType::A);
+    let m = answer(handle(&z, 1, &q, &mut cache, later));
+    assert_eq!(m.answers[0].ttl, 40);
+    // Expired: forwarded again.
+    let much_later = t0 + Duration::from_secs(61);
+    assert!(matches!(
+        handle(&z, 1, &q, &mut cache, much_later),
+        Outcome::Forward(_)
+    ));
+    assert!(cache.is_empty());
+}
+
+#[test]
+fn the_cache_is_bounded() {
+    let z = zone();
+    let mut cache = Cache::new(8);
+    let t0 = Instant::now();
+    for i in 0..50u64 {
+        let name = format!("n{i}.example.");
+        let now = t0 + Duration::from_millis(i);
+        let Outcome::Forward(p) = handle(&z, 1, &query(&name, RecordType::A), &mut cache, now)
+        else {
+            panic!()
+        };
+        let r = p
+            .check_upstream(1, &upstream_reply(&p, 1, 100, 1), true)
+            .unwrap();
+        cache.put(&p, &r, now);
+        assert!(cache.len() <= 8);
+    }
+    assert_eq!(cache.len(), 8);
+}
+
+#[test]
+fn answers_larger_than_the_client_takes_are_truncated() {
+    let z = zone();
+    let mut cache = Cache::new(0);
+    let Outcome::Forward(p) = handle(
+        &z,
+        1,
+        &query("big.example.", RecordType::A),
+        &mut cache,
+        Instant::now(),
+    ) else {
+        panic!()
+    };
+    let r = p
+        .check_upstream(5, &upstream_reply(&p, 5, 60, 60), false)
+        .unwrap();
+    let b = p.answer(&r);
+    assert!(b.len() <= 512);
+    let m = Message::from_vec(&b).unwrap();
+    assert!(m.metadata.truncation && m.answers.is_empty());
+    // EDNS offering 4096 bytes: at most 1232 are sent (one frame at any
+    // MTU from 1280): 60 records fit, 100 do not.
+    let mut q = Message::from_vec(&query("big.example.", RecordType::A)).unwrap();
+    let mut e = Edns::new();
+    e.set_max_payload(4096);
+    q.set_edns(e);
+    let Outcome::Forward(p4) = handle(&z, 1, &q.to_vec().unwrap(), &mut cache, Instant::now())
+    else {
+        panic!()
+    };
+    let r = p4
+        .check_upstream(6, &upstream_reply(&p4, 6, 60, 60), false)
+        .unwrap();
+    let m = Message::from_vec(&p4.answer(&r)).unwrap();
+    assert_eq!(m.answers.len(), 60);
+    let r = p4
+        .check_upstream(6, &upstream_reply(&p4, 6, 60, 100), false)
+        .unwrap();
+    let b = p4.answer(&r);
+    assert!(b.len() <= MAX_UDP_ANSWER as usize);
+    assert!(Message::from_vec(&b).unwrap().metadata.truncation);
+    let s = Message::from_vec(&p.servfail()).unwrap();
+    assert_eq!(s.metadata.response_code, ResponseCode::ServFail);
+}
+
+#[test]
+fn resolv_conf_and_names() {
+    let t = "# c\nsearch x\nnameserver 10.1.1.1\nnameserver fe80::1%eth0\nnameserver nonsense\n";
+    let s = resolv_conf_servers(t);
+    assert_eq!(
+        s,
+        vec![
+            "10.1.1.1:53".parse().unwrap(),
+            "[fe80::1]:53".parse().unwrap()
+        ]
+    );
+    assert!(check_name("web-1.svc").is_ok());
+    for bad in ["", "a..b", "a b", &"x".repeat(64), "é"] {
+        assert!(check_name(bad).is_err(), "{bad:?}");
+    }
+}

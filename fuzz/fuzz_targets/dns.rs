@@ -1,0 +1,75 @@
+//! The embedded DNS's packet handling never panics and keeps its promises,
+//! whatever the bytes: a query is answered (with bytes that decode, echo
+//! its id and fit what the client takes, at most 1232 bytes), forwarded, or dropped as
+//! malformed; the same bytes taken as an upstream's reply to a forwarded
+//! query are refused or turned into an answer that decodes; the cache
+//! stays within its bound.
+//!
+//! Input layout: byte 0 picks the network the query arrives in (`& 1`);
+//! the rest is the UDP payload of the query.
+#![no_main]
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::Message;
+use libfuzzer_sys::fuzz_target;
+use rvs_dns::{Cache, Outcome, Zone};
+
+const CACHE: usize = 8;
+
+fn zone() -> Zone {
+    let mut z = Zone::new();
+    let web4 = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+    let web6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2));
+    z.insert(0, "web", &[web4, web6]);
+    z.insert(0, "www.alias", &[web4]);
+    z.insert(1, "db", &[IpAddr::V4(Ipv4Addr::new(10, 0, 1, 2))]);
+    z
+}
+
+static STATE: Mutex<Option<(Zone, Cache, Instant)>> = Mutex::new(None);
+
+/// Bytes sent to a client: a DNS message of at most
+/// `rvs_dns::MAX_UDP_ANSWER` bytes, with the query's id when the query
+/// decoded.
+fn check_answer(bytes: &[u8], id: Option<u16>) {
+    let max = rvs_dns::MAX_UDP_ANSWER as usize;
+    assert!(bytes.len() <= max, "answer of {} bytes", bytes.len());
+    let m = Message::from_vec(bytes).expect("every answer decodes");
+    if let Some(id) = id {
+        assert_eq!(m.metadata.id, id);
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&sel, payload)) = data.split_first() else {
+        return;
+    };
+    let mut st = STATE.lock().unwrap();
+    let (zone, cache, t0) = st.get_or_insert_with(|| (zone(), Cache::new(CACHE), Instant::now()));
+    // Time moves a little with every input, so cached entries expire too.
+    *t0 += Duration::from_secs(7);
+    let now = *t0;
+    let id = Message::from_vec(payload).ok().map(|m| m.metadata.id);
+    match rvs_dns::handle(zone, (sel & 1) as u16, payload, cache, now) {
+        Outcome::Answer(b) | Outcome::Cached(b) => check_answer(&b, id),
+        Outcome::Forward(p) => {
+            assert!(id.is_some(), "only a decoded query is forwarded");
+            let q = p.upstream_query(0x4242);
+            Message::from_vec(&q).expect("the upstream query decodes");
+            // The same bytes as the upstream's reply, over UDP and TCP.
+            for udp in [true, false] {
+                if let Ok(r) = p.check_upstream(0x4242, payload, udp) {
+                    check_answer(&p.answer(&r), id);
+                    cache.put(&p, &r, now);
+                }
+            }
+            check_answer(&p.servfail(), id);
+        }
+        Outcome::Malformed => assert!(id.is_none(), "a decodable query is not malformed"),
+        Outcome::Ignored => {}
+    }
+    assert!(cache.len() <= CACHE);
+});

@@ -1,0 +1,154 @@
+//! A lab's names in the embedded DNS: every node under its name (and its
+//! `aliases:`) on each network it is on, pushed to the switches' daemons;
+//! and each node's resolver, the DNS address of its networks, in
+//! `/etc/netns/<namespace>/resolv.conf` (which `ip netns exec`, and so
+//! `lab exec`, mounts over /etc/resolv.conf).
+//!
+//! Owns: which names a network has and the node's resolv.conf (written at
+//! deploy and reconfigure, removed with the namespace). Never: DNS packets.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rvs_lab::{NetworkDef, NodeDef, Topology};
+
+use super::{LabError, err};
+use crate::api::{NameRecord, NameSpec};
+use crate::client::Client;
+
+/// Where `ip netns exec` finds a namespace's own /etc files.
+pub const NETNS_ETC: &str = "/etc/netns";
+
+/// The names of network `net`: every node with an interface on it, or on
+/// a network sharing its subnet (one address pool, one segment of names),
+/// with those interfaces' addresses; aliases too.
+pub fn names_of(topo: &Topology, net: &NetworkDef) -> BTreeMap<String, Vec<IpAddr>> {
+    let related = |m: &NetworkDef| {
+        m.name == net.name
+            || (m.subnet.is_some() && m.subnet == net.subnet)
+            || (m.ipv6.is_some() && m.ipv6 == net.ipv6)
+    };
+    let mut out: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
+    for node in &topo.nodes {
+        let addrs: Vec<IpAddr> = node
+            .interfaces
+            .iter()
+            .filter(|i| topo.network(&i.network).is_some_and(related))
+            .flat_map(|i| i.addresses().map(|c| c.addr))
+            .collect();
+        if addrs.is_empty() {
+            continue;
+        }
+        for name in std::iter::once(&node.name).chain(&node.aliases) {
+            let e = out.entry(rvs_dns::normalize(name)).or_default();
+            for a in &addrs {
+                if !e.contains(a) {
+                    e.push(*a);
+                }
+            }
+        }
+    }
+    out.values_mut()
+        .for_each(|v| v.truncate(crate::api::NAME_ADDRESSES_MAX));
+    out
+}
+
+/// Make every switch's names what the lab says: for each network with a
+/// DNS address, on each of its switches, set the names it should have and
+/// delete the others.
+/// `switch` gives the API client of a switch by name.
+pub fn ensure_names<'a>(
+    topo: &Topology,
+    switch: impl Fn(&str) -> &'a Client,
+) -> Result<(), LabError> {
+    for net in topo.networks.iter().filter(|n| !n.dns_addrs().is_empty()) {
+        let want = names_of(topo, net);
+        for sw in &net.switches {
+            let c = switch(sw);
+            let base = format!("/v1/domains/{}/names", net.domain);
+            let r = c.get(&base).and_then(|r| r.ok()).map_err(err)?;
+            let have: Vec<NameRecord> =
+                serde_json::from_slice(&r.body).map_err(|e| err(format!("GET {base}: {e}")))?;
+            for h in &have {
+                if !want.contains_key(&h.name) {
+                    c.delete(&format!("{base}/{}", h.name))
+                        .and_then(|r| r.ok())
+                        .map_err(err)?;
+                }
+            }
+            for (name, addrs) in &want {
+                if have
+                    .iter()
+                    .any(|h| &h.name == name && &h.addresses == addrs)
+                {
+                    continue;
+                }
+                let spec = NameSpec {
+                    addresses: addrs.clone(),
+                };
+                c.send(hyper::Method::PUT, &format!("{base}/{name}"), &spec)
+                    .and_then(|r| r.ok())
+                    .map_err(|e| err(format!("name {name} on network {}: {e}", net.name)))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn etc_dir(ns: &str) -> PathBuf {
+    Path::new(NETNS_ETC).join(ns)
+}
+
+/// The resolv.conf of `node`: the DNS addresses of its networks, in
+/// interface order (at most three, as the C library reads), or `None`
+/// when none of its networks has a DNS.
+pub fn resolv_conf(topo: &Topology, lab: &str, node: &NodeDef) -> Option<String> {
+    let mut servers: Vec<IpAddr> = Vec::new();
+    for i in &node.interfaces {
+        let Some(net) = topo.network(&i.network) else {
+            continue;
+        };
+        for a in net.dns_addrs() {
+            if !servers.contains(&a.addr) {
+                servers.push(a.addr);
+            }
+        }
+    }
+    if servers.is_empty() {
+        return None;
+    }
+    let mut s = format!(
+        "# rvswitch lab {lab}: the embedded DNS of node {}'s networks\n",
+        node.name
+    );
+    for a in servers.iter().take(3) {
+        s.push_str(&format!("nameserver {a}\n"));
+    }
+    Some(s)
+}
+
+/// Write (or remove) every node's resolv.conf.
+pub fn ensure_resolv_confs(topo: &Topology) -> Result<(), LabError> {
+    for node in &topo.nodes {
+        let dir = etc_dir(&node.netns);
+        match resolv_conf(topo, &topo.name, node) {
+            Some(text) => {
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| err(format!("create {}: {e}", dir.display())))?;
+                let f = dir.join("resolv.conf");
+                std::fs::write(&f, text).map_err(|e| err(format!("write {}: {e}", f.display())))?;
+            }
+            None => remove_netns_etc(&node.netns),
+        }
+    }
+    Ok(())
+}
+
+/// Remove the resolv.conf written for namespace `ns`, and its directory
+/// when nothing else is in it.
+pub fn remove_netns_etc(ns: &str) {
+    let dir = etc_dir(ns);
+    let _ = std::fs::remove_file(dir.join("resolv.conf"));
+    let _ = std::fs::remove_dir(&dir);
+}

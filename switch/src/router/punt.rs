@@ -1,0 +1,243 @@
+//! The punt path: UDP to port 53 of a gateway address leaves the data
+//! plane for the daemon's DNS service, and the service's answers come back
+//! as UDP from the gateway (its MAC and the address the query went to).
+//!
+//! The worker never waits for the service: a punted query is handed to a
+//! [`PuntSink`], which takes it or refuses it at once (a bounded queue that
+//! is full); a refused query is dropped and counted as
+//! `DropReason::DnsPuntFull`. Answers are built from the pool by
+//! [`Router::write_udp_reply`] and sent like any frame the router makes.
+//!
+//! Owns: which packets are punted and the frame of an answer. Never: DNS
+//! itself (the payload is opaque here), I/O, blocking.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
+use crate::buf::{PacketPool, PktBuf};
+use crate::config::DomainId;
+use crate::counters::{DropReason, StageCounter};
+use crate::mac::MacAddr;
+use crate::wire::ethernet::{self, EtherType};
+use crate::wire::ipv4::{self, Ipv4Packet};
+use crate::wire::ipv6::{self, Ipv6Packet};
+use crate::wire::udp;
+
+use super::family::Family;
+use super::{L3Out, Router};
+
+/// The port the gateway answers on.
+pub const DNS_PORT: u16 = 53;
+
+/// A query punted from the data plane: who asked (MAC, address, port), in
+/// which bridge domain, to which gateway address, and the UDP payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Punted {
+    pub domain: DomainId,
+    pub client_mac: MacAddr,
+    pub client: SocketAddr,
+    /// The gateway address the query was sent to (the answer's source).
+    pub server: IpAddr,
+    pub payload: Vec<u8>,
+}
+
+/// An answer to send back into `domain`, from the gateway's `server`
+/// address and port 53 to `client` at `client_mac`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpReply {
+    pub domain: DomainId,
+    pub client_mac: MacAddr,
+    pub client: SocketAddr,
+    pub server: IpAddr,
+    pub payload: Vec<u8>,
+}
+
+/// Where punted queries go: returns the query back when it cannot take it
+/// now (its queue is full or its reader gone). Must never block.
+pub type PuntSink = Box<dyn FnMut(Punted) -> Result<(), Punted> + Send>;
+
+/// Why an answer could not be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    #[error("domain {0} has no gateway")]
+    NoGateway(DomainId),
+    #[error("{0} is not an address of the gateway of domain {1}")]
+    NotGatewayAddress(IpAddr, DomainId),
+    #[error("the answer's addresses are of different families")]
+    FamilyMismatch,
+    #[error("answer of {0} bytes does not fit a frame")]
+    TooLong(usize),
+    #[error("no free buffer")]
+    NoBuffer,
+}
+
+impl Router {
+    /// Send UDP to port 53 of the gateway's own addresses to `sink`
+    /// (`None`: the gateway answers such queries with port unreachable, as
+    /// before).
+    pub fn set_dns_punt(&mut self, sink: Option<PuntSink>) {
+        self.punt = sink;
+    }
+
+    /// Whether this UDP packet (`ip` from the IP header on, received in
+    /// `in_d`) is a query for the DNS service: a sink is installed, the
+    /// destination port is 53 and the destination is the domain's own
+    /// gateway (a query to another network's gateway is not answered with
+    /// this network's names).
+    pub(super) fn wants_punt<F: Family>(&self, in_d: DomainId, ip: &[u8]) -> bool {
+        if self.punt.is_none() {
+            return false;
+        }
+        let Some(g) = self.gw_state(in_d) else {
+            return false;
+        };
+        let dst = F::dst(ip);
+        let ours = F::addrs(&g.cfg).any(|(a, _)| a == dst);
+        ours && udp_of(ip).is_some_and(|(_, dport, _)| dport == DNS_PORT)
+    }
+
+    /// Hand the query in `buf` to the sink; the buffer goes back to the pool
+    /// either way.
+    pub(super) fn punt(&mut self, pool: &mut PacketPool, in_d: DomainId, buf: PktBuf) {
+        let f = pool.data(&buf);
+        let ip = &f[ethernet::HEADER_LEN..];
+        let (Some((sport, _, payload)), Some((src, dst))) = (udp_of(ip), addrs_of(ip)) else {
+            return self.drop_pkt(pool, buf, DropReason::L3Malformed);
+        };
+        let p = Punted {
+            domain: in_d,
+            client_mac: MacAddr(f[6..12].try_into().expect("6 bytes")),
+            client: SocketAddr::new(src, sport),
+            server: dst,
+            payload: payload.to_vec(),
+        };
+        pool.free(buf);
+        let Some(sink) = self.punt.as_mut() else {
+            self.counters.drops[DropReason::DnsPuntFull as usize] += 1;
+            return;
+        };
+        match sink(p) {
+            Ok(()) => self.counters.stages.inc(StageCounter::DnsPunted),
+            Err(_) => self.counters.drops[DropReason::DnsPuntFull as usize] += 1,
+        }
+    }
+
+    /// Build the frame of `r` and queue it in `out` for its domain.
+    pub fn write_udp_reply(
+        &mut self,
+        pool: &mut PacketPool,
+        r: &UdpReply,
+        out: &mut L3Out,
+    ) -> Result<(), ReplyError> {
+        let g = self
+            .gw_state(r.domain)
+            .ok_or(ReplyError::NoGateway(r.domain))?;
+        let ours = match r.server {
+            IpAddr::V4(a) => g.cfg.ipv4.iter().any(|(x, _)| *x == a),
+            IpAddr::V6(a) => g.cfg.ipv6.iter().any(|(x, _)| *x == a),
+        };
+        if !ours {
+            return Err(ReplyError::NotGatewayAddress(r.server, r.domain));
+        }
+        let (mac, vid, mtu) = (g.cfg.mac, g.cfg.vid, g.cfg.mtu as usize);
+        let ip_len = match r.server {
+            IpAddr::V4(_) => ipv4::HEADER_LEN,
+            IpAddr::V6(_) => ipv6::HEADER_LEN,
+        };
+        let len = ethernet::HEADER_LEN + ip_len + udp::HEADER_LEN + r.payload.len();
+        let mut b = pool.alloc().ok_or(ReplyError::NoBuffer)?;
+        if pool.tail_room_mut(&b).len() < len || len > ethernet::HEADER_LEN + mtu {
+            pool.free(b);
+            return Err(ReplyError::TooLong(r.payload.len()));
+        }
+        let f = &mut pool.tail_room_mut(&b)[..len];
+        let written = write_reply_frame(f, mac, r);
+        if let Err(e) = written {
+            pool.free(b);
+            return Err(e);
+        }
+        pool.set_len(&mut b, len);
+        self.counters.stages.inc(StageCounter::DnsReplies);
+        out.push(r.domain, vid, b);
+        Ok(())
+    }
+}
+
+/// Fill `f` (exactly the frame's length) with the answer `r` from `mac`.
+fn write_reply_frame(f: &mut [u8], mac: MacAddr, r: &UdpReply) -> Result<(), ReplyError> {
+    const ETH: usize = ethernet::HEADER_LEN;
+    f[0..6].copy_from_slice(&r.client_mac.0);
+    f[6..12].copy_from_slice(&mac.0);
+    let udp_len = udp::HEADER_LEN + r.payload.len();
+    let (pseudo, l4) = match (r.server, r.client.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(c)) => {
+            f[12..14].copy_from_slice(&EtherType::IPV4.to_be_bytes());
+            let total = (ipv4::HEADER_LEN + udp_len) as u16;
+            ipv4::write_header(&mut f[ETH..], total, 64, udp::PROTOCOL, s.into(), c.into());
+            let p = udp::pseudo_header_sum(&s.octets(), &c.octets(), udp_len);
+            (p, ETH + ipv4::HEADER_LEN)
+        }
+        (IpAddr::V6(s), IpAddr::V6(c)) => {
+            f[12..14].copy_from_slice(&EtherType::IPV6.to_be_bytes());
+            let (so, co) = (s.octets(), c.octets());
+            ipv6::write_header(&mut f[ETH..], udp_len as u16, udp::PROTOCOL, 64, &so, &co);
+            let p = udp::pseudo_header_sum(&so, &co, udp_len);
+            (p, ETH + ipv6::HEADER_LEN)
+        }
+        _ => return Err(ReplyError::FamilyMismatch),
+    };
+    let u = &mut f[l4..];
+    u[0..2].copy_from_slice(&DNS_PORT.to_be_bytes());
+    u[2..4].copy_from_slice(&r.client.port().to_be_bytes());
+    u[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    u[6..8].copy_from_slice(&[0, 0]);
+    u[8..].copy_from_slice(&r.payload);
+    let c = udp::checksum(pseudo, u);
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    Ok(())
+}
+
+/// (source port, destination port, payload) of the UDP datagram in the IP
+/// packet `ip`, when it is whole: no fragment, the UDP length within the IP
+/// payload and at least a header. IPv6 extension headers are not walked.
+fn udp_of(ip: &[u8]) -> Option<(u16, u16, &[u8])> {
+    let range = match ip.first()? >> 4 {
+        4 => {
+            let p = Ipv4Packet::new_checked(ip).ok()?;
+            if p.protocol() != udp::PROTOCOL || p.more_frags() || p.frag_offset() != 0 {
+                return None;
+            }
+            p.header_len()..p.total_len() as usize
+        }
+        6 => {
+            let p = Ipv6Packet::new_checked(ip).ok()?;
+            if p.next_header() != udp::PROTOCOL {
+                return None;
+            }
+            ipv6::HEADER_LEN..ipv6::HEADER_LEN + p.payload_len() as usize
+        }
+        _ => return None,
+    };
+    let payload = ip.get(range)?;
+    let u = udp::UdpPacket::new_checked(payload).ok()?;
+    let len = u.len() as usize;
+    if len < udp::HEADER_LEN || len > payload.len() {
+        return None;
+    }
+    Some((u.src_port(), u.dst_port(), &payload[udp::HEADER_LEN..len]))
+}
+
+fn addrs_of(ip: &[u8]) -> Option<(IpAddr, IpAddr)> {
+    match ip.first()? >> 4 {
+        4 => {
+            let p = Ipv4Packet::new_checked(ip).ok()?;
+            Some((p.src().into(), p.dst().into()))
+        }
+        6 => {
+            let p = Ipv6Packet::new_checked(ip).ok()?;
+            let s = Ipv6Addr::from(p.src_bytes());
+            let d = Ipv6Addr::from(p.dst_bytes());
+            Some((s.into(), d.into()))
+        }
+        _ => None,
+    }
+}
