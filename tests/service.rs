@@ -29,6 +29,39 @@ impl Drop for Cleanup {
     }
 }
 
+/// A daemon with memory ports in a fresh directory, ready; stopped and its
+/// directory removed when the returned guard drops. With `json_logs` its
+/// stderr (JSON lines) comes back, else it is discarded.
+fn daemon(
+    tag: &str,
+    json_logs: bool,
+) -> (
+    Cleanup,
+    std::path::PathBuf,
+    Option<std::process::ChildStderr>,
+) {
+    let dir = tmp(tag);
+    let mut cmd = Command::new(BIN);
+    cmd.args(["daemon", "--test-memory-ports"]);
+    if json_logs {
+        cmd.args(["--log-format", "json"]).env("RUST_LOG", "info");
+    }
+    cmd.arg("--socket")
+        .arg(dir.join("api.sock"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .stdout(Stdio::null())
+        .stderr(if json_logs {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    let mut child = common::spawn_ready(&mut cmd, None);
+    let err = child.stderr.take();
+    let sock = dir.join("api.sock");
+    (Cleanup(dir, Some(child)), sock, err)
+}
+
 #[test]
 fn under_a_watchdog_the_daemon_says_ready_then_pings_while_its_workers_answer() {
     let dir = tmp("wd");
@@ -89,18 +122,8 @@ fn under_a_watchdog_the_daemon_says_ready_then_pings_while_its_workers_answer() 
 
 #[test]
 fn json_logs_are_one_object_per_line() {
-    let dir = tmp("json");
-    let mut cmd = Command::new(BIN);
-    cmd.args(["daemon", "--test-memory-ports", "--log-format", "json"])
-        .arg("--socket")
-        .arg(dir.join("api.sock"))
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = common::spawn_ready(&mut cmd, None);
-    let err = child.stderr.take().unwrap();
-    let _guard = Cleanup(dir, Some(child));
+    let (_guard, _sock, err) = daemon("json", true);
+    let err = err.unwrap();
     let mut lines = std::io::BufReader::new(err).lines();
     let mut seen = 0;
     for l in lines.by_ref().take(2) {
@@ -179,18 +202,8 @@ fn metrics_parse_with_the_prometheus_client_parser_and_match_the_api() {
         eprintln!("SKIP metrics test: needs python3-prometheus-client");
         return;
     }
-    let dir = tmp("metrics");
-    let mut cmd = Command::new(BIN);
-    cmd.args(["daemon", "--test-memory-ports"])
-        .arg("--socket")
-        .arg(dir.join("api.sock"))
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let child = common::spawn_ready(&mut cmd, None);
-    let _guard = Cleanup(dir.clone(), Some(child));
-    let sock = dir.join("api.sock");
+    let (guard, sock, _) = daemon("metrics", false);
+    let dir = guard.0.clone();
     common::ctl_ok(&sock, &["domain", "add", "bd-m"]);
     for p in ["pm1", "pm2"] {
         common::ctl_ok(
@@ -284,18 +297,7 @@ print(json.dumps(fams))
 /// Docker's words work as aliases: `ls`, `create`, `inspect`, `rm`.
 #[test]
 fn ctl_takes_dockers_words() {
-    let dir = tmp("words");
-    let mut cmd = Command::new(BIN);
-    cmd.args(["daemon", "--test-memory-ports"])
-        .arg("--socket")
-        .arg(dir.join("api.sock"))
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let child = common::spawn_ready(&mut cmd, None);
-    let _guard = Cleanup(dir.clone(), Some(child));
-    let sock = dir.join("api.sock");
+    let (_guard, sock, _) = daemon("words", false);
     common::ctl_ok(&sock, &["domain", "create", "bd-w"]);
     common::ctl_ok(
         &sock,
@@ -342,20 +344,8 @@ fn ctl_takes_dockers_words() {
 /// filter is refused and the old one stays.
 #[test]
 fn the_log_filter_changes_at_run_time() {
-    let dir = tmp("loglevel");
-    let mut cmd = Command::new(BIN);
-    cmd.args(["daemon", "--test-memory-ports", "--log-format", "json"])
-        .arg("--socket")
-        .arg(dir.join("api.sock"))
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = common::spawn_ready(&mut cmd, None);
-    let err = child.stderr.take().unwrap();
-    let _guard = Cleanup(dir.clone(), Some(child));
-    let sock = dir.join("api.sock");
+    let (_guard, sock, err) = daemon("loglevel", true);
+    let err = err.unwrap();
     assert_eq!(common::ctl_ok(&sock, &["log"]).trim(), "info");
     let bad = common::ctl_raw(&sock, &["log", "rvswitch=loud["]);
     assert!(!bad.status.success());
