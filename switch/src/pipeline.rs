@@ -748,7 +748,9 @@ pub(crate) fn l3_output(
                 };
                 match egress_edit(pool, &mut b, &m, egress, tpid, &mut c) {
                     Ok(()) => enqueue(ports, pool, &mut scratch.touched, out, b, now_ms),
-                    Err(_) => pool.free(b),
+                    // Counted on the port it was routed to (disabled, not
+                    // forwarding, or no longer a member of the VLAN).
+                    Err(r) => drop_at(ports, pool, b, out, r),
                 }
             }
             None => flood(

@@ -415,3 +415,38 @@ fn isolated_networks_still_reach_an_external_uplink_but_not_each_other() {
     assert!(r.b.take_tx().is_empty());
     assert!(u.take_tx().is_empty(), "nor via the uplink");
 }
+
+#[test]
+fn a_routed_frame_to_a_disabled_port_is_dropped_and_counted_there() {
+    let mut r = rig();
+    // A reaches B once (ARP resolved, B learned on port b).
+    r.send(0, ping(A, G1.0, [10, 0, 1, 10], [10, 0, 2, 20], 64));
+    r.b.take_tx();
+    r.c.take_tx();
+    r.send(
+        1,
+        arp(ArpOperation::REPLY, B, [10, 0, 2, 20], G2.0, [10, 0, 2, 1]),
+    );
+    assert_eq!(r.b.take_tx().len(), 1, "the held ping reached B");
+    // Port b goes down administratively; its FDB entry stays.
+    let b = r.sw.port_id("b").unwrap();
+    let cfg = r.sw.port_info(b).unwrap().cfg;
+    r.sw.set_port_config(
+        b,
+        PortConfig {
+            enabled: false,
+            ..cfg
+        },
+    )
+    .unwrap();
+    let free = r.sw.pool().available();
+    r.send(0, ping(A, G1.0, [10, 0, 1, 10], [10, 0, 2, 20], 64));
+    assert!(r.b.take_tx().is_empty(), "nothing leaves a disabled port");
+    let drops = r.sw.port_info(b).unwrap().counters;
+    assert_eq!(drops.drops_by(DropReason::NoEgressMember), 1, "{drops:?}");
+    assert_eq!(
+        r.sw.pool().available(),
+        free,
+        "the frame went back to the pool"
+    );
+}
