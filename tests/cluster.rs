@@ -20,16 +20,12 @@ const ETCD: &str = "/usr/bin/etcd";
 
 /// Whether the test can run: it needs Debian's `etcd-server`.
 fn etcd_or_skip(test: &str) -> bool {
-    if Path::new(ETCD).exists() {
-        return true;
-    }
-    if std::env::var("RVS_TEST_STRICT").as_deref() == Ok("1") {
-        panic!(
-            "{test}: needs {ETCD} (apt-get install etcd-server), and RVS_TEST_STRICT=1 forbids skipping"
-        );
-    }
-    eprintln!("SKIP {test}: needs {ETCD} (apt-get install etcd-server)");
-    false
+    let ready = if Path::new(ETCD).exists() {
+        Ok(())
+    } else {
+        Err(format!("needs {ETCD} (apt-get install etcd-server)"))
+    };
+    common::run_or_skip(test, ready)
 }
 
 /// A port nobody listens on now, below the kernel's ephemeral range
@@ -1040,16 +1036,11 @@ fn dockerd_or_skip(test: &str) -> bool {
         .args(["image", "inspect", "rvs-busybox:latest"])
         .output()
         .is_ok_and(|o| o.status.success());
-    if ok {
-        return true;
-    }
-    if std::env::var("RVS_TEST_STRICT").as_deref() == Ok("1") {
-        panic!(
-            "{test}: needs dockerd with rvs-busybox:latest (scripts/docker-image), and RVS_TEST_STRICT=1 forbids skipping"
-        );
-    }
-    eprintln!("SKIP {test}: needs dockerd with rvs-busybox:latest (scripts/docker-image)");
-    false
+    let ready = match ok {
+        true => Ok(()),
+        false => Err("needs dockerd with rvs-busybox:latest (scripts/docker-image)".to_string()),
+    };
+    common::run_or_skip(test, ready)
 }
 
 #[test]

@@ -81,16 +81,7 @@ fn docker_or_skip(test: &str) -> bool {
         }
         Ok(())
     });
-    match ready {
-        Ok(()) => true,
-        Err(why) => {
-            if std::env::var("RVS_TEST_STRICT").as_deref() == Ok("1") {
-                panic!("{test}: {why}, and RVS_TEST_STRICT=1 forbids skipping");
-            }
-            eprintln!("SKIP {test}: {why}");
-            false
-        }
-    }
+    common::run_or_skip(test, ready.clone())
 }
 
 /// `rvswitch daemon --docker` with a private state dir, API socket and
