@@ -276,17 +276,18 @@ impl Db {
     /// add it to the unit (it commits with the unit).
     pub fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         let _w = self.writer.lock();
-        let staged = UNIT.with(|u| match &mut *u.borrow_mut() {
+        // Staged into this thread's unit, or handed back to be written now.
+        let unstaged = UNIT.with(|u| match &mut *u.borrow_mut() {
             Some((id, pending)) if *id == self.id => {
-                pending.append(batch.clone());
-                true
+                pending.append(batch);
+                None
             }
-            _ => false,
+            _ => Some(batch),
         });
-        if staged {
-            return Ok(());
+        match unstaged {
+            None => Ok(()),
+            Some(batch) => self.write(&batch),
         }
-        self.write(&batch)
     }
 
     fn write(&self, batch: &Batch) -> Result<(), StoreError> {
