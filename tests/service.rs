@@ -471,3 +471,61 @@ fn an_unbindable_metrics_address_is_refused_at_start() {
     assert!(err.contains(&format!("--metrics-listen {addr}")), "{err}");
     drop(taken);
 }
+
+/// `ctl -q` and `ctl --format`, Docker's two habits for scripts: names one
+/// a line; a Go template per item, with `json` and a `table` header; a bad
+/// template is refused before anything is sent.
+#[test]
+fn ctl_quiet_and_format_print_what_scripts_read() {
+    let (_guard, sock, _) = daemon("fmt", false);
+    assert_eq!(
+        common::ctl_ok(&sock, &["domain", "create", "bd-a", "-q"]),
+        "bd-a\n"
+    );
+    common::ctl_ok(&sock, &["domain", "create", "bd-b"]);
+    common::ctl_ok(
+        &sock,
+        &["port", "add", "pq1", "--kind", "tap", "--domain", "bd-a"],
+    );
+    assert_eq!(
+        common::ctl_ok(&sock, &["domain", "ls", "-q"]),
+        "bd-a\nbd-b\n"
+    );
+    assert_eq!(common::ctl_ok(&sock, &["port", "ls", "--quiet"]), "pq1\n");
+    assert_eq!(
+        common::ctl_ok(
+            &sock,
+            &["domain", "ls", "--format", "{{.name}}={{json .ports}}"]
+        ),
+        "bd-a=[\"pq1\"]\nbd-b=[]\n"
+    );
+    let t = common::ctl_ok(
+        &sock,
+        &[
+            "domain",
+            "ls",
+            "--format",
+            "table {{.name}}\\t{{len .ports}}",
+        ],
+    );
+    let lines: Vec<Vec<&str>> = t.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(
+        lines,
+        [vec!["NAME", "PORTS"], vec!["bd-a", "1"], vec!["bd-b", "0"]]
+    );
+    assert_eq!(
+        common::ctl_ok(
+            &sock,
+            &["domain", "inspect", "bd-a", "--format", "{{.aging_secs}}"]
+        ),
+        "300\n"
+    );
+    let bad = common::ctl_raw(&sock, &["domain", "create", "bd-c", "--format", "{{.name"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--format"));
+    assert_eq!(
+        common::ctl_ok(&sock, &["domain", "ls", "-q"]),
+        "bd-a\nbd-b\n",
+        "a refused format sent nothing"
+    );
+}
