@@ -114,8 +114,17 @@ pub fn deploy(topo: &Topology, file: &Path) -> Result<(), LabError> {
     for sw in &topo.switches {
         ensure_switch_routes(topo, sw, switches.get(&sw.name))?;
     }
-    for node in &topo.nodes {
+    for (k, node) in topo.nodes.iter().enumerate() {
         ensure_node(topo, node, &paths, &mut st, &nl, &switches)?;
+        // Progress, as containerlab shows it (stderr: stdout is the table).
+        eprintln!(
+            "lab {}: [{}/{}] node {} wired ({} interface(s))",
+            topo.name,
+            k + 1,
+            topo.nodes.len(),
+            node.name,
+            node.interfaces.len()
+        );
     }
     for t in &topo.trunks {
         ensure_trunk(topo, t, &paths, &mut st, &nl, &switches)?;
