@@ -18,6 +18,7 @@
 //! the lab's state.
 
 mod check;
+mod container;
 mod deploy;
 mod dns;
 mod reconfigure;
