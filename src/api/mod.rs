@@ -958,6 +958,11 @@ pub struct RemotesView {
     #[serde(rename = "static")]
     #[schema(value_type = Vec<Vec<String>>)]
     pub statics: Vec<(MacAddr, IpAddr)>,
+    /// Remote endpoints' addresses the port answers ARP requests and
+    /// Neighbor Solicitations for itself (ARP/ND suppression), as
+    /// `[address, MAC]` pairs; set by the cluster's endpoint registry.
+    #[schema(value_type = Vec<Vec<String>>)]
+    pub neighbors: Vec<(IpAddr, MacAddr)>,
     /// The port's remote table (learned and static), if it is running.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]

@@ -198,6 +198,14 @@ impl Output {
         };
         println!("port {}  vni {}", txt(&v["port"]), txt(&v["vni"]));
         println!("flood list: {}", list(&v["flood"]));
+        if let Some(n) = v["neighbors"].as_array().filter(|n| !n.is_empty()) {
+            println!(
+                "ARP/ND answered locally for {} addresses ({} ARP, {} ND suppressed)",
+                n.len(),
+                txt(&v["stats"]["arp_suppressed"]),
+                txt(&v["stats"]["nd_suppressed"])
+            );
+        }
         let rows: Vec<Vec<String>> = v["entries"]
             .as_array()
             .map(|a| {
