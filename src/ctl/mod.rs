@@ -185,7 +185,8 @@ pub enum GatewayCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum RemoteCmd {
-    /// The port's flood list, static entries and remote table.
+    /// The port's flood list, static entries, remote table and the
+    /// addresses it answers ARP/ND for (ARP/ND suppression).
     #[command(visible_alias = "ls")]
     List { port: String },
     /// Add REMOTE to the flood list, or with --mac a static entry.
