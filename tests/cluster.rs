@@ -1585,3 +1585,153 @@ fn no_broadcast_for_a_known_remote_reaches_the_underlay() {
     drop(hosts);
     drop(etcd);
 }
+
+/// `POST path` with `body` on host `h`'s API: (status, answer).
+fn api_post(h: &Host, path: &str, body: &Value) -> (u16, Value) {
+    let r = rvswitch::client::Client::new(&h.socket())
+        .unwrap()
+        .post(path, body)
+        .unwrap();
+    (r.status, r.json())
+}
+
+fn api_delete(h: &Host, path: &str) -> (u16, String) {
+    let r = rvswitch::client::Client::new(&h.socket())
+        .unwrap()
+        .delete(path)
+        .unwrap();
+    (r.status, r.error_message())
+}
+
+#[test]
+fn a_network_made_through_the_api_can_be_global_and_is_the_same_on_every_host() {
+    let test = "a_network_made_through_the_api_can_be_global_and_is_the_same_on_every_host";
+    if !etcd_or_skip(test) {
+        return;
+    }
+    let etcd = Etcd::start(Ipv4Addr::LOCALHOST);
+    let a = Host::start(&etcd, "ha", "10.99.0.1", 5);
+    let b = Host::start(&etcd, "hb", "10.99.0.2", 5);
+    // ctl on A, the API on B: one VNI, one subnet.
+    let out = common::ctl_ok(
+        &a.socket(),
+        &[
+            "network",
+            "create",
+            "green",
+            "--scope",
+            "global",
+            "--internal",
+        ],
+    );
+    assert!(out.contains("created global network green (VNI"), "{out}");
+    let (st, v) = api_post(
+        &b,
+        "/v1/cnm/networks",
+        &json!({"name": "green", "scope": "global", "internal": true}),
+    );
+    assert_eq!(st, 201, "{v}");
+    let (vni, subnets) = global_of(&a, "green");
+    assert!(vni > 0 && subnets.len() == 1, "{vni} {subnets:?}");
+    assert_eq!(global_of(&b, "green"), (vni, subnets.clone()));
+    assert_eq!(v["kind"]["vni"], vni, "{v}");
+    // Docker's and the API's global networks are one kind of thing: a
+    // Docker network of the same name on a third host joins it.
+    let c = Host::start(&etcd, "hc", "10.99.0.3", 5);
+    let r = create_global(&c, &docker_id("green", 0), "green", None);
+    assert!(r.get("Err").is_none(), "{r}");
+    assert_eq!(global_of(&c, "green"), (vni, subnets.clone()));
+    // ctl says which networks are global.
+    let list = common::ctl_ok(&a.socket(), &["network"]);
+    let row = list.lines().find(|l| l.contains("green")).unwrap();
+    assert!(row.contains("global"), "{list}");
+
+    // An endpoint made through the API takes its address from the cluster
+    // and is published: the other hosts see it.
+    let (st, e) = api_post(&a, "/v1/cnm/networks/green/endpoints", &json!({"id": "g1"}));
+    assert_eq!(st, 201, "{e}");
+    let addr = e["ipv4"].as_str().unwrap().to_string();
+    let pool = rvs_cnm::prefix::Cidr::parse_prefix(&subnets[0]).unwrap();
+    assert!(
+        pool.contains(rvs_cnm::prefix::Cidr::parse_addr(&addr).unwrap().addr),
+        "{addr} in {pool}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || remote_count(&b, "green") == 1).is_some(),
+        "B sees A's endpoint"
+    );
+    // The same address asked for on B is refused with who holds it.
+    let (st, e) = api_post(
+        &b,
+        "/v1/cnm/networks/green/endpoints",
+        &json!({"id": "g2", "address": addr}),
+    );
+    assert_eq!(st, 409, "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("held by endpoint"),
+        "{e}"
+    );
+
+    // Bad input: a 4xx with the reason, and nothing made.
+    let before = b.cnm_networks().len();
+    for (body, status, why) in [
+        (
+            json!({"name": "green", "scope": "global", "subnet": "10.77.0.0/24", "internal": true}),
+            409,
+            "created by",
+        ),
+        (json!({"name": "bad name"}), 400, "not usable"),
+        (json!({"name": "n1", "vni": 7}), 400, "global networks"),
+        (
+            json!({"name": "n1", "subnet": "10.1.2.0/33"}),
+            400,
+            "subnet",
+        ),
+        (
+            json!({"name": "n1", "scope": "galactic"}),
+            400,
+            "invalid request body",
+        ),
+        (json!({"name": "n1", "colour": "red"}), 400, "unknown field"),
+    ] {
+        let (st, v) = api_post(&b, "/v1/cnm/networks", &body);
+        assert_eq!(st, status, "{body}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(why), "{body}: {v}");
+    }
+    assert_eq!(b.cnm_networks().len(), before, "nothing half made");
+    // Docker's networks are Docker's to remove.
+    let (st, e) = api_delete(&c, &format!("/v1/cnm/networks/{}", docker_id("green", 0)));
+    assert_eq!(st, 409, "{e}");
+    assert_eq!(api_delete(&c, "/v1/cnm/networks/nope").0, 404);
+    // Deleting the endpoint gives its address back to the cluster;
+    // deleting the network removes it here only.
+    assert_eq!(api_delete(&a, "/v1/cnm/networks/green/endpoints/g1").0, 204);
+    let (st, e) = api_post(
+        &b,
+        "/v1/cnm/networks/green/endpoints",
+        &json!({"id": "g2", "address": addr}),
+    );
+    assert_eq!(st, 201, "the released address is free again: {e}");
+    let out = common::ctl_ok(&a.socket(), &["network", "rm", "green"]);
+    assert!(out.contains("deleted network green"), "{out}");
+    assert!(a.cnm_networks().is_empty());
+    assert_eq!(global_of(&b, "green").0, vni, "B keeps it");
+
+    // A daemon outside a cluster refuses a global network, and says why.
+    let solo = Host::start_with("solo", "10.99.0.9", &[]);
+    let (st, v) = api_post(
+        &solo,
+        "/v1/cnm/networks",
+        &json!({"name": "green", "scope": "global"}),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("--store"), "{v}");
+    // ... and makes a local one.
+    let (st, v) = api_post(
+        &solo,
+        "/v1/cnm/networks",
+        &json!({"name": "green", "subnet": "10.1.2.0/24"}),
+    );
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["subnets"][0]["gateway"], "10.1.2.1", "{v}");
+}

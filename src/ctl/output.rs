@@ -315,6 +315,7 @@ impl Output {
             &[
                 "ID",
                 "NAME",
+                "SCOPE",
                 "KIND",
                 "SUBNETS",
                 "INTERNAL",
@@ -336,6 +337,10 @@ impl Output {
                 vec![
                     txt(&n["id"]).chars().take(12).collect(),
                     txt(&n["name"]),
+                    n["options"]["rvswitch.scope"]
+                        .as_str()
+                        .unwrap_or("local")
+                        .to_string(),
                     kind,
                     subnets.join(" "),
                     txt(&n["internal"]),
