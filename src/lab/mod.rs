@@ -22,6 +22,7 @@ mod deploy;
 mod dns;
 mod reconfigure;
 mod state;
+mod store;
 
 use std::path::{Path, PathBuf};
 
