@@ -210,7 +210,7 @@ fn sweep(
         if snap.networks.is_empty() && snap.pools.is_empty() {
             continue;
         }
-        match ask_engine(engine, name) {
+        match ask_engine(engine, name).map(|a| with_api_objects(d, a)) {
             Ok((networks, endpoints)) => log_removed(sweeper.round(d, &networks, &endpoints)),
             Err(e) => tracing::debug!(error = %e, "Docker engine not reachable; sweep skipped"),
         }
@@ -328,6 +328,30 @@ fn ask_engine(engine: &Path, name: &str) -> Result<(Vec<String>, Vec<String>), S
         .unwrap_or_else(|_| Err(format!("no answer within {ENGINE_TIMEOUT:?}")))
 }
 
+/// The engine's networks and endpoints plus those made through the
+/// daemon's API (`POST /v1/cnm/networks`): the engine never knew them, so
+/// they are not orphans.
+fn with_api_objects(
+    d: &Driver,
+    (mut nets, mut eps): (Vec<String>, Vec<String>),
+) -> (Vec<String>, Vec<String>) {
+    let snap = d.snapshot();
+    for n in snap
+        .networks
+        .iter()
+        .filter(|n| crate::daemon::cnm::made_by_api(n))
+    {
+        nets.push(n.id.clone());
+        eps.extend(
+            snap.endpoints
+                .iter()
+                .filter(|e| e.network_id == n.id)
+                .map(|e| e.id.clone()),
+        );
+    }
+    (nets, eps)
+}
+
 /// Log what a reconcile removed (or why it failed).
 fn log_removed(r: Result<rvs_cnm::Orphans, rvs_cnm::DriverError>) {
     match r {
@@ -349,7 +373,7 @@ fn reconcile_with_engine(driver: &Driver, name: &str, engine: &Path) {
     if driver.snapshot().networks.is_empty() {
         return;
     }
-    match ask_engine(engine, name) {
+    match ask_engine(engine, name).map(|a| with_api_objects(driver, a)) {
         Ok((networks, endpoints)) => log_removed(driver.reconcile(&networks, Some(&endpoints))),
         Err(e) => tracing::warn!(
             engine = %engine.display(),

@@ -1172,6 +1172,11 @@ fn openapi_document_matches_the_router() {
         "DELETE /v1/routes/{table}/{addr}/{len}",
         "GET /v1/neighbors",
         "GET /v1/cnm/networks",
+        "POST /v1/cnm/networks",
+        "DELETE /v1/cnm/networks/{name}",
+        "POST /v1/cnm/networks/{name}/endpoints",
+        "DELETE /v1/cnm/networks/{name}/endpoints/{id}",
+        "POST /v1/cnm/networks/{name}/endpoints/{id}/join",
         "GET /v1/cnm/endpoints",
         "GET /v1/cnm/sandboxes",
         "GET /v1/cluster",
@@ -1196,6 +1201,7 @@ fn openapi_document_matches_the_router() {
             .replace("{addr}", "10.0.0.0")
             .replace("{len}", "8")
             .replace("{host}", "web")
+            .replace("{id}", "e1")
     };
     let fallback = |r: &Reply| r.status == 404 && r.error_message() == "no such resource";
     for (path, item) in doc["paths"].as_object().unwrap() {

@@ -1068,6 +1068,10 @@ fn the_running_daemon_frees_what_the_engine_does_not_have() {
     assert!(r.json().get("Err").is_none(), "{}", r.json());
     let rogue_domain = format!("dk-{}", &rogue[..12]);
     assert!(d.domains().contains(&rogue_domain));
+    // A network made through rvswitch's own API is not the engine's to
+    // know: it stays.
+    let o = d.ctl_raw(&["network", "create", "apikept", "--subnet", "10.87.0.0/24"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
     // Two sweeps (3 s apart) later it is gone; Docker's network stays.
     let t = Instant::now();
     while d.domains().contains(&rogue_domain) && t.elapsed() < Duration::from_secs(20) {
@@ -1075,6 +1079,7 @@ fn the_running_daemon_frees_what_the_engine_does_not_have() {
     }
     assert!(!d.domains().contains(&rogue_domain), "{}", d.log_text());
     assert!(d.domains().contains(&n.domain()));
+    assert!(d.domains().contains(&"dk-apikept".to_string()));
     assert!(
         d.log_text()
             .contains("removed what the Docker engine no longer has")

@@ -716,3 +716,54 @@ fn aliases_are_dns_names() {
         "given twice",
     );
 }
+
+const CLUSTER: &str = "\
+name: cl
+store: {members: [e1]}
+switches:
+  core: {}
+  s1: {host: h1}
+  s2: {host: h2}
+networks:
+  under: {switch: core, subnet: 192.168.7.0/24}
+  g: {scope: global, switches: [s1, s2], subnet: 10.7.0.0/24}
+nodes:
+  e1: {interfaces: [{network: under}]}
+  h1: {interfaces: [{network: under}]}
+  h2: {interfaces: [{network: under}]}
+  a: {interfaces: [{network: g, switch: s1}]}
+  b: {interfaces: [{network: g, switch: s2}]}
+";
+
+#[test]
+fn a_store_and_a_global_network_parse_into_members_vteps_and_no_lab_domain() {
+    let t = ok(CLUSTER);
+    let store = t.store.clone().expect("a store");
+    assert_eq!(
+        store.members,
+        [("e1".to_string(), "192.168.7.1".parse().unwrap())]
+    );
+    assert_eq!(store.url(), "etcd://192.168.7.1:2379");
+    let g = t.network("g").unwrap();
+    assert!(g.global && g.kind == NetKind::Vxlan && g.vni.is_none());
+    assert!(g.vxlan_ports().is_empty(), "the daemon makes its VTEP");
+    assert!(g.dns_only.is_empty());
+    assert!(t.clustered("s1") && t.clustered("s2") && !t.clustered("core"));
+    assert_eq!(t.vtep_of("s2"), Some("192.168.7.3".parse().unwrap()));
+    // The lab makes the underlay's domain only.
+    assert_eq!(t.domains(), [("core".to_string(), "under".to_string())]);
+    // Reconfigure does not change a lab with a store.
+    let mut t2 = t.clone();
+    t2.nodes.pop();
+    assert!(plan(&t, &t2).unwrap_err()[0].contains("destroy and deploy"));
+    bad(
+        &CLUSTER.replace("members: [e1]", "members: [nope]"),
+        2,
+        "no node named",
+    );
+    bad(
+        &CLUSTER.replace("switch: s2}", "switch: s2, port: afxdp}"),
+        15,
+        "the TAP the daemon's CNM driver makes",
+    );
+}

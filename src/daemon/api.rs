@@ -172,7 +172,11 @@ fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(list_routes, add_route))
         .routes(routes!(delete_route))
         .routes(routes!(neighbors))
-        .routes(routes!(cnm_networks))
+        .routes(routes!(cnm_networks, create_cnm_network))
+        .routes(routes!(delete_cnm_network))
+        .routes(routes!(create_cnm_endpoint))
+        .routes(routes!(delete_cnm_endpoint))
+        .routes(routes!(join_cnm_endpoint))
         .routes(routes!(cnm_endpoints))
         .routes(routes!(cnm_sandboxes))
         .routes(routes!(stats))
@@ -615,6 +619,72 @@ async fn cluster(State(c): State<Shared>) -> ApiResult {
     responses((status = 200, description = "Networks", body = Vec<Object>), (status = 404, description = "The daemon does not serve Docker (no --docker)", body = ErrorBody)))]
 async fn cnm_networks(State(c): State<Shared>) -> ApiResult {
     ok(&run(&c, |c| c.cnm_networks()).await?)
+}
+
+/// Make a network through the CNM driver (what `docker network create -d
+/// rvswitch` makes); `scope: global` shares it with the cluster by name
+#[utoipa::path(post, path = "/v1/cnm/networks", operation_id = "createCnmNetwork", tag = "cnm",
+    request_body = CreateCnmNetwork,
+    responses((status = 201, description = "Created (or already there with these settings)", body = Object), (status = 400, description = "Bad request, or scope global without --store", body = ErrorBody), (status = 404, description = "The daemon does not serve Docker (no --docker)", body = ErrorBody), (status = 409, description = "Refused by the cluster (another subnet or VNI, no quorum: nothing changed) or the data plane, or the name is Docker's", body = ErrorBody)))]
+async fn create_cnm_network(State(c): State<Shared>, b: Bytes) -> ApiResult {
+    c.require_cnm()?;
+    let req: CreateCnmNetwork = body(&b)?;
+    let v = run(&c, move |c| c.create_cnm_network(req)).await?;
+    Ok(json(StatusCode::CREATED, &v))
+}
+
+/// Delete a network made through the API, with its endpoints
+#[utoipa::path(delete, path = "/v1/cnm/networks/{name}", operation_id = "deleteCnmNetwork", tag = "cnm",
+    params(("name" = String, Path, description = "Network name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "Unknown network, or no --docker", body = ErrorBody), (status = 409, description = "The network is Docker's", body = ErrorBody)))]
+async fn delete_cnm_network(State(c): State<Shared>, Path(name): Path<String>) -> ApiResult {
+    run(&c, move |c| c.delete_cnm_network(&name)).await?;
+    no_content()
+}
+
+/// Make an endpoint on a network made through the API (Docker's
+/// CreateEndpoint: on a global network its address comes from the cluster)
+#[utoipa::path(post, path = "/v1/cnm/networks/{name}/endpoints", operation_id = "createCnmEndpoint", tag = "cnm",
+    params(("name" = String, Path, description = "Network name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    request_body = CreateCnmEndpoint,
+    responses((status = 201, description = "The endpoint (address, MAC, interfaces)", body = Object), (status = 400, description = "Bad request", body = ErrorBody), (status = 404, description = "Unknown network, or no --docker", body = ErrorBody), (status = 409, description = "Address or MAC taken, refused by the cluster, or the network is Docker's", body = ErrorBody)))]
+async fn create_cnm_endpoint(
+    State(c): State<Shared>,
+    Path(name): Path<String>,
+    b: Bytes,
+) -> ApiResult {
+    c.require_cnm()?;
+    let req: CreateCnmEndpoint = body(&b)?;
+    let v = run(&c, move |c| c.create_cnm_endpoint(&name, req)).await?;
+    Ok(json(StatusCode::CREATED, &v))
+}
+
+/// Make an endpoint's interface for a network namespace (Docker's Join);
+/// the caller moves it in
+#[utoipa::path(post, path = "/v1/cnm/networks/{name}/endpoints/{id}/join", operation_id = "joinCnmEndpoint", tag = "cnm",
+    params(("name" = String, Path, description = "Network name", pattern = "^[A-Za-z0-9._-]{1,64}$"), ("id" = String, Path, description = "Endpoint id", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    request_body = JoinCnmEndpoint,
+    responses((status = 200, description = "The interface to move into the namespace", body = CnmJoinView), (status = 400, description = "Bad request", body = ErrorBody), (status = 404, description = "Unknown network or endpoint, or no --docker", body = ErrorBody), (status = 409, description = "Joined to another namespace, or the network is Docker's", body = ErrorBody)))]
+async fn join_cnm_endpoint(
+    State(c): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    b: Bytes,
+) -> ApiResult {
+    c.require_cnm()?;
+    let req: JoinCnmEndpoint = body(&b)?;
+    ok(&run(&c, move |c| c.join_cnm_endpoint(&name, &id, req)).await?)
+}
+
+/// Delete an endpoint of a network made through the API
+#[utoipa::path(delete, path = "/v1/cnm/networks/{name}/endpoints/{id}", operation_id = "deleteCnmEndpoint", tag = "cnm",
+    params(("name" = String, Path, description = "Network name", pattern = "^[A-Za-z0-9._-]{1,64}$"), ("id" = String, Path, description = "Endpoint id", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "Unknown network or endpoint, or no --docker", body = ErrorBody), (status = 409, description = "The network is Docker's", body = ErrorBody)))]
+async fn delete_cnm_endpoint(
+    State(c): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult {
+    run(&c, move |c| c.delete_cnm_endpoint(&name, &id)).await?;
+    no_content()
 }
 
 /// Docker endpoints (CNM): MAC, addresses, port, interfaces, sandbox
