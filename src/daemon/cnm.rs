@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::control::{Control, ControlError};
-use crate::fabric::domain_name;
+use crate::fabric::network_domain;
 
 type Result<T, E = ControlError> = std::result::Result<T, E>;
 
@@ -35,7 +35,7 @@ impl Control {
                 .iter()
                 .map(|n| {
                     let mut v = serde_json::to_value(n).expect("serializes");
-                    v["domain"] = json!(domain_name(&n.id));
+                    v["domain"] = json!(network_domain(n));
                     v["endpoints"] = json!(
                         snap.endpoints
                             .iter()
