@@ -51,10 +51,7 @@ pub fn domain_name(network_id: &str) -> String {
 /// LAN).
 pub fn network_domain(n: &Network) -> String {
     match parent_of(n) {
-        Some(p) => format!(
-            "dk-{}",
-            crate::daemon::parent::uplink_port_name(&p.iface)
-        ),
+        Some(p) => format!("dk-{}", crate::daemon::parent::uplink_port_name(&p.iface)),
         None => domain_name(&n.id),
     }
 }

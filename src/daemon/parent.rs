@@ -263,9 +263,8 @@ impl Control {
             if !st.domains.contains_key(domain) {
                 return Err(not_found_domain(domain));
             }
-            let missing = || {
-                ControlError::NotFound(format!("bridge domain {domain} has no parent {parent}"))
-            };
+            let missing =
+                || ControlError::NotFound(format!("bridge domain {domain} has no parent {parent}"));
             let p = st
                 .ports
                 .get(&name)

@@ -189,7 +189,8 @@ fn one_network_per_parent_and_vlan() {
             Some(vid) => NetworkKind::Vlan { vid },
             None => NetworkKind::Bridge,
         };
-        n.options.insert(super::options::PARENT.into(), parent.into());
+        n.options
+            .insert(super::options::PARENT.into(), parent.into());
         n
     };
     d.create_network(on("n10", "eth0.10")).unwrap();
