@@ -135,34 +135,45 @@ pub struct Capture {
 impl Capture {
     pub fn start(ns: &Netns) -> Capture {
         let file = std::env::temp_dir().join(format!("{}.pcap", unique("cap")));
-        let mut child = Command::new("ip")
+        // Its messages go to a file: with its stderr closed early, tcpdump
+        // writes no packets at all.
+        let log = file.with_extension("log");
+        let child = Command::new("ip")
             .args([
-                "netns", "exec", &ns.name, "tcpdump", "-i", "eth0", "-n", "-U",
+                "netns",
+                "exec",
+                &ns.name,
+                "tcpdump",
+                "-i",
+                "eth0",
+                "-n",
+                "-U",
+                "--immediate-mode",
             ])
             .arg("-w")
             .arg(&file)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("tcpdump");
-        // It says "listening on" once its socket is open.
-        let mut err = child.stderr.take().unwrap();
-        let mut seen = Vec::new();
-        let t = std::time::Instant::now();
-        while !String::from_utf8_lossy(&seen).contains("listening on") {
-            let mut b = [0u8; 256];
-            let n = std::io::Read::read(&mut err, &mut b).unwrap_or(0);
-            assert!(
-                n > 0 && t.elapsed() < std::time::Duration::from_secs(10),
-                "tcpdump did not start: {}",
-                String::from_utf8_lossy(&seen)
-            );
-            seen.extend_from_slice(&b[..n]);
-        }
-        Capture {
+        let cap = Capture {
             child: Some(child),
             file,
+        };
+        // It says "listening on" once its socket is open.
+        let t = std::time::Instant::now();
+        loop {
+            let said = std::fs::read_to_string(&log).unwrap_or_default();
+            if said.contains("listening on") {
+                break;
+            }
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(10),
+                "tcpdump did not start: {said}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
+        cap
     }
 
     /// Stop, and read the capture back: one line per frame with its
@@ -193,6 +204,7 @@ impl Drop for Capture {
             let _ = c.wait();
         }
         let _ = std::fs::remove_file(&self.file);
+        let _ = std::fs::remove_file(self.file.with_extension("log"));
     }
 }
 
