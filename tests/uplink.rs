@@ -361,3 +361,41 @@ fn bad_parents_are_refused_and_change_nothing() {
         assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("master {br}")));
     }
 }
+
+/// The same LAN through an AF_XDP uplink (`--kind afxdp`): tagged and
+/// untagged VLANs of one trunk, and a second VLAN added to the running
+/// port (a configuration change, not a reopen).
+#[test]
+fn an_afxdp_uplink_carries_tagged_and_untagged_vlans() {
+    let test = "an_afxdp_uplink_carries_tagged_and_untagged_vlans";
+    if !root_or_skip(test) {
+        return;
+    }
+    let mut lan = Lan::new();
+    lan.ns.ip(&["addr", "add", "10.83.0.100/24", "dev", "eth0"]);
+    lan.vlan_host(30, "10.83.30.100/24");
+    let d = Daemon::start();
+    let dom = unique("lan");
+    d.ctl(&["domain", "add", &dom]);
+    let (eu, _lu, _) = endpoint(&d, &dom, 1, "10.83.0.1/24");
+    let (e30, _l30, _) = endpoint(&d, &dom, 30, "10.83.30.1/24");
+    d.ctl(&["parent", "add", &dom, &lan.parent(None), "--kind", "afxdp"]);
+    assert!(
+        eu.ping_eventually("10.83.0.100", Duration::from_secs(5)),
+        "the untagged VLAN crosses the AF_XDP uplink"
+    );
+    assert!(
+        !e30.ping("10.83.30.100", 1),
+        "VLAN 30 is not on the LAN yet"
+    );
+    d.ctl(&["parent", "add", &dom, &lan.parent(Some(30))]);
+    let up = d.json(&["port", "show", &format!("up-{}", lan.nic.name)]);
+    assert_eq!(up["kind"], "afxdp", "{up}");
+    assert_eq!(up["vlan"]["allowed"], "30", "{up}");
+    assert!(
+        e30.ping_eventually("10.83.30.100", Duration::from_secs(5)),
+        "VLAN 30 crosses it tagged"
+    );
+    assert!(lan.host(0).ping("10.83.30.1", 2), "and back");
+    assert!(eu.ping("10.83.0.100", 1), "the untagged one still does");
+}
