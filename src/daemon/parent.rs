@@ -295,6 +295,92 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::store::Store;
+    use crate::daemon::testutil::TempDir;
+    use crate::worker::Dataplane;
+    use rvs_drivers::testutil::{Link, root_or_skip};
+
+    fn control(dir: &TempDir) -> Control {
+        let store = Store::open(&dir.0).unwrap();
+        let dp = Dataplane::start(1).unwrap();
+        Control::start(dp, store, crate::spec::memory_port_factory()).unwrap()
+    }
+
+    /// The uplink port's VLANs as stored: (allowed, native), or None
+    /// without a port.
+    fn uplink(c: &Control, iface: &str) -> Option<(String, Option<u16>)> {
+        let want = c.store.load().unwrap();
+        want.ports
+            .get(&uplink_port_name(iface))
+            .map(|p| match &p.config.vlan {
+                VlanSpec::Trunk { allowed, native } => (allowed.to_string(), *native),
+                other => panic!("not a trunk: {other:?}"),
+            })
+    }
+
+    /// Attach and detach are commits of the desired state: what they store
+    /// is what a restart brings back, a failed store write changes nothing,
+    /// and the last VLAN takes the port away.
+    #[test]
+    fn the_uplink_port_is_the_stored_state_of_the_parents() {
+        if !root_or_skip("the_uplink_port_is_the_stored_state_of_the_parents") {
+            return;
+        }
+        let (nic, _) = Link::veth("nic", None);
+        let n = nic.name.as_str();
+        let dir = TempDir::new("parents");
+        let c = control(&dir);
+        c.create_domain(serde_json::from_str(r#"{"name":"wan"}"#).unwrap())
+            .unwrap();
+        let add = |p: &str| c.attach_parent("wan", ParentRequest::new(p));
+        let v = add(&format!("{n}.10")).unwrap();
+        assert_eq!((v.vlan, v.tagged, v.state.as_str()), (10, true, "up"));
+        assert_eq!(uplink(&c, n), Some(("10".into(), None)));
+        let mut req = ParentRequest::new(n);
+        req.vlan = Some(7);
+        c.attach_parent("wan", req).unwrap();
+        assert_eq!(uplink(&c, n), Some(("10".into(), Some(7))));
+        for bad in [format!("{n}.10"), format!("{n}.7"), n.to_string()] {
+            assert!(matches!(add(&bad), Err(ControlError::Conflict(_))), "{bad}");
+        }
+        c.store.db().inject_write_failures(true);
+        assert!(matches!(
+            add(&format!("{n}.20")),
+            Err(ControlError::Internal(_))
+        ));
+        c.store.db().inject_write_failures(false);
+        assert_eq!(uplink(&c, n), Some(("10".into(), Some(7))));
+        assert_eq!(
+            c.list_parents("wan").unwrap().len(),
+            2,
+            "nothing half-added"
+        );
+        c.shutdown();
+        drop(c);
+
+        let c = control(&dir);
+        let names: Vec<String> = c
+            .list_parents("wan")
+            .unwrap()
+            .into_iter()
+            .map(|v| v.parent)
+            .collect();
+        assert_eq!(
+            names,
+            [n.to_string(), format!("{n}.10")],
+            "back after a restart"
+        );
+        assert!(matches!(
+            c.detach_parent("wan", &format!("{n}.20")),
+            Err(ControlError::NotFound(_))
+        ));
+        c.detach_parent("wan", &format!("{n}.10")).unwrap();
+        assert_eq!(uplink(&c, n), Some((String::new(), Some(7))));
+        c.detach_parent("wan", n).unwrap();
+        assert_eq!(uplink(&c, n), None, "the last VLAN took the port");
+        c.delete_domain("wan").unwrap();
+        c.shutdown();
+    }
 
     #[test]
     fn uplink_names_are_port_names() {
