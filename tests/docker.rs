@@ -1242,6 +1242,16 @@ fn parent_networks_put_containers_on_the_nics_lan() {
         "the container on VLAN 20 reaches the LAN's host on VLAN 20"
     );
     assert!(lan.host(0).ping(&a.ip(&n10), 2), "and back");
+    // The host on VLAN 10, given an address of VLAN 20's subnet, asks for
+    // b on its own VLAN: nobody there answers. The VLAN 20 host reaches b.
+    let ib = b.ip(&n20);
+    assert!(lan.host(1).ping(&ib, 2), "the host on VLAN 20 reaches b");
+    lan.host(0)
+        .ip(&["addr", "add", "10.82.20.50/24", "dev", "eth0"]);
+    assert!(
+        !lan.host(0).ping(&ib, 2),
+        "a host on VLAN 10 reached the network on VLAN 20"
+    );
     let lines = cap.lines();
     for (c, n, tag) in [(&a, &n10, "vlan 10,"), (&b, &n20, "vlan 20,")] {
         let mac = c.net_field(n, "MacAddress");
