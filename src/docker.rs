@@ -426,7 +426,14 @@ fn names_loop(d: &Driver, control: &Control, engine: &Path, stop: &std::sync::at
         } else {
             NAMES_IDLE
         };
-        let ids: Vec<String> = snap.networks.iter().map(|n| n.id.clone()).collect();
+        // Networks on a host NIC have no gateway, so no DNS (and share
+        // one domain per NIC, whose names no one network owns).
+        let ids: Vec<String> = snap
+            .networks
+            .iter()
+            .filter(|n| rvs_cnm::docker::options::parent_of(n).is_none())
+            .map(|n| n.id.clone())
+            .collect();
         match ask(engine, move |e| engine_names(e, &ids)) {
             Ok(want) => {
                 for (net, names) in want {

@@ -1157,6 +1157,9 @@ fn openapi_document_matches_the_router() {
         "PUT /v1/domains/{name}/names/{host}",
         "DELETE /v1/domains/{name}/names/{host}",
         "GET /v1/domains/{name}/stp",
+        "GET /v1/domains/{name}/parents",
+        "POST /v1/domains/{name}/parents",
+        "DELETE /v1/domains/{name}/parents/{parent}",
         "GET /v1/ports",
         "POST /v1/ports",
         "GET /v1/ports/{name}",
@@ -1202,6 +1205,7 @@ fn openapi_document_matches_the_router() {
             .replace("{len}", "8")
             .replace("{host}", "web")
             .replace("{id}", "e1")
+            .replace("{parent}", "eth0.10")
     };
     let fallback = |r: &Reply| r.status == 404 && r.error_message() == "no such resource";
     for (path, item) in doc["paths"].as_object().unwrap() {

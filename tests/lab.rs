@@ -1033,3 +1033,64 @@ fn a_global_network_needs_a_store_and_the_store_an_odd_number_of_members() {
         assert!(text(&o).contains(why), "{why}: {}", text(&o));
     }
 }
+
+/// `parent:` on a lab network: its nodes reach a host NIC's LAN in the
+/// parent's VLAN (a veth stands for the NIC, see `common::lan`), and the
+/// uplink port goes when the network leaves the lab (`--reconfigure`).
+#[test]
+fn a_network_with_a_parent_reaches_the_nics_lan() {
+    if !root_or_skip("a_network_with_a_parent_reaches_the_nics_lan") {
+        return;
+    }
+    let mut lan = common::lan::Lan::new();
+    lan.vlan_host(10, "10.97.10.100/24");
+    lan.ns.ip(&["addr", "add", "10.97.0.100/24", "dev", "eth0"]);
+    let yaml = |with_lan: bool| {
+        let mut y = String::from("name: x\nnetworks:\n  other: {subnet: 10.97.1.0/24}\n");
+        if with_lan {
+            y += &format!(
+                "  v10: {{subnet: 10.97.10.0/24, parent: {}, domain: wan}}\n  \
+                 flat: {{subnet: 10.97.0.0/24, parent: {}, domain: wan}}\n",
+                lan.parent(Some(10)),
+                lan.parent(None)
+            );
+        }
+        y += "nodes:\n  a:\n    interfaces:\n      - {network: other}\n";
+        if with_lan {
+            y += "      - {network: v10, address: 10.97.10.1/24}\n      \
+                  - {network: flat, address: 10.97.0.1/24}\n";
+        }
+        y
+    };
+    let lab = Lab::new(&yaml(true));
+    lab.ok("deploy", &[]);
+    let ping = |addr: &str| {
+        let o = rvs(&[
+            "lab",
+            "exec",
+            lab.f(),
+            "a",
+            "--",
+            "ping",
+            "-c1",
+            "-W2",
+            addr,
+        ]);
+        o.status.success()
+    };
+    assert!(
+        ping("10.97.10.100"),
+        "node a reaches the LAN's host on VLAN 10"
+    );
+    assert!(ping("10.97.0.100"), "and the untagged LAN");
+    let parents = lab.ctl("sw", &["parent", "list", "wan"]);
+    assert_eq!(parents.as_array().unwrap().len(), 2, "{parents}");
+    // Deploying again changes nothing; taking the networks out takes the
+    // uplink away.
+    lab.ok("deploy", &[]);
+    lab.rewrite(&yaml(false));
+    lab.ok("deploy", &["--reconfigure"]);
+    let up = format!("up-{}", lan.nic.name);
+    assert!(!lab.names("sw", &["port", "list"]).contains(&up));
+    lab.destroy_clean();
+}

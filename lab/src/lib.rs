@@ -161,6 +161,11 @@ pub struct NetworkDef {
     /// VLAN), or when no address is free.
     #[serde(default)]
     pub dns_only: Vec<Cidr>,
+    /// The host NIC whose LAN the network is bridged to (`parent: eth0`
+    /// untagged, in the domain's VLAN `vlan`; `parent: eth0.10` tagged, in
+    /// VLAN 10), through the switch's uplink port on that interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<rvs_cnm::Parent>,
 }
 
 impl NetworkDef {

@@ -643,7 +643,7 @@ impl P<'_> {
     fn networks(&mut self, n: &Node, switches: &[SwitchDef]) -> Vec<NetworkDef> {
         const FIELDS: &[&str] = &[
             "kind", "switch", "switches", "domain", "vlan", "subnet", "ipv6", "mtu", "gateway",
-            "vni", "scope",
+            "vni", "scope", "parent",
         ];
         let mut out: Vec<NetworkDef> = Vec::new();
         for (k, v) in self.named(n, "networks") {
@@ -790,13 +790,51 @@ impl P<'_> {
                 },
                 None => name.clone(),
             };
-            let vlan = match f.get("vlan") {
-                Some(x) => match self.vlan(x, &join(&path, "vlan")) {
-                    Some(v) => v,
+            let parent = match f.get("parent") {
+                Some(x) => match self.string(x, &join(&path, "parent")) {
+                    Some(t) => match t.parse::<rvs_cnm::Parent>() {
+                        Ok(p) => Some((p, npos(x))),
+                        Err(e) => {
+                            self.err(npos(x), &join(&path, "parent"), e.to_string());
+                            continue;
+                        }
+                    },
                     None => continue,
                 },
-                None => 1,
+                None => None,
             };
+            let vlan = match f.get("vlan") {
+                Some(x) => match self.vlan(x, &join(&path, "vlan")) {
+                    Some(v) => {
+                        if let Some((p, _)) = &parent
+                            && p.vid.is_some_and(|vid| vid != v)
+                        {
+                            self.err(
+                                npos(x),
+                                &join(&path, "vlan"),
+                                format!(
+                                    "parent {p} carries VLAN {}: the switch does not translate \
+                                     VLAN ids (leave `vlan` out)",
+                                    p.vid.unwrap_or(0)
+                                ),
+                            );
+                        }
+                        v
+                    }
+                    None => continue,
+                },
+                // `parent: eth0.10` puts the network in VLAN 10.
+                None => parent.as_ref().and_then(|(p, _)| p.vid).unwrap_or(1),
+            };
+            if let Some((p, at)) = &parent
+                && kind == NetKind::Vxlan
+            {
+                self.err(
+                    *at,
+                    &join(&path, "parent"),
+                    format!("parent {p}: a vxlan network cannot also be bridged to a host NIC"),
+                );
+            }
             let subnet = f
                 .get("subnet")
                 .and_then(|x| self.prefix(x, &join(&path, "subnet"), true));
@@ -826,6 +864,38 @@ impl P<'_> {
                 );
             }
             for other in &out {
+                if let (Some((p, at)), Some(o)) = (&parent, &other.parent)
+                    && p.iface == o.iface
+                    && other.switches.iter().any(|s| switches_of.contains(s))
+                {
+                    // One uplink port per interface: one domain, and each
+                    // VLAN on the wire once (untagged is the native VLAN).
+                    let wire = |q: &rvs_cnm::Parent, v: u16| q.vid.unwrap_or(v);
+                    if other.domain != domain {
+                        self.err(
+                            *at,
+                            &join(&path, "parent"),
+                            format!(
+                                "{} is network {}'s parent in domain {}: networks on one \
+                                 interface share a bridge domain (set `domain: {}`)",
+                                p.iface, other.name, other.domain, other.domain
+                            ),
+                        );
+                    } else if (p.vid.is_none() && o.vid.is_none())
+                        || wire(p, vlan) == wire(o, other.vlan)
+                    {
+                        self.err(
+                            *at,
+                            &join(&path, "parent"),
+                            format!(
+                                "{} already carries VLAN {} for network {}",
+                                p.iface,
+                                wire(o, other.vlan),
+                                other.name
+                            ),
+                        );
+                    }
+                }
                 if vni.is_some() && other.vni == vni {
                     self.err(
                         pos,
@@ -892,6 +962,7 @@ impl P<'_> {
                 vteps: Vec::new(),
                 dns_only: Vec::new(),
                 global,
+                parent: parent.map(|(p, _)| p),
             });
         }
         out
@@ -1535,8 +1606,9 @@ impl P<'_> {
                     && o.domain == net.domain
                     && o.switches.iter().any(|s| net.switches.contains(s))
             });
-            // A global network's domain is the daemon's (its DNS too).
-            if net.gateway || shared || net.global {
+            // A global network's domain is the daemon's (its DNS too); a
+            // network on a host NIC takes no address of the LAN's.
+            if net.gateway || shared || net.global || net.parent.is_some() {
                 continue;
             }
             let mut dns = Vec::new();

@@ -767,3 +767,46 @@ fn a_store_and_a_global_network_parse_into_members_vteps_and_no_lab_domain() {
         "the TAP the daemon's CNM driver makes",
     );
 }
+
+const PARENTS: &str = "\
+name: up
+networks:
+  v10: {subnet: 10.98.10.0/24, parent: eth9.10, domain: wan}
+  v20: {subnet: 10.98.20.0/24, parent: eth9.20, domain: wan}
+  flat: {subnet: 10.98.0.0/24, parent: eth9, domain: wan, vlan: 5}
+nodes:
+  a: {interfaces: [{network: v10}, {network: v20}, {network: flat}]}
+";
+
+#[test]
+fn parents_put_networks_in_their_vlan_on_a_host_nic() {
+    let t = ok(PARENTS);
+    let v10 = t.network("v10").unwrap();
+    assert_eq!(v10.parent, Some("eth9.10".parse().unwrap()));
+    assert_eq!(v10.vlan, 10, "the parent's VID is the network's VLAN");
+    let flat = t.network("flat").unwrap();
+    assert_eq!((flat.vlan, flat.parent.as_ref().unwrap().vid), (5, None));
+    // The LAN's addresses are not the lab's to take for a DNS server.
+    assert!(t.networks.iter().all(|n| n.dns_only.is_empty()));
+    let back: Topology = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+    assert_eq!(back, t);
+}
+
+#[test]
+fn bad_parents_name_their_line() {
+    let p = |from: &str, to: &str| PARENTS.replacen(from, to, 1);
+    bad(&p("eth9.10,", "eth9.4095,"), 3, "outside 1..4094");
+    bad(&p("eth9.10,", "a/b,"), 3, "not an interface name");
+    bad(
+        &p("parent: eth9.10,", "parent: eth9.10, vlan: 11,"),
+        3,
+        "does not translate",
+    );
+    bad(
+        &p("eth9.20, domain: wan", "eth9.20, domain: wan2"),
+        4,
+        "share a bridge domain",
+    );
+    bad(&p("eth9.20,", "eth9.10,"), 4, "already carries VLAN 10");
+    bad(&p("vlan: 5", "vlan: 20"), 5, "already carries VLAN 20");
+}

@@ -33,6 +33,8 @@ use crate::spec::check_name;
 pub use crate::spec::{PortKind, PortSpec};
 
 pub mod format;
+mod parent;
+pub use parent::{ParentRequest, ParentView};
 
 use format::{
     Cidr, IpAddress, MacAddress, PortSecuritySchema, StationMac, StpConfigSchema,

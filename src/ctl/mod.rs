@@ -76,6 +76,9 @@ pub enum CtlCommand {
     /// Names of a network's embedded DNS (answered on its gateway, port 53).
     #[command(subcommand)]
     Name(NameCmd),
+    /// Host NICs a bridge domain's VLANs are bridged to (uplink ports).
+    #[command(subcommand)]
+    Parent(ParentCmd),
     /// The gateways' neighbors (ARP / ND entries).
     Neigh,
     /// A bridge domain's spanning tree: root, port roles and states.
@@ -262,6 +265,28 @@ pub enum NameCmd {
     },
     /// Remove NAME from DOMAIN.
     Del { domain: String, name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ParentCmd {
+    /// List the parents of bridge domain DOMAIN.
+    #[command(visible_alias = "ls")]
+    List { domain: String },
+    /// Bridge a VLAN of DOMAIN to host interface IFACE: PARENT is IFACE
+    /// (untagged) or IFACE.VID (tagged VID).
+    Add {
+        domain: String,
+        parent: String,
+        /// The uplink port's back end: afpacket (default) or afxdp.
+        #[arg(long, value_parser = api_value::<PortKind>)]
+        kind: Option<PortKind>,
+        /// The domain's VLAN carried untagged (untagged parents; default 1).
+        #[arg(long)]
+        vlan: Option<u16>,
+    },
+    /// Take PARENT off DOMAIN.
+    #[command(visible_alias = "rm")]
+    Del { domain: String, parent: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -662,6 +687,32 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
                 let path = format!("/v1/domains/{}/names/{}", enc(&domain), enc(&name));
                 c.delete(&path)?.ok()?;
                 out.done(&format!("deleted name {name} from {domain}"))
+            }
+        },
+        CtlCommand::Parent(cmd) => match cmd {
+            ParentCmd::List { domain } => out.parents(
+                &c.get(&format!("/v1/domains/{}/parents", enc(&domain)))?
+                    .ok()?,
+            ),
+            ParentCmd::Add {
+                domain,
+                parent,
+                kind,
+                vlan,
+            } => {
+                let req = crate::api::ParentRequest {
+                    parent: parent.clone(),
+                    kind,
+                    vlan,
+                };
+                let path = format!("/v1/domains/{}/parents", enc(&domain));
+                let r = c.post(&path, &req)?.ok()?;
+                out.reply_or(&r, &format!("bridged {domain} to {parent}"))
+            }
+            ParentCmd::Del { domain, parent } => {
+                let path = format!("/v1/domains/{}/parents/{}", enc(&domain), enc(&parent));
+                c.delete(&path)?.ok()?;
+                out.done(&format!("took {parent} off {domain}"))
             }
         },
         CtlCommand::Neigh => out.neighbors(&c.get("/v1/neighbors")?.ok()?),

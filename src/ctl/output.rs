@@ -244,6 +244,23 @@ impl Output {
         })
     }
 
+    pub(super) fn parents(&self, r: &Reply) -> Result<(), CtlError> {
+        self.list(
+            r,
+            &["PARENT", "VLAN", "TAGGED", "PORT", "KIND", "STATE"],
+            |v| {
+                vec![
+                    txt(&v["parent"]),
+                    txt(&v["vlan"]),
+                    txt(&v["tagged"]),
+                    txt(&v["port"]),
+                    txt(&v["kind"]),
+                    txt(&v["state"]),
+                ]
+            },
+        )
+    }
+
     pub(super) fn remotes(&self, r: &Reply) -> Result<(), CtlError> {
         if self.raw() {
             return self.print_json(r);

@@ -163,6 +163,8 @@ fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(list_names))
         .routes(routes!(set_name, delete_name))
         .routes(routes!(domain_stp))
+        .routes(routes!(list_parents, attach_parent))
+        .routes(routes!(detach_parent))
         .routes(routes!(list_ports, create_port))
         .routes(routes!(get_port, patch_port, delete_port))
         .routes(routes!(port_stats))
@@ -782,6 +784,39 @@ async fn delete_name(
     Path((name, host)): Path<(String, String)>,
 ) -> ApiResult {
     run(&c, move |c| c.delete_name(&name, &host)).await?;
+    no_content()
+}
+
+// ---- parents (a domain's VLANs on a host NIC) -------------------------------------
+
+/// List the host interfaces (and VLANs) a bridge domain is bridged to
+#[utoipa::path(get, path = "/v1/domains/{name}/parents", operation_id = "listParents", tag = "domains",
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 200, description = "Parents", body = Vec<ParentView>), (status = 404, description = "Unknown bridge domain", body = ErrorBody)))]
+async fn list_parents(State(c): State<Shared>, Path(name): Path<String>) -> ApiResult {
+    ok(&run(&c, move |c| c.list_parents(&name)).await?)
+}
+
+/// Bridge a VLAN of a bridge domain to a host interface's LAN (untagged or tagged), through the interface's uplink port (made with its first VLAN); stored
+#[utoipa::path(post, path = "/v1/domains/{name}/parents", operation_id = "attachParent", tag = "domains",
+    request_body = ParentRequest,
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 201, description = "Bridged", body = ParentView), (status = 400, description = "Bad input (malformed JSON, an unknown field, a bad parent or VLAN id); nothing changed", body = ErrorBody), (status = 404, description = "Unknown bridge domain, or no such interface in the daemon's namespace", body = ErrorBody), (status = 409, description = "The interface is enslaved, held by another port or in another domain's use, or carries that VLAN already", body = ErrorBody), (status = 500, description = "A back end, store or worker failure", body = ErrorBody)))]
+async fn attach_parent(State(c): State<Shared>, Path(name): Path<String>, b: Bytes) -> ApiResult {
+    let req: ParentRequest = body(&b)?;
+    let v = run(&c, move |c| c.attach_parent(&name, req)).await?;
+    Ok(json(StatusCode::CREATED, &v))
+}
+
+/// Take a parent off a bridge domain; the interface's last VLAN takes its uplink port away
+#[utoipa::path(delete, path = "/v1/domains/{name}/parents/{parent}", operation_id = "detachParent", tag = "domains",
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$"), ("parent" = String, Path, description = "IFACE or IFACE.VID")),
+    responses((status = 204, description = "Detached"), (status = 400, description = "A bad parent", body = ErrorBody), (status = 404, description = "Unknown bridge domain, or not on that parent", body = ErrorBody), (status = 500, description = "A store or worker failure", body = ErrorBody)))]
+async fn detach_parent(
+    State(c): State<Shared>,
+    Path((name, parent)): Path<(String, String)>,
+) -> ApiResult {
+    run(&c, move |c| c.detach_parent(&name, &parent)).await?;
     no_content()
 }
 

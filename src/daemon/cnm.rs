@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use super::control::{Control, ControlError};
 use crate::api::{CnmJoinView, CreateCnmEndpoint, CreateCnmNetwork, JoinCnmEndpoint, Scope};
-use crate::fabric::domain_name;
+use crate::fabric::network_domain;
 
 /// Label (key and value) of the networks made through the API: the
 /// reconcile with the Docker engine keeps them, and only they can be
@@ -93,7 +93,7 @@ impl Control {
                 .iter()
                 .map(|n| {
                     let mut v = serde_json::to_value(n).expect("serializes");
-                    v["domain"] = json!(domain_name(&n.id));
+                    v["domain"] = json!(network_domain(n));
                     v["endpoints"] = json!(
                         snap.endpoints
                             .iter()

@@ -182,6 +182,9 @@ pub fn deploy(topo: &Topology, file: &Path) -> Result<(), LabError> {
     for net in topo.networks.iter().filter(|n| n.kind == NetKind::Vxlan) {
         ensure_vxlan(net, &switches)?;
     }
+    for net in &topo.networks {
+        ensure_parent(net, &switches)?;
+    }
     // Names and resolvers before the nodes' commands, which may use them.
     super::dns::ensure_names(topo, |sw| switches.get(sw))?;
     super::dns::ensure_resolv_confs(topo)?;
@@ -828,6 +831,37 @@ pub(super) fn ensure_vxlan_port(p: &VxlanPort, switches: &Switches) -> Result<()
         }),
         false,
     )
+}
+
+/// A network's `parent:`: its VLAN bridged to the host NIC through the
+/// switch's uplink port on it (`POST /v1/domains/{d}/parents`), unless it
+/// is already.
+pub(super) fn ensure_parent(net: &NetworkDef, switches: &Switches) -> Result<(), LabError> {
+    let Some(p) = &net.parent else {
+        return Ok(());
+    };
+    for sw in &net.switches {
+        let c = switches.get(sw);
+        let path = format!("/v1/domains/{}/parents", net.domain);
+        let have = c
+            .get(&path)
+            .and_then(|r| r.ok())
+            .map_err(|e| err(format!("switch {sw}: GET {path}: {e}")))?
+            .json();
+        let text = p.to_string();
+        if have
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v["parent"] == text.as_str()))
+        {
+            continue;
+        }
+        let mut req = crate::api::ParentRequest::new(&text);
+        req.vlan = p.vid.is_none().then_some(net.vlan);
+        c.post(&path, &req)
+            .and_then(|r| r.ok())
+            .map_err(|e| err(format!("network {}: parent {text}: {e}", net.name)))?;
+    }
+    Ok(())
 }
 
 /// A node's start-up commands, once per deployment (recorded).
