@@ -1967,3 +1967,146 @@ fn a_network_made_through_the_api_can_be_global_and_is_the_same_on_every_host() 
     assert_eq!(st, 201, "{v}");
     assert_eq!(v["subnets"][0]["gateway"], "10.1.2.1", "{v}");
 }
+
+impl Etcd {
+    /// etcd's own counters (its Prometheus `/metrics`) for the families
+    /// named: the store's (`etcd_mvcc_*`: every member applies every
+    /// write) from the member that counted most, the others (watch events
+    /// sent, bytes: each member serves its own clients) summed.
+    fn counters(&self, names: &[&str]) -> std::collections::BTreeMap<String, f64> {
+        use std::io::{Read, Write};
+        let mut out: std::collections::BTreeMap<String, f64> =
+            names.iter().map(|n| (n.to_string(), 0.0)).collect();
+        for m in &self.members {
+            let mut this: std::collections::BTreeMap<String, f64> =
+                names.iter().map(|n| (n.to_string(), 0.0)).collect();
+            let addr = m.client.trim_start_matches("http://");
+            let Ok(mut s) = TcpStream::connect(addr) else {
+                continue;
+            };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+            let mut body = String::new();
+            let _ = s.read_to_string(&mut body);
+            for line in body.lines().filter(|l| !l.starts_with('#')) {
+                let Some((key, val)) = line.rsplit_once(' ') else {
+                    continue;
+                };
+                let fam = key.split('{').next().unwrap_or(key);
+                if let (Some(v), Ok(x)) = (this.get_mut(fam), val.parse::<f64>()) {
+                    *v += x;
+                }
+            }
+            for (k, v) in this {
+                let o = out.get_mut(&k).expect("named");
+                if k.starts_with("etcd_mvcc_") {
+                    *o = o.max(v);
+                } else {
+                    *o += v;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The scale bench (`bench/cluster-scale`; ignored in the test run): N
+/// endpoints (RVS_SCALE_N, default 300) created at once on H hosts
+/// (RVS_SCALE_HOSTS, default 3, memory-port daemons) on one global network
+/// of a real 3-member etcd. Prints the time until every endpoint is
+/// created, the time until every host has every other host's endpoints in
+/// its remote table (full reachability), and etcd's write and watch rates
+/// over that time from its own counters. Asserts only that the counts are
+/// right.
+#[test]
+#[ignore = "a benchmark: bench/cluster-scale runs it"]
+fn scale_n_endpoints_across_hosts() {
+    if !etcd_or_skip("scale_n_endpoints_across_hosts") {
+        return;
+    }
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (n, nh) = (env("RVS_SCALE_N", 300), env("RVS_SCALE_HOSTS", 3).max(1));
+    let etcd = Etcd::start(Ipv4Addr::LOCALHOST);
+    let hosts: Vec<Host> = (0..nh)
+        .map(|k| {
+            Host::start(
+                &etcd,
+                &format!("s{k}"),
+                &format!("10.98.{}.{}", k / 250, k % 250 + 1),
+                10,
+            )
+        })
+        .collect();
+    for (k, h) in hosts.iter().enumerate() {
+        let r = create_global(
+            h,
+            &docker_id(&format!("net{k}"), 0),
+            "scale",
+            Some("10.128.0.0/16"),
+        );
+        assert!(r.get("Err").is_none(), "{r}");
+    }
+    let fams = [
+        "etcd_mvcc_put_total",
+        "etcd_mvcc_txn_total",
+        "etcd_mvcc_delete_total",
+        "etcd_debugging_mvcc_events_total",
+        "etcd_network_client_grpc_received_bytes_total",
+        "etcd_network_client_grpc_sent_bytes_total",
+    ];
+    let before = etcd.counters(&fams);
+    let t0 = Instant::now();
+    let per_host: Vec<usize> = std::thread::scope(|s| {
+        let hs: Vec<_> = hosts
+            .iter()
+            .enumerate()
+            .map(|(k, h)| {
+                s.spawn(move || {
+                    let mut made = 0;
+                    for i in (k..n).step_by(nh) {
+                        let r =
+                            new_endpoint(h, &docker_id(&format!("net{k}"), 0), &docker_id("sc", i));
+                        assert!(r.get("Err").is_none(), "{}: {r}", h.name);
+                        made += 1;
+                    }
+                    made
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let created = t0.elapsed();
+    let settle = eventually(Duration::from_secs(120), || {
+        hosts
+            .iter()
+            .zip(&per_host)
+            .all(|(h, own)| remote_count(h, "scale") == (n - own) as u64)
+    })
+    .expect("every host sees every other host's endpoints within 120 s");
+    let full = created + settle;
+    let after = etcd.counters(&fams);
+    let secs = full.as_secs_f64();
+    println!("scale: {n} endpoints on {nh} hosts, one global network, 3 etcd members");
+    println!(
+        "scale: created in {:.2} s ({:.0} endpoints/s); full reachability {:.2} s after the first call ({:.3} s after the last)",
+        created.as_secs_f64(),
+        n as f64 / created.as_secs_f64(),
+        secs,
+        settle.as_secs_f64()
+    );
+    for f in fams {
+        let d = after[f] - before[f];
+        println!("scale: {f} +{d:.0} ({:.0}/s)", d / secs);
+    }
+    println!(
+        "scale: per endpoint: {:.1} puts, {:.1} txns, {:.1} watch events",
+        (after[fams[0]] - before[fams[0]]) / n as f64,
+        (after[fams[1]] - before[fams[1]]) / n as f64,
+        (after[fams[3]] - before[fams[3]]) / n as f64
+    );
+}
