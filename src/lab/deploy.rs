@@ -7,73 +7,25 @@
 //! to the lab state before it is made, so destroy knows about it whatever
 //! happened.
 
-use std::net::IpAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use hyper::Method;
-use rvs_drivers::netlink::{Netlink, NetlinkError, Route};
+use rvs_drivers::netlink::{Netlink, Route};
 use rvs_drivers::netns;
 use rvs_lab::{
     DomainSpec, InterfaceDef, NetKind, NetworkDef, NodeDef, PortKind, SwitchDef, SwitchRoute,
-    Topology, TrunkDef, VxlanPort, format_mac,
+    Topology, TrunkDef, VxlanPort,
 };
 use serde_json::{Value, json};
 
+use super::host::{configure_inside, daemon_pids, kill_in_netns, nl_err, on, stop_pid, sysctls_in};
 use super::state::{LabState, digest, exists};
+use super::switches::Switches;
 use super::{LabError, Paths, err};
 use crate::api::{DomainRecord, GatewaySpec};
 use crate::client::Client;
-
-pub(super) fn nl_err(e: NetlinkError) -> LabError {
-    err(e)
-}
-
-/// The lab's daemons, by switch name.
-pub(super) struct Switches(Vec<(String, Client)>);
-
-impl Switches {
-    /// Each switch's daemon, started when it does not answer.
-    pub(super) fn up(
-        topo: &Topology,
-        paths: &Paths,
-        st: &mut LabState,
-    ) -> Result<Switches, LabError> {
-        let mut s = Switches(Vec::new());
-        s.start(topo, paths, st, |_| true)?;
-        Ok(s)
-    }
-
-    /// Start (or find) the daemons of the switches `pick` chooses.
-    fn start(
-        &mut self,
-        topo: &Topology,
-        paths: &Paths,
-        st: &mut LabState,
-        pick: impl Fn(&SwitchDef) -> bool,
-    ) -> Result<(), LabError> {
-        for sw in topo.switches.iter().filter(|s| pick(s)) {
-            let c = ensure_daemon(paths, topo, sw, st)?;
-            self.0.push((sw.name.clone(), c));
-        }
-        Ok(())
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.0.iter().any(|(n, _)| n == name)
-    }
-
-    pub(super) fn get(&self, name: &str) -> &Client {
-        &self
-            .0
-            .iter()
-            .find(|(n, _)| n == name)
-            .expect("validated: every switch reference exists")
-            .1
-    }
-}
 
 /// The lab's state, or a new one; refused when the lab runs from another
 /// version of the file (or from neither file, after a `--reconfigure` that
@@ -122,7 +74,7 @@ pub fn deploy(topo: &Topology, file: &Path) -> Result<(), LabError> {
     // off them (the underlay, the etcd members' and the hosts' links),
     // then the store, then the cluster's switches (which need etcd when
     // they start) and the rest. Without a store the first round is all.
-    let mut switches = Switches(Vec::new());
+    let mut switches = Switches::none();
     for clustered in [false, true] {
         if clustered && let Some(store) = &topo.store {
             super::store::ensure_store(topo, store, &paths)?;
@@ -267,94 +219,6 @@ pub(super) fn preflight(topo: &Topology, st: &LabState, nl: &Netlink) -> Result<
     }
 }
 
-fn answering(socket: &Path) -> Option<Client> {
-    if !socket.exists() {
-        return None;
-    }
-    let c = Client::new(socket).ok()?;
-    c.get("/v1/domains")
-        .ok()
-        .filter(|r| r.status == 200)
-        .map(|_| c)
-}
-
-pub(super) fn ensure_daemon(
-    paths: &Paths,
-    topo: &Topology,
-    sw: &SwitchDef,
-    st: &mut LabState,
-) -> Result<Client, LabError> {
-    let netns = topo.switch_netns(&sw.name);
-    let socket = paths.socket(&sw.name);
-    if !st.daemons.contains_key(&sw.name) {
-        st.daemons.insert(sw.name.clone(), socket.clone());
-        st.save(paths)?;
-    }
-    if let Some(c) = answering(&socket) {
-        return Ok(c);
-    }
-    // A daemon of ours that does not answer is stuck: replace it.
-    for pid in daemon_pids(&socket) {
-        stop_pid(pid);
-    }
-    let store = paths.store(&sw.name);
-    for d in [&paths.run, &store] {
-        std::fs::create_dir_all(d).map_err(|e| err(format!("create {}: {e}", d.display())))?;
-    }
-    let logf = paths.log(&format!("switch-{}", sw.name));
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&logf)
-        .map_err(|e| err(format!("open {}: {e}", logf.display())))?;
-    let exe = std::env::current_exe().map_err(|e| err(format!("find rvswitch itself: {e}")))?;
-    // A switch hosted by a node runs inside the node's namespace.
-    let mut cmd = match &netns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns]).arg(exe);
-            c
-        }
-        None => Command::new(exe),
-    };
-    cmd.arg("daemon")
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--state-dir")
-        .arg(&store)
-        .arg("--workers")
-        .arg(sw.workers.to_string())
-        .args(super::store::daemon_args(topo, sw, paths))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(err)?)
-        .stderr(log)
-        // Its own process group: Ctrl-C in the terminal that deployed the
-        // lab does not stop the lab's switches.
-        .process_group(0);
-    // The daemon says when it serves (READY=1 on NOTIFY_SOCKET).
-    crate::daemon::ready::spawn_ready(&mut cmd, Duration::from_secs(20)).map_err(|e| {
-        err(format!(
-            "the daemon of switch {}: {e}; its log ({}) ends:\n{}",
-            sw.name,
-            logf.display(),
-            tail(&logf)
-        ))
-    })?;
-    answering(&socket).ok_or_else(|| {
-        err(format!(
-            "the daemon of switch {} said it was ready but does not answer on {}",
-            sw.name,
-            socket.display()
-        ))
-    })
-}
-
-fn tail(f: &Path) -> String {
-    let s = std::fs::read_to_string(f).unwrap_or_default();
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(10)..].join("\n")
-}
-
 /// GET `get`; on 404 POST `body` to `post`. Whether it was made.
 pub(super) fn ensure<T: serde::Serialize>(
     c: &Client,
@@ -449,31 +313,6 @@ pub(super) fn ensure_port(c: &Client, body: Value, remake: bool) -> Result<(), L
     Ok(())
 }
 
-fn proc_write(key_path: &str, value: &str) -> Result<(), String> {
-    std::fs::write(key_path, format!("{value}\n")).map_err(|e| format!("{key_path}: {e}"))
-}
-
-/// Write sysctls (`net.x.y` → value) inside a namespace.
-pub(super) fn sysctls_in(
-    ns: &str,
-    kv: Vec<(String, String)>,
-    strict: bool,
-) -> Result<(), LabError> {
-    let res = netns::in_netns(ns, move || {
-        for (k, v) in &kv {
-            let p = format!("/proc/sys/{}", k.replace('.', "/"));
-            if let Err(e) = proc_write(&p, v)
-                && strict
-            {
-                return Err(format!("sysctl {k}={v}: {e}"));
-            }
-        }
-        Ok(())
-    })
-    .map_err(err)?;
-    res.map_err(|e| err(format!("namespace {ns}: {e}")))
-}
-
 /// A node's namespace, with IPv6 addresses usable at once (no duplicate
 /// address detection wait: a lab's addresses are unique by validation).
 pub(super) fn ensure_netns(
@@ -505,19 +344,6 @@ pub(super) fn ensure_netns(
         false,
     )?;
     Netlink::in_netns(ns, |n| n.set_up("lo")).map_err(nl_err)
-}
-
-/// `f` with a netlink handle on `ns` (`None`: the host namespace, `nl`).
-pub(super) fn on<T: Send>(
-    ns: Option<&str>,
-    nl: &Netlink,
-    f: impl FnOnce(&Netlink) -> Result<T, NetlinkError> + Send,
-) -> Result<T, LabError> {
-    match ns {
-        None => f(nl),
-        Some(ns) => Netlink::in_netns(ns, f),
-    }
-    .map_err(nl_err)
 }
 
 /// A node's interfaces, routes and sysctls (its namespace exists).
@@ -711,46 +537,6 @@ fn temp_link_name() -> String {
     format!("rvl{:x}.{:x}", std::process::id(), n & 0xfff)
 }
 
-/// MTU, MAC, addresses and link state of an interface inside its node.
-pub(super) fn configure_inside(node: &NodeDef, i: &InterfaceDef) -> Result<(), LabError> {
-    let ns = &node.netns;
-    sysctls_in(
-        ns,
-        vec![(format!("net.ipv6.conf.{}.accept_dad", i.name), "0".into())],
-        false,
-    )?;
-    let want: Vec<(IpAddr, u8)> = i.addresses().map(|c| (c.addr, c.len)).collect();
-    Netlink::in_netns(ns, |n| {
-        let cur = n.link(&i.name)?;
-        if let Some(m) = i.mtu
-            && cur.mtu != m
-        {
-            n.set_mtu(&i.name, m)?;
-        }
-        if cur.mac != Some(i.mac) {
-            n.set_mac(&i.name, i.mac)?;
-        }
-        let have = n.addresses(&i.name)?;
-        for (a, l) in &want {
-            if !have.contains(&(*a, *l)) {
-                n.add_address(&i.name, *a, *l)?;
-            }
-        }
-        if !cur.up {
-            n.set_up(&i.name)?;
-        }
-        Ok(())
-    })
-    .map_err(|e| {
-        err(format!(
-            "node {} {} ({}): {e}",
-            node.name,
-            i.name,
-            format_mac(&i.mac)
-        ))
-    })
-}
-
 pub(super) fn ensure_trunk(
     topo: &Topology,
     t: &TrunkDef,
@@ -908,82 +694,6 @@ pub(super) fn run_exec(node: &NodeDef, paths: &Paths, st: &mut LabState) -> Resu
     }
     st.exec_done.push(node.name.clone());
     st.save(paths)
-}
-
-/// Pids of `rvswitch daemon` processes serving `socket`.
-fn daemon_pids(socket: &Path) -> Vec<i32> {
-    let sock = socket.as_os_str().as_encoded_bytes();
-    procs()
-        .into_iter()
-        .filter(|pid| {
-            let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-                return false;
-            };
-            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-            args.contains(&&b"daemon"[..]) && args.contains(&sock)
-        })
-        .collect()
-}
-
-pub(super) fn procs() -> Vec<i32> {
-    let me = std::process::id() as i32;
-    std::fs::read_dir("/proc")
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-                .filter(|p| *p != me)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Gone, or a zombie nobody reaps (only its exit status is left).
-fn gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(s) => s
-            .rfind(')')
-            .and_then(|i| s[i + 1..].split_whitespace().next())
-            .is_some_and(|state| state == "Z" || state == "X"),
-    }
-}
-
-fn signal(pid: i32, sig: nix::sys::signal::Signal) {
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
-}
-
-/// SIGTERM, then SIGKILL after 5 s.
-fn stop_pid(pid: i32) {
-    use nix::sys::signal::Signal;
-    signal(pid, Signal::SIGTERM);
-    let t = Instant::now();
-    while !gone(pid) {
-        if t.elapsed() > Duration::from_secs(5) {
-            signal(pid, Signal::SIGKILL);
-            std::thread::sleep(Duration::from_millis(100));
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Kill every process inside the namespace (commands started by `exec:`,
-/// or by hand with `lab exec`), which would otherwise keep it alive.
-pub(super) fn kill_in_netns(ns: &str) -> usize {
-    let Ok(ino) = netns::netns_inode(&netns::netns_path(ns)) else {
-        return 0;
-    };
-    let want = format!("net:[{ino}]");
-    let victims: Vec<i32> = procs()
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read_link(format!("/proc/{pid}/ns/net"))
-                .is_ok_and(|l| l.to_string_lossy() == want)
-        })
-        .collect();
-    for pid in &victims {
-        signal(*pid, nix::sys::signal::Signal::SIGKILL);
-    }
-    victims.len()
 }
 
 /// Remove everything lab `lab` made. Idempotent; a lab that is not there

@@ -21,9 +21,11 @@ mod check;
 mod container;
 mod deploy;
 mod dns;
+mod host;
 mod reconfigure;
 mod state;
 mod store;
+mod switches;
 
 use std::path::{Path, PathBuf};
 

@@ -14,11 +14,12 @@ use rvs_drivers::netns;
 use rvs_lab::{InterfaceDef, NodeDef, Plan, PortKind, Step, Topology, TrunkDef};
 
 use super::deploy::{
-    Switches, configure_inside, domain_body, ensure, ensure_interface, ensure_netns, ensure_node,
-    ensure_switch_route, ensure_trunk, ensure_vxlan_port, kill_in_netns, nl_err, on, preflight,
-    run_exec,
+    domain_body, ensure, ensure_interface, ensure_netns, ensure_node, ensure_switch_route,
+    ensure_trunk, ensure_vxlan_port, preflight, run_exec,
 };
+use super::host::{configure_inside, kill_in_netns, nl_err, on};
 use super::state::{LabState, digest};
+use super::switches::Switches;
 use super::{LabError, Paths, err};
 use crate::api::DomainPatch;
 use crate::client::Client;

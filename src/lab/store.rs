@@ -19,46 +19,19 @@ use std::time::{Duration, Instant};
 use rvs_drivers::netlink::Netlink;
 use rvs_drivers::netns;
 use rvs_lab::{
-    ETCD_CLIENT_PORT, ETCD_PEER_PORT, InterfaceDef, NetworkDef, NodeDef, StoreDef, SwitchDef,
-    Topology, format_mac,
+    ETCD_CLIENT_PORT, ETCD_PEER_PORT, InterfaceDef, NetworkDef, NodeDef, StoreDef, Topology,
+    format_mac,
 };
 use serde_json::json;
 
-use super::deploy::{Switches, configure_inside, nl_err, on};
+use super::host::{configure_inside, nl_err, on};
+use super::switches::Switches;
 use super::{LabError, Paths, err};
 use crate::client::Client;
 
 const ETCD: &str = "etcd";
 /// How long the members have to elect a leader.
 const STORE_WAIT: Duration = Duration::from_secs(30);
-
-/// The daemon options of switch `sw`: a cluster member when it carries a
-/// global network (with the CNM driver on a socket of the lab's, and no
-/// Docker engine to ask), nothing otherwise.
-pub(super) fn daemon_args(topo: &Topology, sw: &SwitchDef, paths: &Paths) -> Vec<String> {
-    let (Some(store), Some(vtep)) = (&topo.store, topo.vtep_of(&sw.name)) else {
-        return Vec::new();
-    };
-    if !topo.clustered(&sw.name) {
-        return Vec::new();
-    }
-    let run = |f: String| paths.run.join(f).to_string_lossy().to_string();
-    vec![
-        "--store".into(),
-        store.url(),
-        "--vtep".into(),
-        vtep.to_string(),
-        "--host-name".into(),
-        sw.name.clone(),
-        "--docker".into(),
-        "--docker-socket".into(),
-        run(format!("{}-cnm.sock", sw.name)),
-        "--docker-engine".into(),
-        run("no-docker-engine.sock".into()),
-        "--docker-reconcile-secs".into(),
-        "0".into(),
-    ]
-}
 
 /// Whether the member at `addr` (reached from namespace `ns`) answers
 /// `/health` with a leader.
@@ -85,7 +58,7 @@ fn etcd_pids(ns: &str) -> Vec<i32> {
         return Vec::new();
     };
     let want = format!("net:[{ino}]");
-    super::deploy::procs()
+    super::host::procs()
         .into_iter()
         .filter(|pid| {
             std::fs::read_link(format!("/proc/{pid}/ns/net"))
