@@ -1,6 +1,6 @@
 //! The switch's state: one worker's ports, domains, pool, counters and
 //! router (`Switch`), and the per-port and per-domain slots. The control
-//! methods (`switch.rs`) and the pipeline (`pipeline.rs`) both work on it;
+//! methods (`switch.rs`) and the pipeline (`pipeline/`) both work on it;
 //! it depends on neither.
 
 use crate::batch::Batch;

@@ -50,6 +50,14 @@ pub(crate) struct Scratch {
     pub(crate) action: [Action; BATCH_MAX],
     pub(crate) src_hash: [u64; BATCH_MAX],
     pub(crate) dst_hash: [u64; BATCH_MAX],
+    /// What `lookup` found for each unicast destination (corrected by
+    /// `learn` where the batch's own learning moved it).
+    pub(crate) found: [Option<PortId>; BATCH_MAX],
+    /// One bit per destination hash `lookup` probed (a 64-bit filter), so
+    /// `learn` checks a learned source against them only on a hit.
+    pub(crate) dst_filter: u64,
+    /// Bit i set: frame i is flooded and the router gets a copy too.
+    pub(crate) to_router: u64,
     pub(crate) trace_ids: [u64; BATCH_MAX],
     /// Bit i set: packet i is traced.
     pub(crate) traced: u64,
@@ -71,6 +79,9 @@ impl Default for Scratch {
             action: [Action::Continue; BATCH_MAX],
             src_hash: [0; BATCH_MAX],
             dst_hash: [0; BATCH_MAX],
+            found: [None; BATCH_MAX],
+            dst_filter: 0,
+            to_router: 0,
             trace_ids: [0; BATCH_MAX],
             traced: 0,
             touched: Vec::with_capacity(64),

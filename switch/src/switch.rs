@@ -1,6 +1,6 @@
 //! The switch a worker owns: its packet pool, ports, bridge domains (each
 //! with its FDB), counters and tracer. Control operations are methods called
-//! between batches; the per-batch pipeline is in `pipeline.rs`.
+//! between batches; the per-batch pipeline is in `pipeline/`, one file per node.
 //!
 //! Owns: all data plane state of one worker. Never: syscalls (ports do their
 //! own I/O behind the `Port` trait), blocking, reading the wall clock (the
