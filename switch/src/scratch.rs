@@ -49,6 +49,8 @@ pub(crate) struct Scratch {
     pub(crate) meta: [Meta; BATCH_MAX],
     pub(crate) action: [Action; BATCH_MAX],
     pub(crate) src_hash: [u64; BATCH_MAX],
+    /// FDB key of each frame's source (the `run` node).
+    pub(crate) src_key: [u64; BATCH_MAX],
     pub(crate) dst_hash: [u64; BATCH_MAX],
     /// What `lookup` found for each unicast destination (corrected by
     /// `learn` where the batch's own learning moved it).
@@ -78,6 +80,7 @@ impl Default for Scratch {
             meta: [Meta::default(); BATCH_MAX],
             action: [Action::Continue; BATCH_MAX],
             src_hash: [0; BATCH_MAX],
+            src_key: [0; BATCH_MAX],
             dst_hash: [0; BATCH_MAX],
             found: [None; BATCH_MAX],
             dst_filter: 0,

@@ -89,6 +89,7 @@ pub(crate) fn parse_classify(d: &[u8], tpid: u16, mode: &VlanMode) -> Result<Met
 
 /// Run the node over the batch. Returns whether it holds BPDUs for the
 /// `stp` node.
+#[inline(never)]
 pub(super) fn node(cx: &mut Ctx, batch: &Batch) -> bool {
     let ps = cx.ports[cx.in_port.index()]
         .as_ref()

@@ -94,6 +94,7 @@ pub(crate) fn unicast_egress(ports: &[Option<PortSlot>], out: PortId, vid: u16) 
 }
 
 /// Run the node: every frame leaves `batch`.
+#[inline(never)]
 pub(super) fn node(cx: &mut Ctx, batch: &mut Batch) {
     let in_port = cx.in_port;
     let (tpid, now_ms) = (cx.tpid, cx.now_ms);
@@ -208,6 +209,34 @@ pub(crate) struct FloodJob {
     pub(crate) now_ms: u64,
 }
 
+/// Put in `scratch.targets` every member port but `in_port` that
+/// forwards VLAN `vid`, with its egress tagging.
+#[inline]
+pub(crate) fn flood_targets(
+    ports: &[Option<PortSlot>],
+    scratch: &mut Scratch,
+    members: &[PortId],
+    in_port: PortId,
+    vid: u16,
+) {
+    scratch.targets.clear();
+    for &p in members {
+        if p == in_port {
+            continue;
+        }
+        let Some(os) = ports[p.index()].as_ref() else {
+            continue;
+        };
+        if !os.cfg.enabled || !os.stp_fwd {
+            continue;
+        }
+        let e = os.cfg.vlan.egress(vid);
+        if e != Egress::NotMember {
+            scratch.targets.push((p, e));
+        }
+    }
+}
+
 /// Copy a frame to every other member port of its VLAN, editing the tag per
 /// port; the original goes to the last one.
 pub(crate) fn flood(o: &mut Out, members: &[PortId], job: FloodJob, mut b: PktBuf, m: &Meta) {
@@ -218,22 +247,7 @@ pub(crate) fn flood(o: &mut Out, members: &[PortId], job: FloodJob, mut b: PktBu
         tracer,
         c,
     } = o;
-    scratch.targets.clear();
-    for &p in members {
-        if p == job.in_port {
-            continue;
-        }
-        let Some(os) = ports[p.index()].as_ref() else {
-            continue;
-        };
-        if !os.cfg.enabled || !os.stp_fwd {
-            continue;
-        }
-        let e = os.cfg.vlan.egress(m.vid);
-        if e != Egress::NotMember {
-            scratch.targets.push((p, e));
-        }
-    }
+    flood_targets(ports, scratch, members, job.in_port, m.vid);
     if job.traced {
         trace_flood(tracer, scratch, job.i);
     }

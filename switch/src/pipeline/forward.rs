@@ -17,6 +17,7 @@ use crate::trace::Tracer;
 /// Probe the FDB for every frame still `Continue` (a unicast destination
 /// that is not the gateway). Consecutive frames to one destination share
 /// one probe.
+#[inline(never)]
 pub(super) fn lookup_node(cx: &mut Ctx, n: usize) {
     let s = &mut *cx.scratch;
     let fdb = &cx.domain.fdb;
@@ -40,6 +41,7 @@ pub(super) fn lookup_node(cx: &mut Ctx, n: usize) {
 }
 
 /// Decide each frame's verdict.
+#[inline(never)]
 pub(super) fn node(cx: &mut Ctx, batch: &Batch) {
     let in_port = cx.in_port;
     let forwarding = cx.ports[in_port.index()]

@@ -21,6 +21,7 @@ pub(super) fn filter_bit(h: u64) -> u64 {
     1 << (h >> 58)
 }
 
+#[inline(never)]
 pub(super) fn node(cx: &mut Ctx, n: usize) {
     let in_port = cx.in_port;
     let ps = cx.ports[in_port.index()]
@@ -80,7 +81,7 @@ fn now_on_ingress(s: &mut Scratch, from: usize, n: usize, key: u64, in_port: Por
     }
 }
 
-fn counter(r: Learned) -> StageCounter {
+pub(super) fn counter(r: Learned) -> StageCounter {
     match r {
         Learned::Refreshed => StageCounter::LearnRefresh,
         Learned::New => StageCounter::LearnNew,

@@ -36,6 +36,7 @@ mod egress;
 mod forward;
 mod l3;
 mod learn;
+mod run;
 mod stp;
 
 use crate::batch::Batch;
@@ -134,14 +135,17 @@ impl Switch {
         }
         cx.scratch.touched.clear();
 
-        let bpdus = classify::node(&mut cx, batch);
-        if bpdus {
-            stp::node(&mut cx, batch);
+        let mut bpdus = false;
+        if !run::node(&mut cx, batch) {
+            bpdus = classify::node(&mut cx, batch);
+            if bpdus {
+                stp::node(&mut cx, batch);
+            }
+            forward::lookup_node(&mut cx, n);
+            learn::node(&mut cx, n);
+            forward::node(&mut cx, batch);
+            egress::node(&mut cx, batch);
         }
-        forward::lookup_node(&mut cx, n);
-        learn::node(&mut cx, n);
-        forward::node(&mut cx, batch);
-        egress::node(&mut cx, batch);
         let c = std::mem::take(&mut cx.c);
         c.add_to(cx.stages);
         if bpdus {
@@ -333,5 +337,120 @@ mod tests {
         let s = sw.stage_counters();
         assert_eq!(s.get(StageCounter::LearnMove), 1);
         assert_eq!(s.get(StageCounter::FwdUnknownUnicast), 1);
+    }
+
+    fn tagged(dst: MacAddr, src: MacAddr, tci: u16) -> Vec<u8> {
+        let f = frame(dst, src);
+        let mut t = f[..12].to_vec();
+        t.extend_from_slice(&[0x81, 0x00]);
+        t.extend_from_slice(&tci.to_be_bytes());
+        t.extend_from_slice(&f[12..]);
+        t
+    }
+
+    /// p0 trunk (10, 20, native 1), p1 access 10, p2 access 1, p3 trunk
+    /// (10, 20); B static on p1 in VLAN 10 and on p2 in VLAN 1.
+    fn mixed(storm: bool) -> (Switch, Vec<MemoryPortHandle>) {
+        use crate::vlan::VlanMode;
+        let mut sw = Switch::new(PacketPool::with_frames(1024));
+        let d = sw.add_domain(DomainConfig::new("d")).unwrap();
+        let trunk = |native| VlanMode::Trunk {
+            allowed: "10,20".parse().unwrap(),
+            native,
+        };
+        let mut hs = Vec::new();
+        for (i, mode) in [
+            trunk(Some(1)),
+            VlanMode::Access { pvid: 10 },
+            VlanMode::Access { pvid: 1 },
+            trunk(None),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (p, h) = MemoryPort::new(&format!("p{i}"));
+            let mut cfg = PortConfig::access(d, 1).with_vlan(mode);
+            if storm && i == 0 {
+                cfg.storm_control = Some(crate::StormControl { pps: 1, burst: 3 });
+            }
+            sw.add_port(Box::new(p), cfg).unwrap();
+            hs.push(h);
+        }
+        sw.add_static(d, 10, B, crate::PortId(1)).unwrap();
+        sw.add_static(d, 1, B, crate::PortId(2)).unwrap();
+        (sw, hs)
+    }
+
+    /// Batches of one flow (or one destination from many sources) take the
+    /// `run` fast path unless the tracer is armed; both paths must leave
+    /// the same frames on the same ports and the same counters.
+    #[test]
+    fn the_run_fast_path_matches_the_general_path() {
+        let s = |i: u64| MacAddr::local(0x100 + i);
+        let batches: Vec<(usize, Vec<Vec<u8>>)> = vec![
+            (0, (0..8).map(|_| frame(B, A)).collect()),
+            (0, (0..8).map(|_| tagged(B, A, 10)).collect()),
+            (0, (0..8).map(|_| tagged(B, A, 0x6000)).collect()),
+            (0, (0..8).map(|_| tagged(B, A, 0x2000 | 20)).collect()),
+            (
+                3,
+                (0..8).map(|_| tagged(MacAddr::BROADCAST, C, 10)).collect(),
+            ),
+            (0, (0..8).map(|i| frame(B, s(i % 3))).collect()),
+            (1, (0..8).map(|i| frame(s(i), A)).collect()),
+            (0, (0..8).map(|_| frame(A, C)).collect()),
+            (
+                2,
+                (0..8)
+                    .map(|_| frame(MacAddr([0x33, 0x33, 0, 0, 0, 1]), C))
+                    .collect(),
+            ),
+            (0, (0..8).map(|_| frame(C, s(1))).collect()),
+            (0, (0..8).map(|_| frame(s(2), s(1))).collect()),
+            (0, (0..4).map(|_| frame(A, A)).collect()),
+            (1, (0..8).map(|_| frame(MacAddr::BROADCAST, B)).collect()),
+            (
+                0,
+                (0..8)
+                    .map(|i| frame(B, if i == 5 { MacAddr::ZERO } else { A }))
+                    .collect(),
+            ),
+            (
+                0,
+                (0..8)
+                    .map(|i| frame(if i < 4 { B } else { C }, A))
+                    .collect(),
+            ),
+            (0, vec![frame(B, A)[..20].to_vec(); 4]),
+        ];
+        for storm in [false, true] {
+            let (mut fast, fh) = mixed(storm);
+            let (mut slow, sh) = mixed(storm);
+            slow.tracer().arm(u32::MAX, None);
+            for (k, (port, frames)) in batches.iter().enumerate() {
+                for f in frames {
+                    fh[*port].inject(f.clone());
+                    sh[*port].inject(f.clone());
+                }
+                fast.poll();
+                slow.poll();
+                for (a, b) in fh.iter().zip(&sh) {
+                    assert_eq!(a.take_tx(), b.take_tx(), "batch {k}, storm {storm}");
+                }
+                let counters = |sw: &Switch| {
+                    sw.ports()
+                        .into_iter()
+                        .map(|p| (p.counters, p.learned))
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(counters(&fast), counters(&slow), "batch {k}");
+                assert_eq!(
+                    fast.stage_counters().0,
+                    slow.stage_counters().0,
+                    "batch {k}"
+                );
+            }
+            assert_eq!(fast.pool().available(), 1024);
+        }
     }
 }

@@ -12,6 +12,7 @@ use crate::scratch::Action;
 /// Hand every BPDU of the batch to RSTP. Each stays in the batch marked
 /// [`Action::Bpdu`] (consumed: `egress` frees it) or, if RSTP refused it,
 /// [`Action::Drop`].
+#[inline(never)]
 pub(super) fn node(cx: &mut Ctx, batch: &Batch) {
     let stp = cx.domain.stp.as_mut().expect("BPDUs only where STP runs");
     for i in 0..batch.len() {

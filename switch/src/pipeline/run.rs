@@ -1,0 +1,357 @@
+//! The `run` node: a fast path for a batch whose frames all share one
+//! header except for the source MAC (one flow, or one destination from many
+//! stations) — the common case of a busy port.
+//!
+//! It replaces `classify`, `lookup` and `learn` (and, for known unicast and
+//! plain floods, `forward` and `egress`) with work done once per batch:
+//! one parse and VLAN classification, one destination lookup, one egress
+//! decision; per frame only the source check, learning, the tag edit and the
+//! queueing remain. Features the port or domain does not use cost nothing
+//! per frame: port security, tracing, STP discarding and frames for the
+//! gateway send the batch down the general path instead, decided once.
+//!
+//! The result is exactly what the general path gives: the frames' headers
+//! up to byte 24 are equal but for the source, so each frame would parse
+//! the same; no frame's source is the destination, so learning cannot change
+//! the lookup.
+
+use super::Ctx;
+use super::classify::{BROADCAST, MULTICAST_BIT, parse_classify};
+use super::egress::{Out, egress_edit, enqueue, unicast_egress};
+use super::{drop_at, forward};
+use crate::batch::{BATCH_MAX, Batch};
+use crate::counters::{DropReason, StageCounter};
+use crate::fdb::{Learned, fdb_key};
+use crate::port::PortId;
+use crate::scratch::{Action, FloodKind, Meta};
+use crate::vlan::Egress;
+use crate::wire::vlan::TAG_LEN;
+
+/// Bytes of the header every frame of a run shares (but the source MAC):
+/// all `parse_classify` reads, up to a second tag's inner EtherType.
+const RUN_HEADER: usize = 24;
+/// In the first 8 bytes (big-endian): the destination MAC.
+const W0_DST: u64 = !0xffff;
+/// In bytes 8..16: the EtherType / TPID and the TCI after the source.
+const W1_REST: u64 = 0xffff_ffff;
+
+#[inline(always)]
+fn words(d: &[u8]) -> (u64, u64, u64) {
+    (
+        u64::from_be_bytes(d[0..8].try_into().unwrap()),
+        u64::from_be_bytes(d[8..16].try_into().unwrap()),
+        u64::from_be_bytes(d[16..24].try_into().unwrap()),
+    )
+}
+
+/// Take the batch if it is a run. Returns false, having changed nothing,
+/// when it is not: the general path takes it.
+#[inline(never)]
+pub(super) fn node(cx: &mut Ctx, batch: &mut Batch) -> bool {
+    let n = batch.len();
+    let ps = cx.ports[cx.in_port.index()]
+        .as_ref()
+        .expect("ingress port exists");
+    if ps.cfg.security.is_some() || !ps.stp_fwd || cx.scratch.traced != 0 {
+        return false;
+    }
+    let learning = ps.cfg.learning && ps.stp_learn;
+    let d0 = cx.pool.data(batch.get(0));
+    if d0.len() < RUN_HEADER {
+        return false;
+    }
+    let Ok(mut m) = parse_classify(d0, cx.tpid, &ps.cfg.vlan) else {
+        return false;
+    };
+    if m.dst == cx.gw.mac {
+        return false;
+    }
+    let (r0, r1, r2) = words(d0);
+    let dst_key = fdb_key(m.vid, m.dst);
+    let fdb = &cx.domain.fdb;
+    let s = &mut *cx.scratch;
+    let (mut prev_key, mut prev_hash) = (u64::MAX, 0u64);
+    for i in 0..n {
+        let i = i % BATCH_MAX;
+        let d = cx.pool.data(batch.get(i));
+        if d.len() < RUN_HEADER {
+            return false;
+        }
+        let (w0, w1, w2) = words(d);
+        let src = (w0 & 0xffff) << 32 | w1 >> 32;
+        if (w0 ^ r0) & W0_DST != 0
+            || (w1 ^ r1) & W1_REST != 0
+            || w2 != r2
+            || src & MULTICAST_BIT != 0
+            || src == 0
+        {
+            return false;
+        }
+        let key = fdb_key(m.vid, src);
+        if key == dst_key {
+            // A frame to itself: learning changes the lookup.
+            return false;
+        }
+        if learning && key != prev_key {
+            (prev_key, prev_hash) = (key, fdb.prefetch_key(key));
+        }
+        s.src_key[i] = key;
+        s.src_hash[i] = prev_hash;
+    }
+
+    // Committed: from here on the batch is this node's.
+    if m.tagged {
+        cx.c.tagged += n as u32;
+        if m.tci & 0xfff == 0 {
+            cx.c.priority_tagged += n as u32;
+        }
+    }
+    let kind = if m.dst & MULTICAST_BIT != 0 {
+        Some(if m.dst == BROADCAST {
+            FloodKind::Broadcast
+        } else {
+            FloodKind::Multicast
+        })
+    } else {
+        None
+    };
+    // No source of the run is the destination: the table as the batch
+    // found it answers for every frame.
+    let found = match kind {
+        None => fdb.lookup(dst_key, cx.now_s),
+        Some(_) => None,
+    };
+    if learning {
+        learn(cx, n);
+    }
+    let in_port = cx.in_port;
+    let action = match (kind, found) {
+        (Some(k), _) => Action::Flood(k),
+        (None, None) => Action::Flood(FloodKind::Unknown),
+        (None, Some(p)) if p == in_port => Action::Drop(DropReason::Filtered),
+        (None, Some(p)) => Action::Unicast(p),
+    };
+    match action {
+        Action::Unicast(out) => unicast(cx, batch, &m, out),
+        Action::Flood(k) if plain_flood(cx, &m, k) => flood(cx, batch, &m, k),
+        _ => {
+            // Rare verdicts keep the general nodes.
+            for i in 0..n {
+                let i = i % BATCH_MAX;
+                m.src = cx.scratch.src_key[i] & 0xffff_ffff_ffff;
+                cx.scratch.meta[i] = m;
+                cx.scratch.found[i] = found;
+                cx.scratch.action[i] = match action {
+                    Action::Flood(_) => action,
+                    _ => Action::Continue,
+                };
+            }
+            forward::node(cx, batch);
+            super::egress::node(cx, batch);
+        }
+    }
+    true
+}
+
+/// Learn every source of the run, as the `learn` node does.
+#[inline(always)]
+fn learn(cx: &mut Ctx, n: usize) {
+    let s = &*cx.scratch;
+    let fdb = &mut cx.domain.fdb;
+    let (in_port, now_s) = (cx.in_port, cx.now_s);
+    let mut learned_key = 0u64;
+    let mut refreshed = 0u32;
+    for i in 0..n {
+        let i = i % BATCH_MAX;
+        let key = s.src_key[i];
+        if key == learned_key {
+            refreshed += 1;
+            continue;
+        }
+        let r = fdb.learn_hashed(key, s.src_hash[i], in_port, now_s);
+        if r == Learned::Refreshed {
+            refreshed += 1;
+            learned_key = key;
+        } else {
+            learned_key = match r {
+                Learned::New | Learned::Moved { .. } => key,
+                _ => 0,
+            };
+            cx.stages.inc(super::learn::counter(r));
+        }
+    }
+    cx.c.refreshed += refreshed;
+}
+
+/// Every frame to one known port, with one tag edit.
+#[inline(always)]
+fn unicast(cx: &mut Ctx, batch: &mut Batch, m: &Meta, out: PortId) {
+    let Ctx {
+        pool,
+        ports,
+        scratch,
+        c,
+        in_port,
+        tpid,
+        now_ms,
+        ..
+    } = cx;
+    let (in_port, tpid, now_ms) = (*in_port, *tpid, *now_ms);
+    let n = batch.len();
+    c.known_unicast += n as u32;
+    let edit = match (m.tagged, unicast_egress(ports, out, m.vid)) {
+        (false, Egress::Untagged) => Edit::None,
+        (true, Egress::Tagged) if m.tci & 0xfff == m.vid => Edit::None,
+        (true, Egress::Tagged) => Edit::SetTci((m.tci & 0xf000) | m.vid),
+        (true, Egress::Untagged) => Edit::Pop,
+        (false, Egress::Tagged) => Edit::Push((m.tci & 0xf000) | m.vid),
+        (_, Egress::NotMember) => {
+            for b in batch.drain() {
+                drop_at(ports, pool, b, in_port, DropReason::NoEgressMember);
+            }
+            return;
+        }
+    };
+    let os = ports[out.index()]
+        .as_mut()
+        .expect("unicast_egress checked the port");
+    let max = os.max_frame;
+    if os.txq.is_empty() {
+        scratch.touched.push(out);
+    }
+    let (mut no_headroom, mut oversize, mut edited) = (0u64, 0u64, 0u32);
+    for mut b in batch.drain() {
+        match edit {
+            Edit::None => {}
+            Edit::SetTci(tci) => {
+                pool.data_mut(&b)[14..16].copy_from_slice(&tci.to_be_bytes());
+            }
+            Edit::Pop => {
+                pool.data_mut(&b).copy_within(0..12, TAG_LEN);
+                pool.pull_front(&mut b, TAG_LEN);
+                edited += 1;
+            }
+            Edit::Push(tci) => {
+                if b.headroom() < TAG_LEN {
+                    no_headroom += 1;
+                    pool.free(b);
+                    continue;
+                }
+                pool.push_front(&mut b, TAG_LEN);
+                let d = pool.data_mut(&b);
+                d.copy_within(TAG_LEN..TAG_LEN + 12, 0);
+                d[12..14].copy_from_slice(&tpid.to_be_bytes());
+                d[14..16].copy_from_slice(&tci.to_be_bytes());
+                edited += 1;
+            }
+        }
+        // A GSO super-frame is the egress back end's to segment.
+        if b.len() > max && !b.offload().is_gso() {
+            oversize += 1;
+            pool.free(b);
+            continue;
+        }
+        if let Err(b) = os.txq.push(b) {
+            os.flush(pool, now_ms);
+            os.txq.push(b).expect("empty after flush");
+        }
+    }
+    os.counters.drops[DropReason::Oversize as usize] += oversize;
+    match edit {
+        Edit::Pop => c.pop += edited,
+        Edit::Push(_) => c.push += edited,
+        _ => {}
+    }
+    if no_headroom != 0 {
+        ports[in_port.index()]
+            .as_mut()
+            .expect("ingress port exists")
+            .counters
+            .drops[DropReason::NoHeadroom as usize] += no_headroom;
+    }
+}
+
+/// The one tag edit every frame of a unicast run gets.
+#[derive(Clone, Copy)]
+enum Edit {
+    None,
+    /// Fill in the VID of a priority-tagged frame.
+    SetTci(u16),
+    Pop,
+    Push(u16),
+}
+
+/// Whether a flood of the run needs none of the per-frame work of the
+/// general path: no storm control on the port, no copy for the gateway.
+#[inline(always)]
+fn plain_flood(cx: &Ctx, m: &Meta, kind: FloodKind) -> bool {
+    let storm = cx.ports[cx.in_port.index()]
+        .as_ref()
+        .is_some_and(|p| p.storm.is_some());
+    let router = cx.gw.mac != u64::MAX && kind != FloodKind::Unknown && m.vid == cx.gw.vid;
+    !storm && !router
+}
+
+/// Flood every frame of the run to one target set, worked out once.
+#[inline(always)]
+fn flood(cx: &mut Ctx, batch: &mut Batch, m: &Meta, kind: FloodKind) {
+    let n = batch.len();
+    cx.stages.add(
+        match kind {
+            FloodKind::Broadcast => StageCounter::FwdBroadcast,
+            FloodKind::Multicast => StageCounter::FwdMulticast,
+            FloodKind::Unknown => StageCounter::FwdUnknownUnicast,
+        },
+        n as u64,
+    );
+    let (in_port, tpid, now_ms) = (cx.in_port, cx.tpid, cx.now_ms);
+    let Ctx {
+        pool,
+        ports,
+        scratch,
+        tracer,
+        domain,
+        c,
+        ..
+    } = cx;
+    let o = Out {
+        ports,
+        pool,
+        scratch,
+        tracer,
+        c,
+    };
+    super::egress::flood_targets(o.ports, o.scratch, &domain.members, in_port, m.vid);
+    let Some(&(last, last_e)) = o.scratch.targets.last() else {
+        o.ports[in_port.index()]
+            .as_mut()
+            .expect("ingress port exists")
+            .counters
+            .drops[DropReason::FloodEmpty as usize] += n as u64;
+        batch.free_all(o.pool);
+        return;
+    };
+    let copies = o.scratch.targets.len() - 1;
+    for mut b in batch.drain() {
+        for t in 0..copies {
+            let (p, e) = o.scratch.targets[t];
+            let Some(mut copy) = o.pool.duplicate(&b) else {
+                o.ports[in_port.index()]
+                    .as_mut()
+                    .expect("ingress port exists")
+                    .counters
+                    .drop(DropReason::PoolExhausted);
+                continue;
+            };
+            o.c.copies += 1;
+            match egress_edit(o.pool, &mut copy, m, e, tpid, o.c) {
+                Ok(()) => enqueue(o.ports, o.pool, &mut o.scratch.touched, p, copy, now_ms),
+                Err(r) => drop_at(o.ports, o.pool, copy, in_port, r),
+            }
+        }
+        match egress_edit(o.pool, &mut b, m, last_e, tpid, o.c) {
+            Ok(()) => enqueue(o.ports, o.pool, &mut o.scratch.touched, last, b, now_ms),
+            Err(r) => drop_at(o.ports, o.pool, b, in_port, r),
+        }
+    }
+}
