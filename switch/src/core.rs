@@ -65,7 +65,9 @@ pub struct Switch {
     pub(crate) now_s: u32,
     pub(crate) scratch: crate::scratch::Scratch,
     pub(crate) router: Router,
-    pub(crate) rx: Batch,
+    /// The receive batch, boxed so that `poll` moves a pointer, not the
+    /// 1 KiB batch, out of the switch and back on every call.
+    pub(crate) rx: Option<Box<Batch>>,
     pub(crate) l3_ticked_ms: u64,
     pub(crate) burst: usize,
     pub(crate) aged_at_ms: u64,
