@@ -454,13 +454,39 @@ impl PacketPool {
     }
 
     /// A second, independent copy of a packet (flooding), same headroom.
-    #[inline]
+    /// Always inlined: out of line, saving registers and returning the
+    /// descriptor through memory cost as much as the copy itself.
+    #[inline(always)]
     pub fn duplicate(&mut self, b: &PktBuf) -> Option<PktBuf> {
-        let frame = if b.frame < self.nframes {
-            self.free.pop()?
+        if b.frame >= self.nframes {
+            return self.duplicate_large(b);
+        }
+        // A small frame: offsets without the large-frame branch.
+        let frame = self.free.pop()?;
+        let src = ((b.frame as usize) << self.frame_shift) + b.head as usize;
+        let dst = ((frame as usize) << self.frame_shift) + b.head as usize;
+        let n = b.len as usize;
+        let mem = self.bytes_mut();
+        if (32..=64).contains(&n) {
+            // See `copy_small`: two overlapping 32-byte moves, no call.
+            let head: [u8; 32] = mem[src..src + 32].try_into().unwrap();
+            let tail: [u8; 32] = mem[src + n - 32..src + n].try_into().unwrap();
+            mem[dst..dst + 32].copy_from_slice(&head);
+            mem[dst + n - 32..dst + n].copy_from_slice(&tail);
         } else {
-            self.free_large.pop()?
-        };
+            mem.copy_within(src..src + n, dst);
+        }
+        Some(PktBuf {
+            frame,
+            head: b.head,
+            len: b.len,
+            offload: b.offload,
+        })
+    }
+
+    #[cold]
+    fn duplicate_large(&mut self, b: &PktBuf) -> Option<PktBuf> {
+        let frame = self.free_large.pop()?;
         let src = self.frame_start(b.frame) + b.head as usize;
         let dst = self.frame_start(frame) + b.head as usize;
         let n = b.len as usize;
