@@ -348,8 +348,9 @@ mod tests {
         t
     }
 
-    /// p0 trunk (10, 20, native 1), p1 access 10, p2 access 1, p3 trunk
-    /// (10, 20); B static on p1 in VLAN 10 and on p2 in VLAN 1.
+    /// p0 trunk (10, 20, native 1), p1 access 10 (at most 3 learned
+    /// stations), p2 access 1, p3 trunk (10, 20); B static on p1 in VLAN 10
+    /// and on p2 in VLAN 1.
     fn mixed(storm: bool) -> (Switch, Vec<MemoryPortHandle>) {
         use crate::vlan::VlanMode;
         let mut sw = Switch::new(PacketPool::with_frames(1024));
@@ -372,6 +373,9 @@ mod tests {
             let mut cfg = PortConfig::access(d, 1).with_vlan(mode);
             if storm && i == 0 {
                 cfg.storm_control = Some(crate::StormControl { pps: 1, burst: 3 });
+            }
+            if i == 1 {
+                cfg.mac_limit = 3;
             }
             sw.add_port(Box::new(p), cfg).unwrap();
             hs.push(h);
@@ -398,6 +402,9 @@ mod tests {
             ),
             (0, (0..8).map(|i| frame(B, s(i % 3))).collect()),
             (1, (0..8).map(|i| frame(s(i), A)).collect()),
+            (1, (0..8).map(|_| frame(B, s(50))).collect()),
+            (1, (0..8).map(|i| frame(B, s(60 + i % 2))).collect()),
+            (1, (0..8).map(|_| frame(B, s(70))).collect()),
             (0, (0..8).map(|_| frame(A, C)).collect()),
             (
                 2,
