@@ -14,6 +14,15 @@ use crate::trace::Tracer;
 use crate::vlan::Egress;
 use crate::wire::vlan::TAG_LEN;
 
+/// Move the 12 address bytes at `from` to `to` (a tag push or pop): through
+/// a 12-byte local, inlined, where `copy_within` of a run-time range is a
+/// call to libc's `memmove`.
+#[inline(always)]
+pub(crate) fn move_macs(d: &mut [u8], from: usize, to: usize) {
+    let macs: [u8; 12] = d[from..from + 12].try_into().unwrap();
+    d[to..to + 12].copy_from_slice(&macs);
+}
+
 /// Make the frame's tagging match what the egress port wants.
 #[inline(always)]
 pub(crate) fn egress_edit(
@@ -34,7 +43,7 @@ pub(crate) fn egress_edit(
             }
         }
         (true, Egress::Untagged) => {
-            pool.data_mut(b).copy_within(0..12, TAG_LEN);
+            move_macs(pool.data_mut(b), 0, TAG_LEN);
             pool.pull_front(b, TAG_LEN);
             c.pop += 1;
         }
@@ -44,7 +53,7 @@ pub(crate) fn egress_edit(
             }
             pool.push_front(b, TAG_LEN);
             let d = pool.data_mut(b);
-            d.copy_within(TAG_LEN..TAG_LEN + 12, 0);
+            move_macs(d, TAG_LEN, 0);
             d[12..14].copy_from_slice(&tpid.to_be_bytes());
             let tci = (m.tci & 0xf000) | m.vid;
             d[14..16].copy_from_slice(&tci.to_be_bytes());

@@ -262,7 +262,7 @@ fn unicast(cx: &mut Ctx, batch: &mut Batch, m: &Meta, out: PortId) {
                 pool.data_mut(&b)[14..16].copy_from_slice(&tci.to_be_bytes());
             }
             Edit::Pop => {
-                pool.data_mut(&b).copy_within(0..12, TAG_LEN);
+                super::egress::move_macs(pool.data_mut(&b), 0, TAG_LEN);
                 pool.pull_front(&mut b, TAG_LEN);
                 edited += 1;
             }
@@ -274,7 +274,7 @@ fn unicast(cx: &mut Ctx, batch: &mut Batch, m: &Meta, out: PortId) {
                 }
                 pool.push_front(&mut b, TAG_LEN);
                 let d = pool.data_mut(&b);
-                d.copy_within(TAG_LEN..TAG_LEN + 12, 0);
+                super::egress::move_macs(d, TAG_LEN, 0);
                 d[12..14].copy_from_slice(&tpid.to_be_bytes());
                 d[14..16].copy_from_slice(&tci.to_be_bytes());
                 edited += 1;
