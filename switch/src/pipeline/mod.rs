@@ -3,15 +3,18 @@
 //! per-packet arrays in [`Scratch`], and keeps its own counters.
 //!
 //! ```text
-//!                 +-> stp (BPDUs to RSTP)
-//!                 |
-//! rx -> classify -+-> lookup -> learn -> forward -> egress -> tx
-//!                                          |          |
-//!                                          +-> l3 <---+  (to the gateway)
-//!                                               |
-//!                                               +-> egress of the routed-to domain
+//!       +-> run (one flow: everything once per batch) ---------------+
+//!       |                                                            |
+//! rx ---+-> classify -+-> lookup -> learn -> forward -> egress ------+-> tx
+//!                     |                         |          |
+//!                     +-> stp (BPDUs to RSTP)   +-> l3 <---+  (to the gateway)
+//!                                                    |
+//!                                                    +-> egress of the routed-to domain
 //! ```
 //!
+//! - `run`: a batch whose frames all share their header but (at most) the
+//!   source takes this node alone; anything it does not handle once per
+//!   batch sends the batch on to the general nodes below.
 //! - `classify`: parse the MAC header and the domain's tag, validate,
 //!   classify into a VLAN, check port security, hash the source and
 //!   destination FDB keys and prefetch their buckets.
