@@ -5,12 +5,16 @@
 # The l3_* scenarios route frames through the router alone (benches/l3.rs's
 # setup, binary rvs-icount-l3); their counts include resetting each frame as
 # a receive path would.
+# known_unicast_1M_stations is the whole pipeline with a million stations
+# installed and every frame to another one; vxlan_encap / vxlan_decap are
+# the outer IPv4 encapsulation and decapsulation of benches/vxlan.rs (their
+# counts include the head move that undoes each step).
 # Usage: bench/icount.sh [SCENARIO...]   (needs valgrind)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p rvs-bench --bin rvs-icount --bin rvs-icount-l3
 scenarios=${*:-known_unicast flood_4ports learn_new_macs access_to_trunk trunk_to_access lookup_1M_entries
-  l3_ipv4_100k_routes l3_ipv6_1k_routes l3_icmp4_ttl_exceeded l3_icmp6_hop_limit}
+  known_unicast_1M_stations vxlan_encap vxlan_decap l3_ipv4_100k_routes l3_ipv6_1k_routes l3_icmp4_ttl_exceeded l3_icmp6_hop_limit}
 burst=32
 n=2000
 count() {
@@ -19,9 +23,9 @@ count() {
   out=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$1" "$burst" "$2" 2>&1)
   echo "$out" | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
-printf '%-22s %12s\n' scenario instr/frame
+printf '%-26s %12s\n' scenario instr/frame
 for s in $scenarios; do
   a=$(count "$s" "$n")
   b=$(count "$s" $((2 * n)))
-  printf '%-22s %12.1f\n' "$s" "$(echo "($b - $a) / ($n * $burst)" | bc -l)"
+  printf '%-26s %12.1f\n' "$s" "$(echo "($b - $a) / ($n * $burst)" | bc -l)"
 done

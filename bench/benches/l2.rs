@@ -73,6 +73,15 @@ fn vlan(c: &mut Criterion) {
 
 fn fdb(c: &mut Criterion) {
     let mut g = c.benchmark_group("fdb");
+    // The whole pipeline with a million stations installed, every frame to
+    // another one (compare with fdb/lookup_1M_entries: the table alone).
+    for burst in BURSTS {
+        g.throughput(Throughput::Elements(burst as u64));
+        let mut sw = sc::known_unicast_stations(burst, 1 << 20);
+        g.bench_function(BenchmarkId::new("known_unicast_1M_stations", burst), |b| {
+            b.iter(|| sw.poll())
+        });
+    }
     let (f, keys) = sc::big_fdb(1 << 20);
     for burst in BURSTS {
         g.throughput(Throughput::Elements(burst as u64));

@@ -6,6 +6,7 @@
 //! egress edit, tx, counters, aging step).
 
 pub mod l3;
+pub mod vxlan;
 
 use rvs_switch::batch::Batch;
 use rvs_switch::port::{Port, PortError, TxDone};
@@ -183,6 +184,96 @@ pub fn learn_new_macs(burst: usize, span: u64) -> (Switch, DomainId) {
     (sw, d)
 }
 
+/// A generator sending one source's frames to each of a list of
+/// destinations in turn (the whole-pipeline run over a big table).
+pub struct ManyDestPort {
+    template: Vec<u8>,
+    dsts: Vec<[u8; 6]>,
+    next: usize,
+}
+
+impl Port for ManyDestPort {
+    fn name(&self) -> &str {
+        "manydst"
+    }
+    fn rx_burst(&mut self, pool: &mut PacketPool, batch: &mut Batch) -> Result<usize, PortError> {
+        let mut n = 0;
+        while !batch.is_full() {
+            let Some(b) = pool.alloc_from(&self.template) else {
+                break;
+            };
+            pool.data_mut(&b)[..6].copy_from_slice(&self.dsts[self.next]);
+            self.next += 1;
+            if self.next == self.dsts.len() {
+                self.next = 0;
+            }
+            batch.push(b).expect("room checked");
+            n += 1;
+        }
+        Ok(n)
+    }
+    fn tx_burst(&mut self, pool: &mut PacketPool, batch: &mut Batch) -> TxDone {
+        batch.free_all(pool);
+        TxDone::default()
+    }
+}
+
+/// The whole pipeline over a big table: `stations` known stations spread
+/// over 4 sink ports, and a generator on port 0 sending from A to each of
+/// them in a shuffled order (every frame a different destination: no run,
+/// every lookup a cache miss on a table this size).
+pub fn known_unicast_stations(burst: usize, stations: usize) -> Switch {
+    let mut sw = Switch::with_burst(pool(), burst);
+    let d = domain(&mut sw);
+    let keys = station_keys(stations);
+    let dsts = keys
+        .iter()
+        .map(|k| MacAddr::from_u64(k & 0xffff_ffff_ffff).0)
+        .collect();
+    let source = ManyDestPort {
+        template: frame64(B, A),
+        dsts,
+        next: 0,
+    };
+    sw.add_port(Box::new(source), PortConfig::access(d, 1))
+        .unwrap();
+    for i in 0..4 {
+        let (sink, _) = MemoryPort::sink(&format!("sink{i}"));
+        sw.add_port(Box::new(sink), PortConfig::access(d, 1))
+            .unwrap();
+    }
+    let fdb = sw.fdb_mut(d).unwrap();
+    for (i, k) in keys.iter().enumerate() {
+        fdb.add_static(
+            1,
+            MacAddr::from_u64(k & 0xffff_ffff_ffff),
+            PortId(1 + (i % 4) as u16),
+        );
+    }
+    sw
+}
+
+/// The keys of [`big_fdb`] without the table: `n` stations in VLAN 1,
+/// shuffled.
+fn station_keys(n: usize) -> Vec<u64> {
+    let mut keys: Vec<u64> = (0..n as u64)
+        .map(|i| rvs_switch::fdb::fdb_key(1, MacAddr::local(0x2000_0000 + i).to_u64()))
+        .collect();
+    shuffle(&mut keys);
+    keys
+}
+
+/// Fisher-Yates with a fixed xorshift so every run uses the same order.
+fn shuffle(keys: &mut [u64]) {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in (1..keys.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        keys.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+}
+
 /// A table of `n` learned stations spread over 16 ports, and a shuffled list
 /// of keys to look up (every one present).
 pub fn big_fdb(n: usize) -> (rvs_switch::Fdb, Vec<u64>) {
@@ -197,14 +288,7 @@ pub fn big_fdb(n: usize) -> (rvs_switch::Fdb, Vec<u64>) {
         f.learn(k, PortId((i % 16) as u16), 0);
         keys.push(k);
     }
-    // Fisher-Yates with a fixed xorshift so every run looks up the same order.
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for i in (1..keys.len()).rev() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        keys.swap(i, (x % (i as u64 + 1)) as usize);
-    }
+    shuffle(&mut keys);
     (f, keys)
 }
 
@@ -232,6 +316,29 @@ mod tests {
         assert_eq!(sw.fdb_entries(d).unwrap().len(), 65, "64 new + static B");
         let (f, keys) = big_fdb(1000);
         assert!(keys.iter().all(|k| f.lookup(*k, 0).is_some()));
+        // Every frame to a known station, none flooded, none dropped.
+        let mut sw = known_unicast_stations(32, 1000);
+        for _ in 0..40 {
+            assert_eq!(sw.poll(), 32);
+        }
+        let ports = sw.ports();
+        let tx: Vec<u64> = ports.iter().map(|p| p.counters.tx_packets).collect();
+        assert_eq!(tx.iter().sum::<u64>(), 1280, "{tx:?}");
+        assert!(
+            tx[1..].iter().all(|&t| t > 200),
+            "spread over the sinks: {tx:?}"
+        );
+        assert_eq!(
+            ports.iter().map(|p| p.counters.total_drops()).sum::<u64>(),
+            0
+        );
+        assert_eq!(sw.pool().available(), 4096, "known_unicast_stations leaks");
+        // The VXLAN runs keep their whole batch going round.
+        let mut e = vxlan::EncapRun::new(32, true);
+        let mut dc = vxlan::DecapRun::new(32);
+        for _ in 0..10 {
+            assert_eq!((e.step(), dc.step()), (32, 32));
+        }
     }
 
     /// The router scenarios forward every frame, or answer every frame with

@@ -121,6 +121,23 @@ impl PktBuf {
     }
 }
 
+/// Copy a packet into a frame. Minimum-size frames (32 to 64 bytes) move
+/// as two overlapping 32-byte blocks the compiler inlines; a general
+/// `copy_from_slice` of a length known only at run time is a call into
+/// libc's `memcpy` that costs more than the copy at these sizes.
+#[inline(always)]
+fn copy_small(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    if (32..=64).contains(&n) && dst.len() == n {
+        let head: [u8; 32] = src[..32].try_into().unwrap();
+        let tail: [u8; 32] = src[n - 32..].try_into().unwrap();
+        dst[..32].copy_from_slice(&head);
+        dst[n - 32..].copy_from_slice(&tail);
+    } else {
+        dst.copy_from_slice(src);
+    }
+}
+
 /// Error for a pool that cannot be built as asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PoolError {
@@ -406,27 +423,70 @@ impl PacketPool {
 
     /// Copy `bytes` into a fresh frame. `None` if the pool is empty or the
     /// packet does not fit a frame.
+    #[inline]
     pub fn alloc_from(&mut self, bytes: &[u8]) -> Option<PktBuf> {
-        let mut b = if bytes.len() <= self.max_packet() {
-            self.alloc()?
-        } else if bytes.len() <= self.max_large_packet().min(u16::MAX as usize) {
-            self.alloc_large()?
-        } else {
+        let n = bytes.len();
+        if n > self.max_packet() {
+            return self.alloc_from_large(bytes);
+        }
+        // A small frame: its offset needs no large-frame branch.
+        let frame = self.free.pop()?;
+        let head = self.headroom;
+        let start = ((frame as usize) << self.frame_shift) + head as usize;
+        copy_small(&mut self.bytes_mut()[start..start + n], bytes);
+        Some(PktBuf {
+            frame,
+            head,
+            len: n as u16,
+            offload: Offload::NONE,
+        })
+    }
+
+    #[cold]
+    fn alloc_from_large(&mut self, bytes: &[u8]) -> Option<PktBuf> {
+        if bytes.len() > self.max_large_packet().min(u16::MAX as usize) {
             return None;
-        };
+        }
+        let mut b = self.alloc_large()?;
         b.len = bytes.len() as u16;
         self.data_mut(&b).copy_from_slice(bytes);
         Some(b)
     }
 
     /// A second, independent copy of a packet (flooding), same headroom.
-    #[inline]
+    /// Always inlined: out of line, saving registers and returning the
+    /// descriptor through memory cost as much as the copy itself.
+    #[inline(always)]
     pub fn duplicate(&mut self, b: &PktBuf) -> Option<PktBuf> {
-        let frame = if b.frame < self.nframes {
-            self.free.pop()?
+        if b.frame >= self.nframes {
+            return self.duplicate_large(b);
+        }
+        // A small frame: offsets without the large-frame branch.
+        let frame = self.free.pop()?;
+        let src = ((b.frame as usize) << self.frame_shift) + b.head as usize;
+        let dst = ((frame as usize) << self.frame_shift) + b.head as usize;
+        let n = b.len as usize;
+        let mem = self.bytes_mut();
+        if (32..=64).contains(&n) {
+            // See `copy_small`: two overlapping 32-byte moves, no call.
+            let head: [u8; 32] = mem[src..src + 32].try_into().unwrap();
+            let tail: [u8; 32] = mem[src + n - 32..src + n].try_into().unwrap();
+            mem[dst..dst + 32].copy_from_slice(&head);
+            mem[dst + n - 32..dst + n].copy_from_slice(&tail);
         } else {
-            self.free_large.pop()?
-        };
+            mem.copy_within(src..src + n, dst);
+        }
+        Some(PktBuf {
+            frame,
+            head: b.head,
+            len: b.len,
+            offload: b.offload,
+        })
+    }
+
+    #[cold]
+    fn duplicate_large(&mut self, b: &PktBuf) -> Option<PktBuf> {
+        let frame = self.free_large.pop()?;
         let src = self.frame_start(b.frame) + b.head as usize;
         let dst = self.frame_start(frame) + b.head as usize;
         let n = b.len as usize;

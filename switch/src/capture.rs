@@ -5,6 +5,9 @@
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use crate::batch::Batch;
+use crate::buf::PacketPool;
+
 /// Direction of a captured frame relative to the switch port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -52,8 +55,24 @@ impl Capture {
         self.lost
     }
 
+    /// Copy a batch the port received.
     #[inline]
-    pub(crate) fn record(&mut self, ts_ms: u64, dir: Direction, frame: &[u8]) {
+    pub(crate) fn record_rx(&mut self, pool: &PacketPool, batch: &Batch, ts_ms: u64) {
+        for b in batch.iter() {
+            self.record(ts_ms, Direction::Rx, pool.data(b));
+        }
+    }
+
+    /// Copy a batch the port is about to transmit.
+    #[inline]
+    pub(crate) fn record_tx(&mut self, pool: &PacketPool, batch: &Batch, ts_ms: u64) {
+        for b in batch.iter() {
+            self.record(ts_ms, Direction::Tx, pool.data(b));
+        }
+    }
+
+    #[inline]
+    fn record(&mut self, ts_ms: u64, dir: Direction, frame: &[u8]) {
         let n = frame.len().min(self.snaplen);
         match self.tx.try_send(CapturedFrame {
             ts_ms,

@@ -1,6 +1,6 @@
 //! The switch's state: one worker's ports, domains, pool, counters and
 //! router (`Switch`), and the per-port and per-domain slots. The control
-//! methods (`switch.rs`) and the pipeline (`pipeline.rs`) both work on it;
+//! methods (`switch.rs`) and the pipeline (`pipeline/`) both work on it;
 //! it depends on neither.
 
 use crate::batch::Batch;
@@ -65,7 +65,9 @@ pub struct Switch {
     pub(crate) now_s: u32,
     pub(crate) scratch: crate::scratch::Scratch,
     pub(crate) router: Router,
-    pub(crate) rx: Batch,
+    /// The receive batch, boxed so that `poll` moves a pointer, not the
+    /// 1 KiB batch, out of the switch and back on every call.
+    pub(crate) rx: Option<Box<Batch>>,
     pub(crate) l3_ticked_ms: u64,
     pub(crate) burst: usize,
     pub(crate) aged_at_ms: u64,

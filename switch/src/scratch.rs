@@ -49,7 +49,17 @@ pub(crate) struct Scratch {
     pub(crate) meta: [Meta; BATCH_MAX],
     pub(crate) action: [Action; BATCH_MAX],
     pub(crate) src_hash: [u64; BATCH_MAX],
+    /// FDB key of each frame's source (the `run` node).
+    pub(crate) src_key: [u64; BATCH_MAX],
     pub(crate) dst_hash: [u64; BATCH_MAX],
+    /// What `lookup` found for each unicast destination (corrected by
+    /// `learn` where the batch's own learning moved it).
+    pub(crate) found: [Option<PortId>; BATCH_MAX],
+    /// One bit per destination hash `lookup` probed (a 64-bit filter), so
+    /// `learn` checks a learned source against them only on a hit.
+    pub(crate) dst_filter: u64,
+    /// Bit i set: frame i is flooded and the router gets a copy too.
+    pub(crate) to_router: u64,
     pub(crate) trace_ids: [u64; BATCH_MAX],
     /// Bit i set: packet i is traced.
     pub(crate) traced: u64,
@@ -70,7 +80,11 @@ impl Default for Scratch {
             meta: [Meta::default(); BATCH_MAX],
             action: [Action::Continue; BATCH_MAX],
             src_hash: [0; BATCH_MAX],
+            src_key: [0; BATCH_MAX],
             dst_hash: [0; BATCH_MAX],
+            found: [None; BATCH_MAX],
+            dst_filter: 0,
+            to_router: 0,
             trace_ids: [0; BATCH_MAX],
             traced: 0,
             touched: Vec::with_capacity(64),

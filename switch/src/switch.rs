@@ -1,6 +1,6 @@
 //! The switch a worker owns: its packet pool, ports, bridge domains (each
 //! with its FDB), counters and tracer. Control operations are methods called
-//! between batches; the per-batch pipeline is in `pipeline.rs`.
+//! between batches; the per-batch pipeline is in `pipeline/`, one file per node.
 //!
 //! Owns: all data plane state of one worker. Never: syscalls (ports do their
 //! own I/O behind the `Port` trait), blocking, reading the wall clock (the
@@ -122,7 +122,7 @@ impl Switch {
             now_s: 0,
             scratch: crate::scratch::Scratch::default(),
             router: Router::new(RouterConfig::default(), 0),
-            rx: Batch::new(burst),
+            rx: Some(Box::new(Batch::new(burst))),
             l3_ticked_ms: 0,
             burst,
             aged_at_ms: 0,
@@ -750,7 +750,7 @@ impl Switch {
     /// were received (0 means the worker may consider going idle).
     pub fn poll(&mut self) -> usize {
         let mut total = 0;
-        let mut rx = std::mem::replace(&mut self.rx, Batch::new(1));
+        let mut rx = self.rx.take().expect("poll is not reentrant");
         for i in 0..self.ports.len() {
             let Some(ps) = self.ports[i].as_mut() else {
                 continue;
@@ -770,7 +770,7 @@ impl Switch {
             }
             self.process(PortId(i as u16), &mut rx);
         }
-        self.rx = rx;
+        self.rx = Some(rx);
         if self.now_ms.wrapping_sub(self.l3_ticked_ms) >= ROUTER_TICK_MS {
             self.l3_ticked_ms = self.now_ms;
             crate::pipeline::l3_tick(self);

@@ -12,7 +12,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 4 {
         eprintln!(
-            "usage: rvs-icount <known_unicast|flood_4ports|learn_new_macs|access_to_trunk|trunk_to_access|lookup_1M_entries> BURST BURSTS"
+            "usage: rvs-icount <known_unicast|flood_4ports|learn_new_macs|access_to_trunk|trunk_to_access|lookup_1M_entries|known_unicast_1M_stations|vxlan_encap|vxlan_decap> BURST BURSTS"
         );
         std::process::exit(2);
     }
@@ -24,6 +24,21 @@ fn main() {
         "access_to_trunk" => rvs_bench::access_to_trunk(burst),
         "trunk_to_access" => rvs_bench::trunk_to_access(burst),
         "learn_new_macs" => rvs_bench::learn_new_macs(burst, 1 << 30).0,
+        "known_unicast_1M_stations" => rvs_bench::known_unicast_stations(burst, 1 << 20),
+        "vxlan_encap" => {
+            let mut run = rvs_bench::vxlan::EncapRun::new(burst, true);
+            for _ in 0..bursts {
+                black_box(run.step());
+            }
+            return;
+        }
+        "vxlan_decap" => {
+            let mut run = rvs_bench::vxlan::DecapRun::new(burst);
+            for _ in 0..bursts {
+                black_box(run.step());
+            }
+            return;
+        }
         "lookup_1M_entries" => {
             let (f, keys) = rvs_bench::big_fdb(1 << 20);
             let mut out = [None; 64];
