@@ -10,6 +10,7 @@
 pub mod api;
 pub mod backends;
 pub mod client;
+pub mod cni;
 pub mod cluster;
 pub mod ctl;
 pub mod daemon;

@@ -20,6 +20,19 @@ impl Control {
         let _ = self.cnm.set(d);
     }
 
+    /// Called once at start: the CNI attachments' service.
+    pub fn set_cni(&self, s: Arc<crate::cni::service::Service>) {
+        let _ = self.cni.set(s);
+    }
+
+    /// The CNI attachments' service.
+    pub fn cni(&self) -> Result<&crate::cni::service::Service> {
+        self.cni
+            .get()
+            .map(|s| s.as_ref())
+            .ok_or_else(|| ControlError::Internal("the CNI service did not start".into()))
+    }
+
     fn driver(&self) -> Result<&rvs_cnm::docker::Driver> {
         self.cnm.get().map(|d| d.as_ref()).ok_or_else(|| {
             ControlError::NotFound(

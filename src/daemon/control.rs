@@ -128,6 +128,8 @@ pub struct Control {
     pub(super) closing: Arc<AtomicBool>,
     /// The Docker driver's CNM state, when the daemon serves Docker.
     pub(super) cnm: std::sync::OnceLock<Arc<rvs_cnm::docker::Driver>>,
+    /// The CNI plugin's attachments (`/v1/cni/attachments`).
+    pub(super) cni: std::sync::OnceLock<Arc<crate::cni::service::Service>>,
     /// The cluster this host joined (`--store`), for `GET /v1/cluster`.
     pub(super) cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
     /// The embedded DNS, when it runs: it gets every change of the names.
@@ -148,6 +150,7 @@ impl Control {
             factory,
             captures: Mutex::new(HashSet::new()),
             cnm: std::sync::OnceLock::new(),
+            cni: std::sync::OnceLock::new(),
             cluster: std::sync::OnceLock::new(),
             dns: std::sync::OnceLock::new(),
             closing: Arc::new(AtomicBool::new(false)),

@@ -182,7 +182,7 @@ where
     let plugin = if args.docker.docker {
         Some(crate::docker::Plugin::open(
             &args.docker,
-            rvs_cnm::Store::new(db),
+            rvs_cnm::Store::new(db.clone()),
             control.clone(),
             cluster.clone(),
         )?)
@@ -192,6 +192,13 @@ where
     if let Some(p) = &plugin {
         control.set_cnm(p.driver());
     }
+    // CNI attachments share the Docker driver's uplink (one per daemon).
+    let uplink = crate::fabric::Uplink::for_driver(&crate::docker::driver_name(
+        &args.docker.docker_socket,
+    ));
+    let cni = crate::cni::service::Service::open(db.clone(), control.clone(), uplink)
+        .map_err(|e| DaemonError::Cni(e.to_string()))?;
+    control.set_cni(Arc::new(cni));
     if let Some(c) = &cluster {
         control.set_cluster(c.clone());
     }
