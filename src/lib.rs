@@ -10,8 +10,8 @@
 pub mod api;
 pub mod backends;
 pub mod client;
-pub mod cni;
 pub mod cluster;
+pub mod cni;
 pub mod ctl;
 pub mod daemon;
 pub mod dns;

@@ -1173,6 +1173,10 @@ fn openapi_document_matches_the_router() {
         "GET /v1/cnm/networks",
         "GET /v1/cnm/endpoints",
         "GET /v1/cnm/sandboxes",
+        "GET /v1/cni/attachments",
+        "POST /v1/cni/attachments",
+        "GET /v1/cni/attachments/{id}",
+        "DELETE /v1/cni/attachments/{id}",
         "GET /v1/cluster",
         "GET /metrics",
         "GET /v1/log",
@@ -1195,6 +1199,7 @@ fn openapi_document_matches_the_router() {
             .replace("{addr}", "10.0.0.0")
             .replace("{len}", "8")
             .replace("{host}", "web")
+            .replace("{id}", "cni-0000000000000000")
     };
     let fallback = |r: &Reply| r.status == 404 && r.error_message() == "no such resource";
     for (path, item) in doc["paths"].as_object().unwrap() {

@@ -114,7 +114,11 @@ pub fn run(env: &Env, input: &[u8]) -> Result<Option<Value>, CniError> {
         })));
     }
     let conf: NetConf = serde_json::from_slice(input).map_err(|e| {
-        CniError::new(code::DECODE_FAILURE, "cannot decode the network configuration").details(e)
+        CniError::new(
+            code::DECODE_FAILURE,
+            "cannot decode the network configuration",
+        )
+        .details(e)
     })?;
     let v = conf.cni_version.clone();
     let err_v = |mut e: CniError| {
@@ -294,7 +298,11 @@ impl Plugin<'_> {
         if self.conf.is_default_gateway {
             for s in &subnets {
                 if let Some(gw) = &s.gateway {
-                    let dst = if gw.contains(':') { "::/0" } else { "0.0.0.0/0" };
+                    let dst = if gw.contains(':') {
+                        "::/0"
+                    } else {
+                        "0.0.0.0/0"
+                    };
                     if !routes.iter().any(|r| r.dst == dst) {
                         routes.push(CniRoute {
                             dst: dst.into(),
@@ -430,9 +438,14 @@ impl Plugin<'_> {
         // The interface in the namespace, as the attachment says.
         let ifname = e.ifname.clone();
         let (link, have) = rvs_drivers::netlink::Netlink::in_netns(&e.netns, |n| {
-            Ok((n.find_link(&ifname)?, n.addresses(&ifname).unwrap_or_default()))
+            Ok((
+                n.find_link(&ifname)?,
+                n.addresses(&ifname).unwrap_or_default(),
+            ))
         })
-        .map_err(|x| CniError::new(code::IO_FAILURE, format!("namespace {}", e.netns)).details(x))?;
+        .map_err(|x| {
+            CniError::new(code::IO_FAILURE, format!("namespace {}", e.netns)).details(x)
+        })?;
         let link = link.ok_or_else(|| bad(format!("no interface {} in {}", e.ifname, e.netns)))?;
         let mac = link
             .mac
@@ -455,9 +468,7 @@ impl Plugin<'_> {
             .chain(a.addresses.iter().map(|x| x.address.as_str()))
             .collect();
         for w in want {
-            let c: Cidr = w
-                .parse()
-                .map_err(|x| bad(format!("address {w:?}: {x}")))?;
+            let c: Cidr = w.parse().map_err(|x| bad(format!("address {w:?}: {x}")))?;
             if !have.contains(&(c.addr, c.len)) {
                 return Err(bad(format!("interface {} lacks address {w}", e.ifname)));
             }
@@ -477,7 +488,10 @@ impl Plugin<'_> {
                 .details(x)
             })?;
         if let Some(kind) = self.delegate()
-            && self.speaks(kind)?.iter().any(|v| spec::at_least(v, "1.1.0"))
+            && self
+                .speaks(kind)?
+                .iter()
+                .any(|v| spec::at_least(v, "1.1.0"))
         {
             self.ipam(kind, "STATUS")?;
         }
@@ -494,7 +508,9 @@ impl Plugin<'_> {
                 .map_err(daemon_error)?
                 .body,
         )
-        .map_err(|x| CniError::new(code::DECODE_FAILURE, "cannot decode the daemon's answer").details(x))?;
+        .map_err(|x| {
+            CniError::new(code::DECODE_FAILURE, "cannot decode the daemon's answer").details(x)
+        })?;
         let delegate = self.delegate();
         let ipam_gc = match delegate {
             Some(k) => self.speaks(k)?.iter().any(|v| spec::at_least(v, "1.1.0")),
@@ -574,7 +590,9 @@ impl Plugin<'_> {
                 command: "VERSION".into(),
                 ..self.env.clone()
             },
-            json!({"cniVersion": self.conf.cni_version}).to_string().as_bytes(),
+            json!({"cniVersion": self.conf.cni_version})
+                .to_string()
+                .as_bytes(),
         )?;
         let v: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
         Ok(v["supportedVersions"]

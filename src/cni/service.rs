@@ -27,7 +27,9 @@ use rvs_cnm::{IpamConfig, Store};
 use rvs_drivers::netlink::{Netlink, Route};
 use rvs_store::{Batch, Db, Table};
 
-use super::{AttachRequest, Attachment, CniAddress, CniNetwork, CniRoute, attachment_id, network_id};
+use super::{
+    AttachRequest, Attachment, CniAddress, CniNetwork, CniRoute, attachment_id, network_id,
+};
 use crate::daemon::control::{Control, ControlError};
 use crate::fabric::{SwitchFabric, Uplink};
 
@@ -86,7 +88,9 @@ fn check_ifname(name: &str) -> Result<()> {
         && name.len() <= 15
         && name != "."
         && name != ".."
-        && !name.bytes().any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace());
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace());
     if ok {
         Ok(())
     } else {
@@ -157,9 +161,21 @@ fn network_of(c: &CniNetwork) -> Result<Network> {
 impl Service {
     /// Load the CNI driver's state from `db`, forget attachments whose
     /// namespace went while the daemon was down, and make the rest again
-    /// in the switch. `uplink` is the Docker driver's (one per daemon).
-    pub fn open(db: Arc<Db>, control: Arc<Control>, uplink: Uplink) -> Result<Service> {
-        let fabric = Arc::new(SwitchFabric::with_uplink(control, uplink).owned_by("cni"));
+    /// in the switch. `uplink` is the Docker driver's (one per daemon);
+    /// `state_dir` tells this daemon's links from another's (each marks
+    /// its links `rvswitch:cni-<hash of its state dir>`, and removes at
+    /// start only those of its own that no attachment holds).
+    pub fn open(
+        db: Arc<Db>,
+        control: Arc<Control>,
+        uplink: Uplink,
+        state_dir: &Path,
+    ) -> Result<Service> {
+        let dir = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+        let tag = rvs_cnm::model::stable_hash(&[dir.as_os_str().as_encoded_bytes()]) as u32;
+        let fabric = Arc::new(
+            SwitchFabric::with_uplink(control, uplink).owned_by(&format!("cni-{tag:08x}")),
+        );
         let store = Store::with_tables(db.clone(), &rvs_cnm::store::CNI_TABLES);
         let driver = Driver::open(store, fabric.clone(), IpamConfig::default())
             .map_err(|e| ControlError::Internal(format!("CNI state: {e}")))?;
@@ -238,7 +254,7 @@ impl Service {
             || given.iter().filter(|(c, _)| !c.is_v4()).count() > 1
         {
             return Err(bad(
-                "at most one IPv4 and one IPv6 address per interface".to_string(),
+                "at most one IPv4 and one IPv6 address per interface".to_string()
             ));
         }
         for (c, _) in &given {
@@ -252,11 +268,10 @@ impl Service {
         let mut routes = Vec::new();
         for r in &req.routes {
             let dst = parse_cidr("route destination", &r.dst)?;
-            let gw = r
-                .gw
-                .as_deref()
-                .map(|g| parse_ip("route gateway", g))
-                .transpose()?;
+            let gw =
+                r.gw.as_deref()
+                    .map(|g| parse_ip("route gateway", g))
+                    .transpose()?;
             routes.push((dst, gw, r.clone()));
         }
         let id = attachment_id(&req.network.name, &req.container_id, &req.ifname);
@@ -312,7 +327,10 @@ impl Service {
                             gateway: gw.map(|g| g.to_string()),
                         })
                         .collect(),
-                    routes: routes.iter().map(|(_, _, r)| r.clone()).collect::<Vec<CniRoute>>(),
+                    routes: routes
+                        .iter()
+                        .map(|(_, _, r)| r.clone())
+                        .collect::<Vec<CniRoute>>(),
                     port: e.ifaces.port.clone(),
                     endpoint: req.network.endpoint,
                     rvswitch_ipam,
@@ -456,9 +474,15 @@ mod tests {
         assert_eq!(n.mtu, DEFAULT_MTU);
         let mut bad_subnet = c.clone();
         bad_subnet.subnets[0].subnet = "10.9.0.0".into();
-        assert!(matches!(network_of(&bad_subnet), Err(ControlError::BadRequest(_))));
+        assert!(matches!(
+            network_of(&bad_subnet),
+            Err(ControlError::BadRequest(_))
+        ));
         let mut bad_name = c;
         bad_name.name = "a b".into();
-        assert!(matches!(network_of(&bad_name), Err(ControlError::BadRequest(_))));
+        assert!(matches!(
+            network_of(&bad_name),
+            Err(ControlError::BadRequest(_))
+        ));
     }
 }

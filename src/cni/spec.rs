@@ -203,10 +203,12 @@ impl CniResult {
     /// address's family in `version`; 1.x does not).
     pub fn in_version(mut self, v: &str) -> CniResult {
         let old = !at_least(v, "1.0.0");
+        if !at_least(v, "1.1.0") {
+            // `mtu` of an interface is new in 1.1.0.
+            self.interfaces.iter_mut().for_each(|i| i.mtu = None);
+        }
         for ip in &mut self.ips {
-            ip.version = old.then(|| {
-                if ip.address.contains(':') { "6" } else { "4" }.to_string()
-            });
+            ip.version = old.then(|| if ip.address.contains(':') { "6" } else { "4" }.to_string());
         }
         self.cni_version = v.into();
         self

@@ -20,17 +20,18 @@ impl Control {
         let _ = self.cnm.set(d);
     }
 
-    /// Called once at start: the CNI attachments' service.
-    pub fn set_cni(&self, s: Arc<crate::cni::service::Service>) {
-        let _ = self.cni.set(s);
+    /// The CNI attachments' service: set at start, `None` at shutdown.
+    pub fn set_cni(&self, s: Option<Arc<crate::cni::service::Service>>) {
+        *self.cni.lock().unwrap_or_else(|p| p.into_inner()) = s;
     }
 
     /// The CNI attachments' service.
-    pub fn cni(&self) -> Result<&crate::cni::service::Service> {
+    pub fn cni(&self) -> Result<Arc<crate::cni::service::Service>> {
         self.cni
-            .get()
-            .map(|s| s.as_ref())
-            .ok_or_else(|| ControlError::Internal("the CNI service did not start".into()))
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| ControlError::Internal("the CNI service is not running".into()))
     }
 
     fn driver(&self) -> Result<&rvs_cnm::docker::Driver> {

@@ -193,12 +193,12 @@ where
         control.set_cnm(p.driver());
     }
     // CNI attachments share the Docker driver's uplink (one per daemon).
-    let uplink = crate::fabric::Uplink::for_driver(&crate::docker::driver_name(
-        &args.docker.docker_socket,
-    ));
-    let cni = crate::cni::service::Service::open(db.clone(), control.clone(), uplink)
-        .map_err(|e| DaemonError::Cni(e.to_string()))?;
-    control.set_cni(Arc::new(cni));
+    let uplink =
+        crate::fabric::Uplink::for_driver(&crate::docker::driver_name(&args.docker.docker_socket));
+    let cni =
+        crate::cni::service::Service::open(db.clone(), control.clone(), uplink, &args.state_dir)
+            .map_err(|e| DaemonError::Cni(e.to_string()))?;
+    control.set_cni(Some(Arc::new(cni)));
     if let Some(c) = &cluster {
         control.set_cluster(c.clone());
     }
@@ -261,6 +261,7 @@ where
     if let Some(c) = &cluster {
         c.leave();
     }
+    control.set_cni(None);
     // Workers stop and drop their switches: TAP fds close, XDP detaches.
     control.shutdown();
     if served.is_ok() {
