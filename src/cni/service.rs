@@ -226,9 +226,9 @@ impl Service {
         check_container_id(&req.container_id)?;
         check_ifname(&req.ifname)?;
         let n = network_of(&req.network)?;
-        if !req.netns.starts_with('/') || !Path::new(&req.netns).exists() {
+        if !req.netns.starts_with('/') || !is_netns(&req.netns) {
             return Err(bad(format!(
-                "network namespace {:?} does not exist (want the path of one)",
+                "network namespace {:?} does not exist (want the path of one, such as /var/run/netns/NAME)",
                 req.netns
             )));
         }
@@ -389,6 +389,13 @@ impl Service {
             })
             .map_err(control_error)
     }
+}
+
+/// Whether `path` is a network namespace (a file of the kernel's nsfs,
+/// such as /var/run/netns/NAME or /proc/PID/ns/net), not just any file.
+fn is_netns(path: &str) -> bool {
+    use nix::sys::statfs::{NSFS_MAGIC, statfs};
+    statfs(path).is_ok_and(|s| s.filesystem_type() == NSFS_MAGIC)
 }
 
 /// The pool of rvswitch IPAM for subnet `s` (made with the gateway

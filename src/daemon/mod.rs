@@ -193,8 +193,7 @@ where
         control.set_cnm(p.driver());
     }
     // CNI attachments share the Docker driver's uplink (one per daemon).
-    let uplink =
-        crate::fabric::Uplink::for_driver(&crate::docker::driver_name(&args.docker.docker_socket));
+    let uplink = crate::fabric::Uplink::for_driver(&args.docker.name());
     let cni =
         crate::cni::service::Service::open(db.clone(), control.clone(), uplink, &args.state_dir)
             .map_err(|e| DaemonError::Cni(e.to_string()))?;
