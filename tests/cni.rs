@@ -5,7 +5,8 @@
 //! network configuration on stdin, the result or error JSON on stdout.
 //! IPAM is rvswitch's own or the reference `host-local` plugin, and the
 //! reference `tuning` plugin runs chained after rvswitch, all from
-//! Debian's `containernetworking-plugins` (in /usr/lib/cni).
+//! Debian's `containernetworking-plugins` (in /usr/lib/cni). One test runs
+//! podman (its CNI backend) with a conflist naming rvswitch-cni.
 //!
 //! Judged with ping between namespaces, `ip` inside them, host-local's
 //! allocation files and the daemon's `/v1/cni/attachments`. Root only:
@@ -306,6 +307,16 @@ fn add_check_del_with_rvswitch_ipam_survive_a_restart() {
             .contains(&json!("1.1.0"))
     );
     s.ok("STATUS", "", None, "", &conf);
+    // `rvswitch cni` is the same plugin under the main binary's name.
+    let o = Command::new(BIN)
+        .arg("cni")
+        .env("CNI_COMMAND", "VERSION")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["cniVersion"], "1.1.0");
 
     let ra = s.ok("ADD", "ctr-a", Some(&a), "eth0", &conf);
     let rb = s.ok("ADD", "ctr-b", Some(&b), "eth0", &conf);
@@ -553,8 +564,14 @@ fn bad_calls_get_the_spec_errors_and_change_nothing() {
     nosuch["ipam"] = json!({"type": "no-such-ipam"});
     let e = s.error("ADD", "ctr-a", Some(&a), "eth0", &nosuch);
     assert_eq!(e["code"], 7, "{e}");
+    // A name the namespace already has: the interface cannot take it, and
+    // what was made for it is undone.
+    let e = s.error("ADD", "ctr-a", Some(&a), "lo", &conf);
+    assert!(e["msg"].as_str().unwrap().contains("lo"), "{e}");
     assert!(s.attachments().is_empty());
+    assert!(s.port_names().is_empty(), "{:?}", s.port_names());
     assert!(!links(&a).contains("eth0"));
+    assert_eq!(links(&a).lines().count(), 1, "{}", links(&a));
 
     // The network exists once attached: another description of it is
     // refused, and the first attachment is untouched.
@@ -568,4 +585,159 @@ fn bad_calls_get_the_spec_errors_and_change_nothing() {
     assert!(!links(&b).contains("eth0"), "{}", links(&b));
     s.ok("CHECK", "ctr-a", Some(&a), "eth0", &with_prev(&conf, &ra));
     s.ok("DEL", "ctr-a", Some(&a), "eth0", &conf);
+}
+
+/// `podman` with its CNI network backend, all of its state under `dir`.
+struct Podman {
+    dir: PathBuf,
+}
+
+impl Podman {
+    fn new(s: &Setup, net: &str) -> Podman {
+        let dir = s.dir.join("podman");
+        for d in ["net", "img/bin"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        std::fs::write(
+            dir.join("containers.conf"),
+            format!(
+                "[network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = [\"{}\", \"{REFERENCE_PLUGINS}\"]\n\
+                 network_config_dir = \"{}\"\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+                s.dir.join("bin").display(),
+                dir.join("net").display()
+            ),
+        )
+        .unwrap();
+        // A conflist as a CNI user writes one (1.0.0: podman 4.3's libcni).
+        let list = json!({
+            "cniVersion": "1.0.0",
+            "name": net,
+            "plugins": [{
+                "type": "rvswitch-cni",
+                "socket": s.socket(),
+                "ipam": s.host_local("10.248.0.0/24"),
+            }],
+        });
+        std::fs::write(dir.join(format!("net/{net}.conflist")), list.to_string()).unwrap();
+        // The image: Debian's static busybox.
+        let img = dir.join("img");
+        std::fs::copy("/bin/busybox", img.join("bin/busybox")).unwrap();
+        for a in ["sh", "ping", "sleep"] {
+            std::os::unix::fs::symlink("busybox", img.join("bin").join(a)).unwrap();
+        }
+        let p = Podman { dir };
+        let archive = p.dir.join("img.tar");
+        let t = Command::new("tar")
+            .arg("-C")
+            .arg(&img)
+            .arg("-cf")
+            .arg(&archive)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(t.success(), "tar of the image");
+        let o = p
+            .cmd()
+            .args(["import", "--change", "ENV=PATH=/bin"])
+            .arg(&archive)
+            .arg("localhost/rvs-cni-bb:latest")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "podman import: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        p
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+            .arg("--root")
+            .arg(self.dir.join("root"))
+            .arg("--runroot")
+            .arg(self.dir.join("run"))
+            .arg("--tmpdir")
+            .arg(self.dir.join("tmp"))
+            .args(["--storage-driver", "vfs"]);
+        c
+    }
+
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.cmd().args(args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "podman {args:?}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.cmd().args(["rm", "-a", "-f", "-t", "0"]).output();
+    }
+}
+
+#[test]
+fn podman_runs_containers_on_an_rvswitch_network() {
+    if !cni_or_skip("podman_runs_containers_on_an_rvswitch_network") {
+        return;
+    }
+    let has_podman = Command::new("podman").arg("--version").output().is_ok();
+    if !common::run_or_skip(
+        "podman_runs_containers_on_an_rvswitch_network",
+        if has_podman {
+            Ok(())
+        } else {
+            Err("needs podman (apt-get install podman)".into())
+        },
+    ) {
+        return;
+    }
+    let s = Setup::start();
+    let net = unique("podn");
+    let p = Podman::new(&s, &net);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        // Limits this machine lets a container set (podman's defaults
+        // raise them, which needs CAP_SYS_RESOURCE).
+        ids.push(p.ok(&[
+            "run",
+            "-d",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=4096:4096",
+            "--network",
+            &net,
+            "localhost/rvs-cni-bb:latest",
+            "sleep",
+            "600",
+        ]));
+    }
+    let ip_of = |id: &str| {
+        p.ok(&[
+            "inspect",
+            "-f",
+            &format!("{{{{.NetworkSettings.Networks.{net}.IPAddress}}}}"),
+            id,
+        ])
+    };
+    let ip_b = ip_of(&ids[1]);
+    assert!(ip_b.starts_with("10.248.0."), "{ip_b}");
+    p.ok(&["exec", &ids[0], "ping", "-c", "2", "-W", "2", &ip_b]);
+    // The daemon holds an attachment per container, under podman's ids.
+    let mut got: Vec<String> = s.attachments().into_iter().map(|a| a.1).collect();
+    got.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(got, want);
+    // Removing the containers runs DEL.
+    p.ok(&["rm", "-f", "-t", "0", &ids[0], &ids[1]]);
+    assert!(s.attachments().is_empty());
 }
