@@ -30,31 +30,61 @@ use rvs_store::{Batch, Db, Table};
 use super::{
     AttachRequest, Attachment, CniAddress, CniNetwork, CniRoute, attachment_id, network_id,
 };
-use crate::daemon::control::{Control, ControlError};
-use crate::fabric::{SwitchFabric, Uplink};
+use crate::fabric::SwitchFabric;
 
 /// Attachment id → [`Attachment`].
 const ATTACHMENTS: Table<Attachment> = Table::new("cni_attachments");
 
-type Result<T, E = ControlError> = std::result::Result<T, E>;
-
-fn bad(what: impl Into<String>) -> ControlError {
-    ControlError::BadRequest(what.into())
+/// Why an attachment call was refused (the API maps each class onto its
+/// status); nothing changed when one is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Internal(String),
 }
 
-fn control_error(e: DriverError) -> ControlError {
-    let msg = e.to_string();
-    match e {
-        DriverError::Request(_)
-        | DriverError::Options(_)
-        | DriverError::Model(_)
-        | DriverError::Ipam(_) => ControlError::BadRequest(msg),
-        DriverError::Conflict(_) => ControlError::Conflict(msg),
-        DriverError::UnknownNetwork(_) | DriverError::UnknownEndpoint { .. } => {
-            ControlError::NotFound(msg)
-        }
-        DriverError::Fabric(_) | DriverError::Store(_) => ControlError::Internal(msg),
+impl From<rvs_store::StoreError> for ServiceError {
+    fn from(e: rvs_store::StoreError) -> Self {
+        ServiceError::Internal(e.to_string())
     }
+}
+
+impl From<DriverError> for ServiceError {
+    fn from(e: DriverError) -> Self {
+        let msg = e.to_string();
+        match e {
+            DriverError::Request(_)
+            | DriverError::Options(_)
+            | DriverError::Model(_)
+            | DriverError::Ipam(_) => ServiceError::BadRequest(msg),
+            DriverError::Conflict(_) => ServiceError::Conflict(msg),
+            DriverError::UnknownNetwork(_) | DriverError::UnknownEndpoint { .. } => {
+                ServiceError::NotFound(msg)
+            }
+            DriverError::Fabric(_) | DriverError::Store(_) => ServiceError::Internal(msg),
+        }
+    }
+}
+
+type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+fn bad(what: impl Into<String>) -> ServiceError {
+    ServiceError::BadRequest(what.into())
+}
+
+/// The owner mark of the CNI links of the daemon with state directory
+/// `state_dir` (see [`SwitchFabric::owned_by`]): each daemon removes at
+/// start only the links of its own that no attachment holds.
+pub fn owner(state_dir: &Path) -> String {
+    let dir = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+    let tag = rvs_cnm::model::stable_hash(&[dir.as_os_str().as_encoded_bytes()]) as u32;
+    format!("cni-{tag:08x}")
 }
 
 /// The daemon's CNI attachments.
@@ -161,24 +191,12 @@ fn network_of(c: &CniNetwork) -> Result<Network> {
 impl Service {
     /// Load the CNI driver's state from `db`, forget attachments whose
     /// namespace went while the daemon was down, and make the rest again
-    /// in the switch. `uplink` is the Docker driver's (one per daemon);
-    /// `state_dir` tells this daemon's links from another's (each marks
-    /// its links `rvswitch:cni-<hash of its state dir>`, and removes at
-    /// start only those of its own that no attachment holds).
-    pub fn open(
-        db: Arc<Db>,
-        control: Arc<Control>,
-        uplink: Uplink,
-        state_dir: &Path,
-    ) -> Result<Service> {
-        let dir = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
-        let tag = rvs_cnm::model::stable_hash(&[dir.as_os_str().as_encoded_bytes()]) as u32;
-        let fabric = Arc::new(
-            SwitchFabric::with_uplink(control, uplink).owned_by(&format!("cni-{tag:08x}")),
-        );
+    /// in the switch through `fabric` (the daemon's, with the Docker
+    /// driver's uplink and this daemon's [`owner`] mark).
+    pub fn open(db: Arc<Db>, fabric: Arc<SwitchFabric>) -> Result<Service> {
         let store = Store::with_tables(db.clone(), &rvs_cnm::store::CNI_TABLES);
         let driver = Driver::open(store, fabric.clone(), IpamConfig::default())
-            .map_err(|e| ControlError::Internal(format!("CNI state: {e}")))?;
+            .map_err(|e| ServiceError::Internal(format!("CNI state: {e}")))?;
         let s = Service {
             driver: Arc::new(driver),
             db,
@@ -218,7 +236,7 @@ impl Service {
         self.list()?
             .into_iter()
             .find(|a| a.id == id)
-            .ok_or_else(|| ControlError::NotFound(format!("no CNI attachment {id}")))
+            .ok_or_else(|| ServiceError::NotFound(format!("no CNI attachment {id}")))
     }
 
     /// ADD: make the attachment, or return it when it exists as asked.
@@ -280,7 +298,7 @@ impl Service {
             if old.netns == req.netns {
                 return Ok(old);
             }
-            return Err(ControlError::Conflict(format!(
+            return Err(ServiceError::Conflict(format!(
                 "container {} already has interface {} on network {} in namespace {}; DEL it first",
                 req.container_id, req.ifname, req.network.name, old.netns
             )));
@@ -340,7 +358,7 @@ impl Service {
                 self.db.commit(b)?;
                 Ok(a)
             })
-            .map_err(control_error)
+            .map_err(ServiceError::from)
     }
 
     /// DEL: remove the attachment (gone already: success), and its network
@@ -387,7 +405,7 @@ impl Service {
                 self.db.commit(b)?;
                 Ok(())
             })
-            .map_err(control_error)
+            .map_err(ServiceError::from)
     }
 }
 
@@ -483,13 +501,13 @@ mod tests {
         bad_subnet.subnets[0].subnet = "10.9.0.0".into();
         assert!(matches!(
             network_of(&bad_subnet),
-            Err(ControlError::BadRequest(_))
+            Err(ServiceError::BadRequest(_))
         ));
         let mut bad_name = c;
         bad_name.name = "a b".into();
         assert!(matches!(
             network_of(&bad_name),
-            Err(ControlError::BadRequest(_))
+            Err(ServiceError::BadRequest(_))
         ));
     }
 }

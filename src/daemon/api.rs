@@ -621,7 +621,7 @@ async fn cnm_sandboxes(State(c): State<Shared>) -> ApiResult {
 #[utoipa::path(get, path = "/v1/cni/attachments", operation_id = "listCniAttachments", tag = "cni",
     responses((status = 200, description = "Attachments", body = Vec<crate::cni::Attachment>)))]
 async fn list_cni_attachments(State(c): State<Shared>) -> ApiResult {
-    ok(&run(&c, |c| c.cni()?.list()).await?)
+    ok(&run(&c, |c| c.cni_attachments()).await?)
 }
 
 /// Attach a container's interface (CNI ADD): creates the network with its
@@ -633,7 +633,7 @@ async fn list_cni_attachments(State(c): State<Shared>) -> ApiResult {
     responses((status = 200, description = "Attached", body = crate::cni::Attachment), (status = 400, description = "Bad input (names, addresses, a namespace that does not exist); nothing changed", body = ErrorBody), (status = 409, description = "The network exists with other settings, or the interface is attached in another namespace", body = ErrorBody), (status = 500, description = "Plumbing or store failure; nothing changed", body = ErrorBody)))]
 async fn create_cni_attachment(State(c): State<Shared>, b: Bytes) -> ApiResult {
     let req: crate::cni::AttachRequest = body(&b)?;
-    ok(&run(&c, move |c| c.cni()?.attach(req)).await?)
+    ok(&run(&c, move |c| c.cni_attach(req)).await?)
 }
 
 /// One CNI attachment
@@ -641,7 +641,7 @@ async fn create_cni_attachment(State(c): State<Shared>, b: Bytes) -> ApiResult {
     params(("id" = String, Path, description = "Attachment id (`cni-` and 16 hex digits)")),
     responses((status = 200, description = "The attachment", body = crate::cni::Attachment), (status = 404, description = "No such attachment", body = ErrorBody)))]
 async fn get_cni_attachment(State(c): State<Shared>, Path(id): Path<String>) -> ApiResult {
-    ok(&run(&c, move |c| c.cni()?.get(&id)).await?)
+    ok(&run(&c, move |c| c.cni_attachment(&id)).await?)
 }
 
 /// Remove a CNI attachment (CNI DEL), and its network with the last one;
@@ -650,7 +650,7 @@ async fn get_cni_attachment(State(c): State<Shared>, Path(id): Path<String>) -> 
     params(("id" = String, Path, description = "Attachment id (`cni-` and 16 hex digits)")),
     responses((status = 204, description = "Removed (or was not there)"), (status = 500, description = "Plumbing or store failure", body = ErrorBody)))]
 async fn delete_cni_attachment(State(c): State<Shared>, Path(id): Path<String>) -> ApiResult {
-    run(&c, move |c| c.cni()?.detach(&id)).await?;
+    run(&c, move |c| c.cni_detach(&id)).await?;
     no_content()
 }
 

@@ -193,10 +193,13 @@ where
         control.set_cnm(p.driver());
     }
     // CNI attachments share the Docker driver's uplink (one per daemon).
-    let uplink = crate::fabric::Uplink::for_driver(&args.docker.name());
-    let cni =
-        crate::cni::service::Service::open(db.clone(), control.clone(), uplink, &args.state_dir)
-            .map_err(|e| DaemonError::Cni(e.to_string()))?;
+    let fabric = crate::fabric::SwitchFabric::with_uplink(
+        control.clone(),
+        crate::fabric::Uplink::for_driver(&args.docker.name()),
+    )
+    .owned_by(&crate::cni::service::owner(&args.state_dir));
+    let cni = crate::cni::service::Service::open(db.clone(), Arc::new(fabric))
+        .map_err(|e| DaemonError::Cni(e.to_string()))?;
     control.set_cni(Some(Arc::new(cni)));
     if let Some(c) = &cluster {
         control.set_cluster(c.clone());
