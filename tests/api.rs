@@ -180,6 +180,7 @@ impl InProc {
             workers: 1,
             worker_rt_priority: None,
             log_format: rvswitch::daemon::LogFormat::Text,
+            metrics_listen: None,
             test_memory_ports: false,
             api: Default::default(),
             docker: Default::default(),

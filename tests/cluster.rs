@@ -1304,3 +1304,235 @@ fn a_store_with_authentication_takes_a_user_and_refuses_anonymous_hosts() {
     assert_eq!(a.members().len(), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One etcd member serving clients over TLS only, with client certificates
+/// required (`--client-cert-auth`); its certificates made with openssl.
+struct TlsEtcd {
+    dir: PathBuf,
+    port: u16,
+    child: Child,
+}
+
+impl Drop for TlsEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `openssl ARGS` in `dir`, which must succeed.
+fn openssl(dir: &Path, args: &[&str]) {
+    let o = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A CA (`NAME-ca.pem`) and, signed by it, a certificate for `usage`
+/// (`serverAuth` with an IP SAN 127.0.0.1, or `clientAuth`).
+fn make_ca(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &format!("{name}-ca.key"),
+            "-out",
+            &format!("{name}-ca.pem"),
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name} test CA"),
+        ],
+    );
+}
+
+fn make_cert(dir: &Path, ca: &str, name: &str, usage: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    std::fs::write(
+        dir.join(format!("{name}.ext")),
+        format!("subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n"),
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}-ca.pem"),
+            "-CAkey",
+            &format!("{ca}-ca.key"),
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+        ],
+    );
+}
+
+impl TlsEtcd {
+    fn start() -> TlsEtcd {
+        let dir = std::env::temp_dir().join(unique("rvstls"));
+        std::fs::create_dir_all(&dir).unwrap();
+        make_ca(&dir, "good");
+        make_ca(&dir, "other");
+        make_cert(&dir, "good", "server", "serverAuth");
+        make_cert(&dir, "good", "client", "clientAuth");
+        let ip = Ipv4Addr::LOCALHOST;
+        let (port, peer) = (free_port(ip), free_port(ip));
+        let client_url = format!("https://127.0.0.1:{port}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(dir.join("etcd.log")).unwrap();
+        let child = Command::new(ETCD)
+            .current_dir(&dir)
+            .args(["--name", "t0", "--data-dir", "t0.etcd"])
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("t0={peer_url}")])
+            .args(["--cert-file", "server.pem", "--key-file", "server.key"])
+            .args(["--trusted-ca-file", "good-ca.pem", "--client-cert-auth"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let e = TlsEtcd { dir, port, child };
+        let up = eventually(Duration::from_secs(20), || {
+            Command::new("curl")
+                .current_dir(&e.dir)
+                .args(["-s", "--cacert", "good-ca.pem", "--cert", "client.pem"])
+                .args(["--key", "client.key"])
+                .arg(format!("https://127.0.0.1:{}/health", e.port))
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(r#""health":"true""#))
+        });
+        assert!(
+            up.is_some(),
+            "TLS etcd not healthy: {}",
+            std::fs::read_to_string(e.dir.join("etcd.log")).unwrap_or_default()
+        );
+        e
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.dir.join(name).to_string_lossy().into_owned()
+    }
+}
+
+/// `--store etcds://…` with `--store-ca`, `--store-cert`, `--store-key`:
+/// the daemon joins a store that takes TLS clients with certificates only;
+/// without a client certificate, with a CA that did not sign the server's,
+/// over plain etcd:// or with no CA at all, it does not start, and says why.
+#[test]
+fn a_store_over_tls_takes_a_client_certificate_and_refuses_without_one() {
+    if !etcd_or_skip("a_store_over_tls_takes_a_client_certificate_and_refuses_without_one") {
+        return;
+    }
+    let etcd = TlsEtcd::start();
+    let url = format!("etcds://127.0.0.1:{}", etcd.port);
+    let (ca, cert, key) = (
+        etcd.file("good-ca.pem"),
+        etcd.file("client.pem"),
+        etcd.file("client.key"),
+    );
+    let a = Host::start_with(
+        "ht",
+        "10.99.0.1",
+        &[
+            "--store",
+            &url,
+            "--store-ca",
+            &ca,
+            "--store-cert",
+            &cert,
+            "--store-key",
+            &key,
+        ],
+    );
+    assert_eq!(a.members(), [("ht".to_string(), "10.99.0.1".to_string())]);
+    let plain = format!("etcd://127.0.0.1:{}", etcd.port);
+    let other_ca = etcd.file("other-ca.pem");
+    let cases: [(Vec<&str>, &str); 5] = [
+        (vec!["--store", &url, "--store-ca", &ca], "cluster store"),
+        (
+            vec![
+                "--store",
+                &url,
+                "--store-ca",
+                &other_ca,
+                "--store-cert",
+                &cert,
+                "--store-key",
+                &key,
+            ],
+            "cluster store",
+        ),
+        (vec!["--store", &plain], "cluster store"),
+        (
+            vec!["--store", &url, "--store-cert", &cert, "--store-key", &key],
+            "needs --store-ca",
+        ),
+        (vec!["--store", &plain, "--store-ca", &ca], "etcds://"),
+    ];
+    for (extra, why) in cases {
+        let dir = etcd.dir.join(unique("b"));
+        let o = Command::new(common::BIN)
+            .arg("daemon")
+            .arg("--test-memory-ports")
+            .arg("--socket")
+            .arg(dir.join("b.sock"))
+            .arg("--state-dir")
+            .arg(dir.join("b"))
+            .args(["--vtep", "10.99.0.2", "--host-name", "hb"])
+            .args(&extra)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{extra:?} started");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains(why), "{extra:?}: {e}");
+        println!(
+            "refused: {}",
+            e.lines()
+                .rfind(|l| l.contains(why))
+                .unwrap_or_default()
+                .trim()
+        );
+    }
+    assert_eq!(a.members().len(), 1, "no refused host registered");
+}

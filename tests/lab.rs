@@ -859,3 +859,89 @@ fn a_reconfigure_stopped_half_way_is_recorded_as_far_as_it_went_and_finished_by_
     assert_eq!(lab.names("sw", &["domain", "list"]), ["extra", "lan"]);
     lab.destroy_clean();
 }
+
+/// A containerlab topology (`examples/containers.clab.yml`) deploys
+/// unchanged, found with `-t`: its linux nodes are containers of the real
+/// Docker engine wired through rvswitch, a link and a bridge are separate
+/// networks (same subnet, no reach across), `exec:` ran inside the
+/// containers, and destroy removes the containers with the rest.
+#[test]
+fn a_containerlab_topology_deploys_containers_wired_through_the_switch() {
+    if !root_or_skip("a_containerlab_topology_deploys_containers_wired_through_the_switch") {
+        return;
+    }
+    let docker = Command::new("docker").arg("info").output();
+    let ready = match docker {
+        Ok(o) if o.status.success() => {
+            Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/docker-image"))
+                .output()
+                .map_err(|e| e.to_string())
+                .and_then(|o| {
+                    if o.status.success() {
+                        Ok(())
+                    } else {
+                        Err(format!("scripts/docker-image: {}", text(&o)))
+                    }
+                })
+        }
+        Ok(o) => Err(format!("needs a running dockerd: {}", text(&o))),
+        Err(e) => Err(format!("needs the docker CLI: {e}")),
+    };
+    if !common::run_or_skip("a_containerlab_topology_deploys_containers", ready) {
+        return;
+    }
+    let lab = Lab::new(&example("containers.clab.yml"));
+    let o = rvs(&["lab", "deploy", "-t", lab.f()]);
+    assert!(o.status.success(), "deploy: {}", text(&o));
+    assert!(text(&o).contains("[3/3] node c3 wired"), "{}", text(&o));
+    let containers = || {
+        let o = Command::new("docker")
+            .args(["ps", "-a", "--format", "{{.Names}} {{.State}}"])
+            .args(["--filter", &format!("label=rvswitch.lab={}", lab.name)])
+            .output()
+            .unwrap();
+        let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        containers(),
+        ["c1", "c2", "c3"].map(|n| format!("{}-{n} running", lab.name))
+    );
+    let ping = |from: &str, to: &str| {
+        rvs(&[
+            "lab",
+            "exec",
+            "-t",
+            lab.f(),
+            from,
+            "--",
+            "ping",
+            "-c1",
+            "-W2",
+            to,
+        ])
+        .status
+        .success()
+    };
+    assert!(ping("c1", "192.168.7.2"), "c1 to c2 over link1");
+    assert!(ping("c1", "192.168.8.3"), "c1 to c3 over the bridge");
+    assert!(
+        !ping("c2", "192.168.7.3"),
+        "link1 and br1 are separate networks"
+    );
+    // `exec:` ran in the container: busybox's hostname is the node's name.
+    let o = rvs(&["lab", "exec", "-t", lab.f(), "c2", "--", "hostname"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "c2");
+    let o = rvs(&["lab", "destroy", "-t", lab.f()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        containers().is_empty(),
+        "containers left: {:?}",
+        containers()
+    );
+    assert!(lab.leftovers().is_empty(), "{:?}", lab.leftovers());
+}

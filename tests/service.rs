@@ -40,9 +40,22 @@ fn daemon(
     std::path::PathBuf,
     Option<std::process::ChildStderr>,
 ) {
+    daemon_with(tag, json_logs, &[])
+}
+
+/// [`daemon`] with more daemon arguments.
+fn daemon_with(
+    tag: &str,
+    json_logs: bool,
+    extra: &[&str],
+) -> (
+    Cleanup,
+    std::path::PathBuf,
+    Option<std::process::ChildStderr>,
+) {
     let dir = tmp(tag);
     let mut cmd = Command::new(BIN);
-    cmd.args(["daemon", "--test-memory-ports"]);
+    cmd.args(["daemon", "--test-memory-ports"]).args(extra);
     if json_logs {
         cmd.args(["--log-format", "json"]).env("RUST_LOG", "info");
     }
@@ -378,4 +391,141 @@ fn the_log_filter_changes_at_run_time() {
         }
     }
     assert!(seen, "no debug line after the filter changed");
+}
+
+/// A free TCP port on loopback (bound, then released for the daemon).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `--metrics-listen`: Prometheus scrapes `/metrics` over TCP, and that
+/// address serves nothing else — no route of the control API, read or
+/// write, answers there, and a write sent there changes nothing.
+#[test]
+fn metrics_listen_serves_metrics_over_tcp_and_nothing_of_the_control_api() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let (_guard, sock, _) = daemon_with("mtcp", false, &["--metrics-listen", &addr]);
+    common::ctl_ok(&sock, &["domain", "add", "bd-t"]);
+    let curl = |args: &[&str], url: &str| -> String {
+        let out = Command::new("curl")
+            .args(["-s", "-i", "--max-time", "10"])
+            .args(args)
+            .arg(url)
+            .output()
+            .expect("curl is installed");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let m = curl(&[], &format!("http://{addr}/metrics"));
+    assert!(m.starts_with("HTTP/1.1 200"), "{m}");
+    assert!(
+        m.contains("rvswitch_domain_ports{domain=\"bd-t\",worker=\"0\"} 0"),
+        "the metrics of this daemon: {m}"
+    );
+    assert!(m.trim_end().ends_with("# EOF"), "{m}");
+    let r = curl(&[], &format!("http://{addr}/v1/domains"));
+    assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+    let w = curl(
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            r#"{"name":"bd-x"}"#,
+        ],
+        &format!("http://{addr}/v1/domains"),
+    );
+    assert!(w.starts_with("HTTP/1.1 404"), "{w}");
+    let listed = common::ctl_ok(&sock, &["domain", "list"]);
+    assert!(
+        !listed.contains("bd-x"),
+        "a write over TCP changed nothing: {listed}"
+    );
+    let p = curl(&["-X", "POST"], &format!("http://{addr}/metrics"));
+    assert!(p.starts_with("HTTP/1.1 405"), "{p}");
+}
+
+/// A metrics address that cannot be bound stops the daemon at start with
+/// the address in the message, before it says it is ready.
+#[test]
+fn an_unbindable_metrics_address_is_refused_at_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tmp("mbad");
+    let out = Command::new(BIN)
+        .args(["daemon", "--test-memory-ports", "--metrics-listen", &addr])
+        .arg("--socket")
+        .arg(dir.join("api.sock"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .output()
+        .unwrap();
+    let _cleanup = Cleanup(dir, None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("--metrics-listen {addr}")), "{err}");
+    drop(taken);
+}
+
+/// `ctl -q` and `ctl --format`, Docker's two habits for scripts: names one
+/// a line; a Go template per item, with `json` and a `table` header; a bad
+/// template is refused before anything is sent.
+#[test]
+fn ctl_quiet_and_format_print_what_scripts_read() {
+    let (_guard, sock, _) = daemon("fmt", false);
+    assert_eq!(
+        common::ctl_ok(&sock, &["domain", "create", "bd-a", "-q"]),
+        "bd-a\n"
+    );
+    common::ctl_ok(&sock, &["domain", "create", "bd-b"]);
+    common::ctl_ok(
+        &sock,
+        &["port", "add", "pq1", "--kind", "tap", "--domain", "bd-a"],
+    );
+    assert_eq!(
+        common::ctl_ok(&sock, &["domain", "ls", "-q"]),
+        "bd-a\nbd-b\n"
+    );
+    assert_eq!(common::ctl_ok(&sock, &["port", "ls", "--quiet"]), "pq1\n");
+    assert_eq!(
+        common::ctl_ok(
+            &sock,
+            &["domain", "ls", "--format", "{{.name}}={{json .ports}}"]
+        ),
+        "bd-a=[\"pq1\"]\nbd-b=[]\n"
+    );
+    let t = common::ctl_ok(
+        &sock,
+        &[
+            "domain",
+            "ls",
+            "--format",
+            "table {{.name}}\\t{{len .ports}}",
+        ],
+    );
+    let lines: Vec<Vec<&str>> = t.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(
+        lines,
+        [vec!["NAME", "PORTS"], vec!["bd-a", "1"], vec!["bd-b", "0"]]
+    );
+    assert_eq!(
+        common::ctl_ok(
+            &sock,
+            &["domain", "inspect", "bd-a", "--format", "{{.aging_secs}}"]
+        ),
+        "300\n"
+    );
+    let bad = common::ctl_raw(&sock, &["domain", "create", "bd-c", "--format", "{{.name"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--format"));
+    assert_eq!(
+        common::ctl_ok(&sock, &["domain", "ls", "-q"]),
+        "bd-a\nbd-b\n",
+        "a refused format sent nothing"
+    );
 }

@@ -577,10 +577,16 @@ pub fn plan(old: &Topology, new: &Topology) -> Result<Plan, Vec<String>> {
     let mut steps = Vec::new();
     // Nodes in both, also unchanged ones: their ports change with their
     // networks' domain or VLAN.
+    // A container node whose image or command changed is a new container:
+    // removed and added, not kept.
+    let same_node = |o: &NodeDef| {
+        new.node(&o.name)
+            .filter(|n| n.image == o.image && n.cmd == o.cmd)
+    };
     let kept_nodes: Vec<(&NodeDef, &NodeDef)> = old
         .nodes
         .iter()
-        .filter_map(|o| new.node(&o.name).map(|n| (o, n)))
+        .filter_map(|o| same_node(o).map(|n| (o, n)))
         .collect();
 
     // --- Removals, outside in.
@@ -590,7 +596,7 @@ pub fn plan(old: &Topology, new: &Topology) -> Result<Plan, Vec<String>> {
         }
     }
     for n in &old.nodes {
-        if new.node(&n.name).is_none() {
+        if same_node(n).is_none() {
             steps.push(Step::RemoveNode(n.clone()));
         }
     }
@@ -708,7 +714,7 @@ pub fn plan(old: &Topology, new: &Topology) -> Result<Plan, Vec<String>> {
         }
     }
     for n in &new.nodes {
-        if old.node(&n.name).is_none() {
+        if !kept_nodes.iter().any(|(_, k)| k.name == n.name) {
             steps.push(Step::AddNode(n.clone()));
         }
     }

@@ -25,6 +25,7 @@
 //!
 //! See docs/operations.md ("Labs") for every field.
 
+mod clab;
 mod diff;
 mod graph;
 mod parse;
@@ -267,6 +268,13 @@ pub struct NodeDef {
     /// More names the node answers to in the embedded DNS (besides its own).
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// A container node: Docker runs this image (with no network of its
+    /// own) and the lab wires the container's namespace like any other.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// A container node's command (default: the image's).
+    #[serde(default)]
+    pub cmd: Option<String>,
 }
 
 /// A trunk between two bridge domains (on one switch or two).

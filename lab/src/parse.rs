@@ -28,8 +28,32 @@ pub fn parse_file(path: &Path) -> Result<Topology, LabErrors> {
     parse(&file, &text)
 }
 
-/// Validate a topology given as text; `file` names it in errors.
+/// Validate a topology given as text; `file` names it in errors. A
+/// containerlab topology is rewritten first (`clab.rs`), and errors found
+/// in the rewritten text are put back on the lines they came from.
 pub fn parse(file: &str, text: &str) -> Result<Topology, LabErrors> {
+    if !super::clab::is_containerlab(text) {
+        return parse_lab(file, text);
+    }
+    let (lab, from) = super::clab::translate(file, text)?;
+    parse_lab(file, &lab).map_err(|mut e| {
+        for x in &mut e.0 {
+            x.pos = Pos {
+                line: x
+                    .pos
+                    .line
+                    .checked_sub(1)
+                    .and_then(|i| from.get(i))
+                    .copied()
+                    .unwrap_or(0),
+                col: 1,
+            };
+        }
+        e
+    })
+}
+
+fn parse_lab(file: &str, text: &str) -> Result<Topology, LabErrors> {
     let mut p = P {
         file,
         errs: Vec::new(),
@@ -759,7 +783,15 @@ impl P<'_> {
             let Some(f) = self.fields(
                 v,
                 &path,
-                &["interfaces", "routes", "sysctls", "exec", "aliases"],
+                &[
+                    "interfaces",
+                    "routes",
+                    "sysctls",
+                    "exec",
+                    "aliases",
+                    "image",
+                    "cmd",
+                ],
             ) else {
                 continue;
             };
@@ -837,6 +869,27 @@ impl P<'_> {
                     }
                 }
             }
+            let image = f.get("image").and_then(|x| {
+                let ip = join(&path, "image");
+                let s = self.string(x, &ip)?;
+                if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    self.err(npos(x), &ip, format!("bad image reference {s:?}"));
+                    return None;
+                }
+                Some(s)
+            });
+            let cmd = f.get("cmd").and_then(|x| {
+                let cp = join(&path, "cmd");
+                let s = self.string(x, &cp)?;
+                if image.is_none() {
+                    self.err(
+                        npos(x),
+                        &cp,
+                        "`cmd` is a container node's command: it needs `image`",
+                    );
+                }
+                Some(s)
+            });
             out.push(NodeDef {
                 netns: netns_name(lab, &name),
                 name,
@@ -846,6 +899,8 @@ impl P<'_> {
                 sysctls,
                 exec,
                 aliases,
+                image,
+                cmd,
             });
         }
         out

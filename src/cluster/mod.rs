@@ -85,6 +85,18 @@ pub struct ClusterArgs {
     /// on the command line.
     #[arg(long, value_name = "PATH", requires = "store_user")]
     pub store_password_file: Option<std::path::PathBuf>,
+    /// With `etcds://`: the CA certificate (PEM) the etcd members' server
+    /// certificates are checked against (etcd's `--trusted-ca-file` side;
+    /// `etcdctl --cacert`).
+    #[arg(long, value_name = "PATH")]
+    pub store_ca: Option<std::path::PathBuf>,
+    /// With `etcds://`: this host's client certificate (PEM), for members
+    /// run with `--client-cert-auth` (`etcdctl --cert`).
+    #[arg(long, value_name = "PATH", requires = "store_key")]
+    pub store_cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM; `etcdctl --key`).
+    #[arg(long, value_name = "PATH", requires = "store_cert")]
+    pub store_key: Option<std::path::PathBuf>,
     /// Keys per read when the cluster's view is read whole (at start and
     /// after a lost watch). Hidden: the tests make it small to read in
     /// many pages.
@@ -102,6 +114,9 @@ impl Default for ClusterArgs {
             vtep: None,
             store_user: None,
             store_password_file: None,
+            store_ca: None,
+            store_cert: None,
+            store_key: None,
             store_read_page: 1000,
         }
     }
@@ -148,8 +163,16 @@ pub struct EndpointRecord {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("--store {0:?}: expected etcd://HOST:PORT[,HOST:PORT...]")]
+    #[error("--store {0:?}: expected etcd://HOST:PORT[,HOST:PORT...] (etcds:// for TLS)")]
     Url(String),
+    #[error(
+        "--store etcds://... (TLS) needs --store-ca: the CA that signed the members' certificates"
+    )]
+    NeedCa,
+    #[error("--store-ca/--store-cert/--store-key are for TLS: write the store as etcds://...")]
+    TlsWithoutEtcds,
+    #[error("{0} {1}: {2}")]
+    TlsFile(&'static str, String, std::io::Error),
     #[error("--store needs --vtep ADDR: this host's underlay address for global networks")]
     NoVtep,
     #[error("--host-name {0:?}: expected 1-64 letters, digits, '-', '_' or '.'")]
@@ -237,10 +260,14 @@ pub struct Cluster {
     closing: AtomicBool,
 }
 
-fn endpoints_of(url: &str) -> Result<Vec<String>, ClusterError> {
-    let rest = url
-        .strip_prefix("etcd://")
-        .ok_or_else(|| ClusterError::Url(url.into()))?;
+/// The endpoints of `etcd://…` (plain) or `etcds://…` (TLS), and whether
+/// they are TLS.
+fn endpoints_of(url: &str) -> Result<(Vec<String>, bool), ClusterError> {
+    let (rest, tls) = match (url.strip_prefix("etcd://"), url.strip_prefix("etcds://")) {
+        (Some(r), _) => (r, false),
+        (_, Some(r)) => (r, true),
+        _ => return Err(ClusterError::Url(url.into())),
+    };
     let hosts: Vec<String> = rest
         .trim_end_matches('/')
         .split(',')
@@ -252,7 +279,31 @@ fn endpoints_of(url: &str) -> Result<Vec<String>, ClusterError> {
     {
         return Err(ClusterError::Url(url.into()));
     }
-    Ok(hosts.into_iter().map(|h| format!("http://{h}")).collect())
+    let scheme = if tls { "https" } else { "http" };
+    Ok((
+        hosts
+            .into_iter()
+            .map(|h| format!("{scheme}://{h}"))
+            .collect(),
+        tls,
+    ))
+}
+
+/// The TLS settings of `--store etcds://…`.
+fn tls_options(args: &ClusterArgs) -> Result<etcd_client::TlsOptions, ClusterError> {
+    let read = |flag: &'static str, p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| ClusterError::TlsFile(flag, p.display().to_string(), e))
+    };
+    let ca = args.store_ca.as_deref().ok_or(ClusterError::NeedCa)?;
+    let mut tls = etcd_client::TlsOptions::new()
+        .ca_certificate(etcd_client::Certificate::from_pem(read("--store-ca", ca)?));
+    if let (Some(cert), Some(key)) = (&args.store_cert, &args.store_key) {
+        tls = tls.identity(etcd_client::Identity::from_pem(
+            read("--store-cert", cert)?,
+            read("--store-key", key)?,
+        ));
+    }
+    Ok(tls)
 }
 
 /// How long an operation is tried again while the store is momentarily out
@@ -354,7 +405,14 @@ impl Cluster {
         let Some(url) = &args.store else {
             return Ok(None);
         };
-        let endpoints = endpoints_of(url)?;
+        let (endpoints, tls) = endpoints_of(url)?;
+        let tls = match tls {
+            true => Some(tls_options(args)?),
+            false if args.store_ca.is_some() || args.store_cert.is_some() => {
+                return Err(ClusterError::TlsWithoutEtcds);
+            }
+            false => None,
+        };
         let vtep = args.vtep.ok_or(ClusterError::NoVtep)?;
         let host = args.host_name.clone().unwrap_or_else(kernel_host_name);
         let valid = (1..=64).contains(&host.len())
@@ -374,6 +432,9 @@ impl Cluster {
             .with_connect_timeout(Duration::from_secs(3))
             .with_timeout(Duration::from_secs(5))
             .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+        if let Some(tls) = tls {
+            opts = opts.with_tls(tls);
+        }
         if let (Some(user), Some(file)) = (&args.store_user, &args.store_password_file) {
             let password = std::fs::read_to_string(file)
                 .map_err(|e| ClusterError::Password(file.display().to_string(), e))?;
@@ -1044,10 +1105,18 @@ mod tests {
     fn store_urls_name_etcd_members() {
         assert_eq!(
             endpoints_of("etcd://10.0.0.1:2379,h2:2379").unwrap(),
-            ["http://10.0.0.1:2379", "http://h2:2379"]
+            (
+                vec!["http://10.0.0.1:2379".to_string(), "http://h2:2379".into()],
+                false
+            )
+        );
+        assert_eq!(
+            endpoints_of("etcds://h1:2379").unwrap(),
+            (vec!["https://h1:2379".to_string()], true)
         );
         for bad in [
             "http://h:1",
+            "etcds://",
             "etcd://",
             "etcd://h",
             "etcd://h:1,,h:2",

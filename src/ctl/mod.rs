@@ -28,6 +28,7 @@ use crate::client::{Client, ClientError};
 use crate::daemon::DEFAULT_SOCKET;
 
 mod output;
+mod template;
 
 use output::Output;
 pub use output::{table, vlan_text};
@@ -38,8 +39,19 @@ pub struct CtlArgs {
     #[arg(long, global = true, default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
     /// Print the API's JSON instead of tables.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, conflicts_with_all = ["quiet", "format"])]
     pub json: bool,
+    /// Print only names (or ids), one a line, as `docker ls -q` does; for
+    /// scripts: `for p in $(rvswitch ctl port ls -q); do …`.
+    #[arg(short, long, global = true, conflicts_with = "format")]
+    pub quiet: bool,
+    /// Print each listed item (or the one shown) through a Go template over
+    /// its JSON fields, as Docker's `--format`: `'{{.name}} {{.worker}}'`,
+    /// `'{{json .ports}}'`, `'table {{.name}}\t{{.kind}}'` (a header row and
+    /// aligned columns). Functions: json, upper, lower, join, len, index,
+    /// and Go's others.
+    #[arg(long, global = true, value_name = "TEMPLATE")]
+    pub format: Option<String>,
     #[command(subcommand)]
     pub command: CtlCommand,
 }
@@ -500,8 +512,16 @@ impl PortOpts {
 
 /// Run one `ctl` command, printing its result to stdout.
 pub fn run(args: CtlArgs) -> Result<(), CtlError> {
+    let format = match &args.format {
+        Some(f) => Some(template::Format::parse(f).map_err(CtlError::Usage)?),
+        None => None,
+    };
     let c = Client::new(&args.socket)?;
-    let out = Output { json: args.json };
+    let out = Output {
+        json: args.json,
+        quiet: args.quiet,
+        format,
+    };
     match args.command {
         CtlCommand::Domain(cmd) => match cmd {
             DomainCmd::List => out.domains(&c.get("/v1/domains")?.ok()?),

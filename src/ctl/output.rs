@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use super::CtlError;
+use super::template::Format;
 use crate::client::Reply;
 
 /// Aligned columns: each as wide as its widest cell.
@@ -63,15 +64,71 @@ type Field<'a> = (&'a str, &'a dyn Fn(&Value) -> String);
 
 pub(super) struct Output {
     pub json: bool,
+    /// `-q`: only the name (or id) of each listed thing, one a line.
+    pub quiet: bool,
+    /// `--format`: each listed thing (or the one shown) through a template.
+    pub format: Option<Format>,
+}
+
+/// The name a `-q` list prints for one item: its `name`, else its `id`,
+/// else its first string field.
+fn quiet_name(v: &Value) -> String {
+    for k in ["name", "id", "mac", "prefix", "address"] {
+        if let Some(s) = v.get(k).filter(|s| !s.is_null()) {
+            return txt(s);
+        }
+    }
+    v.as_object()
+        .and_then(|o| o.values().find_map(|x| x.as_str().map(str::to_string)))
+        .unwrap_or_else(|| txt(v))
 }
 
 impl Output {
-    pub(super) fn print_json(&self, r: &Reply) -> Result<(), CtlError> {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&r.json()).unwrap_or_default()
-        );
+    /// Whether the reply is printed as data (`--json`, `--format`, `-q`)
+    /// rather than through a command's own table.
+    fn raw(&self) -> bool {
+        self.json || self.quiet || self.format.is_some()
+    }
+
+    /// `v` as data: through `--format` (each item of a list, or the one
+    /// value), as names with `-q`, else as pretty JSON.
+    fn print_value(&self, v: &Value) -> Result<(), CtlError> {
+        let items: Vec<&Value> = match v.as_array() {
+            Some(a) => a.iter().collect(),
+            None => vec![v],
+        };
+        if let Some(f) = &self.format {
+            let mut lines = Vec::with_capacity(items.len());
+            for i in items {
+                lines.push(f.render(i).map_err(CtlError::Usage)?);
+            }
+            match &f.table {
+                Some(h) => {
+                    let hs: Vec<&str> = h.iter().map(String::as_str).collect();
+                    let rows: Vec<Vec<String>> = lines
+                        .iter()
+                        .map(|l| l.split('\t').map(str::to_string).collect())
+                        .collect();
+                    print!("{}", table(&hs, &rows));
+                }
+                None => {
+                    for l in lines {
+                        println!("{l}");
+                    }
+                }
+            }
+        } else if self.quiet {
+            for i in items {
+                println!("{}", quiet_name(i));
+            }
+        } else {
+            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        }
         Ok(())
+    }
+
+    pub(super) fn print_json(&self, r: &Reply) -> Result<(), CtlError> {
+        self.print_value(&r.json())
     }
 
     /// `ctl show`: the whole switch as a tree (like `ovs-vsctl show`):
@@ -84,16 +141,18 @@ impl Output {
         routes: &Reply,
     ) -> Result<(), CtlError> {
         let (d, p, r) = (domains.json(), ports.json(), routes.json());
-        if self.json {
+        if self.raw() {
             let all = serde_json::json!({ "domains": d, "ports": p, "routes": r });
-            println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
-            return Ok(());
+            return self.print_value(&all);
         }
         print!("{}", show_tree(&d, &p, &r));
         Ok(())
     }
 
     pub(super) fn done(&self, msg: &str) -> Result<(), CtlError> {
+        if self.quiet || self.format.is_some() {
+            return Ok(());
+        }
         if self.json {
             println!("{{}}");
         } else {
@@ -103,7 +162,7 @@ impl Output {
     }
 
     pub(super) fn reply_or(&self, r: &Reply, msg: &str) -> Result<(), CtlError> {
-        if self.json {
+        if self.raw() {
             self.print_json(r)
         } else {
             self.done(msg)
@@ -116,7 +175,7 @@ impl Output {
         headers: &[&str],
         row: impl Fn(&Value) -> Vec<String>,
     ) -> Result<(), CtlError> {
-        if self.json {
+        if self.raw() {
             return self.print_json(r);
         }
         let rows: Vec<_> = r
@@ -129,7 +188,7 @@ impl Output {
     }
 
     fn fields(&self, r: &Reply, keys: &[Field<'_>]) -> Result<(), CtlError> {
-        if self.json {
+        if self.raw() {
             return self.print_json(r);
         }
         let v = r.json();
@@ -186,7 +245,7 @@ impl Output {
     }
 
     pub(super) fn remotes(&self, r: &Reply) -> Result<(), CtlError> {
-        if self.json {
+        if self.raw() {
             return self.print_json(r);
         }
         let v = r.json();
@@ -218,7 +277,7 @@ impl Output {
     }
 
     pub(super) fn stp(&self, r: &Reply) -> Result<(), CtlError> {
-        if self.json {
+        if self.raw() {
             return self.print_json(r);
         }
         let v = r.json();
@@ -264,7 +323,7 @@ impl Output {
 
     /// `ctl cluster`: this host's membership, then every member.
     pub(super) fn cluster(&self, r: &Reply) -> Result<(), CtlError> {
-        if self.json {
+        if self.raw() {
             return self.print_json(r);
         }
         let v = r.json();
@@ -480,7 +539,7 @@ impl Output {
     }
 
     pub(super) fn stats(&self, r: &Reply) -> Result<(), CtlError> {
-        if self.json {
+        if self.raw() {
             return self.print_json(r);
         }
         let v = r.json();
@@ -534,7 +593,7 @@ impl Output {
     }
 
     pub(super) fn port_stats(&self, r: &Reply) -> Result<(), CtlError> {
-        if self.json {
+        if self.raw() {
             return self.print_json(r);
         }
         let p = r.json();
@@ -558,7 +617,7 @@ impl Output {
     }
 
     pub(super) fn trace(&self, r: &Reply) -> Result<(), CtlError> {
-        if self.json {
+        if self.raw() {
             return self.print_json(r);
         }
         let v = r.json();

@@ -276,6 +276,29 @@ pub fn router(control: Shared) -> Router {
         .with_state(control)
 }
 
+/// The router of `--metrics-listen`: `GET /metrics` and nothing else — a
+/// TCP address is reachable by more than the socket's owner, so no part of
+/// the control API is served there.
+pub fn metrics_router(control: Shared) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .fallback(|| async {
+            ApiError {
+                status: StatusCode::NOT_FOUND,
+                message: "only /metrics is served on this address".into(),
+            }
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                message: "method not allowed on this resource".into(),
+            }
+        })
+        .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::middleware::from_fn(log_request))
+        .with_state(control)
+}
+
 /// Each request and its status, at debug level (`ctl log debug`).
 async fn log_request(
     req: axum::extract::Request,
@@ -383,12 +406,14 @@ impl Default for ApiLimits {
 /// nor a connection limit: hyper's header read timeout closes a connection
 /// that sends no request head for `api_idle_secs` — between requests as well
 /// as before the first — and a semaphore bounds the connections served.
-pub async fn serve(
-    listener: tokio::net::UnixListener,
+pub async fn serve<L>(
+    mut listener: L,
     app: Router,
     limits: &ApiLimits,
     stop: impl std::future::Future<Output = ()>,
-) {
+) where
+    L: axum::serve::Listener,
+{
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::server::graceful::GracefulShutdown;
     use hyper_util::service::TowerToHyperService;
@@ -417,16 +442,10 @@ pub async fn serve(
             s = slots.clone().acquire_owned() => s.expect("the semaphore is never closed"),
             () = &mut stop => break,
         };
+        // axum's `Listener::accept` retries failed accepts itself (out of
+        // fds, say), pausing instead of spinning.
         let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    // Out of fds, say: do not spin on it.
-                    tracing::warn!(error = %e, "API accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            (s, _) = listener.accept() => s,
             () = &mut stop => break,
         };
         let conn =

@@ -117,6 +117,8 @@ pub enum DaemonError {
     Docker(String),
     #[error("CNI attachments: {0}")]
     Cni(String),
+    #[error("--metrics-listen {0}: {1}")]
+    MetricsListen(std::net::SocketAddr, std::io::Error),
 }
 
 #[cfg(test)]

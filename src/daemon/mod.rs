@@ -84,6 +84,12 @@ pub struct DaemonArgs {
     /// a log collector).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Also serve `GET /metrics` (and nothing else) on this TCP address,
+    /// for a Prometheus that scrapes over the network, e.g.
+    /// `127.0.0.1:9477` or `[::]:9477`. The control API stays on the unix
+    /// socket only.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// FOR TESTS ONLY: every port is an in-memory port that carries no
     /// traffic, whatever its kind. Lets API tests run without TAP/XDP.
     #[arg(long, hide = true)]
@@ -217,6 +223,14 @@ where
     let socket = args.socket.clone();
     let served = rt.block_on(async {
         let listener = bind_socket(&socket)?;
+        let metrics_listener = match args.metrics_listen {
+            Some(a) => Some(
+                tokio::net::TcpListener::bind(a)
+                    .await
+                    .map_err(|e| DaemonError::MetricsListen(a, e))?,
+            ),
+            None => None,
+        };
         let plugin = plugin.as_ref().map(|p| p.serve()).transpose()?;
         tracing::info!(socket = %socket.display(), workers = args.workers, "control API listening");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -230,6 +244,21 @@ where
                 let _ = stop_rx.await;
             })
             .await
+        });
+        let metrics_server = metrics_listener.map(|l| {
+            if let Ok(a) = l.local_addr() {
+                tracing::info!(address = %a, "metrics listening");
+            }
+            let app = api::metrics_router(control.clone());
+            let limits = args.api.clone();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(async move {
+                api::serve(l, app, &limits, async {
+                    let _ = rx.await;
+                })
+                .await
+            });
+            (tx, task)
         });
         // Serving: tell whoever started us (systemd's Type=notify, the lab
         // tool, the tests), when they asked through NOTIFY_SOCKET.
@@ -250,6 +279,10 @@ where
             p.stop().await;
         }
         let _ = stop_tx.send(());
+        if let Some((tx, task)) = metrics_server {
+            let _ = tx.send(());
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, task).await;
+        }
         match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "API server task failed"),

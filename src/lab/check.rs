@@ -237,11 +237,17 @@ pub fn exec(topo: &Topology, node: &str, cmd: &[String]) -> Result<i32, LabError
             n.netns, topo.name
         )));
     }
-    let st = Command::new("ip")
-        .args(["netns", "exec", &n.netns])
-        .args(cmd)
-        .status()
-        .map_err(|e| err(format!("run ip netns exec (is iproute2 installed?): {e}")))?;
+    let st = if n.image.is_some() {
+        super::container::exec_command(n, cmd)
+            .status()
+            .map_err(|e| err(format!("run docker exec (is docker.io installed?): {e}")))?
+    } else {
+        Command::new("ip")
+            .args(["netns", "exec", &n.netns])
+            .args(cmd)
+            .status()
+            .map_err(|e| err(format!("run ip netns exec (is iproute2 installed?): {e}")))?
+    };
     Ok(st.code().unwrap_or(1))
 }
 

@@ -100,7 +100,7 @@ pub fn deploy(topo: &Topology, file: &Path) -> Result<(), LabError> {
 
     // Namespaces first: a switch may run inside a node's.
     for node in &topo.nodes {
-        ensure_netns(node, &paths, &mut st)?;
+        ensure_netns(topo, node, &paths, &mut st)?;
     }
     let switches = Switches::up(topo, &paths, &mut st)?;
     for d in topo.domain_specs() {
@@ -114,8 +114,17 @@ pub fn deploy(topo: &Topology, file: &Path) -> Result<(), LabError> {
     for sw in &topo.switches {
         ensure_switch_routes(topo, sw, switches.get(&sw.name))?;
     }
-    for node in &topo.nodes {
+    for (k, node) in topo.nodes.iter().enumerate() {
         ensure_node(topo, node, &paths, &mut st, &nl, &switches)?;
+        // Progress, as containerlab shows it (stderr: stdout is the table).
+        eprintln!(
+            "lab {}: [{}/{}] node {} wired ({} interface(s))",
+            topo.name,
+            k + 1,
+            topo.nodes.len(),
+            node.name,
+            node.interfaces.len()
+        );
     }
     for t in &topo.trunks {
         ensure_trunk(topo, t, &paths, &mut st, &nl, &switches)?;
@@ -414,12 +423,20 @@ pub(super) fn sysctls_in(
 /// A node's namespace, with IPv6 addresses usable at once (no duplicate
 /// address detection wait: a lab's addresses are unique by validation).
 pub(super) fn ensure_netns(
+    topo: &Topology,
     node: &NodeDef,
     paths: &Paths,
     st: &mut LabState,
 ) -> Result<(), LabError> {
     let ns = &node.netns;
-    if !netns::netns_path(ns).exists() {
+    if node.image.is_some() {
+        let fresh = !netns::netns_path(ns).exists();
+        let dns = super::dns::dns_servers(topo, node);
+        super::container::ensure(node, &topo.name, &dns, paths, st)?;
+        if fresh {
+            st.exec_done.retain(|n| n != &node.name);
+        }
+    } else if !netns::netns_path(ns).exists() {
         st.record_netns(paths, ns)?;
         netns::create_named(ns).map_err(err)?;
         // A new namespace (it was deleted by hand?) runs its commands again.
@@ -772,9 +789,16 @@ pub(super) fn run_exec(node: &NodeDef, paths: &Paths, st: &mut LabState) -> Resu
             .open(&logf)
             .map_err(|e| err(format!("open {}: {e}", logf.display())))?;
         // Output goes to the log, not a pipe: a command that leaves a
-        // process in the background (`iperf3 -s &`) does not hold us.
-        let status = Command::new("ip")
-            .args(["netns", "exec", &node.netns, "sh", "-c", cmd])
+        // process in the background (`iperf3 -s &`) does not hold us. A
+        // container node's commands run in the container, with its tools.
+        let mut c = if node.image.is_some() {
+            super::container::exec_command(node, &["sh".into(), "-c".into(), cmd.clone()])
+        } else {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &node.netns, "sh", "-c", cmd]);
+            c
+        };
+        let status = c
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(err)?)
             .stderr(log)
@@ -901,6 +925,14 @@ pub fn destroy(lab: &str) -> Result<(), LabError> {
             stopped += 1;
         }
     }
+    // Containers of container nodes (their namespaces go below).
+    let mut containers = 0;
+    for c in &st.containers {
+        match super::container::remove(c) {
+            Ok(()) => containers += 1,
+            Err(e) => problems.push(e),
+        }
+    }
     // Then whatever else runs in the lab's namespaces (node commands).
     let mut killed = 0;
     for ns in &st.namespaces {
@@ -942,7 +974,7 @@ pub fn destroy(lab: &str) -> Result<(), LabError> {
         }
     }
     println!(
-        "lab {lab}: destroyed ({stopped} daemon(s), {removed_ns} namespace(s), {removed_links} link(s), {killed} node process(es))"
+        "lab {lab}: destroyed ({stopped} daemon(s), {containers} container(s), {removed_ns} namespace(s), {removed_links} link(s), {killed} node process(es))"
     );
     if problems.is_empty() {
         Ok(())

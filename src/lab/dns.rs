@@ -104,17 +104,7 @@ fn etc_dir(ns: &str) -> PathBuf {
 /// interface order (at most three, as the C library reads), or `None`
 /// when none of its networks has a DNS.
 pub fn resolv_conf(topo: &Topology, lab: &str, node: &NodeDef) -> Option<String> {
-    let mut servers: Vec<IpAddr> = Vec::new();
-    for i in &node.interfaces {
-        let Some(net) = topo.network(&i.network) else {
-            continue;
-        };
-        for a in net.dns_addrs() {
-            if !servers.contains(&a.addr) {
-                servers.push(a.addr);
-            }
-        }
-    }
+    let servers = dns_servers(topo, node);
     if servers.is_empty() {
         return None;
     }
@@ -126,6 +116,24 @@ pub fn resolv_conf(topo: &Topology, lab: &str, node: &NodeDef) -> Option<String>
         s.push_str(&format!("nameserver {a}\n"));
     }
     Some(s)
+}
+
+/// The DNS addresses of `node`'s networks, in interface order (at most
+/// three, as the C library reads).
+pub fn dns_servers(topo: &Topology, node: &NodeDef) -> Vec<IpAddr> {
+    let mut servers: Vec<IpAddr> = Vec::new();
+    for i in &node.interfaces {
+        let Some(net) = topo.network(&i.network) else {
+            continue;
+        };
+        for a in net.dns_addrs() {
+            if !servers.contains(&a.addr) {
+                servers.push(a.addr);
+            }
+        }
+    }
+    servers.truncate(3);
+    servers
 }
 
 /// Write (or remove) every node's resolv.conf.

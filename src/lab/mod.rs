@@ -18,6 +18,7 @@
 //! the lab's state.
 
 mod check;
+mod container;
 mod deploy;
 mod dns;
 mod reconfigure;
@@ -47,7 +48,11 @@ pub enum LabCommand {
     /// addresses, routes, sysctls, start-up commands. Re-running it on the
     /// same file changes nothing; a changed file needs --reconfigure.
     Deploy {
-        file: PathBuf,
+        /// The topology file (default: -t, or the one topology file in the
+        /// current directory).
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        topo: TopoArg,
         /// Also run the expectations (like `lab check`) afterwards.
         #[arg(long)]
         check: bool,
@@ -63,32 +68,46 @@ pub enum LabCommand {
     /// Remove everything the lab made: processes in its namespaces, its
     /// daemons, namespaces, links, sockets and state.
     Destroy {
-        /// The topology file (or name the lab with --lab).
-        #[arg(required_unless_present = "lab")]
+        /// The topology file (or name the lab with --lab; default: -t, or
+        /// the one topology file in the current directory).
         file: Option<PathBuf>,
+        #[command(flatten)]
+        topo: TopoArg,
         /// The lab's name, when its file is gone.
-        #[arg(long, conflicts_with = "file")]
+        #[arg(long, conflicts_with_all = ["file", "topo"])]
         lab: Option<String>,
     },
     /// Table of nodes, interfaces, addresses, switch ports and networks.
     Inspect {
-        file: PathBuf,
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        topo: TopoArg,
         #[arg(long)]
         json: bool,
     },
-    /// Run a command inside a node's namespace: `lab exec FILE NODE -- CMD...`.
+    /// Run a command inside a node: `lab exec [FILE] NODE -- CMD...` (the
+    /// file as -t, or the one in the current directory, when left out).
     Exec {
-        file: PathBuf,
-        node: String,
+        /// `[FILE] NODE`.
+        #[arg(required = true, num_args = 1..=2, value_name = "[FILE] NODE")]
+        target: Vec<String>,
+        #[command(flatten)]
+        topo: TopoArg,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
     /// Ping the expectation matrix (reach and isolate) from inside the
     /// namespaces, print the grid; exit status 1 if any check fails.
-    Check { file: PathBuf },
+    Check {
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        topo: TopoArg,
+    },
     /// Draw the topology.
     Graph {
-        file: PathBuf,
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        topo: TopoArg,
         #[arg(long, value_enum, default_value = "dot")]
         format: GraphFormat,
         /// Write to this file instead of stdout.
@@ -96,9 +115,85 @@ pub enum LabCommand {
         output: Option<PathBuf>,
     },
     /// Validate a file and print what deploy would make, touching nothing.
-    Validate { file: PathBuf },
+    Validate {
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        topo: TopoArg,
+    },
     /// The labs deployed on this machine (from their state files).
     List,
+}
+
+/// `-t FILE`, as containerlab takes its topology.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TopoArg {
+    /// The topology file (as `containerlab -t`); instead of the positional
+    /// FILE.
+    #[arg(short = 't', long = "topo", value_name = "FILE")]
+    pub topo: Option<PathBuf>,
+}
+
+/// The topology file a command works on: the positional one, `-t`, or —
+/// as containerlab does — the one topology file in the current directory
+/// (`*.clab.yml`/`*.clab.yaml` first, then any `*.yml`/`*.yaml` whose top
+/// level has `nodes:` or `topology:`).
+pub fn topology_file(file: Option<PathBuf>, topo: &TopoArg) -> Result<PathBuf, LabError> {
+    match (file, topo.topo.clone()) {
+        (Some(_), Some(_)) => Err(err("give the topology file once: as FILE or as -t FILE")),
+        (Some(f), None) | (None, Some(f)) => Ok(f),
+        (None, None) => find_topology(Path::new("")),
+    }
+}
+
+fn find_topology(dir: &Path) -> Result<PathBuf, LabError> {
+    let list = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let mut yml: Vec<PathBuf> = std::fs::read_dir(list)
+        .map_err(|e| {
+            err(format!(
+                "no topology file given, and the current directory cannot be read: {e}"
+            ))
+        })?
+        .filter_map(|e| e.ok().map(|e| dir.join(e.file_name())))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+        .collect();
+    yml.sort();
+    let clab: Vec<&PathBuf> = yml
+        .iter()
+        .filter(|p| {
+            let n = p.to_string_lossy();
+            n.ends_with(".clab.yml") || n.ends_with(".clab.yaml")
+        })
+        .collect();
+    let candidates: Vec<&PathBuf> = if clab.is_empty() {
+        yml.iter()
+            .filter(|p| {
+                std::fs::read_to_string(p).is_ok_and(|t| {
+                    t.lines()
+                        .any(|l| l.starts_with("nodes:") || l.starts_with("topology:"))
+                })
+            })
+            .collect()
+    } else {
+        clab
+    };
+    match candidates.as_slice() {
+        [one] => Ok(one.to_path_buf()),
+        [] => Err(err(
+            "no topology file given (FILE or -t FILE), and none in the current directory",
+        )),
+        many => Err(err(format!(
+            "no topology file given, and the current directory has {}: {}; name one with -t",
+            many.len(),
+            many.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -180,10 +275,12 @@ pub fn run(args: LabArgs) -> Result<i32, LabError> {
     match args.command {
         LabCommand::Deploy {
             file,
+            topo,
             check,
             reconfigure,
             dry_run,
         } => {
+            let file = topology_file(file, &topo)?;
             let topo = load(&file)?;
             need_root("deploy")?;
             let guard = lock()?;
@@ -214,42 +311,44 @@ pub fn run(args: LabArgs) -> Result<i32, LabError> {
             }
             Ok(0)
         }
-        LabCommand::Destroy { file, lab } => {
-            let name = match (file, lab) {
-                (_, Some(l)) => l,
-                (Some(f), None) => load(&f)?.name,
-                (None, None) => unreachable!("clap requires one"),
+        LabCommand::Destroy { file, topo, lab } => {
+            let name = match lab {
+                Some(l) => l,
+                None => load(&topology_file(file, &topo)?)?.name,
             };
             need_root("destroy")?;
             let _guard = lock()?;
             destroy(&name)?;
             Ok(0)
         }
-        LabCommand::Inspect { file, json } => {
-            let topo = load(&file)?;
+        LabCommand::Inspect { file, topo, json } => {
+            let topo = load(&topology_file(file, &topo)?)?;
             check::inspect(&topo, json)?;
             Ok(0)
         }
         LabCommand::Exec {
-            file,
-            node,
+            mut target,
+            topo,
             command,
         } => {
+            let node = target.pop().unwrap_or_default();
+            let file = topology_file(target.pop().map(PathBuf::from), &topo)?;
             let topo = load(&file)?;
             need_root("exec")?;
             check::exec(&topo, &node, &command)
         }
-        LabCommand::Check { file } => {
-            let topo = load(&file)?;
+        LabCommand::Check { file, topo } => {
+            let topo = load(&topology_file(file, &topo)?)?;
             need_root("check")?;
             check::check(&topo)
         }
         LabCommand::Graph {
             file,
+            topo,
             format,
             output,
         } => {
-            let topo = load(&file)?;
+            let topo = load(&topology_file(file, &topo)?)?;
             let text = match format {
                 GraphFormat::Dot => model::to_dot(&topo),
                 GraphFormat::Mermaid => model::to_mermaid(&topo),
@@ -266,7 +365,8 @@ pub fn run(args: LabArgs) -> Result<i32, LabError> {
             list();
             Ok(0)
         }
-        LabCommand::Validate { file } => {
+        LabCommand::Validate { file, topo } => {
+            let file = topology_file(file, &topo)?;
             let topo = load(&file)?;
             check::print_table(&topo, None);
             println!(
@@ -348,4 +448,60 @@ pub fn svg(dot: &str) -> Result<String, LabError> {
     let mut w = SVGWriter::new();
     vg.do_it(false, false, false, &mut w);
     Ok(w.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with(files: &[(&str, &str)]) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "rvs-find-topo-{}-{}",
+            std::process::id(),
+            files.len()
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        for (n, t) in files {
+            std::fs::write(d.join(n), t).unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn the_one_topology_file_of_a_directory_is_found_as_containerlab_finds_it() {
+        let lab = "name: x\nnodes:\n  a: {}\n";
+        let d = dir_with(&[("lab.yml", lab), ("ci.yml", "jobs: {}\n")]);
+        assert_eq!(find_topology(&d).unwrap(), d.join("lab.yml"));
+        let d2 = dir_with(&[
+            ("a.yml", lab),
+            ("b.clab.yaml", "name: y\ntopology: {}\n"),
+            ("c.yaml", lab),
+        ]);
+        assert_eq!(find_topology(&d2).unwrap(), d2.join("b.clab.yaml"));
+        let d3 = dir_with(&[("a.yml", lab), ("b.yml", lab), ("c.txt", lab)]);
+        let e = find_topology(&d3).unwrap_err().0;
+        assert!(e.contains("has 2") && e.contains("-t"), "{e}");
+        let d4 = dir_with(&[
+            ("notes.txt", lab),
+            ("x.yml", "a: 1\n"),
+            ("y.yml", "b: 2\n"),
+            ("z.yml", "c: 3\n"),
+            ("w.yml", "d: 4\n"),
+        ]);
+        assert!(
+            find_topology(&d4)
+                .unwrap_err()
+                .0
+                .contains("none in the current directory")
+        );
+        let t = TopoArg {
+            topo: Some("a.yml".into()),
+        };
+        assert!(topology_file(Some("b.yml".into()), &t).is_err());
+        assert_eq!(topology_file(None, &t).unwrap(), PathBuf::from("a.yml"));
+        for d in [d, d2, d3, d4] {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
 }

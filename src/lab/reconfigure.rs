@@ -233,6 +233,10 @@ fn apply(
     match step {
         Step::RemoveTrunk(t) => remove_trunk(old, t, paths, st, nl, switches),
         Step::RemoveNode(node) => {
+            if node.image.is_some() {
+                super::container::remove(super::container::name(node)).map_err(err)?;
+                st.containers.retain(|c| c != super::container::name(node));
+            }
             kill_in_netns(&node.netns);
             for i in &node.interfaces {
                 remove_interface(old, node, i, paths, st, nl, switches)?;
@@ -308,7 +312,7 @@ fn apply(
             ensure_switch_route(new, switch, route, c, &have)
         }
         Step::AddNode(node) => {
-            ensure_netns(node, paths, st)?;
+            ensure_netns(new, node, paths, st)?;
             ensure_node(new, node, paths, st, nl, switches)
         }
         Step::AddInterface { node, iface } => {

@@ -24,6 +24,9 @@ pub struct LabState {
     pub links: Vec<String>,
     /// Nodes whose `exec` commands have run.
     pub exec_done: Vec<String>,
+    /// Containers of container nodes (Docker names).
+    #[serde(default)]
+    pub containers: Vec<String>,
     /// Every step of the last deploy finished.
     pub complete: bool,
     /// The topology deployed: the whole file's once a deploy completes;
