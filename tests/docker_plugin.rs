@@ -231,6 +231,18 @@ fn managed_plugin_runs_containers_and_installs_offline() {
         "{nets}"
     );
 
+    // Its state outlives the plugin's process: after a forced disable and
+    // enable with the containers running, it finds their TAPs in their
+    // namespaces again.
+    docker_ok(&["plugin", "disable", "-f", &full]);
+    docker_ok(&["plugin", "enable", &full]);
+    let ping = docker(&["exec", &a, "ping", "-c", "3", "-W", "2", &ip_b]);
+    assert!(
+        ping.status.success(),
+        "ping after the plugin's restart: {}",
+        text(&ping.stdout)
+    );
+
     for c in std::mem::take(&mut made.containers) {
         docker_ok(&["rm", "-f", &c]);
     }
