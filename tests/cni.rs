@@ -53,6 +53,9 @@ fn cni_or_skip(test: &str) -> bool {
 struct Setup {
     child: Option<Child>,
     dir: PathBuf,
+    /// Names the daemon's uplink (`--docker-name`), so daemons of tests
+    /// running at once do not share one.
+    driver: String,
 }
 
 impl Setup {
@@ -60,7 +63,11 @@ impl Setup {
         let dir = std::env::temp_dir().join(unique("rvcni"));
         std::fs::create_dir_all(dir.join("bin")).unwrap();
         std::os::unix::fs::symlink(BIN, dir.join("bin/rvswitch-cni")).unwrap();
-        let mut s = Setup { child: None, dir };
+        let mut s = Setup {
+            child: None,
+            dir,
+            driver: unique("rvcn"),
+        };
         s.spawn();
         s
     }
@@ -85,6 +92,7 @@ impl Setup {
             .arg(self.socket())
             .arg("--state-dir")
             .arg(self.dir.join("state"))
+            .args(["--docker-name", &self.driver])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log);
@@ -256,6 +264,12 @@ impl Drop for Setup {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // The uplink of a network with a gateway (its host routes go with
+        // it).
+        let up = rvswitch::fabric::Uplink::for_driver(&self.driver);
+        let _ = Command::new("ip")
+            .args(["link", "del", &up.host_if])
+            .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -740,4 +754,49 @@ fn podman_runs_containers_on_an_rvswitch_network() {
     // Removing the containers runs DEL.
     p.ok(&["rm", "-f", "-t", "0", &ids[0], &ids[1]]);
     assert!(s.attachments().is_empty());
+}
+
+#[test]
+fn a_gateway_network_reaches_the_host() {
+    if !cni_or_skip("a_gateway_network_reaches_the_host") {
+        return;
+    }
+    let s = Setup::start();
+    let a = Netns::new("cniw");
+    let net = unique("gw");
+    let conf = s.conf(
+        "1.1.0",
+        &net,
+        json!({"isDefaultGateway": true,
+               "ipam": {"type": "rvswitch", "subnet": "10.249.0.0/24", "gateway": "10.249.0.1"}}),
+    );
+    let r = s.ok("ADD", "ctr-a", Some(&a), "eth0", &conf);
+    assert_eq!(
+        r["routes"],
+        json!([{"dst": "0.0.0.0/0", "gw": "10.249.0.1"}])
+    );
+    let routes = String::from_utf8_lossy(&a.exec("ip", &["route"]).stdout).into_owned();
+    assert!(
+        routes.contains("default via 10.249.0.1 dev eth0"),
+        "{routes}"
+    );
+    // The switch answers on the gateway, and routes to the host's end of
+    // the uplink.
+    assert!(a.ping_eventually("10.249.0.1", Duration::from_secs(5)));
+    let up = rvswitch::fabric::Uplink::for_driver(&s.driver);
+    assert!(
+        a.ping(&up.host_ip.to_string(), 2),
+        "the host is not reachable"
+    );
+    s.ok("DEL", "ctr-a", Some(&a), "eth0", &conf);
+    // The last network with a gateway takes the uplink along.
+    let link = Command::new("ip")
+        .args(["link", "show", &up.host_if])
+        .output()
+        .unwrap();
+    assert!(
+        !link.status.success(),
+        "uplink {} is still there",
+        up.host_if
+    );
 }
