@@ -499,10 +499,11 @@ fn gc_removes_what_the_runtime_no_longer_has() {
     let net = unique("gc");
     let other = unique("gco");
     // 1.1.0 (GC), with host-local, which speaks up to 1.0.0.
+    // AF_XDP endpoints (veth pairs, the host ends attached by AF_XDP).
     let conf = s.conf(
         "1.1.0",
         &net,
-        json!({"ipam": s.host_local("10.243.0.0/24")}),
+        json!({"endpoint": "afxdp", "ipam": s.host_local("10.243.0.0/24")}),
     );
     let conf2 = s.conf(
         "1.1.0",
@@ -514,6 +515,10 @@ fn gc_removes_what_the_runtime_no_longer_has() {
         let r = s.ok("ADD", &format!("ctr-{i}"), Some(ns), "eth0", &conf);
         ips.push(addr(&r));
     }
+    assert!(
+        nss[0].ping_eventually(&ips[1], Duration::from_secs(5)),
+        "no traffic over AF_XDP"
+    );
     // Another network's attachment is not this GC's business.
     s.ok("ADD", "ctr-0", Some(&nss[0]), "eth1", &conf2);
     let mut gc = conf.clone();
