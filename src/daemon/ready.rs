@@ -71,10 +71,14 @@ pub fn spawn_ready(cmd: &mut Command, within: Duration) -> Result<Child, ReadyEr
                 return Ok(child);
             }
             Ok(_) => {}
+            // A signal to the waiting process (a test harness's) is no
+            // reason to give up on the daemon.
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
                 ) => {}
             Err(e) => {
                 let _ = child.kill();
