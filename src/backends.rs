@@ -321,6 +321,34 @@ pub fn vxlan_remotes(spec: &PortSpec) -> Result<Remotes, String> {
     Ok((flood, statics))
 }
 
+/// The remote endpoints a VXLAN port answers ARP requests and Neighbor
+/// Solicitations for instead of flooding them (ARP/ND suppression):
+/// `"neighbors": {"10.0.0.2": "02:00:00:00:00:0b", "fd00::2": "..."}`.
+pub fn vxlan_neighbors(spec: &PortSpec) -> Result<Vec<(IpAddr, MacAddr)>, String> {
+    match spec.options.get("neighbors") {
+        None => Ok(Vec::new()),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(ip, mac)| {
+                let ip: IpAddr = ip
+                    .parse()
+                    .map_err(|_| format!("option neighbors: {ip:?} is not an IP address"))?;
+                let mac: MacAddr = mac
+                    .as_str()
+                    .and_then(|m| m.parse().ok())
+                    .filter(MacAddr::is_valid_source)
+                    .ok_or_else(|| {
+                        format!("option neighbors: {mac} is not a unicast MAC address")
+                    })?;
+                Ok((ip, mac))
+            })
+            .collect(),
+        Some(v) => Err(format!(
+            "option neighbors must map IP addresses to MAC addresses, not {v}"
+        )),
+    }
+}
+
 fn open_vxlan(spec: &PortSpec) -> Result<VtepPort, OpenError> {
     let mut o = Opts::new(spec);
     let local: IpAddr = o
@@ -337,8 +365,10 @@ fn open_vxlan(spec: &PortSpec) -> Result<VtepPort, OpenError> {
     let mut cfg = VtepConfig::new(&spec.name, local, vni);
     o.get("remotes");
     o.get("static");
+    o.get("neighbors");
     let (flood, statics) = vxlan_remotes(spec)?;
     cfg.flood = flood;
+    cfg.neighbors = vxlan_neighbors(spec)?;
     if let Some(p) = o.u32("udp_port")? {
         cfg.port = u16::try_from(p)
             .ok()

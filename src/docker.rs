@@ -228,7 +228,7 @@ fn sweep(
         if snap.networks.is_empty() && snap.pools.is_empty() {
             continue;
         }
-        match ask_engine(engine, name) {
+        match ask_engine(engine, name).map(|a| with_api_objects(d, a)) {
             Ok((networks, endpoints)) => log_removed(sweeper.round(d, &networks, &endpoints)),
             Err(e) => tracing::debug!(error = %e, "Docker engine not reachable; sweep skipped"),
         }
@@ -346,6 +346,30 @@ fn ask_engine(engine: &Path, name: &str) -> Result<(Vec<String>, Vec<String>), S
         .unwrap_or_else(|_| Err(format!("no answer within {ENGINE_TIMEOUT:?}")))
 }
 
+/// The engine's networks and endpoints plus those made through the
+/// daemon's API (`POST /v1/cnm/networks`): the engine never knew them, so
+/// they are not orphans.
+fn with_api_objects(
+    d: &Driver,
+    (mut nets, mut eps): (Vec<String>, Vec<String>),
+) -> (Vec<String>, Vec<String>) {
+    let snap = d.snapshot();
+    for n in snap
+        .networks
+        .iter()
+        .filter(|n| crate::daemon::cnm::made_by_api(n))
+    {
+        nets.push(n.id.clone());
+        eps.extend(
+            snap.endpoints
+                .iter()
+                .filter(|e| e.network_id == n.id)
+                .map(|e| e.id.clone()),
+        );
+    }
+    (nets, eps)
+}
+
 /// Log what a reconcile removed (or why it failed).
 fn log_removed(r: Result<rvs_cnm::Orphans, rvs_cnm::DriverError>) {
     match r {
@@ -367,7 +391,7 @@ fn reconcile_with_engine(driver: &Driver, name: &str, engine: &Path) {
     if driver.snapshot().networks.is_empty() {
         return;
     }
-    match ask_engine(engine, name) {
+    match ask_engine(engine, name).map(|a| with_api_objects(driver, a)) {
         Ok((networks, endpoints)) => log_removed(driver.reconcile(&networks, Some(&endpoints))),
         Err(e) => tracing::warn!(
             engine = %engine.display(),
@@ -420,7 +444,14 @@ fn names_loop(d: &Driver, control: &Control, engine: &Path, stop: &std::sync::at
         } else {
             NAMES_IDLE
         };
-        let ids: Vec<String> = snap.networks.iter().map(|n| n.id.clone()).collect();
+        // Networks on a host NIC have no gateway, so no DNS (and share
+        // one domain per NIC, whose names no one network owns).
+        let ids: Vec<String> = snap
+            .networks
+            .iter()
+            .filter(|n| rvs_cnm::docker::options::parent_of(n).is_none())
+            .map(|n| n.id.clone())
+            .collect();
         match ask(engine, move |e| engine_names(e, &ids)) {
             Ok(want) => {
                 for (net, names) in want {

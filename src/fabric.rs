@@ -27,7 +27,7 @@
 
 use std::sync::Arc;
 
-use rvs_cnm::docker::options::is_global;
+use rvs_cnm::docker::options::{is_global, parent_of, parent_port};
 use rvs_cnm::fabric::{EndpointPlumbing, Fabric, FabricError};
 use rvs_cnm::model::{Endpoint, Network, NetworkKind, PortType, derive_mac};
 use rvs_cnm::prefix::Cidr;
@@ -44,12 +44,25 @@ pub fn domain_name(network_id: &str) -> String {
     format!("dk-{}", network_id.chars().take(12).collect::<String>())
 }
 
+/// The bridge domain of network `n`: its own (`dk-<id>`), or, for a
+/// network on a host NIC (`rvswitch.parent`), the one domain of every
+/// network on that NIC, `dk-up-<iface>`, whose uplink port is a trunk of
+/// their VLANs (networks on one NIC are kept apart by VLAN, as on the
+/// LAN).
+pub fn network_domain(n: &Network) -> String {
+    match parent_of(n) {
+        Some(p) => format!("dk-{}", crate::daemon::parent::uplink_port_name(&p.iface)),
+        None => domain_name(&n.id),
+    }
+}
+
 /// The switch's gateway for a network: its subnets' gateway addresses (from
 /// IPAM), a MAC derived from the network id, the network's VLAN and MTU,
 /// routing to the other routing networks as the network says. Internal
-/// networks, and networks without a gateway address, get none.
+/// networks, networks without a gateway address, and networks on a host
+/// NIC (whose gateway is the LAN's router, as with macvlan) get none.
 pub fn gateway(n: &Network) -> Option<GatewaySpec> {
-    if n.internal {
+    if n.internal || parent_of(n).is_some() {
         return None;
     }
     let addresses: Vec<String> = n
@@ -520,7 +533,7 @@ impl SwitchFabric {
         iface: &str,
     ) -> Result<(), FabricError> {
         let name = &e.ifaces.port;
-        let domain = domain_name(&n.id);
+        let domain = network_domain(n);
         let kind = port_kind(n.port_type);
         match self.control.get_port(name) {
             Ok(p)
@@ -580,6 +593,75 @@ impl SwitchFabric {
     }
 }
 
+impl SwitchFabric {
+    /// A network on a host NIC: the NIC's domain (made with its first
+    /// network) and the network's VLAN on the NIC's uplink port, both in
+    /// the daemon's desired state (`Control::attach_parent`), so a restart
+    /// brings them back by the one reconcile. A replay finds them there.
+    fn create_parent_network(&self, n: &Network) -> Result<(), FabricError> {
+        let p = parent_of(n).expect("a parent network");
+        let domain = network_domain(n);
+        let action = format!("put network {} on parent {p}", short(&n.id));
+        let made = match self.control.get_domain(&domain) {
+            Ok(_) => false,
+            Err(ControlError::NotFound(_)) => {
+                self.control
+                    .create_domain(DomainRecord::named(&domain))
+                    .map_err(|e| failed(&action, e))?;
+                true
+            }
+            Err(e) => return Err(failed(&action, e)),
+        };
+        let have = self
+            .control
+            .list_parents(&domain)
+            .map_err(|e| failed(&action, e))?;
+        if have.iter().any(|v| v.parent == p.to_string()) {
+            return Ok(());
+        }
+        let mut req = crate::api::ParentRequest::new(&p.to_string());
+        req.kind = Some(port_kind(parent_port(n)));
+        if let Err(e) = self.control.attach_parent(&domain, req) {
+            if made {
+                let _ = self.control.delete_domain(&domain);
+            }
+            return Err(parent_error(&action, e));
+        }
+        Ok(())
+    }
+
+    /// Take the network's VLAN off its NIC's uplink; the NIC's last
+    /// network takes the uplink port and the domain with it.
+    fn delete_parent_network(&self, n: &Network) -> Result<(), FabricError> {
+        let p = parent_of(n).expect("a parent network");
+        let domain = network_domain(n);
+        let action = format!("take network {} off parent {p}", short(&n.id));
+        match self.control.detach_parent(&domain, &p.to_string()) {
+            Ok(()) | Err(ControlError::NotFound(_)) => {}
+            Err(e) => return Err(failed(&action, e)),
+        }
+        match self.control.get_domain(&domain) {
+            Ok(d) if d.ports.is_empty() => match self.control.delete_domain(&domain) {
+                Ok(()) | Err(ControlError::NotFound(_)) => Ok(()),
+                Err(e) => Err(failed(&action, e)),
+            },
+            Ok(_) | Err(ControlError::NotFound(_)) => Ok(()),
+            Err(e) => Err(failed(&action, e)),
+        }
+    }
+}
+
+/// A refused parent is the request's fault (a missing or busy interface,
+/// a VLAN taken): Docker shows the reason as it is.
+fn parent_error(action: &str, e: ControlError) -> FabricError {
+    match e {
+        ControlError::BadRequest(m) | ControlError::NotFound(m) | ControlError::Conflict(m) => {
+            FabricError::Unsupported(m)
+        }
+        e => failed(action, e),
+    }
+}
+
 impl Fabric for SwitchFabric {
     fn resync(&self, endpoints: &[Endpoint]) {
         if let Err(e) = self.control.resync() {
@@ -634,6 +716,9 @@ impl Fabric for SwitchFabric {
     }
 
     fn create_network(&self, n: &Network) -> Result<(), FabricError> {
+        if parent_of(n).is_some() {
+            return self.create_parent_network(n);
+        }
         let name = domain_name(&n.id);
         let action = format!("create bridge domain {name} for network {}", short(&n.id));
         match self.control.get_domain(&name) {
@@ -671,6 +756,9 @@ impl Fabric for SwitchFabric {
     }
 
     fn delete_network(&self, n: &Network) -> Result<(), FabricError> {
+        if parent_of(n).is_some() {
+            return self.delete_parent_network(n);
+        }
         let name = domain_name(&n.id);
         self.host_routes(&format!("delete network {}", short(&n.id)), n, false)?;
         if matches!(n.kind, NetworkKind::Vxlan { .. }) {
@@ -701,12 +789,12 @@ impl Fabric for SwitchFabric {
 
     fn create_endpoint(&self, n: &Network, e: &Endpoint) -> Result<EndpointPlumbing, FabricError> {
         let action = format!("create endpoint {}", short(&e.id));
-        if self.control.get_domain(&domain_name(&n.id)).is_err() {
+        if self.control.get_domain(&network_domain(n)).is_err() {
             return Err(failed(
                 &action,
                 format!(
                     "bridge domain {} of network {} does not exist",
-                    domain_name(&n.id),
+                    network_domain(n),
                     short(&n.id)
                 ),
             ));

@@ -1157,6 +1157,9 @@ fn openapi_document_matches_the_router() {
         "PUT /v1/domains/{name}/names/{host}",
         "DELETE /v1/domains/{name}/names/{host}",
         "GET /v1/domains/{name}/stp",
+        "GET /v1/domains/{name}/parents",
+        "POST /v1/domains/{name}/parents",
+        "DELETE /v1/domains/{name}/parents/{parent}",
         "GET /v1/ports",
         "POST /v1/ports",
         "GET /v1/ports/{name}",
@@ -1172,6 +1175,11 @@ fn openapi_document_matches_the_router() {
         "DELETE /v1/routes/{table}/{addr}/{len}",
         "GET /v1/neighbors",
         "GET /v1/cnm/networks",
+        "POST /v1/cnm/networks",
+        "DELETE /v1/cnm/networks/{name}",
+        "POST /v1/cnm/networks/{name}/endpoints",
+        "DELETE /v1/cnm/networks/{name}/endpoints/{id}",
+        "POST /v1/cnm/networks/{name}/endpoints/{id}/join",
         "GET /v1/cnm/endpoints",
         "GET /v1/cnm/sandboxes",
         "GET /v1/cni/attachments",
@@ -1200,7 +1208,8 @@ fn openapi_document_matches_the_router() {
             .replace("{addr}", "10.0.0.0")
             .replace("{len}", "8")
             .replace("{host}", "web")
-            .replace("{id}", "cni-0000000000000000")
+            .replace("{id}", "e1")
+            .replace("{parent}", "eth0.10")
     };
     let fallback = |r: &Reply| r.status == 404 && r.error_message() == "no such resource";
     for (path, item) in doc["paths"].as_object().unwrap() {

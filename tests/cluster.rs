@@ -1536,3 +1536,434 @@ fn a_store_over_tls_takes_a_client_certificate_and_refuses_without_one() {
     }
     assert_eq!(a.members().len(), 1, "no refused host registered");
 }
+
+/// A tcpdump of VXLAN datagrams on link `dev` of this namespace into a
+/// pcap file; stopped (and the file removed) on drop.
+struct Capture {
+    child: Option<Child>,
+    file: PathBuf,
+}
+
+impl Capture {
+    fn start(dev: &str) -> Capture {
+        let file = std::env::temp_dir().join(format!("{}.pcap", unique("rvcap")));
+        let err = file.with_extension("err");
+        let child = Command::new("tcpdump")
+            .args(["-i", dev, "-nn", "-U", "--immediate-mode", "-w"])
+            .arg(&file)
+            .args(["udp", "port", "4789"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .expect("tcpdump (apt-get install tcpdump)");
+        let listening = eventually(Duration::from_secs(5), || {
+            std::fs::read_to_string(&err).is_ok_and(|s| s.contains("listening on"))
+        });
+        let _ = std::fs::remove_file(&err);
+        assert!(listening.is_some(), "tcpdump never started listening");
+        Capture {
+            child: Some(child),
+            file,
+        }
+    }
+
+    /// Stop the capture; the inner frames of the VXLAN datagrams it saw.
+    fn inner_frames(mut self) -> Vec<Vec<u8>> {
+        // Give the last datagrams time to reach the file, then SIGTERM
+        // (tcpdump flushes and exits).
+        std::thread::sleep(Duration::from_millis(300));
+        if let Some(c) = self.child.take() {
+            common::terminate(c);
+        }
+        let pcap = std::fs::read(&self.file).unwrap();
+        assert!(pcap.len() >= 24, "pcap header");
+        let mut out = Vec::new();
+        let mut at = 24;
+        while at + 16 <= pcap.len() {
+            let n = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
+            let d = &pcap[at + 16..(at + 16 + n).min(pcap.len())];
+            at += 16 + n;
+            // Ethernet / IPv4 / UDP / VXLAN.
+            if d.len() < 14 + 20 || d[12..14] != [8, 0] {
+                continue;
+            }
+            let ihl = usize::from(d[14] & 0xf) * 4;
+            let inner = 14 + ihl + 8 + 8;
+            if d.len() > inner {
+                out.push(d[inner..].to_vec());
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+/// The target of a broadcast ARP request or a multicast Neighbor
+/// Solicitation, if `f` is one.
+fn asked_for(f: &[u8]) -> Option<std::net::IpAddr> {
+    let et = u16::from_be_bytes(f.get(12..14)?.try_into().ok()?);
+    match et {
+        0x0806 if f[..6] == [0xff; 6] && f.get(20..22)? == [0, 1] => {
+            let t: [u8; 4] = f.get(38..42)?.try_into().ok()?;
+            Some(t.into())
+        }
+        0x86dd if f[0] & 1 == 1 && *f.get(20)? == 58 && *f.get(54)? == 135 => {
+            let t: [u8; 16] = f.get(62..78)?.try_into().ok()?;
+            Some(t.into())
+        }
+        _ => None,
+    }
+}
+
+/// Whether `f` is an ICMP or ICMPv6 echo request.
+fn is_echo_request(f: &[u8]) -> bool {
+    match f.get(12..14) {
+        Some([8, 0]) => {
+            f.get(23) == Some(&1) && f.get(14 + usize::from(f[14] & 0xf) * 4) == Some(&8)
+        }
+        Some([0x86, 0xdd]) => f.get(20) == Some(&58) && f.get(54) == Some(&128),
+        _ => false,
+    }
+}
+
+/// The neighbors (address → MAC) host `h`'s VTEP port for `net` answers
+/// ARP/ND for, and its counters.
+fn neighbors(h: &Host, net: &str) -> (Vec<(String, String)>, Value) {
+    let port = format!("vx-{}", &net[..12]);
+    let v = common::ctl_json(&h.socket(), &["remote", "list", &port]);
+    let n = v["neighbors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e[0].as_str().unwrap().to_string(),
+                e[1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (n, v["stats"].clone())
+}
+
+#[test]
+fn no_broadcast_for_a_known_remote_reaches_the_underlay() {
+    let test = "no_broadcast_for_a_known_remote_reaches_the_underlay";
+    if !etcd_or_skip(test) || !root_or_skip(test) {
+        return;
+    }
+    let underlay = Underlay(unique("rvus"));
+    ip(&["link", "add", &underlay.0, "type", "bridge"]);
+    ip(&["addr", "add", "10.251.9.254/24", "dev", &underlay.0]);
+    ip(&["link", "set", &underlay.0, "up"]);
+    let host_ns: Vec<Netns> = (0..2).map(|i| Netns::new(&format!("sh{i}"))).collect();
+    for (i, ns) in host_ns.iter().enumerate() {
+        let (outer, inner) = (unique("rvsh"), unique("rvsn"));
+        ip(&[
+            "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+        ]);
+        ip(&["link", "set", &outer, "master", &underlay.0, "up"]);
+        ip(&["link", "set", &inner, "netns", &ns.name]);
+        ns.ip(&["link", "set", &inner, "name", "ul0"]);
+        let a = format!("10.251.9.{}/24", i + 1);
+        ns.ip(&["addr", "add", &a, "dev", "ul0"]);
+        ns.ip(&["link", "set", "ul0", "up"]);
+    }
+    let etcd = Etcd::start("10.251.9.254".parse().unwrap());
+    let hosts: Vec<Host> = host_ns
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| {
+            Host::start_in(
+                Some(&ns.name),
+                &format!("s{i}"),
+                &format!("10.251.9.{}", i + 1),
+                &["--store", &etcd.url(), "--store-ttl", "5"],
+            )
+        })
+        .collect();
+    // A global network with IPv4 from the cluster and an IPv6 subnet the
+    // engine hands out from (the registry carries both addresses).
+    let nets: Vec<String> = (0..2).map(|k| docker_id(&format!("sup{k}"), 0)).collect();
+    for (h, net) in hosts.iter().zip(&nets) {
+        let r = h.docker(
+            "NetworkDriver.CreateNetwork",
+            &json!({"NetworkID": net,
+                    "Options": {"com.docker.network.internal": true,
+                                "com.docker.network.enable_ipv6": true,
+                                "com.docker.network.generic": {
+                                    "rvswitch.scope": "global", "rvswitch.name": "quiet"}},
+                    "IPv4Data": [],
+                    "IPv6Data": [{"AddressSpace": "GlobalDefault", "Pool": "fd42:9::/64"}]}),
+        );
+        assert!(r.get("Err").is_none(), "{r}");
+    }
+    let (_, subnets) = global_of(&hosts[0], "quiet");
+    let c: Vec<Netns> = (0..2).map(|i| Netns::new(&format!("sc{i}"))).collect();
+    let mut eps = Vec::new();
+    for k in 0..2 {
+        let v6 = format!("fd42:9::{:x}", 0xa + k);
+        let ep = docker_id("sup-ep", k);
+        let r = hosts[k].docker(
+            "NetworkDriver.CreateEndpoint",
+            &json!({"NetworkID": nets[k], "EndpointID": ep,
+                    "Interface": {"Address": "", "AddressIPv6": format!("{v6}/64"),
+                                  "MacAddress": ""},
+                    "Options": {}}),
+        );
+        assert!(r.get("Err").is_none(), "{r}");
+        let v4 = r["Interface"]["Address"].as_str().unwrap().to_string();
+        let mac = r["Interface"]["MacAddress"].as_str().unwrap().to_string();
+        let j = hosts[k].docker(
+            "NetworkDriver.Join",
+            &json!({"NetworkID": nets[k], "EndpointID": ep,
+                    "SandboxKey": format!("/var/run/netns/{}", c[k].name), "Options": {}}),
+        );
+        let tap = j["InterfaceName"]["SrcName"].as_str().unwrap().to_string();
+        host_ns[k].ip(&["link", "set", &tap, "netns", &c[k].name]);
+        c[k].ip(&["link", "set", &tap, "name", "eth0"]);
+        c[k].ip(&["addr", "add", &v4, "dev", "eth0"]);
+        c[k].ip(&["addr", "add", &format!("{v6}/64"), "dev", "eth0", "nodad"]);
+        c[k].ip(&["link", "set", "eth0", "up"]);
+        let v4 = v4.split('/').next().unwrap().to_string();
+        eps.push((v4, v6, mac));
+    }
+    // Each host's VTEP port knows the other's endpoint: MAC and addresses.
+    for (k, other) in [(0, 1), (1, 0)] {
+        let (v4, v6, mac) = &eps[other];
+        let want = [(v4.clone(), mac.clone()), (v6.clone(), mac.clone())];
+        assert!(
+            eventually(Duration::from_secs(5), || {
+                let (n, _) = neighbors(&hosts[k], &nets[k]);
+                want.iter().all(|w| n.contains(w))
+            })
+            .is_some(),
+            "host {k} never learned {want:?}: {:?}",
+            neighbors(&hosts[k], &nets[k]).0
+        );
+    }
+    // An address of the subnet that nobody holds (its last host address).
+    let unknown = {
+        let (net, len) = subnets[0].split_once('/').unwrap();
+        let net: u32 = net.parse::<Ipv4Addr>().unwrap().into();
+        let len: u32 = len.parse().unwrap();
+        Ipv4Addr::from(net + (1u32 << (32 - len)) - 2).to_string()
+    };
+    for ns in &c {
+        ns.ip(&["neigh", "flush", "all"]);
+    }
+
+    let cap = Capture::start(&underlay.0);
+    let a = &c[0];
+    let (b4, b6) = (eps[1].0.clone(), eps[1].1.clone());
+    assert!(ping_once(a, &b4), "A pings B over IPv4");
+    assert!(
+        a.exec("ping", &["-6", "-c", "1", "-W", "1", &b6])
+            .status
+            .success(),
+        "A pings B over IPv6"
+    );
+    // Someone nobody knows is still asked for, through the underlay.
+    assert!(!ping_once(a, &unknown), "{unknown} answers");
+    let frames = cap.inner_frames();
+
+    let echoes = frames.iter().filter(|f| is_echo_request(f)).count();
+    assert!(
+        echoes >= 2,
+        "the capture saw the pings: {echoes} echo requests"
+    );
+    let asked: Vec<std::net::IpAddr> = frames.iter().filter_map(|f| asked_for(f)).collect();
+    let unknown_ip: std::net::IpAddr = unknown.parse().unwrap();
+    assert!(
+        asked.contains(&unknown_ip),
+        "the who-has for {unknown} was flooded over the underlay: {asked:?}"
+    );
+    let known: Vec<std::net::IpAddr> = eps
+        .iter()
+        .flat_map(|(v4, v6, _)| [v4.parse().unwrap(), v6.parse().unwrap()])
+        .collect();
+    let leaked: Vec<_> = asked.iter().filter(|t| known.contains(t)).collect();
+    println!(
+        "underlay: {} VXLAN datagrams, {echoes} echo requests, ARP/NS broadcasts for known \
+         endpoints: {}, for others: {}",
+        frames.len(),
+        leaked.len(),
+        asked.len() - leaked.len()
+    );
+    assert!(
+        leaked.is_empty(),
+        "broadcasts for known remotes: {leaked:?}"
+    );
+    // The requests were answered by the hosts' VTEP ports, and counted.
+    let (_, sa) = neighbors(&hosts[0], &nets[0]);
+    let (_, sb) = neighbors(&hosts[1], &nets[1]);
+    let count = |k: &str| sa[k].as_u64().unwrap_or(0) + sb[k].as_u64().unwrap_or(0);
+    println!(
+        "suppressed: {} ARP, {} ND (A: {sa}, B: {sb})",
+        count("arp_suppressed"),
+        count("nd_suppressed")
+    );
+    assert!(sa["arp_suppressed"].as_u64() >= Some(1), "{sa}");
+    assert!(sa["nd_suppressed"].as_u64() >= Some(1), "{sa}");
+    drop(c);
+    drop(hosts);
+    drop(etcd);
+}
+
+/// `POST path` with `body` on host `h`'s API: (status, answer).
+fn api_post(h: &Host, path: &str, body: &Value) -> (u16, Value) {
+    let r = rvswitch::client::Client::new(&h.socket())
+        .unwrap()
+        .post(path, body)
+        .unwrap();
+    (r.status, r.json())
+}
+
+fn api_delete(h: &Host, path: &str) -> (u16, String) {
+    let r = rvswitch::client::Client::new(&h.socket())
+        .unwrap()
+        .delete(path)
+        .unwrap();
+    (r.status, r.error_message())
+}
+
+#[test]
+fn a_network_made_through_the_api_can_be_global_and_is_the_same_on_every_host() {
+    let test = "a_network_made_through_the_api_can_be_global_and_is_the_same_on_every_host";
+    if !etcd_or_skip(test) {
+        return;
+    }
+    let etcd = Etcd::start(Ipv4Addr::LOCALHOST);
+    let a = Host::start(&etcd, "ha", "10.99.0.1", 5);
+    let b = Host::start(&etcd, "hb", "10.99.0.2", 5);
+    // ctl on A, the API on B: one VNI, one subnet.
+    let out = common::ctl_ok(
+        &a.socket(),
+        &[
+            "network",
+            "create",
+            "green",
+            "--scope",
+            "global",
+            "--internal",
+        ],
+    );
+    assert!(out.contains("created global network green (VNI"), "{out}");
+    let (st, v) = api_post(
+        &b,
+        "/v1/cnm/networks",
+        &json!({"name": "green", "scope": "global", "internal": true}),
+    );
+    assert_eq!(st, 201, "{v}");
+    let (vni, subnets) = global_of(&a, "green");
+    assert!(vni > 0 && subnets.len() == 1, "{vni} {subnets:?}");
+    assert_eq!(global_of(&b, "green"), (vni, subnets.clone()));
+    assert_eq!(v["kind"]["vni"], vni, "{v}");
+    // Docker's and the API's global networks are one kind of thing: a
+    // Docker network of the same name on a third host joins it.
+    let c = Host::start(&etcd, "hc", "10.99.0.3", 5);
+    let r = create_global(&c, &docker_id("green", 0), "green", None);
+    assert!(r.get("Err").is_none(), "{r}");
+    assert_eq!(global_of(&c, "green"), (vni, subnets.clone()));
+    // ctl says which networks are global.
+    let list = common::ctl_ok(&a.socket(), &["network"]);
+    let row = list.lines().find(|l| l.contains("green")).unwrap();
+    assert!(row.contains("global"), "{list}");
+
+    // An endpoint made through the API takes its address from the cluster
+    // and is published: the other hosts see it.
+    let (st, e) = api_post(&a, "/v1/cnm/networks/green/endpoints", &json!({"id": "g1"}));
+    assert_eq!(st, 201, "{e}");
+    let addr = e["ipv4"].as_str().unwrap().to_string();
+    let pool = rvs_cnm::prefix::Cidr::parse_prefix(&subnets[0]).unwrap();
+    assert!(
+        pool.contains(rvs_cnm::prefix::Cidr::parse_addr(&addr).unwrap().addr),
+        "{addr} in {pool}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || remote_count(&b, "green") == 1).is_some(),
+        "B sees A's endpoint"
+    );
+    // The same address asked for on B is refused with who holds it.
+    let (st, e) = api_post(
+        &b,
+        "/v1/cnm/networks/green/endpoints",
+        &json!({"id": "g2", "address": addr}),
+    );
+    assert_eq!(st, 409, "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("held by endpoint"),
+        "{e}"
+    );
+
+    // Bad input: a 4xx with the reason, and nothing made.
+    let before = b.cnm_networks().len();
+    for (body, status, why) in [
+        (
+            json!({"name": "green", "scope": "global", "subnet": "10.77.0.0/24", "internal": true}),
+            409,
+            "created by",
+        ),
+        (json!({"name": "bad name"}), 400, "not usable"),
+        (json!({"name": "n1", "vni": 7}), 400, "global networks"),
+        (
+            json!({"name": "n1", "subnet": "10.1.2.0/33"}),
+            400,
+            "subnet",
+        ),
+        (
+            json!({"name": "n1", "scope": "galactic"}),
+            400,
+            "invalid request body",
+        ),
+        (json!({"name": "n1", "colour": "red"}), 400, "unknown field"),
+    ] {
+        let (st, v) = api_post(&b, "/v1/cnm/networks", &body);
+        assert_eq!(st, status, "{body}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(why), "{body}: {v}");
+    }
+    assert_eq!(b.cnm_networks().len(), before, "nothing half made");
+    // Docker's networks are Docker's to remove.
+    let (st, e) = api_delete(&c, &format!("/v1/cnm/networks/{}", docker_id("green", 0)));
+    assert_eq!(st, 409, "{e}");
+    assert_eq!(api_delete(&c, "/v1/cnm/networks/nope").0, 404);
+    // Deleting the endpoint gives its address back to the cluster;
+    // deleting the network removes it here only.
+    assert_eq!(api_delete(&a, "/v1/cnm/networks/green/endpoints/g1").0, 204);
+    let (st, e) = api_post(
+        &b,
+        "/v1/cnm/networks/green/endpoints",
+        &json!({"id": "g2", "address": addr}),
+    );
+    assert_eq!(st, 201, "the released address is free again: {e}");
+    let out = common::ctl_ok(&a.socket(), &["network", "rm", "green"]);
+    assert!(out.contains("deleted network green"), "{out}");
+    assert!(a.cnm_networks().is_empty());
+    assert_eq!(global_of(&b, "green").0, vni, "B keeps it");
+
+    // A daemon outside a cluster refuses a global network, and says why.
+    let solo = Host::start_with("solo", "10.99.0.9", &[]);
+    let (st, v) = api_post(
+        &solo,
+        "/v1/cnm/networks",
+        &json!({"name": "green", "scope": "global"}),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("--store"), "{v}");
+    // ... and makes a local one.
+    let (st, v) = api_post(
+        &solo,
+        "/v1/cnm/networks",
+        &json!({"name": "green", "subnet": "10.1.2.0/24"}),
+    );
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["subnets"][0]["gateway"], "10.1.2.1", "{v}");
+}

@@ -1068,6 +1068,10 @@ fn the_running_daemon_frees_what_the_engine_does_not_have() {
     assert!(r.json().get("Err").is_none(), "{}", r.json());
     let rogue_domain = format!("dk-{}", &rogue[..12]);
     assert!(d.domains().contains(&rogue_domain));
+    // A network made through rvswitch's own API is not the engine's to
+    // know: it stays.
+    let o = d.ctl_raw(&["network", "create", "apikept", "--subnet", "10.87.0.0/24"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
     // Two sweeps (3 s apart) later it is gone; Docker's network stays.
     let t = Instant::now();
     while d.domains().contains(&rogue_domain) && t.elapsed() < Duration::from_secs(20) {
@@ -1075,6 +1079,7 @@ fn the_running_daemon_frees_what_the_engine_does_not_have() {
     }
     assert!(!d.domains().contains(&rogue_domain), "{}", d.log_text());
     assert!(d.domains().contains(&n.domain()));
+    assert!(d.domains().contains(&"dk-apikept".to_string()));
     assert!(
         d.log_text()
             .contains("removed what the Docker engine no longer has")
@@ -1142,4 +1147,149 @@ fn container_names_and_aliases_resolve_on_the_gateway() {
     dns_names_until(&d, &n, |v| {
         !has_name(v, &a_name, &ia) && !has_name(v, "web", &ia)
     });
+}
+
+/// `-o rvswitch.parent=NIC.VID` (Docker's macvlan `parent`): containers on
+/// the NIC's LAN in that VLAN, tagged by the switch on one uplink trunk per
+/// NIC (see `common::lan` for the LAN: a veth stands for the NIC). Bad
+/// parents are Docker errors that change nothing; the uplink comes back
+/// after a restart and goes with the NIC's last network.
+#[test]
+fn parent_networks_put_containers_on_the_nics_lan() {
+    let test = "parent_networks_put_containers_on_the_nics_lan";
+    if !docker_or_skip(test) || !common::run_or_skip(test, common::lan::tcpdump()) {
+        return;
+    }
+    let mut lan = common::lan::Lan::new();
+    lan.vlan_host(10, "10.82.10.100/24");
+    lan.vlan_host(20, "10.82.20.100/24");
+    let mut d = Rvs::start();
+    let parent = |vid: u16| format!("rvswitch.parent={}", lan.parent(Some(vid)));
+    let net_args = |vid: u16| {
+        vec![
+            "--subnet".to_string(),
+            format!("10.82.{vid}.0/24"),
+            // The LAN's router, not the switch: the switch has no gateway here.
+            "--gateway".to_string(),
+            format!("10.82.{vid}.254"),
+            "-o".to_string(),
+            parent(vid),
+        ]
+    };
+    let create_fails = |extra: &[String]| -> String {
+        let name = unique("rvn");
+        let mut args = vec!["network", "create", "-d", &d.driver];
+        args.extend(extra.iter().map(String::as_str));
+        args.push(&name);
+        let o = docker(&args);
+        if o.status.success() {
+            let _ = docker(&["network", "rm", &name]);
+            panic!("docker {args:?} succeeded");
+        }
+        text(&o.stderr)
+    };
+    let before = (d.domains(), d.ports());
+    let missing = unique("nope");
+    for (extra, says) in [
+        (
+            vec!["-o".into(), format!("rvswitch.parent={missing}.10")],
+            format!("no interface {missing}"),
+        ),
+        (
+            vec![
+                "-o".into(),
+                format!("rvswitch.parent={}.5000", lan.nic.name),
+            ],
+            "VLAN id 5000 is outside 1..4094".into(),
+        ),
+        (
+            vec!["--internal".into(), "-o".into(), parent(10)],
+            "does not go with --internal".into(),
+        ),
+    ] {
+        let e = create_fails(&extra);
+        assert!(e.contains(&says), "{extra:?}: {e}");
+    }
+    assert_eq!(
+        (d.domains(), d.ports()),
+        before,
+        "a refused network left something"
+    );
+
+    let args10 = net_args(10);
+    let n10 = d.network(&args10.iter().map(String::as_str).collect::<Vec<_>>());
+    let args20 = net_args(20);
+    let n20 = d.network(&args20.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut dup = net_args(10);
+    dup[1] = "10.82.11.0/24".into();
+    dup[3] = "10.82.11.254".into();
+    let e = create_fails(&dup);
+    assert!(
+        e.contains(&format!("already on parent {}", lan.parent(Some(10)))),
+        "{e}"
+    );
+    let up = format!("up-{}", lan.nic.name);
+    let port = d.json(&["port", "show", &up]);
+    assert_eq!(
+        port["vlan"]["allowed"], "10,20",
+        "one trunk for both: {port}"
+    );
+
+    let cap = common::lan::Capture::start(&lan.ns);
+    let a = Ctr::run(&n10, &[]);
+    let b = Ctr::run(&n20, &[]);
+    assert!(
+        a.ping_eventually("10.82.10.100", Duration::from_secs(10)),
+        "the container on VLAN 10 reaches the LAN's host on VLAN 10"
+    );
+    assert!(
+        b.ping_eventually("10.82.20.100", Duration::from_secs(10)),
+        "the container on VLAN 20 reaches the LAN's host on VLAN 20"
+    );
+    assert!(lan.host(0).ping(&a.ip(&n10), 2), "and back");
+    // The host on VLAN 10, given an address of VLAN 20's subnet, asks for
+    // b on its own VLAN: nobody there answers. The VLAN 20 host reaches b.
+    let ib = b.ip(&n20);
+    assert!(lan.host(1).ping(&ib, 2), "the host on VLAN 20 reaches b");
+    lan.host(0)
+        .ip(&["addr", "add", "10.82.20.50/24", "dev", "eth0"]);
+    assert!(
+        !lan.host(0).ping(&ib, 2),
+        "a host on VLAN 10 reached the network on VLAN 20"
+    );
+    let lines = cap.lines();
+    for (c, n, tag) in [(&a, &n10, "vlan 10,"), (&b, &n20, "vlan 20,")] {
+        let mac = c.net_field(n, "MacAddress");
+        let frames = common::lan::sent_by(&lines, &mac);
+        assert!(!frames.is_empty(), "no frame of {mac} on the LAN");
+        for f in frames {
+            assert!(f.contains(tag), "{mac} sent outside {tag} {f}");
+        }
+    }
+
+    d.stop();
+    d.spawn();
+    assert!(
+        a.ping_eventually("10.82.10.100", Duration::from_secs(10)),
+        "no ping to the LAN after a restart"
+    );
+    d.kill9();
+    d.spawn();
+    assert!(
+        b.ping_eventually("10.82.20.100", Duration::from_secs(10)),
+        "no ping to the LAN after kill -9 and a restart"
+    );
+
+    drop(a);
+    drop(n10);
+    let port = d.json(&["port", "show", &up]);
+    assert_eq!(port["vlan"]["allowed"], "20", "{port}");
+    drop(b);
+    drop(n20);
+    assert!(!d.ports().contains(&up), "{:?}", d.ports());
+    assert!(
+        !d.domains().contains(&format!("dk-{up}")),
+        "{:?}",
+        d.domains()
+    );
 }

@@ -945,3 +945,152 @@ fn a_containerlab_topology_deploys_containers_wired_through_the_switch() {
     );
     assert!(lab.leftovers().is_empty(), "{:?}", lab.leftovers());
 }
+
+#[test]
+fn cluster_lab_runs_its_etcd_and_global_networks_across_three_switch_hosts() {
+    let test = "cluster_lab_runs_its_etcd_and_global_networks_across_three_switch_hosts";
+    let etcd = if Path::new("/usr/bin/etcd").exists() {
+        Ok(())
+    } else {
+        Err("needs /usr/bin/etcd (apt-get install etcd-server)".to_string())
+    };
+    if !root_or_skip(test) || !common::run_or_skip(test, etcd) {
+        return;
+    }
+    let lab = Lab::new(&example("cluster.yml"));
+    lab.ok("deploy", &[]);
+    let grid = lab.ok("check", &[]);
+    assert!(grid.contains("14 of 14 checks passed"), "{grid}");
+    // The lab started three etcd members, one per member namespace.
+    let token = format!("rvswitch-lab-{}", lab.name);
+    assert_eq!(processes_named(&token), 3, "etcd members running");
+    // Every switch host is a member of the cluster, and each global
+    // network is one network: one VNI on every switch (red's as given).
+    let members: Vec<String> = lab.ctl("s1", &["cluster"])["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["host"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(members, ["s1", "s2", "s3"]);
+    let vni = |sw: &str, net: &str| {
+        lab.ctl(sw, &["network"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == net)
+            .map(|n| n["kind"]["vni"].as_u64().unwrap())
+            .unwrap_or_else(|| panic!("{sw} has no network {net}"))
+    };
+    let blue = vni("s1", "blue");
+    assert_eq!((vni("s2", "blue"), vni("s3", "blue")), (blue, blue));
+    assert_eq!((vni("s1", "red"), vni("s3", "red")), (6002, 6002));
+    // Nobody listed remotes: s1 learned s2's and s3's endpoints from the
+    // registry (and answers ARP for them).
+    let r = lab.ctl("s1", &["remote", "list", "vx-blue"]);
+    assert_eq!(r["static"].as_array().unwrap().len(), 2, "{r}");
+    assert_eq!(r["neighbors"].as_array().unwrap().len(), 2, "{r}");
+    // A second deploy finds it all in place.
+    lab.ok("deploy", &[]);
+    let grid = lab.ok("check", &[]);
+    assert!(grid.contains("14 of 14 checks passed"), "{grid}");
+    lab.destroy_clean();
+    assert_eq!(processes_named(&token), 0, "etcd members stopped");
+}
+
+#[test]
+fn a_global_network_needs_a_store_and_the_store_an_odd_number_of_members() {
+    let cluster = example("cluster.yml");
+    let cases = [
+        (
+            cluster.replace("store:\n  members: [e1, e2, e3]\n", ""),
+            "needs the lab's `store:`",
+        ),
+        (
+            cluster.replace("members: [e1, e2, e3]", "members: [e1, e2]"),
+            "odd number",
+        ),
+        (
+            cluster.replace("members: [e1, e2, e3]", "members: [e1, b1, e3]"),
+            "is on a global network",
+        ),
+        (
+            cluster.replace(
+                "subnet: 10.60.2.0/24",
+                "subnet: 10.60.2.0/24, gateway: true",
+            ),
+            "not for global networks",
+        ),
+        (
+            cluster.replace("scope: global            #", "scope: galactic #"),
+            "expected local or global",
+        ),
+    ];
+    for (yaml, why) in cases {
+        let lab = Lab::new(&yaml);
+        let o = rvs(&["lab", "validate", lab.f()]);
+        assert_eq!(o.status.code(), Some(1), "{why}: {}", text(&o));
+        assert!(text(&o).contains(why), "{why}: {}", text(&o));
+    }
+}
+
+/// `parent:` on a lab network: its nodes reach a host NIC's LAN in the
+/// parent's VLAN (a veth stands for the NIC, see `common::lan`), and the
+/// uplink port goes when the network leaves the lab (`--reconfigure`).
+#[test]
+fn a_network_with_a_parent_reaches_the_nics_lan() {
+    if !root_or_skip("a_network_with_a_parent_reaches_the_nics_lan") {
+        return;
+    }
+    let mut lan = common::lan::Lan::new();
+    lan.vlan_host(10, "10.97.10.100/24");
+    lan.ns.ip(&["addr", "add", "10.97.0.100/24", "dev", "eth0"]);
+    let yaml = |with_lan: bool| {
+        let mut y = String::from("name: x\nnetworks:\n  other: {subnet: 10.97.1.0/24}\n");
+        if with_lan {
+            y += &format!(
+                "  v10: {{subnet: 10.97.10.0/24, parent: {}, domain: wan}}\n  \
+                 flat: {{subnet: 10.97.0.0/24, parent: {}, domain: wan}}\n",
+                lan.parent(Some(10)),
+                lan.parent(None)
+            );
+        }
+        y += "nodes:\n  a:\n    interfaces:\n      - {network: other}\n";
+        if with_lan {
+            y += "      - {network: v10, address: 10.97.10.1/24}\n      \
+                  - {network: flat, address: 10.97.0.1/24}\n";
+        }
+        y
+    };
+    let lab = Lab::new(&yaml(true));
+    lab.ok("deploy", &[]);
+    let ping = |addr: &str| {
+        let o = rvs(&[
+            "lab",
+            "exec",
+            lab.f(),
+            "a",
+            "--",
+            "ping",
+            "-c1",
+            "-W2",
+            addr,
+        ]);
+        o.status.success()
+    };
+    assert!(
+        ping("10.97.10.100"),
+        "node a reaches the LAN's host on VLAN 10"
+    );
+    assert!(ping("10.97.0.100"), "and the untagged LAN");
+    let parents = lab.ctl("sw", &["parent", "list", "wan"]);
+    assert_eq!(parents.as_array().unwrap().len(), 2, "{parents}");
+    // Deploying again changes nothing; taking the networks out takes the
+    // uplink away.
+    lab.ok("deploy", &[]);
+    lab.rewrite(&yaml(false));
+    lab.ok("deploy", &["--reconfigure"]);
+    let up = format!("up-{}", lan.nic.name);
+    assert!(!lab.names("sw", &["port", "list"]).contains(&up));
+    lab.destroy_clean();
+}

@@ -18,6 +18,7 @@ pub mod docker;
 pub mod fabric;
 pub mod ipam;
 pub mod model;
+pub mod parent;
 pub mod prefix;
 pub mod store;
 
@@ -25,5 +26,6 @@ pub use docker::{Driver, DriverError, router};
 pub use fabric::{EndpointPlumbing, Fabric, FabricError};
 pub use ipam::{Ipam, IpamConfig, IpamError};
 pub use model::{Endpoint, Network, NetworkKind, PortType, Sandbox, Subnet};
+pub use parent::Parent;
 pub use prefix::Cidr;
 pub use store::{Orphans, Snapshot, Store, StoreError, reconcile};

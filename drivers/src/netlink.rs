@@ -74,6 +74,9 @@ pub struct LinkInfo {
     /// The link's alias (`ip link set NAME alias TEXT`), which rvswitch
     /// uses to mark the links it made (see `set_alias`).
     pub alias: Option<String>,
+    /// The index of the link this one is enslaved to (a bridge, a bond:
+    /// `IFLA_MASTER`), if any.
+    pub master: Option<u32>,
 }
 
 /// A route to add or delete: `dst/prefix [via gateway] [dev link]`.
@@ -476,12 +479,14 @@ fn link_info(m: &LinkMessage) -> LinkInfo {
         up: m.header.flags.contains(LinkFlags::Up),
         mac: None,
         alias: None,
+        master: None,
     };
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => info.name = n.clone(),
             LinkAttribute::Mtu(v) => info.mtu = *v,
             LinkAttribute::IfAlias(a) => info.alias = Some(a.clone()),
+            LinkAttribute::Controller(m) if *m != 0 => info.master = Some(*m),
             LinkAttribute::Address(b) if b.len() == 6 => {
                 info.mac = Some(b.as_slice().try_into().expect("length checked"))
             }

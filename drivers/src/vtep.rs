@@ -14,6 +14,11 @@
 //! remote MAC goes to its VTEP, everything else (broadcast, multicast,
 //! unknown unicast) is head-end replicated to the flood list (and the
 //! multicast group) as several `sendmmsg` messages over the same bytes.
+//! ARP requests and Neighbor Solicitations for an address the control plane
+//! has given the port (a remote endpoint's, with its MAC) are not
+//! replicated at all: the port answers them itself and hands the answer to
+//! the switch at its next receive burst, as if the remote had sent it
+//! (ARP/ND suppression, `suppress.rs`).
 //! TCP super-frames from TAP ports are segmented (`gso.rs`) into headers in
 //! a scratch arena plus slices of the super-frame; partial checksums are
 //! completed. Frames that would exceed the underlay MTU are dropped and
@@ -25,6 +30,7 @@
 //! Owns: its sockets, the VTEP table of its VNI, its counters. Never:
 //! blocking, touching frames of other VNIs, configuring links or routes.
 
+mod suppress;
 mod sys;
 mod tx;
 
@@ -81,6 +87,10 @@ pub struct VtepConfig {
     pub remote_fdb: FdbConfig,
     /// Extra transmit sockets for source-port entropy (0: send from `port`).
     pub tx_sockets: usize,
+    /// Remote endpoints' addresses (IPv4 and IPv6) and MACs: ARP requests
+    /// and Neighbor Solicitations for them are answered by the port instead
+    /// of being flooded (ARP/ND suppression, see `vtep/suppress.rs`).
+    pub neighbors: Vec<(IpAddr, MacAddr)>,
 }
 
 impl VtepConfig {
@@ -101,6 +111,7 @@ impl VtepConfig {
             underlay_mtu: 1500,
             remote_fdb: FdbConfig::default(),
             tx_sockets: DEFAULT_TX_SOCKETS,
+            neighbors: Vec::new(),
         }
     }
 }
@@ -171,6 +182,10 @@ vtep_counters! {
     tx_csum_completed,
     /// Datagrams the kernel refused (socket buffer full, no route, ...).
     tx_errors,
+    /// ARP requests / Neighbor Solicitations for a known remote endpoint
+    /// answered by the port instead of being replicated to the underlay.
+    arp_suppressed,
+    nd_suppressed,
 }
 
 /// A control-plane request, applied by the port at its next receive burst.
@@ -180,6 +195,8 @@ enum Command {
     Remove(MacAddr),
     AddFlood(IpAddr),
     RemoveFlood(IpAddr),
+    AddNeighbor(IpAddr, MacAddr),
+    RemoveNeighbor(IpAddr),
     Entries(mpsc::Sender<Vec<RemoteEntryInfo>>),
 }
 
@@ -205,6 +222,13 @@ impl VtepHandle {
     }
     pub fn remove_flood(&self, remote: IpAddr) {
         let _ = self.tx.send(Command::RemoveFlood(remote));
+    }
+    /// Answer ARP/ND for `ip` with `mac` (a remote endpoint's address).
+    pub fn add_neighbor(&self, ip: IpAddr, mac: MacAddr) {
+        let _ = self.tx.send(Command::AddNeighbor(ip, mac));
+    }
+    pub fn remove_neighbor(&self, ip: IpAddr) {
+        let _ = self.tx.send(Command::RemoveNeighbor(ip));
     }
     /// The remote entries, as the port sees them at its next poll (`None`
     /// if the port is not polled within `wait`).
@@ -327,7 +351,15 @@ pub struct VtepPort {
     msgs: Vec<Msg>,
     sorted: Vec<Msg>,
     segs: Vec<(usize, usize, *const u8, usize)>,
+    /// Remote endpoints' addresses → MAC, for ARP/ND suppression.
+    neighbors: HashMap<IpAddr, MacAddr>,
+    /// Answers written on the transmit path, handed to the switch at the
+    /// next receive burst, with the VTEP the answering MAC lives behind.
+    answers: VecDeque<(PktBuf, IpAddr)>,
 }
+
+/// Answers waiting for a receive burst at most; beyond, requests flood.
+const ANSWERS_MAX: usize = 256;
 
 // SAFETY: the raw pointers in the transmit scratch vectors (`iovec`,
 // `IovAt::Pool`, segment payloads) are only meaningful during one
@@ -416,6 +448,8 @@ impl VtepPort {
             msgs: Vec::new(),
             sorted: Vec::new(),
             segs: Vec::new(),
+            neighbors: cfg.neighbors.iter().copied().collect(),
+            answers: VecDeque::new(),
         })
     }
 
@@ -486,6 +520,14 @@ impl VtepPort {
                 Command::Remove(m) => self.table.remove(vni, m).map(drop),
                 Command::AddFlood(r) => self.table.add_flood(vni, r),
                 Command::RemoveFlood(r) => self.table.remove_flood(vni, r).map(drop),
+                Command::AddNeighbor(ip, m) => {
+                    self.neighbors.insert(ip, m);
+                    Ok(())
+                }
+                Command::RemoveNeighbor(ip) => {
+                    self.neighbors.remove(&ip);
+                    Ok(())
+                }
                 Command::Entries(reply) => {
                     let _ = reply.send(self.table.entries(vni, now));
                     Ok(())
@@ -513,6 +555,18 @@ impl Port for VtepPort {
         let now = self.now_s();
         let mut pushed = 0;
         let rx = self.rx.clone();
+        // Answers to suppressed requests, as if the remote had sent them.
+        while !batch.is_full()
+            && let Some((mut b, remote)) = self.answers.pop_front()
+        {
+            RxMeta {
+                vni: self.vni,
+                remote,
+            }
+            .write(pool, &mut b);
+            batch.push(b).expect("not full");
+            pushed += 1;
+        }
         // Datagrams another member received for this VNI first.
         {
             let mut stash = rx.stash.lock().expect("stash lock");
@@ -625,7 +679,13 @@ impl Port for VtepPort {
         self.apply_commands();
     }
 
+    /// Answers to suppressed requests are due at once.
+    fn wake_after(&self) -> Option<Duration> {
+        (!self.answers.is_empty()).then_some(Duration::ZERO)
+    }
+
     fn detach(&mut self, pool: &mut PacketPool) {
+        self.answers.drain(..).for_each(|(b, _)| pool.free(b));
         let mut stash = self.rx.stash.lock().expect("stash lock");
         if let Some(q) = stash.remove(&self.vni) {
             q.into_iter().for_each(|(b, _)| pool.free(b));
@@ -642,6 +702,7 @@ impl Drop for VtepPort {
         {
             std::mem::forget(q);
         }
+        std::mem::forget(std::mem::take(&mut self.answers));
     }
 }
 

@@ -143,7 +143,7 @@ impl Topology {
 impl NetworkDef {
     /// The VXLAN ports of this network (none for a bridge).
     pub fn vxlan_ports(&self) -> Vec<VxlanPort> {
-        let (NetKind::Vxlan, Some(vni)) = (self.kind, self.vni) else {
+        let (NetKind::Vxlan, Some(vni), false) = (self.kind, self.vni, self.global) else {
             return Vec::new();
         };
         self.vteps
@@ -538,6 +538,13 @@ pub fn plan(old: &Topology, new: &Topology) -> Result<Plan, Vec<String>> {
         })
     };
     let mut refuse = Vec::new();
+    if (old.store.is_some() || new.store.is_some()) && old != new {
+        refuse.push(
+            "the lab has a store (etcd) and global networks, which --reconfigure does not change: destroy and deploy it"
+                .to_string(),
+        );
+        return Err(refuse);
+    }
     if old.name != new.name {
         refuse.push(format!(
             "the lab's name changed ({} -> {}): that is another lab",

@@ -146,6 +146,13 @@ pub struct NetworkDef {
     pub vni: Option<u32>,
     /// VXLAN: each switch's tunnel endpoint address (its host node's).
     pub vteps: Vec<(String, IpAddr)>,
+    /// `scope: global`: a network of the lab's cluster (`store:`), made on
+    /// each of its switches through the daemon's API by name; its VNI is
+    /// the cluster's (or `vni`), its nodes' addresses are claimed in etcd
+    /// and the switches learn each other's endpoints from the registry
+    /// (no static remotes).
+    #[serde(default)]
+    pub global: bool,
     /// Where the nodes find the embedded DNS on a network without a
     /// gateway: the highest address of each subnet left free by the nodes,
     /// held by a gateway that does not route. Empty when the network has a
@@ -154,6 +161,11 @@ pub struct NetworkDef {
     /// VLAN), or when no address is free.
     #[serde(default)]
     pub dns_only: Vec<Cidr>,
+    /// The host NIC whose LAN the network is bridged to (`parent: eth0`
+    /// untagged, in the domain's VLAN `vlan`; `parent: eth0.10` tagged, in
+    /// VLAN 10), through the switch's uplink port on that interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<rvs_cnm::Parent>,
 }
 
 impl NetworkDef {
@@ -330,6 +342,34 @@ pub struct Topology {
     pub trunks: Vec<TrunkDef>,
     /// The expectation matrix, expanded to one probe per address.
     pub probes: Vec<Probe>,
+    /// The etcd cluster the lab runs for its global networks.
+    #[serde(default)]
+    pub store: Option<StoreDef>,
+}
+
+/// `store:`: an etcd cluster the lab starts, one member in each of these
+/// nodes' namespaces, listening on the node's first IPv4 address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreDef {
+    pub pos: Pos,
+    /// (node, its address the member listens on).
+    pub members: Vec<(String, IpAddr)>,
+}
+
+/// etcd's client and peer ports in a lab member's namespace.
+pub const ETCD_CLIENT_PORT: u16 = 2379;
+pub const ETCD_PEER_PORT: u16 = 2380;
+
+impl StoreDef {
+    /// `etcd://A:2379,B:2379,...`, as `rvswitch daemon --store` takes it.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .members
+            .iter()
+            .map(|(_, a)| std::net::SocketAddr::new(*a, ETCD_CLIENT_PORT).to_string())
+            .collect();
+        format!("etcd://{}", hosts.join(","))
+    }
 }
 
 impl Topology {
@@ -340,6 +380,24 @@ impl Topology {
         self.node(host).map(|n| n.netns.clone())
     }
 
+    /// Whether switch `switch` is a member of the lab's cluster (it carries
+    /// a global network).
+    pub fn clustered(&self, switch: &str) -> bool {
+        self.networks
+            .iter()
+            .any(|n| n.global && n.switches.iter().any(|s| s == switch))
+    }
+
+    /// The VTEP address of a clustered switch (its host node's).
+    pub fn vtep_of(&self, switch: &str) -> Option<IpAddr> {
+        self.networks
+            .iter()
+            .filter(|n| n.global)
+            .flat_map(|n| &n.vteps)
+            .find(|(s, _)| s == switch)
+            .map(|(_, a)| *a)
+    }
+
     pub fn network(&self, name: &str) -> Option<&NetworkDef> {
         self.networks.iter().find(|n| n.name == name)
     }
@@ -348,10 +406,12 @@ impl Topology {
         self.nodes.iter().find(|n| n.name == name)
     }
 
-    /// Bridge domains per switch, in first-use order: `(switch, domain)`.
+    /// Bridge domains per switch the lab makes, in first-use order:
+    /// `(switch, domain)`.
     pub fn domains(&self) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = Vec::new();
-        for n in &self.networks {
+        // A global network's domain is made by the daemon with the network.
+        for n in self.networks.iter().filter(|n| !n.global) {
             for s in &n.switches {
                 let d = (s.clone(), n.domain.clone());
                 if !out.contains(&d) {

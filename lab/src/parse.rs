@@ -315,7 +315,9 @@ impl P<'_> {
         let top = self.fields(
             root,
             "",
-            &["name", "switches", "networks", "nodes", "trunks", "expect"],
+            &[
+                "name", "switches", "networks", "nodes", "trunks", "expect", "store",
+            ],
         )?;
         let name = self.required(&top, "name", "").and_then(|n| {
             let s = self.string(n, "name")?;
@@ -365,6 +367,18 @@ impl P<'_> {
             Some(e) => self.expect(e, &nodes, &networks),
             None => Vec::new(),
         };
+        let store = top
+            .get("store")
+            .and_then(|x| self.store(x, &nodes, &networks));
+        if store.is_none()
+            && let Some(g) = networks.iter().find(|n| n.global)
+        {
+            self.err(
+                g.pos,
+                &format!("networks.{}.scope", g.name),
+                "a global network needs the lab's `store:` (the etcd members it runs)",
+            );
+        }
         Some(Topology {
             name: name?,
             switches,
@@ -372,7 +386,73 @@ impl P<'_> {
             nodes,
             trunks,
             probes,
+            store,
         })
+    }
+
+    /// `store: {members: [n1, n2, n3]}`: nodes (on no global network)
+    /// whose first IPv4 address an etcd member listens on.
+    fn store(&mut self, n: &Node, nodes: &[NodeDef], networks: &[NetworkDef]) -> Option<StoreDef> {
+        let f = self.fields(n, "store", &["members"])?;
+        let pos = f.pos;
+        let l = self.required(&f, "members", "store")?;
+        let mut members = Vec::new();
+        for (i, item) in self
+            .list(l, "store.members")
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
+            let p = format!("store.members[{i}]");
+            let Some(name) = self.string(item, &p) else {
+                continue;
+            };
+            let Some(node) = nodes.iter().find(|x| x.name == name) else {
+                self.err(npos(item), &p, format!("no node named {name:?}"));
+                continue;
+            };
+            if members.iter().any(|(m, _)| *m == name) {
+                self.err(npos(item), &p, format!("{name} is listed twice"));
+                continue;
+            }
+            let on_global = node
+                .interfaces
+                .iter()
+                .any(|i| networks.iter().any(|x| x.global && x.name == i.network));
+            if on_global {
+                self.err(
+                    npos(item),
+                    &p,
+                    format!("{name} is on a global network: a member must be reachable before the cluster is"),
+                );
+                continue;
+            }
+            let addr = node
+                .interfaces
+                .iter()
+                .filter_map(|i| i.address)
+                .map(|c| c.addr)
+                .next();
+            match addr {
+                Some(a) => members.push((name, a)),
+                None => self.err(
+                    npos(item),
+                    &p,
+                    format!("node {name} has no IPv4 address for its etcd member to listen on"),
+                ),
+            }
+        }
+        if members.len() % 2 == 0 {
+            self.err(
+                pos,
+                "store.members",
+                format!(
+                    "{} members: etcd needs an odd number (1, 3, 5) to keep a quorum",
+                    members.len()
+                ),
+            );
+        }
+        Some(StoreDef { pos, members })
     }
 
     fn switches(&mut self, n: Option<&Node>) -> Vec<SwitchDef> {
@@ -563,7 +643,7 @@ impl P<'_> {
     fn networks(&mut self, n: &Node, switches: &[SwitchDef]) -> Vec<NetworkDef> {
         const FIELDS: &[&str] = &[
             "kind", "switch", "switches", "domain", "vlan", "subnet", "ipv6", "mtu", "gateway",
-            "vni",
+            "vni", "scope", "parent",
         ];
         let mut out: Vec<NetworkDef> = Vec::new();
         for (k, v) in self.named(n, "networks") {
@@ -575,7 +655,25 @@ impl P<'_> {
             let Some(f) = self.fields(v, &path, FIELDS) else {
                 continue;
             };
+            let global = match f.get("scope") {
+                None => false,
+                Some(x) => match self.string(x, &join(&path, "scope")).as_deref() {
+                    Some("local") => false,
+                    Some("global") => true,
+                    Some(other) => {
+                        self.err(
+                            npos(x),
+                            &join(&path, "scope"),
+                            format!("unknown scope {other:?}: expected local or global"),
+                        );
+                        continue;
+                    }
+                    None => continue,
+                },
+            };
             let kind = match f.get("kind") {
+                // A global network is a VXLAN network.
+                None if global => NetKind::Vxlan,
                 None => NetKind::Bridge,
                 Some(kn) => match self.string(kn, &join(&path, "kind")).as_deref() {
                     Some("bridge") => NetKind::Bridge,
@@ -635,7 +733,32 @@ impl P<'_> {
                 .get("vni")
                 .and_then(|x| self.int(x, &join(&path, "vni"), 1, 16_777_215, "VNI"))
                 .map(|v| v as u32);
-            if kind == NetKind::Vxlan && vni.is_none() && f.get("vni").is_none() {
+            if global {
+                if kind != NetKind::Vxlan {
+                    self.err(
+                        pos,
+                        &join(&path, "kind"),
+                        "a global network is a vxlan network",
+                    );
+                }
+                for k in ["domain", "vlan", "gateway"] {
+                    if let Some(x) = f.get(k) {
+                        self.err(
+                            npos(x),
+                            &join(&path, k),
+                            format!("`{k}` is not for global networks (their domain is the daemon's, and they have no gateway yet)"),
+                        );
+                    }
+                }
+                if f.get("subnet").is_none() {
+                    self.err(
+                        pos,
+                        &join(&path, "subnet"),
+                        "missing (required for scope global: the lab gives the nodes their addresses)",
+                    );
+                }
+            }
+            if kind == NetKind::Vxlan && !global && vni.is_none() && f.get("vni").is_none() {
                 self.err(
                     pos,
                     &join(&path, "vni"),
@@ -667,13 +790,51 @@ impl P<'_> {
                 },
                 None => name.clone(),
             };
-            let vlan = match f.get("vlan") {
-                Some(x) => match self.vlan(x, &join(&path, "vlan")) {
-                    Some(v) => v,
+            let parent = match f.get("parent") {
+                Some(x) => match self.string(x, &join(&path, "parent")) {
+                    Some(t) => match t.parse::<rvs_cnm::Parent>() {
+                        Ok(p) => Some((p, npos(x))),
+                        Err(e) => {
+                            self.err(npos(x), &join(&path, "parent"), e.to_string());
+                            continue;
+                        }
+                    },
                     None => continue,
                 },
-                None => 1,
+                None => None,
             };
+            let vlan = match f.get("vlan") {
+                Some(x) => match self.vlan(x, &join(&path, "vlan")) {
+                    Some(v) => {
+                        if let Some((p, _)) = &parent
+                            && p.vid.is_some_and(|vid| vid != v)
+                        {
+                            self.err(
+                                npos(x),
+                                &join(&path, "vlan"),
+                                format!(
+                                    "parent {p} carries VLAN {}: the switch does not translate \
+                                     VLAN ids (leave `vlan` out)",
+                                    p.vid.unwrap_or(0)
+                                ),
+                            );
+                        }
+                        v
+                    }
+                    None => continue,
+                },
+                // `parent: eth0.10` puts the network in VLAN 10.
+                None => parent.as_ref().and_then(|(p, _)| p.vid).unwrap_or(1),
+            };
+            if let Some((p, at)) = &parent
+                && kind == NetKind::Vxlan
+            {
+                self.err(
+                    *at,
+                    &join(&path, "parent"),
+                    format!("parent {p}: a vxlan network cannot also be bridged to a host NIC"),
+                );
+            }
             let subnet = f
                 .get("subnet")
                 .and_then(|x| self.prefix(x, &join(&path, "subnet"), true));
@@ -703,6 +864,38 @@ impl P<'_> {
                 );
             }
             for other in &out {
+                if let (Some((p, at)), Some(o)) = (&parent, &other.parent)
+                    && p.iface == o.iface
+                    && other.switches.iter().any(|s| switches_of.contains(s))
+                {
+                    // One uplink port per interface: one domain, and each
+                    // VLAN on the wire once (untagged is the native VLAN).
+                    let wire = |q: &rvs_cnm::Parent, v: u16| q.vid.unwrap_or(v);
+                    if other.domain != domain {
+                        self.err(
+                            *at,
+                            &join(&path, "parent"),
+                            format!(
+                                "{} is network {}'s parent in domain {}: networks on one \
+                                 interface share a bridge domain (set `domain: {}`)",
+                                p.iface, other.name, other.domain, other.domain
+                            ),
+                        );
+                    } else if (p.vid.is_none() && o.vid.is_none())
+                        || wire(p, vlan) == wire(o, other.vlan)
+                    {
+                        self.err(
+                            *at,
+                            &join(&path, "parent"),
+                            format!(
+                                "{} already carries VLAN {} for network {}",
+                                p.iface,
+                                wire(o, other.vlan),
+                                other.name
+                            ),
+                        );
+                    }
+                }
                 if vni.is_some() && other.vni == vni {
                     self.err(
                         pos,
@@ -768,6 +961,8 @@ impl P<'_> {
                 vni,
                 vteps: Vec::new(),
                 dns_only: Vec::new(),
+                global,
+                parent: parent.map(|(p, _)| p),
             });
         }
         out
@@ -988,6 +1183,17 @@ impl P<'_> {
                 }
             },
         };
+        if net.global
+            && port != PortKind::Tap
+            && let Some(x) = f.get("port")
+        {
+            self.err(
+                npos(x),
+                &join(path, "port"),
+                "an interface on a global network is the TAP the daemon's CNM driver makes",
+            );
+            return None;
+        }
         let address = match f.get("address") {
             Some(x) => Some(self.iface_addr(x, &join(path, "address"), net, true)?),
             None => None,
@@ -1400,7 +1606,9 @@ impl P<'_> {
                     && o.domain == net.domain
                     && o.switches.iter().any(|s| net.switches.contains(s))
             });
-            if net.gateway || shared {
+            // A global network's domain is the daemon's (its DNS too); a
+            // network on a host NIC takes no address of the LAN's.
+            if net.gateway || shared || net.global || net.parent.is_some() {
                 continue;
             }
             let mut dns = Vec::new();

@@ -716,3 +716,97 @@ fn aliases_are_dns_names() {
         "given twice",
     );
 }
+
+const CLUSTER: &str = "\
+name: cl
+store: {members: [e1]}
+switches:
+  core: {}
+  s1: {host: h1}
+  s2: {host: h2}
+networks:
+  under: {switch: core, subnet: 192.168.7.0/24}
+  g: {scope: global, switches: [s1, s2], subnet: 10.7.0.0/24}
+nodes:
+  e1: {interfaces: [{network: under}]}
+  h1: {interfaces: [{network: under}]}
+  h2: {interfaces: [{network: under}]}
+  a: {interfaces: [{network: g, switch: s1}]}
+  b: {interfaces: [{network: g, switch: s2}]}
+";
+
+#[test]
+fn a_store_and_a_global_network_parse_into_members_vteps_and_no_lab_domain() {
+    let t = ok(CLUSTER);
+    let store = t.store.clone().expect("a store");
+    assert_eq!(
+        store.members,
+        [("e1".to_string(), "192.168.7.1".parse().unwrap())]
+    );
+    assert_eq!(store.url(), "etcd://192.168.7.1:2379");
+    let g = t.network("g").unwrap();
+    assert!(g.global && g.kind == NetKind::Vxlan && g.vni.is_none());
+    assert!(g.vxlan_ports().is_empty(), "the daemon makes its VTEP");
+    assert!(g.dns_only.is_empty());
+    assert!(t.clustered("s1") && t.clustered("s2") && !t.clustered("core"));
+    assert_eq!(t.vtep_of("s2"), Some("192.168.7.3".parse().unwrap()));
+    // The lab makes the underlay's domain only.
+    assert_eq!(t.domains(), [("core".to_string(), "under".to_string())]);
+    // Reconfigure does not change a lab with a store.
+    let mut t2 = t.clone();
+    t2.nodes.pop();
+    assert!(plan(&t, &t2).unwrap_err()[0].contains("destroy and deploy"));
+    bad(
+        &CLUSTER.replace("members: [e1]", "members: [nope]"),
+        2,
+        "no node named",
+    );
+    bad(
+        &CLUSTER.replace("switch: s2}", "switch: s2, port: afxdp}"),
+        15,
+        "the TAP the daemon's CNM driver makes",
+    );
+}
+
+const PARENTS: &str = "\
+name: up
+networks:
+  v10: {subnet: 10.98.10.0/24, parent: eth9.10, domain: wan}
+  v20: {subnet: 10.98.20.0/24, parent: eth9.20, domain: wan}
+  flat: {subnet: 10.98.0.0/24, parent: eth9, domain: wan, vlan: 5}
+nodes:
+  a: {interfaces: [{network: v10}, {network: v20}, {network: flat}]}
+";
+
+#[test]
+fn parents_put_networks_in_their_vlan_on_a_host_nic() {
+    let t = ok(PARENTS);
+    let v10 = t.network("v10").unwrap();
+    assert_eq!(v10.parent, Some("eth9.10".parse().unwrap()));
+    assert_eq!(v10.vlan, 10, "the parent's VID is the network's VLAN");
+    let flat = t.network("flat").unwrap();
+    assert_eq!((flat.vlan, flat.parent.as_ref().unwrap().vid), (5, None));
+    // The LAN's addresses are not the lab's to take for a DNS server.
+    assert!(t.networks.iter().all(|n| n.dns_only.is_empty()));
+    let back: Topology = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+    assert_eq!(back, t);
+}
+
+#[test]
+fn bad_parents_name_their_line() {
+    let p = |from: &str, to: &str| PARENTS.replacen(from, to, 1);
+    bad(&p("eth9.10,", "eth9.4095,"), 3, "outside 1..4094");
+    bad(&p("eth9.10,", "a/b,"), 3, "not an interface name");
+    bad(
+        &p("parent: eth9.10,", "parent: eth9.10, vlan: 11,"),
+        3,
+        "does not translate",
+    );
+    bad(
+        &p("eth9.20, domain: wan", "eth9.20, domain: wan2"),
+        4,
+        "share a bridge domain",
+    );
+    bad(&p("eth9.20,", "eth9.10,"), 4, "already carries VLAN 10");
+    bad(&p("vlan: 5", "vlan: 20"), 5, "already carries VLAN 20");
+}

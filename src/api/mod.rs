@@ -33,6 +33,8 @@ use crate::spec::check_name;
 pub use crate::spec::{PortKind, PortSpec};
 
 pub mod format;
+mod parent;
+pub use parent::{ParentRequest, ParentView};
 
 use format::{
     Cidr, IpAddress, MacAddress, PortSecuritySchema, StationMac, StpConfigSchema,
@@ -943,6 +945,104 @@ pub struct AddRemote {
     pub mac: Option<MacAddr>,
 }
 
+/// Where a network lives: on this host only, or on every host of the
+/// cluster that creates it (`rvswitch daemon --store etcd://…`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    #[default]
+    Local,
+    /// Stored in etcd by name: every host creating the same name gets the
+    /// same VNI and subnet, and addresses come from the cluster.
+    Global,
+}
+
+/// `POST /v1/cnm/networks`: a network made by the daemon's CNM driver
+/// itself (what `docker network create -d rvswitch` makes, for clients
+/// that are not Docker: the lab tool, scripts). `scope: global` is
+/// Docker's `-o rvswitch.scope=global -o rvswitch.name=NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CnmNetworkCreate)]
+pub struct CreateCnmNetwork {
+    /// The network's id on this host and, for a global network, its name
+    /// in the cluster: 1 to 64 letters, digits, '-', '_', '.'. Its bridge
+    /// domain is `dk-` and the first 12 characters.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", example = "blue")]
+    pub name: String,
+    #[serde(default)]
+    pub scope: Scope,
+    /// IPv4 subnet (`--subnet`); a global network without one gets the
+    /// cluster's (a /24 of 10.200.0.0/16), with one it must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Cidr>)]
+    pub subnet: Option<String>,
+    /// IPv6 subnet (`--ipv6 --subnet`); endpoints' IPv6 addresses are
+    /// given by the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Cidr>)]
+    pub ipv6_subnet: Option<String>,
+    /// VXLAN network identifier (`-o rvswitch.vni`); a global network
+    /// without one gets the cluster's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 16_777_215)]
+    pub vni: Option<u32>,
+    /// No gateway, no route out (`--internal`; what global networks need
+    /// for now).
+    #[serde(default)]
+    pub internal: bool,
+}
+
+/// `POST /v1/cnm/networks/{name}/endpoints`: an endpoint (a TAP port in
+/// the network's domain), as Docker's CreateEndpoint makes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CnmEndpointCreate)]
+pub struct CreateCnmEndpoint {
+    /// 1 to 64 letters, digits, '-', '_', '.'.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", example = "web1")]
+    pub id: String,
+    /// IPv4 address with its prefix length; none: the cluster's next free
+    /// one on a global network, no IPv4 on a local one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Cidr>)]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Cidr>)]
+    pub address_ipv6: Option<String>,
+    /// None: one derived from the id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<StationMac>)]
+    pub mac: Option<MacAddr>,
+}
+
+/// `POST /v1/cnm/networks/{name}/endpoints/{id}/join`: make the
+/// endpoint's interface for a network namespace (Docker's Join). The
+/// caller moves the interface into the namespace and sets its addresses,
+/// as the engine does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CnmJoin)]
+pub struct JoinCnmEndpoint {
+    /// The namespace's path (`/var/run/netns/NAME`).
+    #[schema(example = "/var/run/netns/web1")]
+    pub sandbox: String,
+}
+
+/// What a join made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = CnmJoined)]
+pub struct CnmJoinView {
+    /// The interface (in the daemon's namespace) to move into the sandbox.
+    pub interface: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<IpAddress>)]
+    pub gateway: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<IpAddress>)]
+    pub gateway_ipv6: Option<IpAddr>,
+}
+
 /// A VXLAN port's remotes as stored and as the port sees them.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = Remotes)]
@@ -958,6 +1058,11 @@ pub struct RemotesView {
     #[serde(rename = "static")]
     #[schema(value_type = Vec<Vec<String>>)]
     pub statics: Vec<(MacAddr, IpAddr)>,
+    /// Remote endpoints' addresses the port answers ARP requests and
+    /// Neighbor Solicitations for itself (ARP/ND suppression), as
+    /// `[address, MAC]` pairs; set by the cluster's endpoint registry.
+    #[schema(value_type = Vec<Vec<String>>)]
+    pub neighbors: Vec<(IpAddr, MacAddr)>,
     /// The port's remote table (learned and static), if it is running.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]

@@ -1,5 +1,6 @@
 //! From the watched view to the switch: the remotes each global network's
-//! VTEP port should have, stated through [`Control::set_remotes`] (the
+//! VTEP port should have (flood list, static MACs, and the endpoints'
+//! addresses it answers ARP/ND for: ARP/ND suppression), stated through [`Control::set_remotes`] (the
 //! same validate → desired state → commit → reconcile → store path as an
 //! API call). Level-triggered: every pass computes the whole lists from
 //! the view, so a missed or repeated wake-up changes nothing, and a pass
@@ -21,17 +22,26 @@ use crate::daemon::{Control, ControlError};
 /// Passes also run this often without a wake-up.
 const PERIOD: Duration = Duration::from_secs(2);
 
-type Remotes = BTreeMap<String, (BTreeSet<IpAddr>, BTreeMap<MacAddr, IpAddr>)>;
+/// One network's remotes: VTEPs to flood to, MAC → VTEP entries, and the
+/// endpoints' addresses → MAC the VTEP port answers ARP/ND for.
+#[derive(Debug, Clone, Default)]
+struct Wanted {
+    flood: BTreeSet<IpAddr>,
+    statics: BTreeMap<MacAddr, IpAddr>,
+    neighbors: BTreeMap<IpAddr, MacAddr>,
+}
 
-/// The other hosts' endpoints per global network name: VTEPs to flood to
-/// and MAC → VTEP entries.
-fn wanted(c: &Cluster) -> Remotes {
+/// The other hosts' endpoints per global network name.
+fn wanted(c: &Cluster) -> BTreeMap<String, Wanted> {
     let v = c.view.lock().unwrap();
-    let mut out: Remotes = BTreeMap::new();
+    let mut out: BTreeMap<String, Wanted> = BTreeMap::new();
     for e in v.endpoints.values().filter(|e| e.host != c.host) {
-        let (flood, statics) = out.entry(e.network.clone()).or_default();
-        flood.insert(e.vtep);
-        statics.entry(e.mac).or_insert(e.vtep);
+        let w = out.entry(e.network.clone()).or_default();
+        w.flood.insert(e.vtep);
+        w.statics.entry(e.mac).or_insert(e.vtep);
+        for ip in e.ipv4.iter().chain(&e.ipv6) {
+            w.neighbors.entry(*ip).or_insert(e.mac);
+        }
     }
     out
 }
@@ -42,10 +52,11 @@ pub fn sync(c: &Cluster, control: &Control, driver: &Driver) {
     let want = wanted(c);
     for n in driver.snapshot().networks.iter().filter(|n| is_global(n)) {
         let port = crate::fabric::vtep_port_name(&n.id);
-        let (flood, statics) = want.get(&n.name).cloned().unwrap_or_default();
-        let flood: Vec<IpAddr> = flood.into_iter().collect();
-        let statics: Vec<(MacAddr, IpAddr)> = statics.into_iter().collect();
-        match control.set_remotes(&port, &flood, &statics) {
+        let w = want.get(&n.name).cloned().unwrap_or_default();
+        let flood: Vec<IpAddr> = w.flood.into_iter().collect();
+        let statics: Vec<(MacAddr, IpAddr)> = w.statics.into_iter().collect();
+        let neighbors: Vec<(IpAddr, MacAddr)> = w.neighbors.into_iter().collect();
+        match control.set_remotes(&port, &flood, &statics, &neighbors) {
             Ok(()) => {}
             Err(ControlError::NotFound(_)) => {}
             Err(e) => {

@@ -76,12 +76,20 @@ pub enum CtlCommand {
     /// Names of a network's embedded DNS (answered on its gateway, port 53).
     #[command(subcommand)]
     Name(NameCmd),
+    /// Host NICs a bridge domain's VLANs are bridged to (uplink ports).
+    #[command(subcommand)]
+    Parent(ParentCmd),
     /// The gateways' neighbors (ARP / ND entries).
     Neigh,
     /// A bridge domain's spanning tree: root, port roles and states.
     Stp { domain: String },
-    /// Docker networks (CNM) and the bridge domain behind each.
-    Network,
+    /// Docker networks (CNM) and the bridge domain behind each; `create`
+    /// makes one through the daemon's own driver (`--scope global`: shared
+    /// with the cluster by name, as `-o rvswitch.scope=global`).
+    Network {
+        #[command(subcommand)]
+        cmd: Option<NetworkCmd>,
+    },
     /// Docker endpoints (CNM): MAC, addresses, port and interfaces.
     Endpoint,
     /// Docker sandboxes (CNM): network namespaces and their endpoints.
@@ -197,7 +205,8 @@ pub enum GatewayCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum RemoteCmd {
-    /// The port's flood list, static entries and remote table.
+    /// The port's flood list, static entries, remote table and the
+    /// addresses it answers ARP/ND for (ARP/ND suppression).
     #[command(visible_alias = "ls")]
     List { port: String },
     /// Add REMOTE to the flood list, or with --mac a static entry.
@@ -214,6 +223,36 @@ pub enum RemoteCmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum NetworkCmd {
+    /// Every CNM network (the default).
+    #[command(visible_alias = "ls")]
+    List,
+    /// Make network NAME as `docker network create -d rvswitch` would.
+    #[command(visible_alias = "add")]
+    Create {
+        name: String,
+        /// local (this host) or global (every host of the cluster that
+        /// creates NAME gets the same VNI and subnet; needs --store).
+        #[arg(long, default_value = "local", value_parser = ["local", "global"])]
+        scope: String,
+        /// IPv4 subnet (a global network without one gets the cluster's).
+        #[arg(long)]
+        subnet: Option<String>,
+        #[arg(long)]
+        ipv6_subnet: Option<String>,
+        /// VNI of a global network (default: the cluster's choice).
+        #[arg(long)]
+        vni: Option<u32>,
+        /// No gateway, no route out (what global networks need for now).
+        #[arg(long)]
+        internal: bool,
+    },
+    /// Delete network NAME (made with `create`) and its endpoints.
+    #[command(visible_alias = "rm")]
+    Del { name: String },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum NameCmd {
     /// List the names of bridge domain DOMAIN.
     List { domain: String },
@@ -226,6 +265,28 @@ pub enum NameCmd {
     },
     /// Remove NAME from DOMAIN.
     Del { domain: String, name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ParentCmd {
+    /// List the parents of bridge domain DOMAIN.
+    #[command(visible_alias = "ls")]
+    List { domain: String },
+    /// Bridge a VLAN of DOMAIN to host interface IFACE: PARENT is IFACE
+    /// (untagged) or IFACE.VID (tagged VID).
+    Add {
+        domain: String,
+        parent: String,
+        /// The uplink port's back end: afpacket (default) or afxdp.
+        #[arg(long, value_parser = api_value::<PortKind>)]
+        kind: Option<PortKind>,
+        /// The domain's VLAN carried untagged (untagged parents; default 1).
+        #[arg(long)]
+        vlan: Option<u16>,
+    },
+    /// Take PARENT off DOMAIN.
+    #[command(visible_alias = "rm")]
+    Del { domain: String, parent: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -628,8 +689,82 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
                 out.done(&format!("deleted name {name} from {domain}"))
             }
         },
+        CtlCommand::Parent(cmd) => match cmd {
+            ParentCmd::List { domain } => out.parents(
+                &c.get(&format!("/v1/domains/{}/parents", enc(&domain)))?
+                    .ok()?,
+            ),
+            ParentCmd::Add {
+                domain,
+                parent,
+                kind,
+                vlan,
+            } => {
+                let req = crate::api::ParentRequest {
+                    parent: parent.clone(),
+                    kind,
+                    vlan,
+                };
+                let path = format!("/v1/domains/{}/parents", enc(&domain));
+                let r = c.post(&path, &req)?.ok()?;
+                out.reply_or(&r, &format!("bridged {domain} to {parent}"))
+            }
+            ParentCmd::Del { domain, parent } => {
+                let path = format!("/v1/domains/{}/parents/{}", enc(&domain), enc(&parent));
+                c.delete(&path)?.ok()?;
+                out.done(&format!("took {parent} off {domain}"))
+            }
+        },
         CtlCommand::Neigh => out.neighbors(&c.get("/v1/neighbors")?.ok()?),
-        CtlCommand::Network => out.cnm_networks(&c.get("/v1/cnm/networks")?.ok()?),
+        CtlCommand::Network { cmd } => match cmd.unwrap_or(NetworkCmd::List) {
+            NetworkCmd::List => out.cnm_networks(&c.get("/v1/cnm/networks")?.ok()?),
+            NetworkCmd::Create {
+                name,
+                scope,
+                subnet,
+                ipv6_subnet,
+                vni,
+                internal,
+            } => {
+                let req = crate::api::CreateCnmNetwork {
+                    name: name.clone(),
+                    scope: match scope.as_str() {
+                        "global" => crate::api::Scope::Global,
+                        _ => crate::api::Scope::Local,
+                    },
+                    subnet,
+                    ipv6_subnet,
+                    vni,
+                    internal,
+                };
+                let r = c
+                    .send(hyper::Method::POST, "/v1/cnm/networks", &req)?
+                    .ok()?;
+                let v = r.json();
+                let kind = match v["kind"]["type"].as_str() {
+                    Some("vxlan") => format!(" (VNI {})", v["kind"]["vni"]),
+                    _ => String::new(),
+                };
+                let subnets: Vec<String> = v["subnets"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|s| s["pool"].as_str())
+                            .map(String::from)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.reply_or(
+                    &r,
+                    &format!("created {scope} network {name}{kind} {}", subnets.join(" ")),
+                )
+            }
+            NetworkCmd::Del { name } => {
+                c.delete(&format!("/v1/cnm/networks/{}", enc(&name)))?
+                    .ok()?;
+                out.done(&format!("deleted network {name}"))
+            }
+        },
         CtlCommand::Endpoint => out.cnm_endpoints(&c.get("/v1/cnm/endpoints")?.ok()?),
         CtlCommand::Sandbox => out.cnm_sandboxes(&c.get("/v1/cnm/sandboxes")?.ok()?),
         CtlCommand::Cluster => out.cluster(&c.get("/v1/cluster")?.ok()?),

@@ -244,6 +244,23 @@ impl Output {
         })
     }
 
+    pub(super) fn parents(&self, r: &Reply) -> Result<(), CtlError> {
+        self.list(
+            r,
+            &["PARENT", "VLAN", "TAGGED", "PORT", "KIND", "STATE"],
+            |v| {
+                vec![
+                    txt(&v["parent"]),
+                    txt(&v["vlan"]),
+                    txt(&v["tagged"]),
+                    txt(&v["port"]),
+                    txt(&v["kind"]),
+                    txt(&v["state"]),
+                ]
+            },
+        )
+    }
+
     pub(super) fn remotes(&self, r: &Reply) -> Result<(), CtlError> {
         if self.raw() {
             return self.print_json(r);
@@ -257,6 +274,14 @@ impl Output {
         };
         println!("port {}  vni {}", txt(&v["port"]), txt(&v["vni"]));
         println!("flood list: {}", list(&v["flood"]));
+        if let Some(n) = v["neighbors"].as_array().filter(|n| !n.is_empty()) {
+            println!(
+                "ARP/ND answered locally for {} addresses ({} ARP, {} ND suppressed)",
+                n.len(),
+                txt(&v["stats"]["arp_suppressed"]),
+                txt(&v["stats"]["nd_suppressed"])
+            );
+        }
         let rows: Vec<Vec<String>> = v["entries"]
             .as_array()
             .map(|a| {
@@ -366,6 +391,7 @@ impl Output {
             &[
                 "ID",
                 "NAME",
+                "SCOPE",
                 "KIND",
                 "SUBNETS",
                 "INTERNAL",
@@ -387,6 +413,10 @@ impl Output {
                 vec![
                     txt(&n["id"]).chars().take(12).collect(),
                     txt(&n["name"]),
+                    n["options"]["rvswitch.scope"]
+                        .as_str()
+                        .unwrap_or("local")
+                        .to_string(),
                     kind,
                     subnets.join(" "),
                     txt(&n["internal"]),

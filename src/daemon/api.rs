@@ -164,6 +164,8 @@ fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(list_names))
         .routes(routes!(set_name, delete_name))
         .routes(routes!(domain_stp))
+        .routes(routes!(list_parents, attach_parent))
+        .routes(routes!(detach_parent))
         .routes(routes!(list_ports, create_port))
         .routes(routes!(get_port, patch_port, delete_port))
         .routes(routes!(port_stats))
@@ -173,7 +175,11 @@ fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(list_routes, add_route))
         .routes(routes!(delete_route))
         .routes(routes!(neighbors))
-        .routes(routes!(cnm_networks))
+        .routes(routes!(cnm_networks, create_cnm_network))
+        .routes(routes!(delete_cnm_network))
+        .routes(routes!(create_cnm_endpoint))
+        .routes(routes!(delete_cnm_endpoint))
+        .routes(routes!(join_cnm_endpoint))
         .routes(routes!(cnm_endpoints))
         .routes(routes!(cnm_sandboxes))
         .routes(routes!(list_cni_attachments, create_cni_attachment))
@@ -620,6 +626,72 @@ async fn cnm_networks(State(c): State<Shared>) -> ApiResult {
     ok(&run(&c, |c| c.cnm_networks()).await?)
 }
 
+/// Make a network through the CNM driver (what `docker network create -d
+/// rvswitch` makes); `scope: global` shares it with the cluster by name
+#[utoipa::path(post, path = "/v1/cnm/networks", operation_id = "createCnmNetwork", tag = "cnm",
+    request_body = CreateCnmNetwork,
+    responses((status = 201, description = "Created (or already there with these settings)", body = Object), (status = 400, description = "Bad request, or scope global without --store", body = ErrorBody), (status = 404, description = "The daemon does not serve Docker (no --docker)", body = ErrorBody), (status = 409, description = "Refused by the cluster (another subnet or VNI, no quorum: nothing changed) or the data plane, or the name is Docker's", body = ErrorBody)))]
+async fn create_cnm_network(State(c): State<Shared>, b: Bytes) -> ApiResult {
+    c.require_cnm()?;
+    let req: CreateCnmNetwork = body(&b)?;
+    let v = run(&c, move |c| c.create_cnm_network(req)).await?;
+    Ok(json(StatusCode::CREATED, &v))
+}
+
+/// Delete a network made through the API, with its endpoints
+#[utoipa::path(delete, path = "/v1/cnm/networks/{name}", operation_id = "deleteCnmNetwork", tag = "cnm",
+    params(("name" = String, Path, description = "Network name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "Unknown network, or no --docker", body = ErrorBody), (status = 409, description = "The network is Docker's", body = ErrorBody)))]
+async fn delete_cnm_network(State(c): State<Shared>, Path(name): Path<String>) -> ApiResult {
+    run(&c, move |c| c.delete_cnm_network(&name)).await?;
+    no_content()
+}
+
+/// Make an endpoint on a network made through the API (Docker's
+/// CreateEndpoint: on a global network its address comes from the cluster)
+#[utoipa::path(post, path = "/v1/cnm/networks/{name}/endpoints", operation_id = "createCnmEndpoint", tag = "cnm",
+    params(("name" = String, Path, description = "Network name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    request_body = CreateCnmEndpoint,
+    responses((status = 201, description = "The endpoint (address, MAC, interfaces)", body = Object), (status = 400, description = "Bad request", body = ErrorBody), (status = 404, description = "Unknown network, or no --docker", body = ErrorBody), (status = 409, description = "Address or MAC taken, refused by the cluster, or the network is Docker's", body = ErrorBody)))]
+async fn create_cnm_endpoint(
+    State(c): State<Shared>,
+    Path(name): Path<String>,
+    b: Bytes,
+) -> ApiResult {
+    c.require_cnm()?;
+    let req: CreateCnmEndpoint = body(&b)?;
+    let v = run(&c, move |c| c.create_cnm_endpoint(&name, req)).await?;
+    Ok(json(StatusCode::CREATED, &v))
+}
+
+/// Make an endpoint's interface for a network namespace (Docker's Join);
+/// the caller moves it in
+#[utoipa::path(post, path = "/v1/cnm/networks/{name}/endpoints/{id}/join", operation_id = "joinCnmEndpoint", tag = "cnm",
+    params(("name" = String, Path, description = "Network name", pattern = "^[A-Za-z0-9._-]{1,64}$"), ("id" = String, Path, description = "Endpoint id", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    request_body = JoinCnmEndpoint,
+    responses((status = 200, description = "The interface to move into the namespace", body = CnmJoinView), (status = 400, description = "Bad request", body = ErrorBody), (status = 404, description = "Unknown network or endpoint, or no --docker", body = ErrorBody), (status = 409, description = "Joined to another namespace, or the network is Docker's", body = ErrorBody)))]
+async fn join_cnm_endpoint(
+    State(c): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    b: Bytes,
+) -> ApiResult {
+    c.require_cnm()?;
+    let req: JoinCnmEndpoint = body(&b)?;
+    ok(&run(&c, move |c| c.join_cnm_endpoint(&name, &id, req)).await?)
+}
+
+/// Delete an endpoint of a network made through the API
+#[utoipa::path(delete, path = "/v1/cnm/networks/{name}/endpoints/{id}", operation_id = "deleteCnmEndpoint", tag = "cnm",
+    params(("name" = String, Path, description = "Network name", pattern = "^[A-Za-z0-9._-]{1,64}$"), ("id" = String, Path, description = "Endpoint id", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "Unknown network or endpoint, or no --docker", body = ErrorBody), (status = 409, description = "The network is Docker's", body = ErrorBody)))]
+async fn delete_cnm_endpoint(
+    State(c): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult {
+    run(&c, move |c| c.delete_cnm_endpoint(&name, &id)).await?;
+    no_content()
+}
+
 /// Docker endpoints (CNM): MAC, addresses, port, interfaces, sandbox
 #[utoipa::path(get, path = "/v1/cnm/endpoints", operation_id = "listCnmEndpoints", tag = "cnm",
     responses((status = 200, description = "Endpoints", body = Vec<Object>), (status = 404, description = "The daemon does not serve Docker (no --docker)", body = ErrorBody)))]
@@ -754,6 +826,39 @@ async fn delete_name(
     Path((name, host)): Path<(String, String)>,
 ) -> ApiResult {
     run(&c, move |c| c.delete_name(&name, &host)).await?;
+    no_content()
+}
+
+// ---- parents (a domain's VLANs on a host NIC) -------------------------------------
+
+/// List the host interfaces (and VLANs) a bridge domain is bridged to
+#[utoipa::path(get, path = "/v1/domains/{name}/parents", operation_id = "listParents", tag = "domains",
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 200, description = "Parents", body = Vec<ParentView>), (status = 404, description = "Unknown bridge domain", body = ErrorBody)))]
+async fn list_parents(State(c): State<Shared>, Path(name): Path<String>) -> ApiResult {
+    ok(&run(&c, move |c| c.list_parents(&name)).await?)
+}
+
+/// Bridge a VLAN of a bridge domain to a host interface's LAN (untagged or tagged), through the interface's uplink port (made with its first VLAN); stored
+#[utoipa::path(post, path = "/v1/domains/{name}/parents", operation_id = "attachParent", tag = "domains",
+    request_body = ParentRequest,
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 201, description = "Bridged", body = ParentView), (status = 400, description = "Bad input (malformed JSON, an unknown field, a bad parent or VLAN id); nothing changed", body = ErrorBody), (status = 404, description = "Unknown bridge domain, or no such interface in the daemon's namespace", body = ErrorBody), (status = 409, description = "The interface is enslaved, held by another port or in another domain's use, or carries that VLAN already", body = ErrorBody), (status = 500, description = "A back end, store or worker failure", body = ErrorBody)))]
+async fn attach_parent(State(c): State<Shared>, Path(name): Path<String>, b: Bytes) -> ApiResult {
+    let req: ParentRequest = body(&b)?;
+    let v = run(&c, move |c| c.attach_parent(&name, req)).await?;
+    Ok(json(StatusCode::CREATED, &v))
+}
+
+/// Take a parent off a bridge domain; the interface's last VLAN takes its uplink port away
+#[utoipa::path(delete, path = "/v1/domains/{name}/parents/{parent}", operation_id = "detachParent", tag = "domains",
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$"), ("parent" = String, Path, description = "IFACE or IFACE.VID")),
+    responses((status = 204, description = "Detached"), (status = 400, description = "A bad parent", body = ErrorBody), (status = 404, description = "Unknown bridge domain, or not on that parent", body = ErrorBody), (status = 500, description = "A store or worker failure", body = ErrorBody)))]
+async fn detach_parent(
+    State(c): State<Shared>,
+    Path((name, parent)): Path<(String, String)>,
+) -> ApiResult {
+    run(&c, move |c| c.detach_parent(&name, &parent)).await?;
     no_content()
 }
 

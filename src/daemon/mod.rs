@@ -28,6 +28,7 @@ pub mod model;
 pub mod names;
 pub mod observe;
 pub mod overlay;
+pub mod parent;
 pub mod ready;
 pub mod reconcile;
 pub mod store;

@@ -13,7 +13,7 @@ use rvs_switch::MacAddr;
 use serde_json::{Value, json};
 
 use super::control::{Control, ControlError, State, not_found_port};
-use crate::backends::{vtep_handle, vxlan_remotes};
+use crate::backends::{vtep_handle, vxlan_neighbors, vxlan_remotes};
 use crate::spec::{PortKind, PortSpec};
 
 type Result<T, E = ControlError> = std::result::Result<T, E>;
@@ -50,15 +50,29 @@ fn set_remotes(spec: &mut PortSpec, flood: &[IpAddr], statics: &[(MacAddr, IpAdd
     }
 }
 
+fn set_neighbors(spec: &mut PortSpec, neighbors: &[(IpAddr, MacAddr)]) {
+    if neighbors.is_empty() {
+        spec.options.remove("neighbors");
+    } else {
+        let m: serde_json::Map<String, Value> = neighbors
+            .iter()
+            .map(|(ip, m)| (ip.to_string(), json!(m.to_string())))
+            .collect();
+        spec.options.insert("neighbors".into(), Value::Object(m));
+    }
+}
+
 impl Control {
-    /// Make these the remotes of port `name`: stored, and given to the
-    /// running port (the reconcile applies the difference).
+    /// Make these the remotes of port `name` (and, when given, the
+    /// neighbors it answers ARP/ND for): stored, and given to the running
+    /// port (the reconcile applies the difference).
     fn store_remotes(
         &self,
         st: &mut State,
         name: &str,
         flood: &[IpAddr],
         statics: &[(MacAddr, IpAddr)],
+        neighbors: Option<&[(IpAddr, MacAddr)]>,
     ) -> Result<()> {
         let mut next = st.desired();
         let rec = next
@@ -66,6 +80,9 @@ impl Control {
             .get_mut(name)
             .ok_or_else(|| not_found_port(name))?;
         set_remotes(&mut rec.spec, flood, statics);
+        if let Some(n) = neighbors {
+            set_neighbors(&mut rec.spec, n);
+        }
         self.commit(st, next)
     }
 
@@ -74,6 +91,7 @@ impl Control {
         let p = st.ports.get(name).ok_or_else(|| not_found_port(name))?;
         let spec = vxlan_spec(&p.rec.spec, name)?;
         let (flood, statics) = vxlan_remotes(spec).map_err(ControlError::Internal)?;
+        let neighbors = vxlan_neighbors(spec).map_err(ControlError::Internal)?;
         let handle = vtep_handle(name).filter(|_| p.error.is_none());
         let entries = handle
             .as_ref()
@@ -85,6 +103,7 @@ impl Control {
             vni: spec.options.get("vni").cloned().unwrap_or(Value::Null),
             flood,
             statics,
+            neighbors,
             entries,
             stats,
         })
@@ -123,20 +142,23 @@ impl Control {
                 None if flood.contains(&req.remote) => {}
                 None => flood.push(req.remote),
             }
-            self.store_remotes(&mut st, name, &flood, &statics)?;
+            self.store_remotes(&mut st, name, &flood, &statics, None)?;
         }
         self.remotes(name)
     }
 
-    /// Make `flood` and `statics` the whole remote lists of port `name`
-    /// (a control plane that owns them, such as the cluster's endpoint
-    /// registry, states what it wants; the reconcile gives the running
-    /// port the difference). Unchanged lists change nothing.
+    /// Make `flood`, `statics` and `neighbors` the whole remote lists of
+    /// port `name` (a control plane that owns them, such as the cluster's
+    /// endpoint registry, states what it wants; the reconcile gives the
+    /// running port the difference). `neighbors` are the remote endpoints'
+    /// addresses the port answers ARP/ND for itself (ARP/ND suppression).
+    /// Unchanged lists change nothing.
     pub fn set_remotes(
         &self,
         name: &str,
         flood: &[IpAddr],
         statics: &[(MacAddr, IpAddr)],
+        neighbors: &[(IpAddr, MacAddr)],
     ) -> Result<()> {
         let _w = self.store.db().exclusive_guard();
         let mut st = self.lock();
@@ -154,24 +176,40 @@ impl Control {
                 )));
             }
         }
-        if let Some((m, _)) = statics.iter().find(|(m, _)| !m.is_valid_source()) {
+        if let Some(m) = statics
+            .iter()
+            .map(|(m, _)| m)
+            .chain(neighbors.iter().map(|(_, m)| m))
+            .find(|m| !m.is_valid_source())
+        {
             return Err(ControlError::BadRequest(format!(
                 "{m} is not a unicast station address"
             )));
         }
-        let norm = |f: &[IpAddr], s: &[(MacAddr, IpAddr)]| {
+        if let Some((ip, _)) = neighbors
+            .iter()
+            .find(|(ip, _)| ip.is_unspecified() || ip.is_multicast())
+        {
+            return Err(ControlError::BadRequest(format!(
+                "{ip} is not an endpoint address"
+            )));
+        }
+        let norm = |f: &[IpAddr], s: &[(MacAddr, IpAddr)], n: &[(IpAddr, MacAddr)]| {
             let mut f = f.to_vec();
             f.sort();
             f.dedup();
             let mut s: Vec<(String, IpAddr)> = s.iter().map(|(m, r)| (m.to_string(), *r)).collect();
             s.sort();
-            (f, s)
+            let n: std::collections::BTreeMap<IpAddr, String> =
+                n.iter().map(|(ip, m)| (*ip, m.to_string())).collect();
+            (f, s, n)
         };
         let (of, os) = vxlan_remotes(spec).map_err(ControlError::Internal)?;
-        if norm(&of, &os) == norm(flood, statics) {
+        let on = vxlan_neighbors(spec).map_err(ControlError::Internal)?;
+        if norm(&of, &os, &on) == norm(flood, statics, neighbors) {
             return Ok(());
         }
-        self.store_remotes(&mut st, name, flood, statics)
+        self.store_remotes(&mut st, name, flood, statics, Some(neighbors))
     }
 
     /// Forget `remote`: off the flood list, and every static entry to it.
@@ -194,7 +232,7 @@ impl Control {
         }
         flood.retain(|r| *r != remote);
         statics.retain(|(_, r)| *r != remote);
-        self.store_remotes(&mut st, name, &flood, &statics)
+        self.store_remotes(&mut st, name, &flood, &statics, None)
     }
 }
 
@@ -207,10 +245,19 @@ pub(super) fn apply_remote_changes(name: &str, old: &PortSpec, new: &PortSpec) {
     let (Ok((of, os)), Ok((nf, ns))) = (vxlan_remotes(old), vxlan_remotes(new)) else {
         return;
     };
-    if (&of, &os) == (&nf, &ns) {
+    let (Ok(on), Ok(nn)) = (vxlan_neighbors(old), vxlan_neighbors(new)) else {
+        return;
+    };
+    if (&of, &os, &on) == (&nf, &ns, &nn) {
         return;
     }
     let Some(h) = vtep_handle(name) else { return };
+    for (ip, _) in on.iter().filter(|(ip, _)| !nn.iter().any(|(i, _)| i == ip)) {
+        h.remove_neighbor(*ip);
+    }
+    for (ip, m) in nn.iter().filter(|e| !on.contains(e)) {
+        h.add_neighbor(*ip, *m);
+    }
     for r in of.iter().filter(|r| !nf.contains(r)) {
         h.remove_flood(*r);
     }

@@ -71,8 +71,7 @@ pub fn spawn_ready(cmd: &mut Command, within: Duration) -> Result<Child, ReadyEr
                 return Ok(child);
             }
             Ok(_) => {}
-            // A signal to the waiting process (a test harness's) is no
-            // reason to give up on the daemon.
+            // A signal to the waiting process (EINTR) is no answer either.
             Err(e)
                 if matches!(
                     e.kind(),

@@ -71,10 +71,23 @@ pub fn print_table(topo: &Topology, states: Option<&PortStates>) {
         for i in &n.interfaces {
             let net = topo.network(&i.network).expect("validated");
             let addrs: Vec<String> = i.addresses().map(|a| a.to_string()).collect();
-            let mut port = format!("{} ({})", i.link, i.port.as_str());
+            // A global network's port is the CNM driver's, made for the
+            // endpoint named after the link.
+            let mut port = match net.global {
+                true => format!("endpoint {} (tap)", i.link),
+                false => format!("{} ({})", i.link, i.port.as_str()),
+            };
             if several {
                 port = format!("{}/{port}", i.switch);
             }
+            let network = match net.global {
+                true => format!(
+                    "{} (global, {})",
+                    net.name,
+                    crate::fabric::domain_name(&net.name)
+                ),
+                false => format!("{} ({} vlan {})", net.name, net.domain, net.vlan),
+            };
             let mut row = vec![
                 n.name.clone(),
                 n.netns.clone(),
@@ -86,10 +99,14 @@ pub fn print_table(topo: &Topology, states: Option<&PortStates>) {
                 },
                 format_mac(&i.mac),
                 port,
-                format!("{} ({} vlan {})", net.name, net.domain, net.vlan),
+                network,
             ];
             if let Some(s) = states {
-                row.push(s.get(&i.link).cloned().unwrap_or_else(|| "missing".into()));
+                let state = match net.global {
+                    true => "-".to_string(),
+                    false => s.get(&i.link).cloned().unwrap_or_else(|| "missing".into()),
+                };
+                row.push(state);
             }
             rows.push(row);
         }

@@ -41,12 +41,28 @@ impl Switches {
         paths: &Paths,
         st: &mut LabState,
     ) -> Result<Switches, LabError> {
-        let mut switches = Vec::new();
-        for sw in &topo.switches {
-            let c = ensure_daemon(paths, sw, topo.switch_netns(&sw.name), st)?;
-            switches.push((sw.name.clone(), c));
+        let mut s = Switches(Vec::new());
+        s.start(topo, paths, st, |_| true)?;
+        Ok(s)
+    }
+
+    /// Start (or find) the daemons of the switches `pick` chooses.
+    fn start(
+        &mut self,
+        topo: &Topology,
+        paths: &Paths,
+        st: &mut LabState,
+        pick: impl Fn(&SwitchDef) -> bool,
+    ) -> Result<(), LabError> {
+        for sw in topo.switches.iter().filter(|s| pick(s)) {
+            let c = ensure_daemon(paths, topo, sw, st)?;
+            self.0.push((sw.name.clone(), c));
         }
-        Ok(Switches(switches))
+        Ok(())
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _)| n == name)
     }
 
     pub(super) fn get(&self, name: &str) -> &Client {
@@ -102,20 +118,53 @@ pub fn deploy(topo: &Topology, file: &Path) -> Result<(), LabError> {
     for node in &topo.nodes {
         ensure_netns(topo, node, &paths, &mut st)?;
     }
-    let switches = Switches::up(topo, &paths, &mut st)?;
-    for d in topo.domain_specs() {
-        ensure(
-            switches.get(&d.switch),
-            &format!("/v1/domains/{}", d.domain),
-            "/v1/domains",
-            domain_body(&d),
-        )?;
+    // Two rounds: the switches outside the lab's cluster with what hangs
+    // off them (the underlay, the etcd members' and the hosts' links),
+    // then the store, then the cluster's switches (which need etcd when
+    // they start) and the rest. Without a store the first round is all.
+    let mut switches = Switches(Vec::new());
+    for clustered in [false, true] {
+        if clustered && let Some(store) = &topo.store {
+            super::store::ensure_store(topo, store, &paths)?;
+        }
+        switches.start(topo, &paths, &mut st, |sw| {
+            topo.clustered(&sw.name) == clustered
+        })?;
+        for d in topo.domain_specs() {
+            if topo.clustered(&d.switch) == clustered {
+                ensure(
+                    switches.get(&d.switch),
+                    &format!("/v1/domains/{}", d.domain),
+                    "/v1/domains",
+                    domain_body(&d),
+                )?;
+            }
+        }
+        for sw in topo
+            .switches
+            .iter()
+            .filter(|s| topo.clustered(&s.name) == clustered)
+        {
+            ensure_switch_routes(topo, sw, switches.get(&sw.name))?;
+        }
+        if clustered {
+            for net in topo.networks.iter().filter(|n| n.global) {
+                super::store::ensure_global_network(net, &switches)?;
+            }
+        }
+        for node in &topo.nodes {
+            for i in node
+                .interfaces
+                .iter()
+                .filter(|i| topo.clustered(&i.switch) == clustered)
+            {
+                ensure_interface(topo, node, i, &paths, &mut st, &nl, &switches)?;
+            }
+        }
     }
-    for sw in &topo.switches {
-        ensure_switch_routes(topo, sw, switches.get(&sw.name))?;
-    }
+    debug_assert!(topo.switches.iter().all(|s| switches.has(&s.name)));
     for (k, node) in topo.nodes.iter().enumerate() {
-        ensure_node(topo, node, &paths, &mut st, &nl, &switches)?;
+        ensure_node_settings(node)?;
         // Progress, as containerlab shows it (stderr: stdout is the table).
         eprintln!(
             "lab {}: [{}/{}] node {} wired ({} interface(s))",
@@ -132,6 +181,9 @@ pub fn deploy(topo: &Topology, file: &Path) -> Result<(), LabError> {
     // After the nodes: a tunnel endpoint binds its host node's address.
     for net in topo.networks.iter().filter(|n| n.kind == NetKind::Vxlan) {
         ensure_vxlan(net, &switches)?;
+    }
+    for net in &topo.networks {
+        ensure_parent(net, &switches)?;
     }
     // Names and resolvers before the nodes' commands, which may use them.
     super::dns::ensure_names(topo, |sw| switches.get(sw))?;
@@ -228,10 +280,11 @@ fn answering(socket: &Path) -> Option<Client> {
 
 pub(super) fn ensure_daemon(
     paths: &Paths,
+    topo: &Topology,
     sw: &SwitchDef,
-    netns: Option<String>,
     st: &mut LabState,
 ) -> Result<Client, LabError> {
+    let netns = topo.switch_netns(&sw.name);
     let socket = paths.socket(&sw.name);
     if !st.daemons.contains_key(&sw.name) {
         st.daemons.insert(sw.name.clone(), socket.clone());
@@ -271,6 +324,7 @@ pub(super) fn ensure_daemon(
         .arg(&store)
         .arg("--workers")
         .arg(sw.workers.to_string())
+        .args(super::store::daemon_args(topo, sw, paths))
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(err)?)
         .stderr(log)
@@ -499,6 +553,9 @@ pub(super) fn ensure_interface(
             .network(&i.network)
             .ok_or_else(|| err(format!("node {}: no network {}", node.name, i.network)))?;
         let c = switches.get(&i.switch);
+        if net.global {
+            return super::store::ensure_global_interface(node, i, net, c, sw_ns.as_deref(), nl);
+        }
         let vlan = json!({ "mode": "access", "pvid": net.vlan });
         let options = match &i.impair {
             Some(imp) => json!({ "impair": {
@@ -776,6 +833,37 @@ pub(super) fn ensure_vxlan_port(p: &VxlanPort, switches: &Switches) -> Result<()
     )
 }
 
+/// A network's `parent:`: its VLAN bridged to the host NIC through the
+/// switch's uplink port on it (`POST /v1/domains/{d}/parents`), unless it
+/// is already.
+pub(super) fn ensure_parent(net: &NetworkDef, switches: &Switches) -> Result<(), LabError> {
+    let Some(p) = &net.parent else {
+        return Ok(());
+    };
+    for sw in &net.switches {
+        let c = switches.get(sw);
+        let path = format!("/v1/domains/{}/parents", net.domain);
+        let have = c
+            .get(&path)
+            .and_then(|r| r.ok())
+            .map_err(|e| err(format!("switch {sw}: GET {path}: {e}")))?
+            .json();
+        let text = p.to_string();
+        if have
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v["parent"] == text.as_str()))
+        {
+            continue;
+        }
+        let mut req = crate::api::ParentRequest::new(&text);
+        req.vlan = p.vid.is_none().then_some(net.vlan);
+        c.post(&path, &req)
+            .and_then(|r| r.ok())
+            .map_err(|e| err(format!("network {}: parent {text}: {e}", net.name)))?;
+    }
+    Ok(())
+}
+
 /// A node's start-up commands, once per deployment (recorded).
 pub(super) fn run_exec(node: &NodeDef, paths: &Paths, st: &mut LabState) -> Result<(), LabError> {
     if node.exec.is_empty() || st.exec_done.contains(&node.name) {
@@ -837,7 +925,7 @@ fn daemon_pids(socket: &Path) -> Vec<i32> {
         .collect()
 }
 
-fn procs() -> Vec<i32> {
+pub(super) fn procs() -> Vec<i32> {
     let me = std::process::id() as i32;
     std::fs::read_dir("/proc")
         .map(|d| {

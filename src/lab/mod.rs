@@ -23,6 +23,7 @@ mod deploy;
 mod dns;
 mod reconfigure;
 mod state;
+mod store;
 
 use std::path::{Path, PathBuf};
 

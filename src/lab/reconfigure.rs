@@ -259,12 +259,38 @@ fn apply(
             switches.get(switch),
             &format!("/v1/routes/0/{}/{}", route.to.addr, route.to.len),
         ),
-        Step::RemoveNetwork { vxlan, domains, .. } => {
+        Step::RemoveNetwork {
+            net,
+            vxlan,
+            domains,
+            ..
+        } => {
+            // Off its NIC first: the uplink port holds the domain.
+            if let Some(p) = &net.parent {
+                for sw in &net.switches {
+                    delete(
+                        switches.get(sw),
+                        &format!("/v1/domains/{}/parents/{p}", net.domain),
+                    )?;
+                }
+            }
             for p in vxlan {
                 delete(switches.get(&p.switch), &format!("/v1/ports/{}", p.name))?;
             }
             for (sw, d) in domains {
-                delete(switches.get(sw), &format!("/v1/domains/{d}"))?;
+                // A domain that goes takes every parent of it along (other
+                // networks of it may be removed by later steps).
+                let c = switches.get(sw);
+                let path = format!("/v1/domains/{d}/parents");
+                if let Ok(r) = c.get(&path)
+                    && r.status == 200
+                {
+                    for v in r.json().as_array().into_iter().flatten() {
+                        let p = v["parent"].as_str().unwrap_or_default();
+                        delete(c, &format!("{path}/{p}"))?;
+                    }
+                }
+                delete(c, &format!("/v1/domains/{d}"))?;
             }
             Ok(())
         }
@@ -300,7 +326,7 @@ fn apply(
             for p in net.vxlan_ports() {
                 ensure_vxlan_port(&p, switches)?;
             }
-            Ok(())
+            super::deploy::ensure_parent(net, switches)
         }
         Step::AddSwitchRoute { switch, route } => {
             let c = switches.get(switch);

@@ -3,6 +3,8 @@
 //! uses part of it.
 #![allow(dead_code)]
 
+pub mod lan;
+
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output};
 

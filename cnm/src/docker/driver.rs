@@ -312,7 +312,24 @@ impl Driver {
                 n.id
             )));
         }
+        // Networks on a host NIC are segments of that NIC's LAN: one per
+        // parent interface and VLAN (untagged counts as one), whatever
+        // the other networks use.
+        let parent = super::options::parent_of(&n);
+        if let Some(p) = &parent
+            && let Some(o) = st
+                .networks
+                .values()
+                .find(|o| super::options::parent_of(o).as_ref() == Some(p))
+        {
+            return Err(DriverError::Conflict(format!(
+                "network {} is already on parent {p}; each VLAN of a host interface \
+                 carries one rvswitch network",
+                o.id
+            )));
+        }
         let clash = st.networks.values().find(|o| match (o.kind, n.kind) {
+            _ if parent.is_some() || super::options::parent_of(o).is_some() => false,
             (NetworkKind::Vlan { vid: a }, NetworkKind::Vlan { vid: b }) => a == b,
             (NetworkKind::Vxlan { vni: a }, NetworkKind::Vxlan { vni: b }) => a == b,
             _ => false,

@@ -177,3 +177,36 @@ fn the_periodic_sweep_removes_only_what_two_rounds_missed() {
     assert_eq!(s.round(&d, &engine, &[]).unwrap(), Default::default());
     assert!(d.network("fresh").is_some());
 }
+
+#[test]
+fn one_network_per_parent_and_vlan() {
+    let (d, f) = driver();
+    let on = |id: &str, parent: &str| {
+        let mut n = net(id);
+        n.routing = false;
+        let p: crate::Parent = parent.parse().unwrap();
+        n.kind = match p.vid {
+            Some(vid) => NetworkKind::Vlan { vid },
+            None => NetworkKind::Bridge,
+        };
+        n.options
+            .insert(super::options::PARENT.into(), parent.into());
+        n
+    };
+    d.create_network(on("n10", "eth0.10")).unwrap();
+    d.create_network(on("n20", "eth0.20")).unwrap();
+    d.create_network(on("nu", "eth0")).unwrap();
+    // The same VID on another interface, and a VLAN network of the switch's
+    // own with that VID, are other segments.
+    d.create_network(on("m10", "eth1.10")).unwrap();
+    let mut v = net("v10");
+    v.kind = NetworkKind::Vlan { vid: 10 };
+    d.create_network(v).unwrap();
+    let calls = f.calls().len();
+    for (id, parent) in [("x10", "eth0.10"), ("xu", "eth0")] {
+        let e = d.create_network(on(id, parent)).unwrap_err().to_string();
+        assert!(e.contains(&format!("already on parent {parent}")), "{e}");
+    }
+    assert_eq!(f.calls().len(), calls, "refused before the fabric");
+    assert_eq!(f.networks().len(), 5);
+}

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::model::{DEFAULT_MTU, Network, NetworkKind, PortType, Subnet};
+use crate::parent::{Parent, ParentError};
 use crate::prefix::{Cidr, parse_ip_lenient};
 
 use super::wire::{CreateNetworkRequest, IpamData, Options};
@@ -36,7 +37,31 @@ pub const KNOWN: &[&str] = &[
     "rvswitch.vtep_port",
     "rvswitch.scope",
     "rvswitch.name",
+    "rvswitch.parent",
+    "rvswitch.parent_port",
 ];
+
+/// `rvswitch.parent=IFACE[.VID]`: the network is bridged to the LAN of host
+/// interface IFACE, untagged or in VLAN VID (the switch pushes and pops the
+/// tag), as Docker's macvlan driver's `parent`. See [`crate::parent`].
+pub const PARENT: &str = "rvswitch.parent";
+/// The kind of the parent's uplink port: `afpacket` (the default) or
+/// `afxdp`.
+pub const PARENT_PORT: &str = "rvswitch.parent_port";
+
+/// The parent of `n`, when it is bridged to a host NIC.
+pub fn parent_of(n: &Network) -> Option<Parent> {
+    n.options.get(PARENT).and_then(|p| p.parse().ok())
+}
+
+/// The uplink port kind of a parent network (`afpacket` unless
+/// `rvswitch.parent_port=afxdp`).
+pub fn parent_port(n: &Network) -> PortType {
+    match n.options.get(PARENT_PORT).map(String::as_str) {
+        Some("afxdp") => PortType::Afxdp,
+        _ => PortType::Afpacket,
+    }
+}
 
 /// `rvswitch.scope=global`: the network is shared by the hosts of a
 /// cluster (`rvswitch daemon --store etcd://…`), found there by
@@ -77,6 +102,8 @@ pub enum OptionError {
     },
     #[error("{0} must be a JSON object")]
     NotAnObject(&'static str),
+    #[error("option {PARENT}: {0}")]
+    Parent(ParentError),
 }
 
 /// An option value as text: `-o` gives strings, API clients may send
@@ -198,8 +225,25 @@ pub fn apply_generic(n: &mut Network, generic: &Options) -> Result<(), OptionErr
     let mut mtu_set = false;
     let mut global = false;
     let mut name: Option<String> = None;
+    let mut parent: Option<Parent> = None;
     for (k, v) in generic {
         match k.as_str() {
+            PARENT => parent = Some(text(v).parse().map_err(OptionError::Parent)?),
+            PARENT_PORT => {
+                let t = text(v).to_ascii_lowercase();
+                let kind = match t.as_str() {
+                    "afpacket" | "af_packet" => "afpacket",
+                    "afxdp" | "af_xdp" => "afxdp",
+                    _ => {
+                        return Err(OptionError::Value {
+                            key: k.clone(),
+                            value: text(v),
+                            expected: "afpacket or afxdp",
+                        });
+                    }
+                };
+                n.options.insert(k.clone(), kind.into());
+            }
             SCOPE => {
                 global = match text(v).to_ascii_lowercase().as_str() {
                     "global" => true,
@@ -291,6 +335,14 @@ pub fn apply_generic(n: &mut Network, generic: &Options) -> Result<(), OptionErr
     if let Some(name) = &name {
         n.name = name.clone();
     }
+    if let Some(p) = parent {
+        return parent_network(n, p, kind, vlan, vni, global);
+    }
+    if n.options.contains_key(PARENT_PORT) {
+        return Err(OptionError::Conflict(format!(
+            "{PARENT_PORT} belongs to networks with {PARENT}=<host interface>"
+        )));
+    }
     if global {
         return global_network(n, kind, vlan, vni, name, mtu_set);
     }
@@ -361,6 +413,60 @@ pub fn apply_generic(n: &mut Network, generic: &Options) -> Result<(), OptionErr
             }
         }
     }
+    Ok(())
+}
+
+/// The settings of a network bridged to a host NIC: the VLAN of
+/// `parent=IFACE.VID` (untagged: a bridge), no gateway of the switch's
+/// (the LAN's router is the gateway, as with macvlan), so neither
+/// `--internal` nor routing nor another segment (VLAN, VNI, cluster) goes
+/// with it.
+fn parent_network(
+    n: &mut Network,
+    p: Parent,
+    kind: Option<String>,
+    vlan: Option<u32>,
+    vni: Option<u32>,
+    global: bool,
+) -> Result<(), OptionError> {
+    let refuse = |what: &str| {
+        Err(OptionError::Conflict(format!(
+            "{PARENT}={p} does not go with {what}: the network is the LAN of {} ({}), \
+             whose router is its gateway",
+            p.iface,
+            match p.vid {
+                Some(v) => format!("VLAN {v}"),
+                None => "untagged".into(),
+            }
+        )))
+    };
+    if kind.is_some() || vlan.is_some() || vni.is_some() {
+        return refuse("rvswitch.kind, rvswitch.vlan or rvswitch.vni (give the VLAN as IFACE.VID)");
+    }
+    if global {
+        return refuse("rvswitch.scope=global");
+    }
+    if n.internal {
+        return refuse("--internal");
+    }
+    if n.routing {
+        return refuse("rvswitch.routing=true");
+    }
+    if let Some(k) = [
+        "rvswitch.vtep_local",
+        "rvswitch.vtep_remotes",
+        "rvswitch.vtep_port",
+    ]
+    .iter()
+    .find(|k| n.options.contains_key(**k))
+    {
+        return refuse(k);
+    }
+    n.kind = match p.vid {
+        Some(vid) => NetworkKind::Vlan { vid },
+        None => NetworkKind::Bridge,
+    };
+    n.options.insert(PARENT.into(), p.to_string());
     Ok(())
 }
 
@@ -480,6 +586,56 @@ mod tests {
         let local = g(json!({"rvswitch.scope": "local", "rvswitch.name": "x"})).unwrap();
         assert!(!is_global(&local));
         assert_eq!(local.kind, NetworkKind::Bridge);
+    }
+
+    #[test]
+    fn parent_networks_are_a_vlan_of_a_host_nic() {
+        let g = |o: Value| network_from_request(&req(json!({"com.docker.network.generic": o})));
+        let n = g(json!({"rvswitch.parent": "eth0.10"})).unwrap();
+        assert_eq!(n.kind, NetworkKind::Vlan { vid: 10 });
+        assert_eq!(parent_of(&n), Some("eth0.10".parse().unwrap()));
+        assert_eq!(parent_port(&n), PortType::Afpacket);
+        n.validate().unwrap();
+        let n = g(json!({"rvswitch.parent": "eth0", "rvswitch.parent_port": "AF_XDP"})).unwrap();
+        assert_eq!(n.kind, NetworkKind::Bridge);
+        assert_eq!(parent_port(&n), PortType::Afxdp);
+        assert!(parent_of(&g(json!({})).unwrap()).is_none());
+        for (bad, says) in [
+            (json!({"rvswitch.parent": "eth0.4095"}), "outside 1..4094"),
+            (json!({"rvswitch.parent": "eth0.0"}), "outside 1..4094"),
+            (json!({"rvswitch.parent": "a/b"}), "not an interface name"),
+            (
+                json!({"rvswitch.parent": "eth0.10", "rvswitch.vlan": "10"}),
+                "IFACE.VID",
+            ),
+            (
+                json!({"rvswitch.parent": "eth0", "rvswitch.kind": "vxlan", "rvswitch.vni": 5}),
+                "does not go with",
+            ),
+            (
+                json!({"rvswitch.parent": "eth0", "rvswitch.routing": "true"}),
+                "routing",
+            ),
+            (
+                json!({"rvswitch.parent": "eth0", "rvswitch.scope": "global", "rvswitch.name": "x"}),
+                "global",
+            ),
+            (json!({"rvswitch.parent_port": "afxdp"}), "belongs to"),
+            (
+                json!({"rvswitch.parent": "eth0", "rvswitch.parent_port": "tap"}),
+                "afpacket or afxdp",
+            ),
+        ] {
+            let e = g(bad.clone()).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let e = network_from_request(&req(json!({
+            "com.docker.network.internal": true,
+            "com.docker.network.generic": {"rvswitch.parent": "eth0.10"}
+        })))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--internal"), "{e}");
     }
 
     #[test]

@@ -285,3 +285,179 @@ fn several_vnis_share_one_udp_socket_and_each_gets_only_its_own() {
     assert_eq!(pool.available(), free0, "no frame leaked");
     drop((a10, a20, b20));
 }
+
+// ---- ARP/ND suppression -------------------------------------------------
+//
+// Golden frames written out byte by byte (checksums computed apart from the
+// code under test): asker 02:00:00:00:00:0a (10.0.0.1, fd00::a) asks for a
+// remote endpoint 02:00:00:00:00:0b (10.0.0.2, fd00::b) behind 127.0.0.2.
+
+/// Broadcast who-has 10.0.0.2 tell 10.0.0.1, padded to 60 bytes.
+#[rustfmt::skip]
+const ARP_REQUEST: [u8; 60] = [
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x08, 0x06, 0x00, 0x01,
+    0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x0a, 0x00, 0x00, 0x01,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+];
+
+/// 10.0.0.2 is-at 02:00:00:00:00:0b, to the asker.
+#[rustfmt::skip]
+const ARP_REPLY: [u8; 42] = [
+    0x02, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x02, 0x00, 0x00, 0x00, 0x00, 0x0b, 0x08, 0x06, 0x00, 0x01,
+    0x08, 0x00, 0x06, 0x04, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x0b, 0x0a, 0x00, 0x00, 0x02,
+    0x02, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x0a, 0x00, 0x00, 0x01,
+];
+
+/// NS fd00::a -> ff02::1:ff00:b for fd00::b, source link-layer option.
+#[rustfmt::skip]
+const NS: [u8; 86] = [
+    0x33, 0x33, 0xff, 0x00, 0x00, 0x0b, 0x02, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x86, 0xdd, 0x60, 0x00,
+    0x00, 0x00, 0x00, 0x20, 0x3a, 0xff, 0xfd, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x0a, 0xff, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x01, 0xff, 0x00, 0x00, 0x0b, 0x87, 0x00, 0x7d, 0x73, 0x00, 0x00, 0x00, 0x00, 0xfd, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0b, 0x01, 0x01,
+    0x02, 0x00, 0x00, 0x00, 0x00, 0x0a,
+];
+
+/// NA fd00::b -> fd00::a, solicited + override (not router), target
+/// link-layer option 02:00:00:00:00:0b.
+#[rustfmt::skip]
+const NA: [u8; 86] = [
+    0x02, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x02, 0x00, 0x00, 0x00, 0x00, 0x0b, 0x86, 0xdd, 0x60, 0x00,
+    0x00, 0x00, 0x00, 0x20, 0x3a, 0xff, 0xfd, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x0b, 0xfd, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x88, 0x00, 0x1c, 0x76, 0x60, 0x00, 0x00, 0x00, 0xfd, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0b, 0x02, 0x01,
+    0x02, 0x00, 0x00, 0x00, 0x00, 0x0b,
+];
+
+const REMOTE_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0b]);
+
+/// Port `a` of a pair, told that REMOTE_MAC (10.0.0.2, fd00::b) lives
+/// behind 127.0.0.2.
+fn suppressing_pair() -> (VtepPort, VtepPort) {
+    let (a, b, _) = pair();
+    let h = a.handle();
+    h.add_static(REMOTE_MAC, "127.0.0.2".parse().unwrap());
+    h.add_neighbor("10.0.0.2".parse().unwrap(), REMOTE_MAC);
+    h.add_neighbor("fd00::b".parse().unwrap(), REMOTE_MAC);
+    (a, b)
+}
+
+/// Whatever `port` hands the switch within `wait` (answers included).
+fn take_rx(port: &mut VtepPort, pool: &mut PacketPool) -> Vec<(Vec<u8>, Option<RxMeta>)> {
+    let mut batch = Batch::new(64);
+    port.rx_burst(pool, &mut batch).unwrap();
+    batch
+        .drain()
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|mut b| {
+            let m = RxMeta::take(pool, &mut b);
+            let d = pool.data(&b).to_vec();
+            pool.free(b);
+            (d, m)
+        })
+        .collect()
+}
+
+#[test]
+fn arp_and_ns_for_a_known_remote_are_answered_locally_not_replicated() {
+    let (mut a, mut b) = suppressing_pair();
+    let mut pool = PacketPool::with_frames(64);
+    a.maintain(&mut pool);
+    assert_eq!(a.wake_after(), None);
+    let done = send(&mut a, &mut pool, &[ARP_REQUEST.to_vec(), NS.to_vec()]);
+    assert_eq!((done.packets, done.dropped), (2, 0));
+    let st = stats(&a);
+    assert_eq!(
+        (st.arp_suppressed, st.nd_suppressed, st.tx_datagrams),
+        (1, 1, 0),
+        "{st:?}"
+    );
+    assert_eq!(
+        a.wake_after(),
+        Some(Duration::ZERO),
+        "answers are due at once"
+    );
+    let got = take_rx(&mut a, &mut pool);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].0, ARP_REPLY);
+    assert_eq!(got[1].0, NA);
+    let remote: IpAddr = "127.0.0.2".parse().unwrap();
+    for (_, m) in &got {
+        let m = m.expect("metadata as for a decapsulated frame");
+        assert_eq!((m.vni.get(), m.remote), (42, remote));
+    }
+    assert_eq!(a.wake_after(), None);
+    assert!(
+        recv(&mut b, &mut pool, 1).is_empty(),
+        "nothing on the underlay"
+    );
+    assert_eq!(
+        pool.available(),
+        64,
+        "requests and answers back in the pool"
+    );
+}
+
+#[test]
+fn what_the_table_cannot_answer_still_floods() {
+    let (mut a, mut b) = suppressing_pair();
+    let mut pool = PacketPool::with_frames(64);
+    a.maintain(&mut pool);
+    // Who-has an unknown 10.0.0.9.
+    let mut unknown = ARP_REQUEST;
+    unknown[41] = 9;
+    // Gratuitous ARP: sender = target = 10.0.0.2 (the owner announcing).
+    let mut garp = ARP_REQUEST;
+    garp[28..32].copy_from_slice(&[10, 0, 0, 2]);
+    // An ARP probe: sender 0.0.0.0.
+    let mut probe = ARP_REQUEST;
+    probe[28..32].copy_from_slice(&[0; 4]);
+    // Duplicate address detection: an NS from :: (the checksum no longer
+    // matters, the source is checked first).
+    let mut dad = NS;
+    dad[22..38].fill(0);
+    // An NS whose checksum is wrong.
+    let mut bad = NS;
+    bad[57] ^= 1;
+    let frames = [unknown, garp, probe].map(|f| f.to_vec());
+    let frames: Vec<Vec<u8>> = frames
+        .into_iter()
+        .chain([dad.to_vec(), bad.to_vec()])
+        .collect();
+    let done = send(&mut a, &mut pool, &frames);
+    assert_eq!((done.packets, done.dropped), (5, 0));
+    let st = stats(&a);
+    assert_eq!((st.arp_suppressed, st.nd_suppressed), (0, 0), "{st:?}");
+    assert!(take_rx(&mut a, &mut pool).is_empty(), "no answer");
+    let got = recv(&mut b, &mut pool, 5);
+    // (Sent from several sockets: the order on arrival is not kept.)
+    let mut got: Vec<Vec<u8>> = got.into_iter().map(|(f, _)| f).collect();
+    let mut want = frames.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "all five replicated to the remote VTEP");
+    // Forgetting the neighbor brings the flood back for it too.
+    a.handle().remove_neighbor("10.0.0.2".parse().unwrap());
+    a.maintain(&mut pool);
+    send(&mut a, &mut pool, &[ARP_REQUEST.to_vec()]);
+    assert_eq!(recv(&mut b, &mut pool, 1).len(), 1);
+    assert_eq!(stats(&a).arp_suppressed, 0);
+    assert_eq!(pool.available(), 64);
+}
+
+#[test]
+fn a_neighbor_whose_mac_has_no_remote_is_not_answered() {
+    let (mut a, mut b, _) = pair();
+    let mut pool = PacketPool::with_frames(64);
+    a.handle()
+        .add_neighbor("10.0.0.2".parse().unwrap(), REMOTE_MAC);
+    a.maintain(&mut pool);
+    send(&mut a, &mut pool, &[ARP_REQUEST.to_vec()]);
+    assert_eq!(stats(&a).arp_suppressed, 0);
+    assert_eq!(recv(&mut b, &mut pool, 1).len(), 1, "flooded instead");
+    assert_eq!(pool.available(), 64);
+}

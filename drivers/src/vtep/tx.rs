@@ -14,9 +14,10 @@
 use rvs_switch::buf::Offload;
 use rvs_switch::mac::MacAddr;
 use rvs_switch::vxlan::{self, Destination};
-use rvs_switch::{BATCH_MAX, Batch, PacketPool, TxDone};
+use rvs_switch::{BATCH_MAX, Batch, PacketPool, PktBuf, TxDone};
 
-use super::{VtepPort, VtepStats, sys};
+use super::suppress::{self, Asked};
+use super::{ANSWERS_MAX, VtepPort, VtepStats, sys};
 use crate::offload::{self, CsumMode, GsoPlan, MAX_HEADERS};
 
 /// One datagram to send: iovecs `iov[iov_at..iov_at + iov_n]` to
@@ -59,6 +60,11 @@ impl VtepPort {
         self.spec.clear();
         self.dsts.clear();
         self.msgs.clear();
+        let mut answered = 0;
+        if !self.neighbors.is_empty() && batch.iter().any(|b| suppress::maybe_request(pool.data(b)))
+        {
+            answered = self.suppress(pool, batch, now, &mut st);
+        }
         let mut prep = [Prep::Drop; BATCH_MAX];
         for (i, b) in batch.as_mut_slice().iter_mut().enumerate() {
             let o = b.offload();
@@ -107,8 +113,11 @@ impl VtepPort {
             };
             self.iov.push(sys::iovec(p, len));
         }
+        // Answered requests count as sent: the switch handed them to the
+        // VXLAN segment and the segment (this port) took them.
         let mut done = TxDone {
             dropped,
+            packets: answered,
             ..TxDone::default()
         };
         for s in 0..=self.tx_socks.len() {
@@ -134,6 +143,45 @@ impl VtepPort {
         }
         self.counters.add(&st);
         done
+    }
+
+    /// Take out of `batch` the ARP requests and Neighbor Solicitations the
+    /// neighbor table answers, queue the answers for the next receive
+    /// burst and free the requests. Returns how many were answered.
+    fn suppress(
+        &mut self,
+        pool: &mut PacketPool,
+        batch: &mut Batch,
+        now: u32,
+        st: &mut VtepStats,
+    ) -> usize {
+        let frames: Vec<PktBuf> = batch.drain().collect();
+        let mut answered = 0;
+        for b in frames {
+            let ans = match self.answers.len() < ANSWERS_MAX && !b.offload().is_gso() {
+                true => suppress::answer(pool.data(&b), |ip| self.neighbors.get(&ip).copied()),
+                false => None,
+            };
+            // The answer comes from the VTEP the endpoint's MAC is behind;
+            // a MAC the table cannot place is left to the flood.
+            let from = ans.and_then(|a| match self.table.destination(self.vni, a.mac, now) {
+                Some(Destination::Unicast(ip)) => Some((a, ip)),
+                _ => None,
+            });
+            let reply = from.and_then(|(a, ip)| pool.alloc_from(a.bytes()).map(|r| (a, ip, r)));
+            let Some((a, remote, r)) = reply else {
+                batch.push(b).expect("fewer frames than it held");
+                continue;
+            };
+            match a.kind {
+                Asked::Arp => st.arp_suppressed += 1,
+                Asked::Nd => st.nd_suppressed += 1,
+            }
+            self.answers.push_back((r, remote));
+            pool.free(b);
+            answered += 1;
+        }
+        answered
     }
 
     fn pick_socket(&self, inner: &[u8]) -> usize {
