@@ -42,6 +42,20 @@ pub struct DockerArgs {
     /// missing from two answers in a row are freed); 0: only at start.
     #[arg(long, default_value_t = 60)]
     pub docker_reconcile_secs: u64,
+    /// The driver's name as the engine knows it, when it is not the
+    /// socket's file stem: a managed plugin (`docker plugin create NAME`)
+    /// is called `NAME:TAG` (see scripts/docker-plugin).
+    #[arg(long)]
+    pub docker_name: Option<String>,
+}
+
+impl DockerArgs {
+    /// The driver's name as the engine knows it.
+    pub fn name(&self) -> String {
+        self.docker_name
+            .clone()
+            .unwrap_or_else(|| driver_name(&self.docker_socket))
+    }
 }
 
 /// How long the start waits for the Docker engine's answer.
@@ -57,6 +71,7 @@ impl Default for DockerArgs {
             docker_socket: rvs_cnm::docker::DEFAULT_PLUGIN_SOCKET.into(),
             docker_engine: DEFAULT_ENGINE_SOCKET.into(),
             docker_reconcile_secs: 60,
+            docker_name: None,
         }
     }
 }
@@ -79,6 +94,8 @@ pub fn driver_name(socket: &Path) -> String {
 /// The Docker driver, loaded and in line with the switch, not yet serving.
 pub struct Plugin {
     socket: PathBuf,
+    /// The driver's name as the engine knows it.
+    name: String,
     driver: Arc<Driver>,
     engine: PathBuf,
     every: Duration,
@@ -106,16 +123,17 @@ impl Plugin {
                 socket.display()
             )));
         }
-        if driver_name(&socket).is_empty() {
+        let name = args.name();
+        if name.is_empty() {
             return Err(err(format!(
                 "plugin socket {}: Docker names the driver after the file stem, and it is empty",
                 socket.display()
             )));
         }
-        let uplink = crate::fabric::Uplink::for_driver(&driver_name(&socket));
+        let uplink = crate::fabric::Uplink::for_driver(&name);
         let fabric = Arc::new(
             SwitchFabric::with_uplink(control.clone(), uplink)
-                .owned_by(&driver_name(&socket))
+                .owned_by(&name)
                 .with_cluster(cluster),
         );
         let driver = Driver::open(store, fabric.clone(), IpamConfig::default()).map_err(err)?;
@@ -124,12 +142,13 @@ impl Plugin {
         fabric
             .sweep_leftovers(&driver.snapshot().endpoints)
             .map_err(err)?;
-        reconcile_with_engine(&driver, &driver_name(&socket), &args.docker_engine);
+        reconcile_with_engine(&driver, &name, &args.docker_engine);
         for (what, e) in driver.replay() {
             tracing::error!(%what, error = %e, "could not restore in the switch");
         }
         Ok(Plugin {
             socket,
+            name,
             driver: Arc::new(driver),
             engine: args.docker_engine.clone(),
             every: Duration::from_secs(args.docker_reconcile_secs),
@@ -143,7 +162,7 @@ impl Plugin {
         let listener = crate::daemon::files::bind_socket(&self.socket)?;
         tracing::info!(
             socket = %self.socket.display(),
-            driver = %driver_name(&self.socket),
+            driver = %self.name,
             "Docker network driver listening"
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -157,8 +176,7 @@ impl Plugin {
         let sweep_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let sweeper = (!self.every.is_zero()).then(|| {
             let (d, stop) = (self.driver.clone(), sweep_stop.clone());
-            let (name, engine, every) =
-                (driver_name(&self.socket), self.engine.clone(), self.every);
+            let (name, engine, every) = (self.name.clone(), self.engine.clone(), self.every);
             std::thread::spawn(move || sweep(&d, &name, &engine, every, &stop))
         });
         let namer = {

@@ -285,8 +285,16 @@ impl SwitchFabric {
         for l in [&u.host_if, &u.switch_if] {
             nl.set_up(l).map_err(|e| failed(action, e))?;
         }
-        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1\n")
-            .map_err(|e| failed(action, format!("enable IPv4 forwarding: {e}")))?;
+        // Written only when off: in a managed Docker plugin /proc/sys is
+        // read-only, and the host (Docker) has usually turned it on.
+        const FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+        if std::fs::read_to_string(FORWARD)
+            .map(|v| v.trim() != "1")
+            .unwrap_or(true)
+        {
+            std::fs::write(FORWARD, "1\n")
+                .map_err(|e| failed(action, format!("enable IPv4 forwarding: {e}")))?;
+        }
         match self.control.get_domain(UPLINK_DOMAIN) {
             Ok(_) => {}
             Err(ControlError::NotFound(_)) => {

@@ -11,6 +11,7 @@ pub mod api;
 pub mod backends;
 pub mod client;
 pub mod cluster;
+pub mod cni;
 pub mod ctl;
 pub mod daemon;
 pub mod dns;

@@ -20,6 +20,11 @@ enum Command {
     Ctl(rvswitch::ctl::CtlArgs),
     /// Labs: namespaces wired through rvswitch from one YAML file.
     Lab(rvswitch::lab::LabArgs),
+    /// Run as a CNI plugin: the verb in CNI_COMMAND, the network
+    /// configuration on stdin, the result on stdout (CNI spec 1.1). The
+    /// binary does the same when called as `rvswitch-cni` (a link in
+    /// /opt/cni/bin).
+    Cni,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to complete for.
@@ -32,7 +37,15 @@ enum Command {
     },
 }
 
+/// The name under which the binary is a CNI plugin (CNI runs plugins by
+/// the `type` of their configuration, with no arguments).
+const CNI_NAME: &str = "rvswitch-cni";
+
 fn main() -> anyhow::Result<()> {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if std::path::Path::new(&argv0).file_name() == Some(std::ffi::OsStr::new(CNI_NAME)) {
+        std::process::exit(rvswitch::cni::plugin::main());
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Daemon(args) => {
@@ -89,6 +102,7 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Cni => std::process::exit(rvswitch::cni::plugin::main()),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "rvswitch", &mut std::io::stdout());

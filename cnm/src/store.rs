@@ -30,6 +30,30 @@ pub const POOLS: Table<PoolRecord> = Table::new("cnm_pools");
 /// The CNM tables, for a migration from [`LEGACY_FILE`].
 pub const TABLES: [&str; 3] = [NETWORKS.name(), ENDPOINTS.name(), POOLS.name()];
 
+/// The three tables one [`Store`] keeps its networks, endpoints and pools
+/// in.
+pub struct Tables {
+    pub networks: Table<Network>,
+    pub endpoints: Table<Endpoint>,
+    pub pools: Table<PoolRecord>,
+}
+
+/// The Docker driver's tables.
+pub const DOCKER_TABLES: Tables = Tables {
+    networks: NETWORKS,
+    endpoints: ENDPOINTS,
+    pools: POOLS,
+};
+
+/// The CNI plugin's tables (`rvswitch cni`): a driver of their own, so the
+/// Docker driver's reconcile with the engine never sees (and never removes)
+/// what a CNI runtime attached.
+pub const CNI_TABLES: Tables = Tables {
+    networks: Table::new("cni_networks"),
+    endpoints: Table::new("cni_endpoints"),
+    pools: Table::new("cni_pools"),
+};
+
 /// Where the CNM state lived before it joined the one state store
 /// (commits up to ebaa2ca, 2026-12-06); the daemon imports it once.
 pub const LEGACY_FILE: &str = "cnm.redb";
@@ -58,12 +82,22 @@ pub struct Snapshot {
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Db>,
+    tables: &'static Tables,
 }
 
 impl Store {
-    /// The CNM tables of `db` (shared with the switch's tables).
+    /// The Docker driver's CNM tables of `db` (shared with the switch's
+    /// tables).
     pub fn new(db: Arc<Db>) -> Store {
-        Store { db }
+        Store {
+            db,
+            tables: &DOCKER_TABLES,
+        }
+    }
+
+    /// Another set of tables of `db` (see [`CNI_TABLES`]).
+    pub fn with_tables(db: Arc<Db>, tables: &'static Tables) -> Store {
+        Store { db, tables }
     }
 
     /// Open (or create) the state store of directory `dir`. For tools and
@@ -89,14 +123,15 @@ impl Store {
     /// thread's unit of work).
     pub fn apply(&self, changes: &[Change]) -> Result<(), StoreError> {
         let mut b = Batch::new();
+        let t = self.tables;
         for c in changes {
             match c {
-                Change::PutNetwork(n) => b.put(&NETWORKS, &n.id, n),
-                Change::DeleteNetwork(id) => b.delete(&NETWORKS, id),
-                Change::PutEndpoint(e) => b.put(&ENDPOINTS, &e.id, e),
-                Change::DeleteEndpoint(id) => b.delete(&ENDPOINTS, id),
-                Change::PutPool(p) => b.put(&POOLS, &p.id, p),
-                Change::DeletePool(id) => b.delete(&POOLS, id),
+                Change::PutNetwork(n) => b.put(&t.networks, &n.id, n),
+                Change::DeleteNetwork(id) => b.delete(&t.networks, id),
+                Change::PutEndpoint(e) => b.put(&t.endpoints, &e.id, e),
+                Change::DeleteEndpoint(id) => b.delete(&t.endpoints, id),
+                Change::PutPool(p) => b.put(&t.pools, &p.id, p),
+                Change::DeletePool(id) => b.delete(&t.pools, id),
             };
         }
         self.db.commit(b)
@@ -110,10 +145,11 @@ impl Store {
 
     /// Everything stored.
     pub fn load(&self) -> Result<Snapshot, StoreError> {
+        let t = self.tables;
         Ok(Snapshot {
-            networks: self.db.values(&NETWORKS)?,
-            endpoints: self.db.values(&ENDPOINTS)?,
-            pools: self.db.values(&POOLS)?,
+            networks: self.db.values(&t.networks)?,
+            endpoints: self.db.values(&t.endpoints)?,
+            pools: self.db.values(&t.pools)?,
         })
     }
 }

@@ -144,6 +144,7 @@ threads); a port can move only between domains of the same worker.",
         (name = "vxlan", description = "Remote VTEPs of vxlan ports"),
         (name = "routing", description = "Routes and neighbors of the gateways"),
         (name = "cnm", description = "Docker networks (with --docker)"),
+        (name = "cni", description = "CNI attachments (the `rvswitch cni` plugin's)"),
         (name = "cluster", description = "Hosts sharing networks through etcd (with --store)"),
         (name = "observe", description = "Counters, traces, captures, spanning tree"),
         (name = "meta", description = "This document"),
@@ -181,6 +182,8 @@ fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(join_cnm_endpoint))
         .routes(routes!(cnm_endpoints))
         .routes(routes!(cnm_sandboxes))
+        .routes(routes!(list_cni_attachments, create_cni_attachment))
+        .routes(routes!(get_cni_attachment, delete_cni_attachment))
         .routes(routes!(stats))
         .routes(routes!(trace, arm_trace))
         .routes(routes!(cluster))
@@ -701,6 +704,45 @@ async fn cnm_endpoints(State(c): State<Shared>) -> ApiResult {
     responses((status = 200, description = "Sandboxes", body = Vec<Object>), (status = 404, description = "The daemon does not serve Docker (no --docker)", body = ErrorBody)))]
 async fn cnm_sandboxes(State(c): State<Shared>) -> ApiResult {
     ok(&run(&c, |c| c.cnm_sandboxes()).await?)
+}
+
+// ---- CNI ------------------------------------------------------------------------
+
+/// CNI attachments (container interfaces the CNI plugin attached)
+#[utoipa::path(get, path = "/v1/cni/attachments", operation_id = "listCniAttachments", tag = "cni",
+    responses((status = 200, description = "Attachments", body = Vec<crate::cni::Attachment>)))]
+async fn list_cni_attachments(State(c): State<Shared>) -> ApiResult {
+    ok(&run(&c, |c| c.cni_attachments()).await?)
+}
+
+/// Attach a container's interface (CNI ADD): creates the network with its
+/// first attachment, the endpoint (TAP or veth) in the container's
+/// namespace, its addresses and routes; an existing identical attachment
+/// is returned as it is
+#[utoipa::path(post, path = "/v1/cni/attachments", operation_id = "createCniAttachment", tag = "cni",
+    request_body = crate::cni::AttachRequest,
+    responses((status = 200, description = "Attached", body = crate::cni::Attachment), (status = 400, description = "Bad input (names, addresses, a namespace that does not exist); nothing changed", body = ErrorBody), (status = 409, description = "The network exists with other settings, or the interface is attached in another namespace", body = ErrorBody), (status = 500, description = "Plumbing or store failure; nothing changed", body = ErrorBody)))]
+async fn create_cni_attachment(State(c): State<Shared>, b: Bytes) -> ApiResult {
+    let req: crate::cni::AttachRequest = body(&b)?;
+    ok(&run(&c, move |c| c.cni_attach(req)).await?)
+}
+
+/// One CNI attachment
+#[utoipa::path(get, path = "/v1/cni/attachments/{id}", operation_id = "getCniAttachment", tag = "cni",
+    params(("id" = String, Path, description = "Attachment id (`cni-` and 16 hex digits)")),
+    responses((status = 200, description = "The attachment", body = crate::cni::Attachment), (status = 404, description = "No such attachment", body = ErrorBody)))]
+async fn get_cni_attachment(State(c): State<Shared>, Path(id): Path<String>) -> ApiResult {
+    ok(&run(&c, move |c| c.cni_attachment(&id)).await?)
+}
+
+/// Remove a CNI attachment (CNI DEL), and its network with the last one;
+/// an unknown one is already removed
+#[utoipa::path(delete, path = "/v1/cni/attachments/{id}", operation_id = "deleteCniAttachment", tag = "cni",
+    params(("id" = String, Path, description = "Attachment id (`cni-` and 16 hex digits)")),
+    responses((status = 204, description = "Removed (or was not there)"), (status = 500, description = "Plumbing or store failure", body = ErrorBody)))]
+async fn delete_cni_attachment(State(c): State<Shared>, Path(id): Path<String>) -> ApiResult {
+    run(&c, move |c| c.cni_detach(&id)).await?;
+    no_content()
 }
 
 // ---- FDB ------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 //! Views of the Docker driver's CNM objects (networks, endpoints,
 //! sandboxes) for the API and `rvswitch ctl network|endpoint|sandbox`, with
-//! the switch objects behind each (bridge domain, port); and networks and
+//! the switch objects behind each (bridge domain, port); networks and
 //! endpoints made through the API itself (`POST /v1/cnm/networks`, for
 //! the lab tool and scripts), which go through the same driver calls as
 //! Docker's, so a `scope: global` network is exactly Docker's
-//! `-o rvswitch.scope=global`.
+//! `-o rvswitch.scope=global`; and the CNI attachments' calls, handed to
+//! [`crate::cni::service`].
 //!
 //! Owns: the shapes of those views, the API → driver request mapping.
 //! Never: changing what Docker made (its objects change when Docker asks;
@@ -21,6 +22,8 @@ use serde_json::{Value, json};
 
 use super::control::{Control, ControlError};
 use crate::api::{CnmJoinView, CreateCnmEndpoint, CreateCnmNetwork, JoinCnmEndpoint, Scope};
+use crate::cni::service::{Service, ServiceError};
+use crate::cni::{AttachRequest, Attachment};
 use crate::fabric::network_domain;
 
 /// Label (key and value) of the networks made through the API: the
@@ -65,10 +68,51 @@ fn cidr(what: &str, s: &str, prefix: bool) -> Result<Cidr> {
 
 type Result<T, E = ControlError> = std::result::Result<T, E>;
 
+impl From<ServiceError> for ControlError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::BadRequest(m) => ControlError::BadRequest(m),
+            ServiceError::NotFound(m) => ControlError::NotFound(m),
+            ServiceError::Conflict(m) => ControlError::Conflict(m),
+            ServiceError::Internal(m) => ControlError::Internal(m),
+        }
+    }
+}
+
 impl Control {
     /// Called once when the daemon serves Docker.
     pub fn set_cnm(&self, d: Arc<rvs_cnm::docker::Driver>) {
         let _ = self.cnm.set(d);
+    }
+
+    /// The CNI attachments' service: set at start, `None` at shutdown.
+    pub fn set_cni(&self, s: Option<Arc<Service>>) {
+        *self.cni.lock().unwrap_or_else(|p| p.into_inner()) = s;
+    }
+
+    /// The CNI attachments' service.
+    fn cni(&self) -> Result<Arc<Service>> {
+        self.cni
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| ControlError::Internal("the CNI service is not running".into()))
+    }
+
+    pub fn cni_attachments(&self) -> Result<Vec<Attachment>> {
+        Ok(self.cni()?.list()?)
+    }
+
+    pub fn cni_attachment(&self, id: &str) -> Result<Attachment> {
+        Ok(self.cni()?.get(id)?)
+    }
+
+    pub fn cni_attach(&self, req: AttachRequest) -> Result<Attachment> {
+        Ok(self.cni()?.attach(req)?)
+    }
+
+    pub fn cni_detach(&self, id: &str) -> Result<()> {
+        Ok(self.cni()?.detach(id)?)
     }
 
     fn driver(&self) -> Result<&rvs_cnm::docker::Driver> {

@@ -128,6 +128,10 @@ pub struct Control {
     pub(super) closing: Arc<AtomicBool>,
     /// The Docker driver's CNM state, when the daemon serves Docker.
     pub(super) cnm: std::sync::OnceLock<Arc<rvs_cnm::docker::Driver>>,
+    /// The CNI plugin's attachments (`/v1/cni/attachments`). Taken out
+    /// at shutdown: the service holds the control (through its fabric),
+    /// and the cycle would keep the state store open.
+    pub(super) cni: Mutex<Option<Arc<crate::cni::service::Service>>>,
     /// The cluster this host joined (`--store`), for `GET /v1/cluster`.
     pub(super) cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
     /// The embedded DNS, when it runs: it gets every change of the names.
@@ -148,6 +152,7 @@ impl Control {
             factory,
             captures: Mutex::new(HashSet::new()),
             cnm: std::sync::OnceLock::new(),
+            cni: Mutex::new(None),
             cluster: std::sync::OnceLock::new(),
             dns: std::sync::OnceLock::new(),
             closing: Arc::new(AtomicBool::new(false)),

@@ -115,6 +115,8 @@ pub enum DaemonError {
     Cluster(String),
     #[error("Docker driver: {0}")]
     Docker(String),
+    #[error("CNI attachments: {0}")]
+    Cni(String),
     #[error("--metrics-listen {0}: {1}")]
     MetricsListen(std::net::SocketAddr, std::io::Error),
 }

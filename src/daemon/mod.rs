@@ -189,7 +189,7 @@ where
     let plugin = if args.docker.docker {
         Some(crate::docker::Plugin::open(
             &args.docker,
-            rvs_cnm::Store::new(db),
+            rvs_cnm::Store::new(db.clone()),
             control.clone(),
             cluster.clone(),
         )?)
@@ -199,6 +199,15 @@ where
     if let Some(p) = &plugin {
         control.set_cnm(p.driver());
     }
+    // CNI attachments share the Docker driver's uplink (one per daemon).
+    let fabric = crate::fabric::SwitchFabric::with_uplink(
+        control.clone(),
+        crate::fabric::Uplink::for_driver(&args.docker.name()),
+    )
+    .owned_by(&crate::cni::service::owner(&args.state_dir));
+    let cni = crate::cni::service::Service::open(db.clone(), Arc::new(fabric))
+        .map_err(|e| DaemonError::Cni(e.to_string()))?;
+    control.set_cni(Some(Arc::new(cni)));
     if let Some(c) = &cluster {
         control.set_cluster(c.clone());
     }
@@ -288,6 +297,7 @@ where
     if let Some(c) = &cluster {
         c.leave();
     }
+    control.set_cni(None);
     // Workers stop and drop their switches: TAP fds close, XDP detaches.
     control.shutdown();
     if served.is_ok() {
