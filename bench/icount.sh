@@ -5,6 +5,8 @@
 # The l3_* scenarios route frames through the router alone (benches/l3.rs's
 # setup, binary rvs-icount-l3); their counts include resetting each frame as
 # a receive path would.
+# known_unicast_stream is known_unicast over 64 frames of one flow that
+# differ in IPv4 length and id, as a real stream's do.
 # known_unicast_1M_stations is the whole pipeline with a million stations
 # installed and every frame to another one; vxlan_encap / vxlan_decap are
 # the outer IPv4 encapsulation and decapsulation of benches/vxlan.rs (their
@@ -13,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p rvs-bench --bin rvs-icount --bin rvs-icount-l3
-scenarios=${*:-known_unicast flood_4ports learn_new_macs access_to_trunk trunk_to_access lookup_1M_entries
+scenarios=${*:-known_unicast known_unicast_stream flood_4ports learn_new_macs access_to_trunk trunk_to_access lookup_1M_entries
   known_unicast_1M_stations vxlan_encap vxlan_decap l3_ipv4_100k_routes l3_ipv6_1k_routes l3_icmp4_ttl_exceeded l3_icmp6_hop_limit}
 burst=32
 n=2000

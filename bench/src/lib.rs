@@ -66,6 +66,31 @@ pub fn known_unicast(burst: usize) -> Switch {
     sw
 }
 
+/// [`known_unicast`] with the frames of one TCP-like stream: 64 frames
+/// that differ in their IPv4 total length and id (bytes 16..20), as a real
+/// flow's do, where `known_unicast` replays one frame byte for byte.
+pub fn known_unicast_stream(burst: usize) -> Switch {
+    let mut sw = Switch::with_burst(pool(), burst);
+    let d = domain(&mut sw);
+    let frames: Vec<Vec<u8>> = (0..64u16)
+        .map(|i| {
+            let mut f = frame64(B, A);
+            f[16..18].copy_from_slice(&(46 + (i % 3)).to_be_bytes());
+            f[18..20].copy_from_slice(&(0x1000 + i).to_be_bytes());
+            f
+        })
+        .collect();
+    let (source, _) = MemoryPort::replay("gen", frames);
+    let (sink, _) = MemoryPort::sink("sink");
+    sw.add_port(Box::new(source), PortConfig::access(d, 1))
+        .unwrap();
+    let out = sw
+        .add_port(Box::new(sink), PortConfig::access(d, 1))
+        .unwrap();
+    sw.add_static(d, 1, B, out).unwrap();
+    sw
+}
+
 /// Port 0 replays broadcasts; three other ports each get a copy.
 pub fn flood_4ports(burst: usize) -> Switch {
     let mut sw = Switch::with_burst(pool(), burst);

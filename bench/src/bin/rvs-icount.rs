@@ -12,7 +12,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 4 {
         eprintln!(
-            "usage: rvs-icount <known_unicast|flood_4ports|learn_new_macs|access_to_trunk|trunk_to_access|lookup_1M_entries|known_unicast_1M_stations|vxlan_encap|vxlan_decap> BURST BURSTS"
+            "usage: rvs-icount <known_unicast|known_unicast_stream|flood_4ports|learn_new_macs|access_to_trunk|trunk_to_access|lookup_1M_entries|known_unicast_1M_stations|vxlan_encap|vxlan_decap> BURST BURSTS"
         );
         std::process::exit(2);
     }
@@ -20,6 +20,7 @@ fn main() {
     let bursts: u64 = args[3].parse().expect("BURSTS is a number");
     let mut sw = match args[1].as_str() {
         "known_unicast" => rvs_bench::known_unicast(burst),
+        "known_unicast_stream" => rvs_bench::known_unicast_stream(burst),
         "flood_4ports" => rvs_bench::flood_4ports(burst),
         "access_to_trunk" => rvs_bench::access_to_trunk(burst),
         "trunk_to_access" => rvs_bench::trunk_to_access(burst),

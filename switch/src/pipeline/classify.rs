@@ -20,7 +20,7 @@ const LINK_LOCAL_MASK: u64 = 0xffff_ffff_fff0;
 const LINK_LOCAL: u64 = 0x0180_c200_0000;
 
 #[inline(always)]
-fn is_vlan_tpid(t: u16) -> bool {
+pub(super) fn is_vlan_tpid(t: u16) -> bool {
     t == EtherType::VLAN || t == EtherType::QINQ || t == EtherType::QINQ_LEGACY
 }
 

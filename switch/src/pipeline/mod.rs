@@ -351,6 +351,25 @@ mod tests {
         t
     }
 
+    /// `f` with the 16 bytes after its header at `at` set from `i` (a
+    /// stream's frames differ there: lengths, ids, ports).
+    fn varied(mut f: Vec<u8>, at: usize, i: u64) -> Vec<u8> {
+        for (k, b) in f[at..at + 16].iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(31).wrapping_add(k as u8);
+        }
+        f
+    }
+
+    /// A double-tagged frame: outer `tci`, inner `inner` (802.1Q both).
+    fn qinq(dst: MacAddr, src: MacAddr, tci: u16, inner: u16) -> Vec<u8> {
+        let t = tagged(dst, src, tci);
+        let mut q = t[..16].to_vec();
+        q.extend_from_slice(&[0x81, 0x00]);
+        q.extend_from_slice(&inner.to_be_bytes());
+        q.extend_from_slice(&t[16..]);
+        q
+    }
+
     /// p0 trunk (10, 20, native 1), p1 access 10 (at most 3 learned
     /// stations), p2 access 1, p3 trunk (10, 20); B static on p1 in VLAN 10
     /// and on p2 in VLAN 1.
@@ -432,6 +451,45 @@ mod tests {
                     .collect(),
             ),
             (0, vec![frame(B, A)[..20].to_vec(); 4]),
+            // Streams: what follows the parsed header differs per frame
+            // (an IPv4 id, a length), untagged, tagged, double-tagged, and
+            // a batch whose EtherTypes or inner tags differ.
+            (0, (0..8).map(|i| varied(frame(B, A), 14, i)).collect()),
+            (0, (0..8).map(|i| varied(tagged(B, A, 10), 18, i)).collect()),
+            (
+                0,
+                (0..8).map(|i| varied(qinq(B, A, 20, 30), 22, i)).collect(),
+            ),
+            (
+                1,
+                (0..8)
+                    .map(|i| varied(frame(B, s(80 + i % 2)), 14, i))
+                    .collect(),
+            ),
+            (
+                0,
+                (0..8)
+                    .map(|i| {
+                        let mut f = frame(B, A);
+                        if i == 6 {
+                            f[12..14].copy_from_slice(&[0x86, 0xdd]);
+                        }
+                        varied(f, 14, i)
+                    })
+                    .collect(),
+            ),
+            (
+                0,
+                (0..8)
+                    .map(|i| {
+                        let mut f = tagged(B, A, 10);
+                        if i == 3 {
+                            f[16..18].copy_from_slice(&[0x81, 0x00]);
+                        }
+                        varied(f, 18, i)
+                    })
+                    .collect(),
+            ),
         ];
         for storm in [false, true] {
             let (mut fast, fh) = mixed(storm);

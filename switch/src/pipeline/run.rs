@@ -10,10 +10,13 @@
 //! per frame: port security, tracing, STP discarding and frames for the
 //! gateway send the batch down the general path instead, decided once.
 //!
-//! The result is exactly what the general path gives: the frames' headers
-//! up to byte 24 are equal but for the source, so each frame would parse
-//! the same; no frame's source is the destination, so learning cannot change
-//! the lookup.
+//! The result is exactly what the general path gives: the bytes
+//! `parse_classify` reads — the MACs, the EtherType and, for a tagged frame
+//! 0, its tag and inner EtherType (and a second tag's) — are equal but for
+//! the source, so each frame would parse the same; no frame's source is the
+//! destination, so learning cannot change the lookup. What follows the
+//! parsed header (IPv4 length and id, ports, payload) may differ: a TCP or
+//! UDP stream is a run.
 
 use super::Ctx;
 use super::classify::{BROADCAST, MULTICAST_BIT, parse_classify};
@@ -27,13 +30,22 @@ use crate::scratch::{Action, FloodKind, Meta};
 use crate::vlan::Egress;
 use crate::wire::vlan::TAG_LEN;
 
-/// Bytes of the header every frame of a run shares (but the source MAC):
-/// all `parse_classify` reads, up to a second tag's inner EtherType.
+/// Bytes read as three words to compare headers: up to a second tag's
+/// inner EtherType, all `parse_classify` may read (frames shorter than this
+/// take the general path).
 const RUN_HEADER: usize = 24;
 /// In the first 8 bytes (big-endian): the destination MAC.
 const W0_DST: u64 = !0xffff;
-/// In bytes 8..16: the EtherType / TPID and the TCI after the source.
-const W1_REST: u64 = 0xffff_ffff;
+/// In bytes 8..16: the rest of the source MAC.
+const W1_SRC: u64 = 0xffff_ffff_0000_0000;
+/// In bytes 8..16: the EtherType (or TPID), bytes 12..14.
+const W1_ETYPE: u64 = 0xffff_0000;
+/// In bytes 8..16: the TPID and the TCI after the source, bytes 12..16.
+const W1_TAG: u64 = 0xffff_ffff;
+/// In bytes 16..24: the inner EtherType after one tag, bytes 16..18.
+const W2_INNER: u64 = 0xffff << 48;
+/// In bytes 16..24: a second tag and its inner EtherType, bytes 16..22.
+const W2_QINQ: u64 = !0xffff;
 
 #[inline(always)]
 fn words(d: &[u8]) -> (u64, u64, u64) {
@@ -67,6 +79,15 @@ pub(super) fn node(cx: &mut Ctx, batch: &mut Batch) -> bool {
         return false;
     }
     let (r0, r1, r2) = words(d0);
+    // Which of bytes 12..24 the parse read for frame 0 (and so would read,
+    // equal, for every frame whose bytes those are).
+    let (m1, m2) = if !m.tagged {
+        (W1_ETYPE, 0)
+    } else if super::classify::is_vlan_tpid((r2 >> 48) as u16) {
+        (W1_TAG, W2_QINQ)
+    } else {
+        (W1_TAG, W2_INNER)
+    };
     let dst_key = fdb_key(m.vid, m.dst);
     let fdb = &cx.domain.fdb;
     let s = &mut *cx.scratch;
@@ -87,16 +108,16 @@ pub(super) fn node(cx: &mut Ctx, batch: &mut Batch) -> bool {
             return false;
         }
         let (w0, w1, w2) = words(d);
-        if w0 == r0 && w1 == r1 && w2 == r2 {
-            // Frame 0's header byte for byte: one flow, nothing to work out.
+        if w0 == r0 && (w1 ^ r1) & (W1_SRC | m1) == 0 && (w2 ^ r2) & m2 == 0 {
+            // Frame 0's header: one flow, nothing to work out.
             s.src_key[i] = key0;
             s.src_hash[i] = hash0;
             continue;
         }
         let src = (w0 & 0xffff) << 32 | w1 >> 32;
         if (w0 ^ r0) & W0_DST != 0
-            || (w1 ^ r1) & W1_REST != 0
-            || w2 != r2
+            || (w1 ^ r1) & m1 != 0
+            || (w2 ^ r2) & m2 != 0
             || src & MULTICAST_BIT != 0
             || src == 0
         {
