@@ -1155,6 +1155,10 @@ fn openapi_document_matches_the_router() {
         "GET /v1/domains/{name}/names",
         "PUT /v1/domains/{name}/names/{host}",
         "DELETE /v1/domains/{name}/names/{host}",
+        "GET /v1/domains/{name}/services",
+        "GET /v1/domains/{name}/services/{service}",
+        "PUT /v1/domains/{name}/services/{service}",
+        "DELETE /v1/domains/{name}/services/{service}",
         "GET /v1/domains/{name}/stp",
         "GET /v1/ports",
         "POST /v1/ports",
@@ -1195,6 +1199,7 @@ fn openapi_document_matches_the_router() {
             .replace("{addr}", "10.0.0.0")
             .replace("{len}", "8")
             .replace("{host}", "web")
+            .replace("{service}", "web")
     };
     let fallback = |r: &Reply| r.status == 404 && r.error_message() == "no such resource";
     for (path, item) in doc["paths"].as_object().unwrap() {

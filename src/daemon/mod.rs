@@ -30,6 +30,7 @@ pub mod observe;
 pub mod overlay;
 pub mod ready;
 pub mod reconcile;
+pub mod services;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod testutil;

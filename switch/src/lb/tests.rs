@@ -178,8 +178,8 @@ fn health_checks_take_a_silent_backend_out_and_an_answer_puts_it_back() {
         assert_eq!(answer(&mut l, t), Verdict::Probe { reset: true });
     }
     let st = l.status();
-    assert_eq!(st[0].backends[0].up, true);
-    assert_eq!(st[0].backends[1].up, false, "silent for 3 s");
+    assert!(st[0].backends[0].up);
+    assert!(!st[0].backends[1].up, "silent for 3 s");
     for p in 0..200 {
         assert_eq!(send(&mut l, 20000 + p), key_of(be(1)).1);
     }
