@@ -4,13 +4,14 @@
 # so setup (pool, tables, 1M-entry fills) cancels out.
 # The l3_* scenarios route frames through the router alone (benches/l3.rs's
 # setup, binary rvs-icount-l3); their counts include resetting each frame as
-# a receive path would.
+# a receive path would. lb_vip_tcp is the whole pipeline with a service VIP
+# (benches/lb.rs's setup), its flow table filled before counting.
 # Usage: bench/icount.sh [SCENARIO...]   (needs valgrind)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p rvs-bench --bin rvs-icount --bin rvs-icount-l3
 scenarios=${*:-known_unicast flood_4ports learn_new_macs access_to_trunk trunk_to_access lookup_1M_entries
-  l3_ipv4_100k_routes l3_ipv6_1k_routes l3_icmp4_ttl_exceeded l3_icmp6_hop_limit}
+  lb_vip_tcp l3_ipv4_100k_routes l3_ipv6_1k_routes l3_icmp4_ttl_exceeded l3_icmp6_hop_limit}
 burst=32
 n=2000
 count() {

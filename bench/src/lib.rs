@@ -6,6 +6,7 @@
 //! egress edit, tx, counters, aging step).
 
 pub mod l3;
+pub mod lb;
 
 use rvs_switch::batch::Batch;
 use rvs_switch::port::{Port, PortError, TxDone};

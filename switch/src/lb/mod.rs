@@ -493,24 +493,7 @@ impl Lb {
         let Some(s) = self.svcs.get_mut(svc as usize).and_then(|s| s.as_mut()) else {
             return (Verdict::Drop(DropReason::LbNoPort), false);
         };
-        // A backend's reply to a balanced flow.
-        let rk = RevKey {
-            svc,
-            snat: f.dport,
-            proto: f.proto,
-        };
-        if let Some(&i) = self.flows.rev.get(&rk) {
-            let fl = &mut self.flows.slots[i as usize];
-            let from = s.addrs.get(fl.backend as usize).copied();
-            if from == Some(f.src) && fl.target == f.sport {
-                fl.last_ms = now_ms;
-                fl.closing |= f.flags & (nat::FIN | nat::RST) != 0;
-                let to = (fl.key.client, fl.key.cport);
-                nat::rewrite(ip, &f, partial, (s.vip, fl.key.vport), to);
-                return (Verdict::ToClient(fl.client_mac), false);
-            }
-        }
-        // A health probe's answer.
+        // A health probe's answer (probe ports are above every flow's).
         if f.proto == nat::TCP && f.dport >= PROBE_PORT_BASE {
             let b = (f.dport - PROBE_PORT_BASE) as usize;
             if s.addrs.get(b) == Some(&f.src) {
@@ -525,12 +508,31 @@ impl Lb {
                 return (Verdict::Probe { reset: synack }, false);
             }
         }
-        let Some(port) = s
+        // To a port of the service: a client's packet (flow ports never
+        // equal a service port, so this cannot be a backend's reply).
+        let port = s
             .cfg
             .ports
             .iter()
-            .find(|p| p.proto == f.proto && p.port == f.dport)
-        else {
+            .find(|p| p.proto == f.proto && p.port == f.dport);
+        let Some(port) = port else {
+            // A backend's reply to a balanced flow.
+            let rk = RevKey {
+                svc,
+                snat: f.dport,
+                proto: f.proto,
+            };
+            if let Some(&i) = self.flows.rev.get(&rk) {
+                let fl = &mut self.flows.slots[i as usize];
+                let from = s.addrs.get(fl.backend as usize).copied();
+                if from == Some(f.src) && fl.target == f.sport {
+                    fl.last_ms = now_ms;
+                    fl.closing |= f.flags & (nat::FIN | nat::RST) != 0;
+                    let to = (fl.key.client, fl.key.cport);
+                    nat::rewrite(ip, &f, partial, (s.vip, fl.key.vport), to);
+                    return (Verdict::ToClient(fl.client_mac), false);
+                }
+            }
             return (Verdict::Drop(DropReason::LbNoPort), false);
         };
         let target = port.target;
@@ -570,6 +572,7 @@ impl Lb {
                 if self.flows.len() >= FLOWS_MAX {
                     return (Verdict::Drop(DropReason::LbFlowsFull), false);
                 }
+                let ports = &s.cfg.ports;
                 let snat = (0..SNAT_TRIES)
                     .map(|t| SNAT_FIRST + ((h >> 20).wrapping_add(t) % SNAT_COUNT) as u16)
                     .find(|&p| {
@@ -578,7 +581,8 @@ impl Lb {
                             snat: p,
                             proto: f.proto,
                         };
-                        !self.flows.rev.contains_key(&k)
+                        let service_port = ports.iter().any(|x| x.proto == f.proto && x.port == p);
+                        !service_port && !self.flows.rev.contains_key(&k)
                     });
                 let Some(snat) = snat else {
                     return (Verdict::Drop(DropReason::LbFlowsFull), false);

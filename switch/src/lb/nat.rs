@@ -85,15 +85,85 @@ pub fn parse(ip: &[u8]) -> Option<Flow> {
     })
 }
 
-/// `hc` after the covered bytes `old` became `new` (equal lengths, even):
-/// `HC' = ~(~HC + ~sum(old) + sum(new))`.
+/// The one's-complement change of a sum when 16-bit words `old` became
+/// `new`, for `u32` (an IPv4 address, or two ports): `~old + new` word by
+/// word (RFC 1624 eqn. 3), not yet folded.
 #[inline(always)]
-fn adjust(hc: u16, old: &[u8], new: &[u8]) -> u16 {
-    let acc = (!hc) as u32 + (!fold(sum(old, 0))) as u32 + fold(sum(new, 0)) as u32;
-    !fold(acc)
+fn delta32(old: u32, new: u32) -> u32 {
+    let o = !old;
+    (o >> 16) + (o & 0xffff) + (new >> 16) + (new & 0xffff)
 }
 
-/// The bytes of an address of the family of `f`.
+/// As [`delta32`] for an IPv6 address.
+#[inline(always)]
+fn delta128(old: u128, new: u128) -> u32 {
+    let mut d = 0;
+    for k in 0..4 {
+        d += delta32((old >> (32 * k)) as u32, (new >> (32 * k)) as u32);
+    }
+    d
+}
+
+/// Checksum field `hc` after the covered data changed by `d`:
+/// `HC' = ~(~HC + d)`.
+#[inline(always)]
+fn apply(hc: u16, d: u32) -> u16 {
+    !fold((!hc) as u32 + d)
+}
+
+#[inline(always)]
+fn get16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+#[inline(always)]
+fn put16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Rewrite the packet of `f` (`ip` from its IP header on) to
+/// `src:sport → dst:dport`, updating the checksums incrementally: one
+/// delta for the addresses (the IPv4 header and the pseudo-header), one
+/// for the ports.
+#[inline]
+pub fn rewrite(ip: &mut [u8], f: &Flow, partial: bool, src: (u128, u16), dst: (u128, u16)) {
+    let addrs = if f.v6 {
+        ip[8..24].copy_from_slice(&src.0.to_be_bytes());
+        ip[24..40].copy_from_slice(&dst.0.to_be_bytes());
+        delta128(f.src, src.0) + delta128(f.dst, dst.0)
+    } else {
+        let (s, d) = (src.0 as u32, dst.0 as u32);
+        let d = delta32(f.src as u32, s) + delta32(f.dst as u32, d);
+        put16(ip, 10, apply(get16(ip, 10), d));
+        ip[12..16].copy_from_slice(&s.to_be_bytes());
+        ip[16..20].copy_from_slice(&(dst.0 as u32).to_be_bytes());
+        d
+    };
+    let l4 = f.l4;
+    let old_ports = (f.sport as u32) << 16 | f.dport as u32;
+    let new_ports = (src.1 as u32) << 16 | dst.1 as u32;
+    put16(ip, l4, src.1);
+    put16(ip, l4 + 2, dst.1);
+    let ck = l4 + if f.proto == TCP { 16 } else { 6 };
+    if ip.len() < ck + 2 {
+        return;
+    }
+    let c = get16(ip, ck);
+    if f.proto == UDP && c == 0 && !f.v6 && !partial {
+        return; // no checksum to keep
+    }
+    let c = if partial {
+        // The field is the (uncomplemented) pseudo-header sum: the
+        // addresses are in it, the ports are not.
+        !apply(!c, addrs)
+    } else {
+        let c = apply(c, addrs + delta32(old_ports, new_ports));
+        if f.proto == UDP && c == 0 { 0xffff } else { c }
+    };
+    put16(ip, ck, c);
+}
+
+/// The bytes of an address (IPv4 in the first 4) and their count.
 #[inline(always)]
 fn addr_bytes(v6: bool, a: u128) -> ([u8; 16], usize) {
     if v6 {
@@ -103,55 +173,6 @@ fn addr_bytes(v6: bool, a: u128) -> ([u8; 16], usize) {
         b[..4].copy_from_slice(&(a as u32).to_be_bytes());
         (b, 4)
     }
-}
-
-/// Rewrite the packet of `f` (`ip` from its IP header on) to
-/// `src:sport → dst:dport`, updating the checksums incrementally.
-#[inline]
-pub fn rewrite(ip: &mut [u8], f: &Flow, partial: bool, src: (u128, u16), dst: (u128, u16)) {
-    let (os, n) = addr_bytes(f.v6, f.src);
-    let (od, _) = addr_bytes(f.v6, f.dst);
-    let (ns, _) = addr_bytes(f.v6, src.0);
-    let (nd, _) = addr_bytes(f.v6, dst.0);
-    let (so, do_) = if f.v6 { (8, 24) } else { (12, 16) };
-    if !f.v6 {
-        // The IPv4 header checksum covers both addresses (adjacent).
-        let hc = u16::from_be_bytes([ip[10], ip[11]]);
-        let mut old = [0u8; 8];
-        old[..4].copy_from_slice(&os[..4]);
-        old[4..].copy_from_slice(&od[..4]);
-        let mut new = [0u8; 8];
-        new[..4].copy_from_slice(&ns[..4]);
-        new[4..].copy_from_slice(&nd[..4]);
-        ip[10..12].copy_from_slice(&adjust(hc, &old, &new).to_be_bytes());
-    }
-    ip[so..so + n].copy_from_slice(&ns[..n]);
-    ip[do_..do_ + n].copy_from_slice(&nd[..n]);
-    let ck = f.l4 + if f.proto == TCP { 16 } else { 6 };
-    let l4 = f.l4;
-    let old_ports = [ip[l4], ip[l4 + 1], ip[l4 + 2], ip[l4 + 3]];
-    ip[l4..l4 + 2].copy_from_slice(&src.1.to_be_bytes());
-    ip[l4 + 2..l4 + 4].copy_from_slice(&dst.1.to_be_bytes());
-    let Some(field) = ip.get(ck..ck + 2) else {
-        return;
-    };
-    let c = u16::from_be_bytes([field[0], field[1]]);
-    if f.proto == UDP && c == 0 && !f.v6 && !partial {
-        return; // no checksum to keep
-    }
-    let c = if partial {
-        // The field is the (uncomplemented) pseudo-header sum.
-        let s = !c;
-        let s = adjust(s, &os[..n], &ns[..n]);
-        !adjust(s, &od[..n], &nd[..n])
-    } else {
-        let c = adjust(c, &os[..n], &ns[..n]);
-        let c = adjust(c, &od[..n], &nd[..n]);
-        let new_ports = [ip[l4], ip[l4 + 1], ip[l4 + 2], ip[l4 + 3]];
-        let c = adjust(c, &old_ports, &new_ports);
-        if f.proto == UDP && c == 0 { 0xffff } else { c }
-    };
-    ip[ck..ck + 2].copy_from_slice(&c.to_be_bytes());
 }
 
 /// Write a TCP header (20 bytes, no options) with its checksum into `t`,
