@@ -21,6 +21,7 @@ mod check;
 mod deploy;
 mod dns;
 mod reconfigure;
+mod services;
 mod state;
 
 use std::path::{Path, PathBuf};
