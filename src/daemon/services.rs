@@ -183,7 +183,10 @@ impl Control {
     /// Give the load balancer the services of `st` (reconcile step 9).
     pub(super) fn apply_services(&self, st: &mut State) -> Result<()> {
         let want = lb_services(st);
-        if want.is_empty() && st.lb.is_empty() {
+        // Unchanged (the usual case: a change elsewhere): nothing to tell
+        // the worker. A domain's id changes only when it is deleted and
+        // added again, and deleting it deletes its services.
+        if want == st.lb {
             return Ok(());
         }
         let list = want.clone();
