@@ -269,6 +269,22 @@ mod tests {
         assert_eq!(checksum::compute(&ip[..20]), 0, "IPv4 header checksum");
         assert_eq!(l4_residue(&ip), 0, "UDP checksum");
         assert_eq!(&ip[28..], b"hello");
+        // Golden frames, built from scratch by an independent script
+        // (Python, full checksums over the header and pseudo-header).
+        let hex = |s: &str| -> Vec<u8> {
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        assert_eq!(
+            v4_udp(),
+            hex("4500002100004000401126640a0000050a0000649c400035000d0b2468656c6c6f")
+        );
+        assert_eq!(
+            ip,
+            hex("4500002100004000401126620a0000640a00000704001f75000d842268656c6c6f")
+        );
         // A UDP datagram without checksum keeps none.
         let mut z = v4_udp();
         z[26..28].copy_from_slice(&[0, 0]);
