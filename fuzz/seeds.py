@@ -167,6 +167,17 @@ write("l3_input", "arp_ping", bytes([0x05]) + records([(0, arp_req_a), (0, ping_
 write("l3_input", "routed", bytes([0x05]) + records([(0, routed), (0, routed6), (1, arp_reply_b), (1, na_b), (2, routed), (0, routed)]))
 write("l3_input", "errors", bytes([0x07]) + records([(0, ttl1), (0, big_df), (0, hop1_6), (1, arp_reply_b), (0, big_df), (0xFC, default_route)]))
 write("l3_input", "static", bytes([0x1D]) + records([(0, routed), (0, routed6), (0, default_route)]))
+# F_SERVICE (0x20): VIP 10.0.0.100 / fd00::100 in domain 0, backends .2/.3.
+def tcp(sport, dport, flags):
+    return struct.pack("!HHIIBBHHH", sport, dport, 1, 2, 5 << 4, flags, 1000, 0, 0)
+arp_vip = eth(BCAST, H_A, 0x0806, arp(1, H_A, "10.0.0.9", b"\0" * 6, "10.0.0.100"))
+udp_vip = eth(GW_A, H_A, 0x0800, ipv4("10.0.0.9", "10.0.0.100", 17, udp(4000, 53, b"q")))
+syn_vip = eth(GW_A, H_A, 0x0800, ipv4("10.0.0.9", "10.0.0.100", 6, tcp(4001, 80, 0x02)))
+backend_arp = eth(GW_A, H_A, 0x0806, arp(2, H_A, "10.0.0.2", GW_A, "10.0.0.1"))
+reply_vip = eth(GW_A, H_A, 0x0800, ipv4("10.0.0.2", "10.0.0.100", 17, udp(53, 20000, b"a")))
+probe_ack = eth(GW_A, H_A, 0x0800, ipv4("10.0.0.2", "10.0.0.100", 6, tcp(8080, 64512, 0x12)))
+udp6_vip = eth(GW_A, H_A, 0x86DD, ipv6("fd00::9", "fd00::100", 17, udp(4002, 53, b"six")))
+write("l3_input", "services", bytes([0x20]) + records([(0, arp_vip), (0, udp_vip), (0, syn_vip), (0, backend_arp), (0, reply_vip), (0x14, probe_ack), (0, udp6_vip)]))
 
 # lab_yaml: the examples.
 for f in sorted(os.listdir(os.path.join(ROOT, "examples"))):

@@ -1156,6 +1156,10 @@ fn openapi_document_matches_the_router() {
         "GET /v1/domains/{name}/names",
         "PUT /v1/domains/{name}/names/{host}",
         "DELETE /v1/domains/{name}/names/{host}",
+        "GET /v1/domains/{name}/services",
+        "GET /v1/domains/{name}/services/{service}",
+        "PUT /v1/domains/{name}/services/{service}",
+        "DELETE /v1/domains/{name}/services/{service}",
         "GET /v1/domains/{name}/stp",
         "GET /v1/domains/{name}/parents",
         "POST /v1/domains/{name}/parents",
@@ -1210,6 +1214,7 @@ fn openapi_document_matches_the_router() {
             .replace("{host}", "web")
             .replace("{id}", "e1")
             .replace("{parent}", "eth0.10")
+            .replace("{service}", "web")
     };
     let fallback = |r: &Reply| r.status == 404 && r.error_message() == "no such resource";
     for (path, item) in doc["paths"].as_object().unwrap() {

@@ -1094,3 +1094,112 @@ fn a_network_with_a_parent_reaches_the_nics_lan() {
     assert!(!lab.names("sw", &["port", "list"]).contains(&up));
     lab.destroy_clean();
 }
+
+/// `services:` of a lab: the VIP resolves by the service's name on the
+/// nodes, TCP to it reaches every backend (servers started in the nodes
+/// with `lab exec`), the health check sees who listens, and a dnsrr name
+/// answers its backends.
+#[test]
+fn services_lab_balances_its_vip_over_the_nodes_that_listen() {
+    if !root_or_skip("services_lab_balances_its_vip_over_the_nodes_that_listen") {
+        return;
+    }
+    let lab = Lab::new(&example("services.yml"));
+    lab.ok("deploy", &[]);
+    let o = rvs(&[
+        "lab",
+        "exec",
+        lab.f(),
+        "client",
+        "--",
+        "getent",
+        "ahostsv4",
+        "web",
+    ]);
+    assert!(
+        text(&o).contains("10.5.0.100"),
+        "web is its VIP: {}",
+        text(&o)
+    );
+    let o = rvs(&[
+        "lab",
+        "exec",
+        lab.f(),
+        "client",
+        "--",
+        "getent",
+        "ahostsv4",
+        "pool",
+    ]);
+    assert!(
+        text(&o).contains("10.5.0.") && !text(&o).contains("10.5.0.100"),
+        "{}",
+        text(&o)
+    );
+    // Servers in web1 and web3 only: web2 stays down for the check.
+    let mut servers: Vec<std::process::Child> = ["web1", "web3"]
+        .iter()
+        .map(|n| {
+            Command::new(BIN)
+                .args(["lab", "exec", lab.f(), n, "--", "socat"])
+                .arg("TCP6-LISTEN:8080,fork,reuseaddr")
+                .arg(format!("SYSTEM:echo {n}"))
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let up = || -> Vec<(String, bool)> {
+        let v = lab.ctl("sw", &["service", "show", "lan", "web"]);
+        v["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["address"].as_str().is_some_and(|a| !a.contains(':')))
+            .map(|b| (b["backend"].as_str().unwrap().to_string(), b["up"] == true))
+            .collect()
+    };
+    let t = std::time::Instant::now();
+    while up()
+        != [
+            ("web1".into(), true),
+            ("web2".into(), false),
+            ("www3".into(), true),
+        ]
+        && t.elapsed() < std::time::Duration::from_secs(10)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let state = up();
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..20 {
+        let o = rvs(&[
+            "lab",
+            "exec",
+            lab.f(),
+            "client",
+            "--",
+            "socat",
+            "-T",
+            "2",
+            "-u",
+            "TCP:web:80",
+            "-",
+        ]);
+        *seen.entry(text(&o).trim().to_string()).or_insert(0) += 1;
+    }
+    for s in &mut servers {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+    assert_eq!(
+        state,
+        [
+            ("web1".into(), true),
+            ("web2".into(), false),
+            ("www3".into(), true)
+        ]
+    );
+    let keys: Vec<&String> = seen.keys().collect();
+    assert_eq!(keys, ["web1", "web3"], "answers through the VIP: {seen:?}");
+    lab.destroy_clean();
+}

@@ -6,6 +6,7 @@
 //! egress edit, tx, counters, aging step).
 
 pub mod l3;
+pub mod lb;
 pub mod vxlan;
 
 use rvs_switch::batch::Batch;

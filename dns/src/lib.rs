@@ -38,6 +38,8 @@ const MAX_ADDRS: usize = 32;
 pub struct Names {
     by_name: HashMap<String, Vec<IpAddr>>,
     by_addr: HashMap<IpAddr, String>,
+    /// Names answered round robin (a service of mode `dnsrr`).
+    rr: std::collections::HashSet<String>,
 }
 
 /// What the control plane needs of the embedded DNS (the daemon's DNS
@@ -105,6 +107,22 @@ impl Zone {
             }
             n.by_addr.entry(*a).or_insert_with(|| key.clone());
         }
+    }
+
+    /// As [`Zone::insert`], and answer the name's addresses round robin:
+    /// each answer starts at another address (Docker's `dnsrr` services).
+    pub fn insert_round_robin(&mut self, net: NetId, name: &str, addrs: &[IpAddr]) {
+        self.insert(net, name, addrs);
+        if let Some(n) = self.nets.get_mut(&net) {
+            n.rr.insert(normalize(name));
+        }
+    }
+
+    /// Whether `name` of `net` is answered round robin.
+    pub fn is_round_robin(&self, net: NetId, name: &str) -> bool {
+        self.nets
+            .get(&net)
+            .is_some_and(|n| n.rr.contains(&normalize(name)))
     }
 
     /// The addresses of `name` in `net`, if the network has that name.
@@ -272,7 +290,7 @@ pub fn handle(zone: &Zone, net: NetId, bytes: &[u8], cache: &mut Cache, now: Ins
     if q.query_class() != DNSClass::IN {
         return forward();
     }
-    if let Some(records) = local_answer(zone, net, q) {
+    if let Some(records) = local_answer(zone, net, q, a.id) {
         return Outcome::Answer(respond(a, q, ResponseCode::NoError, records, true));
     }
     if let Some(hit) = cache.get(&key(q), now) {
@@ -292,7 +310,9 @@ fn key(q: &Query) -> Key {
 /// The records of the network's own names answering `q`, or `None` when
 /// the name is not the network's. A name of the network asked for another
 /// type gets an empty answer (no data), not a forward.
-fn local_answer(zone: &Zone, net: NetId, q: &Query) -> Option<Vec<Record>> {
+/// A round-robin name's answer starts at the address the query's id
+/// picks (ids are random per query, so answers spread).
+fn local_answer(zone: &Zone, net: NetId, q: &Query, id: u16) -> Option<Vec<Record>> {
     let name = q.name();
     let qt = q.query_type();
     if qt == RecordType::PTR {
@@ -312,9 +332,13 @@ fn local_answer(zone: &Zone, net: NetId, q: &Query) -> Option<Vec<Record>> {
         RecordType::ANY => true,
         _ => false,
     };
-    let records = addrs
-        .iter()
-        .filter(want)
+    let mut matching: Vec<&IpAddr> = addrs.iter().filter(want).collect();
+    if !matching.is_empty() && zone.is_round_robin(net, &name.to_ascii()) {
+        let k = id as usize % matching.len();
+        matching.rotate_left(k);
+    }
+    let records = matching
+        .into_iter()
         .take(MAX_ADDRS)
         .map(|a| {
             let data = match a {

@@ -285,3 +285,32 @@ fn resolv_conf_and_names() {
         assert!(check_name(bad).is_err(), "{bad:?}");
     }
 }
+
+/// A round-robin name (a `dnsrr` service) answers every address, each
+/// answer starting where its query's id says: over many queries every
+/// address comes first about as often. Plain names keep their order.
+#[test]
+fn round_robin_names_rotate_their_answers() {
+    let mut z = zone();
+    let backends: Vec<IpAddr> = (1..=3)
+        .map(|i| Ipv4Addr::new(10, 0, 0, 10 + i).into())
+        .collect();
+    z.insert_round_robin(1, "svc", &backends);
+    let mut first = std::collections::HashMap::new();
+    for id in 0..300u16 {
+        let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(
+            Name::from_ascii("svc.").unwrap(),
+            RecordType::A,
+        ));
+        let r = answer(run(&z, 1, &m.to_vec().unwrap()));
+        let mut got = addrs(&r);
+        assert_eq!(got.len(), 3);
+        *first.entry(got[0].clone()).or_insert(0) += 1;
+        got.sort();
+        assert_eq!(got, ["10.0.0.11", "10.0.0.12", "10.0.0.13"]);
+    }
+    assert_eq!(first.len(), 3);
+    assert!(first.values().all(|&n| n == 100), "{first:?}");
+    assert!(!z.is_round_robin(1, "web") && z.is_round_robin(1, "SVC"));
+}

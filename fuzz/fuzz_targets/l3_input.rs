@@ -4,7 +4,9 @@
 //! headers with a valid checksum (TTL decrements are incremental updates),
 //! lengths inside the frame, and every ICMP/ICMPv6 message it originates
 //! (echo replies, errors built in headroom, neighbor adverts and
-//! solicitations) with a valid checksum.
+//! solicitations) with a valid checksum. With a service configured, the
+//! load balancer's parsing, rewrite and health probes are under the same
+//! checks.
 //!
 //! Input layout: byte 0 picks the setup (`F_*`); then records
 //! `[sel: u8][len: u8][len bytes]`: `sel & 1` is the domain the frame
@@ -15,6 +17,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use libfuzzer_sys::fuzz_target;
+use rvs_switch::lb::{HealthCheck, Service, ServicePort};
 use rvs_switch::router::{Gateway, L3Out, NextHop, Router, RouterConfig};
 use rvs_switch::{BATCH_MAX, Batch, DomainId, MacAddr, PacketPool, StageCounter};
 
@@ -42,6 +45,10 @@ const F_DEFAULT: u8 = 4;
 const F_STATIC: u8 = 8;
 /// Gateway 0 on VLAN 7 (the VID only travels in the output).
 const F_VID: u8 = 16;
+/// A service in domain 0: VIPs 10.0.0.100 / fd00::100, TCP 80 and UDP 53
+/// to backends .2/.3 (::2/::3), health-checked (the load balancer's
+/// parsing, rewrite and probes).
+const F_SERVICE: u8 = 32;
 
 /// RFC 1071 sum of `parts`, not folded to 16 bits yet; written here so the
 /// oracle does not share code with the router.
@@ -193,6 +200,38 @@ fuzz_target!(|data: &[u8]| {
         r.add_static_neighbor(&mut pool, D[1], "fd00:1::2".parse().unwrap(), mac, &mut out);
     }
 
+    if cfg & F_SERVICE != 0 {
+        let ports = vec![
+            ServicePort {
+                proto: 6,
+                port: 80,
+                target: 8080,
+            },
+            ServicePort {
+                proto: 17,
+                port: 53,
+                target: 53,
+            },
+        ];
+        let health = Some(HealthCheck {
+            port: 8080,
+            interval_ms: 1000,
+            timeout_ms: 2500,
+        });
+        let svc = |vip: &str, b: [&str; 2]| Service {
+            domain: D[0],
+            vip: vip.parse().unwrap(),
+            ports: ports.clone(),
+            backends: b.iter().map(|a| a.parse().unwrap()).collect(),
+            health,
+        };
+        let services = vec![
+            svc("10.0.0.100", ["10.0.0.2", "10.0.0.3"]),
+            svc("fd00::100", ["fd00::2", "fd00::3"]),
+        ];
+        r.set_services(services, 0).unwrap();
+    }
+
     let mut own_ok = true;
     let mut t = 0u64;
     let mut inputs = 0u64;
@@ -225,7 +264,9 @@ fuzz_target!(|data: &[u8]| {
     }
     r.process(&mut pool, batch_domain, &mut batch, t, &mut out);
     drain(&mut pool, &mut out, own_ok);
-    // Held packets: resolution fails after 3 probes 1 s apart.
+    // Held packets: resolution fails after 3 probes 1 s apart. Services
+    // go first: their health probes would otherwise keep being held.
+    r.set_services(Vec::new(), t).unwrap();
     for _ in 0..6 {
         t += 1000;
         r.tick(&mut pool, t, &mut out);
@@ -243,6 +284,9 @@ fuzz_target!(|data: &[u8]| {
             StageCounter::L3EchoReplies,
             StageCounter::L3NeighConsumed,
             StageCounter::NeighHeld,
+            StageCounter::LbToBackend,
+            StageCounter::LbToClient,
+            StageCounter::LbProbeAnswers,
         ]
         .iter()
         .map(|s| c.stages.get(*s))

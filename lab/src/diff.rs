@@ -495,6 +495,11 @@ pub fn canonical(t: &Topology) -> Topology {
     t.networks.sort_by(|a, b| a.name.cmp(&b.name));
     t.nodes.sort_by(|a, b| a.name.cmp(&b.name));
     t.trunks.sort_by(|a, b| a.name.cmp(&b.name));
+    for s in &mut t.services {
+        s.pos = Pos::default();
+    }
+    t.services
+        .sort_by(|a, b| (&a.network, &a.name).cmp(&(&b.network, &b.name)));
     t.probes.clear();
     t
 }

@@ -332,6 +332,30 @@ pub struct Probe {
     pub want: Want,
 }
 
+/// A port of a service: `port` of the VIPs to `target` of the backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicePortDef {
+    pub port: u16,
+    pub target: u16,
+    pub udp: bool,
+}
+
+/// A service of a network (`services:`): VIPs balanced over backends by
+/// the switch, or (no VIP) a DNS name answered round robin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceDef {
+    pub name: String,
+    pub pos: Pos,
+    pub network: String,
+    /// Empty: mode dnsrr.
+    pub vips: Vec<IpAddr>,
+    pub ports: Vec<ServicePortDef>,
+    /// Node names or aliases (names of the network's DNS).
+    pub backends: Vec<String>,
+    /// The backends' port a TCP health check connects to.
+    pub health_check: Option<u16>,
+}
+
 /// A validated lab.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Topology {
@@ -342,6 +366,9 @@ pub struct Topology {
     pub trunks: Vec<TrunkDef>,
     /// The expectation matrix, expanded to one probe per address.
     pub probes: Vec<Probe>,
+    /// Services of the lab's networks.
+    #[serde(default)]
+    pub services: Vec<ServiceDef>,
     /// The etcd cluster the lab runs for its global networks.
     #[serde(default)]
     pub store: Option<StoreDef>,

@@ -316,7 +316,7 @@ impl P<'_> {
             root,
             "",
             &[
-                "name", "switches", "networks", "nodes", "trunks", "expect", "store",
+                "name", "switches", "networks", "nodes", "trunks", "expect", "store", "services",
             ],
         )?;
         let name = self.required(&top, "name", "").and_then(|n| {
@@ -379,6 +379,10 @@ impl P<'_> {
                 "a global network needs the lab's `store:` (the etcd members it runs)",
             );
         }
+        let services = match top.get("services") {
+            Some(s) => self.services(s, &networks, &nodes),
+            None => Vec::new(),
+        };
         Some(Topology {
             name: name?,
             switches,
@@ -387,6 +391,7 @@ impl P<'_> {
             trunks,
             probes,
             store,
+            services,
         })
     }
 
@@ -963,6 +968,174 @@ impl P<'_> {
                 dns_only: Vec::new(),
                 global,
                 parent: parent.map(|(p, _)| p),
+            });
+        }
+        out
+    }
+
+    /// `services:`: name → network, vip (one address or a list, at most
+    /// one per family; none: DNS round robin), ports (`80/tcp`,
+    /// `53:5353/udp`), backends (names of nodes or their aliases on that
+    /// network), health_check (a port).
+    fn services(
+        &mut self,
+        n: &Node,
+        networks: &[NetworkDef],
+        nodes: &[NodeDef],
+    ) -> Vec<ServiceDef> {
+        let mut out: Vec<ServiceDef> = Vec::new();
+        for (k, v) in self.named(n, "services") {
+            let path = format!("services.{}", k.as_str());
+            let name = k.as_str().to_string();
+            if let Err(e) = rvs_dns::check_name(&name) {
+                self.err(span_pos(k.span()), &path, e);
+                continue;
+            }
+            let Some(f) = self.fields(
+                v,
+                &path,
+                &["network", "vip", "ports", "backends", "health_check"],
+            ) else {
+                continue;
+            };
+            let network = self
+                .required(&f, "network", &path)
+                .and_then(|x| self.string(x, &join(&path, "network")));
+            let net = network
+                .as_deref()
+                .and_then(|nw| networks.iter().find(|x| x.name == nw));
+            if let (Some(nw), None) = (&network, net) {
+                self.err(
+                    f.pos,
+                    &join(&path, "network"),
+                    format!("no network named {nw:?}"),
+                );
+            }
+            let mut vips: Vec<IpAddr> = Vec::new();
+            if let Some(x) = f.get("vip") {
+                let vp = join(&path, "vip");
+                let items: Vec<&Node> = match x.as_sequence() {
+                    Some(_) => self.list(x, &vp).unwrap_or(&[]).iter().collect(),
+                    None => vec![x],
+                };
+                for item in items {
+                    let Some(s) = self.string(item, &vp) else {
+                        continue;
+                    };
+                    match s.parse::<IpAddr>() {
+                        Ok(a) if vips.iter().any(|b| b.is_ipv4() == a.is_ipv4()) => {
+                            self.err(npos(item), &vp, "at most one VIP of each family");
+                        }
+                        Ok(a) => vips.push(a),
+                        Err(_) => self.err(npos(item), &vp, format!("{s:?} is not an address")),
+                    }
+                }
+            }
+            if let Some(net) = net {
+                for a in &vips {
+                    let inside = match (a, net.subnet, net.ipv6) {
+                        (IpAddr::V4(_), Some(c), _) | (IpAddr::V6(_), _, Some(c)) => c.contains(*a),
+                        _ => false,
+                    };
+                    if !inside || !net.gateway {
+                        self.err(
+                            f.pos,
+                            &join(&path, "vip"),
+                            format!(
+                                "VIP {a} is not in a subnet of network {} with a gateway",
+                                net.name
+                            ),
+                        );
+                    }
+                }
+            }
+            let mut ports = Vec::new();
+            if let Some(x) = f.get("ports") {
+                let pp = join(&path, "ports");
+                for (i, item) in self.list(x, &pp).unwrap_or(&[]).iter().enumerate() {
+                    let ip = format!("{pp}[{i}]");
+                    let Some(s) = self.string(item, &ip) else {
+                        continue;
+                    };
+                    match service_port(&s) {
+                        Some(p) => ports.push(p),
+                        None => self.err(
+                            npos(item),
+                            &ip,
+                            format!("{s:?} is not PORT/PROTO or PORT:TARGET/PROTO (tcp or udp)"),
+                        ),
+                    }
+                }
+            }
+            if vips.is_empty() != ports.is_empty() {
+                self.err(
+                    f.pos,
+                    &path,
+                    "a service has both vip and ports (balanced), or neither (DNS round robin)",
+                );
+            }
+            let mut backends: Vec<String> = Vec::new();
+            if let Some(x) = self.required(&f, "backends", &path) {
+                let bp = join(&path, "backends");
+                for (i, item) in self.list(x, &bp).unwrap_or(&[]).iter().enumerate() {
+                    let ip = format!("{bp}[{i}]");
+                    let Some(s) = self.string(item, &ip) else {
+                        continue;
+                    };
+                    let on_net = |nd: &NodeDef| {
+                        (nd.name == s || nd.aliases.contains(&s))
+                            && nd
+                                .interfaces
+                                .iter()
+                                .any(|i| Some(&i.network) == network.as_ref())
+                    };
+                    if !nodes.iter().any(on_net) {
+                        self.err(
+                            npos(item),
+                            &ip,
+                            format!("no node or alias {s:?} on the service's network"),
+                        );
+                    } else if backends.contains(&s) {
+                        self.err(npos(item), &ip, format!("backend {s:?} is given twice"));
+                    } else {
+                        backends.push(s);
+                    }
+                }
+                if backends.is_empty() {
+                    self.err(npos(x), &bp, "a service needs at least one backend");
+                }
+            }
+            let health_check = f.get("health_check").and_then(|x| {
+                self.int(x, &join(&path, "health_check"), 1, 65535, "port")
+                    .map(|p| p as u16)
+            });
+            if health_check.is_some() && vips.is_empty() {
+                self.err(
+                    f.pos,
+                    &join(&path, "health_check"),
+                    "only a service with a VIP is checked",
+                );
+            }
+            if let Some(prev) = out
+                .iter()
+                .find(|s| Some(&s.network) == network.as_ref() && s.name == name)
+            {
+                self.err(
+                    span_pos(k.span()),
+                    &path,
+                    format!("service {} is given twice (line {})", name, prev.pos.line),
+                );
+                continue;
+            }
+            let Some(network) = network else { continue };
+            out.push(ServiceDef {
+                name,
+                pos: span_pos(k.span()),
+                network,
+                vips,
+                ports,
+                backends,
+                health_check,
             });
         }
         out
@@ -1994,4 +2167,18 @@ fn parse_mac(s: &str) -> Option<[u8; 6]> {
         *o = u8::from_str_radix(p, 16).ok()?;
     }
     Some(m)
+}
+
+/// `80/tcp`, `53:5353/udp`.
+fn service_port(s: &str) -> Option<ServicePortDef> {
+    let (ports, proto) = s.split_once('/')?;
+    let udp = match proto {
+        "tcp" => false,
+        "udp" => true,
+        _ => return None,
+    };
+    let (p, t) = ports.split_once(':').unwrap_or((ports, ports));
+    let port: u16 = p.parse().ok().filter(|&x| x != 0)?;
+    let target: u16 = t.parse().ok().filter(|&x| x != 0)?;
+    Some(ServicePortDef { port, target, udp })
 }

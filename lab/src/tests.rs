@@ -810,3 +810,80 @@ fn bad_parents_name_their_line() {
     bad(&p("eth9.20,", "eth9.10,"), 4, "already carries VLAN 10");
     bad(&p("vlan: 5", "vlan: 20"), 5, "already carries VLAN 20");
 }
+
+#[test]
+fn services_name_a_vip_ports_and_backends_on_their_network() {
+    let routed = edit(
+        "lan: {subnet: 10.99.0.0/24, ipv6: fd00:99::/64}",
+        "lan: {subnet: 10.99.0.0/24, ipv6: fd00:99::/64, gateway: true}",
+    );
+    let with = |svc: &str| format!("{routed}services:\n{svc}");
+    let t = ok(&with(
+        "  web: {network: lan, vip: [10.99.0.100, \"fd00:99::100\"], ports: [80/tcp, \"53:5353/udp\"], backends: [a, b], health_check: 80}\n  pool: {network: lan, backends: [a]}\n",
+    ));
+    let web = &t.services[0];
+    assert_eq!(web.name, "web");
+    assert_eq!(web.vips.len(), 2);
+    assert_eq!(
+        web.ports,
+        [
+            ServicePortDef {
+                port: 80,
+                target: 80,
+                udp: false
+            },
+            ServicePortDef {
+                port: 53,
+                target: 5353,
+                udp: true
+            },
+        ]
+    );
+    assert_eq!(
+        (web.backends.as_slice(), web.health_check),
+        (&["a".to_string(), "b".to_string()][..], Some(80))
+    );
+    assert!(t.services[1].vips.is_empty(), "no VIP: DNS round robin");
+    // Errors: each on the service's line (14), with its reason.
+    for (svc, has) in [
+        (
+            "  web: {network: nope, backends: [a]}\n",
+            "no network named",
+        ),
+        (
+            "  web: {network: lan, vip: 10.98.0.1, ports: [80/tcp], backends: [a]}\n",
+            "not in a subnet",
+        ),
+        (
+            "  web: {network: lan, vip: 10.99.0.100, backends: [a]}\n",
+            "both vip and ports",
+        ),
+        (
+            "  web: {network: lan, vip: 10.99.0.100, ports: [80/sctp], backends: [a]}\n",
+            "not PORT/PROTO",
+        ),
+        (
+            "  web: {network: lan, backends: [zz]}\n",
+            "no node or alias",
+        ),
+        ("  web: {network: lan, backends: [a, a]}\n", "given twice"),
+        (
+            "  web: {network: lan, backends: [a], health_check: 80}\n",
+            "only a service with a VIP",
+        ),
+        (
+            "  web: {network: lan, backends: [a], weight: 2}\n",
+            "unknown field",
+        ),
+    ] {
+        bad(&with(svc), 14, has);
+    }
+    // Without a gateway the VIP has nobody to answer for it.
+    bad(
+        &format!(
+            "{QUICK}services:\n  web: {{network: lan, vip: 10.99.0.100, ports: [80/tcp], backends: [a]}}\n"
+        ),
+        14,
+        "with a gateway",
+    );
+}

@@ -853,6 +853,232 @@ pub fn name_key(domain: &str, name: &str) -> String {
     format!("{domain}/{}", rvs_dns::normalize(name))
 }
 
+/// Most backends one service may name.
+pub const SERVICE_BACKENDS_MAX: usize = 256;
+/// Most ports one service may offer.
+pub const SERVICE_PORTS_MAX: usize = 64;
+
+/// Transport protocol of a service port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// The IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+}
+
+/// A port a service offers on its VIPs, and the backends' port it goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServicePortSpec {
+    /// 1 to 65535.
+    pub port: u16,
+    pub protocol: Protocol,
+    /// The backends' port (default: `port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_port: Option<u16>,
+}
+
+impl ServicePortSpec {
+    pub fn target(&self) -> u16 {
+        self.target_port.unwrap_or(self.port)
+    }
+}
+
+/// How a service is reached: through its VIPs (balanced by the switch),
+/// or by DNS round robin over the backends' addresses (Docker's `dnsrr`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceMode {
+    #[default]
+    Vip,
+    Dnsrr,
+}
+
+fn default_check_interval() -> u32 {
+    1000
+}
+fn default_check_timeout() -> u32 {
+    2500
+}
+
+/// A TCP health check of every backend: a SYN from the VIP every
+/// `interval_ms`; a backend that has not answered with a SYN-ACK for
+/// `timeout_ms` gets no new flows until it answers again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSpec {
+    /// The backends' port to connect to (default: the first port's target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// 100 to 60000 ms (default 1000).
+    #[serde(default = "default_check_interval")]
+    pub interval_ms: u32,
+    /// More than the interval, at most 600000 ms (default 2500).
+    #[serde(default = "default_check_timeout")]
+    pub timeout_ms: u32,
+}
+
+/// `PUT /v1/domains/{name}/services/{service}`: a service of the network
+/// (added or replaced; stored). Its name resolves in the network's DNS to
+/// its VIPs (mode `vip`) or to its backends' addresses (mode `dnsrr`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    #[serde(default)]
+    pub mode: ServiceMode,
+    /// Mode `vip`: one or two addresses (at most one IPv4, one IPv6) that
+    /// the gateway answers for and balances; none in mode `dnsrr`.
+    #[serde(default)]
+    #[schema(value_type = Vec<IpAddress>, max_items = 2)]
+    pub vips: Vec<IpAddr>,
+    /// Mode `vip`: 1 to 64 ports.
+    #[serde(default)]
+    pub ports: Vec<ServicePortSpec>,
+    /// 1 to 256 backends: names of the network's DNS (an endpoint's name;
+    /// its addresses, and it leaves when the name goes) or addresses.
+    pub backends: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckSpec>,
+}
+
+impl ServiceSpec {
+    pub fn validate(&self, name: &str) -> Result<(), String> {
+        rvs_dns::check_name(name)?;
+        if self.backends.is_empty() || self.backends.len() > SERVICE_BACKENDS_MAX {
+            return Err(format!(
+                "a service has 1 to {SERVICE_BACKENDS_MAX} backends, not {}",
+                self.backends.len()
+            ));
+        }
+        for (i, b) in self.backends.iter().enumerate() {
+            match b.parse::<IpAddr>() {
+                Ok(a) if a.is_unspecified() || a.is_multicast() || a.is_loopback() => {
+                    return Err(format!("backend {a} is not a unicast address"));
+                }
+                Ok(_) => {}
+                Err(_) => rvs_dns::check_name(b)
+                    .map_err(|e| format!("backend {b:?} is neither an address nor a name: {e}"))?,
+            }
+            if self.backends[..i].contains(b) {
+                return Err(format!("backend {b} is given twice"));
+            }
+        }
+        match self.mode {
+            ServiceMode::Dnsrr => {
+                if !self.vips.is_empty() || !self.ports.is_empty() || self.health_check.is_some() {
+                    return Err(
+                        "a dnsrr service has no VIPs, ports or health check: clients reach the backends directly"
+                            .into(),
+                    );
+                }
+                return Ok(());
+            }
+            ServiceMode::Vip => {}
+        }
+        let v4 = self.vips.iter().filter(|a| a.is_ipv4()).count();
+        if self.vips.is_empty() || v4 > 1 || self.vips.len() - v4 > 1 {
+            return Err("a vip service has one or two VIPs, at most one of each family".into());
+        }
+        if let Some(a) = self
+            .vips
+            .iter()
+            .find(|a| a.is_unspecified() || a.is_multicast() || a.is_loopback())
+        {
+            return Err(format!("VIP {a} is not a unicast address"));
+        }
+        if self.ports.is_empty() || self.ports.len() > SERVICE_PORTS_MAX {
+            return Err(format!(
+                "a vip service has 1 to {SERVICE_PORTS_MAX} ports, not {}",
+                self.ports.len()
+            ));
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            if p.port == 0 || p.target() == 0 {
+                return Err("port 0 is not a service port".into());
+            }
+            let dup = self.ports[..i]
+                .iter()
+                .any(|q| q.port == p.port && q.protocol == p.protocol);
+            if dup {
+                return Err(
+                    format!("port {}/{:?} is given twice", p.port, p.protocol).to_lowercase()
+                );
+            }
+        }
+        if let Some(h) = self.health_check {
+            if !(100..=60_000).contains(&h.interval_ms) {
+                return Err("health_check.interval_ms is 100 to 60000".into());
+            }
+            if h.timeout_ms <= h.interval_ms || h.timeout_ms > 600_000 {
+                return Err(
+                    "health_check.timeout_ms is more than the interval and at most 600000".into(),
+                );
+            }
+            if h.port == Some(0) {
+                return Err("health_check.port 0 is not a port".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The port the health check connects to.
+    pub fn check_port(&self) -> Option<u16> {
+        let h = self.health_check?;
+        h.port.or_else(|| self.ports.first().map(|p| p.target()))
+    }
+}
+
+/// A service of a network, as stored (the name in lower case).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceRecord {
+    pub domain: String,
+    pub name: String,
+    pub spec: ServiceSpec,
+}
+
+impl ServiceRecord {
+    /// The store key: `domain/name`.
+    pub fn key(&self) -> String {
+        name_key(&self.domain, &self.name)
+    }
+}
+
+/// A backend of a service as the switch uses it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BackendView {
+    /// As the service names it.
+    pub backend: String,
+    /// Its address now (none while the name has no address).
+    #[schema(value_type = Option<IpAddress>)]
+    pub address: Option<IpAddr>,
+    /// Receives new flows (false: its health check fails); absent in mode
+    /// `dnsrr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up: Option<bool>,
+}
+
+/// `GET /v1/domains/{name}/services/{service}`: the stored service and
+/// what the switch does with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ServiceView {
+    pub service: ServiceRecord,
+    /// One row per backend address (a name with two addresses gives two).
+    pub backends: Vec<BackendView>,
+    /// Flows in the switch's flow table for this service.
+    pub flows: u64,
+}
+
 /// `DELETE /v1/domains/{name}/fdb?port=P&vid=V`: flush learned entries
 /// (all of them, or only those of a port and/or VLAN).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]

@@ -21,8 +21,8 @@ use serde_json::Value;
 
 use crate::api::{
     AddRemote, CaptureQuery, CreatePort, DomainPatch, DomainRecord, FlushQuery, Flushed,
-    GatewaySpec, LogFilter, NameSpec, PortKind, PortPatch, RouteRecord, StaticEntry, StormSpec,
-    TraceRequest, VlanSpec,
+    GatewaySpec, HealthCheckSpec, LogFilter, NameSpec, PortKind, PortPatch, Protocol, RouteRecord,
+    ServiceMode, ServicePortSpec, ServiceSpec, StaticEntry, StormSpec, TraceRequest, VlanSpec,
 };
 use crate::client::{Client, ClientError};
 use crate::daemon::DEFAULT_SOCKET;
@@ -79,6 +79,9 @@ pub enum CtlCommand {
     /// Host NICs a bridge domain's VLANs are bridged to (uplink ports).
     #[command(subcommand)]
     Parent(ParentCmd),
+    /// Services of a network: VIPs balanced over backends, or DNS round robin.
+    #[command(subcommand)]
+    Service(ServiceCmd),
     /// The gateways' neighbors (ARP / ND entries).
     Neigh,
     /// A bridge domain's spanning tree: root, port roles and states.
@@ -287,6 +290,91 @@ pub enum ParentCmd {
     /// Take PARENT off DOMAIN.
     #[command(visible_alias = "rm")]
     Del { domain: String, parent: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCmd {
+    /// List the services of bridge domain DOMAIN.
+    #[command(visible_alias = "ls")]
+    List { domain: String },
+    /// Show service NAME of DOMAIN with its backends' addresses and health.
+    Show { domain: String, name: String },
+    /// Add (or replace) service NAME in a network:
+    /// `service add web --network N --vip 10.0.0.100 --port 80/tcp --backend ep1 --backend ep2`.
+    #[command(visible_alias = "set")]
+    Add {
+        name: String,
+        /// The bridge domain (network) of the service.
+        #[arg(long, value_name = "DOMAIN")]
+        network: String,
+        /// A VIP (one per family; repeat for IPv4 and IPv6).
+        #[arg(long = "vip", value_name = "ADDRESS")]
+        vips: Vec<IpAddr>,
+        /// PORT/PROTO or PORT:TARGET/PROTO (tcp or udp); repeatable.
+        #[arg(long = "port", value_name = "PORT[:TARGET]/PROTO", value_parser = service_port)]
+        ports: Vec<ServicePortSpec>,
+        /// A backend: a name of the network's DNS or an address; repeatable.
+        #[arg(long = "backend", value_name = "NAME|ADDRESS", required = true)]
+        backends: Vec<String>,
+        /// vip (balanced by the switch) or dnsrr (DNS round robin).
+        #[arg(long, default_value = "vip", value_parser = service_mode)]
+        mode: ServiceMode,
+        /// Check the backends with a TCP connect (to this port; default the
+        /// first port's target).
+        #[arg(long = "health-check", value_name = "PORT", num_args = 0..=1, default_missing_value = "0")]
+        health_check: Option<u16>,
+        /// Health check interval.
+        #[arg(
+            long,
+            value_name = "MS",
+            default_value_t = 1000,
+            requires = "health_check"
+        )]
+        interval_ms: u32,
+        /// A backend silent this long is down.
+        #[arg(
+            long,
+            value_name = "MS",
+            default_value_t = 2500,
+            requires = "health_check"
+        )]
+        timeout_ms: u32,
+    },
+    /// Remove service NAME from DOMAIN.
+    #[command(visible_alias = "rm")]
+    Del { domain: String, name: String },
+}
+
+fn service_port(s: &str) -> Result<ServicePortSpec, String> {
+    let bad = || format!("{s:?} is not PORT/PROTO or PORT:TARGET/PROTO (proto tcp or udp)");
+    let (ports, proto) = s.split_once('/').ok_or_else(bad)?;
+    let protocol = match proto.to_ascii_lowercase().as_str() {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        _ => return Err(bad()),
+    };
+    let (port, target) = match ports.split_once(':') {
+        Some((p, t)) => (p, Some(t)),
+        None => (ports, None),
+    };
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let target_port = target
+        .map(|t| t.parse::<u16>())
+        .transpose()
+        .map_err(|_| bad())?;
+    Ok(ServicePortSpec {
+        port,
+        protocol,
+        target_port,
+    })
+}
+
+fn service_mode(s: &str) -> Result<ServiceMode, String> {
+    match s {
+        "vip" => Ok(ServiceMode::Vip),
+        "dnsrr" => Ok(ServiceMode::Dnsrr),
+        _ => Err(format!("{s:?} is not vip or dnsrr")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -713,6 +801,47 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
                 let path = format!("/v1/domains/{}/parents/{}", enc(&domain), enc(&parent));
                 c.delete(&path)?.ok()?;
                 out.done(&format!("took {parent} off {domain}"))
+            }
+        },
+        CtlCommand::Service(cmd) => match cmd {
+            ServiceCmd::List { domain } => out.services(
+                &c.get(&format!("/v1/domains/{}/services", enc(&domain)))?
+                    .ok()?,
+            ),
+            ServiceCmd::Show { domain, name } => {
+                let path = format!("/v1/domains/{}/services/{}", enc(&domain), enc(&name));
+                out.service(&c.get(&path)?.ok()?)
+            }
+            ServiceCmd::Add {
+                name,
+                network,
+                vips,
+                ports,
+                backends,
+                mode,
+                health_check,
+                interval_ms,
+                timeout_ms,
+            } => {
+                let spec = ServiceSpec {
+                    mode,
+                    vips,
+                    ports,
+                    backends,
+                    health_check: health_check.map(|p| HealthCheckSpec {
+                        port: (p != 0).then_some(p),
+                        interval_ms,
+                        timeout_ms,
+                    }),
+                };
+                let path = format!("/v1/domains/{}/services/{}", enc(&network), enc(&name));
+                let r = c.send(hyper::Method::PUT, &path, &spec)?.ok()?;
+                out.reply_or(&r, &format!("set service {name} in {network}"))
+            }
+            ServiceCmd::Del { domain, name } => {
+                let path = format!("/v1/domains/{}/services/{}", enc(&domain), enc(&name));
+                c.delete(&path)?.ok()?;
+                out.done(&format!("deleted service {name} from {domain}"))
             }
         },
         CtlCommand::Neigh => out.neighbors(&c.get("/v1/neighbors")?.ok()?),

@@ -261,6 +261,59 @@ impl Output {
         )
     }
 
+    pub(super) fn services(&self, r: &Reply) -> Result<(), CtlError> {
+        self.list(
+            r,
+            &["NAME", "MODE", "VIPS", "PORTS", "BACKENDS", "FLOWS"],
+            |v| {
+                let s = &v["service"];
+                let join = |a: &Value, f: &dyn Fn(&Value) -> String| {
+                    a.as_array()
+                        .map(|a| a.iter().map(f).collect::<Vec<_>>().join(", "))
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(|| "-".into())
+                };
+                let ports = join(&s["spec"]["ports"], &|p| port_text(p));
+                let backends = join(&v["backends"], &|b| backend_text(b));
+                vec![
+                    txt(&s["name"]),
+                    txt(&s["spec"]["mode"]),
+                    join(&s["spec"]["vips"], &txt),
+                    ports,
+                    backends,
+                    txt(&v["flows"]),
+                ]
+            },
+        )
+    }
+
+    pub(super) fn service(&self, r: &Reply) -> Result<(), CtlError> {
+        if self.raw() {
+            return self.print_json(r);
+        }
+        let v = r.json();
+        let s = &v["service"];
+        println!(
+            "service {} in {}  mode {}  flows {}",
+            txt(&s["name"]),
+            txt(&s["domain"]),
+            txt(&s["spec"]["mode"]),
+            txt(&v["flows"])
+        );
+        let list = |a: &Value, f: &dyn Fn(&Value) -> String| {
+            a.as_array()
+                .map(|a| a.iter().map(f).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default()
+        };
+        println!("vips: {}", list(&s["spec"]["vips"], &txt));
+        println!("ports: {}", list(&s["spec"]["ports"], &port_text));
+        println!("backends:");
+        for b in v["backends"].as_array().into_iter().flatten() {
+            println!("  {}", backend_text(b));
+        }
+        Ok(())
+    }
+
     pub(super) fn remotes(&self, r: &Reply) -> Result<(), CtlError> {
         if self.raw() {
             return self.print_json(r);
@@ -785,6 +838,31 @@ pub fn show_tree(domains: &Value, ports: &Value, routes: &Value) -> String {
         }
     }
     s
+}
+
+/// `80/tcp`, `80:8080/tcp`.
+fn port_text(p: &Value) -> String {
+    let t = p["target_port"].as_u64();
+    match t {
+        Some(t) => format!("{}:{t}/{}", txt(&p["port"]), txt(&p["protocol"])),
+        None => format!("{}/{}", txt(&p["port"]), txt(&p["protocol"])),
+    }
+}
+
+/// `web1 10.0.0.5 up`, `gone (no address)`.
+fn backend_text(b: &Value) -> String {
+    let addr = b["address"].as_str().unwrap_or("(no address)");
+    let name = txt(&b["backend"]);
+    let state = match b["up"].as_bool() {
+        Some(true) => " up",
+        Some(false) => " down",
+        None => "",
+    };
+    if name == addr {
+        format!("{addr}{state}")
+    } else {
+        format!("{name} {addr}{state}")
+    }
 }
 
 #[cfg(test)]

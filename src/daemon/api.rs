@@ -140,6 +140,7 @@ threads); a port can move only between domains of the same worker.",
         (name = "domains", description = "Bridge domains and their gateways"),
         (name = "fdb", description = "Forwarding databases"),
         (name = "dns", description = "Names of the embedded DNS (answered on gateway addresses, port 53)"),
+        (name = "services", description = "Services of a network: VIPs balanced over backends, or DNS round robin"),
         (name = "ports", description = "Ports and their back ends"),
         (name = "vxlan", description = "Remote VTEPs of vxlan ports"),
         (name = "routing", description = "Routes and neighbors of the gateways"),
@@ -163,6 +164,8 @@ fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(delete_fdb_entry))
         .routes(routes!(list_names))
         .routes(routes!(set_name, delete_name))
+        .routes(routes!(list_services))
+        .routes(routes!(get_service, set_service, delete_service))
         .routes(routes!(domain_stp))
         .routes(routes!(list_parents, attach_parent))
         .routes(routes!(detach_parent))
@@ -859,6 +862,53 @@ async fn detach_parent(
     Path((name, parent)): Path<(String, String)>,
 ) -> ApiResult {
     run(&c, move |c| c.detach_parent(&name, &parent)).await?;
+    no_content()
+}
+
+// ---- services --------------------------------------------------------------------
+
+/// List the services of a network, with each backend's address and health
+#[utoipa::path(get, path = "/v1/domains/{name}/services", operation_id = "listServices", tag = "services",
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 200, description = "Services", body = Vec<ServiceView>), (status = 404, description = "Unknown bridge domain", body = ErrorBody), (status = 500, description = "A worker failure", body = ErrorBody)))]
+async fn list_services(State(c): State<Shared>, Path(name): Path<String>) -> ApiResult {
+    ok(&run(&c, move |c| c.list_services(&name)).await?)
+}
+
+/// A service of a network, with each backend's address and health
+#[utoipa::path(get, path = "/v1/domains/{name}/services/{service}", operation_id = "getService", tag = "services",
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$"), ("service" = String, Path, description = "Service name (a DNS name)")),
+    responses((status = 200, description = "The service", body = ServiceView), (status = 404, description = "Unknown bridge domain or service", body = ErrorBody), (status = 500, description = "A worker failure", body = ErrorBody)))]
+async fn get_service(
+    State(c): State<Shared>,
+    Path((name, service)): Path<(String, String)>,
+) -> ApiResult {
+    ok(&run(&c, move |c| c.get_service(&name, &service)).await?)
+}
+
+/// Add or replace a service (VIPs balanced over backends, or dnsrr); stored
+#[utoipa::path(put, path = "/v1/domains/{name}/services/{service}", operation_id = "setService", tag = "services",
+    request_body = ServiceSpec,
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$"), ("service" = String, Path, description = "Service name (a DNS name)")),
+    responses((status = 200, description = "Stored and applied", body = ServiceView), (status = 400, description = "Bad input (malformed JSON, an unknown field, a bad name, VIP, port, backend or check); nothing changed", body = ErrorBody), (status = 404, description = "Unknown bridge domain", body = ErrorBody), (status = 409, description = "The network has no gateway, or the VIP is taken (by the gateway or another service)", body = ErrorBody), (status = 500, description = "A store or worker failure", body = ErrorBody)))]
+async fn set_service(
+    State(c): State<Shared>,
+    Path((name, service)): Path<(String, String)>,
+    b: Bytes,
+) -> ApiResult {
+    let spec: ServiceSpec = body(&b)?;
+    ok(&run(&c, move |c| c.set_service(&name, &service, spec)).await?)
+}
+
+/// Remove a service
+#[utoipa::path(delete, path = "/v1/domains/{name}/services/{service}", operation_id = "deleteService", tag = "services",
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$"), ("service" = String, Path, description = "Service name")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "Unknown bridge domain or service", body = ErrorBody), (status = 500, description = "A store or worker failure", body = ErrorBody)))]
+async fn delete_service(
+    State(c): State<Shared>,
+    Path((name, service)): Path<(String, String)>,
+) -> ApiResult {
+    run(&c, move |c| c.delete_service(&name, &service)).await?;
     no_content()
 }
 

@@ -57,6 +57,10 @@ pub(super) struct State {
     pub routes: BTreeMap<String, RouteRecord>,
     /// Names of the embedded DNS by key (`domain/name`).
     pub names: BTreeMap<String, NameRecord>,
+    /// Services by key (`domain/name`).
+    pub services: BTreeMap<String, ServiceRecord>,
+    /// The services the data plane was last given (`services.rs`).
+    pub lb: Vec<super::model::LbService>,
 }
 
 impl State {
@@ -404,6 +408,7 @@ impl Control {
             next.domains.remove(name);
             next.statics.retain(|_, s| s.domain != name);
             next.names.retain(|_, n| n.domain != name);
+            next.services.retain(|_, s| s.domain != name);
             self.commit(st, next)
         })
     }

@@ -63,7 +63,8 @@ pub fn switch_error(e: SwitchError) -> ControlError {
         | SwitchError::Vlan(_)
         | SwitchError::NotVlanMember { .. }
         | SwitchError::NotStationMac(_)
-        | SwitchError::Stp(_) => ControlError::BadRequest(msg),
+        | SwitchError::Stp(_)
+        | SwitchError::Lb(_) => ControlError::BadRequest(msg),
         SwitchError::Router(r) => match r {
             RouterError::GatewayExists(_)
             | RouterError::RouteExists(..)

@@ -31,6 +31,7 @@ pub mod overlay;
 pub mod parent;
 pub mod ready;
 pub mod reconcile;
+pub mod services;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -97,6 +97,9 @@ impl Control {
                 zone.insert(*id, &n.name, &n.addresses);
             }
         }
+        for (domain, id) in &ids {
+            Self::service_names(st, domain, *id, &mut zone);
+        }
         dns.set_zone(zone);
     }
 

@@ -17,7 +17,8 @@
 //! whose back ends close), then domains are added or changed, ports are
 //! changed or added, domains removed, and routes and static entries added
 //! last, so every object finds what it refers to; the DNS names go to the
-//! DNS service at the end (they refer to domains only by name). A port is
+//! DNS service at the end (they refer to domains only by name), and the
+//! services to the load balancer after them (their backends are names). A port is
 //! re-opened only when what identifies its back end changed (kind,
 //! interface, queue) or it moves to a domain on another worker; other
 //! back-end options are read when a back end opens, except a vxlan port's
@@ -57,6 +58,7 @@ impl State {
             statics: self.statics.clone(),
             routes: self.routes.clone(),
             names: self.names.clone(),
+            services: self.services.clone(),
         }
     }
 }
@@ -300,7 +302,14 @@ impl Control {
         // 8. Names: nothing in the data plane; the DNS service gets the
         // whole table (with the domains' ids as they are now).
         st.names = to.names.clone();
+        st.services = to.services.clone();
         self.publish_names(st);
+
+        // 9. Services: the load balancer's VIPs, with the backends the
+        // names resolve to now (a backend whose name went has left).
+        if let Err(e) = self.apply_services(st) {
+            failed("set the load balancer's services".into(), e)?;
+        }
         Ok(())
     }
 

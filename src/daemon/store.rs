@@ -1,5 +1,5 @@
 //! The switch's desired state — bridge domains, ports (spec + settings),
-//! static FDB entries, routes and DNS names — as five tables of the daemon's one state
+//! static FDB entries, routes, DNS names and services — as six tables of the daemon's one state
 //! store (`rvs_store`, `<state-dir>/rvswitch.redb`, shared with the CNM
 //! layer's tables), and [`Desired`], the same state in memory.
 //!
@@ -15,7 +15,9 @@ use std::sync::Arc;
 pub use rvs_store::StoreError;
 use rvs_store::{Batch, Db, Table};
 
-use super::model::{DomainRecord, NameRecord, PortRecord, RouteRecord, StaticRecord};
+use super::model::{
+    DomainRecord, NameRecord, PortRecord, RouteRecord, ServiceRecord, StaticRecord,
+};
 
 /// Name → [`DomainRecord`].
 pub const DOMAINS: Table<DomainRecord> = Table::new("domains");
@@ -27,6 +29,8 @@ pub const STATICS: Table<StaticRecord> = Table::new("statics");
 pub const ROUTES: Table<RouteRecord> = Table::new("routes");
 /// `domain/name` → [`NameRecord`] (the embedded DNS's names).
 pub const NAMES: Table<NameRecord> = Table::new("names");
+/// `domain/name` → [`ServiceRecord`] (services with a VIP or DNS round robin).
+pub const SERVICES: Table<ServiceRecord> = Table::new("services");
 
 /// The state file's name inside the state directory.
 pub const STATE_FILE: &str = rvs_store::STATE_FILE;
@@ -47,6 +51,8 @@ pub struct Desired {
     pub routes: BTreeMap<String, RouteRecord>,
     /// By [`NameRecord::key`].
     pub names: BTreeMap<String, NameRecord>,
+    /// By [`ServiceRecord::key`].
+    pub services: BTreeMap<String, ServiceRecord>,
 }
 
 /// Put into `b` the changes that turn `from` into `to` in `t`.
@@ -75,6 +81,7 @@ impl Desired {
         diff_table(&mut b, &STATICS, &self.statics, &to.statics);
         diff_table(&mut b, &ROUTES, &self.routes, &to.routes);
         diff_table(&mut b, &NAMES, &self.names, &to.names);
+        diff_table(&mut b, &SERVICES, &self.services, &to.services);
         b
     }
 
@@ -141,6 +148,7 @@ impl Store {
             statics: self.db.read_all(&STATICS)?.into_iter().collect(),
             routes: self.db.read_all(&ROUTES)?.into_iter().collect(),
             names: self.db.read_all(&NAMES)?.into_iter().collect(),
+            services: self.db.read_all(&SERVICES)?.into_iter().collect(),
         })
     }
 

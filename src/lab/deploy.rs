@@ -139,6 +139,7 @@ pub fn deploy(topo: &Topology, file: &Path) -> Result<(), LabError> {
     }
     // Names and resolvers before the nodes' commands, which may use them.
     super::dns::ensure_names(topo, |sw| switches.get(sw))?;
+    super::services::ensure_services(topo, |sw| switches.get(sw))?;
     super::dns::ensure_resolv_confs(topo)?;
     for node in &topo.nodes {
         run_exec(node, &paths, &mut st)?;

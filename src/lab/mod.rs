@@ -23,6 +23,7 @@ mod deploy;
 mod dns;
 mod host;
 mod reconfigure;
+mod services;
 mod state;
 mod store;
 mod switches;

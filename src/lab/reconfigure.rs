@@ -113,6 +113,7 @@ pub fn reconfigure(new: &Topology, file: &Path) -> Result<(), LabError> {
             st.save(&paths)?;
         }
         super::dns::ensure_names(new, |sw| switches.get(sw))?;
+        super::services::ensure_services(new, |sw| switches.get(sw))?;
         super::dns::ensure_resolv_confs(new)?;
         for node in &new.nodes {
             run_exec(node, &paths, st)?;

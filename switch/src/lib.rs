@@ -12,6 +12,7 @@ pub mod config;
 mod core;
 pub mod counters;
 pub mod fdb;
+pub mod lb;
 pub mod mac;
 pub mod memport;
 mod pipeline;

@@ -54,6 +54,8 @@ pub enum SwitchError {
     Router(#[from] RouterError),
     #[error("{0}")]
     Stp(String),
+    #[error(transparent)]
+    Lb(#[from] crate::lb::LbError),
 }
 
 /// A port as the control plane sees it.
@@ -361,6 +363,23 @@ impl Switch {
 
     pub fn router(&self) -> &Router {
         &self.router
+    }
+
+    // ---- the load balancer ---------------------------------------------------
+
+    /// Replace the services with a VIP (`crate::lb`): each in a domain that
+    /// exists; all refused, changing nothing, when one is invalid.
+    pub fn set_services(&mut self, services: Vec<crate::lb::Service>) -> Result<(), SwitchError> {
+        for s in &services {
+            self.domain(s.domain)?;
+        }
+        let now = self.now_ms;
+        Ok(self.router.set_services(services, now)?)
+    }
+
+    /// Every service's backends (with their health) and flows.
+    pub fn services(&self) -> Vec<crate::lb::ServiceStatus> {
+        self.router.services()
     }
 
     // ---- spanning tree -------------------------------------------------------

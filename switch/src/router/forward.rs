@@ -210,6 +210,12 @@ impl Router {
         now_ms: u64,
         out: &mut L3Out,
     ) {
+        // ---- load-balancer hook (`crate::lb`, glue in `lb.rs`): a packet
+        // to a service VIP of its own domain is balanced, not routed.
+        if let Some(svc) = self.lb_service::<F>(in_d, dst) {
+            return self.lb_packet::<F>(pool, in_d, buf, svc, now_ms, out);
+        }
+        // ---- end of the load-balancer hook.
         let Some(id) = nh else {
             let r = DropReason::L3NoRoute;
             return self.icmp_error::<F>(pool, in_d, buf, F::NO_ROUTE, r, now_ms, out);

@@ -142,7 +142,8 @@ impl Router {
             return self.drop_pkt(pool, buf, DropReason::L3NoGateway);
         };
         let (mac, vid) = (g.cfg.mac, g.cfg.vid);
-        let for_us = g.cfg.ipv4.iter().any(|(ip, _)| *ip == tpa);
+        let for_us = g.cfg.ipv4.iter().any(|(ip, _)| *ip == tpa)
+            || self.is_vip(in_d, false, u32::from(tpa) as u128);
         if sha.is_valid_source() && !spa.is_unspecified() {
             let k = NeighKey::v4(in_d, spa.into());
             let held = self.neigh.confirm(k, sha, now_ms, for_us);
@@ -228,7 +229,8 @@ impl Router {
                 let Some(target) = msg.nd_target() else {
                     return self.drop_pkt(pool, buf, DropReason::L3Malformed);
                 };
-                let for_us = g.cfg.ipv6.iter().any(|(a, _)| a.octets() == target);
+                let for_us = g.cfg.ipv6.iter().any(|(a, _)| a.octets() == target)
+                    || self.is_vip(in_d, true, u128::from_be_bytes(target));
                 let peer_mac = msg.nd_lladdr();
                 let eth_src = MacAddr(data[6..12].try_into().unwrap());
                 if let (true, Some(m)) = (src_ok, peer_mac) {

@@ -22,6 +22,7 @@
 mod family;
 mod forward;
 mod lanes;
+mod lb;
 mod local;
 pub mod lpm4;
 pub mod lpm6;
@@ -287,6 +288,10 @@ pub struct Router {
     cfg_epoch: u64,
     /// Where DNS queries to a gateway go (`punt.rs`), when anywhere.
     punt: Option<punt::PuntSink>,
+    /// Services with a VIP (`crate::lb`, glue in `lb.rs`).
+    lb: crate::lb::Lb,
+    /// Health probes due, reused by `tick`.
+    lb_probes: Vec<crate::lb::Probe>,
 }
 
 impl std::fmt::Debug for Router {
@@ -322,6 +327,8 @@ impl Router {
             unresolved: Vec::with_capacity(64),
             cfg_epoch: 0,
             punt: None,
+            lb: crate::lb::Lb::default(),
+            lb_probes: Vec::new(),
         }
     }
 
@@ -599,6 +606,8 @@ impl Router {
         }
         self.solicit_keys = keys;
         self.unresolved = unresolved;
+        // Load balancer: health probes and idle flows (`lb.rs`).
+        self.lb_tick(pool, now_ms, out);
     }
 }
 

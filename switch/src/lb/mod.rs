@@ -1,0 +1,707 @@
+//! The load balancer: services with a virtual IP (VIP) in a bridge domain,
+//! spread over backends by Maglev consistent hashing of the flow
+//! (`maglev.rs`), with the header rewrite in `nat.rs`.
+//!
+//! Design (see docs/architecture.md, "Load balancing"):
+//! - The gateway answers ARP/ND for the VIP with its own MAC, so clients of
+//!   the VIP's network send VIP traffic to the router, which hands it here
+//!   (the hook in `router/lb.rs`). A VIP serves its own network, as
+//!   Docker's VIPs do (and as its name resolves only there).
+//! - Client and backends share the L2 network, so a backend's reply would
+//!   go straight back to the client and bypass the router. The balancer
+//!   therefore rewrites both ends: `client:cport → VIP:port` becomes
+//!   `VIP:snat → backend:target`, and the backend's reply `backend:target →
+//!   VIP:snat` (sent to the gateway MAC, the VIP's) becomes `VIP:port →
+//!   client:cport`. The `snat` port comes from a bounded flow table
+//!   ([`FLOWS_MAX`] flows, idle timeouts per protocol), which also keeps a
+//!   flow on its backend while that backend is live.
+//! - A new flow's backend is `table[hash(5-tuple)]`; when a backend leaves
+//!   or fails its health check only the flows on it move (see
+//!   `maglev.rs`); flows on other backends stay.
+//! - Health checks (optional, per service): every `interval_ms` the gateway
+//!   sends a TCP SYN from the VIP (ports [`PROBE_PORT_BASE`]`+i`, above
+//!   every flow's port) to each backend's check port; a SYN-ACK marks the
+//!   backend up (and is answered with a RST), no SYN-ACK for `timeout_ms`
+//!   marks it down.
+//!
+//! Owns: services, their tables, the flow table, health state. Never: I/O,
+//! allocation per packet (the flow table is allocated with the first
+//! service).
+
+pub mod maglev;
+pub mod nat;
+
+use std::net::IpAddr;
+
+use hashbrown::HashMap;
+
+use crate::config::DomainId;
+use crate::counters::DropReason;
+use crate::mac::MacAddr;
+
+use maglev::{NONE, Table, mix64};
+
+/// Most flows the table holds (all services together).
+pub const FLOWS_MAX: usize = 65536;
+/// Most backends of one service.
+pub const BACKENDS_MAX: usize = 1000;
+/// Source ports of health probes: `PROBE_PORT_BASE + backend index`.
+pub const PROBE_PORT_BASE: u16 = 64512;
+/// Source ports of balanced flows: `SNAT_FIRST..PROBE_PORT_BASE`.
+const SNAT_FIRST: u16 = 1024;
+const SNAT_COUNT: u64 = (PROBE_PORT_BASE - SNAT_FIRST) as u64;
+/// Ports tried for a new flow before it is refused.
+const SNAT_TRIES: u64 = 64;
+/// Idle time after which a flow is forgotten.
+pub const UDP_IDLE_MS: u64 = 30_000;
+pub const TCP_IDLE_MS: u64 = 300_000;
+/// ... once a FIN or RST was seen.
+pub const TCP_CLOSING_MS: u64 = 10_000;
+/// Flow slots the sweep looks at per tick.
+const SWEEP_BUDGET: usize = 4096;
+
+/// A port a service offers: `proto` (6 TCP, 17 UDP) `port` on the VIP,
+/// sent to `target` on the backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ServicePort {
+    pub proto: u8,
+    pub port: u16,
+    pub target: u16,
+}
+
+/// A TCP health check of every backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// The backends' port to connect to.
+    pub port: u16,
+    pub interval_ms: u32,
+    /// Without a SYN-ACK for this long a backend is down.
+    pub timeout_ms: u32,
+}
+
+/// A service as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub domain: DomainId,
+    pub vip: IpAddr,
+    pub ports: Vec<ServicePort>,
+    /// Of the VIP's family; each at most once.
+    pub backends: Vec<IpAddr>,
+    pub health: Option<HealthCheck>,
+}
+
+/// Why a set of services was refused (nothing changed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LbError {
+    #[error("VIP {0} is given twice in bridge domain {1}")]
+    DuplicateVip(IpAddr, DomainId),
+    #[error("backend {0} is not of the family of VIP {1}")]
+    Family(IpAddr, IpAddr),
+    #[error("service {0}: backend {1} is given twice")]
+    DuplicateBackend(IpAddr, IpAddr),
+    #[error("service {0} has no ports")]
+    NoPorts(IpAddr),
+    #[error("service {0}: only TCP (6) and UDP (17) ports, not 0, are balanced")]
+    BadPort(IpAddr),
+    #[error("service {0} has more than {max} backends", max = BACKENDS_MAX)]
+    TooManyBackends(IpAddr),
+    #[error("VIP {0} is not a unicast address")]
+    BadVip(IpAddr),
+}
+
+/// A backend as the data plane sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendStatus {
+    pub addr: IpAddr,
+    /// Receives new flows (always true without a health check).
+    pub up: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceStatus {
+    pub domain: DomainId,
+    pub vip: IpAddr,
+    pub backends: Vec<BackendStatus>,
+    /// Flows in the flow table.
+    pub flows: usize,
+}
+
+/// What to do with a packet to a VIP, decided by [`Lb::packet`] (which has
+/// already rewritten it where it says so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Rewritten to a backend: send it to that address (neighbor key) in
+    /// the service's domain.
+    ToBackend(u128),
+    /// A backend's reply, rewritten to the client: send it to this MAC.
+    ToClient(MacAddr),
+    /// Not TCP/UDP (e.g. an echo request): the gateway's own handling.
+    Local,
+    /// A health probe's answer: consumed; `reset` asks to answer the
+    /// SYN-ACK with a RST.
+    Probe {
+        reset: bool,
+    },
+    Drop(DropReason),
+}
+
+/// A health probe to send: SYN from the VIP to a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    pub domain: DomainId,
+    pub v6: bool,
+    pub vip: u128,
+    pub backend: u128,
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+}
+
+#[derive(Debug)]
+struct Svc {
+    cfg: Service,
+    v6: bool,
+    vip: u128,
+    addrs: Vec<u128>,
+    keys: Vec<u64>,
+    up: Vec<bool>,
+    last_ok_ms: Vec<u64>,
+    table: Table,
+    next_probe_ms: u64,
+}
+
+impl Svc {
+    fn rebuild(&mut self) {
+        let m = maglev::size_for(self.addrs.len());
+        self.table = Table::build(m, &self.keys, &self.up, Some(&self.table));
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FwdKey {
+    client: u128,
+    svc: u32,
+    cport: u16,
+    vport: u16,
+    proto: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct RevKey {
+    svc: u32,
+    snat: u16,
+    proto: u8,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Flow {
+    key: FwdKey,
+    backend: u16,
+    target: u16,
+    snat: u16,
+    client_mac: MacAddr,
+    last_ms: u64,
+    closing: bool,
+    used: bool,
+}
+
+#[derive(Debug, Default)]
+struct Flows {
+    fwd: HashMap<FwdKey, u32>,
+    rev: HashMap<RevKey, u32>,
+    slots: Vec<Flow>,
+    free: Vec<u32>,
+    sweep_at: usize,
+}
+
+impl Flows {
+    fn reserve(&mut self) {
+        if self.slots.capacity() == 0 {
+            self.fwd.reserve(FLOWS_MAX);
+            self.rev.reserve(FLOWS_MAX);
+            self.slots.reserve_exact(FLOWS_MAX);
+            self.free.reserve_exact(FLOWS_MAX);
+        }
+    }
+
+    fn remove(&mut self, i: u32) {
+        let f = &mut self.slots[i as usize];
+        if !f.used {
+            return;
+        }
+        f.used = false;
+        self.fwd.remove(&f.key);
+        self.rev.remove(&RevKey {
+            svc: f.key.svc,
+            snat: f.snat,
+            proto: f.key.proto,
+        });
+        self.free.push(i);
+    }
+
+    fn len(&self) -> usize {
+        self.fwd.len()
+    }
+}
+
+/// Services, their Maglev tables, the flow table and health state.
+#[derive(Debug, Default)]
+pub struct Lb {
+    svcs: Vec<Option<Svc>>,
+    /// `(domain, v6, vip)` → index into `svcs`.
+    vips: HashMap<(DomainId, bool, u128), u32>,
+    /// By domain id: whether it has a VIP (the hook's first, cheap test).
+    domains: Vec<bool>,
+    flows: Flows,
+}
+
+/// An address as a neighbor-table key, and its family.
+fn key_of(a: IpAddr) -> (bool, u128) {
+    match a {
+        IpAddr::V4(a) => (false, u32::from(a) as u128),
+        IpAddr::V6(a) => (true, u128::from(a)),
+    }
+}
+
+fn check(s: &Service) -> Result<(), LbError> {
+    let vip = s.vip;
+    if vip.is_unspecified() || vip.is_multicast() || vip.is_loopback() {
+        return Err(LbError::BadVip(vip));
+    }
+    if s.ports.is_empty() {
+        return Err(LbError::NoPorts(vip));
+    }
+    let bad =
+        |p: &ServicePort| !matches!(p.proto, nat::TCP | nat::UDP) || p.port == 0 || p.target == 0;
+    if s.ports.iter().any(bad) {
+        return Err(LbError::BadPort(vip));
+    }
+    if s.backends.len() > BACKENDS_MAX {
+        return Err(LbError::TooManyBackends(vip));
+    }
+    for (i, b) in s.backends.iter().enumerate() {
+        if b.is_ipv4() != vip.is_ipv4() {
+            return Err(LbError::Family(*b, vip));
+        }
+        if s.backends[..i].contains(b) {
+            return Err(LbError::DuplicateBackend(vip, *b));
+        }
+    }
+    Ok(())
+}
+
+/// The flow hash: the 5-tuple, mixed.
+#[inline(always)]
+fn flow_hash(k: &FwdKey) -> u64 {
+    let a = mix64(k.client as u64 ^ ((k.client >> 64) as u64).rotate_left(17));
+    mix64(a ^ ((k.cport as u64) << 32 | (k.vport as u64) << 16 | k.proto as u64))
+}
+
+impl Lb {
+    /// Whether any service exists.
+    pub fn is_empty(&self) -> bool {
+        self.vips.is_empty()
+    }
+
+    /// Whether domain `d` has a VIP.
+    #[inline(always)]
+    pub fn serves(&self, d: DomainId) -> bool {
+        self.domains.get(d.0 as usize).copied().unwrap_or(false)
+    }
+
+    /// The service of VIP `addr` (a neighbor key) in `d`.
+    #[inline(always)]
+    pub fn vip(&self, d: DomainId, v6: bool, addr: u128) -> Option<u32> {
+        self.vips.get(&(d, v6, addr)).copied()
+    }
+
+    /// Replace every service with `services`. A service whose domain and
+    /// VIP stay keeps its table (only changed backends move), the health
+    /// state of the backends it keeps, and its flows (those whose backend
+    /// or port is gone move or go). Refused as a whole (nothing changes)
+    /// when one service is invalid.
+    pub fn set(&mut self, services: Vec<Service>, now_ms: u64) -> Result<(), LbError> {
+        let mut seen = hashbrown::HashSet::new();
+        for s in &services {
+            check(s)?;
+            let (v6, vip) = key_of(s.vip);
+            if !seen.insert((s.domain, v6, vip)) {
+                return Err(LbError::DuplicateVip(s.vip, s.domain));
+            }
+        }
+        if !services.is_empty() {
+            self.flows.reserve();
+        }
+        let mut old: Vec<Option<Svc>> = std::mem::take(&mut self.svcs);
+        let old_index = std::mem::take(&mut self.vips);
+        // Which old slot each new service takes (the same, when it stays).
+        let mut placed: Vec<Option<Svc>> = Vec::new();
+        let mut fresh: Vec<Service> = Vec::new();
+        for s in services {
+            let (v6, vip) = key_of(s.vip);
+            let Some(&i) = old_index.get(&(s.domain, v6, vip)) else {
+                fresh.push(s);
+                continue;
+            };
+            let prev = old[i as usize].take().expect("indexed");
+            if placed.len() <= i as usize {
+                placed.resize_with(i as usize + 1, || None);
+            }
+            placed[i as usize] = Some(self.updated(prev, s, now_ms, i));
+        }
+        // Flows of services that are gone.
+        for (i, o) in old.iter().enumerate() {
+            if o.is_some() {
+                self.drop_flows_of(i as u32);
+            }
+        }
+        for s in fresh {
+            let i = placed
+                .iter()
+                .position(|p| p.is_none())
+                .unwrap_or(placed.len());
+            if i == placed.len() {
+                placed.push(None);
+            }
+            // A slot freed by a removed service may have left flows: gone.
+            self.drop_flows_of(i as u32);
+            placed[i] = Some(new_svc(s, now_ms));
+        }
+        self.svcs = placed;
+        self.domains.clear();
+        for (i, s) in self.svcs.iter().enumerate() {
+            let Some(s) = s else { continue };
+            self.vips.insert((s.cfg.domain, s.v6, s.vip), i as u32);
+            let d = s.cfg.domain.0 as usize;
+            if self.domains.len() <= d {
+                self.domains.resize(d + 1, false);
+            }
+            self.domains[d] = true;
+        }
+        Ok(())
+    }
+
+    /// `prev` (slot `i`) with the configuration `s`: health state and the
+    /// table carried over by backend address, flows remapped.
+    fn updated(&mut self, prev: Svc, s: Service, now_ms: u64, i: u32) -> Svc {
+        let mut n = new_svc(s, now_ms);
+        let remap: Vec<u16> = prev
+            .addrs
+            .iter()
+            .map(|a| {
+                n.addrs
+                    .iter()
+                    .position(|b| b == a)
+                    .map_or(NONE, |x| x as u16)
+            })
+            .collect();
+        for (j, a) in prev.addrs.iter().enumerate() {
+            if let Some(x) = n.addrs.iter().position(|b| b == a) {
+                n.up[x] = prev.up[j];
+                n.last_ok_ms[x] = prev.last_ok_ms[j];
+            }
+        }
+        n.next_probe_ms = prev.next_probe_ms.min(n.next_probe_ms);
+        let m = maglev::size_for(n.addrs.len());
+        if prev.table.size() == m as usize {
+            let old = Table::from_slots(
+                prev.table
+                    .slots()
+                    .iter()
+                    .map(|&b| remap.get(b as usize).copied().unwrap_or(NONE))
+                    .collect(),
+            );
+            n.table = Table::build(m, &n.keys, &n.up, Some(&old));
+        }
+        for k in 0..self.flows.slots.len() {
+            let f = &mut self.flows.slots[k];
+            if !f.used || f.key.svc != i {
+                continue;
+            }
+            let port = n
+                .cfg
+                .ports
+                .iter()
+                .find(|p| p.proto == f.key.proto && p.port == f.key.vport);
+            match port {
+                Some(p) => {
+                    f.backend = remap.get(f.backend as usize).copied().unwrap_or(NONE);
+                    f.target = p.target;
+                }
+                None => self.flows.remove(k as u32),
+            }
+        }
+        n
+    }
+
+    fn drop_flows_of(&mut self, svc: u32) {
+        for k in 0..self.flows.slots.len() {
+            let f = &self.flows.slots[k];
+            if f.used && f.key.svc == svc {
+                self.flows.remove(k as u32);
+            }
+        }
+    }
+
+    /// Every service's backends and flows.
+    pub fn status(&self) -> Vec<ServiceStatus> {
+        let mut flows = vec![0usize; self.svcs.len()];
+        for f in self.flows.slots.iter().filter(|f| f.used) {
+            flows[f.key.svc as usize] += 1;
+        }
+        self.svcs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let s = s.as_ref()?;
+                Some(ServiceStatus {
+                    domain: s.cfg.domain,
+                    vip: s.cfg.vip,
+                    backends: s
+                        .cfg
+                        .backends
+                        .iter()
+                        .zip(&s.up)
+                        .map(|(a, u)| BackendStatus { addr: *a, up: *u })
+                        .collect(),
+                    flows: flows[i],
+                })
+            })
+            .collect()
+    }
+
+    /// Flows in the table.
+    pub fn flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Decide about (and rewrite) the IP packet `ip` sent to the VIP of
+    /// service `svc` by the station at `mac`; `partial`: its L4 checksum
+    /// is left to offload.
+    #[inline]
+    pub fn packet(
+        &mut self,
+        svc: u32,
+        ip: &mut [u8],
+        mac: MacAddr,
+        partial: bool,
+        now_ms: u64,
+    ) -> (Verdict, bool) {
+        let Some(f) = nat::parse(ip) else {
+            return (Verdict::Local, false);
+        };
+        let Some(s) = self.svcs.get_mut(svc as usize).and_then(|s| s.as_mut()) else {
+            return (Verdict::Drop(DropReason::LbNoPort), false);
+        };
+        // A health probe's answer (probe ports are above every flow's).
+        if f.proto == nat::TCP && f.dport >= PROBE_PORT_BASE {
+            let b = (f.dport - PROBE_PORT_BASE) as usize;
+            if s.addrs.get(b) == Some(&f.src) {
+                let synack = f.flags & (nat::SYN | nat::ACK) == nat::SYN | nat::ACK;
+                if synack {
+                    s.last_ok_ms[b] = now_ms;
+                    if !s.up[b] {
+                        s.up[b] = true;
+                        s.rebuild();
+                    }
+                }
+                return (Verdict::Probe { reset: synack }, false);
+            }
+        }
+        // To a port of the service: a client's packet (flow ports never
+        // equal a service port, so this cannot be a backend's reply).
+        let port = s
+            .cfg
+            .ports
+            .iter()
+            .find(|p| p.proto == f.proto && p.port == f.dport);
+        let Some(port) = port else {
+            // A backend's reply to a balanced flow.
+            let rk = RevKey {
+                svc,
+                snat: f.dport,
+                proto: f.proto,
+            };
+            if let Some(&i) = self.flows.rev.get(&rk) {
+                let fl = &mut self.flows.slots[i as usize];
+                let from = s.addrs.get(fl.backend as usize).copied();
+                if from == Some(f.src) && fl.target == f.sport {
+                    fl.last_ms = now_ms;
+                    fl.closing |= f.flags & (nat::FIN | nat::RST) != 0;
+                    let to = (fl.key.client, fl.key.cport);
+                    nat::rewrite(ip, &f, partial, (s.vip, fl.key.vport), to);
+                    return (Verdict::ToClient(fl.client_mac), false);
+                }
+            }
+            return (Verdict::Drop(DropReason::LbNoPort), false);
+        };
+        let target = port.target;
+        let key = FwdKey {
+            client: f.src,
+            svc,
+            cport: f.sport,
+            vport: f.dport,
+            proto: f.proto,
+        };
+        let closing = f.flags & (nat::FIN | nat::RST) != 0;
+        let mut new = false;
+        let (backend, snat) = match self.flows.fwd.get(&key) {
+            Some(&i) => {
+                let fl = &mut self.flows.slots[i as usize];
+                let live = s.up.get(fl.backend as usize).copied().unwrap_or(false);
+                if !live {
+                    // Its backend left or is down: the table picks again.
+                    let b = s.table.lookup(flow_hash(&key));
+                    if b == NONE {
+                        return (Verdict::Drop(DropReason::LbNoBackend), false);
+                    }
+                    fl.backend = b;
+                }
+                fl.last_ms = now_ms;
+                fl.closing |= closing;
+                fl.client_mac = mac;
+                fl.target = target;
+                (fl.backend, fl.snat)
+            }
+            None => {
+                let h = flow_hash(&key);
+                let b = s.table.lookup(h);
+                if b == NONE {
+                    return (Verdict::Drop(DropReason::LbNoBackend), false);
+                }
+                if self.flows.len() >= FLOWS_MAX {
+                    return (Verdict::Drop(DropReason::LbFlowsFull), false);
+                }
+                let ports = &s.cfg.ports;
+                let snat = (0..SNAT_TRIES)
+                    .map(|t| SNAT_FIRST + ((h >> 20).wrapping_add(t) % SNAT_COUNT) as u16)
+                    .find(|&p| {
+                        let k = RevKey {
+                            svc,
+                            snat: p,
+                            proto: f.proto,
+                        };
+                        let service_port = ports.iter().any(|x| x.proto == f.proto && x.port == p);
+                        !service_port && !self.flows.rev.contains_key(&k)
+                    });
+                let Some(snat) = snat else {
+                    return (Verdict::Drop(DropReason::LbFlowsFull), false);
+                };
+                let fl = Flow {
+                    key,
+                    backend: b,
+                    target,
+                    snat,
+                    client_mac: mac,
+                    last_ms: now_ms,
+                    closing,
+                    used: true,
+                };
+                let i = match self.flows.free.pop() {
+                    Some(i) => {
+                        self.flows.slots[i as usize] = fl;
+                        i
+                    }
+                    None => {
+                        self.flows.slots.push(fl);
+                        (self.flows.slots.len() - 1) as u32
+                    }
+                };
+                self.flows.fwd.insert(key, i);
+                let rk = RevKey {
+                    svc,
+                    snat,
+                    proto: f.proto,
+                };
+                self.flows.rev.insert(rk, i);
+                new = true;
+                (b, snat)
+            }
+        };
+        let to = s.addrs[backend as usize];
+        nat::rewrite(ip, &f, partial, (s.vip, snat), (to, target));
+        (Verdict::ToBackend(to), new)
+    }
+
+    /// Timers: forget idle flows (a slice of the table per call), mark
+    /// backends without an answer for their check's timeout down, and
+    /// put the probes due now into `probes`. Returns flows expired.
+    pub fn tick(&mut self, now_ms: u64, probes: &mut Vec<Probe>) -> usize {
+        let mut expired = 0;
+        let n = self.flows.slots.len();
+        for _ in 0..SWEEP_BUDGET.min(n) {
+            let i = self.flows.sweep_at % n;
+            self.flows.sweep_at = i + 1;
+            let f = &self.flows.slots[i];
+            let idle = match (f.key.proto, f.closing) {
+                (nat::UDP, _) => UDP_IDLE_MS,
+                (_, true) => TCP_CLOSING_MS,
+                _ => TCP_IDLE_MS,
+            };
+            if f.used && now_ms.saturating_sub(f.last_ms) > idle {
+                self.flows.remove(i as u32);
+                expired += 1;
+            }
+        }
+        for s in self.svcs.iter_mut().flatten() {
+            let Some(h) = s.cfg.health else { continue };
+            let mut changed = false;
+            for b in 0..s.addrs.len() {
+                let silent = now_ms.saturating_sub(s.last_ok_ms[b]) > h.timeout_ms as u64;
+                if s.up[b] && silent {
+                    s.up[b] = false;
+                    changed = true;
+                }
+            }
+            if changed {
+                s.rebuild();
+            }
+            if now_ms >= s.next_probe_ms {
+                s.next_probe_ms = now_ms + h.interval_ms as u64;
+                for (b, &addr) in s.addrs.iter().enumerate() {
+                    probes.push(Probe {
+                        domain: s.cfg.domain,
+                        v6: s.v6,
+                        vip: s.vip,
+                        backend: addr,
+                        sport: PROBE_PORT_BASE + b as u16,
+                        dport: h.port,
+                        seq: mix64(now_ms ^ addr as u64) as u32,
+                    });
+                }
+            }
+        }
+        expired
+    }
+
+    /// Whether `addr` (a neighbor key) is a VIP of `d` (ARP/ND answers).
+    pub fn is_vip(&self, d: DomainId, v6: bool, addr: u128) -> bool {
+        self.serves(d) && self.vips.contains_key(&(d, v6, addr))
+    }
+}
+
+fn new_svc(cfg: Service, now_ms: u64) -> Svc {
+    let (v6, vip) = key_of(cfg.vip);
+    let addrs: Vec<u128> = cfg.backends.iter().map(|a| key_of(*a).1).collect();
+    let keys: Vec<u64> = addrs
+        .iter()
+        .map(|a| mix64(*a as u64 ^ mix64((a >> 64) as u64)))
+        .collect();
+    let up = vec![true; addrs.len()];
+    let m = maglev::size_for(addrs.len());
+    let table = Table::build(m, &keys, &up, None);
+    Svc {
+        v6,
+        vip,
+        last_ok_ms: vec![now_ms; addrs.len()],
+        up,
+        keys,
+        addrs,
+        table,
+        next_probe_ms: now_ms,
+        cfg,
+    }
+}
+
+#[cfg(test)]
+mod tests;

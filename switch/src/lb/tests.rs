@@ -1,0 +1,229 @@
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::*;
+use crate::wire::ipv4::checksum;
+
+const D: DomainId = DomainId(1);
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+const CLIENT: u32 = 0x0a00_0005;
+const MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 5]);
+
+fn be(i: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, 10 + i))
+}
+
+fn svc(backends: &[IpAddr], health: Option<HealthCheck>) -> Service {
+    Service {
+        domain: D,
+        vip: VIP.into(),
+        ports: vec![ServicePort {
+            proto: nat::UDP,
+            port: 53,
+            target: 5353,
+        }],
+        backends: backends.to_vec(),
+        health,
+    }
+}
+
+/// IPv4 UDP `src:sport → dst:dport` with a 4-byte payload and correct
+/// checksums.
+fn udp(src: u32, sport: u16, dst: u32, dport: u16) -> Vec<u8> {
+    let mut ip = vec![0u8; 20 + 12];
+    crate::wire::ipv4::write_header(&mut ip, 32, 64, nat::UDP, src, dst);
+    ip[20..22].copy_from_slice(&sport.to_be_bytes());
+    ip[22..24].copy_from_slice(&dport.to_be_bytes());
+    ip[24..26].copy_from_slice(&12u16.to_be_bytes());
+    ip[28..].copy_from_slice(b"ping");
+    let acc = checksum::pseudo_v4(src.to_be_bytes(), dst.to_be_bytes(), nat::UDP, 12);
+    let c = !checksum::fold(checksum::sum(&ip[20..], acc));
+    ip[26..28].copy_from_slice(&c.to_be_bytes());
+    ip
+}
+
+fn udp_ok(ip: &[u8]) -> bool {
+    let s: [u8; 4] = ip[12..16].try_into().unwrap();
+    let d: [u8; 4] = ip[16..20].try_into().unwrap();
+    let acc = checksum::pseudo_v4(s, d, nat::UDP, (ip.len() - 20) as u16);
+    checksum::compute(&ip[..20]) == 0 && checksum::fold(checksum::sum(&ip[20..], acc)) == 0xffff
+}
+
+fn lb(backends: &[IpAddr]) -> Lb {
+    let mut l = Lb::default();
+    l.set(vec![svc(backends, None)], 0).unwrap();
+    l
+}
+
+/// Send one flow from the client's `sport`; returns the backend's address.
+fn send(l: &mut Lb, sport: u16) -> u128 {
+    let mut p = udp(CLIENT, sport, VIP.into(), 53);
+    let s = l.vip(D, false, u32::from(VIP) as u128).unwrap();
+    match l.packet(s, &mut p, MAC, false, 1).0 {
+        Verdict::ToBackend(b) => b,
+        v => panic!("{v:?}"),
+    }
+}
+
+#[test]
+fn a_flow_is_rewritten_to_a_backend_and_its_reply_back_to_the_vip() {
+    let mut l = lb(&[be(1), be(2), be(3)]);
+    let s = l.vip(D, false, u32::from(VIP) as u128).unwrap();
+    let mut p = udp(CLIENT, 40000, VIP.into(), 53);
+    let (v, new) = l.packet(s, &mut p, MAC, false, 1);
+    let Verdict::ToBackend(b) = v else {
+        panic!("{v:?}")
+    };
+    assert!(new);
+    let f = nat::parse(&p).unwrap();
+    assert_eq!(f.src, u32::from(VIP) as u128, "source is the VIP");
+    assert_eq!(f.dst, b, "destination is the chosen backend");
+    assert_eq!(f.dport, 5353, "the target port");
+    assert!((SNAT_FIRST..PROBE_PORT_BASE).contains(&f.sport));
+    assert!(udp_ok(&p), "checksums");
+    // The same flow again: same backend, same source port, not new.
+    let mut q = udp(CLIENT, 40000, VIP.into(), 53);
+    let (v2, new2) = l.packet(s, &mut q, MAC, false, 2);
+    assert_eq!((v2, new2), (Verdict::ToBackend(b), false));
+    assert_eq!(p, q);
+    // The backend's reply, to the VIP and the flow's port.
+    let mut r = udp(b as u32, 5353, VIP.into(), f.sport);
+    let (v, _) = l.packet(s, &mut r, MAC, false, 3);
+    assert_eq!(v, Verdict::ToClient(MAC));
+    let g = nat::parse(&r).unwrap();
+    assert_eq!((g.src, g.sport), (u32::from(VIP) as u128, 53));
+    assert_eq!((g.dst, g.dport), (CLIENT as u128, 40000));
+    assert!(udp_ok(&r));
+    // Not a port of the service: dropped; not TCP/UDP: the gateway's.
+    let mut x = udp(CLIENT, 40001, VIP.into(), 54);
+    assert_eq!(
+        l.packet(s, &mut x, MAC, false, 4).0,
+        Verdict::Drop(DropReason::LbNoPort)
+    );
+    x[9] = 1;
+    assert_eq!(l.packet(s, &mut x, MAC, false, 4).0, Verdict::Local);
+    assert_eq!(l.flows(), 1);
+}
+
+#[test]
+fn flows_spread_over_the_backends_and_a_removal_moves_only_its_own() {
+    let all = [be(1), be(2), be(3)];
+    let mut l = lb(&all);
+    let n = 6000u16;
+    let first: Vec<u128> = (0..n).map(|p| send(&mut l, 10000 + p)).collect();
+    for b in &all {
+        let k = key_of(*b).1;
+        let c = first.iter().filter(|x| **x == k).count() as f64;
+        assert!((c / n as f64 - 1.0 / 3.0).abs() < 0.033, "{b}: {c}");
+    }
+    l.set(vec![svc(&[be(1), be(3)], None)], 5).unwrap();
+    let gone = key_of(be(2)).1;
+    for (p, was) in first.iter().enumerate() {
+        let now = send(&mut l, 10000 + p as u16);
+        if *was == gone {
+            assert_ne!(now, gone);
+        } else {
+            assert_eq!(now, *was, "flow {p} moved off a remaining backend");
+        }
+    }
+    // A fresh flow table (the flows forgotten) still maps the remaining
+    // backends' flows to them: the Maglev table kept their slots.
+    let mut fresh = lb(&all);
+    let before: Vec<u128> = (0..n).map(|p| send(&mut fresh, 30000 + p)).collect();
+    fresh.flows.fwd.clear();
+    fresh.flows.rev.clear();
+    fresh.flows.slots.clear();
+    fresh.set(vec![svc(&[be(1), be(3)], None)], 5).unwrap();
+    for (p, was) in before.iter().enumerate() {
+        if *was != gone {
+            assert_eq!(send(&mut fresh, 30000 + p as u16), *was);
+        }
+    }
+}
+
+#[test]
+fn health_checks_take_a_silent_backend_out_and_an_answer_puts_it_back() {
+    let h = HealthCheck {
+        port: 8080,
+        interval_ms: 1000,
+        timeout_ms: 2500,
+    };
+    let mut l = Lb::default();
+    l.set(vec![svc(&[be(1), be(2)], Some(h))], 0).unwrap();
+    let mut probes = Vec::new();
+    l.tick(0, &mut probes);
+    assert_eq!(probes.len(), 2);
+    assert_eq!(probes[1].sport, PROBE_PORT_BASE + 1);
+    assert_eq!(probes[1].dport, 8080);
+    let s = l.vip(D, false, u32::from(VIP) as u128).unwrap();
+    // Backend 1 answers every probe; backend 2 never does.
+    let answer = |l: &mut Lb, now: u64| {
+        let mut ip = vec![0u8; 40];
+        let b1 = key_of(be(1)).1;
+        crate::wire::ipv4::write_header(&mut ip, 40, 64, nat::TCP, b1 as u32, VIP.into());
+        nat::write_tcp(
+            &mut ip[20..],
+            false,
+            b1,
+            u32::from(VIP) as u128,
+            (8080, PROBE_PORT_BASE),
+            1,
+            2,
+            nat::SYN | nat::ACK,
+        );
+        l.packet(s, &mut ip, MAC, false, now).0
+    };
+    for t in (1000..=3000).step_by(1000) {
+        probes.clear();
+        l.tick(t, &mut probes);
+        assert_eq!(answer(&mut l, t), Verdict::Probe { reset: true });
+    }
+    let st = l.status();
+    assert!(st[0].backends[0].up);
+    assert!(!st[0].backends[1].up, "silent for 3 s");
+    for p in 0..200 {
+        assert_eq!(send(&mut l, 20000 + p), key_of(be(1)).1);
+    }
+    // Both down: no backend.
+    probes.clear();
+    l.tick(10_000, &mut probes);
+    let mut p = udp(CLIENT, 1, VIP.into(), 53);
+    assert_eq!(
+        l.packet(s, &mut p, MAC, false, 10_000).0,
+        Verdict::Drop(DropReason::LbNoBackend)
+    );
+    // An answer brings backend 1 back.
+    answer(&mut l, 10_001);
+    assert_eq!(send(&mut l, 2), key_of(be(1)).1);
+}
+
+#[test]
+fn idle_flows_expire_and_bad_services_are_refused_changing_nothing() {
+    let mut l = lb(&[be(1)]);
+    send(&mut l, 1);
+    let mut probes = Vec::new();
+    assert_eq!(l.tick(UDP_IDLE_MS, &mut probes), 0);
+    assert_eq!(l.tick(UDP_IDLE_MS + 2, &mut probes), 1);
+    assert_eq!(l.flows(), 0);
+    let v6 = IpAddr::V6("fd00::1".parse().unwrap());
+    for (bad, want) in [
+        (svc(&[v6], None), LbError::Family(v6, VIP.into())),
+        (
+            svc(&[be(1), be(1)], None),
+            LbError::DuplicateBackend(VIP.into(), be(1)),
+        ),
+        (
+            Service {
+                ports: vec![],
+                ..svc(&[be(1)], None)
+            },
+            LbError::NoPorts(VIP.into()),
+        ),
+    ] {
+        assert_eq!(l.set(vec![bad], 0), Err(want));
+    }
+    let dup = vec![svc(&[be(1)], None), svc(&[be(2)], None)];
+    assert_eq!(l.set(dup, 0), Err(LbError::DuplicateVip(VIP.into(), D)));
+    assert_eq!(l.status().len(), 1, "the old service is still there");
+    l.set(vec![], 0).unwrap();
+    assert!(l.is_empty() && !l.serves(D));
+}
