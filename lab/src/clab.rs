@@ -55,11 +55,11 @@ impl Out {
 }
 
 fn line_of(n: &Node) -> usize {
-    n.span().start().map(|m| m.line()).unwrap_or(0)
+    n.span().start().map(|m| m.line()).unwrap_or(1).max(1)
 }
 
 fn key_line(k: &marked_yaml::types::MarkedScalarNode) -> usize {
-    k.span().start().map(|m| m.line()).unwrap_or(0)
+    k.span().start().map(|m| m.line()).unwrap_or(1).max(1)
 }
 
 /// A YAML double-quoted string (JSON's quoting is valid YAML).
@@ -67,8 +67,10 @@ fn q(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
 
-/// The rewritten text and, per line of it, the containerlab line.
-pub fn translate(file: &str, text: &str) -> Result<(String, Vec<usize>), LabErrors> {
+/// The rewritten text and, per line of it, the containerlab line; `None`
+/// when the text is not loadable YAML (the lab parser reports that, with
+/// its position).
+pub fn translate(file: &str, text: &str) -> Result<Option<(String, Vec<usize>)>, LabErrors> {
     let mut errs: Vec<LabError> = Vec::new();
     let mut err = |line: usize, field: &str, msg: String| {
         errs.push(LabError {
@@ -81,12 +83,8 @@ pub fn translate(file: &str, text: &str) -> Result<(String, Vec<usize>), LabErro
     let opts = LoaderOptions::default()
         .error_on_duplicate_keys(true)
         .toplevel_mapping();
-    let root = match marked_yaml::parse_yaml_with_options(0, text, opts) {
-        Ok(r) => r,
-        Err(e) => {
-            err(0, "", format!("YAML: {e}"));
-            return Err(LabErrors(errs));
-        }
+    let Ok(root) = marked_yaml::parse_yaml_with_options(0, text, opts) else {
+        return Ok(None);
     };
     let top = root.as_mapping().expect("toplevel_mapping");
     for (k, _) in top.iter() {
@@ -355,7 +353,7 @@ pub fn translate(file: &str, text: &str) -> Result<(String, Vec<usize>), LabErro
     }
     let mut text = out.lines.join("\n");
     text.push('\n');
-    Ok((text, out.from))
+    Ok(Some((text, out.from)))
 }
 
 #[cfg(test)]
@@ -390,7 +388,7 @@ topology:
 
     #[test]
     fn links_become_networks_and_bridges_become_the_switch() {
-        let (text, from) = translate("t.clab.yml", CLAB).unwrap();
+        let (text, from) = translate("t.clab.yml", CLAB).unwrap().unwrap();
         assert_eq!(text.lines().count(), from.len());
         let topo = crate::parse("t.clab.yml", &text).unwrap();
         let net_of = |node: &str, ifname: &str| {
@@ -419,6 +417,20 @@ topology:
             topo.node("a").unwrap().exec,
             ["ip addr add 10.0.0.1/24 dev eth1"]
         );
+    }
+
+    /// Found by the lab_yaml fuzz target: a `topology:` line in text that
+    /// is not loadable YAML gave an error on line 0.
+    #[test]
+    fn yaml_that_does_not_load_is_reported_on_its_line() {
+        let text =
+            "name: q\nnodes:\n  a:\n    interfaces:\ntopology:      - {network: lan}\n  b: {}\n";
+        assert!(is_containerlab(text));
+        let e = crate::parse("t.yml", text).unwrap_err();
+        let lines = text.lines().count() + 1;
+        for x in &e.0 {
+            assert!((1..=lines).contains(&x.pos.line), "{e}");
+        }
     }
 
     #[test]

@@ -35,7 +35,10 @@ pub fn parse(file: &str, text: &str) -> Result<Topology, LabErrors> {
     if !super::clab::is_containerlab(text) {
         return parse_lab(file, text);
     }
-    let (lab, from) = super::clab::translate(file, text)?;
+    let Some((lab, from)) = super::clab::translate(file, text)? else {
+        // Not loadable YAML: the lab parser says where.
+        return parse_lab(file, text);
+    };
     parse_lab(file, &lab).map_err(|mut e| {
         for x in &mut e.0 {
             x.pos = Pos {
@@ -45,7 +48,7 @@ pub fn parse(file: &str, text: &str) -> Result<Topology, LabErrors> {
                     .checked_sub(1)
                     .and_then(|i| from.get(i))
                     .copied()
-                    .unwrap_or(0),
+                    .unwrap_or(1),
                 col: 1,
             };
         }
