@@ -88,6 +88,8 @@ pub(super) fn node(cx: &mut Ctx, batch: &mut Batch) -> bool {
     } else {
         (W1_TAG, W2_INNER)
     };
+    // Frame 0's words as masked: a frame compares with one AND each.
+    let (same1, k_same1, k1, k2) = (W1_SRC | m1, r1 & (W1_SRC | m1), r1 & m1, r2 & m2);
     let dst_key = fdb_key(m.vid, m.dst);
     let fdb = &cx.domain.fdb;
     let s = &mut *cx.scratch;
@@ -108,7 +110,7 @@ pub(super) fn node(cx: &mut Ctx, batch: &mut Batch) -> bool {
             return false;
         }
         let (w0, w1, w2) = words(d);
-        if w0 == r0 && (w1 ^ r1) & (W1_SRC | m1) == 0 && (w2 ^ r2) & m2 == 0 {
+        if w0 == r0 && w1 & same1 == k_same1 && w2 & m2 == k2 {
             // Frame 0's header: one flow, nothing to work out.
             s.src_key[i] = key0;
             s.src_hash[i] = hash0;
@@ -116,8 +118,8 @@ pub(super) fn node(cx: &mut Ctx, batch: &mut Batch) -> bool {
         }
         let src = (w0 & 0xffff) << 32 | w1 >> 32;
         if (w0 ^ r0) & W0_DST != 0
-            || (w1 ^ r1) & m1 != 0
-            || (w2 ^ r2) & m2 != 0
+            || w1 & m1 != k1
+            || w2 & m2 != k2
             || src & MULTICAST_BIT != 0
             || src == 0
         {
