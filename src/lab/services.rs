@@ -50,13 +50,16 @@ pub fn ensure_services<'a>(
 ) -> Result<(), LabError> {
     // (switch, domain) → service name → spec.
     let mut want: BTreeMap<(String, String), BTreeMap<String, ServiceSpec>> = BTreeMap::new();
-    for net in &topo.networks {
+    // A global network's domain is the daemon's own (made by its CNM
+    // driver, not the lab's): no services there (a service needs a
+    // gateway, which global networks have not).
+    for net in topo.networks.iter().filter(|n| !n.global) {
         for sw in &net.switches {
             want.entry((sw.clone(), net.domain.clone())).or_default();
         }
     }
     for s in &topo.services {
-        let Some(net) = topo.network(&s.network) else {
+        let Some(net) = topo.network(&s.network).filter(|n| !n.global) else {
             continue;
         };
         for sw in &net.switches {
