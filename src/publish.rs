@@ -6,11 +6,16 @@
 //! control traffic and tests, not the data plane, and this keeps the proxy
 //! free of the daemon's async runtime.
 //!
+//! UDP ports (`-p 53:53/udp`) are relayed the same way: one socket on the
+//! host port, and per client address a socket connected to the container,
+//! whose replies go back to that client; a client silent for
+//! [`UDP_IDLE`] is forgotten. Host port 0 takes a free port.
+//!
 //! Owns: the listeners of each endpoint. Never: NAT rules.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -19,7 +24,10 @@ use std::time::Duration;
 use rvs_cnm::model::PortBinding;
 
 const TCP: u8 = 6;
+const UDP: u8 = 17;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A UDP client's relay lives this long after its last datagram either way.
+const UDP_IDLE: Duration = Duration::from_secs(60);
 
 /// One listening host port.
 struct Listener {
@@ -40,7 +48,17 @@ impl Drop for Listener {
             }
             _ => self.local,
         };
-        let _ = TcpStream::connect_timeout(&wake, Duration::from_millis(200));
+        match self.binding.proto {
+            UDP => {
+                // An empty datagram wakes the blocking receive.
+                if let Ok(u) = UdpSocket::bind(SocketAddr::new(wake.ip(), 0)) {
+                    let _ = u.send_to(&[], wake);
+                }
+            }
+            _ => {
+                let _ = TcpStream::connect_timeout(&wake, Duration::from_millis(200));
+            }
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -65,14 +83,119 @@ fn serve(client: TcpStream, target: SocketAddr) {
     copy_then_close(upstream, client);
 }
 
+/// One UDP client: the socket connected to the container for it, and when
+/// it was last heard from (either way).
+struct UdpClient {
+    upstream: Arc<UdpSocket>,
+    last: Arc<Mutex<std::time::Instant>>,
+}
+
+/// Relay datagrams between clients of `front` and `target`, until `stop`.
+fn relay_udp(front: UdpSocket, target: SocketAddr, stop: Arc<AtomicBool>) {
+    let front = Arc::new(front);
+    let mut clients: HashMap<SocketAddr, UdpClient> = HashMap::new();
+    let mut buf = vec![0u8; 65536];
+    let mut repliers: Vec<JoinHandle<()>> = Vec::new();
+    let _ = front.set_read_timeout(Some(Duration::from_secs(1)));
+    while !stop.load(Ordering::Acquire) {
+        repliers.retain(|t| !t.is_finished());
+        clients.retain(|_, c| c.last.lock().expect("udp clock").elapsed() < UDP_IDLE);
+        let (n, from) = match front.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(_) => break,
+        };
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
+        let client = match clients.get(&from) {
+            Some(c) => c,
+            None => {
+                let any: IpAddr = match target {
+                    SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+                    SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+                };
+                let Ok(up) = UdpSocket::bind(SocketAddr::new(any, 0)) else {
+                    continue;
+                };
+                if up.connect(target).is_err() {
+                    continue;
+                }
+                let up = Arc::new(up);
+                let last = Arc::new(Mutex::new(std::time::Instant::now()));
+                // Replies: back to this client, until it goes idle.
+                let (u, f, l, st) = (up.clone(), front.clone(), last.clone(), stop.clone());
+                let _ = up.set_read_timeout(Some(Duration::from_secs(1)));
+                repliers.push(std::thread::spawn(move || {
+                    let mut b = vec![0u8; 65536];
+                    while !st.load(Ordering::Acquire)
+                        && l.lock().expect("udp clock").elapsed() < UDP_IDLE
+                    {
+                        if let Ok(n) = u.recv(&mut b) {
+                            *l.lock().expect("udp clock") = std::time::Instant::now();
+                            let _ = f.send_to(&b[..n], from);
+                        }
+                    }
+                }));
+                clients
+                    .entry(from)
+                    .or_insert(UdpClient { upstream: up, last })
+            }
+        };
+        *client.last.lock().expect("udp clock") = std::time::Instant::now();
+        let _ = client.upstream.send(&buf[..n]);
+    }
+    // The repliers hold the host port's socket too: it is free once they
+    // have seen the stop (within their 1 s receive timeout).
+    drop(clients);
+    for t in repliers {
+        let _ = t.join();
+    }
+}
+
 impl Listener {
     fn open(b: &PortBinding, target_ip: IpAddr) -> Result<Listener, String> {
-        if b.proto != TCP {
-            return Err(format!(
-                "host port {}: only TCP ports are published by rvswitch (protocol {} asked)",
-                b.host_port, b.proto
-            ));
+        match b.proto {
+            TCP => Self::open_tcp(b, target_ip),
+            UDP => Self::open_udp(b, target_ip),
+            p => Err(format!(
+                "host port {}: rvswitch publishes TCP and UDP ports (protocol {p} asked)",
+                b.host_port
+            )),
         }
+    }
+
+    fn open_udp(b: &PortBinding, target_ip: IpAddr) -> Result<Listener, String> {
+        let ip = b.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let front = UdpSocket::bind(SocketAddr::new(ip, b.host_port))
+            .map_err(|e| format!("publish host port {ip}:{}/udp: {e}", b.host_port))?;
+        let local = front
+            .local_addr()
+            .map_err(|e| format!("publish host port {}/udp: {e}", b.host_port))?;
+        let target = SocketAddr::new(target_ip, b.port);
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("rvs-publish-{}u", local.port()))
+            .spawn(move || relay_udp(front, target, s))
+            .map_err(|e| format!("publish host port {}/udp: {e}", b.host_port))?;
+        Ok(Listener {
+            binding: b.clone(),
+            target,
+            local,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn open_tcp(b: &PortBinding, target_ip: IpAddr) -> Result<Listener, String> {
         let ip = b.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let listener = TcpListener::bind(SocketAddr::new(ip, b.host_port))
             .map_err(|e| format!("publish host port {ip}:{}: {e}", b.host_port))?;
@@ -236,14 +359,68 @@ mod tests {
         assert!(e.contains(&format!("{bp}")), "{e}");
         assert_eq!(p.ports("e1"), [host]);
         assert_eq!(round_trip(host).unwrap(), b"hello");
-        // UDP is refused with the reason.
-        let mut udp = binding(free_port(), up);
-        udp.proto = 17;
-        assert!(p.set("e2", lo, &[udp]).unwrap_err().contains("only TCP"));
+        // SCTP is refused with the reason.
+        let mut sctp = binding(free_port(), up);
+        sctp.proto = 132;
+        assert!(
+            p.set("e2", lo, &[sctp])
+                .unwrap_err()
+                .contains("protocol 132")
+        );
         // Unpublish: the host port is free again.
         p.set("e1", lo, &[]).unwrap();
         assert!(p.ports("e1").is_empty());
         assert!(round_trip(host).is_err());
         TcpListener::bind(("127.0.0.1", host)).expect("the port was released");
+    }
+
+    /// A UDP echo server on loopback; its port.
+    fn udp_echo() -> u16 {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while let Ok((n, from)) = u.recv_from(&mut buf) {
+                let _ = u.send_to(&buf[..n], from);
+            }
+        });
+        port
+    }
+
+    /// UDP (`-p H:C/udp`) and a host port of 0 (a free one is taken): two
+    /// clients each get their own answers back; unpublishing frees it.
+    #[test]
+    fn udp_ports_and_host_port_0_are_published() {
+        let p = Publisher::default();
+        let lo = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let mut b = binding(0, udp_echo());
+        b.proto = UDP;
+        p.set("u1", lo, std::slice::from_ref(&b)).unwrap();
+        let host = p.ports("u1")[0];
+        assert_ne!(host, 0, "a free port was taken");
+        let clients: Vec<UdpSocket> = (0..2)
+            .map(|_| {
+                let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                c.connect(("127.0.0.1", host)).unwrap();
+                c
+            })
+            .collect();
+        for round in 0..3u8 {
+            for (i, c) in clients.iter().enumerate() {
+                let msg = [b'c', i as u8, round];
+                c.send(&msg).unwrap();
+                let mut got = [0u8; 16];
+                let n = c.recv(&mut got).expect("the echo came back");
+                assert_eq!(&got[..n], msg, "client {i} round {round}");
+            }
+        }
+        // TCP on host port 0 too.
+        let tcp = binding(0, echo());
+        p.set("t1", lo, &[tcp]).unwrap();
+        assert_eq!(round_trip(p.ports("t1")[0]).unwrap(), b"hello");
+        p.set("u1", lo, &[]).unwrap();
+        p.set("t1", lo, &[]).unwrap();
+        UdpSocket::bind(("127.0.0.1", host)).expect("the UDP port was released");
     }
 }
