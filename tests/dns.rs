@@ -9,8 +9,6 @@
 //! a failure under RVS_TEST_STRICT=1).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,107 +20,7 @@ use rvs_drivers::testutil::{Netns, root_or_skip, unique};
 use serde_json::{Value, json};
 
 mod common;
-use common::BIN;
-
-/// A daemon process (optionally inside a namespace) with a private socket
-/// and state directory, killed and cleaned up on drop.
-struct Daemon {
-    child: Option<Child>,
-    dir: PathBuf,
-    netns: Option<String>,
-    extra: Vec<String>,
-}
-
-impl Daemon {
-    fn start(netns: Option<&Netns>, extra: &[&str]) -> Daemon {
-        let dir = std::env::temp_dir().join(unique("rvdns"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut d = Daemon {
-            child: None,
-            dir,
-            netns: netns.map(|n| n.name.clone()),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        d.spawn();
-        d
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.join("api.sock")
-    }
-
-    fn spawn(&mut self) {
-        let mut cmd = match &self.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, BIN]);
-                c
-            }
-            None => Command::new(BIN),
-        };
-        cmd.arg("daemon")
-            .arg("--socket")
-            .arg(self.socket())
-            .arg("--state-dir")
-            .arg(self.dir.join("state"))
-            .args(&self.extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null());
-        self.child = Some(common::spawn_ready(&mut cmd, None));
-    }
-
-    fn restart(&mut self) {
-        if let Some(c) = self.child.take() {
-            assert!(common::terminate(c).success());
-        }
-        self.spawn();
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().unwrap().is_none())
-    }
-
-    #[track_caller]
-    fn ctl(&self, args: &[&str]) -> String {
-        common::ctl_ok(&self.socket(), args)
-    }
-
-    #[track_caller]
-    fn json(&self, args: &[&str]) -> Value {
-        common::ctl_json(&self.socket(), args)
-    }
-
-    fn client(&self) -> rvswitch::client::Client {
-        rvswitch::client::Client::new(&self.socket()).unwrap()
-    }
-
-    fn stage(&self, key: &str) -> u64 {
-        self.json(&["stats"])["stages"][key].as_u64().unwrap_or(0)
-    }
-
-    fn l3_drop(&self, key: &str) -> u64 {
-        self.json(&["stats"])["l3_drops"][key].as_u64().unwrap_or(0)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn call(c: &rvswitch::client::Client, m: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let m = hyper::Method::from_bytes(m.as_bytes()).unwrap();
-    let r = c.request(m, path, body.as_ref()).unwrap();
-    let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-    (r.status, v)
-}
+use common::daemon::{Daemon, call};
 
 /// The names API: validated, stored, listed, gone with the domain. Memory
 /// ports only: runs without root.

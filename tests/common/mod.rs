@@ -3,6 +3,7 @@
 //! uses part of it.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod lan;
 
 use std::path::Path;
