@@ -1030,24 +1030,11 @@ impl Drop for DockerObjects {
     }
 }
 
-/// Whether dockerd answers and has the test image.
-fn dockerd_or_skip(test: &str) -> bool {
-    let ok = Command::new("docker")
-        .args(["image", "inspect", "rvs-busybox:latest"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let ready = match ok {
-        true => Ok(()),
-        false => Err("needs dockerd with rvs-busybox:latest (scripts/docker-image)".to_string()),
-    };
-    common::run_or_skip(test, ready)
-}
-
 #[test]
 fn a_container_on_dockerd_reaches_an_endpoint_on_another_host_through_a_global_network() {
     let test =
         "a_container_on_dockerd_reaches_an_endpoint_on_another_host_through_a_global_network";
-    if !etcd_or_skip(test) || !root_or_skip(test) || !dockerd_or_skip(test) {
+    if !etcd_or_skip(test) || !root_or_skip(test) || !common::docker_or_skip(test) {
         return;
     }
     // The underlay: a bridge here (this host's VTEP, and etcd) and one

@@ -15,10 +15,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use rvs_drivers::testutil::{root_or_skip, unique};
+use rvs_drivers::testutil::unique;
 use serde_json::Value;
 
 mod common;
@@ -48,40 +47,6 @@ fn docker_ok(args: &[&str]) -> String {
         text(&o.stderr)
     );
     text(&o.stdout).trim().to_string()
-}
-
-/// Whether the Docker tests can run: root (see `root_or_skip`), a dockerd
-/// answering, and the test image (built once per process).
-fn docker_or_skip(test: &str) -> bool {
-    if !root_or_skip(test) {
-        return false;
-    }
-    static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let ready = READY.get_or_init(|| {
-        match Command::new("docker").args(["info"]).output() {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => {
-                return Err(format!(
-                    "needs a running dockerd: {}",
-                    text(&o.stderr).trim()
-                ));
-            }
-            Err(e) => return Err(format!("needs the docker CLI: {e}")),
-        }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/docker-image");
-        let o = Command::new(&script)
-            .output()
-            .map_err(|e| format!("{}: {e}", script.display()))?;
-        if !o.status.success() {
-            return Err(format!(
-                "scripts/docker-image failed: {}{}",
-                text(&o.stdout),
-                text(&o.stderr)
-            ));
-        }
-        Ok(())
-    });
-    common::run_or_skip(test, ready.clone())
 }
 
 /// `rvswitch daemon --docker` with a private state dir, API socket and
@@ -393,7 +358,7 @@ fn links_with(tag: &str) -> Vec<String> {
 
 #[test]
 fn two_containers_on_one_network_talk() {
-    if !docker_or_skip("two_containers_on_one_network_talk") {
+    if !common::docker_or_skip("two_containers_on_one_network_talk") {
         return;
     }
     let d = Rvs::start();
@@ -459,7 +424,7 @@ fn two_containers_on_one_network_talk() {
 
 #[test]
 fn networks_are_kept_apart() {
-    if !docker_or_skip("networks_are_kept_apart") {
+    if !common::docker_or_skip("networks_are_kept_apart") {
         return;
     }
     let d = Rvs::start();
@@ -490,7 +455,7 @@ fn networks_are_kept_apart() {
 
 #[test]
 fn routing_networks_reach_each_other() {
-    if !docker_or_skip("routing_networks_reach_each_other") {
+    if !common::docker_or_skip("routing_networks_reach_each_other") {
         return;
     }
     let d = Rvs::start();
@@ -520,7 +485,7 @@ fn routing_networks_reach_each_other() {
 
 #[test]
 fn disconnect_rm_and_network_rm_leave_nothing_behind() {
-    if !docker_or_skip("disconnect_rm_and_network_rm_leave_nothing_behind") {
+    if !common::docker_or_skip("disconnect_rm_and_network_rm_leave_nothing_behind") {
         return;
     }
     let mut d = Rvs::start();
@@ -573,7 +538,7 @@ fn disconnect_rm_and_network_rm_leave_nothing_behind() {
 
 #[test]
 fn containers_keep_talking_across_daemon_restarts() {
-    if !docker_or_skip("containers_keep_talking_across_daemon_restarts") {
+    if !common::docker_or_skip("containers_keep_talking_across_daemon_restarts") {
         return;
     }
     let mut d = Rvs::start();
@@ -613,7 +578,7 @@ fn containers_keep_talking_across_daemon_restarts() {
 /// kill -9, and leaves nothing behind.
 #[test]
 fn afxdp_and_afpacket_endpoints_still_work() {
-    if !docker_or_skip("afxdp_and_afpacket_endpoints_still_work") {
+    if !common::docker_or_skip("afxdp_and_afpacket_endpoints_still_work") {
         return;
     }
     let mut d = Rvs::start();
@@ -650,7 +615,7 @@ fn afxdp_and_afpacket_endpoints_still_work() {
 
 #[test]
 fn driver_errors_reach_the_docker_cli() {
-    if !docker_or_skip("driver_errors_reach_the_docker_cli") {
+    if !common::docker_or_skip("driver_errors_reach_the_docker_cli") {
         return;
     }
     let d = Rvs::start();
@@ -703,7 +668,7 @@ fn driver_errors_reach_the_docker_cli() {
 
 #[test]
 fn internal_networks_give_no_default_route() {
-    if !docker_or_skip("internal_networks_give_no_default_route") {
+    if !common::docker_or_skip("internal_networks_give_no_default_route") {
         return;
     }
     let d = Rvs::start();
@@ -744,7 +709,7 @@ fn internal_networks_give_no_default_route() {
 
 #[test]
 fn what_docker_removes_while_the_daemon_is_down_is_freed() {
-    if !docker_or_skip("what_docker_removes_while_the_daemon_is_down_is_freed") {
+    if !common::docker_or_skip("what_docker_removes_while_the_daemon_is_down_is_freed") {
         return;
     }
     let mut d = Rvs::start();
@@ -791,7 +756,7 @@ fn what_docker_removes_while_the_daemon_is_down_is_freed() {
 
 #[test]
 fn vlan_and_mtu_options_are_applied() {
-    if !docker_or_skip("vlan_and_mtu_options_are_applied") {
+    if !common::docker_or_skip("vlan_and_mtu_options_are_applied") {
         return;
     }
     let d = Rvs::start();
@@ -812,7 +777,7 @@ fn vlan_and_mtu_options_are_applied() {
 
 #[test]
 fn ipv6_networks_carry_ipv6() {
-    if !docker_or_skip("ipv6_networks_carry_ipv6") {
+    if !common::docker_or_skip("ipv6_networks_carry_ipv6") {
         return;
     }
     let d = Rvs::start();
@@ -837,7 +802,7 @@ fn ipv6_networks_carry_ipv6() {
 
 #[test]
 fn a_vxlan_network_reaches_a_host_behind_the_kernels_vxlan() {
-    if !docker_or_skip("a_vxlan_network_reaches_a_host_behind_the_kernels_vxlan") {
+    if !common::docker_or_skip("a_vxlan_network_reaches_a_host_behind_the_kernels_vxlan") {
         return;
     }
     use rvs_drivers::testutil::{Netns, ip};
@@ -913,7 +878,7 @@ fn a_vxlan_network_reaches_a_host_behind_the_kernels_vxlan() {
 
 #[test]
 fn port_security_stops_a_container_that_spoofs_its_address() {
-    if !docker_or_skip("port_security_stops_a_container_that_spoofs_its_address") {
+    if !common::docker_or_skip("port_security_stops_a_container_that_spoofs_its_address") {
         return;
     }
     let d = Rvs::start();
@@ -953,7 +918,7 @@ fn port_security_stops_a_container_that_spoofs_its_address() {
 
 #[test]
 fn containers_reach_the_outside_and_the_host_reaches_them() {
-    if !docker_or_skip("containers_reach_the_outside_and_the_host_reaches_them") {
+    if !common::docker_or_skip("containers_reach_the_outside_and_the_host_reaches_them") {
         return;
     }
     use rvs_drivers::testutil::{Link, Netns, ip};
@@ -1041,7 +1006,7 @@ fn containers_reach_the_outside_and_the_host_reaches_them() {
 
 #[test]
 fn the_running_daemon_frees_what_the_engine_does_not_have() {
-    if !docker_or_skip("the_running_daemon_frees_what_the_engine_does_not_have") {
+    if !common::docker_or_skip("the_running_daemon_frees_what_the_engine_does_not_have") {
         return;
     }
     let d = Rvs::start();
@@ -1118,7 +1083,7 @@ fn has_name(v: &Value, name: &str, ip: &str) -> bool {
 /// go with the container.
 #[test]
 fn container_names_and_aliases_resolve_on_the_gateway() {
-    if !docker_or_skip("container_names_and_aliases_resolve_on_the_gateway") {
+    if !common::docker_or_skip("container_names_and_aliases_resolve_on_the_gateway") {
         return;
     }
     let d = Rvs::start();
@@ -1157,7 +1122,7 @@ fn container_names_and_aliases_resolve_on_the_gateway() {
 #[test]
 fn parent_networks_put_containers_on_the_nics_lan() {
     let test = "parent_networks_put_containers_on_the_nics_lan";
-    if !docker_or_skip(test) || !common::run_or_skip(test, common::lan::tcpdump()) {
+    if !common::docker_or_skip(test) || !common::run_or_skip(test, common::lan::tcpdump()) {
         return;
     }
     let mut lan = common::lan::Lan::new();

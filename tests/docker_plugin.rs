@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use rvs_drivers::testutil::{root_or_skip, unique};
+use rvs_drivers::testutil::unique;
 use serde_json::Value;
 
 mod common;
@@ -42,33 +42,6 @@ fn docker_ok(args: &[&str]) -> String {
         text(&o.stderr)
     );
     text(&o.stdout).trim().to_string()
-}
-
-fn docker_or_skip(test: &str) -> bool {
-    if !root_or_skip(test) {
-        return false;
-    }
-    let ready = (|| {
-        let o = Command::new("docker")
-            .arg("info")
-            .output()
-            .map_err(|e| format!("needs the docker CLI: {e}"))?;
-        if !o.status.success() {
-            return Err(format!(
-                "needs a running dockerd: {}",
-                text(&o.stderr).trim()
-            ));
-        }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/docker-image");
-        let o = Command::new(&script)
-            .output()
-            .map_err(|e| format!("{}: {e}", script.display()))?;
-        if !o.status.success() {
-            return Err(format!("scripts/docker-image failed: {}", text(&o.stderr)));
-        }
-        Ok(())
-    })();
-    common::run_or_skip(test, ready)
 }
 
 fn script(args: &[&str]) -> Output {
@@ -114,7 +87,7 @@ fn plugin_state(name: &str) -> Option<Value> {
 
 #[test]
 fn managed_plugin_runs_containers_and_installs_offline() {
-    if !docker_or_skip("managed_plugin_runs_containers_and_installs_offline") {
+    if !common::docker_or_skip("managed_plugin_runs_containers_and_installs_offline") {
         return;
     }
     let name = unique("rvsmp");

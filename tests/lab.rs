@@ -867,27 +867,9 @@ fn a_reconfigure_stopped_half_way_is_recorded_as_far_as_it_went_and_finished_by_
 /// containers, and destroy removes the containers with the rest.
 #[test]
 fn a_containerlab_topology_deploys_containers_wired_through_the_switch() {
-    if !root_or_skip("a_containerlab_topology_deploys_containers_wired_through_the_switch") {
-        return;
-    }
-    let docker = Command::new("docker").arg("info").output();
-    let ready = match docker {
-        Ok(o) if o.status.success() => {
-            Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/docker-image"))
-                .output()
-                .map_err(|e| e.to_string())
-                .and_then(|o| {
-                    if o.status.success() {
-                        Ok(())
-                    } else {
-                        Err(format!("scripts/docker-image: {}", text(&o)))
-                    }
-                })
-        }
-        Ok(o) => Err(format!("needs a running dockerd: {}", text(&o))),
-        Err(e) => Err(format!("needs the docker CLI: {e}")),
-    };
-    if !common::run_or_skip("a_containerlab_topology_deploys_containers", ready) {
+    if !common::docker_or_skip(
+        "a_containerlab_topology_deploys_containers_wired_through_the_switch",
+    ) {
         return;
     }
     let lab = Lab::new(&example("containers.clab.yml"));

@@ -84,3 +84,35 @@ pub fn run_or_skip(test: &str, ready: Result<(), String>) -> bool {
         }
     }
 }
+
+/// Whether a test that uses the Docker engine can run: root (see
+/// `root_or_skip`), a dockerd answering, and the test image
+/// (`scripts/docker-image`, built once per test process). Skips with the
+/// reason otherwise (a failure under RVS_TEST_STRICT=1).
+pub fn docker_or_skip(test: &str) -> bool {
+    if !rvs_drivers::testutil::root_or_skip(test) {
+        return false;
+    }
+    static READY: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+    let ready = READY.get_or_init(|| {
+        match Command::new("docker").arg("info").output() {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => return Err(format!("needs a running dockerd: {}", text(&o.stderr))),
+            Err(e) => return Err(format!("needs the docker CLI: {e}")),
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/docker-image");
+        let o = Command::new(&script)
+            .output()
+            .map_err(|e| format!("{}: {e}", script.display()))?;
+        if !o.status.success() {
+            return Err(format!(
+                "scripts/docker-image failed: {} {}",
+                text(&o.stdout),
+                text(&o.stderr)
+            ));
+        }
+        Ok(())
+    });
+    run_or_skip(test, ready.clone())
+}
