@@ -404,7 +404,41 @@ mod tests {
         }
         sw.add_static(d, 10, B, crate::PortId(1)).unwrap();
         sw.add_static(d, 1, B, crate::PortId(2)).unwrap();
+        let gw = crate::router::Gateway {
+            vid: 10,
+            ..crate::router::Gateway::new(d, G)
+        };
+        sw.set_gateway(gw.with_ipv4(std::net::Ipv4Addr::new(10, 0, 0, 1), 24))
+            .unwrap();
         (sw, hs)
+    }
+
+    const G: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x99]);
+
+    /// An ICMP echo request from 10.0.0.2 to the gateway 10.0.0.1, id `i`.
+    fn ping_gw(src: MacAddr, i: u64) -> Vec<u8> {
+        use crate::wire::ipv4::{checksum, write_header};
+        let mut f = vec![0u8; 14 + 20 + 8 + 4];
+        f[0..6].copy_from_slice(&G.0);
+        f[6..12].copy_from_slice(&src.0);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        write_header(&mut f[14..], 32, 64, 1, 0x0a00_0002, 0x0a00_0001);
+        let icmp = &mut f[34..];
+        icmp[0] = 8;
+        icmp[4..8].copy_from_slice(&[0x12, 0x34, 0, i as u8]);
+        icmp[8..].copy_from_slice(b"ping");
+        let c = checksum::compute(icmp);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        f
+    }
+
+    /// `f` with an 802.1Q tag `tci` after the MACs.
+    fn tag(f: Vec<u8>, tci: u16) -> Vec<u8> {
+        let mut t = f[..12].to_vec();
+        t.extend_from_slice(&[0x81, 0x00]);
+        t.extend_from_slice(&tci.to_be_bytes());
+        t.extend_from_slice(&f[12..]);
+        t
     }
 
     /// Batches of one flow (or one destination from many sources) take the
@@ -451,6 +485,16 @@ mod tests {
                     .collect(),
             ),
             (0, vec![frame(B, A)[..20].to_vec(); 4]),
+            // To the gateway (VLAN 10): pings from one and from several
+            // stations, tagged on the trunk and untagged on the access
+            // port; in another VLAN (dropped: not for the gateway); a
+            // frame to the gateway that is not IP.
+            (0, (0..8).map(|i| tag(ping_gw(A, i), 10)).collect()),
+            (1, (0..8).map(|i| ping_gw(s(90 + i % 3), i)).collect()),
+            (0, (0..8).map(|i| tag(ping_gw(A, i), 0x2000 | 10)).collect()),
+            (0, (0..8).map(|i| tag(ping_gw(A, i), 20)).collect()),
+            (2, (0..8).map(|i| ping_gw(C, i)).collect()),
+            (1, (0..8).map(|_| frame(G, A)).collect()),
             // Streams: what follows the parsed header differs per frame
             // (an IPv4 id, a length), untagged, tagged, double-tagged, and
             // a batch whose EtherTypes or inner tags differ.
@@ -519,6 +563,10 @@ mod tests {
                 );
             }
             assert_eq!(fast.pool().available(), 1024);
+            // The gateway answered the three batches of pings in its VLAN
+            // (those in VLANs 20 and 1 are not for it).
+            let l3 = fast.router().counters();
+            assert_eq!(l3.stages.get(StageCounter::L3EchoReplies), 24);
         }
     }
 }

@@ -7,8 +7,9 @@
 //! one parse and VLAN classification, one destination lookup, one egress
 //! decision; per frame only the source check, learning, the tag edit and the
 //! queueing remain. Features the port or domain does not use cost nothing
-//! per frame: port security, tracing, STP discarding and frames for the
-//! gateway send the batch down the general path instead, decided once.
+//! per frame: port security, tracing and STP discarding send the batch down
+//! the general path instead, decided once. A run to the gateway (in its
+//! VLAN) is learned once and handed to the router whole.
 //!
 //! The result is exactly what the general path gives: the bytes
 //! `parse_classify` reads — the MACs, the EtherType and, for a tagged frame
@@ -75,7 +76,10 @@ pub(super) fn node(cx: &mut Ctx, batch: &mut Batch) -> bool {
     let Ok(mut m) = parse_classify(d0, cx.tpid, &ps.cfg.vlan) else {
         return false;
     };
-    if m.dst == cx.gw.mac {
+    // To the gateway: routed as a run when in the gateway's VLAN (the
+    // general path drops it otherwise, with its reason).
+    let to_gw = m.dst == cx.gw.mac;
+    if to_gw && m.vid != cx.gw.vid {
         return false;
     }
     let (r0, r1, r2) = words(d0);
@@ -143,6 +147,13 @@ pub(super) fn node(cx: &mut Ctx, batch: &mut Batch) -> bool {
         if m.tci & 0xfff == 0 {
             cx.c.priority_tagged += n as u32;
         }
+    }
+    if to_gw {
+        if learning {
+            learn(cx, n, mixed);
+        }
+        to_router(cx, batch, &m);
+        return true;
     }
     let kind = if m.dst & MULTICAST_BIT != 0 {
         Some(if m.dst == BROADCAST {
@@ -237,6 +248,30 @@ fn learn(cx: &mut Ctx, n: usize, mixed: bool) {
         }
     }
     cx.c.refreshed += refreshed;
+}
+
+/// Every frame of the run to the router, untagged (as `egress` hands
+/// `Action::Route` frames over); the L3 node takes them after the batch.
+#[inline(always)]
+fn to_router(cx: &mut Ctx, batch: &mut Batch, m: &Meta) {
+    let Ctx {
+        pool,
+        ports,
+        scratch,
+        c,
+        in_port,
+        ..
+    } = cx;
+    for mut b in batch.drain() {
+        if m.tagged {
+            super::egress::move_macs(pool.data_mut(&b), 0, TAG_LEN);
+            pool.pull_front(&mut b, TAG_LEN);
+            c.pop += 1;
+        }
+        if let Err(b) = scratch.l3_in.push(b) {
+            drop_at(ports, pool, b, *in_port, DropReason::PoolExhausted);
+        }
+    }
 }
 
 /// Every frame to one known port, with one tag edit. (The same work as
