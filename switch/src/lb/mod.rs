@@ -203,44 +203,121 @@ struct Flow {
     last_ms: u64,
     closing: bool,
     used: bool,
+    /// The checksum deltas of both rewrites, valid while `deltas_ok`
+    /// (cleared whenever the backend or its port changes).
+    deltas: nat::Deltas,
+    deltas_ok: bool,
+    /// The backend's MAC as the neighbor table gave it at generation
+    /// `mac_gen` ([`NO_GEN`]: not cached; cleared with `deltas_ok`).
+    mac: MacAddr,
+    mac_gen: u64,
 }
 
-#[derive(Debug, Default)]
+/// A flow's `mac_gen` with no MAC cached.
+const NO_GEN: u64 = u64::MAX;
+
+/// The flow table: slots, and two indexes of slot numbers hashed with
+/// [`flow_hash`] / [`rev_hash`] (`HashTable` rather than `HashMap`: the
+/// hash is computed once per packet and serves both the lookup and, for
+/// a new flow, the Maglev pick and the SNAT port).
+#[derive(Default)]
 struct Flows {
-    fwd: HashMap<FwdKey, u32>,
-    rev: HashMap<RevKey, u32>,
+    fwd: hashbrown::HashTable<u32>,
+    rev: hashbrown::HashTable<u32>,
     slots: Vec<Flow>,
     free: Vec<u32>,
     sweep_at: usize,
 }
 
+impl std::fmt::Debug for Flows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flows").field("len", &self.len()).finish()
+    }
+}
+
 impl Flows {
     fn reserve(&mut self) {
         if self.slots.capacity() == 0 {
-            self.fwd.reserve(FLOWS_MAX);
-            self.rev.reserve(FLOWS_MAX);
+            let slots = &self.slots;
+            self.fwd
+                .reserve(FLOWS_MAX, |&i| flow_hash(&slots[i as usize].key));
+            self.rev
+                .reserve(FLOWS_MAX, |&i| rev_hash(&slots[i as usize].rev_key()));
             self.slots.reserve_exact(FLOWS_MAX);
             self.free.reserve_exact(FLOWS_MAX);
         }
     }
 
+    #[inline(always)]
+    fn find(&self, k: &FwdKey, h: u64) -> Option<u32> {
+        let slots = &self.slots;
+        self.fwd.find(h, |&i| slots[i as usize].key == *k).copied()
+    }
+
+    #[inline(always)]
+    fn find_rev(&self, k: &RevKey) -> Option<u32> {
+        let slots = &self.slots;
+        self.rev
+            .find(rev_hash(k), |&i| slots[i as usize].rev_key() == *k)
+            .copied()
+    }
+
+    fn insert(&mut self, fl: Flow, h: u64) -> u32 {
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = fl;
+                i
+            }
+            None => {
+                self.slots.push(fl);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slots = &self.slots;
+        self.fwd
+            .insert_unique(h, i, |&j| flow_hash(&slots[j as usize].key));
+        self.rev.insert_unique(rev_hash(&fl.rev_key()), i, |&j| {
+            rev_hash(&slots[j as usize].rev_key())
+        });
+        i
+    }
+
     fn remove(&mut self, i: u32) {
-        let f = &mut self.slots[i as usize];
+        let f = self.slots[i as usize];
         if !f.used {
             return;
         }
-        f.used = false;
-        self.fwd.remove(&f.key);
-        self.rev.remove(&RevKey {
-            svc: f.key.svc,
-            snat: f.snat,
-            proto: f.key.proto,
-        });
+        self.slots[i as usize].used = false;
+        if let Ok(e) = self.fwd.find_entry(flow_hash(&f.key), |&j| j == i) {
+            e.remove();
+        }
+        if let Ok(e) = self.rev.find_entry(rev_hash(&f.rev_key()), |&j| j == i) {
+            e.remove();
+        }
         self.free.push(i);
     }
 
     fn len(&self) -> usize {
         self.fwd.len()
+    }
+
+    #[cfg(test)]
+    fn clear(&mut self) {
+        self.fwd.clear();
+        self.rev.clear();
+        self.slots.clear();
+        self.free.clear();
+    }
+}
+
+impl Flow {
+    #[inline(always)]
+    fn rev_key(&self) -> RevKey {
+        RevKey {
+            svc: self.key.svc,
+            snat: self.snat,
+            proto: self.key.proto,
+        }
     }
 }
 
@@ -253,6 +330,8 @@ pub struct Lb {
     /// By domain id: whether it has a VIP (the hook's first, cheap test).
     domains: Vec<bool>,
     flows: Flows,
+    /// The flow of the last [`Verdict::ToBackend`] (see [`Lb::cached_mac`]).
+    last: u32,
 }
 
 /// An address as a neighbor-table key, and its family.
@@ -295,6 +374,12 @@ fn check(s: &Service) -> Result<(), LbError> {
 fn flow_hash(k: &FwdKey) -> u64 {
     let a = mix64(k.client as u64 ^ ((k.client >> 64) as u64).rotate_left(17));
     mix64(a ^ ((k.cport as u64) << 32 | (k.vport as u64) << 16 | k.proto as u64))
+}
+
+/// The reverse index's hash.
+#[inline(always)]
+fn rev_hash(k: &RevKey) -> u64 {
+    mix64((k.svc as u64) << 24 | (k.snat as u64) << 8 | k.proto as u64)
 }
 
 impl Lb {
@@ -427,6 +512,7 @@ impl Lb {
                 Some(p) => {
                     f.backend = remap.get(f.backend as usize).copied().unwrap_or(NONE);
                     f.target = p.target;
+                    f.deltas_ok = false;
                 }
                 None => self.flows.remove(k as u32),
             }
@@ -468,6 +554,25 @@ impl Lb {
                 })
             })
             .collect()
+    }
+
+    /// The backend MAC the flow of the last [`Verdict::ToBackend`] keeps,
+    /// if it was cached at neighbor-table generation `generation` (the
+    /// table has not changed since, so a lookup would give the same).
+    #[inline(always)]
+    pub fn cached_mac(&self, generation: u64) -> Option<MacAddr> {
+        let f = self.flows.slots.get(self.last as usize)?;
+        (f.mac_gen == generation && f.used).then_some(f.mac)
+    }
+
+    /// Cache `mac`, resolved at `generation`, in the flow of the last
+    /// [`Verdict::ToBackend`].
+    #[inline(always)]
+    pub fn cache_mac(&mut self, mac: MacAddr, generation: u64) {
+        if let Some(f) = self.flows.slots.get_mut(self.last as usize) {
+            f.mac = mac;
+            f.mac_gen = generation;
+        }
     }
 
     /// Flows in the table.
@@ -522,14 +627,19 @@ impl Lb {
                 snat: f.dport,
                 proto: f.proto,
             };
-            if let Some(&i) = self.flows.rev.get(&rk) {
+            if let Some(i) = self.flows.find_rev(&rk) {
                 let fl = &mut self.flows.slots[i as usize];
                 let from = s.addrs.get(fl.backend as usize).copied();
                 if from == Some(f.src) && fl.target == f.sport {
                     fl.last_ms = now_ms;
                     fl.closing |= f.flags & (nat::FIN | nat::RST) != 0;
+                    if !fl.deltas_ok {
+                        fl.deltas = deltas_of(s, fl);
+                        fl.deltas_ok = true;
+                    }
                     let to = (fl.key.client, fl.key.cport);
-                    nat::rewrite(ip, &f, partial, (s.vip, fl.key.vport), to);
+                    let d = fl.deltas.rev;
+                    nat::rewrite_with(ip, &f, partial, (s.vip, fl.key.vport), to, d);
                     return (Verdict::ToClient(fl.client_mac), false);
                 }
             }
@@ -544,83 +654,79 @@ impl Lb {
             proto: f.proto,
         };
         let closing = f.flags & (nat::FIN | nat::RST) != 0;
-        let mut new = false;
-        let (backend, snat) = match self.flows.fwd.get(&key) {
-            Some(&i) => {
-                let fl = &mut self.flows.slots[i as usize];
-                let live = s.up.get(fl.backend as usize).copied().unwrap_or(false);
-                if !live {
-                    // Its backend left or is down: the table picks again.
-                    let b = s.table.lookup(flow_hash(&key));
-                    if b == NONE {
-                        return (Verdict::Drop(DropReason::LbNoBackend), false);
-                    }
-                    fl.backend = b;
-                }
-                fl.last_ms = now_ms;
-                fl.closing |= closing;
-                fl.client_mac = mac;
-                fl.target = target;
-                (fl.backend, fl.snat)
-            }
-            None => {
-                let h = flow_hash(&key);
+        let h = flow_hash(&key);
+        if let Some(i) = self.flows.find(&key, h) {
+            let fl = &mut self.flows.slots[i as usize];
+            let live = s.up.get(fl.backend as usize).copied().unwrap_or(false);
+            if !live {
+                // Its backend left or is down: the table picks again.
                 let b = s.table.lookup(h);
                 if b == NONE {
                     return (Verdict::Drop(DropReason::LbNoBackend), false);
                 }
-                if self.flows.len() >= FLOWS_MAX {
-                    return (Verdict::Drop(DropReason::LbFlowsFull), false);
-                }
-                let ports = &s.cfg.ports;
-                let snat = (0..SNAT_TRIES)
-                    .map(|t| SNAT_FIRST + ((h >> 20).wrapping_add(t) % SNAT_COUNT) as u16)
-                    .find(|&p| {
-                        let k = RevKey {
-                            svc,
-                            snat: p,
-                            proto: f.proto,
-                        };
-                        let service_port = ports.iter().any(|x| x.proto == f.proto && x.port == p);
-                        !service_port && !self.flows.rev.contains_key(&k)
-                    });
-                let Some(snat) = snat else {
-                    return (Verdict::Drop(DropReason::LbFlowsFull), false);
-                };
-                let fl = Flow {
-                    key,
-                    backend: b,
-                    target,
-                    snat,
-                    client_mac: mac,
-                    last_ms: now_ms,
-                    closing,
-                    used: true,
-                };
-                let i = match self.flows.free.pop() {
-                    Some(i) => {
-                        self.flows.slots[i as usize] = fl;
-                        i
-                    }
-                    None => {
-                        self.flows.slots.push(fl);
-                        (self.flows.slots.len() - 1) as u32
-                    }
-                };
-                self.flows.fwd.insert(key, i);
-                let rk = RevKey {
+                fl.backend = b;
+                fl.deltas_ok = false;
+            }
+            fl.last_ms = now_ms;
+            fl.closing |= closing;
+            fl.client_mac = mac;
+            if fl.target != target {
+                fl.target = target;
+                fl.deltas_ok = false;
+            }
+            if !fl.deltas_ok {
+                fl.deltas = deltas_of(s, fl);
+                fl.deltas_ok = true;
+                fl.mac_gen = NO_GEN;
+            }
+            self.last = i;
+            let to = s.addrs[fl.backend as usize];
+            let d = fl.deltas.fwd;
+            nat::rewrite_with(ip, &f, partial, (s.vip, fl.snat), (to, target), d);
+            return (Verdict::ToBackend(to), false);
+        }
+        let b = s.table.lookup(h);
+        if b == NONE {
+            return (Verdict::Drop(DropReason::LbNoBackend), false);
+        }
+        if self.flows.len() >= FLOWS_MAX {
+            return (Verdict::Drop(DropReason::LbFlowsFull), false);
+        }
+        let ports = &s.cfg.ports;
+        let flows = &self.flows;
+        let snat = (0..SNAT_TRIES)
+            .map(|t| SNAT_FIRST + ((h >> 20).wrapping_add(t) % SNAT_COUNT) as u16)
+            .find(|&p| {
+                let k = RevKey {
                     svc,
-                    snat,
+                    snat: p,
                     proto: f.proto,
                 };
-                self.flows.rev.insert(rk, i);
-                new = true;
-                (b, snat)
-            }
+                let service_port = ports.iter().any(|x| x.proto == f.proto && x.port == p);
+                !service_port && flows.find_rev(&k).is_none()
+            });
+        let Some(snat) = snat else {
+            return (Verdict::Drop(DropReason::LbFlowsFull), false);
         };
-        let to = s.addrs[backend as usize];
-        nat::rewrite(ip, &f, partial, (s.vip, snat), (to, target));
-        (Verdict::ToBackend(to), new)
+        let mut fl = Flow {
+            key,
+            backend: b,
+            target,
+            snat,
+            client_mac: mac,
+            last_ms: now_ms,
+            closing,
+            used: true,
+            deltas: nat::Deltas::default(),
+            deltas_ok: true,
+            mac: MacAddr([0; 6]),
+            mac_gen: NO_GEN,
+        };
+        fl.deltas = deltas_of(s, &fl);
+        self.last = self.flows.insert(fl, h);
+        let to = s.addrs[b as usize];
+        nat::rewrite_with(ip, &f, partial, (s.vip, snat), (to, target), fl.deltas.fwd);
+        (Verdict::ToBackend(to), true)
     }
 
     /// Timers: forget idle flows (a slice of the table per call), mark
@@ -677,6 +783,18 @@ impl Lb {
     /// Whether `addr` (a neighbor key) is a VIP of `d` (ARP/ND answers).
     pub fn is_vip(&self, d: DomainId, v6: bool, addr: u128) -> bool {
         self.serves(d) && self.vips.contains_key(&(d, v6, addr))
+    }
+}
+
+/// The checksum deltas of flow `fl` of service `s` (on its backend and
+/// port now): client → backend, and the backend's reply back.
+fn deltas_of(s: &Svc, fl: &Flow) -> nat::Deltas {
+    let (client, vip) = ((fl.key.client, fl.key.cport), (s.vip, fl.key.vport));
+    let backend = (s.addrs[fl.backend as usize], fl.target);
+    let snat = (s.vip, fl.snat);
+    nat::Deltas {
+        fwd: nat::Delta::of(s.v6, (client, vip), (snat, backend)),
+        rev: nat::Delta::of(s.v6, (backend, snat), (vip, client)),
     }
 }
 

@@ -121,27 +121,69 @@ fn put16(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
+/// The sum changes of one rewrite: the addresses' (in the IPv4 header
+/// and the pseudo-header) and the ports', unfolded (see [`delta32`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delta {
+    pub addrs: u32,
+    pub ports: u32,
+}
+
+impl Delta {
+    /// The change of `src:sport → dst:dport` becoming `src2:sport2 →
+    /// dst2:dport2`.
+    #[inline]
+    pub fn of(v6: bool, old: ((u128, u16), (u128, u16)), new: ((u128, u16), (u128, u16))) -> Delta {
+        let addrs = if v6 {
+            delta128(old.0.0, new.0.0) + delta128(old.1.0, new.1.0)
+        } else {
+            delta32(old.0.0 as u32, new.0.0 as u32) + delta32(old.1.0 as u32, new.1.0 as u32)
+        };
+        let ports = |a: (u128, u16), b: (u128, u16)| (a.1 as u32) << 16 | b.1 as u32;
+        Delta {
+            addrs,
+            ports: delta32(ports(old.0, old.1), ports(new.0, new.1)),
+        }
+    }
+}
+
+/// Both rewrites of a balanced flow: client → backend, and back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Deltas {
+    pub fwd: Delta,
+    pub rev: Delta,
+}
+
 /// Rewrite the packet of `f` (`ip` from its IP header on) to
 /// `src:sport → dst:dport`, updating the checksums incrementally: one
 /// delta for the addresses (the IPv4 header and the pseudo-header), one
 /// for the ports.
 #[inline]
 pub fn rewrite(ip: &mut [u8], f: &Flow, partial: bool, src: (u128, u16), dst: (u128, u16)) {
-    let addrs = if f.v6 {
+    let d = Delta::of(f.v6, ((f.src, f.sport), (f.dst, f.dport)), (src, dst));
+    rewrite_with(ip, f, partial, src, dst, d);
+}
+
+/// [`rewrite`] with the change `d` of the sums worked out already (a flow
+/// keeps it: the same rewrite of the same header fields every packet).
+#[inline(always)]
+pub fn rewrite_with(
+    ip: &mut [u8],
+    f: &Flow,
+    partial: bool,
+    src: (u128, u16),
+    dst: (u128, u16),
+    d: Delta,
+) {
+    if f.v6 {
         ip[8..24].copy_from_slice(&src.0.to_be_bytes());
         ip[24..40].copy_from_slice(&dst.0.to_be_bytes());
-        delta128(f.src, src.0) + delta128(f.dst, dst.0)
     } else {
-        let (s, d) = (src.0 as u32, dst.0 as u32);
-        let d = delta32(f.src as u32, s) + delta32(f.dst as u32, d);
-        put16(ip, 10, apply(get16(ip, 10), d));
-        ip[12..16].copy_from_slice(&s.to_be_bytes());
+        put16(ip, 10, apply(get16(ip, 10), d.addrs));
+        ip[12..16].copy_from_slice(&(src.0 as u32).to_be_bytes());
         ip[16..20].copy_from_slice(&(dst.0 as u32).to_be_bytes());
-        d
-    };
+    }
     let l4 = f.l4;
-    let old_ports = (f.sport as u32) << 16 | f.dport as u32;
-    let new_ports = (src.1 as u32) << 16 | dst.1 as u32;
     put16(ip, l4, src.1);
     put16(ip, l4 + 2, dst.1);
     let ck = l4 + if f.proto == TCP { 16 } else { 6 };
@@ -155,9 +197,9 @@ pub fn rewrite(ip: &mut [u8], f: &Flow, partial: bool, src: (u128, u16), dst: (u
     let c = if partial {
         // The field is the (uncomplemented) pseudo-header sum: the
         // addresses are in it, the ports are not.
-        !apply(!c, addrs)
+        !apply(!c, d.addrs)
     } else {
-        let c = apply(c, addrs + delta32(old_ports, new_ports));
+        let c = apply(c, d.addrs + d.ports);
         if f.proto == UDP && c == 0 { 0xffff } else { c }
     };
     put16(ip, ck, c);

@@ -129,9 +129,7 @@ fn flows_spread_over_the_backends_and_a_removal_moves_only_its_own() {
     // backends' flows to them: the Maglev table kept their slots.
     let mut fresh = lb(&all);
     let before: Vec<u128> = (0..n).map(|p| send(&mut fresh, 30000 + p)).collect();
-    fresh.flows.fwd.clear();
-    fresh.flows.rev.clear();
-    fresh.flows.slots.clear();
+    fresh.flows.clear();
     fresh.set(vec![svc(&[be(1), be(3)], None)], 5).unwrap();
     for (p, was) in before.iter().enumerate() {
         if *was != gone {
@@ -226,4 +224,102 @@ fn idle_flows_expire_and_bad_services_are_refused_changing_nothing() {
     assert_eq!(l.status().len(), 1, "the old service is still there");
     l.set(vec![], 0).unwrap();
     assert!(l.is_empty() && !l.serves(D));
+}
+
+/// A flow's packets keep correct checksums and ports in both directions
+/// through everything that changes its rewrite: the first packet, the
+/// following ones (the flow's kept deltas), the service's target port
+/// changing, its backend moving to another slot, and its backend leaving.
+#[test]
+fn an_established_flow_is_rewritten_right_as_its_service_changes() {
+    let mut l = lb(&[be(1)]);
+    let s = l.vip(D, false, u32::from(VIP) as u128).unwrap();
+    let vip = u32::from(VIP);
+    let check = |l: &mut Lb, backend: IpAddr, target: u16| {
+        let mut first = None;
+        for _ in 0..3 {
+            let mut p = udp(CLIENT, 4242, vip, 53);
+            let (v, _) = l.packet(s, &mut p, MAC, false, 1);
+            assert_eq!(v, Verdict::ToBackend(key_of(backend).1));
+            assert!(udp_ok(&p), "checksums after the rewrite to {backend}");
+            assert_eq!(&p[12..16], &VIP.octets());
+            assert_eq!(p[16..20], key_of(backend).1.to_be_bytes()[12..]);
+            assert_eq!(u16::from_be_bytes([p[22], p[23]]), target);
+            assert_eq!(*first.get_or_insert(p.clone()), p, "every packet alike");
+            // The backend's reply goes back to the client from the VIP.
+            let snat = u16::from_be_bytes([p[20], p[21]]);
+            let IpAddr::V4(b) = backend else { panic!() };
+            let mut r = udp(u32::from(b), target, vip, snat);
+            assert_eq!(l.packet(s, &mut r, MAC, false, 1).0, Verdict::ToClient(MAC));
+            assert!(udp_ok(&r), "checksums of the reply");
+            assert_eq!(
+                r,
+                udp(vip, 53, CLIENT, 4242),
+                "the reply as the client expects it"
+            );
+        }
+    };
+    check(&mut l, be(1), 5353);
+    let with = |backends: &[IpAddr], target: u16| Service {
+        ports: vec![ServicePort {
+            proto: nat::UDP,
+            port: 53,
+            target,
+        }],
+        ..svc(backends, None)
+    };
+    l.set(vec![with(&[be(1)], 6000)], 1).unwrap();
+    check(&mut l, be(1), 6000);
+    l.set(vec![with(&[be(2), be(1)], 6000)], 1).unwrap();
+    check(&mut l, be(1), 6000);
+    l.set(vec![with(&[be(2)], 6000)], 1).unwrap();
+    check(&mut l, be(2), 6000);
+}
+
+/// The switch sends a flow's packets to its backend's MAC as the neighbor
+/// table has it now, though the flow keeps the MAC it resolved.
+#[test]
+fn a_flow_follows_its_backends_new_mac() {
+    use crate::router::Gateway;
+    use crate::{MemoryPort, PacketPool, PortConfig, Switch};
+    let gw = MacAddr([2, 0, 0, 0, 1, 1]);
+    let mut sw = Switch::new(PacketPool::with_frames(256));
+    let d = sw.add_domain(crate::DomainConfig::new("lb")).unwrap();
+    sw.set_gateway(Gateway::new(d, gw).with_ipv4(Ipv4Addr::new(10, 0, 0, 1), 24))
+        .unwrap();
+    let (client, ch) = MemoryPort::new("client");
+    let (backends, bh) = MemoryPort::new("backends");
+    sw.add_port(Box::new(client), PortConfig::access(d, 1))
+        .unwrap();
+    let out = sw
+        .add_port(Box::new(backends), PortConfig::access(d, 1))
+        .unwrap();
+    let (m1, m2) = (MacAddr::local(0x101), MacAddr::local(0x102));
+    sw.add_static(d, 1, m1, out).unwrap();
+    sw.add_static(d, 1, m2, out).unwrap();
+    sw.add_static_neighbor(d, be(1), m1).unwrap();
+    sw.set_services(vec![Service {
+        domain: d,
+        ..svc(&[be(1)], None)
+    }])
+    .unwrap();
+    let frame = || {
+        let mut f = gw.0.to_vec();
+        f.extend_from_slice(&MAC.0);
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&udp(CLIENT, 4242, VIP.into(), 53));
+        f
+    };
+    let dst_macs = |sw: &mut Switch| {
+        ch.inject(frame());
+        ch.inject(frame());
+        sw.poll();
+        bh.take_tx()
+            .iter()
+            .map(|f| MacAddr(f[0..6].try_into().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(dst_macs(&mut sw), vec![m1, m1]);
+    sw.add_static_neighbor(d, be(1), m2).unwrap();
+    assert_eq!(dst_macs(&mut sw), vec![m2, m2]);
 }
