@@ -7,6 +7,7 @@ use super::classify::{MULTICAST_BIT, macs};
 use super::egress::{FloodJob, Out, egress_edit, enqueue, flood, unicast_egress};
 use super::{BatchCounts, drop_at, flush_touched};
 use crate::buf::PacketPool;
+use crate::config::DomainId;
 use crate::core::{Domain, PortSlot, Switch};
 use crate::fdb::fdb_key;
 use crate::port::PortId;
@@ -16,6 +17,9 @@ use crate::trace::Tracer;
 /// The ingress "port" of frames the router sends: no port has this id, so
 /// flooding excludes nothing and drops are charged to no port.
 const ROUTER_PORT: PortId = PortId(u16::MAX);
+
+/// Destinations remembered per [`output`] call.
+const MEMO: usize = 8;
 
 /// Send every frame in `scratch.l3_out` into its egress domain: FDB lookup
 /// without learning, VLAN edit, queue; unknown and multicast destinations
@@ -31,6 +35,11 @@ pub(crate) fn output(
 ) {
     let mut out = std::mem::take(&mut scratch.l3_out.frames);
     let mut c = BatchCounts::default();
+    // The lookups of this call, by the destination's low bits: the router's
+    // output goes to few stations (next hops, a service's backends), and
+    // no FDB changes while it is sent (no learning here), so an answer
+    // stays right for the whole call.
+    let mut memo: [Option<(DomainId, u64, Option<PortId>)>; MEMO] = [None; MEMO];
     for f in out.drain(..) {
         let Some(d) = domains
             .get_mut(f.domain.0 as usize)
@@ -56,7 +65,16 @@ pub(crate) fn output(
         let known = if dst & MULTICAST_BIT != 0 {
             None
         } else {
-            d.fdb.lookup(fdb_key(f.vid, dst), now_s)
+            let key = fdb_key(f.vid, dst);
+            let slot = &mut memo[(dst as usize) % MEMO];
+            match *slot {
+                Some((dom, k, p)) if dom == f.domain && k == key => p,
+                _ => {
+                    let p = d.fdb.lookup(key, now_s);
+                    *slot = Some((f.domain, key, p));
+                    p
+                }
+            }
         };
         match known {
             Some(out) => {

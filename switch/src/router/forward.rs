@@ -18,6 +18,7 @@ use crate::wire::read_u16;
 use super::family::{Family, Lpm, V4, V6};
 use super::neigh::NeighKey;
 use super::{Adjacency, L3Out, NH_LOCAL, NextHop, NhId, Router};
+use crate::lb::Lb;
 
 const ETH: usize = ethernet::HEADER_LEN;
 
@@ -34,25 +35,40 @@ struct Egress {
 use super::lanes::{Class, Scratch};
 
 /// Classify one frame; a routable packet's destination goes into its
-/// family's lanes.
+/// family's lanes, one to a service VIP (`vips`: the load balancer, when
+/// the domain has VIPs) is classed for the balancer and needs no lookup.
 #[inline]
-fn classify(f: &[u8], gw_mac: MacAddr, s: &mut Scratch) -> Class {
+fn classify(f: &[u8], gw_mac: MacAddr, s: &mut Scratch, vips: Option<(&Lb, DomainId)>) -> Class {
     if f.len() < ETH {
         return Class::Drop(DropReason::Runt);
     }
     let to_gw = <[u8; 6]>::try_from(&f[..6]).is_ok_and(|d| d == gw_mac.0);
     match read_u16(f, 12) {
-        EtherType::IPV4 => lane::<V4>(&f[ETH..], to_gw, s),
-        EtherType::IPV6 => lane::<V6>(&f[ETH..], to_gw, s),
+        EtherType::IPV4 => lane::<V4>(&f[ETH..], to_gw, s, vips),
+        EtherType::IPV6 => lane::<V6>(&f[ETH..], to_gw, s, vips),
         EtherType::ARP => Class::Arp,
         _ => Class::Drop(DropReason::L3NotRoutable),
     }
 }
 
 #[inline(always)]
-fn lane<F: Family>(ip: &[u8], to_gw: bool, s: &mut Scratch) -> Class {
+fn lane<F: Family>(
+    ip: &[u8],
+    to_gw: bool,
+    s: &mut Scratch,
+    vips: Option<(&Lb, DomainId)>,
+) -> Class {
     match F::check(ip, to_gw) {
         Ok(d) => {
+            if let Some((lb, dom)) = vips
+                && let Some(svc) = lb.vip(dom, F::V6, F::to_key(d))
+            {
+                return if F::V6 {
+                    Class::Lb6(svc)
+                } else {
+                    Class::Lb4(svc)
+                };
+            }
             let l = F::lanes_mut(s);
             l.dst[l.n] = d;
             l.n += 1;
@@ -108,8 +124,9 @@ impl Router {
         s.in_external = external;
         s.v4.n = 0;
         s.v6.n = 0;
+        let vips = self.lb.serves(in_domain).then_some((&self.lb, in_domain));
         for (i, b) in batch.iter().enumerate() {
-            s.class[i] = classify(pool.data(b), gw_mac, s);
+            s.class[i] = classify(pool.data(b), gw_mac, s, vips);
         }
         self.lookup_lanes::<V4>(t);
         self.lookup_lanes::<V6>(t);
@@ -124,6 +141,8 @@ impl Router {
                     self.forward_lane::<V6>(pool, in_domain, buf, k6, now_ms, out);
                     k6 += 1;
                 }
+                Class::Lb4(svc) => self.lb_packet::<V4>(pool, in_domain, buf, svc, now_ms, out),
+                Class::Lb6(svc) => self.lb_packet::<V6>(pool, in_domain, buf, svc, now_ms, out),
                 Class::Arp => self.handle_arp(pool, in_domain, buf, now_ms, out),
                 Class::V6Multicast => self.local::<V6>(pool, in_domain, buf, now_ms, out),
                 Class::Drop(r) => self.drop_pkt(pool, buf, r),

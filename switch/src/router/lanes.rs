@@ -21,6 +21,9 @@ pub(super) enum Class {
     Arp,
     /// ICMPv6 to a multicast group (neighbor discovery).
     V6Multicast,
+    /// To the VIP of this load-balancer service (no route lookup).
+    Lb4(u32),
+    Lb6(u32),
 }
 
 /// One family's share of a batch: the destinations to look up, in frame

@@ -74,7 +74,15 @@ impl Router {
                     ip,
                 };
                 self.counters.stages.inc(StageCounter::LbToBackend);
-                match self.neigh.resolve(&key) {
+                // The flow keeps its backend's MAC while the neighbor
+                // table does not change.
+                let generation = self.neigh.generation();
+                let mac = self.lb.cached_mac(generation).or_else(|| {
+                    let m = self.neigh.resolve(&key)?;
+                    self.lb.cache_mac(m, generation);
+                    Some(m)
+                });
+                match mac {
                     Some(m) => {
                         f[0..6].copy_from_slice(&m.0);
                         f[6..12].copy_from_slice(&gw_mac.0);
