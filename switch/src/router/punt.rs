@@ -130,9 +130,23 @@ impl Router {
         let (Some((sport, _, l4)), Some((src, dst))) = (l4_of(ip), addrs_of(ip)) else {
             return self.drop_pkt(pool, buf, DropReason::L3Malformed);
         };
+        let offload = buf.offload();
         let (transport, payload) = match l4 {
             L4::Udp(payload) => (Transport::Udp, payload.to_vec()),
-            L4::Tcp(packet) => (Transport::Tcp, packet.to_vec()),
+            // A TCP super-frame (GSO) is more than a DNS client sends at
+            // the MSS the service offers.
+            L4::Tcp(_) if offload.is_gso() => {
+                return self.drop_pkt(pool, buf, DropReason::L3Malformed);
+            }
+            L4::Tcp(packet) => {
+                let mut packet = packet.to_vec();
+                // From a TAP with checksum offload the checksum is only the
+                // pseudo-header's: the service's TCP stack checks it whole.
+                if offload.needs_csum() && !complete_csum(&mut packet, offload) {
+                    return self.drop_pkt(pool, buf, DropReason::L3Malformed);
+                }
+                (Transport::Tcp, packet)
+            }
         };
         let p = Punted {
             domain: in_d,
@@ -213,7 +227,7 @@ impl Router {
                 let p = Ipv4Packet::new_checked(ip).map_err(|_| ReplyError::NotIp)?;
                 let whole =
                     p.header_len() >= ipv4::HEADER_LEN && p.total_len() as usize == ip.len();
-                (IpAddr::V4(p.src().into()), whole, EtherType::IPV4)
+                (IpAddr::V4(p.src()), whole, EtherType::IPV4)
             }
             Some(6) => {
                 let p = Ipv6Packet::new_checked(ip).map_err(|_| ReplyError::NotIp)?;
@@ -287,6 +301,21 @@ fn write_reply_frame(f: &mut [u8], mac: MacAddr, r: &UdpReply) -> Result<(), Rep
     let c = udp::checksum(pseudo, u);
     u[6..8].copy_from_slice(&c.to_be_bytes());
     Ok(())
+}
+
+/// Complete the partial L4 checksum of the IP packet `ip` as `o` says
+/// (`csum_start` counts from the IP header); false when it points outside.
+fn complete_csum(ip: &mut [u8], o: crate::buf::Offload) -> bool {
+    let (start, field) = (
+        o.csum_start as usize,
+        (o.csum_start + o.csum_offset) as usize,
+    );
+    if start > ip.len() || field + 2 > ip.len() {
+        return false;
+    }
+    let c = !udp::csum_fold(udp::csum_add(0, &ip[start..]));
+    ip[field..field + 2].copy_from_slice(&c.to_be_bytes());
+    true
 }
 
 /// What [`l4_of`] found.
