@@ -694,6 +694,25 @@ fn dns_over_tcp_answers_whole_where_udp_truncates() {
     );
     assert_eq!((m2.metadata.id, m2.answers.len()), (0x52, 100));
     assert!(!m2.metadata.truncation);
+    // A figure, not a pass mark: 200 queries one after another on this
+    // connection, and the same over UDP.
+    let n = 200;
+    let t = Instant::now();
+    for i in 0..n {
+        s.write_all(&framed(&query(i, "b.", RecordType::A, false)))
+            .unwrap();
+        assert_eq!(tcp_read(&mut s).metadata.id, i);
+    }
+    let tcp = t.elapsed() / n as u32;
+    let sa = client_socket(&r.a, GW1);
+    let t = Instant::now();
+    for _ in 0..n {
+        assert_eq!(ask(&sa, "b.", RecordType::A).answers.len(), 1);
+    }
+    let udp = t.elapsed() / n as u32;
+    println!(
+        "dns: one query after another: {tcp:?} per query over TCP (one connection), {udp:?} over UDP"
+    );
     drop(s);
     assert!(r.d.stage("dns_tcp_connections") >= 9);
     assert!(r.d.stage("dns_tcp_queries") >= 10);

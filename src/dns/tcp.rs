@@ -44,7 +44,7 @@ pub const IDLE: Duration = Duration::from_secs(10);
 pub const MAX_IN_FLIGHT: usize = 8;
 /// Gateway addresses one network answers TCP on (smoltcp's interface
 /// holds a fixed number, `iface-max-addr-count-8`).
-pub const MAX_ADDRS: usize = 8;
+pub const MAX_SERVER_ADDRS: usize = 8;
 /// Receive window: queries are small.
 const RX_BUF: usize = 4096;
 /// Send buffer: an answer waits in the connection's queue for room here.
@@ -181,12 +181,12 @@ impl Net {
 
     /// Make `server` one of the interface's addresses (a /32 or /128 with
     /// a default route of its family through it, so any client address is
-    /// reachable); false when the interface holds [`MAX_ADDRS`] already.
+    /// reachable); false when the interface holds [`MAX_SERVER_ADDRS`] already.
     fn hold(&mut self, server: IpAddr) -> bool {
         if self.iface.has_ip_addr(IpAddress::from(server)) {
             return true;
         }
-        if self.iface.ip_addrs().len() >= MAX_ADDRS {
+        if self.iface.ip_addrs().len() >= MAX_SERVER_ADDRS {
             return false;
         }
         let mut added = false;
