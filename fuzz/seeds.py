@@ -239,3 +239,13 @@ write("dns", "a_outside", b"\1" + dns_query(4, "example.org.", 1))
 write("dns", "response", b"\0" + dns_query(5, "web.", 1, flags=0x8180))
 write("dns", "loop", b"\0" + struct.pack("!6H", 6, 0x0100, 1, 0, 0, 0) + b"\xc0\x0c\0\1\0\1")
 write("dns", "huge_counts", b"\0" + struct.pack("!6H", 7, 0x0100, 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF) + dns_name("web."))
+
+# dns over TCP (selector & 2): a connection's stream of length-prefixed
+# messages: two queries in one stream, a zero length, a length past the end.
+def tcp(*msgs):
+    return b"".join(struct.pack("!H", len(m)) + m for m in msgs)
+
+
+write("dns", "tcp_two", b"\2" + tcp(dns_query(8, "web.", 1), dns_query(9, "example.org.", 28, edns=True)))
+write("dns", "tcp_zero", b"\3" + b"\0\0" + tcp(dns_query(10, "db.", 1)))
+write("dns", "tcp_cut", b"\2" + struct.pack("!H", 300) + dns_query(11, "web.", 1))

@@ -1,5 +1,6 @@
 //! The embedded DNS service of the daemon: takes the queries the data plane
-//! punts (UDP to port 53 of a gateway address, `rvs_switch::router::punt`),
+//! punts (UDP and TCP to port 53 of a gateway address,
+//! `rvs_switch::router::punt`; TCP in [`tcp`]),
 //! answers a network's own names from the current [`rvs_dns::Zone`], asks
 //! the host's resolvers for everything else, and posts each answer back to
 //! worker 0, which sends it from the gateway.
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use rvs_dns::{Cache, Outcome, Pending, Reject, UpstreamReply, Zone};
+use rvs_dns::{Cache, Outcome, Pending, Reject, Transport, UpstreamReply, Zone};
 use rvs_switch::router::{Punted, UdpReply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -24,7 +25,15 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::daemon::control::Control;
 use crate::daemon::names::NameService;
 
-/// Queries waiting for the DNS task; beyond this the worker drops them
+mod tcp;
+
+pub use tcp::{IDLE as TCP_IDLE, MAX_CONNECTIONS as TCP_MAX_CONNECTIONS};
+
+/// The port the gateways answer on.
+const DNS_PORT: u16 = rvs_switch::router::punt::DNS_PORT;
+
+/// Queries waiting for the DNS task, and TCP segments waiting for the
+/// TCP task (each its own queue); beyond this the worker drops them
 /// (`dns_punt_full`).
 pub const QUEUE: usize = 1024;
 /// Forwarded queries in flight at once; more wait in the queue.
@@ -78,6 +87,19 @@ pub struct Counters {
     pub malformed: AtomicU64,
     pub ignored: AtomicU64,
     pub reply_failures: Arc<AtomicU64>,
+    /// TCP connections accepted.
+    pub tcp_connections: AtomicU64,
+    /// Queries received over TCP (counted in `queries` too).
+    pub tcp_queries: AtomicU64,
+    /// Connections refused: every socket of the network was busy.
+    pub tcp_refused: AtomicU64,
+    /// Connections closed for being idle.
+    pub tcp_idle_closed: AtomicU64,
+    /// Connections reset for a length prefix no DNS message has.
+    pub tcp_malformed: AtomicU64,
+    /// Segments dropped: to a network's ninth gateway address, or to a
+    /// client whose MAC is unknown.
+    pub tcp_dropped: AtomicU64,
 }
 
 /// The service's state shared with the control plane.
@@ -112,6 +134,12 @@ impl NameService for Dns {
             ("dns_malformed", g(&c.malformed)),
             ("dns_ignored", g(&c.ignored)),
             ("dns_reply_failures", g(&c.reply_failures)),
+            ("dns_tcp_connections", g(&c.tcp_connections)),
+            ("dns_tcp_queries", g(&c.tcp_queries)),
+            ("dns_tcp_refused", g(&c.tcp_refused)),
+            ("dns_tcp_idle_closed", g(&c.tcp_idle_closed)),
+            ("dns_tcp_malformed", g(&c.tcp_malformed)),
+            ("dns_tcp_dropped", g(&c.tcp_dropped)),
         ]
     }
 }
@@ -153,8 +181,13 @@ pub fn start(control: Arc<Control>, args: &DnsArgs) -> Option<Arc<Dns>> {
         timeout: Duration::from_secs(args.dns_timeout_secs),
     });
     let (tx, rx) = mpsc::channel::<Punted>(QUEUE);
+    let (tcp_tx, tcp_rx) = mpsc::channel::<Punted>(QUEUE);
     let sink: rvs_switch::router::PuntSink = Box::new(move |p| {
-        tx.try_send(p).map_err(|e| match e {
+        let q = match p.transport {
+            rvs_switch::router::Transport::Udp => &tx,
+            rvs_switch::router::Transport::Tcp => &tcp_tx,
+        };
+        q.try_send(p).map_err(|e| match e {
             mpsc::error::TrySendError::Full(p) | mpsc::error::TrySendError::Closed(p) => p,
         })
     });
@@ -163,62 +196,94 @@ pub fn start(control: Arc<Control>, args: &DnsArgs) -> Option<Arc<Dns>> {
         return None;
     }
     control.set_dns(dns.clone());
-    tracing::info!(upstream = ?dns.upstream, "embedded DNS answering on gateway addresses");
-    tokio::spawn(serve(control, dns.clone(), rx));
+    tracing::info!(upstream = ?dns.upstream, "embedded DNS answering on gateway addresses (UDP and TCP)");
+    tokio::spawn(serve(control.clone(), dns.clone(), rx));
+    tokio::spawn(tcp::serve(control, dns.clone(), tcp_rx));
     Some(dns)
+}
+
+/// What became of one query.
+enum Step {
+    /// Answer with these bytes now.
+    Now(Vec<u8>),
+    /// Ask the upstream resolvers ([`forward_answer`]).
+    Forward(Pending),
+    /// Dropped (malformed, or not a query), counted.
+    Dropped,
+}
+
+/// Take one query of network `net` that came over `t`: answered from the
+/// network's names or the cache, forwarded, or dropped; counted.
+fn step(dns: &Dns, net: u16, bytes: &[u8], t: Transport) -> Step {
+    let c = &dns.counters;
+    c.queries.fetch_add(1, Ordering::Relaxed);
+    let zone = dns.zone();
+    let out = {
+        let mut cache = dns.cache.lock().expect("cache lock");
+        rvs_dns::handle(&zone, net, bytes, t, &mut cache, Instant::now())
+    };
+    match out {
+        Outcome::Answer(bytes) => {
+            c.answered_local.fetch_add(1, Ordering::Relaxed);
+            Step::Now(bytes)
+        }
+        Outcome::Cached(bytes) => {
+            c.cache_hits.fetch_add(1, Ordering::Relaxed);
+            Step::Now(bytes)
+        }
+        Outcome::Forward(pending) => {
+            c.forwarded.fetch_add(1, Ordering::Relaxed);
+            Step::Forward(pending)
+        }
+        Outcome::Malformed => {
+            c.malformed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(len = bytes.len(), ?t, "malformed DNS query dropped");
+            Step::Dropped
+        }
+        Outcome::Ignored => {
+            c.ignored.fetch_add(1, Ordering::Relaxed);
+            Step::Dropped
+        }
+    }
+}
+
+/// The client's answer to a forwarded query: the upstream's (cached), or
+/// SERVFAIL when none answered.
+async fn forward_answer(dns: &Dns, pending: &Pending) -> Vec<u8> {
+    match forward(dns, pending).await {
+        Some(r) => {
+            dns.cache
+                .lock()
+                .expect("cache lock")
+                .put(pending, &r, Instant::now());
+            pending.answer(&r)
+        }
+        None => {
+            dns.counters
+                .upstream_failures
+                .fetch_add(1, Ordering::Relaxed);
+            pending.servfail()
+        }
+    }
 }
 
 async fn serve(control: Arc<Control>, dns: Arc<Dns>, mut rx: mpsc::Receiver<Punted>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(p) = rx.recv().await {
-        dns.counters.queries.fetch_add(1, Ordering::Relaxed);
-        let zone = dns.zone();
-        let out = {
-            let mut cache = dns.cache.lock().expect("cache lock");
-            rvs_dns::handle(&zone, p.domain.0, &p.payload, &mut cache, Instant::now())
-        };
-        match out {
-            Outcome::Answer(bytes) => {
-                dns.counters.answered_local.fetch_add(1, Ordering::Relaxed);
-                send(&control, &p, bytes);
-            }
-            Outcome::Cached(bytes) => {
-                dns.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-                send(&control, &p, bytes);
-            }
-            Outcome::Forward(pending) => {
-                dns.counters.forwarded.fetch_add(1, Ordering::Relaxed);
+        match step(&dns, p.domain.0, &p.payload, Transport::Udp) {
+            Step::Now(bytes) => send(&control, &p, bytes),
+            Step::Forward(pending) => {
                 let Ok(permit) = slots.clone().acquire_owned().await else {
                     return;
                 };
                 let (control, dns) = (control.clone(), dns.clone());
                 tokio::spawn(async move {
-                    let bytes = match forward(&dns, &pending).await {
-                        Some(r) => {
-                            dns.cache
-                                .lock()
-                                .expect("cache lock")
-                                .put(&pending, &r, Instant::now());
-                            pending.answer(&r)
-                        }
-                        None => {
-                            dns.counters
-                                .upstream_failures
-                                .fetch_add(1, Ordering::Relaxed);
-                            pending.servfail()
-                        }
-                    };
+                    let bytes = forward_answer(&dns, &pending).await;
                     send(&control, &p, bytes);
                     drop(permit);
                 });
             }
-            Outcome::Malformed => {
-                dns.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(client = %p.client, len = p.payload.len(), "malformed DNS query dropped");
-            }
-            Outcome::Ignored => {
-                dns.counters.ignored.fetch_add(1, Ordering::Relaxed);
-            }
+            Step::Dropped => {}
         }
     }
 }

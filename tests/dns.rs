@@ -8,7 +8,8 @@
 //! The names API test runs anywhere; the others need root (SKIP otherwise,
 //! a failure under RVS_TEST_STRICT=1).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -53,7 +54,7 @@ fn names_are_validated_stored_and_go_with_their_domain() {
             "/v1/domains/net1/names/x",
             json!({"addresses": []}),
             400,
-            "1 to 32 addresses",
+            "1 to 128 addresses",
         ),
         (
             "/v1/domains/net1/names/x",
@@ -183,7 +184,6 @@ fn test_resolver(ns: &Netns, stop: Arc<AtomicBool>) -> (u16, Arc<Seen>) {
     tcp.set_nonblocking(true).unwrap();
     let s2 = seen.clone();
     std::thread::spawn(move || {
-        use std::io::{Read, Write};
         while !stop.load(Ordering::Relaxed) {
             let Ok((mut c, _)) = tcp.accept() else {
                 std::thread::sleep(Duration::from_millis(20));
@@ -550,4 +550,239 @@ fn a_thousand_queries_a_second_are_all_answered() {
     );
     assert_eq!(answered, N, "every query answered");
     assert_eq!(r.d.l3_drop("dns_punt_full"), 0);
+}
+
+// ---- DNS over TCP ----------------------------------------------------------
+
+/// A TCP connection from `ns` to `server`:53.
+fn tcp_connect(ns: &Netns, server: &str) -> std::io::Result<TcpStream> {
+    let to = SocketAddr::new(server.parse().unwrap(), 53);
+    let s = rvs_drivers::netns::in_netns(&ns.name, move || {
+        TcpStream::connect_timeout(&to, Duration::from_secs(3))
+    })
+    .unwrap()?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    Ok(s)
+}
+
+fn framed(q: &[u8]) -> Vec<u8> {
+    let mut v = (q.len() as u16).to_be_bytes().to_vec();
+    v.extend_from_slice(q);
+    v
+}
+
+/// Read one length-prefixed answer.
+fn tcp_read(s: &mut TcpStream) -> Message {
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).expect("an answer's length");
+    let mut b = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut b).expect("the answer");
+    Message::from_vec(&b).expect("the answer decodes")
+}
+
+/// Whether the server closed `s` (end of stream or reset) within `within`.
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut b = [0u8; 64];
+    match s.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+/// `dig ARGS` in `ns`: its output (the test needs dig, from
+/// bind9-dnsutils, as CI installs it).
+fn dig(ns: &Netns, args: &[&str]) -> String {
+    let mut a = vec!["+time=3", "+tries=1"];
+    a.extend_from_slice(args);
+    let o = ns.exec("dig", &a);
+    assert!(o.status.success(), "dig {args:?}: {o:?}");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn dig_or_skip(name: &str) -> bool {
+    let ok = std::process::Command::new("dig")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("RVS_TEST_STRICT").is_none(),
+            "{name}: dig is missing (apt-get install bind9-dnsutils)"
+        );
+        eprintln!("SKIP {name}: dig is missing (apt-get install bind9-dnsutils)");
+    }
+    ok
+}
+
+/// What a user sees: `dig +tcp` answers from the gateway over IPv4 and
+/// IPv6, names stay per network over TCP, and a name with more addresses
+/// than a UDP answer holds comes truncated over UDP and whole over TCP
+/// (dig retries by itself), several queries on one connection.
+#[test]
+fn dns_over_tcp_answers_whole_where_udp_truncates() {
+    if !root_or_skip("dns_over_tcp_answers_whole_where_udp_truncates")
+        || !dig_or_skip("dns_over_tcp_answers_whole_where_udp_truncates")
+    {
+        return;
+    }
+    let r = rig();
+    let many: Vec<String> = (1..=100).map(|i| format!("10.77.9.{i}")).collect();
+    let mut args = vec!["name", "set", "net1", "many"];
+    args.extend(many.iter().map(|s| s.as_str()));
+    r.d.ctl(&args);
+
+    let short = |ns: &Netns, args: &[&str]| -> Vec<String> {
+        let mut a = args.to_vec();
+        a.push("+short");
+        let mut v: Vec<String> = dig(ns, &a).lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        short(&r.a, &["+tcp", "@10.77.1.1", "b", "A"]),
+        ["10.77.1.11"]
+    );
+    assert_eq!(
+        short(&r.a, &["+tcp", "@fd77:1::1", "b", "AAAA"]),
+        ["fd77:1::11"]
+    );
+    assert_eq!(
+        short(&r.c, &["+tcp", "@10.77.2.1", "c", "A"]),
+        ["10.77.2.10"]
+    );
+    // Per network over TCP too: c is not net1's, b not net2's (both
+    // forwarded, unknown upstream).
+    let out = dig(&r.a, &["+tcp", "@10.77.1.1", "c", "A"]);
+    assert!(out.contains("status: NXDOMAIN"), "{out}");
+    let out = dig(&r.c, &["+tcp", "@10.77.2.1", "b", "A"]);
+    assert!(out.contains("status: NXDOMAIN"), "{out}");
+    // Outside names over TCP: forwarded.
+    assert_eq!(
+        short(&r.a, &["+tcp", "@10.77.1.1", "outside.test", "A"]),
+        [OUTSIDE.to_string()]
+    );
+
+    // UDP alone: truncated (TC, no records), with EDNS (1232 bytes) and
+    // without (512).
+    for edns in ["+edns=0", "+noedns"] {
+        let out = dig(&r.a, &["+ignore", edns, "@10.77.1.1", "many", "A"]);
+        assert!(out.contains(" tc"), "{edns}: {out}");
+        assert!(out.contains("ANSWER: 0"), "{edns}: {out}");
+    }
+    // dig as users run it: truncated over UDP, retried over TCP, whole.
+    let out = dig(&r.a, &["@10.77.1.1", "many", "A"]);
+    assert!(out.contains("Truncated, retrying in TCP mode"), "{out}");
+    let mut want = many.clone();
+    want.sort();
+    assert_eq!(short(&r.a, &["@10.77.1.1", "many", "A"]), want);
+    assert_eq!(short(&r.a, &["+tcp", "@fd77:1::1", "many", "A"]), want);
+
+    // Two queries written at once on one connection: two answers.
+    let mut s = tcp_connect(&r.a, GW1).unwrap();
+    let mut both = framed(&query(0x51, "a.", RecordType::A, false));
+    both.extend(framed(&query(0x52, "many.", RecordType::A, true)));
+    s.write_all(&both).unwrap();
+    let (m1, m2) = (tcp_read(&mut s), tcp_read(&mut s));
+    assert_eq!(
+        (m1.metadata.id, rdata(&m1)),
+        (0x51, vec!["10.77.1.10".into()])
+    );
+    assert_eq!((m2.metadata.id, m2.answers.len()), (0x52, 100));
+    assert!(!m2.metadata.truncation);
+    // A figure, not a pass mark: 200 queries one after another on this
+    // connection, and the same over UDP.
+    let n = 200;
+    let t = Instant::now();
+    for i in 0..n {
+        s.write_all(&framed(&query(i, "b.", RecordType::A, false)))
+            .unwrap();
+        assert_eq!(tcp_read(&mut s).metadata.id, i);
+    }
+    let tcp = t.elapsed() / n as u32;
+    let sa = client_socket(&r.a, GW1);
+    let t = Instant::now();
+    for _ in 0..n {
+        assert_eq!(ask(&sa, "b.", RecordType::A).answers.len(), 1);
+    }
+    let udp = t.elapsed() / n as u32;
+    println!(
+        "dns: one query after another: {tcp:?} per query over TCP (one connection), {udp:?} over UDP"
+    );
+    drop(s);
+    assert!(r.d.stage("dns_tcp_connections") >= 9);
+    assert!(r.d.stage("dns_tcp_queries") >= 10);
+    assert_eq!(r.d.stage("dns_tcp_malformed"), 0);
+    assert_eq!(r.d.l3_drop("dns_punt_full"), 0);
+}
+
+/// The TCP side is bounded: 16 connections per network, a 17th is
+/// refused; a length no DNS message has resets the connection (counted);
+/// an idle connection is closed; the daemon answers on afterwards.
+#[test]
+fn dns_over_tcp_is_bounded_and_drops_malformed_streams() {
+    if !root_or_skip("dns_over_tcp_is_bounded_and_drops_malformed_streams") {
+        return;
+    }
+    let mut r = rig();
+    let q = framed(&query(7, "b.", RecordType::A, false));
+    let mut held = Vec::new();
+    for i in 0..rvswitch::dns::TCP_MAX_CONNECTIONS {
+        let mut s = tcp_connect(&r.a, GW1).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        s.write_all(&q).unwrap();
+        assert_eq!(rdata(&tcp_read(&mut s)), ["10.77.1.11"]);
+        held.push(s);
+    }
+    let e = tcp_connect(&r.a, GW1).expect_err("one connection past the limit");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    assert!(r.d.stage("dns_tcp_refused") >= 1);
+    // net2 has its own connections.
+    let mut sc = tcp_connect(&r.c, GW2).expect("another network's limit is its own");
+    sc.write_all(&framed(&query(8, "c.", RecordType::A, false)))
+        .unwrap();
+    assert_eq!(rdata(&tcp_read(&mut sc)), ["10.77.2.10"]);
+    // Clients closing free their connections.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut s = loop {
+        match tcp_connect(&r.a, GW1) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() > deadline => panic!("no connection after closing: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    // A zero length is no DNS message: reset, counted.
+    s.write_all(&[0, 0]).unwrap();
+    assert!(
+        closed_within(&mut s, Duration::from_secs(3)),
+        "garbage closes"
+    );
+    assert_eq!(r.d.stage("dns_tcp_malformed"), 1);
+    // A message that does not decode: dropped and counted like over UDP.
+    let before = r.d.stage("dns_malformed");
+    let mut s = tcp_connect(&r.a, GW1).unwrap();
+    s.write_all(&framed(&[0xff; 20])).unwrap();
+    s.write_all(&q).unwrap();
+    assert_eq!(
+        rdata(&tcp_read(&mut s)),
+        ["10.77.1.11"],
+        "the next query is answered"
+    );
+    assert_eq!(r.d.stage("dns_malformed"), before + 1);
+    // Idle: closed by the server after its idle timeout.
+    let t = Instant::now();
+    assert!(
+        closed_within(&mut s, rvswitch::dns::TCP_IDLE + Duration::from_secs(5)),
+        "an idle connection is closed"
+    );
+    assert!(t.elapsed() >= rvswitch::dns::TCP_IDLE - Duration::from_secs(1));
+    assert!(r.d.stage("dns_tcp_idle_closed") >= 1);
+    assert!(r.d.alive());
+    let mut s = tcp_connect(&r.a, GW1).unwrap();
+    s.write_all(&q).unwrap();
+    assert_eq!(rdata(&tcp_read(&mut s)), ["10.77.1.11"]);
 }

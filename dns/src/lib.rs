@@ -30,8 +30,10 @@ pub const MAX_CACHE_TTL: u32 = 300;
 pub const NEGATIVE_TTL: u32 = 30;
 /// Payload size offered to upstreams over UDP (the DNS flag day's 1232).
 pub const UPSTREAM_UDP_PAYLOAD: u16 = 1232;
-/// At most this many addresses are answered for one name.
-const MAX_ADDRS: usize = 32;
+/// At most this many addresses are answered for one name (the API's
+/// limit of a name's addresses): 128 AAAA records are under 4 KiB, which
+/// TCP carries whole; over UDP such an answer is truncated.
+pub const MAX_ADDRS: usize = 128;
 
 /// The names of one network: name → addresses, address → name.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -159,6 +161,16 @@ pub enum Outcome {
     Ignored,
 }
 
+/// How a query came, which bounds its answer: over UDP to what the client
+/// takes (512 bytes, or its EDNS size up to [`MAX_UDP_ANSWER`]), TC set
+/// when the answer does not fit; over TCP (RFC 7766) to a message's
+/// 65,535 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
 /// Cache key: (name in lower case, type, class).
 type Key = (String, u16, u16);
 
@@ -168,7 +180,8 @@ struct Asker {
     id: u16,
     /// Recursion desired.
     rd: bool,
-    /// The largest answer the client takes over UDP.
+    /// The largest answer the client takes (over UDP, its EDNS size or
+    /// 512; over TCP a whole message).
     max: usize,
     /// The query had EDNS (the answer has it too).
     edns: bool,
@@ -207,10 +220,17 @@ impl UpstreamReply {
 /// never larger than the gateway can send in one frame.
 pub const MAX_UDP_ANSWER: u16 = 1232;
 
-fn asker(m: &Message) -> Asker {
+/// The largest message over TCP (its 2-byte length prefix).
+pub const MAX_TCP_MESSAGE: usize = u16::MAX as usize;
+
+fn asker(m: &Message, t: Transport) -> Asker {
     let (max, edns) = match &m.edns {
         Some(e) => ((e.max_payload().clamp(512, MAX_UDP_ANSWER)) as usize, true),
         None => (512, false),
+    };
+    let max = match t {
+        Transport::Udp => max,
+        Transport::Tcp => MAX_TCP_MESSAGE,
     };
     Asker {
         id: m.metadata.id,
@@ -239,11 +259,17 @@ fn respond(
     m.add_query(q.clone());
     m.add_answers(answers);
     if edns {
-        let mut e = Edns::new();
-        e.set_max_payload(max as u16);
-        m.set_edns(e);
+        m.set_edns(our_edns(max));
     }
     encode_fitted(m, max)
+}
+
+/// The OPT record of an answer: the UDP size we take, never above
+/// [`MAX_UDP_ANSWER`] (an answer over TCP offers the same as over UDP).
+fn our_edns(max: usize) -> Edns {
+    let mut e = Edns::new();
+    e.set_max_payload(max.min(MAX_UDP_ANSWER as usize) as u16);
+    e
 }
 
 fn encode_fitted(m: Message, max: usize) -> Vec<u8> {
@@ -258,16 +284,23 @@ fn encode_fitted(m: Message, max: usize) -> Vec<u8> {
     }
 }
 
-/// Answer `bytes`, a query received in network `net`: from the network's
-/// names, else from `cache`, else [`Outcome::Forward`].
-pub fn handle(zone: &Zone, net: NetId, bytes: &[u8], cache: &mut Cache, now: Instant) -> Outcome {
+/// Answer `bytes`, a query received in network `net` over `t`: from the
+/// network's names, else from `cache`, else [`Outcome::Forward`].
+pub fn handle(
+    zone: &Zone,
+    net: NetId,
+    bytes: &[u8],
+    t: Transport,
+    cache: &mut Cache,
+    now: Instant,
+) -> Outcome {
     let Ok(m) = Message::from_vec(bytes) else {
         return Outcome::Malformed;
     };
     if m.metadata.message_type != MessageType::Query {
         return Outcome::Ignored;
     }
-    let a = asker(&m);
+    let a = asker(&m, t);
     let refuse = |code: ResponseCode| {
         let mut r = Message::error_msg(a.id, m.metadata.op_code, code);
         r.metadata.recursion_desired = a.rd;
@@ -359,11 +392,7 @@ fn reply_from(mut m: Message, a: Asker) -> Vec<u8> {
     m.metadata.recursion_available = true;
     m.metadata.authoritative = false;
     m.signature = None;
-    m.edns = edns.then(|| {
-        let mut e = Edns::new();
-        e.set_max_payload(max as u16);
-        e
-    });
+    m.edns = edns.then(|| our_edns(max));
     encode_fitted(m, max)
 }
 
@@ -507,6 +536,93 @@ impl Cache {
         }
         self.map.insert(k, (m.clone(), now, ttl));
     }
+}
+
+/// DNS over TCP's framing (RFC 1035 4.2.2, RFC 7766): each message after
+/// its length in two bytes. Collects a connection's bytes and yields whole
+/// messages; holds at most one message and its prefix. Hand-written: the
+/// framing is two bytes, and hickory's TCP stream is tied to its own
+/// sockets.
+#[derive(Debug, Default)]
+pub struct TcpFramer {
+    buf: Vec<u8>,
+}
+
+/// A stream that is not DNS over TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameError {
+    /// A message of length 0, or shorter than a DNS header (12 bytes).
+    TooShort(usize),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::TooShort(n) => write!(f, "a DNS message of {n} bytes"),
+        }
+    }
+}
+
+impl TcpFramer {
+    pub fn new() -> TcpFramer {
+        TcpFramer::default()
+    }
+
+    /// How many more bytes make the next message whole (so a caller reads
+    /// no more than it holds).
+    pub fn wanted(&self) -> usize {
+        match self.buf.len() {
+            0 | 1 => 2 - self.buf.len(),
+            n => 2 + u16::from_be_bytes([self.buf[0], self.buf[1]]) as usize - n,
+        }
+    }
+
+    /// Take what `bytes` holds of the current message (its prefix and
+    /// body, nothing past its end); the number taken is returned. Call
+    /// [`TcpFramer::message`] after each push.
+    pub fn push(&mut self, bytes: &[u8]) -> usize {
+        let mut taken = 0;
+        while taken < bytes.len() && self.wanted() > 0 {
+            let n = (bytes.len() - taken).min(self.wanted());
+            self.buf.extend_from_slice(&bytes[taken..taken + n]);
+            taken += n;
+        }
+        taken
+    }
+
+    /// The message when it is whole (the framer then starts the next one),
+    /// or an error for a length no DNS message has.
+    pub fn message(&mut self) -> Option<Result<Vec<u8>, FrameError>> {
+        if self.buf.len() < 2 {
+            return None;
+        }
+        let len = u16::from_be_bytes([self.buf[0], self.buf[1]]) as usize;
+        if len < 12 {
+            self.buf.clear();
+            return Some(Err(FrameError::TooShort(len)));
+        }
+        if self.buf.len() < 2 + len {
+            return None;
+        }
+        let m = self.buf.split_off(2);
+        self.buf.clear();
+        Some(Ok(m))
+    }
+
+    /// Whether part of a message is held.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
+/// `msg` framed for TCP (its length first); `None` when it is longer than
+/// a message can be.
+pub fn tcp_frame(msg: &[u8]) -> Option<Vec<u8>> {
+    let len = u16::try_from(msg.len()).ok()?;
+    let mut v = Vec::with_capacity(msg.len() + 2);
+    v.extend_from_slice(&len.to_be_bytes());
+    v.extend_from_slice(msg);
+    Some(v)
 }
 
 /// A random query id (hickory's generator) for an upstream query.

@@ -27,7 +27,14 @@ fn answer(o: Outcome) -> Message {
 }
 
 fn run(z: &Zone, net: NetId, bytes: &[u8]) -> Outcome {
-    handle(z, net, bytes, &mut Cache::new(16), Instant::now())
+    handle(
+        z,
+        net,
+        bytes,
+        Transport::Udp,
+        &mut Cache::new(16),
+        Instant::now(),
+    )
 }
 
 fn addrs(m: &Message) -> Vec<String> {
@@ -157,8 +164,14 @@ fn forwarded_answers_are_checked_readdressed_and_cached() {
     let z = zone();
     let mut cache = Cache::new(16);
     let t0 = Instant::now();
-    let Outcome::Forward(p) = handle(&z, 1, &query("example.org.", RecordType::A), &mut cache, t0)
-    else {
+    let Outcome::Forward(p) = handle(
+        &z,
+        1,
+        &query("example.org.", RecordType::A),
+        Transport::Udp,
+        &mut cache,
+        t0,
+    ) else {
         panic!("forwarded")
     };
     let up = Message::from_vec(&p.upstream_query(77)).unwrap();
@@ -192,12 +205,12 @@ fn forwarded_answers_are_checked_readdressed_and_cached() {
     // Within the TTL: from the cache, TTL lowered.
     let later = t0 + Duration::from_secs(20);
     let q = query("EXAMPLE.org.", RecordType::A);
-    let m = answer(handle(&z, 1, &q, &mut cache, later));
+    let m = answer(handle(&z, 1, &q, Transport::Udp, &mut cache, later));
     assert_eq!(m.answers[0].ttl, 40);
     // Expired: forwarded again.
     let much_later = t0 + Duration::from_secs(61);
     assert!(matches!(
-        handle(&z, 1, &q, &mut cache, much_later),
+        handle(&z, 1, &q, Transport::Udp, &mut cache, much_later),
         Outcome::Forward(_)
     ));
     assert!(cache.is_empty());
@@ -211,8 +224,14 @@ fn the_cache_is_bounded() {
     for i in 0..50u64 {
         let name = format!("n{i}.example.");
         let now = t0 + Duration::from_millis(i);
-        let Outcome::Forward(p) = handle(&z, 1, &query(&name, RecordType::A), &mut cache, now)
-        else {
+        let Outcome::Forward(p) = handle(
+            &z,
+            1,
+            &query(&name, RecordType::A),
+            Transport::Udp,
+            &mut cache,
+            now,
+        ) else {
             panic!()
         };
         let r = p
@@ -232,6 +251,7 @@ fn answers_larger_than_the_client_takes_are_truncated() {
         &z,
         1,
         &query("big.example.", RecordType::A),
+        Transport::Udp,
         &mut cache,
         Instant::now(),
     ) else {
@@ -250,8 +270,14 @@ fn answers_larger_than_the_client_takes_are_truncated() {
     let mut e = Edns::new();
     e.set_max_payload(4096);
     q.set_edns(e);
-    let Outcome::Forward(p4) = handle(&z, 1, &q.to_vec().unwrap(), &mut cache, Instant::now())
-    else {
+    let Outcome::Forward(p4) = handle(
+        &z,
+        1,
+        &q.to_vec().unwrap(),
+        Transport::Udp,
+        &mut cache,
+        Instant::now(),
+    ) else {
         panic!()
     };
     let r = p4
@@ -313,4 +339,93 @@ fn round_robin_names_rotate_their_answers() {
     assert_eq!(first.len(), 3);
     assert!(first.values().all(|&n| n == 100), "{first:?}");
     assert!(!z.is_round_robin(1, "web") && z.is_round_robin(1, "SVC"));
+}
+
+/// A name with more addresses than a UDP answer holds: over UDP the answer
+/// is truncated (TC, no records, within 512 bytes without EDNS); the same
+/// query over TCP gets every address.
+#[test]
+fn many_addresses_truncate_over_udp_and_answer_whole_over_tcp() {
+    let mut z = zone();
+    let many: Vec<IpAddr> = (1..=100)
+        .map(|i| Ipv4Addr::new(10, 9, 0, i).into())
+        .collect();
+    z.insert(1, "many", &many);
+    let q = query("many.", RecordType::A);
+    let b = match run(&z, 1, &q) {
+        Outcome::Answer(b) => b,
+        o => panic!("{o:?}"),
+    };
+    assert!(b.len() <= 512, "{} bytes", b.len());
+    let m = Message::from_vec(&b).unwrap();
+    assert!(m.metadata.truncation && m.answers.is_empty());
+    assert_eq!(m.metadata.id, 0x1234);
+    let o = handle(
+        &z,
+        1,
+        &q,
+        Transport::Tcp,
+        &mut Cache::new(1),
+        Instant::now(),
+    );
+    let m = answer(o);
+    assert!(!m.metadata.truncation);
+    assert_eq!(m.answers.len(), 100);
+    // A name in another network is still not this one's, over TCP too.
+    let o = handle(
+        &z,
+        2,
+        &q,
+        Transport::Tcp,
+        &mut Cache::new(1),
+        Instant::now(),
+    );
+    assert!(matches!(o, Outcome::Forward(_)), "{o:?}");
+    // At most MAX_ADDRS records, even over TCP.
+    let lots: Vec<IpAddr> = (0..300u32)
+        .map(|i| Ipv4Addr::from(0x0a0a_0000 + i).into())
+        .collect();
+    z.insert(1, "lots", &lots);
+    let o = handle(
+        &z,
+        1,
+        &query("lots.", RecordType::A),
+        Transport::Tcp,
+        &mut Cache::new(1),
+        Instant::now(),
+    );
+    assert_eq!(answer(o).answers.len(), MAX_ADDRS);
+}
+
+#[test]
+fn tcp_framing_yields_whole_messages_and_refuses_short_ones() {
+    let q1 = query("web.", RecordType::A);
+    let q2 = query("db.", RecordType::AAAA);
+    let mut stream = tcp_frame(&q1).unwrap();
+    stream.extend(tcp_frame(&q2).unwrap());
+    // Byte by byte: the same two messages, nothing before they are whole.
+    let mut f = TcpFramer::new();
+    let mut got = Vec::new();
+    for b in &stream {
+        assert_eq!(f.push(std::slice::from_ref(b)), 1);
+        if let Some(m) = f.message() {
+            got.push(m.unwrap());
+        }
+    }
+    assert_eq!(got, vec![q1.clone(), q2.clone()]);
+    assert!(f.is_empty());
+    // All at once: push takes only the first message.
+    let n = f.push(&stream);
+    assert_eq!(n, q1.len() + 2);
+    assert_eq!(f.message(), Some(Ok(q1)));
+    f.push(&stream[n..]);
+    assert_eq!(f.message(), Some(Ok(q2)));
+    assert_eq!(f.message(), None);
+    // A zero or too short length is not DNS.
+    let mut f = TcpFramer::new();
+    f.push(&[0, 0]);
+    assert_eq!(f.message(), Some(Err(FrameError::TooShort(0))));
+    f.push(&[0, 5, 1, 2, 3, 4, 5]);
+    assert_eq!(f.message(), Some(Err(FrameError::TooShort(5))));
+    assert!(tcp_frame(&vec![0; 70_000]).is_none());
 }

@@ -796,8 +796,10 @@ impl StaticRecord {
     }
 }
 
-/// Most addresses one name may have.
-pub const NAME_ADDRESSES_MAX: usize = 32;
+/// Most addresses one name may have (the embedded DNS answers them all
+/// over TCP; over UDP such an answer is truncated and the client retries
+/// over TCP).
+pub const NAME_ADDRESSES_MAX: usize = rvs_dns::MAX_ADDRS;
 
 /// `PUT /v1/domains/{name}/names/{host}`: the addresses a name has in the
 /// network's embedded DNS (on its gateway addresses, port 53); replaced
@@ -805,8 +807,8 @@ pub const NAME_ADDRESSES_MAX: usize = 32;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NameSpec {
-    /// 1 to 32 unicast addresses (IPv4 answers A queries, IPv6 AAAA).
-    #[schema(value_type = Vec<IpAddress>, min_items = 1, max_items = 32)]
+    /// 1 to 128 unicast addresses (IPv4 answers A queries, IPv6 AAAA).
+    #[schema(value_type = Vec<IpAddress>, min_items = 1, max_items = 128)]
     pub addresses: Vec<IpAddr>,
 }
 

@@ -125,6 +125,21 @@ impl Control {
             .is_ok()
     }
 
+    /// Send a TCP segment of the DNS service into its domain from worker 0
+    /// without waiting.
+    pub fn post_dns_ip_reply(&self, r: rvs_switch::router::IpReply) -> bool {
+        let failed = self.dns.get().map(|d| d.reply_failures());
+        self.dp
+            .post(Target::Worker(L3_WORKER), move |sw| {
+                if sw.send_ip_reply(&r).is_err()
+                    && let Some(f) = failed
+                {
+                    f.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+            .is_ok()
+    }
+
     /// Install (or remove) the punt sink of DNS queries on worker 0.
     pub fn set_dns_punt(&self, sink: Option<rvs_switch::router::PuntSink>) -> Result<()> {
         Ok(self

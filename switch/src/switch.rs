@@ -361,6 +361,19 @@ impl Switch {
         res
     }
 
+    /// Send a TCP segment of the DNS service into its domain, from the
+    /// gateway (see `Router::write_ip_reply`).
+    pub fn send_ip_reply(
+        &mut self,
+        r: &crate::router::IpReply,
+    ) -> Result<(), crate::router::ReplyError> {
+        let mut out = std::mem::take(&mut self.scratch.l3_out);
+        let res = self.router.write_ip_reply(&mut self.pool, r, &mut out);
+        self.scratch.l3_out = out;
+        crate::pipeline::l3_flush_out(self);
+        res
+    }
+
     pub fn router(&self) -> &Router {
         &self.router
     }

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::mpsc;
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
-use rvs_switch::router::{Gateway, Punted, UdpReply};
+use rvs_switch::router::{Gateway, IpReply, Punted, Transport, UdpReply};
 use rvs_switch::{
     DomainConfig, DomainId, DropReason, MacAddr, MemoryPort, MemoryPortHandle, PacketPool,
     PortConfig, StageCounter, Switch,
@@ -180,5 +180,79 @@ fn answers_leave_from_the_gateway_with_valid_checksums() {
     let mut bad = reply;
     bad.payload = vec![0; 4000];
     assert!(r.sw.send_udp_reply(&bad).is_err(), "longer than a frame");
+    assert!(r.a.take_tx().is_empty());
+}
+
+fn tcp4(dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(A, G1.0)
+        .ipv4([10, 0, 1, 10], dst, 64)
+        .tcp(40000, dport, 1000, 4096)
+        .syn();
+    let mut f = Vec::new();
+    b.write(&mut f, payload).unwrap();
+    f
+}
+
+#[test]
+fn tcp_to_port_53_of_the_gateway_is_punted_as_its_ip_packet() {
+    let mut r = rig(8);
+    let f = tcp4([10, 0, 1, 1], 53, b"");
+    r.send(f.clone());
+    let p = r.rx.try_recv().expect("punted");
+    assert_eq!(p.transport, Transport::Tcp);
+    assert_eq!(p.client, "10.0.1.10:40000".parse::<SocketAddr>().unwrap());
+    assert_eq!(p.client_mac, MacAddr(A));
+    assert_eq!(p.payload, f[14..], "the whole IP packet, for a TCP stack");
+    // Another port of the gateway, or another network's gateway: not DNS.
+    r.send(tcp4([10, 0, 1, 1], 80, b""));
+    r.send(tcp4([10, 0, 2, 1], 53, b""));
+    assert!(r.rx.try_recv().is_err());
+    assert_eq!(r.drops(DropReason::L3LocalUnsupported), 2);
+    // UDP is still punted as its payload.
+    r.send(udp4(G1, [10, 0, 1, 1], 53, b"q"));
+    assert_eq!(r.rx.try_recv().unwrap().transport, Transport::Udp);
+}
+
+#[test]
+fn ip_replies_leave_from_the_gateway_only_from_its_addresses() {
+    let mut r = rig(8);
+    let seg = |src: [u8; 4]| {
+        let mut f = Vec::new();
+        PacketBuilder::ipv4(src, [10, 0, 1, 10], 64)
+            .tcp(53, 40000, 7, 4096)
+            .ack(1001)
+            .write(&mut f, b"answer")
+            .unwrap();
+        f
+    };
+    let reply = IpReply {
+        domain: r.d1,
+        client_mac: MacAddr(A),
+        packet: seg([10, 0, 1, 1]),
+    };
+    r.sw.send_ip_reply(&reply).unwrap();
+    let out = r.a.take_tx();
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0][0..6], &A);
+    assert_eq!(&out[0][6..12], &G1.0);
+    assert_eq!(&out[0][14..], &reply.packet[..]);
+    let p = SlicedPacket::from_ethernet(&out[0]).unwrap();
+    let Some(TransportSlice::Tcp(t)) = &p.transport else {
+        panic!("not TCP")
+    };
+    assert_eq!(t.payload(), b"answer");
+    assert_eq!(r.stage(StageCounter::DnsReplies), 1);
+
+    // Another source, a cut packet, not IP: refused, nothing sent.
+    let bad = |packet: Vec<u8>| IpReply {
+        packet,
+        ..reply.clone()
+    };
+    assert!(r.sw.send_ip_reply(&bad(seg([10, 0, 1, 2]))).is_err());
+    let mut cut = seg([10, 0, 1, 1]);
+    cut.pop();
+    assert!(r.sw.send_ip_reply(&bad(cut)).is_err());
+    assert!(r.sw.send_ip_reply(&bad(vec![0x45; 10])).is_err());
+    assert!(r.sw.send_ip_reply(&bad(Vec::new())).is_err());
     assert!(r.a.take_tx().is_empty());
 }

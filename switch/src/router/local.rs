@@ -161,7 +161,7 @@ impl Router {
     }
 
     /// An IP packet to one of the gateway's addresses, or ICMPv6 to a
-    /// multicast group: echo → reply, DNS to the domain's own gateway →
+    /// multicast group: echo → reply, DNS (UDP or TCP) to the domain's own gateway →
     /// the punt sink (`punt.rs`), other UDP → port unreachable, neighbor
     /// discovery (IPv6), anything else dropped.
     pub(super) fn local<F: Family>(
@@ -178,6 +178,9 @@ impl Router {
         let (mac, vid) = (g.cfg.mac, g.cfg.vid);
         let ip = &pool.data(&buf)[ETH..];
         let unicast = !F::is_multicast(F::dst(ip));
+        if F::protocol(ip) == Protocol::TCP && unicast && self.wants_punt::<F>(in_d, ip) {
+            return self.punt(pool, in_d, buf);
+        }
         if F::protocol(ip) == Protocol::UDP && unicast {
             if self.wants_punt::<F>(in_d, ip) {
                 return self.punt(pool, in_d, buf);

@@ -45,7 +45,7 @@ pub use family::Lpm;
 pub use lpm4::Lpm4;
 pub use lpm6::Lpm6;
 pub use neigh::{NeighConfig, NeighKey, NeighState, Neighbor, NeighborTable};
-pub use punt::{PuntSink, Punted, ReplyError, UdpReply};
+pub use punt::{IpReply, PuntSink, Punted, ReplyError, Transport, UdpReply};
 
 /// Index of a next hop in the router's next-hop table.
 pub type NhId = u32;

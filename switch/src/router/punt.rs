@@ -1,6 +1,9 @@
-//! The punt path: UDP to port 53 of a gateway address leaves the data
-//! plane for the daemon's DNS service, and the service's answers come back
-//! as UDP from the gateway (its MAC and the address the query went to).
+//! The punt path: UDP and TCP to port 53 of a gateway address leave the
+//! data plane for the daemon's DNS service, and the service's answers come
+//! back from the gateway (its MAC and the address the query went to): UDP
+//! answers as a payload the router frames ([`UdpReply`]), TCP segments as
+//! whole IP packets the service's TCP stack wrote ([`IpReply`]), each
+//! checked to come from one of the domain's gateway addresses.
 //!
 //! The worker never waits for the service: a punted query is handed to a
 //! [`PuntSink`], which takes it or refuses it at once (a bounded queue that
@@ -18,7 +21,7 @@ use crate::config::DomainId;
 use crate::counters::{DropReason, StageCounter};
 use crate::mac::MacAddr;
 use crate::wire::ethernet::{self, EtherType};
-use crate::wire::ipv4::{self, Ipv4Packet};
+use crate::wire::ipv4::{self, Ipv4Packet, Protocol};
 use crate::wire::ipv6::{self, Ipv6Packet};
 use crate::wire::udp;
 
@@ -28,8 +31,19 @@ use super::{L3Out, Router};
 /// The port the gateway answers on.
 pub const DNS_PORT: u16 = 53;
 
+/// How a punted query came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `payload` is the UDP payload (one DNS message).
+    Udp,
+    /// `payload` is the whole IP packet of a TCP segment (header on), for
+    /// the service's TCP stack.
+    Tcp,
+}
+
 /// A query punted from the data plane: who asked (MAC, address, port), in
-/// which bridge domain, to which gateway address, and the UDP payload.
+/// which bridge domain, to which gateway address, and its bytes (see
+/// [`Transport`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Punted {
     pub domain: DomainId,
@@ -37,7 +51,18 @@ pub struct Punted {
     pub client: SocketAddr,
     /// The gateway address the query was sent to (the answer's source).
     pub server: IpAddr,
+    pub transport: Transport,
     pub payload: Vec<u8>,
+}
+
+/// An IP packet to send into `domain` from the gateway to `client_mac`:
+/// its source must be one of the gateway's addresses (the DNS service's
+/// TCP segments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpReply {
+    pub domain: DomainId,
+    pub client_mac: MacAddr,
+    pub packet: Vec<u8>,
 }
 
 /// An answer to send back into `domain`, from the gateway's `server`
@@ -64,6 +89,8 @@ pub enum ReplyError {
     NotGatewayAddress(IpAddr, DomainId),
     #[error("the answer's addresses are of different families")]
     FamilyMismatch,
+    #[error("not a whole IPv4 or IPv6 packet")]
+    NotIp,
     #[error("answer of {0} bytes does not fit a frame")]
     TooLong(usize),
     #[error("no free buffer")]
@@ -71,15 +98,15 @@ pub enum ReplyError {
 }
 
 impl Router {
-    /// Send UDP to port 53 of the gateway's own addresses to `sink`
-    /// (`None`: the gateway answers such queries with port unreachable, as
-    /// before).
+    /// Send UDP and TCP to port 53 of the gateway's own addresses to
+    /// `sink` (`None`: the gateway answers UDP with port unreachable and
+    /// drops TCP, as before).
     pub fn set_dns_punt(&mut self, sink: Option<PuntSink>) {
         self.punt = sink;
     }
 
-    /// Whether this UDP packet (`ip` from the IP header on, received in
-    /// `in_d`) is a query for the DNS service: a sink is installed, the
+    /// Whether this UDP or TCP packet (`ip` from the IP header on,
+    /// received in `in_d`) is for the DNS service: a sink is installed, the
     /// destination port is 53 and the destination is the domain's own
     /// gateway (a query to another network's gateway is not answered with
     /// this network's names).
@@ -92,7 +119,7 @@ impl Router {
         };
         let dst = F::dst(ip);
         let ours = F::addrs(&g.cfg).any(|(a, _)| a == dst);
-        ours && udp_of(ip).is_some_and(|(_, dport, _)| dport == DNS_PORT)
+        ours && l4_of(ip).is_some_and(|(_, dport, _)| dport == DNS_PORT)
     }
 
     /// Hand the query in `buf` to the sink; the buffer goes back to the pool
@@ -100,15 +127,34 @@ impl Router {
     pub(super) fn punt(&mut self, pool: &mut PacketPool, in_d: DomainId, buf: PktBuf) {
         let f = pool.data(&buf);
         let ip = &f[ethernet::HEADER_LEN..];
-        let (Some((sport, _, payload)), Some((src, dst))) = (udp_of(ip), addrs_of(ip)) else {
+        let (Some((sport, _, l4)), Some((src, dst))) = (l4_of(ip), addrs_of(ip)) else {
             return self.drop_pkt(pool, buf, DropReason::L3Malformed);
+        };
+        let offload = buf.offload();
+        let (transport, payload) = match l4 {
+            L4::Udp(payload) => (Transport::Udp, payload.to_vec()),
+            // A TCP super-frame (GSO) is more than a DNS client sends at
+            // the MSS the service offers.
+            L4::Tcp(_) if offload.is_gso() => {
+                return self.drop_pkt(pool, buf, DropReason::L3Malformed);
+            }
+            L4::Tcp(packet) => {
+                let mut packet = packet.to_vec();
+                // From a TAP with checksum offload the checksum is only the
+                // pseudo-header's: the service's TCP stack checks it whole.
+                if offload.needs_csum() && !complete_csum(&mut packet, offload) {
+                    return self.drop_pkt(pool, buf, DropReason::L3Malformed);
+                }
+                (Transport::Tcp, packet)
+            }
         };
         let p = Punted {
             domain: in_d,
             client_mac: MacAddr(f[6..12].try_into().expect("6 bytes")),
             client: SocketAddr::new(src, sport),
             server: dst,
-            payload: payload.to_vec(),
+            transport,
+            payload,
         };
         pool.free(buf);
         let Some(sink) = self.punt.as_mut() else {
@@ -162,6 +208,67 @@ impl Router {
     }
 }
 
+impl Router {
+    /// Frame the IP packet of `r` from the gateway of its domain and queue
+    /// it in `out`; refused unless it is a whole IPv4 or IPv6 packet whose
+    /// source is one of the gateway's addresses and that fits its MTU.
+    pub fn write_ip_reply(
+        &mut self,
+        pool: &mut PacketPool,
+        r: &IpReply,
+        out: &mut L3Out,
+    ) -> Result<(), ReplyError> {
+        let g = self
+            .gw_state(r.domain)
+            .ok_or(ReplyError::NoGateway(r.domain))?;
+        let ip = r.packet.as_slice();
+        let (src, whole, ethertype) = match ip.first().map(|b| b >> 4) {
+            Some(4) => {
+                let p = Ipv4Packet::new_checked(ip).map_err(|_| ReplyError::NotIp)?;
+                let whole =
+                    p.header_len() >= ipv4::HEADER_LEN && p.total_len() as usize == ip.len();
+                (IpAddr::V4(p.src()), whole, EtherType::IPV4)
+            }
+            Some(6) => {
+                let p = Ipv6Packet::new_checked(ip).map_err(|_| ReplyError::NotIp)?;
+                let whole = ipv6::HEADER_LEN + p.payload_len() as usize == ip.len();
+                (
+                    IpAddr::V6(Ipv6Addr::from(p.src_bytes())),
+                    whole,
+                    EtherType::IPV6,
+                )
+            }
+            _ => return Err(ReplyError::NotIp),
+        };
+        if !whole {
+            return Err(ReplyError::NotIp);
+        }
+        let ours = match src {
+            IpAddr::V4(a) => g.cfg.ipv4.iter().any(|(x, _)| *x == a),
+            IpAddr::V6(a) => g.cfg.ipv6.iter().any(|(x, _)| *x == a),
+        };
+        if !ours {
+            return Err(ReplyError::NotGatewayAddress(src, r.domain));
+        }
+        let (mac, vid, mtu) = (g.cfg.mac, g.cfg.vid, g.cfg.mtu as usize);
+        let len = ethernet::HEADER_LEN + ip.len();
+        let mut b = pool.alloc().ok_or(ReplyError::NoBuffer)?;
+        if pool.tail_room_mut(&b).len() < len || ip.len() > mtu {
+            pool.free(b);
+            return Err(ReplyError::TooLong(ip.len()));
+        }
+        let f = &mut pool.tail_room_mut(&b)[..len];
+        f[0..6].copy_from_slice(&r.client_mac.0);
+        f[6..12].copy_from_slice(&mac.0);
+        f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        f[ethernet::HEADER_LEN..].copy_from_slice(ip);
+        pool.set_len(&mut b, len);
+        self.counters.stages.inc(StageCounter::DnsReplies);
+        out.push(r.domain, vid, b);
+        Ok(())
+    }
+}
+
 /// Fill `f` (exactly the frame's length) with the answer `r` from `mac`.
 fn write_reply_frame(f: &mut [u8], mac: MacAddr, r: &UdpReply) -> Result<(), ReplyError> {
     const ETH: usize = ethernet::HEADER_LEN;
@@ -196,34 +303,73 @@ fn write_reply_frame(f: &mut [u8], mac: MacAddr, r: &UdpReply) -> Result<(), Rep
     Ok(())
 }
 
-/// (source port, destination port, payload) of the UDP datagram in the IP
-/// packet `ip`, when it is whole: no fragment, the UDP length within the IP
-/// payload and at least a header. IPv6 extension headers are not walked.
-fn udp_of(ip: &[u8]) -> Option<(u16, u16, &[u8])> {
-    let range = match ip.first()? >> 4 {
+/// Complete the partial L4 checksum of the IP packet `ip` as `o` says
+/// (`csum_start` counts from the IP header); false when it points outside.
+fn complete_csum(ip: &mut [u8], o: crate::buf::Offload) -> bool {
+    let (start, field) = (
+        o.csum_start as usize,
+        (o.csum_start + o.csum_offset) as usize,
+    );
+    if start > ip.len() || field + 2 > ip.len() {
+        return false;
+    }
+    let c = !udp::csum_fold(udp::csum_add(0, &ip[start..]));
+    ip[field..field + 2].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
+/// What [`l4_of`] found.
+enum L4<'a> {
+    /// The UDP payload.
+    Udp(&'a [u8]),
+    /// The whole IP packet (header on, trailing padding off).
+    Tcp(&'a [u8]),
+}
+
+/// The smallest TCP header.
+const TCP_HEADER_LEN: usize = 20;
+
+/// (source port, destination port, what is punted) of the UDP datagram or
+/// TCP segment in the IP packet `ip`, when it is whole: no fragment, the
+/// length within the packet and at least a header. IPv6 extension headers
+/// are not walked. A TCP segment's checksum and options are for the DNS
+/// service's TCP stack to check.
+fn l4_of(ip: &[u8]) -> Option<(u16, u16, L4<'_>)> {
+    let (proto, hl, end) = match ip.first()? >> 4 {
         4 => {
             let p = Ipv4Packet::new_checked(ip).ok()?;
-            if p.protocol() != udp::PROTOCOL || p.more_frags() || p.frag_offset() != 0 {
+            if p.more_frags() || p.frag_offset() != 0 {
                 return None;
             }
-            p.header_len()..p.total_len() as usize
+            (p.protocol(), p.header_len(), p.total_len() as usize)
         }
         6 => {
             let p = Ipv6Packet::new_checked(ip).ok()?;
-            if p.next_header() != udp::PROTOCOL {
-                return None;
-            }
-            ipv6::HEADER_LEN..ipv6::HEADER_LEN + p.payload_len() as usize
+            let end = ipv6::HEADER_LEN + p.payload_len() as usize;
+            (p.next_header(), ipv6::HEADER_LEN, end)
         }
         _ => return None,
     };
-    let payload = ip.get(range)?;
+    let payload = ip.get(hl..end)?;
+    if proto == Protocol::TCP {
+        let t = payload.get(..TCP_HEADER_LEN)?;
+        let sport = u16::from_be_bytes([t[0], t[1]]);
+        let dport = u16::from_be_bytes([t[2], t[3]]);
+        return Some((sport, dport, L4::Tcp(&ip[..end])));
+    }
+    if proto != udp::PROTOCOL {
+        return None;
+    }
     let u = udp::UdpPacket::new_checked(payload).ok()?;
     let len = u.len() as usize;
     if len < udp::HEADER_LEN || len > payload.len() {
         return None;
     }
-    Some((u.src_port(), u.dst_port(), &payload[udp::HEADER_LEN..len]))
+    Some((
+        u.src_port(),
+        u.dst_port(),
+        L4::Udp(&payload[udp::HEADER_LEN..len]),
+    ))
 }
 
 fn addrs_of(ip: &[u8]) -> Option<(IpAddr, IpAddr)> {
