@@ -2097,3 +2097,141 @@ fn scale_n_endpoints_across_hosts() {
         (after[fams[3]] - before[fams[3]]) / n as f64
     );
 }
+
+/// The A records host `h`'s embedded DNS gives `name`, asked from
+/// namespace `c` at gateway `gw` (empty: no address for it).
+fn dns_a(c: &Netns, gw: Ipv4Addr, name: &str) -> Vec<String> {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::{Name, RecordType};
+    static ID: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
+    let id = ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    let q = m.to_vec().unwrap();
+    let s = rvs_drivers::netns::in_netns(&c.name, || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.connect((gw, 53)).unwrap();
+        s
+    })
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 4096];
+    // The first query may wait for the gateway to learn the node's MAC.
+    for _ in 0..3 {
+        s.send(&q).unwrap();
+        while let Ok(n) = s.recv(&mut buf) {
+            let r = Message::from_vec(&buf[..n]).expect("the answer decodes");
+            if r.metadata.id == id {
+                return r.answers.iter().map(|a| a.data.to_string()).collect();
+            }
+        }
+    }
+    panic!("no DNS answer to {name} from {gw}");
+}
+
+#[test]
+fn names_of_an_endpoint_on_another_host_resolve_on_this_hosts_gateway() {
+    let test = "names_of_an_endpoint_on_another_host_resolve_on_this_hosts_gateway";
+    if !etcd_or_skip(test) || !root_or_skip(test) {
+        return;
+    }
+    // Host A (real ports) in a namespace-host on an underlay bridge; host
+    // B (memory ports) here, where etcd listens.
+    let underlay = Underlay(unique("rvub"));
+    ip(&["link", "add", &underlay.0, "type", "bridge"]);
+    ip(&["addr", "add", "10.251.13.254/24", "dev", &underlay.0]);
+    ip(&["link", "set", &underlay.0, "up"]);
+    let a_ns = Netns::new("nh0");
+    let (outer, inner) = (unique("rvuh"), unique("rvun"));
+    ip(&[
+        "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+    ]);
+    ip(&["link", "set", &outer, "master", &underlay.0, "up"]);
+    ip(&["link", "set", &inner, "netns", &a_ns.name]);
+    a_ns.ip(&["link", "set", &inner, "name", "ul0"]);
+    a_ns.ip(&["addr", "add", "10.251.13.1/24", "dev", "ul0"]);
+    a_ns.ip(&["link", "set", "ul0", "up"]);
+    let etcd = Etcd::start("10.251.13.254".parse().unwrap());
+    let store = ["--store", &etcd.url(), "--store-ttl", "3"];
+    // Names that are not the network's go to an upstream that refuses at
+    // once, so "no such name" is answered quickly.
+    let mut a_args = store.to_vec();
+    a_args.extend(["--dns-upstream", "127.0.0.1:9"]);
+    let a = Host::start_in(Some(&a_ns.name), "na", "10.251.13.1", &a_args);
+    let b = Host::start(&etcd, "nb", "10.251.13.2", 3);
+    // One global network on both, with a gateway (so a DNS) on A.
+    let (net_a, net_b) = (docker_id("dnsa", 0), docker_id("dnsb", 0));
+    for (h, id) in [(&a, &net_a), (&b, &net_b)] {
+        let r = h.docker(
+            "NetworkDriver.CreateNetwork",
+            &json!({"NetworkID": id,
+                    "Options": {"com.docker.network.generic": {
+                        "rvswitch.scope": "global", "rvswitch.name": "named"}},
+                    "IPv4Data": [], "IPv6Data": []}),
+        );
+        assert!(r.get("Err").is_none(), "{}: {r}", h.name);
+    }
+    let (_, subnets) = global_of(&a, "named");
+    let pool: Ipv4Addr = subnets[0].split('/').next().unwrap().parse().unwrap();
+    let gw = Ipv4Addr::from(u32::from(pool) + 1);
+    let c = Netns::new("nc0");
+    attach(&a, &a_ns, &net_a, &docker_id("epa", 0), &c);
+
+    // B's endpoint, and two names in B's table of the network: one for the
+    // endpoint, one for an address no endpoint of B has (not published).
+    let ep_b = docker_id("epb", 0);
+    let r = new_endpoint(&b, &net_b, &ep_b);
+    assert!(r.get("Err").is_none(), "{r}");
+    let addr_b = r["Interface"]["Address"].as_str().unwrap();
+    let addr_b = addr_b.split('/').next().unwrap().to_string();
+    let domain_b = format!("dk-{}", &net_b[..12]);
+    common::ctl_ok(&b.socket(), &["name", "set", &domain_b, "Web", &addr_b]);
+    common::ctl_ok(&b.socket(), &["name", "set", &domain_b, "db", "192.0.2.7"]);
+    let t0 = Instant::now();
+    eventually(Duration::from_secs(10), || {
+        dns_a(&c, gw, "web.") == [addr_b.clone()]
+    })
+    .unwrap_or_else(|| panic!("B's name never resolved on A: {:?}", dns_a(&c, gw, "web.")));
+    println!("B's name resolves on A {:?} after it was set", t0.elapsed());
+    assert_eq!(dns_a(&c, gw, "WEB."), vec![addr_b.clone()], "any case");
+    assert!(dns_a(&c, gw, "db.").is_empty(), "not an endpoint's name");
+    // Local to the network: B's own names table is untouched, and A's
+    // stored names stay empty (the remote ones are not stored).
+    let a_names = common::ctl_json(
+        &a.socket(),
+        &["name", "list", &format!("dk-{}", &net_a[..12])],
+    );
+    assert_eq!(a_names, json!([]), "remote names are not stored on A");
+
+    // B removes its endpoint: the name goes from A's DNS.
+    let r = b.docker(
+        "NetworkDriver.DeleteEndpoint",
+        &json!({"NetworkID": net_b, "EndpointID": ep_b}),
+    );
+    assert!(r.get("Err").is_none(), "{r}");
+    eventually(Duration::from_secs(10), || dns_a(&c, gw, "web.").is_empty())
+        .unwrap_or_else(|| panic!("B's name still resolves on A after its endpoint left"));
+
+    // A name of a new endpoint, then B dies: gone when its lease expires.
+    let ep_b2 = docker_id("epb", 1);
+    let r = new_endpoint(&b, &net_b, &ep_b2);
+    assert!(r.get("Err").is_none(), "{r}");
+    let addr_b2 = r["Interface"]["Address"].as_str().unwrap();
+    let addr_b2 = addr_b2.split('/').next().unwrap().to_string();
+    common::ctl_ok(&b.socket(), &["name", "set", &domain_b, "api", &addr_b2]);
+    eventually(Duration::from_secs(10), || {
+        dns_a(&c, gw, "api.") == [addr_b2.clone()]
+    })
+    .expect("B's second name resolves on A");
+    let mut b = b;
+    b.kill9();
+    eventually(Duration::from_secs(3 + 5), || {
+        dns_a(&c, gw, "api.").is_empty()
+    })
+    .expect("B's names leave A's DNS with B's lease");
+    drop(c);
+    drop(a);
+    drop(b);
+    drop(etcd);
+}

@@ -159,7 +159,16 @@ pub struct EndpointRecord {
     pub ipv6: Option<IpAddr>,
     pub vni: u32,
     pub vtep: IpAddr,
+    /// The endpoint's DNS names in its network (container name, aliases,
+    /// names given through the API), which every host's DNS answers on the
+    /// network with the endpoint's addresses. Absent in records of older
+    /// hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
 }
+
+/// DNS names one endpoint publishes, at most (a record stays small).
+pub const NAMES_PER_ENDPOINT: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -956,10 +965,16 @@ impl Cluster {
         }))
     }
 
-    /// Publish endpoint `e` of global network `n` under this host's lease.
-    pub fn publish(&self, n: &Network, e: &Endpoint) -> Result<(), ClusterError> {
+    /// The key and record of endpoint `e` of global network `n` with DNS
+    /// names `names`; None for a network that is not VXLAN.
+    fn endpoint_record(
+        &self,
+        n: &Network,
+        e: &Endpoint,
+        names: Vec<String>,
+    ) -> Option<(String, String)> {
         let NetworkKind::Vxlan { vni } = n.kind else {
-            return Ok(());
+            return None;
         };
         let k = key_endpoint(&n.name, &self.host, &e.id);
         let v = json(&EndpointRecord {
@@ -971,7 +986,18 @@ impl Cluster {
             ipv6: e.ipv6.map(|c| c.addr),
             vni,
             vtep: self.vtep,
+            names,
         });
+        Some((k, v))
+    }
+
+    /// Publish endpoint `e` of global network `n` under this host's lease
+    /// (without names: [`Cluster::publish_names`] adds them once the
+    /// network's names table has them).
+    pub fn publish(&self, n: &Network, e: &Endpoint) -> Result<(), ClusterError> {
+        let Some((k, v)) = self.endpoint_record(n, e, Vec::new()) else {
+            return Ok(());
+        };
         self.published.lock().unwrap().insert(k.clone(), v.clone());
         self.block_on(retrying(|| async {
             let lease = self.lease.load(Ordering::Acquire);
@@ -984,6 +1010,49 @@ impl Cluster {
                 .await?;
             Ok(())
         }))
+    }
+
+    /// Give published endpoint `e` of global network `n` the DNS names
+    /// `names`, when they changed. An endpoint not published (not yet, or
+    /// withdrawn meanwhile) is left alone, in the store too: the put
+    /// happens only while its key exists.
+    pub(crate) fn publish_names(
+        &self,
+        n: &Network,
+        e: &Endpoint,
+        names: Vec<String>,
+    ) -> Result<bool, ClusterError> {
+        let Some((k, v)) = self.endpoint_record(n, e, names) else {
+            return Ok(false);
+        };
+        let old = {
+            let mut p = self.published.lock().unwrap();
+            match p.get_mut(&k) {
+                Some(have) if *have != v => std::mem::replace(have, v.clone()),
+                _ => return Ok(false),
+            }
+        };
+        let r = self.block_on(retrying(|| async {
+            let lease = self.lease.load(Ordering::Acquire);
+            let txn = Txn::new()
+                .when([Compare::version(k.as_str(), CompareOp::Greater, 0)])
+                .and_then([TxnOp::put(
+                    k.as_str(),
+                    v.as_str(),
+                    Some(PutOptions::new().with_lease(lease)),
+                )]);
+            self.kv().txn(txn).await?;
+            Ok(())
+        }));
+        if r.is_err() {
+            // Not put: the next pass tries again.
+            if let Some(have) = self.published.lock().unwrap().get_mut(&k)
+                && *have == v
+            {
+                *have = old;
+            }
+        }
+        r.map(|()| true)
     }
 
     /// This host's keys that no stored endpoint (`stored`: endpoint ids)
@@ -1159,6 +1228,7 @@ mod tests {
             ipv6: None,
             vni: 5,
             vtep: "10.0.0.1".parse().unwrap(),
+            names: vec!["web".into()],
         };
         let k = b"/rvswitch/live/endpoints/n/a/e1";
         apply_put(&mut v, k, json(&e).as_bytes(), 7);
