@@ -665,8 +665,8 @@ fn endpoints_created_in_parallel_on_three_hosts_never_share_an_address() {
     assert_eq!(late.cluster()["remote_endpoints"]["shared"], N as u64);
     assert_eq!(late.members().len(), 4);
     drop(late);
-    // Deleting gives the address back: the next endpoint, on another host,
-    // may take it.
+    // Deleting gives the address back: an endpoint on another host may
+    // take it.
     let (k, id, addr) = got
         .iter()
         .min_by_key(|(_, _, a)| rvs_cnm::prefix::Cidr::parse_addr(a).unwrap().addr)
@@ -682,13 +682,12 @@ fn endpoints_created_in_parallel_on_three_hosts_never_share_an_address() {
         "NetworkDriver.CreateEndpoint",
         &json!({"NetworkID": docker_id(&format!("net{other}"), 0),
                 "EndpointID": docker_id("again", 0),
-                "Interface": {"Address": "", "AddressIPv6": "", "MacAddress": ""},
+                "Interface": {"Address": addr, "AddressIPv6": "", "MacAddress": ""},
                 "Options": {}}),
     );
-    assert_eq!(
-        r["Interface"]["Address"],
-        addr.as_str(),
-        "the released address is reused: {r}"
+    assert!(
+        r.get("Err").is_none(),
+        "the released address is claimed on another host: {r}"
     );
     // An address the engine chose is claimed too: a claim on a third host
     // (which has no local endpoint with it) is refused with who holds it.
@@ -2234,4 +2233,78 @@ fn names_of_an_endpoint_on_another_host_resolve_on_this_hosts_gateway() {
     drop(a);
     drop(b);
     drop(etcd);
+}
+
+#[test]
+fn two_hosts_filling_a_small_subnet_at_once_never_get_the_same_address() {
+    if !etcd_or_skip("two_hosts_filling_a_small_subnet_at_once_never_get_the_same_address") {
+        return;
+    }
+    let etcd = Etcd::start(Ipv4Addr::LOCALHOST);
+    let hosts = [
+        Host::start(&etcd, "fa", "10.99.0.1", 5),
+        Host::start(&etcd, "fb", "10.99.0.2", 5),
+    ];
+    let nets: Vec<String> = (0..2).map(|k| docker_id(&format!("small{k}"), 0)).collect();
+    for (h, net) in hosts.iter().zip(&nets) {
+        let r = create_global(h, net, "small", Some("10.98.7.0/27"));
+        assert!(r.get("Err").is_none(), "{r}");
+    }
+    let n = hosts[0]
+        .cnm_networks()
+        .into_iter()
+        .find(|n| n["name"] == "small")
+        .unwrap();
+    // 30 host addresses in a /27, less the gateway if it has one.
+    let free = 30 - usize::from(n["subnets"][0]["gateway"].is_string());
+    // Three callers per host allocate until the subnet is full: the
+    // hosts' cursors run into each other's addresses, and the last ones
+    // find what is left by reading the claims.
+    let got: Vec<(usize, String)> = std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        for (k, h) in hosts.iter().enumerate() {
+            for t in 0..3 {
+                let net = &nets[k];
+                handles.push(s.spawn(move || {
+                    let mut out = Vec::new();
+                    for i in 0.. {
+                        let r = new_endpoint(h, net, &docker_id(&format!("f{k}{t}"), i));
+                        match r["Interface"]["Address"].as_str() {
+                            Some(a) => out.push((k, a.to_string())),
+                            None => {
+                                let e = r["Err"].as_str().unwrap_or_default();
+                                assert!(e.contains("no free address"), "{}: {r}", h.name);
+                                break;
+                            }
+                        }
+                    }
+                    out
+                }));
+            }
+        }
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let addrs: std::collections::BTreeSet<&str> = got.iter().map(|(_, a)| a.as_str()).collect();
+    assert_eq!(
+        addrs.len(),
+        got.len(),
+        "no address handed out twice: {got:?}"
+    );
+    assert_eq!(got.len(), free, "every address handed out: {got:?}");
+    let pool = rvs_cnm::prefix::Cidr::parse_prefix("10.98.7.0/27").unwrap();
+    for (_, a) in &got {
+        let c = rvs_cnm::prefix::Cidr::parse_addr(a).unwrap();
+        assert!(pool.contains(c.addr) && c.len == 27, "{a} in {pool}");
+    }
+    for (k, host) in hosts.iter().enumerate() {
+        let mine = got.iter().filter(|(h, _)| *h == k).count();
+        assert!(mine > 0, "host {k} got none: {got:?}");
+        assert_eq!(endpoint_count(host), mine, "a refused call made nothing");
+    }
+    // One claim key and one owner key per address, nothing else.
+    assert_eq!(etcd_keys(&etcd, "/rvswitch/ipam/small/").len(), free);
+    assert_eq!(etcd_keys(&etcd, "/rvswitch/ipam-owners/small/").len(), free);
 }
