@@ -175,6 +175,19 @@ fn failed(action: impl Into<String>, reason: impl std::fmt::Display) -> FabricEr
     }
 }
 
+/// A cluster operation's error: [`FabricError::Unavailable`] when the
+/// store did not answer (so the API says 503, not 409), else
+/// [`FabricError::Failed`].
+fn cluster_failed(action: impl Into<String>, e: crate::cluster::ClusterError) -> FabricError {
+    match e {
+        crate::cluster::ClusterError::Unavailable(_) => FabricError::Unavailable {
+            action: action.into(),
+            reason: e.to_string(),
+        },
+        e => failed(action, e),
+    }
+}
+
 fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
@@ -455,7 +468,7 @@ impl SwitchFabric {
     /// hosts program it as a remote).
     fn publish_endpoint(&self, action: &str, n: &Network, e: &Endpoint) -> Result<(), FabricError> {
         match self.cluster_of(n) {
-            Some(c) => c.publish(n, e).map_err(|x| failed(action, x)),
+            Some(c) => c.publish(n, e).map_err(|x| cluster_failed(action, x)),
             None => Ok(()),
         }
     }
@@ -683,7 +696,7 @@ impl Fabric for SwitchFabric {
             ));
         };
         c.resolve_network(n)
-            .map_err(|e| failed(format!("global network {}", n.name), e))
+            .map_err(|e| cluster_failed(format!("global network {}", n.name), e))
     }
 
     fn claim_address(
@@ -695,7 +708,7 @@ impl Fabric for SwitchFabric {
         match self.cluster_of(n) {
             None => Ok(want),
             Some(c) => c.claim_address(n, id, want).map_err(|e| {
-                failed(
+                cluster_failed(
                     format!(
                         "address of endpoint {} on global network {}",
                         short(id),
@@ -831,10 +844,10 @@ impl Fabric for SwitchFabric {
     fn delete_endpoint(&self, n: &Network, e: &Endpoint) -> Result<(), FabricError> {
         let action = format!("delete endpoint {}", short(&e.id));
         if let Some(c) = self.cluster_of(n) {
-            c.withdraw(n, e).map_err(|x| failed(&action, x))?;
+            c.withdraw(n, e).map_err(|x| cluster_failed(&action, x))?;
             if let Some(a) = e.ipv4 {
                 c.release_address(n, &e.id, a.addr)
-                    .map_err(|x| failed(&action, x))?;
+                    .map_err(|x| cluster_failed(&action, x))?;
             }
         }
         // A TAP port takes its device along when it leaves the switch.

@@ -977,6 +977,22 @@ fn without_quorum_global_changes_are_refused_whole_and_resume_with_it() {
     println!("refused after {:?}: {err}", t0.elapsed());
     assert!(err.contains("unavailable: no quorum"), "{r}");
     assert_eq!(endpoint_count(&a), 1, "nothing half made");
+    // Through the API: 503 with the reason (the store, not a conflict),
+    // and nothing made.
+    let networks = a.cnm_networks().len();
+    let (st, v) = api_post(
+        &a,
+        "/v1/cnm/networks",
+        &json!({"name": "late", "scope": "global", "internal": true}),
+    );
+    assert_eq!(st, 503, "{v}");
+    let why = v["error"].as_str().unwrap_or_default();
+    assert!(why.contains("unavailable: no quorum"), "{v}");
+    assert_eq!(a.cnm_networks().len(), networks, "no network made: {v}");
+    assert!(
+        a.cnm_networks().iter().all(|n| n["name"] != "late"),
+        "no network made"
+    );
     // What exists stays: the daemon answers and keeps its endpoints.
     assert_eq!(remote_count(&b, "q"), 1);
     // Quorum back: the same call succeeds.

@@ -48,10 +48,15 @@ fn driver_error(e: DriverError) -> ControlError {
         DriverError::UnknownNetwork(_) | DriverError::UnknownEndpoint { .. } => {
             ControlError::NotFound(e.to_string())
         }
-        // The cluster refusing (another subnet, no quorum: nothing changed)
-        // or the data plane refusing.
+        // The cluster refusing (another subnet or VNI, an address another
+        // host holds) or the data plane refusing.
         DriverError::Fabric(FabricError::Failed { .. }) | DriverError::Conflict(_) => {
             ControlError::Conflict(e.to_string())
+        }
+        // The cluster's store not answering (no quorum, no member
+        // reachable): nothing changed, the same call may succeed later.
+        DriverError::Fabric(FabricError::Unavailable { .. }) => {
+            ControlError::Unavailable(e.to_string())
         }
         DriverError::Store(_) => ControlError::Internal(e.to_string()),
     }
