@@ -2324,3 +2324,65 @@ fn two_hosts_filling_a_small_subnet_at_once_never_get_the_same_address() {
     assert_eq!(etcd_keys(&etcd, "/rvswitch/ipam/small/").len(), free);
     assert_eq!(etcd_keys(&etcd, "/rvswitch/ipam-owners/small/").len(), free);
 }
+
+#[test]
+fn api_networks_whose_names_share_twelve_characters_get_their_own_domains() {
+    if !etcd_or_skip("api_networks_whose_names_share_twelve_characters_get_their_own_domains") {
+        return;
+    }
+    let etcd = Etcd::start(Ipv4Addr::LOCALHOST);
+    let mut a = Host::start(&etcd, "ta", "10.99.0.1", 5);
+    // Two global and two local networks; each pair shares its first 12
+    // characters ("research-net").
+    let made = [
+        json!({"name": "research-net-a", "scope": "global", "internal": true}),
+        json!({"name": "research-net-b", "scope": "global", "internal": true}),
+        json!({"name": "research-netlocal-1", "subnet": "10.97.1.0/24"}),
+        json!({"name": "research-netlocal-2", "subnet": "10.97.2.0/24"}),
+    ];
+    let mut domains = Vec::new();
+    for body in &made {
+        let (st, v) = api_post(&a, "/v1/cnm/networks", body);
+        assert_eq!(st, 201, "{body}: {v}");
+        domains.push(v["domain"].as_str().unwrap().to_string());
+    }
+    let distinct: std::collections::BTreeSet<&String> = domains.iter().collect();
+    assert_eq!(distinct.len(), 4, "one domain each: {domains:?}");
+    for d in &domains {
+        let r = rvswitch::client::Client::new(&a.socket())
+            .unwrap()
+            .get(&format!("/v1/domains/{d}"))
+            .unwrap();
+        assert_eq!(r.status, 200, "{d}: {}", r.error_message());
+    }
+    // Each endpoint lands in its own network's domain.
+    for (k, body) in made.iter().enumerate() {
+        let name = body["name"].as_str().unwrap();
+        let (st, v) = api_post(
+            &a,
+            &format!("/v1/cnm/networks/{name}/endpoints"),
+            &json!({"id": format!("e{k}"), "address": if k < 2 { Value::Null } else { json!(format!("10.97.{}.5/24", k - 1)) }}),
+        );
+        assert_eq!(st, 201, "{name}: {v}");
+    }
+    let ports = common::ctl_json(&a.socket(), &["port", "list"]);
+    for (k, d) in domains.iter().enumerate() {
+        let here = ports
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["domain"] == d.as_str())
+            .count();
+        // The endpoint's port, and a global network's VTEP port.
+        assert_eq!(here, if k < 2 { 2 } else { 1 }, "ports of {d}: {ports}");
+    }
+    // Stable: after a restart the networks are in the same domains, and
+    // asking for a network again is asking for the same one.
+    a.stop();
+    a.spawn();
+    for (body, d) in made.iter().zip(&domains) {
+        let (st, v) = api_post(&a, "/v1/cnm/networks", body);
+        assert_eq!(st, 201, "{body}: {v}");
+        assert_eq!(v["domain"], d.as_str(), "{v}");
+    }
+}

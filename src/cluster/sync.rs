@@ -116,7 +116,7 @@ pub fn sync(c: &Cluster, control: &Control, driver: &Driver) {
     }
     control.set_remote_names(dns);
     for n in snap.networks.iter().filter(|n| is_global(n)) {
-        let port = crate::fabric::vtep_port_name(&n.id);
+        let port = crate::fabric::vtep_port_name(n);
         let w = want.get(&n.name).cloned().unwrap_or_default();
         let flood: Vec<IpAddr> = w.flood.into_iter().collect();
         let statics: Vec<(MacAddr, IpAddr)> = w.statics.into_iter().collect();
