@@ -1198,7 +1198,7 @@ fn an_address_no_stored_endpoint_holds_is_given_back() {
         return;
     }
     let etcd = Etcd::start(Ipv4Addr::LOCALHOST);
-    let a = Host::start(&etcd, "ha", "10.99.0.1", 2);
+    let mut a = Host::start(&etcd, "ha", "10.99.0.1", 2);
     let net = docker_id("sw", 0);
     let r = create_global(&a, &net, "sw", None);
     assert!(r.get("Err").is_none(), "{r}");
@@ -1211,17 +1211,21 @@ fn an_address_no_stored_endpoint_holds_is_given_back() {
         .unwrap()
         .to_string();
     let base = kept.rsplit_once('.').unwrap().0.to_string();
-    // A claim of this host's for an endpoint it never stored, and one of
-    // another host's.
+    // A claim of this host's for an endpoint it never stored (the claim
+    // and its owner key, as a daemon killed inside a call leaves them), and
+    // one of another host's.
     let lost = format!("/rvswitch/ipam/sw/{base}.77");
+    let lost_owner = "/rvswitch/ipam-owners/sw/ha/never-stored".to_string();
     let theirs = format!("/rvswitch/ipam/sw/{base}.78");
     etcd_put(&etcd, &lost, r#"{"host":"ha","endpoint":"never-stored"}"#);
+    etcd_put(&etcd, &lost_owner, &format!("{base}.77"));
     etcd_put(&etcd, &theirs, r#"{"host":"hz","endpoint":"elsewhere"}"#);
     let t0 = Instant::now();
     let gone = eventually(Duration::from_secs(15), || {
         !etcd_keys(&etcd, "/rvswitch/ipam/sw/").contains(&lost)
+            && !etcd_keys(&etcd, "/rvswitch/ipam-owners/").contains(&lost_owner)
     })
-    .expect("the unheld claim is given back");
+    .expect("the unheld claim is given back, with its owner key");
     println!("unheld claim given back after {gone:?} (three TTLs of 2 s)");
     assert!(
         t0.elapsed() >= Duration::from_secs(4),
@@ -1236,6 +1240,25 @@ fn an_address_no_stored_endpoint_holds_is_given_back() {
         left.contains(&format!("/rvswitch/ipam/sw/{kept}")),
         "a stored endpoint's stays: {left:?}"
     );
+    assert_eq!(
+        etcd_keys(&etcd, "/rvswitch/ipam-owners/sw/ha/"),
+        [format!(
+            "/rvswitch/ipam-owners/sw/ha/{}",
+            docker_id("kept", 0)
+        )],
+        "a stored endpoint's owner key stays"
+    );
+    // A claim without an owner key (made before owner keys existed) is
+    // found by the read of every claim a host makes after its start.
+    let old = format!("/rvswitch/ipam/sw/{base}.80");
+    etcd_put(&etcd, &old, r#"{"host":"ha","endpoint":"old-claim"}"#);
+    a.stop();
+    a.spawn();
+    eventually(Duration::from_secs(15), || {
+        !etcd_keys(&etcd, "/rvswitch/ipam/sw/").contains(&old)
+    })
+    .expect("an unheld claim without owner key is given back after a start");
+    assert!(etcd_keys(&etcd, "/rvswitch/ipam/sw/").contains(&theirs));
 }
 
 #[test]

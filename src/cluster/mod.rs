@@ -1172,15 +1172,19 @@ impl Cluster {
     }
 
     /// This host's keys that no stored endpoint (`stored`: endpoint ids)
-    /// holds: address claims and their owner keys in the global networks
-    /// `networks` (with their modification revision) and published
-    /// endpoints (revision 0). Left
+    /// holds: the owner keys of its address claims in the global networks
+    /// `networks` (with their modification revision; [`Cluster::forget`]
+    /// takes the claim along) and published endpoints (revision 0). Left
     /// by a Docker call whose unit of work did not commit, or by a daemon
-    /// killed inside one.
+    /// killed inside one. With `legacy`, also the claims themselves, read
+    /// from every claim of the networks (values included): claims made
+    /// before owner keys existed have none; this read is O(the network's
+    /// endpoints), the others O(this host's).
     pub(crate) fn unheld(
         &self,
         networks: &[String],
         stored: &std::collections::BTreeSet<String>,
+        legacy: bool,
     ) -> Result<Vec<(String, i64)>, ClusterError> {
         let mut out: Vec<(String, i64)> = self
             .published
@@ -1193,7 +1197,7 @@ impl Cluster {
             })
             .map(|(k, _)| (k.clone(), 0))
             .collect();
-        for name in networks {
+        for name in networks.iter().filter(|_| legacy) {
             let prefix = format!("{PREFIX}ipam/{name}/");
             let r = self.block_on(retrying(|| async {
                 Ok(self
@@ -1212,6 +1216,8 @@ impl Cluster {
                     ));
                 }
             }
+        }
+        for name in networks {
             let owners = format!("{PREFIX}ipam-owners/{name}/{}/", self.host);
             let r = self.block_on(retrying(|| async {
                 Ok(self
@@ -1233,6 +1239,8 @@ impl Cluster {
     }
 
     /// Delete `key` (from [`Cluster::unheld`]) if it is still as it was.
+    /// An owner key's claim goes with it, if the claim is still the
+    /// owner's.
     pub(crate) fn forget(&self, key: &str, revision: i64) -> Result<(), ClusterError> {
         if revision == 0 {
             self.published.lock().unwrap().remove(key);
@@ -1242,9 +1250,34 @@ impl Cluster {
                 0 => Txn::new().and_then([TxnOp::delete(key, None)]),
                 rev => Txn::new()
                     .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
-                    .and_then([TxnOp::delete(key, None)]),
+                    .and_then([TxnOp::get(key, None), TxnOp::delete(key, None)]),
             };
-            self.kv().txn(txn).await?;
+            let r = self.kv().txn(txn).await?;
+            // ipam-owners/<name>/<host>/<id> → the address of the claim.
+            let owner = key
+                .strip_prefix(&format!("{PREFIX}ipam-owners/"))
+                .and_then(|rest| {
+                    let mut parts = rest.splitn(3, '/');
+                    Some((parts.next()?, parts.next()?, parts.next()?))
+                });
+            let held = r.op_responses().into_iter().find_map(|o| match o {
+                TxnOpResponse::Get(g) => g
+                    .kvs()
+                    .first()
+                    .and_then(|kv| std::str::from_utf8(kv.value()).ok()?.parse::<IpAddr>().ok()),
+                _ => None,
+            });
+            if let (Some((name, host, id)), Some(ip)) = (owner, held) {
+                let k = key_address(name, ip);
+                let rec = json(&AddressRecord {
+                    host: host.into(),
+                    endpoint: id.into(),
+                });
+                let txn = Txn::new()
+                    .when([Compare::value(k.as_str(), CompareOp::Equal, rec.as_str())])
+                    .and_then([TxnOp::delete(k.as_str(), None)]);
+                self.kv().txn(txn).await?;
+            }
             Ok(())
         }))
     }

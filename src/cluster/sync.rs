@@ -141,6 +141,10 @@ struct Sweeper {
     /// Key → (revision, first seen unheld).
     suspects: BTreeMap<String, (i64, std::time::Instant)>,
     last: Option<std::time::Instant>,
+    /// Whether claims are still read whole (see [`Cluster::unheld`]): from
+    /// the start until a read finds none of this host's claims unheld, so
+    /// claims made before owner keys existed are given back too.
+    whole_done: bool,
 }
 
 impl Sweeper {
@@ -158,13 +162,18 @@ impl Sweeper {
             .filter(|n| is_global(n))
             .map(|n| n.name.clone())
             .collect();
-        let unheld = match c.unheld(&names, &stored) {
+        let legacy = !self.whole_done;
+        let unheld = match c.unheld(&names, &stored, legacy) {
             Ok(u) => u,
             Err(e) => {
                 tracing::debug!(error = %e, "cluster sweep skipped");
                 return;
             }
         };
+        let claims = format!("{}ipam/", super::PREFIX);
+        if legacy && !names.is_empty() && !unheld.iter().any(|(k, _)| k.starts_with(&claims)) {
+            self.whole_done = true;
+        }
         let seen: BTreeSet<&String> = unheld.iter().map(|(k, _)| k).collect();
         self.suspects.retain(|k, _| seen.contains(k));
         for (key, rev) in unheld {
