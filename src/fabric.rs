@@ -39,9 +39,29 @@ use crate::daemon::control::{Control, ControlError};
 use crate::spec::PortKind;
 use rvs_switch::PortSecurity;
 
-/// The bridge domain of a network.
+/// The bridge domain of a network: `dk-` and the first 12 characters of
+/// its id (Docker's short id), unless the network says otherwise
+/// ([`DOMAIN_OPTION`], see [`network_domain`]).
 pub fn domain_name(network_id: &str) -> String {
     format!("dk-{}", network_id.chars().take(12).collect::<String>())
+}
+
+/// Network option naming its bridge domain, set by the API for networks
+/// whose id (their name) the first 12 characters do not tell apart; not a
+/// Docker option (the driver refuses unknown `rvswitch.*` options).
+/// Networks stored before it existed have none and keep `dk-<12>`.
+pub const DOMAIN_OPTION: &str = "rvswitch.domain";
+
+/// The bridge domain of a network made through the API with name `name`:
+/// `dk-<name>` up to 12 characters; a longer name, whose first 12
+/// characters other names may share, adds a hash of the whole name,
+/// `dk-<first 12>-<8 hex>`, stable across versions and hosts.
+pub fn api_domain_name(name: &str) -> String {
+    if name.chars().count() <= 12 {
+        return domain_name(name);
+    }
+    let h = rvs_cnm::model::stable_hash(&[b"api-network\0", name.as_bytes()]);
+    format!("{}-{:08x}", domain_name(name), h as u32)
 }
 
 /// The bridge domain of network `n`: its own (`dk-<id>`), or, for a
@@ -52,7 +72,11 @@ pub fn domain_name(network_id: &str) -> String {
 pub fn network_domain(n: &Network) -> String {
     match parent_of(n) {
         Some(p) => format!("dk-{}", crate::daemon::parent::uplink_port_name(&p.iface)),
-        None => domain_name(&n.id),
+        None => n
+            .options
+            .get(DOMAIN_OPTION)
+            .cloned()
+            .unwrap_or_else(|| domain_name(&n.id)),
     }
 }
 
@@ -175,6 +199,19 @@ fn failed(action: impl Into<String>, reason: impl std::fmt::Display) -> FabricEr
     }
 }
 
+/// A cluster operation's error: [`FabricError::Unavailable`] when the
+/// store did not answer (so the API says 503, not 409), else
+/// [`FabricError::Failed`].
+fn cluster_failed(action: impl Into<String>, e: crate::cluster::ClusterError) -> FabricError {
+    match e {
+        crate::cluster::ClusterError::Unavailable(_) => FabricError::Unavailable {
+            action: action.into(),
+            reason: e.to_string(),
+        },
+        e => failed(action, e),
+    }
+}
+
 fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
@@ -202,9 +239,11 @@ fn delete_link(nl: &Netlink, action: &str, name: &str) -> Result<(), FabricError
     }
 }
 
-/// The VTEP port of a VXLAN network.
-pub fn vtep_port_name(network_id: &str) -> String {
-    format!("vx-{}", network_id.chars().take(12).collect::<String>())
+/// The VTEP port of a VXLAN network: `vx-` and what follows `dk-` in its
+/// domain's name (`vx-<first 12 of the id>`, or the API's hashed name).
+pub fn vtep_port_name(n: &Network) -> String {
+    let domain = network_domain(n);
+    format!("vx-{}", domain.strip_prefix("dk-").unwrap_or(&domain))
 }
 
 impl SwitchFabric {
@@ -412,7 +451,7 @@ impl SwitchFabric {
         let NetworkKind::Vxlan { vni } = n.kind else {
             return Ok(());
         };
-        let name = vtep_port_name(&n.id);
+        let name = vtep_port_name(n);
         match self.control.get_port(&name) {
             Ok(p) if p.error.is_none() => return Ok(()),
             Ok(_) => self
@@ -442,7 +481,7 @@ impl SwitchFabric {
         }
         // The underlay carries the network's MTU plus 50 bytes of headers.
         options["underlay_mtu"] = json!(n.mtu + 50);
-        let mut req = CreatePort::new(&name, PortKind::Vxlan, &domain_name(&n.id));
+        let mut req = CreatePort::new(&name, PortKind::Vxlan, &network_domain(n));
         req.options = serde_json::from_value(options)
             .map_err(|x| failed(action, format!("VTEP port options: {x}")))?;
         self.control
@@ -455,7 +494,7 @@ impl SwitchFabric {
     /// hosts program it as a remote).
     fn publish_endpoint(&self, action: &str, n: &Network, e: &Endpoint) -> Result<(), FabricError> {
         match self.cluster_of(n) {
-            Some(c) => c.publish(n, e).map_err(|x| failed(action, x)),
+            Some(c) => c.publish(n, e).map_err(|x| cluster_failed(action, x)),
             None => Ok(()),
         }
     }
@@ -683,7 +722,7 @@ impl Fabric for SwitchFabric {
             ));
         };
         c.resolve_network(n)
-            .map_err(|e| failed(format!("global network {}", n.name), e))
+            .map_err(|e| cluster_failed(format!("global network {}", n.name), e))
     }
 
     fn claim_address(
@@ -695,7 +734,7 @@ impl Fabric for SwitchFabric {
         match self.cluster_of(n) {
             None => Ok(want),
             Some(c) => c.claim_address(n, id, want).map_err(|e| {
-                failed(
+                cluster_failed(
                     format!(
                         "address of endpoint {} on global network {}",
                         short(id),
@@ -719,7 +758,7 @@ impl Fabric for SwitchFabric {
         if parent_of(n).is_some() {
             return self.create_parent_network(n);
         }
-        let name = domain_name(&n.id);
+        let name = network_domain(n);
         let action = format!("create bridge domain {name} for network {}", short(&n.id));
         match self.control.get_domain(&name) {
             Ok(_) => {
@@ -759,10 +798,10 @@ impl Fabric for SwitchFabric {
         if parent_of(n).is_some() {
             return self.delete_parent_network(n);
         }
-        let name = domain_name(&n.id);
+        let name = network_domain(n);
         self.host_routes(&format!("delete network {}", short(&n.id)), n, false)?;
         if matches!(n.kind, NetworkKind::Vxlan { .. }) {
-            match self.control.delete_port(&vtep_port_name(&n.id)) {
+            match self.control.delete_port(&vtep_port_name(n)) {
                 Ok(()) | Err(ControlError::NotFound(_)) => {}
                 Err(e) => {
                     return Err(failed(
@@ -831,10 +870,10 @@ impl Fabric for SwitchFabric {
     fn delete_endpoint(&self, n: &Network, e: &Endpoint) -> Result<(), FabricError> {
         let action = format!("delete endpoint {}", short(&e.id));
         if let Some(c) = self.cluster_of(n) {
-            c.withdraw(n, e).map_err(|x| failed(&action, x))?;
+            c.withdraw(n, e).map_err(|x| cluster_failed(&action, x))?;
             if let Some(a) = e.ipv4 {
                 c.release_address(n, &e.id, a.addr)
-                    .map_err(|x| failed(&action, x))?;
+                    .map_err(|x| cluster_failed(&action, x))?;
             }
         }
         // A TAP port takes its device along when it leaves the switch.
@@ -941,6 +980,32 @@ mod tests {
         assert_eq!(domain_name(&n.id), "dk-4dc7741212d5");
         crate::spec::check_name("bridge domain", &domain_name(&n.id)).unwrap();
         assert_eq!(domain_name("lab"), "dk-lab");
+    }
+
+    #[test]
+    fn api_networks_sharing_twelve_characters_get_their_own_domains() {
+        // Up to 12 characters: as before.
+        assert_eq!(api_domain_name("lab"), "dk-lab");
+        assert_eq!(api_domain_name("abcdefghijkl"), "dk-abcdefghijkl");
+        let a = api_domain_name("research-net-a");
+        let b = api_domain_name("research-net-b");
+        assert_ne!(a, b);
+        assert!(a.starts_with("dk-research-net-"), "{a}");
+        // Stable: the same name gives the same domain on every host and
+        // after a restart.
+        assert_eq!(a, api_domain_name("research-net-a"));
+        assert_eq!(a.len(), "dk-".len() + 12 + 1 + 8);
+        let longest = api_domain_name(&"x".repeat(64));
+        crate::spec::check_name("bridge domain", &longest).unwrap();
+        // The option wins; a network stored without it keeps dk-<12>.
+        let mut n = net(false);
+        n.id = "research-net-a".into();
+        assert_eq!(network_domain(&n), "dk-research-net");
+        assert_eq!(vtep_port_name(&n), "vx-research-net");
+        n.options.insert(DOMAIN_OPTION.into(), a.clone());
+        assert_eq!(network_domain(&n), a);
+        assert_eq!(vtep_port_name(&n), format!("vx-{}", &a[3..]));
+        crate::spec::check_name("port", &vtep_port_name(&n)).unwrap();
     }
 
     #[test]

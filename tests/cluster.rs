@@ -665,8 +665,8 @@ fn endpoints_created_in_parallel_on_three_hosts_never_share_an_address() {
     assert_eq!(late.cluster()["remote_endpoints"]["shared"], N as u64);
     assert_eq!(late.members().len(), 4);
     drop(late);
-    // Deleting gives the address back: the next endpoint, on another host,
-    // may take it.
+    // Deleting gives the address back: an endpoint on another host may
+    // take it.
     let (k, id, addr) = got
         .iter()
         .min_by_key(|(_, _, a)| rvs_cnm::prefix::Cidr::parse_addr(a).unwrap().addr)
@@ -682,13 +682,12 @@ fn endpoints_created_in_parallel_on_three_hosts_never_share_an_address() {
         "NetworkDriver.CreateEndpoint",
         &json!({"NetworkID": docker_id(&format!("net{other}"), 0),
                 "EndpointID": docker_id("again", 0),
-                "Interface": {"Address": "", "AddressIPv6": "", "MacAddress": ""},
+                "Interface": {"Address": addr, "AddressIPv6": "", "MacAddress": ""},
                 "Options": {}}),
     );
-    assert_eq!(
-        r["Interface"]["Address"],
-        addr.as_str(),
-        "the released address is reused: {r}"
+    assert!(
+        r.get("Err").is_none(),
+        "the released address is claimed on another host: {r}"
     );
     // An address the engine chose is claimed too: a claim on a third host
     // (which has no local endpoint with it) is refused with who holds it.
@@ -978,6 +977,22 @@ fn without_quorum_global_changes_are_refused_whole_and_resume_with_it() {
     println!("refused after {:?}: {err}", t0.elapsed());
     assert!(err.contains("unavailable: no quorum"), "{r}");
     assert_eq!(endpoint_count(&a), 1, "nothing half made");
+    // Through the API: 503 with the reason (the store, not a conflict),
+    // and nothing made.
+    let networks = a.cnm_networks().len();
+    let (st, v) = api_post(
+        &a,
+        "/v1/cnm/networks",
+        &json!({"name": "late", "scope": "global", "internal": true}),
+    );
+    assert_eq!(st, 503, "{v}");
+    let why = v["error"].as_str().unwrap_or_default();
+    assert!(why.contains("unavailable: no quorum"), "{v}");
+    assert_eq!(a.cnm_networks().len(), networks, "no network made: {v}");
+    assert!(
+        a.cnm_networks().iter().all(|n| n["name"] != "late"),
+        "no network made"
+    );
     // What exists stays: the daemon answers and keeps its endpoints.
     assert_eq!(remote_count(&b, "q"), 1);
     // Quorum back: the same call succeeds.
@@ -1183,7 +1198,7 @@ fn an_address_no_stored_endpoint_holds_is_given_back() {
         return;
     }
     let etcd = Etcd::start(Ipv4Addr::LOCALHOST);
-    let a = Host::start(&etcd, "ha", "10.99.0.1", 2);
+    let mut a = Host::start(&etcd, "ha", "10.99.0.1", 2);
     let net = docker_id("sw", 0);
     let r = create_global(&a, &net, "sw", None);
     assert!(r.get("Err").is_none(), "{r}");
@@ -1196,17 +1211,21 @@ fn an_address_no_stored_endpoint_holds_is_given_back() {
         .unwrap()
         .to_string();
     let base = kept.rsplit_once('.').unwrap().0.to_string();
-    // A claim of this host's for an endpoint it never stored, and one of
-    // another host's.
+    // A claim of this host's for an endpoint it never stored (the claim
+    // and its owner key, as a daemon killed inside a call leaves them), and
+    // one of another host's.
     let lost = format!("/rvswitch/ipam/sw/{base}.77");
+    let lost_owner = "/rvswitch/ipam-owners/sw/ha/never-stored".to_string();
     let theirs = format!("/rvswitch/ipam/sw/{base}.78");
     etcd_put(&etcd, &lost, r#"{"host":"ha","endpoint":"never-stored"}"#);
+    etcd_put(&etcd, &lost_owner, &format!("{base}.77"));
     etcd_put(&etcd, &theirs, r#"{"host":"hz","endpoint":"elsewhere"}"#);
     let t0 = Instant::now();
     let gone = eventually(Duration::from_secs(15), || {
         !etcd_keys(&etcd, "/rvswitch/ipam/sw/").contains(&lost)
+            && !etcd_keys(&etcd, "/rvswitch/ipam-owners/").contains(&lost_owner)
     })
-    .expect("the unheld claim is given back");
+    .expect("the unheld claim is given back, with its owner key");
     println!("unheld claim given back after {gone:?} (three TTLs of 2 s)");
     assert!(
         t0.elapsed() >= Duration::from_secs(4),
@@ -1221,6 +1240,25 @@ fn an_address_no_stored_endpoint_holds_is_given_back() {
         left.contains(&format!("/rvswitch/ipam/sw/{kept}")),
         "a stored endpoint's stays: {left:?}"
     );
+    assert_eq!(
+        etcd_keys(&etcd, "/rvswitch/ipam-owners/sw/ha/"),
+        [format!(
+            "/rvswitch/ipam-owners/sw/ha/{}",
+            docker_id("kept", 0)
+        )],
+        "a stored endpoint's owner key stays"
+    );
+    // A claim without an owner key (made before owner keys existed) is
+    // found by the read of every claim a host makes after its start.
+    let old = format!("/rvswitch/ipam/sw/{base}.80");
+    etcd_put(&etcd, &old, r#"{"host":"ha","endpoint":"old-claim"}"#);
+    a.stop();
+    a.spawn();
+    eventually(Duration::from_secs(15), || {
+        !etcd_keys(&etcd, "/rvswitch/ipam/sw/").contains(&old)
+    })
+    .expect("an unheld claim without owner key is given back after a start");
+    assert!(etcd_keys(&etcd, "/rvswitch/ipam/sw/").contains(&theirs));
 }
 
 #[test]
@@ -2096,4 +2134,278 @@ fn scale_n_endpoints_across_hosts() {
         (after[fams[1]] - before[fams[1]]) / n as f64,
         (after[fams[3]] - before[fams[3]]) / n as f64
     );
+}
+
+/// The A records host `h`'s embedded DNS gives `name`, asked from
+/// namespace `c` at gateway `gw` (empty: no address for it).
+fn dns_a(c: &Netns, gw: Ipv4Addr, name: &str) -> Vec<String> {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::{Name, RecordType};
+    static ID: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
+    let id = ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    let q = m.to_vec().unwrap();
+    let s = rvs_drivers::netns::in_netns(&c.name, || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.connect((gw, 53)).unwrap();
+        s
+    })
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 4096];
+    // The first query may wait for the gateway to learn the node's MAC.
+    for _ in 0..3 {
+        s.send(&q).unwrap();
+        while let Ok(n) = s.recv(&mut buf) {
+            let r = Message::from_vec(&buf[..n]).expect("the answer decodes");
+            if r.metadata.id == id {
+                return r.answers.iter().map(|a| a.data.to_string()).collect();
+            }
+        }
+    }
+    panic!("no DNS answer to {name} from {gw}");
+}
+
+#[test]
+fn names_of_an_endpoint_on_another_host_resolve_on_this_hosts_gateway() {
+    let test = "names_of_an_endpoint_on_another_host_resolve_on_this_hosts_gateway";
+    if !etcd_or_skip(test) || !root_or_skip(test) {
+        return;
+    }
+    // Host A (real ports) in a namespace-host on an underlay bridge; host
+    // B (memory ports) here, where etcd listens.
+    let underlay = Underlay(unique("rvub"));
+    ip(&["link", "add", &underlay.0, "type", "bridge"]);
+    ip(&["addr", "add", "10.251.13.254/24", "dev", &underlay.0]);
+    ip(&["link", "set", &underlay.0, "up"]);
+    let a_ns = Netns::new("nh0");
+    let (outer, inner) = (unique("rvuh"), unique("rvun"));
+    ip(&[
+        "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+    ]);
+    ip(&["link", "set", &outer, "master", &underlay.0, "up"]);
+    ip(&["link", "set", &inner, "netns", &a_ns.name]);
+    a_ns.ip(&["link", "set", &inner, "name", "ul0"]);
+    a_ns.ip(&["addr", "add", "10.251.13.1/24", "dev", "ul0"]);
+    a_ns.ip(&["link", "set", "ul0", "up"]);
+    let etcd = Etcd::start("10.251.13.254".parse().unwrap());
+    let store = ["--store", &etcd.url(), "--store-ttl", "3"];
+    // Names that are not the network's go to an upstream that refuses at
+    // once, so "no such name" is answered quickly.
+    let mut a_args = store.to_vec();
+    a_args.extend(["--dns-upstream", "127.0.0.1:9"]);
+    let a = Host::start_in(Some(&a_ns.name), "na", "10.251.13.1", &a_args);
+    let b = Host::start(&etcd, "nb", "10.251.13.2", 3);
+    // One global network on both, with a gateway (so a DNS) on A.
+    let (net_a, net_b) = (docker_id("dnsa", 0), docker_id("dnsb", 0));
+    for (h, id) in [(&a, &net_a), (&b, &net_b)] {
+        let r = h.docker(
+            "NetworkDriver.CreateNetwork",
+            &json!({"NetworkID": id,
+                    "Options": {"com.docker.network.generic": {
+                        "rvswitch.scope": "global", "rvswitch.name": "named"}},
+                    "IPv4Data": [], "IPv6Data": []}),
+        );
+        assert!(r.get("Err").is_none(), "{}: {r}", h.name);
+    }
+    let (_, subnets) = global_of(&a, "named");
+    let pool: Ipv4Addr = subnets[0].split('/').next().unwrap().parse().unwrap();
+    let gw = Ipv4Addr::from(u32::from(pool) + 1);
+    let c = Netns::new("nc0");
+    attach(&a, &a_ns, &net_a, &docker_id("epa", 0), &c);
+
+    // B's endpoint, and two names in B's table of the network: one for the
+    // endpoint, one for an address no endpoint of B has (not published).
+    let ep_b = docker_id("epb", 0);
+    let r = new_endpoint(&b, &net_b, &ep_b);
+    assert!(r.get("Err").is_none(), "{r}");
+    let addr_b = r["Interface"]["Address"].as_str().unwrap();
+    let addr_b = addr_b.split('/').next().unwrap().to_string();
+    let domain_b = format!("dk-{}", &net_b[..12]);
+    common::ctl_ok(&b.socket(), &["name", "set", &domain_b, "Web", &addr_b]);
+    common::ctl_ok(&b.socket(), &["name", "set", &domain_b, "db", "192.0.2.7"]);
+    let t0 = Instant::now();
+    eventually(Duration::from_secs(10), || {
+        dns_a(&c, gw, "web.") == [addr_b.clone()]
+    })
+    .unwrap_or_else(|| panic!("B's name never resolved on A: {:?}", dns_a(&c, gw, "web.")));
+    println!("B's name resolves on A {:?} after it was set", t0.elapsed());
+    assert_eq!(dns_a(&c, gw, "WEB."), vec![addr_b.clone()], "any case");
+    assert!(dns_a(&c, gw, "db.").is_empty(), "not an endpoint's name");
+    // Local to the network: B's own names table is untouched, and A's
+    // stored names stay empty (the remote ones are not stored).
+    let a_names = common::ctl_json(
+        &a.socket(),
+        &["name", "list", &format!("dk-{}", &net_a[..12])],
+    );
+    assert_eq!(a_names, json!([]), "remote names are not stored on A");
+
+    // B removes its endpoint: the name goes from A's DNS.
+    let r = b.docker(
+        "NetworkDriver.DeleteEndpoint",
+        &json!({"NetworkID": net_b, "EndpointID": ep_b}),
+    );
+    assert!(r.get("Err").is_none(), "{r}");
+    eventually(Duration::from_secs(10), || dns_a(&c, gw, "web.").is_empty())
+        .unwrap_or_else(|| panic!("B's name still resolves on A after its endpoint left"));
+
+    // A name of a new endpoint, then B dies: gone when its lease expires.
+    let ep_b2 = docker_id("epb", 1);
+    let r = new_endpoint(&b, &net_b, &ep_b2);
+    assert!(r.get("Err").is_none(), "{r}");
+    let addr_b2 = r["Interface"]["Address"].as_str().unwrap();
+    let addr_b2 = addr_b2.split('/').next().unwrap().to_string();
+    common::ctl_ok(&b.socket(), &["name", "set", &domain_b, "api", &addr_b2]);
+    eventually(Duration::from_secs(10), || {
+        dns_a(&c, gw, "api.") == [addr_b2.clone()]
+    })
+    .expect("B's second name resolves on A");
+    let mut b = b;
+    b.kill9();
+    eventually(Duration::from_secs(3 + 5), || {
+        dns_a(&c, gw, "api.").is_empty()
+    })
+    .expect("B's names leave A's DNS with B's lease");
+    drop(c);
+    drop(a);
+    drop(b);
+    drop(etcd);
+}
+
+#[test]
+fn two_hosts_filling_a_small_subnet_at_once_never_get_the_same_address() {
+    if !etcd_or_skip("two_hosts_filling_a_small_subnet_at_once_never_get_the_same_address") {
+        return;
+    }
+    let etcd = Etcd::start(Ipv4Addr::LOCALHOST);
+    let hosts = [
+        Host::start(&etcd, "fa", "10.99.0.1", 5),
+        Host::start(&etcd, "fb", "10.99.0.2", 5),
+    ];
+    let nets: Vec<String> = (0..2).map(|k| docker_id(&format!("small{k}"), 0)).collect();
+    for (h, net) in hosts.iter().zip(&nets) {
+        let r = create_global(h, net, "small", Some("10.98.7.0/27"));
+        assert!(r.get("Err").is_none(), "{r}");
+    }
+    let n = hosts[0]
+        .cnm_networks()
+        .into_iter()
+        .find(|n| n["name"] == "small")
+        .unwrap();
+    // 30 host addresses in a /27, less the gateway if it has one.
+    let free = 30 - usize::from(n["subnets"][0]["gateway"].is_string());
+    // Three callers per host allocate until the subnet is full: the
+    // hosts' cursors run into each other's addresses, and the last ones
+    // find what is left by reading the claims.
+    let got: Vec<(usize, String)> = std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        for (k, h) in hosts.iter().enumerate() {
+            for t in 0..3 {
+                let net = &nets[k];
+                handles.push(s.spawn(move || {
+                    let mut out = Vec::new();
+                    for i in 0.. {
+                        let r = new_endpoint(h, net, &docker_id(&format!("f{k}{t}"), i));
+                        match r["Interface"]["Address"].as_str() {
+                            Some(a) => out.push((k, a.to_string())),
+                            None => {
+                                let e = r["Err"].as_str().unwrap_or_default();
+                                assert!(e.contains("no free address"), "{}: {r}", h.name);
+                                break;
+                            }
+                        }
+                    }
+                    out
+                }));
+            }
+        }
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let addrs: std::collections::BTreeSet<&str> = got.iter().map(|(_, a)| a.as_str()).collect();
+    assert_eq!(
+        addrs.len(),
+        got.len(),
+        "no address handed out twice: {got:?}"
+    );
+    assert_eq!(got.len(), free, "every address handed out: {got:?}");
+    let pool = rvs_cnm::prefix::Cidr::parse_prefix("10.98.7.0/27").unwrap();
+    for (_, a) in &got {
+        let c = rvs_cnm::prefix::Cidr::parse_addr(a).unwrap();
+        assert!(pool.contains(c.addr) && c.len == 27, "{a} in {pool}");
+    }
+    for (k, host) in hosts.iter().enumerate() {
+        let mine = got.iter().filter(|(h, _)| *h == k).count();
+        assert!(mine > 0, "host {k} got none: {got:?}");
+        assert_eq!(endpoint_count(host), mine, "a refused call made nothing");
+    }
+    // One claim key and one owner key per address, nothing else.
+    assert_eq!(etcd_keys(&etcd, "/rvswitch/ipam/small/").len(), free);
+    assert_eq!(etcd_keys(&etcd, "/rvswitch/ipam-owners/small/").len(), free);
+}
+
+#[test]
+fn api_networks_whose_names_share_twelve_characters_get_their_own_domains() {
+    if !etcd_or_skip("api_networks_whose_names_share_twelve_characters_get_their_own_domains") {
+        return;
+    }
+    let etcd = Etcd::start(Ipv4Addr::LOCALHOST);
+    let mut a = Host::start(&etcd, "ta", "10.99.0.1", 5);
+    // Two global and two local networks; each pair shares its first 12
+    // characters ("research-net").
+    let made = [
+        json!({"name": "research-net-a", "scope": "global", "internal": true}),
+        json!({"name": "research-net-b", "scope": "global", "internal": true}),
+        json!({"name": "research-netlocal-1", "subnet": "10.97.1.0/24"}),
+        json!({"name": "research-netlocal-2", "subnet": "10.97.2.0/24"}),
+    ];
+    let mut domains = Vec::new();
+    for body in &made {
+        let (st, v) = api_post(&a, "/v1/cnm/networks", body);
+        assert_eq!(st, 201, "{body}: {v}");
+        domains.push(v["domain"].as_str().unwrap().to_string());
+    }
+    let distinct: std::collections::BTreeSet<&String> = domains.iter().collect();
+    assert_eq!(distinct.len(), 4, "one domain each: {domains:?}");
+    for d in &domains {
+        let r = rvswitch::client::Client::new(&a.socket())
+            .unwrap()
+            .get(&format!("/v1/domains/{d}"))
+            .unwrap();
+        assert_eq!(r.status, 200, "{d}: {}", r.error_message());
+    }
+    // Each endpoint lands in its own network's domain.
+    for (k, body) in made.iter().enumerate() {
+        let name = body["name"].as_str().unwrap();
+        let (st, v) = api_post(
+            &a,
+            &format!("/v1/cnm/networks/{name}/endpoints"),
+            &json!({"id": format!("e{k}"), "address": if k < 2 { Value::Null } else { json!(format!("10.97.{}.5/24", k - 1)) }}),
+        );
+        assert_eq!(st, 201, "{name}: {v}");
+    }
+    let ports = common::ctl_json(&a.socket(), &["port", "list"]);
+    for (k, d) in domains.iter().enumerate() {
+        let here = ports
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["domain"] == d.as_str())
+            .count();
+        // The endpoint's port, and a global network's VTEP port.
+        assert_eq!(here, if k < 2 { 2 } else { 1 }, "ports of {d}: {ports}");
+    }
+    // Stable: after a restart the networks are in the same domains, and
+    // asking for a network again is asking for the same one.
+    a.stop();
+    a.spawn();
+    for (body, d) in made.iter().zip(&domains) {
+        let (st, v) = api_post(&a, "/v1/cnm/networks", body);
+        assert_eq!(st, 201, "{body}: {v}");
+        assert_eq!(v["domain"], d.as_str(), "{v}");
+    }
 }

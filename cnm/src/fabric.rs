@@ -20,6 +20,10 @@ pub enum FabricError {
     /// An operation failed: what was attempted, on what, and why.
     #[error("{action}: {reason}")]
     Failed { action: String, reason: String },
+    /// A store the operation needs (the cluster's etcd) did not answer in
+    /// time: nothing was changed, and the same call may succeed later.
+    #[error("{action}: {reason}")]
+    Unavailable { action: String, reason: String },
 }
 
 /// What the fabric built for an endpoint.

@@ -17,7 +17,9 @@
 //! - `networks/<name>` → [`NetworkRecord`]; `vni/<vni>` → name, and
 //!   `subnets/<cidr>` → name, each created with the network in one
 //!   transaction (create-if-absent), so a VNI or subnet has one owner.
-//! - `ipam/<name>/<ip>` → [`AddressRecord`], created if absent.
+//! - `ipam/<name>/<ip>` → [`AddressRecord`], created if absent, with
+//!   `ipam-owners/<name>/<host>/<endpoint id>` → the address in the same
+//!   transaction (the claim's reverse key).
 //! - `live/endpoints/<name>/<host>/<endpoint id>` → [`EndpointRecord`],
 //!   under the publishing host's lease: a dead host's entries go with it.
 //!
@@ -159,7 +161,16 @@ pub struct EndpointRecord {
     pub ipv6: Option<IpAddr>,
     pub vni: u32,
     pub vtep: IpAddr,
+    /// The endpoint's DNS names in its network (container name, aliases,
+    /// names given through the API), which every host's DNS answers on the
+    /// network with the endpoint's addresses. Absent in records of older
+    /// hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
 }
+
+/// DNS names one endpoint publishes, at most (a record stays small).
+pub const NAMES_PER_ENDPOINT: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -253,6 +264,9 @@ pub struct Cluster {
     /// This host's keys (member and endpoints) with their values: put again
     /// under a new lease if the old one is lost.
     published: Mutex<BTreeMap<String, String>>,
+    /// Per global network: the offset in its subnet this host tries next
+    /// when it allocates (see [`Cluster::claim_address`]).
+    cursors: Mutex<BTreeMap<String, u32>>,
     pub(crate) view: Mutex<View>,
     /// Wakes the sync thread (see [`sync`]).
     pub(crate) changed: crossbeam_channel::Sender<()>,
@@ -385,18 +399,46 @@ fn key_endpoint(name: &str, host: &str, id: &str) -> String {
     format!("{LIVE}endpoints/{name}/{host}/{id}")
 }
 
-/// Host addresses of an IPv4 subnet, in order, less the network and
-/// broadcast addresses and the gateway.
-fn hosts_of(s: &Subnet) -> impl Iterator<Item = IpAddr> + '_ {
-    let (base, len) = match s.pool.addr {
-        IpAddr::V4(a) => (u32::from(a), s.pool.len),
-        IpAddr::V6(_) => (0, 32),
-    };
-    let size = if len >= 31 { 0 } else { 1u32 << (32 - len) };
-    (1..size.saturating_sub(1))
-        .map(move |i| IpAddr::V4((base + i).into()))
-        .filter(move |a| Some(*a) != s.gateway)
+/// `ipam-owners/<name>/<host>/<endpoint id>` → the address the endpoint
+/// holds: created with the address's claim, deleted with its release, so a
+/// retried claim finds its own address with one read, and a host finds its
+/// own claims without reading the others'.
+fn key_owner(name: &str, host: &str, id: &str) -> String {
+    format!("{PREFIX}ipam-owners/{name}/{host}/{id}")
 }
+
+/// The number of host addresses of an IPv4 subnet (network and broadcast
+/// addresses excluded; the gateway counted, see [`host_at`]).
+fn host_count(s: &Subnet) -> u32 {
+    match (s.pool.addr, s.pool.len) {
+        (IpAddr::V4(_), len) if len < 31 => (1u32 << (32 - len)) - 2,
+        _ => 0,
+    }
+}
+
+/// The host address at offset `i` (0-based, below [`host_count`]) of an
+/// IPv4 subnet; None for the gateway.
+fn host_at(s: &Subnet, i: u32) -> Option<IpAddr> {
+    let IpAddr::V4(base) = s.pool.addr else {
+        return None;
+    };
+    let a = IpAddr::V4((u32::from(base) + 1 + i).into());
+    (Some(a) != s.gateway).then_some(a)
+}
+
+/// Where host `host` starts allocating in a subnet of `count` addresses:
+/// spread by a hash of its name, so hosts filling one network at once do
+/// not race for the same addresses.
+fn first_cursor(host: &str, count: u32) -> u32 {
+    let h = host.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    (h % count.max(1) as u64) as u32
+}
+
+/// Failed tries in a row after which an allocation reads which addresses
+/// are taken (keys only) and jumps to a free one.
+const TRIES_BEFORE_SCAN: u32 = 16;
 
 impl Cluster {
     /// Connect, take a lease and register this host. Fails (and the daemon
@@ -457,6 +499,7 @@ impl Cluster {
             page: args.store_read_page,
             lease: AtomicI64::new(0),
             published: Mutex::new(BTreeMap::new()),
+            cursors: Mutex::new(BTreeMap::new()),
             view: Mutex::new(View::default()),
             changed: tx,
             wake: rx,
@@ -869,15 +912,21 @@ impl Cluster {
         rec: &str,
     ) -> Result<Option<Cidr>, ClusterError> {
         let mut c = self.kv();
-        let claim = |ip: IpAddr| {
-            let k = key_address(name, ip);
-            Txn::new()
-                .when([Compare::create_revision(k.as_str(), CompareOp::Equal, 0)])
-                .and_then([TxnOp::put(k.as_str(), rec, None)])
-                .or_else([TxnOp::get(k.as_str(), None)])
+        let owner = key_owner(name, &self.host, id);
+        let cidr = |addr| Cidr {
+            addr,
+            len: subnet.pool.len,
         };
         if let Some(w) = want {
-            let r = c.txn(claim(w.addr)).await?;
+            let k = key_address(name, w.addr);
+            let txn = Txn::new()
+                .when([Compare::create_revision(k.as_str(), CompareOp::Equal, 0)])
+                .and_then([
+                    TxnOp::put(k.as_str(), rec, None),
+                    TxnOp::put(owner.as_str(), w.addr.to_string(), None),
+                ])
+                .or_else([TxnOp::get(k.as_str(), None)]);
+            let r = c.txn(txn).await?;
             if r.succeeded() {
                 return Ok(Some(w));
             }
@@ -899,50 +948,123 @@ impl Cluster {
                 ))),
             };
         }
-        // Allocate: skip what is taken (as last read) and race for the
-        // first free one; a loser reads again. One this endpoint already
-        // won (a try whose answer was lost) is taken back as it is.
-        let prefix = format!("{PREFIX}ipam/{name}/");
-        for _ in 0..32 {
-            let r = c
-                .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
-                .await?;
-            if let Some(kv) = r.kvs().iter().find(|kv| kv.value() == rec.as_bytes()) {
-                let k = String::from_utf8_lossy(kv.key()).into_owned();
-                if let Some(ip) = k.rsplit('/').next().and_then(|a| a.parse().ok()) {
-                    return Ok(Some(Cidr {
-                        addr: ip,
-                        len: subnet.pool.len,
-                    }));
-                }
-            }
-            let taken: std::collections::BTreeSet<String> = r
-                .kvs()
-                .iter()
-                .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
-                .collect();
-            let Some(ip) = hosts_of(subnet).find(|ip| !taken.contains(&key_address(name, *ip)))
-            else {
-                return Err(ClusterError::Conflict(format!(
-                    "global network {name}: subnet {} has no free address",
-                    subnet.pool
-                )));
-            };
-            if c.txn(claim(ip)).await?.succeeded() {
-                return Ok(Some(Cidr {
-                    addr: ip,
-                    len: subnet.pool.len,
-                }));
-            }
+        // Allocate. An address this endpoint already won (a try whose
+        // answer was lost) is its owner key's: one read.
+        let held = |v: &[u8]| std::str::from_utf8(v).ok()?.parse::<IpAddr>().ok();
+        if let Some(ip) = c
+            .get(owner.as_str(), None)
+            .await?
+            .kvs()
+            .first()
+            .and_then(|kv| held(kv.value()))
+        {
+            return Ok(Some(cidr(ip)));
         }
-        Err(ClusterError::Failed(format!(
-            "global network {name}: no address won after 32 tries"
-        )))
+        // Then create-if-absent tries from this host's cursor, one address
+        // each (both keys in one transaction); after a run of failures, one
+        // keys-only read of the network's claims finds a free address to go
+        // on from. Each try costs one small transaction, not a read of
+        // every claim: O(1) per allocation while the subnet has room.
+        let count = host_count(subnet);
+        let no_free = || {
+            ClusterError::Conflict(format!(
+                "global network {name}: subnet {} has no free address",
+                subnet.pool
+            ))
+        };
+        if count == 0 {
+            return Err(no_free());
+        }
+        let mut misses = 0;
+        let mut scans = 0;
+        loop {
+            if misses >= TRIES_BEFORE_SCAN {
+                if scans == 3 {
+                    return Err(ClusterError::Failed(format!(
+                        "global network {name}: no address won after {scans} reads of the \
+                         claims"
+                    )));
+                }
+                scans += 1;
+                misses = 0;
+                let prefix = format!("{PREFIX}ipam/{name}/");
+                let r = c
+                    .get(
+                        prefix.as_str(),
+                        Some(GetOptions::new().with_prefix().with_keys_only()),
+                    )
+                    .await?;
+                let taken: std::collections::HashSet<IpAddr> = r
+                    .kvs()
+                    .iter()
+                    .filter_map(|kv| {
+                        std::str::from_utf8(kv.key())
+                            .ok()?
+                            .strip_prefix(&prefix)?
+                            .parse()
+                            .ok()
+                    })
+                    .collect();
+                let from = self.cursor(name, count, None);
+                let free = (0..count)
+                    .map(|k| (from + k) % count)
+                    .find(|i| host_at(subnet, *i).is_some_and(|a| !taken.contains(&a)))
+                    .ok_or_else(no_free)?;
+                self.cursor(name, count, Some(free));
+            }
+            let i = self.cursor(name, count, None);
+            let Some(ip) = host_at(subnet, i) else {
+                misses += 1;
+                continue;
+            };
+            let k = key_address(name, ip);
+            let txn = Txn::new()
+                .when([
+                    Compare::create_revision(k.as_str(), CompareOp::Equal, 0),
+                    Compare::create_revision(owner.as_str(), CompareOp::Equal, 0),
+                ])
+                .and_then([
+                    TxnOp::put(k.as_str(), rec, None),
+                    TxnOp::put(owner.as_str(), ip.to_string(), None),
+                ])
+                .or_else([TxnOp::get(owner.as_str(), None)]);
+            let r = c.txn(txn).await?;
+            if r.succeeded() {
+                return Ok(Some(cidr(ip)));
+            }
+            // Another call for this endpoint won meanwhile: its address.
+            let mine = r.op_responses().into_iter().find_map(|o| match o {
+                TxnOpResponse::Get(g) => g.kvs().first().and_then(|kv| held(kv.value())),
+                _ => None,
+            });
+            if let Some(ip) = mine {
+                return Ok(Some(cidr(ip)));
+            }
+            misses += 1;
+        }
+    }
+
+    /// The offset this host tries next in global network `name` (a subnet
+    /// of `count` addresses), moving the cursor on past it; with `set`,
+    /// the cursor is put there first.
+    fn cursor(&self, name: &str, count: u32, set: Option<u32>) -> u32 {
+        let mut cursors = self.cursors.lock().unwrap();
+        let c = cursors
+            .entry(name.to_string())
+            .or_insert_with(|| first_cursor(&self.host, count));
+        if let Some(s) = set {
+            *c = s;
+            return s;
+        }
+        let i = *c % count;
+        *c = (i + 1) % count;
+        i
     }
 
     /// Give an address back, if endpoint `id` holds it.
     pub fn release_address(&self, n: &Network, id: &str, addr: IpAddr) -> Result<(), ClusterError> {
         let k = key_address(&n.name, addr);
+        let owner = key_owner(&n.name, &self.host, id);
         let rec = json(&AddressRecord {
             host: self.host.clone(),
             endpoint: id.into(),
@@ -950,16 +1072,25 @@ impl Cluster {
         self.block_on(retrying(|| async {
             let txn = Txn::new()
                 .when([Compare::value(k.as_str(), CompareOp::Equal, rec.as_str())])
-                .and_then([TxnOp::delete(k.as_str(), None)]);
+                .and_then([
+                    TxnOp::delete(k.as_str(), None),
+                    TxnOp::delete(owner.as_str(), None),
+                ]);
             self.kv().txn(txn).await?;
             Ok(())
         }))
     }
 
-    /// Publish endpoint `e` of global network `n` under this host's lease.
-    pub fn publish(&self, n: &Network, e: &Endpoint) -> Result<(), ClusterError> {
+    /// The key and record of endpoint `e` of global network `n` with DNS
+    /// names `names`; None for a network that is not VXLAN.
+    fn endpoint_record(
+        &self,
+        n: &Network,
+        e: &Endpoint,
+        names: Vec<String>,
+    ) -> Option<(String, String)> {
         let NetworkKind::Vxlan { vni } = n.kind else {
-            return Ok(());
+            return None;
         };
         let k = key_endpoint(&n.name, &self.host, &e.id);
         let v = json(&EndpointRecord {
@@ -971,7 +1102,18 @@ impl Cluster {
             ipv6: e.ipv6.map(|c| c.addr),
             vni,
             vtep: self.vtep,
+            names,
         });
+        Some((k, v))
+    }
+
+    /// Publish endpoint `e` of global network `n` under this host's lease
+    /// (without names: [`Cluster::publish_names`] adds them once the
+    /// network's names table has them).
+    pub fn publish(&self, n: &Network, e: &Endpoint) -> Result<(), ClusterError> {
+        let Some((k, v)) = self.endpoint_record(n, e, Vec::new()) else {
+            return Ok(());
+        };
         self.published.lock().unwrap().insert(k.clone(), v.clone());
         self.block_on(retrying(|| async {
             let lease = self.lease.load(Ordering::Acquire);
@@ -986,15 +1128,63 @@ impl Cluster {
         }))
     }
 
+    /// Give published endpoint `e` of global network `n` the DNS names
+    /// `names`, when they changed. An endpoint not published (not yet, or
+    /// withdrawn meanwhile) is left alone, in the store too: the put
+    /// happens only while its key exists.
+    pub(crate) fn publish_names(
+        &self,
+        n: &Network,
+        e: &Endpoint,
+        names: Vec<String>,
+    ) -> Result<bool, ClusterError> {
+        let Some((k, v)) = self.endpoint_record(n, e, names) else {
+            return Ok(false);
+        };
+        let old = {
+            let mut p = self.published.lock().unwrap();
+            match p.get_mut(&k) {
+                Some(have) if *have != v => std::mem::replace(have, v.clone()),
+                _ => return Ok(false),
+            }
+        };
+        let r = self.block_on(retrying(|| async {
+            let lease = self.lease.load(Ordering::Acquire);
+            let txn = Txn::new()
+                .when([Compare::version(k.as_str(), CompareOp::Greater, 0)])
+                .and_then([TxnOp::put(
+                    k.as_str(),
+                    v.as_str(),
+                    Some(PutOptions::new().with_lease(lease)),
+                )]);
+            self.kv().txn(txn).await?;
+            Ok(())
+        }));
+        if r.is_err() {
+            // Not put: the next pass tries again.
+            if let Some(have) = self.published.lock().unwrap().get_mut(&k)
+                && *have == v
+            {
+                *have = old;
+            }
+        }
+        r.map(|()| true)
+    }
+
     /// This host's keys that no stored endpoint (`stored`: endpoint ids)
-    /// holds: address claims in the global networks `networks` (with their
-    /// modification revision) and published endpoints (revision 0). Left
+    /// holds: the owner keys of its address claims in the global networks
+    /// `networks` (with their modification revision; [`Cluster::forget`]
+    /// takes the claim along) and published endpoints (revision 0). Left
     /// by a Docker call whose unit of work did not commit, or by a daemon
-    /// killed inside one.
+    /// killed inside one. With `legacy`, also the claims themselves, read
+    /// from every claim of the networks (values included): claims made
+    /// before owner keys existed have none; this read is O(the network's
+    /// endpoints), the others O(this host's).
     pub(crate) fn unheld(
         &self,
         networks: &[String],
         stored: &std::collections::BTreeSet<String>,
+        legacy: bool,
     ) -> Result<Vec<(String, i64)>, ClusterError> {
         let mut out: Vec<(String, i64)> = self
             .published
@@ -1007,7 +1197,7 @@ impl Cluster {
             })
             .map(|(k, _)| (k.clone(), 0))
             .collect();
-        for name in networks {
+        for name in networks.iter().filter(|_| legacy) {
             let prefix = format!("{PREFIX}ipam/{name}/");
             let r = self.block_on(retrying(|| async {
                 Ok(self
@@ -1027,10 +1217,30 @@ impl Cluster {
                 }
             }
         }
+        for name in networks {
+            let owners = format!("{PREFIX}ipam-owners/{name}/{}/", self.host);
+            let r = self.block_on(retrying(|| async {
+                Ok(self
+                    .kv()
+                    .get(owners.as_str(), Some(GetOptions::new().with_prefix()))
+                    .await?)
+            }))?;
+            for kv in r.kvs() {
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                if key
+                    .strip_prefix(&owners)
+                    .is_some_and(|id| !stored.contains(id))
+                {
+                    out.push((key, kv.mod_revision()));
+                }
+            }
+        }
         Ok(out)
     }
 
     /// Delete `key` (from [`Cluster::unheld`]) if it is still as it was.
+    /// An owner key's claim goes with it, if the claim is still the
+    /// owner's.
     pub(crate) fn forget(&self, key: &str, revision: i64) -> Result<(), ClusterError> {
         if revision == 0 {
             self.published.lock().unwrap().remove(key);
@@ -1040,9 +1250,34 @@ impl Cluster {
                 0 => Txn::new().and_then([TxnOp::delete(key, None)]),
                 rev => Txn::new()
                     .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
-                    .and_then([TxnOp::delete(key, None)]),
+                    .and_then([TxnOp::get(key, None), TxnOp::delete(key, None)]),
             };
-            self.kv().txn(txn).await?;
+            let r = self.kv().txn(txn).await?;
+            // ipam-owners/<name>/<host>/<id> → the address of the claim.
+            let owner = key
+                .strip_prefix(&format!("{PREFIX}ipam-owners/"))
+                .and_then(|rest| {
+                    let mut parts = rest.splitn(3, '/');
+                    Some((parts.next()?, parts.next()?, parts.next()?))
+                });
+            let held = r.op_responses().into_iter().find_map(|o| match o {
+                TxnOpResponse::Get(g) => g
+                    .kvs()
+                    .first()
+                    .and_then(|kv| std::str::from_utf8(kv.value()).ok()?.parse::<IpAddr>().ok()),
+                _ => None,
+            });
+            if let (Some((name, host, id)), Some(ip)) = (owner, held) {
+                let k = key_address(name, ip);
+                let rec = json(&AddressRecord {
+                    host: host.into(),
+                    endpoint: id.into(),
+                });
+                let txn = Txn::new()
+                    .when([Compare::value(k.as_str(), CompareOp::Equal, rec.as_str())])
+                    .and_then([TxnOp::delete(k.as_str(), None)]);
+                self.kv().txn(txn).await?;
+            }
             Ok(())
         }))
     }
@@ -1133,11 +1368,41 @@ mod tests {
             gateway: Some("10.1.2.1".parse().unwrap()),
             address_space: String::new(),
         };
-        let h: Vec<String> = hosts_of(&s).map(|a| a.to_string()).collect();
+        assert_eq!(host_count(&s), 6);
+        let h: Vec<Option<String>> = (0..6)
+            .map(|i| host_at(&s, i).map(|a| a.to_string()))
+            .collect();
         assert_eq!(
             h,
-            ["10.1.2.2", "10.1.2.3", "10.1.2.4", "10.1.2.5", "10.1.2.6"]
+            [
+                None,
+                Some("10.1.2.2".into()),
+                Some("10.1.2.3".into()),
+                Some("10.1.2.4".into()),
+                Some("10.1.2.5".into()),
+                Some("10.1.2.6".into())
+            ]
         );
+        for len in [31, 32] {
+            let s = Subnet {
+                pool: Cidr::parse_prefix(&format!("10.1.2.0/{len}")).unwrap(),
+                gateway: None,
+                address_space: String::new(),
+            };
+            assert_eq!(host_count(&s), 0, "/{len}");
+        }
+    }
+
+    #[test]
+    fn hosts_start_allocating_at_different_offsets() {
+        let starts: std::collections::BTreeSet<u32> = ["ha", "hb", "hc", "hd"]
+            .iter()
+            .map(|h| first_cursor(h, 65534))
+            .collect();
+        assert_eq!(starts.len(), 4, "{starts:?}");
+        assert!(starts.iter().all(|s| *s < 65534));
+        assert_eq!(first_cursor("ha", 65534), first_cursor("ha", 65534));
+        assert_eq!(first_cursor("ha", 0), 0);
     }
 
     #[test]
@@ -1159,6 +1424,7 @@ mod tests {
             ipv6: None,
             vni: 5,
             vtep: "10.0.0.1".parse().unwrap(),
+            names: vec!["web".into()],
         };
         let k = b"/rvswitch/live/endpoints/n/a/e1";
         apply_put(&mut v, k, json(&e).as_bytes(), 7);

@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use rvs_cnm::docker::Driver;
 use rvs_cnm::docker::options::is_global;
+use rvs_cnm::model::{Endpoint, Network};
 use rvs_switch::MacAddr;
 
-use super::Cluster;
-use crate::daemon::{Control, ControlError};
+use super::{Cluster, NAMES_PER_ENDPOINT};
+use crate::daemon::{Control, ControlError, RemoteNames};
 
 /// Passes also run this often without a wake-up.
 const PERIOD: Duration = Duration::from_secs(2);
@@ -46,12 +47,76 @@ fn wanted(c: &Cluster) -> BTreeMap<String, Wanted> {
     out
 }
 
+/// The DNS names the other hosts' endpoints publish, per global network
+/// name: name → the endpoints' addresses.
+fn remote_names(c: &Cluster) -> BTreeMap<String, BTreeMap<String, Vec<IpAddr>>> {
+    let v = c.view.lock().unwrap();
+    let mut out: BTreeMap<String, BTreeMap<String, Vec<IpAddr>>> = BTreeMap::new();
+    for e in v.endpoints.values().filter(|e| e.host != c.host) {
+        for name in e.names.iter().take(NAMES_PER_ENDPOINT) {
+            if rvs_dns::check_name(name).is_err() {
+                continue;
+            }
+            let addrs = out
+                .entry(e.network.clone())
+                .or_default()
+                .entry(rvs_dns::normalize(name))
+                .or_default();
+            for ip in e.ipv4.iter().chain(&e.ipv6) {
+                if !addrs.contains(ip) {
+                    addrs.push(*ip);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The names of this host's endpoints of global network `n` (those of its
+/// bridge domain's names table that answer one of the endpoint's
+/// addresses: container names and aliases from the engine, names given
+/// through the API) into their published records.
+fn publish_local_names(c: &Cluster, control: &Control, n: &Network, endpoints: &[&Endpoint]) {
+    let domain = crate::fabric::network_domain(n);
+    let Ok(table) = control.list_names(&domain) else {
+        return;
+    };
+    for e in endpoints {
+        let mine: Vec<IpAddr> = e.ipv4.iter().chain(&e.ipv6).map(|a| a.addr).collect();
+        let names: BTreeSet<String> = table
+            .iter()
+            .filter(|r| r.addresses.iter().any(|a| mine.contains(a)))
+            .map(|r| r.name.clone())
+            .take(NAMES_PER_ENDPOINT)
+            .collect();
+        if let Err(err) = c.publish_names(n, e, names.into_iter().collect()) {
+            tracing::debug!(network = %n.name, endpoint = %e.id, error = %err, "names not published");
+        }
+    }
+}
+
 /// One pass: every local global network's VTEP port gets the remotes the
-/// cluster says.
+/// cluster says, its bridge domain's DNS the names the other hosts
+/// publish, and this host's endpoints' records their names.
 pub fn sync(c: &Cluster, control: &Control, driver: &Driver) {
     let want = wanted(c);
-    for n in driver.snapshot().networks.iter().filter(|n| is_global(n)) {
-        let port = crate::fabric::vtep_port_name(&n.id);
+    let snap = driver.snapshot();
+    let mut remote = remote_names(c);
+    let mut dns = RemoteNames::new();
+    for n in snap.networks.iter().filter(|n| is_global(n)) {
+        if let Some(names) = remote.remove(&n.name) {
+            dns.insert(crate::fabric::network_domain(n), names);
+        }
+        let mine: Vec<&Endpoint> = snap
+            .endpoints
+            .iter()
+            .filter(|e| e.network_id == n.id)
+            .collect();
+        publish_local_names(c, control, n, &mine);
+    }
+    control.set_remote_names(dns);
+    for n in snap.networks.iter().filter(|n| is_global(n)) {
+        let port = crate::fabric::vtep_port_name(n);
         let w = want.get(&n.name).cloned().unwrap_or_default();
         let flood: Vec<IpAddr> = w.flood.into_iter().collect();
         let statics: Vec<(MacAddr, IpAddr)> = w.statics.into_iter().collect();
@@ -76,6 +141,10 @@ struct Sweeper {
     /// Key → (revision, first seen unheld).
     suspects: BTreeMap<String, (i64, std::time::Instant)>,
     last: Option<std::time::Instant>,
+    /// Whether claims are still read whole (see [`Cluster::unheld`]): from
+    /// the start until a read finds none of this host's claims unheld, so
+    /// claims made before owner keys existed are given back too.
+    whole_done: bool,
 }
 
 impl Sweeper {
@@ -93,13 +162,18 @@ impl Sweeper {
             .filter(|n| is_global(n))
             .map(|n| n.name.clone())
             .collect();
-        let unheld = match c.unheld(&names, &stored) {
+        let legacy = !self.whole_done;
+        let unheld = match c.unheld(&names, &stored, legacy) {
             Ok(u) => u,
             Err(e) => {
                 tracing::debug!(error = %e, "cluster sweep skipped");
                 return;
             }
         };
+        let claims = format!("{}ipam/", super::PREFIX);
+        if legacy && !names.is_empty() && !unheld.iter().any(|(k, _)| k.starts_with(&claims)) {
+            self.whole_done = true;
+        }
         let seen: BTreeSet<&String> = unheld.iter().map(|(k, _)| k).collect();
         self.suspects.retain(|k, _| seen.contains(k));
         for (key, rev) in unheld {

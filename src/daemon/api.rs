@@ -51,6 +51,7 @@ impl From<ControlError> for ApiError {
             ControlError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ControlError::NotFound(_) => StatusCode::NOT_FOUND,
             ControlError::Conflict(_) => StatusCode::CONFLICT,
+            ControlError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ControlError::Backend(_) | ControlError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -633,7 +634,7 @@ async fn cnm_networks(State(c): State<Shared>) -> ApiResult {
 /// rvswitch` makes); `scope: global` shares it with the cluster by name
 #[utoipa::path(post, path = "/v1/cnm/networks", operation_id = "createCnmNetwork", tag = "cnm",
     request_body = CreateCnmNetwork,
-    responses((status = 201, description = "Created (or already there with these settings)", body = Object), (status = 400, description = "Bad request, or scope global without --store", body = ErrorBody), (status = 404, description = "The daemon does not serve Docker (no --docker)", body = ErrorBody), (status = 409, description = "Refused by the cluster (another subnet or VNI, no quorum: nothing changed) or the data plane, or the name is Docker's", body = ErrorBody)))]
+    responses((status = 201, description = "Created (or already there with these settings)", body = Object), (status = 400, description = "Bad request, or scope global without --store", body = ErrorBody), (status = 404, description = "The daemon does not serve Docker (no --docker)", body = ErrorBody), (status = 409, description = "Refused by the cluster (another subnet or VNI: nothing changed) or the data plane, or the name is Docker's", body = ErrorBody), (status = 503, description = "The cluster's store (etcd) is unavailable (no quorum, no member reachable): nothing changed, try again", body = ErrorBody)))]
 async fn create_cnm_network(State(c): State<Shared>, b: Bytes) -> ApiResult {
     c.require_cnm()?;
     let req: CreateCnmNetwork = body(&b)?;
@@ -655,7 +656,7 @@ async fn delete_cnm_network(State(c): State<Shared>, Path(name): Path<String>) -
 #[utoipa::path(post, path = "/v1/cnm/networks/{name}/endpoints", operation_id = "createCnmEndpoint", tag = "cnm",
     params(("name" = String, Path, description = "Network name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
     request_body = CreateCnmEndpoint,
-    responses((status = 201, description = "The endpoint (address, MAC, interfaces)", body = Object), (status = 400, description = "Bad request", body = ErrorBody), (status = 404, description = "Unknown network, or no --docker", body = ErrorBody), (status = 409, description = "Address or MAC taken, refused by the cluster, or the network is Docker's", body = ErrorBody)))]
+    responses((status = 201, description = "The endpoint (address, MAC, interfaces)", body = Object), (status = 400, description = "Bad request", body = ErrorBody), (status = 404, description = "Unknown network, or no --docker", body = ErrorBody), (status = 409, description = "Address or MAC taken, refused by the cluster, or the network is Docker's", body = ErrorBody), (status = 503, description = "The cluster's store (etcd) is unavailable: nothing changed, try again", body = ErrorBody)))]
 async fn create_cnm_endpoint(
     State(c): State<Shared>,
     Path(name): Path<String>,
@@ -686,7 +687,7 @@ async fn join_cnm_endpoint(
 /// Delete an endpoint of a network made through the API
 #[utoipa::path(delete, path = "/v1/cnm/networks/{name}/endpoints/{id}", operation_id = "deleteCnmEndpoint", tag = "cnm",
     params(("name" = String, Path, description = "Network name", pattern = "^[A-Za-z0-9._-]{1,64}$"), ("id" = String, Path, description = "Endpoint id", pattern = "^[A-Za-z0-9._-]{1,64}$")),
-    responses((status = 204, description = "Deleted"), (status = 404, description = "Unknown network or endpoint, or no --docker", body = ErrorBody), (status = 409, description = "The network is Docker's", body = ErrorBody)))]
+    responses((status = 204, description = "Deleted"), (status = 404, description = "Unknown network or endpoint, or no --docker", body = ErrorBody), (status = 409, description = "The network is Docker's", body = ErrorBody), (status = 503, description = "The cluster's store (etcd) is unavailable: nothing changed, try again", body = ErrorBody)))]
 async fn delete_cnm_endpoint(
     State(c): State<Shared>,
     Path((name, id)): Path<(String, String)>,

@@ -48,10 +48,15 @@ fn driver_error(e: DriverError) -> ControlError {
         DriverError::UnknownNetwork(_) | DriverError::UnknownEndpoint { .. } => {
             ControlError::NotFound(e.to_string())
         }
-        // The cluster refusing (another subnet, no quorum: nothing changed)
-        // or the data plane refusing.
+        // The cluster refusing (another subnet or VNI, an address another
+        // host holds) or the data plane refusing.
         DriverError::Fabric(FabricError::Failed { .. }) | DriverError::Conflict(_) => {
             ControlError::Conflict(e.to_string())
+        }
+        // The cluster's store not answering (no quorum, no member
+        // reachable): nothing changed, the same call may succeed later.
+        DriverError::Fabric(FabricError::Unavailable { .. }) => {
+            ControlError::Unavailable(e.to_string())
         }
         DriverError::Store(_) => ControlError::Internal(e.to_string()),
     }
@@ -225,6 +230,18 @@ impl Control {
         let mut n = options::network_from_request(&wire)
             .map_err(|e| ControlError::BadRequest(e.to_string()))?;
         n.name = req.name.clone();
+        // A name longer than 12 characters gets a bridge domain of its own
+        // (not `dk-<first 12>`, which another name may share), unless the
+        // network was stored before such names existed: it keeps its
+        // domain, and asking for it again is asking for the same network.
+        let legacy = d
+            .network(&req.name)
+            .is_some_and(|old| !old.options.contains_key(crate::fabric::DOMAIN_OPTION));
+        let domain = crate::fabric::api_domain_name(&req.name);
+        if !legacy && domain != crate::fabric::domain_name(&req.name) {
+            n.options
+                .insert(crate::fabric::DOMAIN_OPTION.into(), domain);
+        }
         n.labels
             .insert(API_LABEL.0.to_string(), API_LABEL.1.to_string());
         if let Some(old) = d.network(&req.name)

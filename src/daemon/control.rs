@@ -140,7 +140,14 @@ pub struct Control {
     pub(super) cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
     /// The embedded DNS, when it runs: it gets every change of the names.
     pub(super) dns: std::sync::OnceLock<Arc<dyn rvs_dns::NameService>>,
+    /// Names other hosts of the cluster publish, per bridge domain: fed to
+    /// the DNS with the domain's own names, never stored (the cluster's
+    /// watch states them again after a restart).
+    pub(super) remote_names: Mutex<RemoteNames>,
 }
+
+/// Bridge domain → name → addresses.
+pub type RemoteNames = BTreeMap<String, BTreeMap<String, Vec<std::net::IpAddr>>>;
 
 impl Control {
     /// Take over the workers and the store and reconcile the data plane to
@@ -159,6 +166,7 @@ impl Control {
             cni: Mutex::new(None),
             cluster: std::sync::OnceLock::new(),
             dns: std::sync::OnceLock::new(),
+            remote_names: Mutex::new(RemoteNames::new()),
             closing: Arc::new(AtomicBool::new(false)),
         };
         {

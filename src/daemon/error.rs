@@ -24,6 +24,10 @@ pub enum ControlError {
     /// The request conflicts with what exists (HTTP 409).
     #[error("{0}")]
     Conflict(String),
+    /// A store the operation needs (the cluster's etcd) is out of reach or
+    /// did not answer in time; nothing changed, try again later (HTTP 503).
+    #[error("{0}")]
+    Unavailable(String),
     /// A port back end could not be opened (HTTP 500).
     #[error("{0}")]
     Backend(String),

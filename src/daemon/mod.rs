@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use crate::spec::PortFactory;
 use crate::worker::Dataplane;
-pub use control::{Control, ControlError};
+pub use control::{Control, ControlError, RemoteNames};
 pub use error::DaemonError;
 pub(crate) use files::bind_socket;
 use files::{check_socket_free, private_state_dir, private_state_files};

@@ -97,6 +97,13 @@ impl Control {
                 zone.insert(*id, &n.name, &n.addresses);
             }
         }
+        for (domain, names) in self.remote_names.lock().unwrap().iter() {
+            if let Some(id) = ids.get(domain) {
+                for (name, addrs) in names {
+                    zone.insert(*id, name, addrs);
+                }
+            }
+        }
         for (domain, id) in &ids {
             Self::service_names(st, domain, *id, &mut zone);
         }

@@ -147,6 +147,23 @@ impl Control {
         self.remotes(name)
     }
 
+    /// Make `names` (bridge domain → name → addresses) the names other
+    /// hosts of the cluster give the domains' DNS, next to each domain's own
+    /// (a name in both answers the addresses of both). Not stored: the
+    /// cluster states them again after a restart. Unchanged names change
+    /// nothing.
+    pub fn set_remote_names(&self, names: super::control::RemoteNames) {
+        {
+            let mut have = self.remote_names.lock().unwrap();
+            if *have == names {
+                return;
+            }
+            *have = names;
+        }
+        let st = self.lock();
+        self.publish_names(&st);
+    }
+
     /// Make `flood`, `statics` and `neighbors` the whole remote lists of
     /// port `name` (a control plane that owns them, such as the cluster's
     /// endpoint registry, states what it wants; the reconcile gives the

@@ -84,7 +84,7 @@ pub fn print_table(topo: &Topology, states: Option<&PortStates>) {
                 true => format!(
                     "{} (global, {})",
                     net.name,
-                    crate::fabric::domain_name(&net.name)
+                    crate::fabric::api_domain_name(&net.name)
                 ),
                 false => format!("{} ({} vlan {})", net.name, net.domain, net.vlan),
             };
