@@ -329,7 +329,11 @@ const RETRY_FOR: Duration = Duration::from_secs(5);
 fn transient(e: &ClusterError) -> bool {
     match e {
         ClusterError::Etcd(etcd_client::Error::GRpcStatus(s)) => {
-            s.code() == tonic::Code::Unavailable
+            // A connection that broke mid-request (the member went away)
+            // comes as `Unknown` with the transport error as its source.
+            let broken =
+                std::error::Error::source(s).is_some_and(|e| e.is::<tonic::transport::Error>());
+            s.code() == tonic::Code::Unavailable || broken
         }
         ClusterError::Etcd(etcd_client::Error::TransportError(_)) => true,
         _ => false,
