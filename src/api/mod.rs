@@ -1240,6 +1240,41 @@ pub struct CreateCnmEndpoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<StationMac>)]
     pub mac: Option<MacAddr>,
+    /// Ports published on the host to the endpoint's IPv4 address (as
+    /// `docker run -p`); the endpoint in the answer lists them under
+    /// `published`, with the host port taken where 0 was asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PublishPort>,
+}
+
+/// A published port: `host_ip`:`host_port` on the host forwards to the
+/// endpoint's `port`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishPort {
+    /// The endpoint's port.
+    #[schema(minimum = 1, maximum = 65535, example = 80)]
+    pub port: u16,
+    /// The host's port; 0 (the default): a free one, reported back.
+    #[serde(default)]
+    #[schema(maximum = 65535, example = 8080)]
+    pub host_port: u16,
+    /// `tcp` (the default) or `udp`.
+    #[serde(default)]
+    pub protocol: PublishProtocol,
+    /// None: every address, IPv4 and IPv6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "127.0.0.1")]
+    pub host_ip: Option<std::net::IpAddr>,
+}
+
+/// The transport protocol of a published port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishProtocol {
+    #[default]
+    Tcp,
+    Udp,
 }
 
 /// `POST /v1/cnm/networks/{name}/endpoints/{id}/join`: make the
