@@ -1557,3 +1557,134 @@ fn api_endpoints_publish_ports_and_report_the_free_port_taken() {
     std::net::TcpListener::bind(("127.0.0.1", host)).expect("the port was released");
     let _ = api.delete(&format!("/v1/cnm/networks/{net}"));
 }
+
+/// The label services of `d`'s network `n` (`ctl service list`), once
+/// `cond` holds (or whatever is there after 20 s).
+fn services_until(d: &Rvs, n: &Net, cond: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let t = Instant::now();
+    loop {
+        let v = d.json(&["service", "list", &n.domain()]);
+        let list = v.as_array().cloned().unwrap_or_default();
+        if cond(&list) || t.elapsed() > Duration::from_secs(20) {
+            return list;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Backend addresses of service view `s`.
+fn backends_of(s: &Value) -> Vec<String> {
+    let mut b: Vec<String> = s["service"]["spec"]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap().to_string())
+        .collect();
+    b.sort();
+    b
+}
+
+/// `docker run -l rvswitch.service=web -l rvswitch.service.port=80`: the
+/// labelled containers are the backends of service `web` on the network,
+/// with a VIP taken from the network; a client container's connections to
+/// the VIP reach both; removing a container removes its backend, removing
+/// the last removes the service.
+#[test]
+fn container_labels_declare_a_balanced_service() {
+    if !common::docker_or_skip("container_labels_declare_a_balanced_service") {
+        return;
+    }
+    let d = Rvs::start();
+    let n = d.network(&["--subnet", "10.88.0.0/24"]);
+    let labels = [
+        "-l",
+        "rvswitch.service=web",
+        "-l",
+        "rvswitch.service.port=80:8080/tcp",
+    ];
+    let backends: Vec<Ctr> = (0..2).map(|_| Ctr::run(&n, &labels)).collect();
+    for b in &backends {
+        // Each answers with its own name.
+        let o = b.exec(&[
+            "sh",
+            "-c",
+            &format!(
+                "mkdir -p /www && echo {} > /www/index.html && busybox httpd -p 8080 -h /www",
+                b.name
+            ),
+        ]);
+        assert!(o.status.success(), "httpd: {}", text(&o.stderr));
+    }
+    let client = Ctr::run(&n, &[]);
+    let mut want: Vec<String> = backends.iter().map(|b| b.ip(&n)).collect();
+    want.sort();
+    let list = services_until(&d, &n, |l| l.len() == 1 && backends_of(&l[0]) == want);
+    assert_eq!(list.len(), 1, "{list:?}");
+    let s = &list[0];
+    assert_eq!(s["service"]["name"], "web");
+    assert_eq!(s["service"]["spec"]["origin"], "docker-label");
+    assert_eq!(backends_of(s), want, "{s}");
+    let vip = s["service"]["spec"]["vips"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(vip, "10.88.0.254", "taken from the top of the subnet");
+
+    // Connections to the VIP's port 80 reach both backends' port 8080.
+    let fetch = |c: &Ctr| -> Option<String> {
+        // (Debian's busybox wget crashes on -T: `timeout` instead.)
+        let o = c.exec(&[
+            "busybox",
+            "timeout",
+            "5",
+            "busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            &format!("http://{vip}/"),
+        ]);
+        if !o.status.success() {
+            eprintln!("wget {vip}: {} {}", o.status, text(&o.stderr));
+        }
+        o.status
+            .success()
+            .then(|| text(&o.stdout).trim().to_string())
+    };
+    let mut hits = std::collections::BTreeMap::<String, u32>::new();
+    for _ in 0..24 {
+        if let Some(who) = fetch(&client) {
+            *hits.entry(who).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        hits.values().sum::<u32>(),
+        24,
+        "every connection answered: {hits:?}"
+    );
+    for b in &backends {
+        assert!(hits.contains_key(&b.name), "{} got none: {hits:?}", b.name);
+    }
+    // The service's name resolves to the VIP on the gateway.
+    let gw = "10.88.0.1";
+    let o = client.exec(&["busybox", "nslookup", "web", gw]);
+    assert!(text(&o.stdout).contains(&vip), "{}", text(&o.stdout));
+
+    // One container removed: its backend goes, the other takes all.
+    let mut backends = backends;
+    let gone = backends.pop().unwrap();
+    let left_ip = backends[0].ip(&n);
+    drop(gone);
+    let list = services_until(&d, &n, |l| {
+        l.len() == 1 && backends_of(&l[0]) == std::slice::from_ref(&left_ip)
+    });
+    assert_eq!(backends_of(&list[0]), [left_ip], "{list:?}");
+    assert_eq!(list[0]["service"]["spec"]["vips"][0], vip, "the VIP stays");
+    for _ in 0..6 {
+        assert_eq!(fetch(&client).as_deref(), Some(backends[0].name.as_str()));
+    }
+    // The last one removed: the service goes.
+    backends.clear();
+    let list = services_until(&d, &n, |l| l.is_empty());
+    assert!(list.is_empty(), "{list:?}");
+}

@@ -949,11 +949,30 @@ pub struct ServiceSpec {
     pub backends: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheckSpec>,
+    /// Who keeps the service in line: `docker-label` for one declared by
+    /// Docker containers' `rvswitch.service` labels (the daemon changes
+    /// its backends as those containers come and go, and removes it with
+    /// the last of them); none for one made through the API, which the
+    /// daemon never changes. Setting a service without it takes it over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
+
+/// [`ServiceSpec::origin`] of services declared by Docker labels.
+pub const SERVICE_ORIGIN_DOCKER_LABEL: &str = "docker-label";
 
 impl ServiceSpec {
     pub fn validate(&self, name: &str) -> Result<(), String> {
         rvs_dns::check_name(name)?;
+        if let Some(o) = self
+            .origin
+            .as_deref()
+            .filter(|o| *o != SERVICE_ORIGIN_DOCKER_LABEL)
+        {
+            return Err(format!(
+                "origin {o:?}: the only origin is {SERVICE_ORIGIN_DOCKER_LABEL:?} (or none)"
+            ));
+        }
         if self.backends.is_empty() || self.backends.len() > SERVICE_BACKENDS_MAX {
             return Err(format!(
                 "a service has 1 to {SERVICE_BACKENDS_MAX} backends, not {}",
