@@ -400,7 +400,9 @@ fn program_external(d: &Driver, r: ExternalConnectivityRequest) -> Result<Empty,
             // arrives decoded from JSON, and the engine's reader
             // (getEndpointPortMapInfo in moby's daemon/) only accepts its
             // own in-process type there, so a port chosen here would never
-            // reach `docker port` or `docker inspect`.
+            // reach `docker port` or `docker inspect` (checked against
+            // dockerd 20.10.24: with the port map in EndpointOperInfo, the
+            // container's NetworkSettings.Ports stays empty).
             if host_port == 0 || (end != 0 && end != host_port) {
                 return Err(bad(NO_ENGINE_CHOSEN_PORT));
             }
