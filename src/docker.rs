@@ -24,6 +24,8 @@ use crate::daemon::control::Control;
 use crate::daemon::error::DaemonError;
 use crate::fabric::SwitchFabric;
 
+pub mod services;
+
 /// `rvswitch daemon` options of the Docker driver.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DockerArgs {
@@ -454,8 +456,12 @@ fn names_loop(d: &Driver, control: &Control, engine: &Path, stop: &std::sync::at
             .collect();
         match ask(engine, move |e| engine_names(e, &ids)) {
             Ok(want) => {
-                for (net, names) in want {
-                    sync_names(control, &crate::fabric::domain_name(&net), &names);
+                for (net, names, label_services) in want {
+                    let domain = crate::fabric::domain_name(&net);
+                    sync_names(control, &domain, &names);
+                    if let Some(n) = snap.networks.iter().find(|n| n.id == net) {
+                        services::sync(control, &domain, n, &snap.endpoints, &label_services);
+                    }
                 }
             }
             Err(e) => tracing::debug!(error = %e, "Docker engine not reachable; names not read"),
@@ -481,8 +487,12 @@ fn ask<T: Send + 'static>(
 type Names = std::collections::BTreeMap<String, Vec<std::net::IpAddr>>;
 
 /// For each of `networks` the engine knows: its containers' names and
-/// aliases with their addresses on it.
-fn engine_names(engine: &Path, networks: &[String]) -> Result<Vec<(String, Names)>, String> {
+/// aliases with their addresses on it, and the services their labels
+/// declare (see [`services`]).
+fn engine_names(
+    engine: &Path,
+    networks: &[String],
+) -> Result<Vec<(String, Names, services::Wanted)>, String> {
     use crate::client::Client;
     let client = Client::new(engine).map_err(|e| e.to_string())?;
     let get = |path: &str| -> Result<serde_json::Value, String> {
@@ -499,6 +509,7 @@ fn engine_names(engine: &Path, networks: &[String]) -> Result<Vec<(String, Names
         };
         let net_name = n["Name"].as_str().unwrap_or_default().to_string();
         let mut names = Names::new();
+        let mut wanted = services::Wanted::default();
         for (cid, c) in n["Containers"].as_object().into_iter().flatten() {
             let addrs: Vec<std::net::IpAddr> = ["IPv4Address", "IPv6Address"]
                 .iter()
@@ -510,6 +521,14 @@ fn engine_names(engine: &Path, networks: &[String]) -> Result<Vec<(String, Names
             }
             let mut all: Vec<String> = c["Name"].as_str().map(str::to_string).into_iter().collect();
             if let Ok(ci) = get(&format!("/v1.41/containers/{cid}/json")) {
+                let who = c["Name"].as_str().unwrap_or(cid);
+                match services::declared(&ci["Config"]["Labels"]) {
+                    Some(Ok(d)) => wanted.add(who, d, &addrs),
+                    Some(Err(e)) => {
+                        tracing::warn!(container = %who, error = %e, "service labels ignored")
+                    }
+                    None => {}
+                }
                 let aliases = &ci["NetworkSettings"]["Networks"][&net_name]["Aliases"];
                 all.extend(
                     aliases
@@ -531,7 +550,7 @@ fn engine_names(engine: &Path, networks: &[String]) -> Result<Vec<(String, Names
                 }
             }
         }
-        out.push((id.clone(), names));
+        out.push((id.clone(), names, wanted));
     }
     Ok(out)
 }

@@ -891,9 +891,14 @@ impl Fabric for SwitchFabric {
         delete_link(&nl, &action, &e.ifaces.sandbox)
     }
 
-    /// `docker run -p`: a TCP proxy per published port on the host, to the
-    /// container's address (reached over the uplink).
-    fn publish(&self, _n: &Network, e: &Endpoint) -> Result<(), FabricError> {
+    /// `docker run -p`: a TCP or UDP proxy per published port on the host
+    /// (IPv4 and IPv6), to the container's IPv4 address (reached over the
+    /// uplink).
+    fn publish(
+        &self,
+        _n: &Network,
+        e: &Endpoint,
+    ) -> Result<Vec<rvs_cnm::model::PortBinding>, FabricError> {
         let target = e.ipv4.map(|c| c.addr);
         self.publisher
             .set(&e.id, target, &e.published)

@@ -9,30 +9,43 @@
 //! UDP ports (`-p 53:53/udp`) are relayed the same way: one socket on the
 //! host port, and per client address a socket connected to the container,
 //! whose replies go back to that client; a client silent for
-//! [`UDP_IDLE`] is forgotten. Host port 0 takes a free port.
+//! [`UDP_IDLE`] is forgotten. Host port 0 takes a free port, the same one
+//! on every address the binding listens on; [`Publisher::set`] returns
+//! the bindings with the ports taken, for the caller to report.
+//!
+//! Both families: a binding without a host address (or with `::`) listens
+//! on `0.0.0.0` and on `[::]` (IPv6-only sockets, so each family has its
+//! own and a `0.0.0.0` binding beside a `::` one does not clash), as
+//! Docker does. Either forwards to the container's IPv4 address: the host
+//! routes the containers' IPv4 subnets through the uplink, and has no IPv6
+//! route to them. A host without IPv6 publishes on IPv4 alone.
 //!
 //! Owns: the listeners of each endpoint. Never: NAT rules.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rvs_cnm::model::PortBinding;
+use socket2::{Domain, Socket, Type};
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A UDP client's relay lives this long after its last datagram either way.
 const UDP_IDLE: Duration = Duration::from_secs(60);
+/// Tries at a free port (host port 0) that is free on both families.
+const FREE_PORT_TRIES: usize = 16;
 
-/// One listening host port.
+/// One listening socket.
 struct Listener {
-    binding: PortBinding,
-    target: SocketAddr,
+    proto: u8,
     local: SocketAddr,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -41,17 +54,24 @@ struct Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        // Wake the blocking accept.
+        // Wake the blocking accept (or receive) through loopback.
         let wake = match self.local.ip() {
-            ip if ip.is_unspecified() => {
+            IpAddr::V4(ip) if ip.is_unspecified() => {
                 SocketAddr::new(Ipv4Addr::LOCALHOST.into(), self.local.port())
+            }
+            IpAddr::V6(ip) if ip.is_unspecified() => {
+                SocketAddr::new(Ipv6Addr::LOCALHOST.into(), self.local.port())
             }
             _ => self.local,
         };
-        match self.binding.proto {
+        match self.proto {
             UDP => {
                 // An empty datagram wakes the blocking receive.
-                if let Ok(u) = UdpSocket::bind(SocketAddr::new(wake.ip(), 0)) {
+                let any: IpAddr = match wake {
+                    SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+                    SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+                };
+                if let Ok(u) = UdpSocket::bind(SocketAddr::new(any, 0)) {
                     let _ = u.send_to(&[], wake);
                 }
             }
@@ -160,94 +180,193 @@ fn relay_udp(front: UdpSocket, target: SocketAddr, stop: Arc<AtomicBool>) {
     }
 }
 
+/// A socket on `addr` for `proto`, bound (and listening, for TCP). IPv6
+/// sockets are IPv6-only: `0.0.0.0` gets a socket of its own.
+fn bind_socket(proto: u8, addr: SocketAddr) -> io::Result<Socket> {
+    let ty = if proto == UDP {
+        Type::DGRAM
+    } else {
+        Type::STREAM
+    };
+    let s = Socket::new(Domain::for_address(addr), ty, None)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    if proto == TCP {
+        // As std's TcpListener::bind: a port in TIME_WAIT can be taken.
+        s.set_reuse_address(true)?;
+    }
+    s.bind(&addr.into())?;
+    if proto == TCP {
+        s.listen(1024)?;
+    }
+    Ok(s)
+}
+
+/// Whether binding failed because the host has no IPv6 (disabled, or no
+/// such address): the IPv6 half of a family-less binding is then left out.
+fn no_ipv6(e: &io::Error) -> bool {
+    const EAFNOSUPPORT: i32 = 97;
+    e.kind() == io::ErrorKind::AddrNotAvailable || e.raw_os_error() == Some(EAFNOSUPPORT)
+}
+
 impl Listener {
-    fn open(b: &PortBinding, target_ip: IpAddr) -> Result<Listener, String> {
-        match b.proto {
-            TCP => Self::open_tcp(b, target_ip),
-            UDP => Self::open_udp(b, target_ip),
-            p => Err(format!(
-                "host port {}: rvswitch publishes TCP and UDP ports (protocol {p} asked)",
-                b.host_port
-            )),
+    /// Serve `sock` (made by [`bind_socket`]): forward to `target`.
+    fn start(proto: u8, sock: Socket, target: SocketAddr) -> io::Result<Listener> {
+        let local = sock
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("not an IP socket"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = match proto {
+            UDP => {
+                let front = UdpSocket::from(sock);
+                std::thread::Builder::new()
+                    .name(format!("rvs-publish-{}u", local.port()))
+                    .spawn(move || relay_udp(front, target, s))?
+            }
+            _ => {
+                let listener = TcpListener::from(sock);
+                std::thread::Builder::new()
+                    .name(format!("rvs-publish-{}", local.port()))
+                    .spawn(move || {
+                        for conn in listener.incoming() {
+                            if s.load(Ordering::Acquire) {
+                                break;
+                            }
+                            if let Ok(c) = conn {
+                                std::thread::spawn(move || serve(c, target));
+                            }
+                        }
+                    })?
+            }
+        };
+        Ok(Listener {
+            proto,
+            local,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// One binding as it was asked for, and the sockets serving it.
+struct Published {
+    asked: PortBinding,
+    target: SocketAddr,
+    /// The host port taken (the one asked, or a free one for 0).
+    host_port: u16,
+    /// Dropped, they stop listening.
+    _sockets: Vec<Listener>,
+}
+
+impl Published {
+    /// The binding as published: its host port is the one taken.
+    fn binding(&self) -> PortBinding {
+        PortBinding {
+            host_port: self.host_port,
+            ..self.asked.clone()
         }
     }
 
-    fn open_udp(b: &PortBinding, target_ip: IpAddr) -> Result<Listener, String> {
-        let ip = b.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let front = UdpSocket::bind(SocketAddr::new(ip, b.host_port))
-            .map_err(|e| format!("publish host port {ip}:{}/udp: {e}", b.host_port))?;
-        let local = front
-            .local_addr()
-            .map_err(|e| format!("publish host port {}/udp: {e}", b.host_port))?;
-        let target = SocketAddr::new(target_ip, b.port);
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("rvs-publish-{}u", local.port()))
-            .spawn(move || relay_udp(front, target, s))
-            .map_err(|e| format!("publish host port {}/udp: {e}", b.host_port))?;
-        Ok(Listener {
-            binding: b.clone(),
-            target,
-            local,
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    fn open_tcp(b: &PortBinding, target_ip: IpAddr) -> Result<Listener, String> {
-        let ip = b.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let listener = TcpListener::bind(SocketAddr::new(ip, b.host_port))
-            .map_err(|e| format!("publish host port {ip}:{}: {e}", b.host_port))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| format!("publish host port {}: {e}", b.host_port))?;
-        let target = SocketAddr::new(target_ip, b.port);
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("rvs-publish-{}", b.host_port))
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if s.load(Ordering::Acquire) {
-                        break;
-                    }
-                    if let Ok(c) = conn {
-                        std::thread::spawn(move || serve(c, target));
-                    }
+    /// Listen for `b`, forwarding to `target_ip`. `siblings`: the other
+    /// bindings of the endpoint (a `::` binding beside an equal `0.0.0.0`
+    /// one is IPv6 alone).
+    fn open(
+        b: &PortBinding,
+        target_ip: IpAddr,
+        siblings: &[PortBinding],
+    ) -> Result<Published, String> {
+        let proto = match b.proto {
+            TCP => "tcp",
+            UDP => "udp",
+            p => {
+                return Err(format!(
+                    "host port {}: rvswitch publishes TCP and UDP ports (protocol {p} asked)",
+                    b.host_port
+                ));
+            }
+        };
+        let v4: IpAddr = Ipv4Addr::UNSPECIFIED.into();
+        let v6: IpAddr = Ipv6Addr::UNSPECIFIED.into();
+        // (address, whether a host without IPv6 may leave it out)
+        let addrs: Vec<(IpAddr, bool)> = match b.host_ip {
+            None => vec![(v4, false), (v6, true)],
+            Some(ip) if ip == v6 => {
+                let twin = siblings.iter().any(|s| {
+                    s.host_ip == Some(v4)
+                        && (s.proto, s.host_port, s.port) == (b.proto, b.host_port, b.port)
+                });
+                if twin {
+                    vec![(v6, false)]
+                } else {
+                    vec![(v4, false), (v6, false)]
                 }
-            })
-            .map_err(|e| format!("publish host port {}: {e}", b.host_port))?;
-        Ok(Listener {
-            binding: b.clone(),
-            target,
-            local,
-            stop,
-            thread: Some(thread),
-        })
+            }
+            Some(ip) => vec![(ip, false)],
+        };
+        let target = SocketAddr::new(target_ip, b.port);
+        let what = |ip: IpAddr, port: u16| {
+            format!("publish host port {}/{proto}", SocketAddr::new(ip, port))
+        };
+        let tries = if b.host_port == 0 { FREE_PORT_TRIES } else { 1 };
+        let mut last = String::new();
+        'tries: for _ in 0..tries {
+            let mut port = b.host_port;
+            let mut sockets = Vec::new();
+            for &(ip, optional) in &addrs {
+                let sock = match bind_socket(b.proto, SocketAddr::new(ip, port)) {
+                    Ok(s) => s,
+                    Err(e) if optional && no_ipv6(&e) => {
+                        tracing::warn!(port, error = %e, "no IPv6 on this host: publishing on IPv4 alone");
+                        continue;
+                    }
+                    // A free port on the first family taken on the next:
+                    // try another free port.
+                    Err(e) if b.host_port == 0 && e.kind() == io::ErrorKind::AddrInUse => {
+                        last = format!("{}: {e}", what(ip, port));
+                        continue 'tries;
+                    }
+                    Err(e) => return Err(format!("{}: {e}", what(ip, port))),
+                };
+                let l = Listener::start(b.proto, sock, target)
+                    .map_err(|e| format!("{}: {e}", what(ip, port)))?;
+                port = l.local.port();
+                sockets.push(l);
+            }
+            return Ok(Published {
+                asked: b.clone(),
+                target,
+                host_port: port,
+                _sockets: sockets,
+            });
+        }
+        Err(format!("no port free on both families ({last})"))
     }
 }
 
 /// The published ports of every endpoint.
 #[derive(Default)]
 pub struct Publisher {
-    by_endpoint: Mutex<HashMap<String, Vec<Listener>>>,
+    by_endpoint: Mutex<HashMap<String, Vec<Published>>>,
 }
 
 impl Publisher {
     /// Make `endpoint`'s published ports exactly `bindings`, forwarding to
-    /// `target`: unchanged ones keep listening, new ones open (all or
-    /// none), removed ones close.
+    /// `target`: unchanged ones keep listening (and their host port), new
+    /// ones open (all or none), removed ones close. Returns `bindings` as
+    /// published: host port 0 replaced by the port taken.
     pub fn set(
         &self,
         endpoint: &str,
         target: Option<IpAddr>,
         bindings: &[PortBinding],
-    ) -> Result<(), String> {
+    ) -> Result<Vec<PortBinding>, String> {
         let mut all = self.by_endpoint.lock().expect("publisher lock");
         let mut old = all.remove(endpoint).unwrap_or_default();
-        let mut keep = Vec::new();
-        let mut new = Vec::new();
+        // In the order of `bindings`; whether each was already listening.
+        let mut now: Vec<(Published, bool)> = Vec::new();
         for b in bindings {
             let Some(ip) = target else {
                 all.insert(endpoint.to_string(), old);
@@ -255,15 +374,15 @@ impl Publisher {
             };
             match old
                 .iter()
-                .position(|l| l.binding == *b && l.target.ip() == ip)
+                .position(|p| p.asked == *b && p.target.ip() == ip)
             {
-                Some(i) => keep.push(old.swap_remove(i)),
-                None => match Listener::open(b, ip) {
-                    Ok(l) => new.push(l),
+                Some(i) => now.push((old.swap_remove(i), true)),
+                None => match Published::open(b, ip, bindings) {
+                    Ok(p) => now.push((p, false)),
                     Err(e) => {
-                        // Nothing changes: the old set stays as it was.
-                        old.extend(keep);
-                        drop(new);
+                        // Nothing changes: the old set stays as it was;
+                        // the new ones close as they drop.
+                        old.extend(now.into_iter().filter(|(_, kept)| *kept).map(|(p, _)| p));
                         all.insert(endpoint.to_string(), old);
                         return Err(e);
                     }
@@ -271,20 +390,21 @@ impl Publisher {
             }
         }
         drop(old);
-        keep.extend(new);
-        if !keep.is_empty() {
-            all.insert(endpoint.to_string(), keep);
+        let now: Vec<Published> = now.into_iter().map(|(p, _)| p).collect();
+        let out = now.iter().map(Published::binding).collect();
+        if !now.is_empty() {
+            all.insert(endpoint.to_string(), now);
         }
-        Ok(())
+        Ok(out)
     }
 
-    /// Host ports published for `endpoint`.
+    /// Host ports published for `endpoint` (the ports taken).
     pub fn ports(&self, endpoint: &str) -> Vec<u16> {
         self.by_endpoint
             .lock()
             .expect("publisher lock")
             .get(endpoint)
-            .map(|v| v.iter().map(|l| l.local.port()).collect())
+            .map(|v| v.iter().map(|p| p.host_port).collect())
             .unwrap_or_default()
     }
 }
@@ -332,7 +452,11 @@ mod tests {
     }
 
     fn round_trip(port: u16) -> io::Result<Vec<u8>> {
-        let mut c = TcpStream::connect(("127.0.0.1", port))?;
+        round_trip_to(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+    }
+
+    fn round_trip_to(ip: IpAddr, port: u16) -> io::Result<Vec<u8>> {
+        let mut c = TcpStream::connect((ip, port))?;
         c.set_read_timeout(Some(Duration::from_secs(2)))?;
         c.write_all(b"hello")?;
         let mut buf = [0u8; 5];
@@ -422,5 +546,67 @@ mod tests {
         p.set("u1", lo, &[]).unwrap();
         p.set("t1", lo, &[]).unwrap();
         UdpSocket::bind(("127.0.0.1", host)).expect("the UDP port was released");
+    }
+
+    /// A binding without a host address listens on both families, on the
+    /// same port (also when a free one is taken), forwarding to the
+    /// target's IPv4 address; `::` beside an equal `0.0.0.0` binding takes
+    /// IPv6 alone, so both are published.
+    #[test]
+    fn bindings_without_an_address_listen_on_ipv4_and_ipv6() {
+        let p = Publisher::default();
+        let lo = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let mut any = binding(0, echo());
+        any.host_ip = None;
+        let got = p.set("d1", lo, std::slice::from_ref(&any)).unwrap();
+        let host = got[0].host_port;
+        assert_ne!(host, 0, "the port taken is reported");
+        assert_eq!(p.ports("d1"), [host]);
+        assert_eq!(round_trip_to(v4, host).unwrap(), b"hello");
+        assert_eq!(round_trip_to(v6, host).unwrap(), b"hello");
+        // Publishing the same again keeps the port taken.
+        assert_eq!(p.set("d1", lo, std::slice::from_ref(&any)).unwrap(), got);
+
+        // UDP on [::1] too.
+        let mut u = binding(0, udp_echo());
+        u.proto = UDP;
+        u.host_ip = None;
+        let uh = p.set("d2", lo, &[u]).unwrap()[0].host_port;
+        let c = UdpSocket::bind("[::1]:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        c.connect((v6, uh)).unwrap();
+        c.send(b"six").unwrap();
+        let mut buf = [0u8; 8];
+        let n = c.recv(&mut buf).expect("the echo came back over IPv6");
+        assert_eq!(&buf[..n], b"six");
+
+        // An engine that splits a binding sends 0.0.0.0 and :: alike.
+        let port = free_port();
+        let up = echo();
+        let mut a = binding(port, up);
+        a.host_ip = Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let mut b = binding(port, up);
+        b.host_ip = Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        p.set("d3", lo, &[a, b.clone()]).unwrap();
+        assert_eq!(round_trip_to(v4, port).unwrap(), b"hello");
+        assert_eq!(round_trip_to(v6, port).unwrap(), b"hello");
+        // `::` alone is both families.
+        p.set("d3", lo, &[]).unwrap();
+        p.set("d4", lo, &[b]).unwrap();
+        assert_eq!(round_trip_to(v4, port).unwrap(), b"hello");
+        assert_eq!(round_trip_to(v6, port).unwrap(), b"hello");
+        // An IPv4 address is IPv4 alone.
+        let mut only4 = binding(0, up);
+        only4.host_ip = Some(v4);
+        let h4 = p.set("d5", lo, &[only4]).unwrap()[0].host_port;
+        assert!(round_trip_to(v6, h4).is_err());
+
+        for e in ["d1", "d2", "d4", "d5"] {
+            p.set(e, lo, &[]).unwrap();
+        }
+        TcpListener::bind(("::1", host)).expect("the IPv6 port was released");
+        TcpListener::bind(("127.0.0.1", host)).expect("the IPv4 port was released");
     }
 }

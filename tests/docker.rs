@@ -1258,3 +1258,433 @@ fn parent_networks_put_containers_on_the_nics_lan() {
         d.domains()
     );
 }
+
+/// `GET /PATH` over HTTP/1.0 from the host; the body, or None.
+fn http_get(ip: std::net::IpAddr, port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut c =
+        std::net::TcpStream::connect_timeout(&(ip, port).into(), Duration::from_secs(2)).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    c.write_all(format!("GET /{path} HTTP/1.0\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut s = String::new();
+    c.read_to_string(&mut s).ok()?;
+    let (head, body) = s.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?;
+    (status == "200").then(|| body.to_string())
+}
+
+/// `http_get` until it returns `want` or `within` passes.
+fn http_until(ip: std::net::IpAddr, port: u16, path: &str, want: &str, within: Duration) -> bool {
+    let t = Instant::now();
+    loop {
+        if http_get(ip, port, path).as_deref() == Some(want) {
+            return true;
+        }
+        if t.elapsed() > within {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A process the test started (a server in a container's namespace),
+/// killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A UDP echo (answering `pong:` + the datagram) on `port` in the
+/// network namespace of process `pid`, run from the host's python3.
+fn udp_echo_in(pid: &str, port: u16) -> Proc {
+    let src = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('0.0.0.0', {port}))\n\
+         while True:\n    d, a = s.recvfrom(2048)\n    s.sendto(b'pong:' + d, a)\n"
+    );
+    Proc(
+        Command::new("nsenter")
+            .args(["-t", pid, "-n", "python3", "-c", &src])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("nsenter python3"),
+    )
+}
+
+/// A UDP round trip from the host to `ip`:`port`: the answer, or None.
+fn udp_ask(ip: std::net::IpAddr, port: u16, msg: &str) -> Option<String> {
+    let any: std::net::IpAddr = match ip {
+        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+    };
+    let s = std::net::UdpSocket::bind((any, 0)).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    s.connect((ip, port)).ok()?;
+    s.send(msg.as_bytes()).ok()?;
+    let mut buf = [0u8; 256];
+    let n = s.recv(&mut buf).ok()?;
+    Some(text(&buf[..n]))
+}
+
+/// `-p` as Docker users write it, through the real engine: UDP, a range
+/// (the engine sends one binding per port), each on the host's IPv4 and
+/// IPv6 loopback; a random host port (`-p 80`) is refused with the reason.
+#[test]
+fn published_udp_ranges_and_ipv6_reach_the_container() {
+    if !common::docker_or_skip("published_udp_ranges_and_ipv6_reach_the_container") {
+        return;
+    }
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+    let d = Rvs::start();
+    let n = d.network(&["--subnet", "10.84.0.0/24"]);
+    // Host ports of this test: a base per process, so runs side by side
+    // do not meet.
+    let base = 21000 + (std::process::id() % 4000) as u16 * 5;
+    let (udp, lo, hi) = (base, base + 1, base + 3);
+    let c = Ctr::run(
+        &n,
+        &[
+            "-p",
+            &format!("{udp}:5353/udp"),
+            "-p",
+            &format!("{lo}-{hi}:8080-8082"),
+        ],
+    );
+    // The engine sent one binding per port of the range.
+    let ep = c.net_field(&n, "EndpointID");
+    let eps = d.json(&["endpoint"]);
+    let mine = eps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == ep.as_str())
+        .unwrap_or_else(|| panic!("no endpoint {ep}: {eps}"));
+    let mut host_ports: Vec<u64> = mine["published"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["host_port"].as_u64().unwrap())
+        .collect();
+    host_ports.sort();
+    assert_eq!(host_ports, [udp, lo, lo + 1, hi].map(u64::from), "{mine}");
+
+    // Each host port of the range reaches its own container port.
+    for i in 0..3u16 {
+        let o = c.exec(&[
+            "sh",
+            "-c",
+            &format!(
+                "mkdir -p /w{i} && echo port{i} > /w{i}/x && busybox httpd -p {} -h /w{i}",
+                8080 + i
+            ),
+        ]);
+        assert!(o.status.success(), "httpd: {}", text(&o.stderr));
+    }
+    for i in 0..3u16 {
+        let want = format!("port{i}\n");
+        for ip in [v4, v6] {
+            assert!(
+                http_until(ip, lo + i, "x", &want, Duration::from_secs(10)),
+                "{ip} port {} serves container port {}: {:?}",
+                lo + i,
+                8080 + i,
+                http_get(ip, lo + i, "x")
+            );
+        }
+    }
+
+    // UDP, over IPv4 and IPv6: each datagram gets its answer.
+    let _echo = udp_echo_in(&c.pid(), 5353);
+    for ip in [v4, v6] {
+        let t = Instant::now();
+        let mut got = None;
+        while got.is_none() && t.elapsed() < Duration::from_secs(10) {
+            got = udp_ask(ip, udp, "ping");
+        }
+        assert_eq!(got.as_deref(), Some("pong:ping"), "UDP over {ip}");
+        for k in 0..3 {
+            let m = format!("m{k}");
+            assert_eq!(udp_ask(ip, udp, &m), Some(format!("pong:{m}")), "{ip} #{k}");
+        }
+    }
+
+    // The container gone, every host port is free again (both families).
+    drop(c);
+    for p in [lo, lo + 1, hi] {
+        std::net::TcpListener::bind((v4, p)).expect("the IPv4 port was released");
+        std::net::TcpListener::bind((v6, p)).expect("the IPv6 port was released");
+    }
+
+    // `-p 80`: the engine asks for host port 0 and would never show the
+    // port chosen, so it is refused, saying why; nothing is left behind.
+    let name = unique("rvc");
+    let o = docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        &n.name,
+        "-p",
+        "80",
+        IMAGE,
+        "sleep",
+        "60",
+    ]);
+    let _ = docker(&["rm", "-f", &name]);
+    assert!(!o.status.success(), "-p 80 was accepted");
+    let err = text(&o.stderr);
+    assert!(err.contains("does not take back a host port"), "{err}");
+}
+
+/// Networks and endpoints made through the API (where rvswitch answers
+/// itself) publish ports too, host port 0 included: the answer and `ctl
+/// endpoint` show the port taken, which reaches the endpoint over IPv4
+/// and IPv6; a port in use is refused and makes nothing.
+#[test]
+fn api_endpoints_publish_ports_and_report_the_free_port_taken() {
+    if !common::docker_or_skip("api_endpoints_publish_ports_and_report_the_free_port_taken") {
+        return;
+    }
+    use rvs_drivers::testutil::Netns;
+    use serde_json::json;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let d = Rvs::start();
+    let api = rvswitch::client::Client::new(&d.socket()).unwrap();
+    let net = unique("apn");
+    let r = api
+        .post(
+            "/v1/cnm/networks",
+            &json!({"name": net, "subnet": "10.86.0.0/24"}),
+        )
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.error_message());
+    let eps = format!("/v1/cnm/networks/{net}/endpoints");
+    let r = api
+        .post(
+            &eps,
+            &json!({"id": "pe1", "address": "10.86.0.5/24", "ports": [{"port": 7000}]}),
+        )
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.error_message());
+    let e = r.json();
+    let host = e["published"][0]["host_port"].as_u64().unwrap() as u16;
+    assert_ne!(host, 0, "the free port taken is reported: {e}");
+    let list = common::ctl_ok(&d.socket(), &["endpoint"]);
+    assert!(list.contains(&format!("{host}->7000/tcp")), "{list}");
+
+    // The endpoint in a namespace, serving a file on port 7000.
+    let ns = Netns::new("apns");
+    let r = api
+        .post(
+            &format!("{eps}/pe1/join"),
+            &json!({"sandbox": format!("/run/netns/{}", ns.name)}),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.error_message());
+    let tap = r.json()["interface"].as_str().unwrap().to_string();
+    rvs_drivers::testutil::ip(&["link", "set", &tap, "netns", &ns.name]);
+    ns.ip(&["addr", "add", "10.86.0.5/24", "dev", &tap]);
+    ns.ip(&["link", "set", &tap, "up"]);
+    ns.ip(&["link", "set", "lo", "up"]);
+    ns.ip(&["route", "add", "default", "via", "10.86.0.1"]);
+    let www = d.dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("x"), "api\n").unwrap();
+    let _httpd = Proc(
+        Command::new("ip")
+            .args([
+                "netns", "exec", &ns.name, "busybox", "httpd", "-f", "-p", "7000", "-h",
+            ])
+            .arg(&www)
+            .spawn()
+            .unwrap(),
+    );
+    for ip in [
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ] {
+        assert!(
+            http_until(ip, host, "x", "api\n", Duration::from_secs(10)),
+            "{ip} port {host} reaches the endpoint: {:?}",
+            http_get(ip, host, "x")
+        );
+    }
+
+    // The same host port for another endpoint: 409, and no endpoint.
+    let r = api
+        .post(
+            &eps,
+            &json!({"id": "pe2", "address": "10.86.0.6/24",
+                    "ports": [{"port": 80, "host_port": host}]}),
+        )
+        .unwrap();
+    assert_eq!(r.status, 409, "{}", r.error_message());
+    assert!(
+        r.error_message().contains(&host.to_string()),
+        "{}",
+        r.error_message()
+    );
+    let all = d.json(&["endpoint"]);
+    assert!(
+        !all.as_array().unwrap().iter().any(|e| e["id"] == "pe2"),
+        "{all}"
+    );
+    // Bad input: 400 with the reason.
+    let r = api
+        .post(&eps, &json!({"id": "pe3", "ports": [{"port": 0}]}))
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.error_message());
+    let r = api
+        .post(
+            &eps,
+            &json!({"id": "pe3", "ports": [{"port": 80, "protocol": "sctp"}]}),
+        )
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.error_message());
+
+    // Deleting the endpoint frees the port.
+    let r = api.delete(&format!("{eps}/pe1")).unwrap();
+    assert_eq!(r.status, 204, "{}", r.error_message());
+    std::net::TcpListener::bind(("127.0.0.1", host)).expect("the port was released");
+    let _ = api.delete(&format!("/v1/cnm/networks/{net}"));
+}
+
+/// The label services of `d`'s network `n` (`ctl service list`), once
+/// `cond` holds (or whatever is there after 20 s).
+fn services_until(d: &Rvs, n: &Net, cond: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let t = Instant::now();
+    loop {
+        let v = d.json(&["service", "list", &n.domain()]);
+        let list = v.as_array().cloned().unwrap_or_default();
+        if cond(&list) || t.elapsed() > Duration::from_secs(20) {
+            return list;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Backend addresses of service view `s`.
+fn backends_of(s: &Value) -> Vec<String> {
+    let mut b: Vec<String> = s["service"]["spec"]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap().to_string())
+        .collect();
+    b.sort();
+    b
+}
+
+/// `docker run -l rvswitch.service=web -l rvswitch.service.port=80`: the
+/// labelled containers are the backends of service `web` on the network,
+/// with a VIP taken from the network; a client container's connections to
+/// the VIP reach both; removing a container removes its backend, removing
+/// the last removes the service.
+#[test]
+fn container_labels_declare_a_balanced_service() {
+    if !common::docker_or_skip("container_labels_declare_a_balanced_service") {
+        return;
+    }
+    let d = Rvs::start();
+    let n = d.network(&["--subnet", "10.88.0.0/24"]);
+    let labels = [
+        "-l",
+        "rvswitch.service=web",
+        "-l",
+        "rvswitch.service.port=80:8080/tcp",
+    ];
+    let backends: Vec<Ctr> = (0..2).map(|_| Ctr::run(&n, &labels)).collect();
+    for b in &backends {
+        // Each answers with its own name.
+        let o = b.exec(&[
+            "sh",
+            "-c",
+            &format!(
+                "mkdir -p /www && echo {} > /www/index.html && busybox httpd -p 8080 -h /www",
+                b.name
+            ),
+        ]);
+        assert!(o.status.success(), "httpd: {}", text(&o.stderr));
+    }
+    let client = Ctr::run(&n, &[]);
+    let mut want: Vec<String> = backends.iter().map(|b| b.ip(&n)).collect();
+    want.sort();
+    let list = services_until(&d, &n, |l| l.len() == 1 && backends_of(&l[0]) == want);
+    assert_eq!(list.len(), 1, "{list:?}");
+    let s = &list[0];
+    assert_eq!(s["service"]["name"], "web");
+    assert_eq!(s["service"]["spec"]["origin"], "docker-label");
+    assert_eq!(backends_of(s), want, "{s}");
+    let vip = s["service"]["spec"]["vips"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(vip, "10.88.0.254", "taken from the top of the subnet");
+
+    // Connections to the VIP's port 80 reach both backends' port 8080.
+    let fetch = |c: &Ctr| -> Option<String> {
+        // (Debian's busybox wget crashes on -T: `timeout` instead.)
+        let o = c.exec(&[
+            "busybox",
+            "timeout",
+            "5",
+            "busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            &format!("http://{vip}/"),
+        ]);
+        if !o.status.success() {
+            eprintln!("wget {vip}: {} {}", o.status, text(&o.stderr));
+        }
+        o.status
+            .success()
+            .then(|| text(&o.stdout).trim().to_string())
+    };
+    let mut hits = std::collections::BTreeMap::<String, u32>::new();
+    for _ in 0..24 {
+        if let Some(who) = fetch(&client) {
+            *hits.entry(who).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        hits.values().sum::<u32>(),
+        24,
+        "every connection answered: {hits:?}"
+    );
+    for b in &backends {
+        assert!(hits.contains_key(&b.name), "{} got none: {hits:?}", b.name);
+    }
+    // The service's name resolves to the VIP on the gateway.
+    let gw = "10.88.0.1";
+    let o = client.exec(&["busybox", "nslookup", "web", gw]);
+    assert!(text(&o.stdout).contains(&vip), "{}", text(&o.stdout));
+
+    // One container removed: its backend goes, the other takes all.
+    let mut backends = backends;
+    let gone = backends.pop().unwrap();
+    let left_ip = backends[0].ip(&n);
+    drop(gone);
+    let list = services_until(&d, &n, |l| {
+        l.len() == 1 && backends_of(&l[0]) == std::slice::from_ref(&left_ip)
+    });
+    assert_eq!(backends_of(&list[0]), [left_ip], "{list:?}");
+    assert_eq!(list[0]["service"]["spec"]["vips"][0], vip, "the VIP stays");
+    for _ in 0..6 {
+        assert_eq!(fetch(&client).as_deref(), Some(backends[0].name.as_str()));
+    }
+    // The last one removed: the service goes.
+    backends.clear();
+    let list = services_until(&d, &n, |l| l.is_empty());
+    assert!(list.is_empty(), "{list:?}");
+}

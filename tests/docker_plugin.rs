@@ -1,5 +1,7 @@
 //! rvswitch as a managed Docker plugin, against the real dockerd:
-//! `scripts/docker-plugin build` packs the binary into a plugin tarball
+//! `scripts/docker-plugin build` builds the static binary (dev profile,
+//! into target/<host triple>/debug/: the first run builds the tree once
+//! more), packs it alone into a plugin tarball — no shared libraries —
 //! and creates the plugin; `docker plugin enable`, a network with the
 //! plugin as its driver, two containers pinging each other, `disable` and
 //! `rm`; then the plugin again from the tarball alone (`scripts/docker-plugin
@@ -85,6 +87,67 @@ fn plugin_state(name: &str) -> Option<Value> {
     Some(v[0].clone())
 }
 
+/// Unpack `tarball` into `into` and check its rootfs: one ELF file, the
+/// binary, with no program interpreter and no shared library needed; no
+/// shared library anywhere.
+fn assert_rootfs_is_static(tarball: &Path, into: &Path) {
+    std::fs::create_dir_all(into).unwrap();
+    let o = Command::new("tar")
+        .arg("-C")
+        .arg(into)
+        .arg("-xzf")
+        .arg(tarball)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "tar: {}", text(&o.stderr));
+    let mut elf = Vec::new();
+    let mut stack = vec![into.join("rootfs")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            assert!(
+                !(name.ends_with(".so") || name.contains(".so.")),
+                "a shared library in the rootfs: {}",
+                p.display()
+            );
+            if t.is_file() {
+                use std::io::Read;
+                let mut head = [0u8; 4];
+                let f = std::fs::File::open(&p).and_then(|mut f| f.read_exact(&mut head));
+                if f.is_ok() && head == *b"\x7fELF" {
+                    elf.push(p);
+                }
+            }
+        }
+    }
+    let bin = into.join("rootfs/bin/rvswitch");
+    assert_eq!(
+        elf,
+        std::slice::from_ref(&bin),
+        "the binary is the rootfs's only ELF file"
+    );
+    let readelf = |flag: &str| {
+        let o = Command::new("readelf")
+            .args([flag, "-W"])
+            .arg(&bin)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "readelf: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let program = readelf("-l");
+    assert!(!program.contains("program interpreter"), "{program}");
+    let dynamic = readelf("-d");
+    assert!(!dynamic.contains("(NEEDED)"), "{dynamic}");
+}
+
 #[test]
 fn managed_plugin_runs_containers_and_installs_offline() {
     if !common::docker_or_skip("managed_plugin_runs_containers_and_installs_offline") {
@@ -102,6 +165,7 @@ fn managed_plugin_runs_containers_and_installs_offline() {
         dir: dir.clone(),
     };
 
+    // A dynamically linked binary is refused, and nothing is created.
     let o = script(&[
         "build",
         "--name",
@@ -111,12 +175,30 @@ fn managed_plugin_runs_containers_and_installs_offline() {
         "--out",
         tarball.to_str().unwrap(),
     ]);
+    assert!(!o.status.success(), "the dynamic {BIN} was packed");
+    assert!(
+        text(&o.stderr).contains("linked dynamically"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(plugin_state(&full).is_none());
+
+    let o = script(&[
+        "build",
+        "--name",
+        &name,
+        "--profile",
+        "dev",
+        "--out",
+        tarball.to_str().unwrap(),
+    ]);
     assert!(
         o.status.success(),
         "build: {}{}",
         text(&o.stdout),
         text(&o.stderr)
     );
+    assert_rootfs_is_static(&tarball, &dir.join("unpacked"));
     let p = plugin_state(&full).expect("the plugin was created");
     assert_eq!(p["Enabled"], false);
     // The engine shows each as a string or as its parts.

@@ -122,6 +122,12 @@ fn services_are_validated_stored_and_go_with_their_domain() {
         ),
         (
             "/v1/domains/net1/services/x",
+            with("origin", json!("mine")),
+            400,
+            "the only origin",
+        ),
+        (
+            "/v1/domains/net1/services/x",
             with("mode", json!("dnsrr")),
             400,
             "dnsrr service has no VIPs",

@@ -62,9 +62,6 @@ pub trait Fabric: Send + Sync {
     fn join(&self, n: &Network, e: &Endpoint, sandbox_key: &str) -> Result<(), FabricError>;
     /// The endpoint left its sandbox.
     fn leave(&self, n: &Network, e: &Endpoint) -> Result<(), FabricError>;
-    /// Publish `e.published` on the host (replacing what was published for
-    /// it); an empty list unpublishes. The default publishes nothing and
-    /// refuses bindings, so a fabric without it says so.
     /// Bring the data plane back to the stored state after a driver call
     /// whose unit of work did not commit (see `Driver::atomically`);
     /// `endpoints` are the stored ones.
@@ -95,9 +92,18 @@ pub trait Fabric: Send + Sync {
     /// Give back what [`Fabric::claim_address`] claimed for an endpoint
     /// that was then not made.
     fn release_address(&self, _n: &Network, _id: &str, _addr: crate::prefix::Cidr) {}
-    fn publish(&self, _n: &Network, e: &Endpoint) -> Result<(), FabricError> {
+    /// Publish `e.published` on the host (replacing what was published for
+    /// it); an empty list unpublishes. The default publishes nothing and
+    /// refuses bindings, so a fabric without it says so.
+    /// Returns the bindings as published: a host port of 0 (any free port)
+    /// replaced by the port taken.
+    fn publish(
+        &self,
+        _n: &Network,
+        e: &Endpoint,
+    ) -> Result<Vec<crate::model::PortBinding>, FabricError> {
         if e.published.is_empty() {
-            Ok(())
+            Ok(Vec::new())
         } else {
             Err(FabricError::Unsupported(
                 "this fabric cannot publish ports".into(),
@@ -220,15 +226,33 @@ impl Fabric for MemoryFabric {
         })
     }
 
-    fn publish(&self, _n: &Network, e: &Endpoint) -> Result<(), FabricError> {
-        let ports: Vec<u16> = e.published.iter().map(|b| b.host_port).collect();
+    /// Host port 0 takes 49152 + the binding's index, as a stand-in for
+    /// a free port.
+    fn publish(
+        &self,
+        _n: &Network,
+        e: &Endpoint,
+    ) -> Result<Vec<crate::model::PortBinding>, FabricError> {
+        let published: Vec<crate::model::PortBinding> = e
+            .published
+            .iter()
+            .enumerate()
+            .map(|(i, b)| crate::model::PortBinding {
+                host_port: match b.host_port {
+                    0 => 49152 + i as u16,
+                    p => p,
+                },
+                ..b.clone()
+            })
+            .collect();
+        let ports: Vec<u16> = published.iter().map(|b| b.host_port).collect();
         let mut s = self.enter("publish", FabricCall::Publish(e.id.clone(), ports.clone()))?;
         if ports.is_empty() {
             s.published.remove(&e.id);
         } else {
             s.published.insert(e.id.clone(), ports);
         }
-        Ok(())
+        Ok(published)
     }
 
     fn delete_endpoint(&self, _n: &Network, e: &Endpoint) -> Result<(), FabricError> {

@@ -951,11 +951,30 @@ pub struct ServiceSpec {
     pub backends: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheckSpec>,
+    /// Who keeps the service in line: `docker-label` for one declared by
+    /// Docker containers' `rvswitch.service` labels (the daemon changes
+    /// its backends as those containers come and go, and removes it with
+    /// the last of them); none for one made through the API, which the
+    /// daemon never changes. Setting a service without it takes it over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
+
+/// [`ServiceSpec::origin`] of services declared by Docker labels.
+pub const SERVICE_ORIGIN_DOCKER_LABEL: &str = "docker-label";
 
 impl ServiceSpec {
     pub fn validate(&self, name: &str) -> Result<(), String> {
         rvs_dns::check_name(name)?;
+        if let Some(o) = self
+            .origin
+            .as_deref()
+            .filter(|o| *o != SERVICE_ORIGIN_DOCKER_LABEL)
+        {
+            return Err(format!(
+                "origin {o:?}: the only origin is {SERVICE_ORIGIN_DOCKER_LABEL:?} (or none)"
+            ));
+        }
         if self.backends.is_empty() || self.backends.len() > SERVICE_BACKENDS_MAX {
             return Err(format!(
                 "a service has 1 to {SERVICE_BACKENDS_MAX} backends, not {}",
@@ -1242,6 +1261,41 @@ pub struct CreateCnmEndpoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<StationMac>)]
     pub mac: Option<MacAddr>,
+    /// Ports published on the host to the endpoint's IPv4 address (as
+    /// `docker run -p`); the endpoint in the answer lists them under
+    /// `published`, with the host port taken where 0 was asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PublishPort>,
+}
+
+/// A published port: `host_ip`:`host_port` on the host forwards to the
+/// endpoint's `port`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishPort {
+    /// The endpoint's port.
+    #[schema(minimum = 1, maximum = 65535, example = 80)]
+    pub port: u16,
+    /// The host's port; 0 (the default): a free one, reported back.
+    #[serde(default)]
+    #[schema(maximum = 65535, example = 8080)]
+    pub host_port: u16,
+    /// `tcp` (the default) or `udp`.
+    #[serde(default)]
+    pub protocol: PublishProtocol,
+    /// None: every address, IPv4 and IPv6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "127.0.0.1")]
+    pub host_ip: Option<std::net::IpAddr>,
+}
+
+/// The transport protocol of a published port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishProtocol {
+    #[default]
+    Tcp,
+    Udp,
 }
 
 /// `POST /v1/cnm/networks/{name}/endpoints/{id}/join`: make the

@@ -833,6 +833,7 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
                         interval_ms,
                         timeout_ms,
                     }),
+                    origin: None,
                 };
                 let path = format!("/v1/domains/{}/services/{}", enc(&network), enc(&name));
                 let r = c.send(hyper::Method::PUT, &path, &spec)?.ok()?;

@@ -484,7 +484,16 @@ impl Output {
     pub(super) fn cnm_endpoints(&self, r: &Reply) -> Result<(), CtlError> {
         self.list(
             r,
-            &["ID", "NETWORK", "MAC", "IPV4", "IPV6", "PORT", "SANDBOX"],
+            &[
+                "ID",
+                "NETWORK",
+                "MAC",
+                "IPV4",
+                "IPV6",
+                "PORT",
+                "SANDBOX",
+                "PUBLISHED",
+            ],
             |e| {
                 vec![
                     txt(&e["id"]).chars().take(12).collect(),
@@ -494,6 +503,7 @@ impl Output {
                     txt(&e["ipv6"]),
                     txt(&e["ifaces"]["port"]),
                     txt(&e["sandbox"]),
+                    published(&e["published"]),
                 ]
             },
         )
@@ -863,6 +873,31 @@ fn backend_text(b: &Value) -> String {
     } else {
         format!("{name} {addr}{state}")
     }
+}
+
+/// An endpoint's published ports as `docker ps` shows them:
+/// `[HOSTIP:]HOSTPORT->PORT/PROTO`, comma-separated.
+fn published(v: &Value) -> String {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|b| {
+                    let proto = match b["proto"].as_u64() {
+                        Some(17) => "udp".to_string(),
+                        Some(6) => "tcp".to_string(),
+                        p => format!("proto{}", p.unwrap_or(0)),
+                    };
+                    let ip = match &b["host_ip"] {
+                        Value::String(ip) if ip.contains(':') => format!("[{ip}]:"),
+                        Value::String(ip) => format!("{ip}:"),
+                        _ => String::new(),
+                    };
+                    format!("{ip}{}->{}/{proto}", b["host_port"], b["port"])
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -21,7 +21,9 @@ use rvs_cnm::{FabricError, Network};
 use serde_json::{Value, json};
 
 use super::control::{Control, ControlError};
-use crate::api::{CnmJoinView, CreateCnmEndpoint, CreateCnmNetwork, JoinCnmEndpoint, Scope};
+use crate::api::{
+    CnmJoinView, CreateCnmEndpoint, CreateCnmNetwork, JoinCnmEndpoint, PublishProtocol, Scope,
+};
 use crate::cni::service::{Service, ServiceError};
 use crate::cni::{AttachRequest, Attachment};
 use crate::fabric::network_domain;
@@ -288,17 +290,54 @@ impl Control {
             )));
         }
         let addr = |s: &Option<String>| s.as_deref().map(|a| cidr("address", a, false)).transpose();
-        let e = self
-            .driver()?
+        let mut bindings = Vec::new();
+        for p in &req.ports {
+            if p.port == 0 {
+                return Err(ControlError::BadRequest(
+                    "ports: port 0 is not an endpoint's port".into(),
+                ));
+            }
+            bindings.push(rvs_cnm::model::PortBinding {
+                proto: match p.protocol {
+                    PublishProtocol::Tcp => 6,
+                    PublishProtocol::Udp => 17,
+                },
+                host_ip: p.host_ip,
+                host_port: p.host_port,
+                port: p.port,
+            });
+        }
+        let d = self.driver()?;
+        let e = d
             .create_endpoint(NewEndpoint {
                 id: req.id,
-                network_id: n.id,
+                network_id: n.id.clone(),
                 mac: req.mac,
                 ipv4: addr(&req.address)?,
                 ipv6: addr(&req.address_ipv6)?,
             })
             .map_err(driver_error)?;
-        Ok(json!(e))
+        if bindings.is_empty() {
+            return Ok(json!(e));
+        }
+        if e.ipv4.is_none() {
+            let _ = d.delete_endpoint(&n.id, &e.id);
+            return Err(ControlError::BadRequest(
+                "ports: published ports forward to the endpoint's IPv4 address, and it has none"
+                    .into(),
+            ));
+        }
+        // All or nothing: an endpoint whose ports cannot be published is
+        // not made.
+        match d.publish(&n.id, &e.id, bindings) {
+            Ok(e) => Ok(json!(e)),
+            Err(err) => {
+                if let Err(x) = d.delete_endpoint(&n.id, &e.id) {
+                    tracing::error!(error = %x, endpoint = %e.id, "remove the endpoint whose ports were refused");
+                }
+                Err(driver_error(err))
+            }
+        }
     }
 
     /// Make endpoint `ep`'s interface for a namespace (Docker's Join).

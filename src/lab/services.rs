@@ -40,6 +40,7 @@ pub fn spec_of(s: &ServiceDef) -> ServiceSpec {
             interval_ms: 1000,
             timeout_ms: 2500,
         }),
+        origin: None,
     }
 }
 

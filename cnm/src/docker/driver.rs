@@ -236,7 +236,7 @@ impl Driver {
                     Some(key) => self.fabric.join(n, e, key),
                     None => Ok(()),
                 })
-                .and_then(|_| self.fabric.publish(n, e));
+                .and_then(|_| self.fabric.publish(n, e).map(drop));
             if let Err(err) = r {
                 failed.push((format!("endpoint {}", e.id), err));
             }
@@ -574,28 +574,33 @@ impl Driver {
 
     /// Publish the endpoint's ports on the host (Docker's
     /// ProgramExternalConnectivity); an empty list unpublishes (Revoke).
-    /// Stored with the endpoint, so a restart publishes them again.
+    /// Stored with the endpoint as published (a host port of 0 replaced by
+    /// the free port taken), so a restart publishes the same ports again.
+    /// Returns the endpoint.
     pub fn publish(
         &self,
         net: &str,
         ep: &str,
         bindings: Vec<crate::model::PortBinding>,
-    ) -> Result<(), DriverError> {
+    ) -> Result<Endpoint, DriverError> {
         let mut st = self.lock();
         let (n, mut e) = network_and_endpoint(&st, net, ep)?;
         if e.published == bindings {
-            return Ok(());
+            return Ok(e);
         }
         let old = std::mem::replace(&mut e.published, bindings);
-        self.fabric.publish(&n, &e)?;
+        e.published = self.fabric.publish(&n, &e)?;
         if let Err(err) = self.store.apply(&[Change::PutEndpoint(e.clone())]) {
             let mut back = e.clone();
             back.published = old;
-            undo("publish the old ports", self.fabric.publish(&n, &back));
+            undo(
+                "publish the old ports",
+                self.fabric.publish(&n, &back).map(drop),
+            );
             return Err(err.into());
         }
-        st.endpoints.insert(e.id.clone(), e);
-        Ok(())
+        st.endpoints.insert(e.id.clone(), e.clone());
+        Ok(e)
     }
 
     /// Leaving twice, or leaving what is unknown, succeeds.

@@ -372,6 +372,13 @@ fn discover(_: &Driver, _: DiscoveryNotification) -> Result<Empty, DriverError> 
     Ok(Empty {})
 }
 
+/// Why `-p CONTAINER` and `-p LOW-HIGH:CONTAINER` are refused.
+pub const NO_ENGINE_CHOSEN_PORT: &str = "rvswitch publishes a fixed host port per container port \
+     (-p HOST:CONTAINER, or ranges of equal length -p 8080-8082:80-82): the engine does not \
+     take back a host port a network plugin chose (it reads a remote driver's \
+     com.docker.network.portmap as its in-process type only), so `docker port` could never \
+     show it";
+
 /// `docker run -p`: the port map Docker computed
 /// (`com.docker.network.portmap`: Proto, IP, Port, HostIP, HostPort,
 /// HostPortEnd) becomes the endpoint's published ports.
@@ -385,10 +392,19 @@ fn program_external(d: &Driver, r: ExternalConnectivityRequest) -> Result<Empty,
             let port = u16::try_from(num("Port")).map_err(|_| bad("bad Port"))?;
             let host_port = u16::try_from(num("HostPort")).map_err(|_| bad("bad HostPort"))?;
             let end = u16::try_from(num("HostPortEnd")).map_err(|_| bad("bad HostPortEnd"))?;
-            if port == 0 || host_port == 0 || (end != 0 && end != host_port) {
-                return Err(bad(
-                    "rvswitch publishes one fixed host port per container port (-p HOST:CONTAINER)",
-                ));
+            if port == 0 {
+                return Err(bad("no container port"));
+            }
+            // The engine takes a remote driver's port map as it sent it:
+            // what EndpointOperInfo reports under com.docker.network.portmap
+            // arrives decoded from JSON, and the engine's reader
+            // (getEndpointPortMapInfo in moby's daemon/) only accepts its
+            // own in-process type there, so a port chosen here would never
+            // reach `docker port` or `docker inspect` (checked against
+            // dockerd 20.10.24: with the port map in EndpointOperInfo, the
+            // container's NetworkSettings.Ports stays empty).
+            if host_port == 0 || (end != 0 && end != host_port) {
+                return Err(bad(NO_ENGINE_CHOSEN_PORT));
             }
             let host_ip = match m.get("HostIP").and_then(Value::as_str) {
                 None | Some("") => None,
@@ -409,7 +425,7 @@ fn program_external(d: &Driver, r: ExternalConnectivityRequest) -> Result<Empty,
 /// Unpublish; an unknown endpoint has nothing published.
 fn revoke_external(d: &Driver, r: EndpointRequest) -> Result<Empty, DriverError> {
     match d.publish(&r.network_id, &r.endpoint_id, Vec::new()) {
-        Ok(()) | Err(DriverError::UnknownNetwork(_) | DriverError::UnknownEndpoint { .. }) => {
+        Ok(_) | Err(DriverError::UnknownNetwork(_) | DriverError::UnknownEndpoint { .. }) => {
             Ok(Empty {})
         }
         Err(e) => Err(e),
