@@ -253,6 +253,9 @@ pub struct Lb {
     /// By domain id: whether it has a VIP (the hook's first, cheap test).
     domains: Vec<bool>,
     flows: Flows,
+    /// A dry run (`Switch::inject_dry`): `packet` decides and rewrites but
+    /// keeps no flow and changes no health state.
+    pub(crate) dry: bool,
 }
 
 /// An address as a neighbor-table key, and its family.
@@ -498,7 +501,7 @@ impl Lb {
             let b = (f.dport - PROBE_PORT_BASE) as usize;
             if s.addrs.get(b) == Some(&f.src) {
                 let synack = f.flags & (nat::SYN | nat::ACK) == nat::SYN | nat::ACK;
-                if synack {
+                if synack && !self.dry {
                     s.last_ok_ms[b] = now_ms;
                     if !s.up[b] {
                         s.up[b] = true;
@@ -523,7 +526,13 @@ impl Lb {
                 proto: f.proto,
             };
             if let Some(&i) = self.flows.rev.get(&rk) {
-                let fl = &mut self.flows.slots[i as usize];
+                let mut copy;
+                let fl = if self.dry {
+                    copy = self.flows.slots[i as usize];
+                    &mut copy
+                } else {
+                    &mut self.flows.slots[i as usize]
+                };
                 let from = s.addrs.get(fl.backend as usize).copied();
                 if from == Some(f.src) && fl.target == f.sport {
                     fl.last_ms = now_ms;
@@ -547,7 +556,13 @@ impl Lb {
         let mut new = false;
         let (backend, snat) = match self.flows.fwd.get(&key) {
             Some(&i) => {
-                let fl = &mut self.flows.slots[i as usize];
+                let mut copy;
+                let fl = if self.dry {
+                    copy = self.flows.slots[i as usize];
+                    &mut copy
+                } else {
+                    &mut self.flows.slots[i as usize]
+                };
                 let live = s.up.get(fl.backend as usize).copied().unwrap_or(false);
                 if !live {
                     // Its backend left or is down: the table picks again.
@@ -587,6 +602,11 @@ impl Lb {
                 let Some(snat) = snat else {
                     return (Verdict::Drop(DropReason::LbFlowsFull), false);
                 };
+                if self.dry {
+                    let to = s.addrs[b as usize];
+                    nat::rewrite(ip, &f, partial, (s.vip, snat), (to, target));
+                    return (Verdict::ToBackend(to), true);
+                }
                 let fl = Flow {
                     key,
                     backend: b,

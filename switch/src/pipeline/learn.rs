@@ -23,6 +23,9 @@ pub(super) fn filter_bit(h: u64) -> u64 {
 
 #[inline(never)]
 pub(super) fn node(cx: &mut Ctx, n: usize) {
+    if cx.scratch.dry {
+        return super::dry::learn(cx, n);
+    }
     let in_port = cx.in_port;
     let ps = cx.ports[in_port.index()]
         .as_ref()
@@ -71,7 +74,7 @@ pub(super) fn node(cx: &mut Ctx, n: usize) {
 /// `key` now lives on the ingress port: frames `from..n` addressed to it
 /// find it there.
 #[cold]
-fn now_on_ingress(s: &mut Scratch, from: usize, n: usize, key: u64, in_port: PortId) {
+pub(super) fn now_on_ingress(s: &mut Scratch, from: usize, n: usize, key: u64, in_port: PortId) {
     for k in from..n {
         let k = k % BATCH_MAX;
         let m = &s.meta[k];

@@ -41,6 +41,9 @@ impl Router {
         now_ms: u64,
         out: &mut L3Out,
     ) {
+        if self.dry {
+            return self.dry_hold(pool, key, buf, now_ms, out);
+        }
         match self.neigh.hold(key, buf, from, now_ms) {
             Hold::Held { solicit } => {
                 self.counters.stages.inc(StageCounter::NeighHeld);
@@ -50,6 +53,34 @@ impl Router {
             }
             Hold::QueueFull(b) => self.drop_pkt(pool, b, DropReason::NeighPendingFull),
             Hold::TableFull(b) => self.drop_pkt(pool, b, DropReason::NeighTableFull),
+        }
+    }
+
+    /// [`Self::hold`] in a dry run: the neighbor table keeps no entry and
+    /// no packet; the solicitation a real run would send is shown.
+    #[cold]
+    fn dry_hold(
+        &mut self,
+        pool: &mut PacketPool,
+        key: NeighKey,
+        buf: PktBuf,
+        now_ms: u64,
+        out: &mut L3Out,
+    ) {
+        let ip = super::dry::ip_of(&key);
+        let pending = self.neigh.get(&key).is_some();
+        self.dry_note(format!(
+            "neighbor {ip} in domain {} unresolved: packet would be held{}",
+            key.domain,
+            if pending {
+                " (already soliciting)"
+            } else {
+                ", solicited"
+            }
+        ));
+        pool.free(buf);
+        if !pending {
+            self.solicit(pool, key, now_ms, out);
         }
     }
 
@@ -144,7 +175,9 @@ impl Router {
         let (mac, vid) = (g.cfg.mac, g.cfg.vid);
         let for_us = g.cfg.ipv4.iter().any(|(ip, _)| *ip == tpa)
             || self.is_vip(in_d, false, u32::from(tpa) as u128);
-        if sha.is_valid_source() && !spa.is_unspecified() {
+        if self.dry && sha.is_valid_source() && !spa.is_unspecified() {
+            self.dry_note(format!("would learn neighbor {spa} at {sha}"));
+        } else if sha.is_valid_source() && !spa.is_unspecified() {
             let k = NeighKey::v4(in_d, spa.into());
             let held = self.neigh.confirm(k, sha, now_ms, for_us);
             self.release(pool, k, sha, held, out);
@@ -233,7 +266,10 @@ impl Router {
                     || self.is_vip(in_d, true, u128::from_be_bytes(target));
                 let peer_mac = msg.nd_lladdr();
                 let eth_src = MacAddr(data[6..12].try_into().unwrap());
-                if let (true, Some(m)) = (src_ok, peer_mac) {
+                if let (true, Some(m), true) = (src_ok, peer_mac, self.dry) {
+                    let ip = std::net::Ipv6Addr::from(src);
+                    self.dry_note(format!("would learn neighbor {ip} at {m}"));
+                } else if let (true, Some(m)) = (src_ok, peer_mac) {
                     let k = NeighKey::v6(in_d, u128::from_be_bytes(src));
                     let held = self.neigh.confirm(k, m, now_ms, for_us);
                     self.release(pool, k, m, held, out);
@@ -251,7 +287,10 @@ impl Router {
                 pool.free(buf);
             }
             icmpv6::TYPE_NEIGHBOR_ADVERT => {
-                if let (Some(t), Some(m)) = (msg.nd_target(), msg.nd_lladdr()) {
+                if let (Some(t), Some(m), true) = (msg.nd_target(), msg.nd_lladdr(), self.dry) {
+                    let ip = std::net::Ipv6Addr::from(t);
+                    self.dry_note(format!("would learn neighbor {ip} at {m}"));
+                } else if let (Some(t), Some(m)) = (msg.nd_target(), msg.nd_lladdr()) {
                     let k = NeighKey::v6(in_d, u128::from_be_bytes(t));
                     let held = self.neigh.confirm(k, m, now_ms, false);
                     self.release(pool, k, m, held, out);

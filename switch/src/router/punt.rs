@@ -111,6 +111,13 @@ impl Router {
             payload: payload.to_vec(),
         };
         pool.free(buf);
+        if self.dry {
+            let n = p.payload.len();
+            return self.dry_note(format!(
+                "punted to DNS ({n} byte query from {}; dry run: not delivered)",
+                p.client
+            ));
+        }
         let Some(sink) = self.punt.as_mut() else {
             self.counters.drops[DropReason::DnsPuntFull as usize] += 1;
             return;
