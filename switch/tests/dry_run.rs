@@ -254,7 +254,7 @@ fn a_routed_frame_shows_the_route_the_ttl_edit_and_the_bytes_sent() {
         has(
             &r,
             "l3",
-            "route 10.0.2.0/24 connected, domain 1, ttl 64\u{2192}63"
+            "route 10.0.2.0/24 connected, domain net2, ttl 64\u{2192}63"
         ),
         "{r:#?}"
     );

@@ -16,7 +16,7 @@ use super::learn::filter_bit;
 use crate::batch::{BATCH_MAX, Batch};
 use crate::buf::PacketPool;
 use crate::config::DomainId;
-use crate::core::{PortSlot, Switch};
+use crate::core::{Domain, PortSlot, Switch};
 use crate::counters::{PortCounters, StageCounters};
 use crate::fdb::{Learned, fdb_key};
 use crate::mac::MacAddr;
@@ -157,12 +157,14 @@ pub(super) fn learn(cx: &mut Ctx, n: usize) {
 pub(super) fn before_l3(
     router: &Router,
     pool: &PacketPool,
+    domains: &[Option<Domain>],
     domain: DomainId,
     scratch: &Scratch,
     tracer: &mut Tracer,
 ) {
+    let name = |d: DomainId| domain_name(domains, d);
     for b in scratch.l3_in.iter() {
-        if let Some(v) = router.explain(domain, pool.data(b)) {
+        if let Some(v) = router.explain(domain, pool.data(b), &name) {
             tracer.note("l3", v);
         }
     }
@@ -174,6 +176,7 @@ pub(super) fn before_l3(
 pub(super) fn after_l3(
     router: &mut Router,
     pool: &PacketPool,
+    domains: &[Option<Domain>],
     scratch: &Scratch,
     tracer: &mut Tracer,
 ) {
@@ -186,17 +189,28 @@ pub(super) fn after_l3(
             let (dst, src) = super::classify::macs(d);
             format!(
                 "out to domain {} vlan {}: dst {} src {}, {} bytes",
-                f.domain,
+                domain_name(domains, f.domain),
                 f.vid,
                 MacAddr::from_u64(dst),
                 MacAddr::from_u64(src),
                 d.len()
             )
         } else {
-            format!("out to domain {} vlan {}", f.domain, f.vid)
+            format!(
+                "out to domain {} vlan {}",
+                domain_name(domains, f.domain),
+                f.vid
+            )
         };
         tracer.note("l3", v);
     }
+}
+
+fn domain_name(domains: &[Option<Domain>], d: DomainId) -> String {
+    domains
+        .get(d.0 as usize)
+        .and_then(Option::as_ref)
+        .map_or_else(|| d.to_string(), |x| x.cfg.name.clone())
 }
 
 /// What a dry run changes in passing and gets back.

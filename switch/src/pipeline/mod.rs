@@ -178,7 +178,7 @@ impl Switch {
         // router produced through the L2 output of its egress domain.
         if !scratch.l3_in.is_empty() {
             if dry {
-                dry::before_l3(router, pool, domain_id, scratch, tracer);
+                dry::before_l3(router, pool, domains, domain_id, scratch, tracer);
             }
             router.process(
                 pool,
@@ -188,7 +188,7 @@ impl Switch {
                 &mut scratch.l3_out,
             );
             if dry {
-                dry::after_l3(router, pool, scratch, tracer);
+                dry::after_l3(router, pool, domains, scratch, tracer);
             }
             l3::output(ports, pool, domains, scratch, tracer, now_s, now_ms);
         }

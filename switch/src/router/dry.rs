@@ -59,20 +59,30 @@ impl Router {
     }
 
     /// Which route an untagged IP `frame` to the gateway of `in_d` matches,
-    /// in words (`None` for what is not IP).
-    pub(crate) fn explain(&self, in_d: DomainId, frame: &[u8]) -> Option<String> {
+    /// in words, domains by `name` (`None` for what is not IP).
+    pub(crate) fn explain(
+        &self,
+        in_d: DomainId,
+        frame: &[u8],
+        name: &dyn Fn(DomainId) -> String,
+    ) -> Option<String> {
         if frame.len() < ETH {
             return None;
         }
         match read_u16(frame, 12) {
-            EtherType::IPV4 => self.explain_as::<V4>(in_d, &frame[ETH..]),
-            EtherType::IPV6 => self.explain_as::<V6>(in_d, &frame[ETH..]),
+            EtherType::IPV4 => self.explain_as::<V4>(in_d, &frame[ETH..], name),
+            EtherType::IPV6 => self.explain_as::<V6>(in_d, &frame[ETH..], name),
             EtherType::ARP => Some("ARP for the gateway".into()),
             _ => None,
         }
     }
 
-    fn explain_as<F: Family>(&self, in_d: DomainId, ip: &[u8]) -> Option<String> {
+    fn explain_as<F: Family>(
+        &self,
+        in_d: DomainId,
+        ip: &[u8],
+        name: &dyn Fn(DomainId) -> String,
+    ) -> Option<String> {
         let g = self.gw_state(in_d)?;
         // The header must be whole for the fields read below.
         F::check(ip, true).ok()?;
@@ -97,8 +107,10 @@ impl Router {
         let prefix = F::to_ip(F::mask(dst, len));
         let hop = match self.nh[id as usize].nh {
             NextHop::Local => return Some(format!("{} is the gateway itself", F::to_ip(dst))),
-            NextHop::Connected { domain } => format!("connected, domain {domain}"),
-            NextHop::Via { gateway, domain } => format!("via {gateway}, domain {domain}"),
+            NextHop::Connected { domain } => format!("connected, domain {}", name(domain)),
+            NextHop::Via { gateway, domain } => {
+                format!("via {gateway}, domain {}", name(domain))
+            }
         };
         let hop_limit = if F::V6 { "hop limit" } else { "ttl" };
         let edit = if ttl <= 1 {
