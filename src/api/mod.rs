@@ -1150,7 +1150,7 @@ pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
             p + 1
         ));
     }
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!(
             "frame has an odd number of hex digits ({})",
             digits.len()
