@@ -50,7 +50,7 @@ pub struct CtlArgs {
     /// its JSON fields, as Docker's `--format`: `'{{.name}} {{.worker}}'`,
     /// `'{{json .ports}}'`, `'table {{.name}}\t{{.kind}}'` (a header row and
     /// aligned columns). Functions: json, upper, lower, join, len, index,
-    /// and Go's others.
+    /// and Go's others. `--format json` alone is the JSON, as `--json`.
     #[arg(long, global = true, value_name = "TEMPLATE")]
     pub format: Option<String>,
     #[command(subcommand)]
