@@ -14,7 +14,9 @@ use crate::wire::ethernet::{self, EtherType};
 use crate::wire::read_u16;
 
 use super::family::{Family, Lpm, V4, V6};
-use super::{L3Counters, NextHop, Router};
+use super::{L3Counters, NeighKey, NextHop, Punted, Router};
+use crate::lb::Verdict;
+use crate::mac::MacAddr;
 
 const ETH: usize = ethernet::HEADER_LEN;
 
@@ -33,10 +35,44 @@ impl Router {
         self.dry_notes.clear();
     }
 
-    /// Record what a dry run would have done here.
+    /// Record what a dry run would have done here. (The notes are built
+    /// in these out-of-line functions, so the paths that call them carry
+    /// only the test of `dry`.)
     #[cold]
+    #[inline(never)]
     pub(super) fn dry_note(&mut self, s: String) {
         self.dry_notes.push(s);
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(super) fn dry_learn(&mut self, ip: IpAddr, mac: MacAddr) {
+        self.dry_note(format!("would learn neighbor {ip} at {mac}"));
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(super) fn dry_punt(&mut self, p: &Punted) {
+        let n = p.payload.len();
+        self.dry_note(format!(
+            "punted to DNS ({n} byte query from {}; dry run: not delivered)",
+            p.client
+        ));
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(super) fn dry_lb(&mut self, d: DomainId, v6: bool, svc: u32, v: Verdict, new: bool) {
+        let what = match v {
+            Verdict::ToBackend(ip) => {
+                let k = NeighKey { domain: d, v6, ip };
+                format!("to backend {}", ip_of(&k))
+            }
+            Verdict::ToClient(m) => format!("reply to client {m}"),
+            other => format!("{other:?}"),
+        };
+        let new = if new { " (new flow, not recorded)" } else { "" };
+        self.dry_note(format!("load balancer: service {svc} {what}{new}"));
     }
 
     /// The notes of the dry run so far.
@@ -123,7 +159,7 @@ impl Router {
 }
 
 /// An address for a note.
-pub(super) fn ip_of(k: &super::NeighKey) -> IpAddr {
+pub(super) fn ip_of(k: &NeighKey) -> IpAddr {
     if k.v6 {
         V6::to_ip(V6::from_key(k.ip))
     } else {

@@ -64,20 +64,7 @@ impl Router {
         let mac = MacAddr(f[6..12].try_into().expect("6 bytes"));
         let (v, new) = self.lb.packet(svc, &mut f[ETH..], mac, partial, now_ms);
         if self.dry {
-            let what = match v {
-                Verdict::ToBackend(ip) => {
-                    let k = NeighKey {
-                        domain: in_d,
-                        v6: F::V6,
-                        ip,
-                    };
-                    format!("to backend {}", super::dry::ip_of(&k))
-                }
-                Verdict::ToClient(m) => format!("reply to client {m}"),
-                other => format!("{other:?}"),
-            };
-            let new = if new { " (new flow, not recorded)" } else { "" };
-            self.dry_note(format!("load balancer: service {svc} {what}{new}"));
+            self.dry_lb(in_d, F::V6, svc, v, new);
         }
         if new {
             self.counters.stages.inc(StageCounter::LbNewFlows);

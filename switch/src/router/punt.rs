@@ -112,11 +112,7 @@ impl Router {
         };
         pool.free(buf);
         if self.dry {
-            let n = p.payload.len();
-            return self.dry_note(format!(
-                "punted to DNS ({n} byte query from {}; dry run: not delivered)",
-                p.client
-            ));
+            return self.dry_punt(&p);
         }
         let Some(sink) = self.punt.as_mut() else {
             self.counters.drops[DropReason::DnsPuntFull as usize] += 1;
