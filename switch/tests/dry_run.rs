@@ -456,3 +456,54 @@ fn a_bpdu_is_reported_but_not_given_to_the_spanning_tree() {
     sw.inject_real(0, bpdu);
     assert_ne!(root(&sw), own, "a real run takes the better root");
 }
+
+#[test]
+fn a_neighbor_solicitation_is_answered_but_no_neighbor_is_learned() {
+    let (mut sw, a, b) = routed();
+    // The gateway of net1 with an IPv6 address too.
+    sw.remove_gateway(DomainId(0)).unwrap();
+    sw.set_gateway(
+        Gateway::new(DomainId(0), G1)
+            .with_ipv4(Ipv4Addr::new(10, 0, 1, 1), 24)
+            .with_ipv6("2001:db8:1::1".parse().unwrap(), 64),
+    )
+    .unwrap();
+    let target: std::net::Ipv6Addr = "2001:db8:1::1".parse().unwrap();
+    let mut body = target.octets().to_vec();
+    body.extend_from_slice(&[1, 1]);
+    body.extend_from_slice(&A.0);
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(A.0, [0x33, 0x33, 0xff, 0, 0, 1])
+        .ipv6(
+            "2001:db8:1::a"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+            "ff02::1:ff00:1"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+            255,
+        )
+        .icmpv6_raw(135, 0, [0; 4])
+        .write(&mut f, &body)
+        .unwrap();
+    let r = dry(&mut sw, &[&a, &b], 0, &f);
+    assert!(
+        has(
+            &r,
+            "l3",
+            "would learn neighbor 2001:db8:1::a at 02:00:00:00:00:0a"
+        ),
+        "{r:#?}"
+    );
+    assert!(
+        r.sent
+            .iter()
+            .any(|s| s.port == PortId(0) && s.frame[12..14] == [0x86, 0xdd]),
+        "the NA: {r:#?}"
+    );
+    let n = sw.router().neighbors().len();
+    sw.inject_real(0, f);
+    assert_eq!(sw.router().neighbors().len(), n + 1, "a real run learns it");
+}
