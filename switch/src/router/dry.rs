@@ -62,7 +62,7 @@ impl Router {
 
     #[cold]
     #[inline(never)]
-    pub(super) fn dry_lb(&mut self, d: DomainId, v6: bool, svc: u32, v: Verdict, new: bool) {
+    pub(super) fn dry_lb(&mut self, d: DomainId, v6: bool, svc: u32, v: Verdict) {
         let what = match v {
             Verdict::ToBackend(ip) => {
                 let k = NeighKey { domain: d, v6, ip };
@@ -71,8 +71,9 @@ impl Router {
             Verdict::ToClient(m) => format!("reply to client {m}"),
             other => format!("{other:?}"),
         };
-        let new = if new { " (new flow, not recorded)" } else { "" };
-        self.dry_note(format!("load balancer: service {svc} {what}{new}"));
+        self.dry_note(format!(
+            "load balancer: service {svc} {what} (new flow, not recorded)"
+        ));
     }
 
     /// The notes of the dry run so far.
@@ -124,8 +125,11 @@ impl Router {
         F::check(ip, true).ok()?;
         let dst = F::dst(ip);
         let ttl = F::ttl(ip);
-        if self.lb_service::<F>(in_d, dst).is_some() {
-            return Some(format!("{} is a service VIP", F::to_ip(dst)));
+        if let Some(svc) = self.lb_service::<F>(in_d, dst) {
+            return Some(format!(
+                "{} is the VIP of service {svc}: load balanced",
+                F::to_ip(dst)
+            ));
         }
         let lpm = F::lpm(&self.tables[g.table]);
         let Some(id) = lpm.lookup(dst) else {

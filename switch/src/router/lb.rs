@@ -63,11 +63,13 @@ impl Router {
         let f = pool.data_mut(&buf);
         let mac = MacAddr(f[6..12].try_into().expect("6 bytes"));
         let (v, new) = self.lb.packet(svc, &mut f[ETH..], mac, partial, now_ms);
-        if self.dry {
-            self.dry_lb(in_d, F::V6, svc, v, new);
-        }
         if new {
             self.counters.stages.inc(StageCounter::LbNewFlows);
+            // A dry run's new flow was not kept (`Lb::dry`); tested only
+            // here, off the path of packets of known flows.
+            if self.dry {
+                self.dry_lb(in_d, F::V6, svc, v);
+            }
         }
         match v {
             Verdict::ToBackend(ip) => {
