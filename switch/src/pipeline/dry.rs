@@ -12,13 +12,12 @@
 //! queues, and `collect` takes them with their exact bytes.
 
 use super::Ctx;
-use super::learn::filter_bit;
 use crate::batch::{BATCH_MAX, Batch};
 use crate::buf::PacketPool;
 use crate::config::DomainId;
 use crate::core::{Domain, PortSlot, Switch};
 use crate::counters::{PortCounters, StageCounters};
-use crate::fdb::{Learned, fdb_key};
+use crate::fdb::fdb_key;
 use crate::mac::MacAddr;
 use crate::port::PortId;
 use crate::ratelimit::TokenBucket;
@@ -101,54 +100,6 @@ pub(super) fn lookup(cx: &mut Ctx, n: usize) {
             }
         };
         note(cx.tracer, "lookup", v);
-    }
-}
-
-/// `learn` in a dry run: what learning the source would do, without doing
-/// it. A frame to its own source sees the table as learning would leave it
-/// (as `learn` corrects it), so the verdict matches a real run.
-#[cold]
-pub(super) fn learn(cx: &mut Ctx, n: usize) {
-    let in_port = cx.in_port;
-    let ps = cx.ports[in_port.index()]
-        .as_ref()
-        .expect("ingress port exists");
-    let on = ps.cfg.learning && ps.stp_learn;
-    let s: &mut Scratch = cx.scratch;
-    for i in 0..n {
-        let i = i % BATCH_MAX;
-        if matches!(s.action[i], Action::Drop(_) | Action::Bpdu) {
-            continue;
-        }
-        let m = s.meta[i];
-        let src = MacAddr::from_u64(m.src);
-        if !on {
-            note(
-                cx.tracer,
-                "learn",
-                format!("src {src}: learning off on this port"),
-            );
-            continue;
-        }
-        let key = fdb_key(m.vid, m.src);
-        let fdb = &cx.domain.fdb;
-        let r = match fdb.entry(key, cx.now_s) {
-            Some(e) if e.port == in_port => Learned::Refreshed,
-            Some(e) if e.is_static => Learned::StaticConflict,
-            Some(e) => Learned::Moved { from: e.port },
-            None if fdb.port_full(in_port.0) => Learned::LimitPort,
-            None => Learned::New,
-        };
-        if matches!(r, Learned::Refreshed | Learned::New | Learned::Moved { .. })
-            && s.dst_filter & filter_bit(fdb.hash(key)) != 0
-        {
-            super::learn::now_on_ingress(s, i, n, key, in_port);
-        }
-        let v = format!(
-            "src {src} vlan {} on port {in_port}: {r:?} (dry run: not learned)",
-            m.vid
-        );
-        note(cx.tracer, "learn", v);
     }
 }
 
