@@ -1197,6 +1197,7 @@ fn openapi_document_matches_the_router() {
         "GET /v1/stats",
         "GET /v1/trace",
         "POST /v1/trace",
+        "POST /v1/trace/inject",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -1136,6 +1136,57 @@ pub struct TraceRequest {
 /// Most packets one trace may arm for.
 pub const TRACE_MAX: u32 = 10_000;
 
+/// `POST /v1/trace/inject`: push one frame through the pipeline as if it
+/// arrived on `port` and report each stage's verdict, sending nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = TraceInject)]
+pub struct TraceInjectRequest {
+    /// The ingress port's name.
+    pub port: String,
+    /// The Ethernet frame from the destination MAC on, in hex (two digits a
+    /// byte; spaces, colons and dashes between bytes are ignored).
+    #[schema(example = "ffffffffffff0200000000010806")]
+    pub frame: String,
+    /// Add an 802.1Q tag of this VLAN (the domain's TPID) in front of the
+    /// EtherType, as if the frame arrived tagged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 4094)]
+    pub vlan: Option<u16>,
+}
+
+/// Parse hex bytes, ignoring whitespace, `:` and `-` between them (how
+/// tcpdump -xx, Wireshark and `ip link` print frames). Plain std: the
+/// `hex` crate would still need the separators stripped first, for the
+/// one loop below.
+pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+    let digits: Vec<u8> = s
+        .bytes()
+        .filter(|b| !(b.is_ascii_whitespace() || *b == b':' || *b == b'-'))
+        .collect();
+    if let Some(p) = digits.iter().position(|b| !b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "frame is not hex: {:?} at digit {}",
+            digits[p] as char,
+            p + 1
+        ));
+    }
+    if !digits.len().is_multiple_of(2) {
+        return Err(format!(
+            "frame has an odd number of hex digits ({})",
+            digits.len()
+        ));
+    }
+    Ok(digits
+        .chunks(2)
+        .map(|d| {
+            let hi = (d[0] as char).to_digit(16).expect("checked hex");
+            let lo = (d[1] as char).to_digit(16).expect("checked hex");
+            (hi * 16 + lo) as u8
+        })
+        .collect())
+}
+
 /// `GET /v1/ports/{name}/capture?count=N&seconds=S`: stop after `count`
 /// frames or `seconds` (default 10 when neither is given; with only a
 /// count, at most a day).
@@ -1469,6 +1520,34 @@ pub struct TraceView {
     pub steps: Vec<TraceStepView>,
 }
 
+/// What one injected frame would do (`POST /v1/trace/inject`); nothing
+/// was sent, learned or counted.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = TraceInjectResult)]
+pub struct TraceInjectView {
+    /// The worker that owns the port (and ran the frame).
+    pub worker: usize,
+    pub in_port: String,
+    pub len: usize,
+    /// The frame as it entered, in hex (with the tag asked for).
+    pub frame: String,
+    /// Each stage's verdict, in pipeline order.
+    pub steps: Vec<TraceStepView>,
+    /// Every frame a real run would transmit, in order.
+    pub sent: Vec<TraceSentView>,
+}
+
+/// A frame a real run would transmit.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = TraceSent)]
+pub struct TraceSentView {
+    pub port: String,
+    pub len: usize,
+    /// The exact bytes, in hex (after tag edits and, when routed, the MAC
+    /// rewrite and TTL).
+    pub frame: String,
+}
+
 /// A pipeline stage and what it decided.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(as = TraceStep)]
@@ -1480,6 +1559,28 @@ pub struct TraceStepView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_frames_take_the_usual_separators_and_refuse_the_rest() {
+        let want = vec![0xff, 0x02, 0x0a, 0xbc];
+        for s in [
+            "ff020abc",
+            "FF 02 0A BC",
+            "ff:02:0a:bc",
+            "ff-02-0a-bc\n",
+            "ff02 0abc",
+        ] {
+            assert_eq!(parse_hex(s).as_ref(), Ok(&want), "{s:?}");
+        }
+        assert!(parse_hex("ff0").unwrap_err().contains("odd number"));
+        assert!(
+            parse_hex("ff0g")
+                .unwrap_err()
+                .contains("not hex: 'g' at digit 4")
+        );
+        assert!(parse_hex("0x00").unwrap_err().contains("not hex"));
+        assert_eq!(parse_hex(""), Ok(vec![]));
+    }
 
     fn port(json: &str) -> Result<PortRecord, String> {
         serde_json::from_str::<CreatePort>(json)

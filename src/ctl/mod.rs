@@ -22,7 +22,8 @@ use serde_json::Value;
 use crate::api::{
     AddRemote, CaptureQuery, CreatePort, DomainPatch, DomainRecord, FlushQuery, Flushed,
     GatewaySpec, HealthCheckSpec, LogFilter, NameSpec, PortKind, PortPatch, Protocol, RouteRecord,
-    ServiceMode, ServicePortSpec, ServiceSpec, StaticEntry, StormSpec, TraceRequest, VlanSpec,
+    ServiceMode, ServicePortSpec, ServiceSpec, StaticEntry, StormSpec, TraceInjectRequest,
+    TraceRequest, VlanSpec, parse_hex,
 };
 use crate::client::{Client, ClientError};
 use crate::daemon::DEFAULT_SOCKET;
@@ -49,7 +50,7 @@ pub struct CtlArgs {
     /// its JSON fields, as Docker's `--format`: `'{{.name}} {{.worker}}'`,
     /// `'{{json .ports}}'`, `'table {{.name}}\t{{.kind}}'` (a header row and
     /// aligned columns). Functions: json, upper, lower, join, len, index,
-    /// and Go's others.
+    /// and Go's others. `--format json` alone is the JSON, as `--json`.
     #[arg(long, global = true, value_name = "TEMPLATE")]
     pub format: Option<String>,
     #[command(subcommand)]
@@ -542,6 +543,19 @@ pub enum TraceCmd {
     },
     /// Print the records traced so far.
     Show,
+    /// Push one frame through the pipeline as if it arrived on PORT and
+    /// print each stage's verdict and what would be sent, sending nothing
+    /// (like `ovs-appctl ofproto/trace`). Nothing is learned or counted.
+    Inject {
+        /// The ingress port.
+        port: String,
+        /// The frame in hex from the destination MAC on (spaces, colons and
+        /// dashes between bytes are fine), or `-` to read it from stdin.
+        hex: String,
+        /// Add an 802.1Q tag of this VLAN, as if the frame arrived tagged.
+        #[arg(long)]
+        vlan: Option<u16>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -661,13 +675,16 @@ impl PortOpts {
 
 /// Run one `ctl` command, printing its result to stdout.
 pub fn run(args: CtlArgs) -> Result<(), CtlError> {
+    // `--format json` is the JSON, as with Docker.
+    let json_format = args.format.as_deref() == Some("json");
     let format = match &args.format {
+        Some(_) if json_format => None,
         Some(f) => Some(template::Format::parse(f).map_err(CtlError::Usage)?),
         None => None,
     };
     let c = Client::new(&args.socket)?;
     let out = Output {
-        json: args.json,
+        json: args.json || json_format,
         quiet: args.quiet,
         format,
     };
@@ -1040,6 +1057,24 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
             out.done(&format!("tracing the next {count} packets"))
         }
         CtlCommand::Trace(TraceCmd::Show) => out.trace(&c.get("/v1/trace")?.ok()?),
+        CtlCommand::Trace(TraceCmd::Inject { port, hex, vlan }) => {
+            let hex = if hex == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                    .map_err(|e| CtlError::Usage(format!("reading the frame from stdin: {e}")))?;
+                s
+            } else {
+                hex
+            };
+            // Checked here too, for the error to name the argument.
+            parse_hex(&hex).map_err(|e| CtlError::Usage(format!("HEX: {e}")))?;
+            let req = TraceInjectRequest {
+                port,
+                frame: hex,
+                vlan,
+            };
+            out.trace_inject(&c.post("/v1/trace/inject", &req)?.ok()?)
+        }
         CtlCommand::Capture {
             port,
             file,

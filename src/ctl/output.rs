@@ -735,6 +735,45 @@ impl Output {
     }
 }
 
+impl Output {
+    /// `trace inject`: the frame, each stage's verdict, then what would be
+    /// sent (as `ofproto/trace` ends with its datapath actions).
+    pub(super) fn trace_inject(&self, r: &Reply) -> Result<(), CtlError> {
+        if self.raw() {
+            return self.print_json(r);
+        }
+        let v = r.json();
+        println!(
+            "frame from {} ({} bytes, worker {}): {}",
+            txt(&v["in_port"]),
+            txt(&v["len"]),
+            txt(&v["worker"]),
+            txt(&v["frame"])
+        );
+        for s in v["steps"].as_array().cloned().unwrap_or_default() {
+            println!("  {:<10} {}", txt(&s["stage"]), txt(&s["verdict"]));
+        }
+        let sent = v["sent"].as_array().cloned().unwrap_or_default();
+        if sent.is_empty() {
+            println!("would send nothing (dry run)");
+        } else {
+            println!(
+                "would send {} frame(s) (dry run, nothing sent):",
+                sent.len()
+            );
+        }
+        for s in sent {
+            println!(
+                "  {:<10} {:>5} bytes  {}",
+                txt(&s["port"]),
+                txt(&s["len"]),
+                txt(&s["frame"])
+            );
+        }
+        Ok(())
+    }
+}
+
 fn gateway_text(g: &Value) -> String {
     if g.is_null() {
         return "none (internal)".into();

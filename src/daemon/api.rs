@@ -190,6 +190,7 @@ fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(get_cni_attachment, delete_cni_attachment))
         .routes(routes!(stats))
         .routes(routes!(trace, arm_trace))
+        .routes(routes!(inject_trace))
         .routes(routes!(cluster))
         .routes(routes!(metrics))
         .routes(routes!(get_log, set_log))
@@ -1039,6 +1040,15 @@ async fn arm_trace(State(c): State<Shared>, b: Bytes) -> ApiResult {
     responses((status = 200, description = "Records", body = Vec<TraceView>)))]
 async fn trace(State(c): State<Shared>) -> ApiResult {
     ok(&run(&c, |c| c.trace()).await?)
+}
+
+/// Push one frame through the pipeline as if it arrived on port and report each stage's verdict and the frames a real run would send (like Open vSwitch's ofproto/trace); nothing is sent, learned or counted
+#[utoipa::path(post, path = "/v1/trace/inject", operation_id = "injectTrace", tag = "observe",
+    request_body = TraceInjectRequest,
+    responses((status = 200, description = "What the frame would do", body = TraceInjectView), (status = 400, description = "Bad input (malformed JSON, an unknown field, bad hex, a frame shorter than an Ethernet header or longer than a buffer, a VLAN out of range); nothing changed", body = ErrorBody), (status = 404, description = "Unknown port", body = ErrorBody), (status = 409, description = "The port is not attached", body = ErrorBody)))]
+async fn inject_trace(State(c): State<Shared>, b: Bytes) -> ApiResult {
+    let req: TraceInjectRequest = body(&b)?;
+    ok(&run(&c, move |c| c.inject_trace(req)).await?)
 }
 
 /// Stream a pcap of the port's frames until `count` frames or `seconds`.

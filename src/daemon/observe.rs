@@ -24,6 +24,10 @@ type Result<T, E = ControlError> = std::result::Result<T, E>;
 /// it copies are dropped (never the packets themselves).
 const CAPTURE_DEPTH: usize = 4096;
 
+fn to_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// A running capture: the frames arrive on `rx`; end it with
 /// [`Control::stop_capture`].
 pub struct CaptureSession {
@@ -273,6 +277,63 @@ impl Control {
             .enumerate()
             .flat_map(|(w, v)| v.into_iter().map(move |t| TraceView { worker: w, ..t }))
             .collect())
+    }
+
+    /// Push one frame through the pipeline of the worker that owns `port`,
+    /// as if it arrived there, and report each stage's verdict and what
+    /// would be sent. Nothing is sent, learned or counted.
+    pub fn inject_trace(&self, req: TraceInjectRequest) -> Result<TraceInjectView> {
+        let frame = parse_hex(&req.frame).map_err(ControlError::BadRequest)?;
+        let st = self.lock();
+        let ps = st
+            .ports
+            .get(&req.port)
+            .ok_or_else(|| ControlError::NotFound(format!("no port {}", req.port)))?;
+        if let Some(e) = &ps.error {
+            return Err(ControlError::Conflict(format!(
+                "port {} is not attached: {e}",
+                req.port
+            )));
+        }
+        let w = self.dp.worker_of(&ps.rec.config.domain).unwrap_or(0);
+        let (port, vlan) = (req.port.clone(), req.vlan);
+        let r = self.dp.call(Target::Worker(w), move |sw| {
+            let id = sw
+                .port_id(&port)
+                .ok_or_else(|| ControlError::NotFound(format!("no port {port}")))?;
+            let r = sw.inject_dry(id, &frame, vlan).map_err(|e| match e {
+                rvs_switch::trace::InjectError::NoPort(_) => {
+                    ControlError::NotFound(format!("no port {port}"))
+                }
+                e => ControlError::BadRequest(e.to_string()),
+            })?;
+            let name =
+                |p: rvs_switch::PortId| sw.port_info(p).map_or_else(|_| p.to_string(), |i| i.name);
+            Ok::<_, ControlError>(TraceInjectView {
+                worker: w,
+                in_port: name(r.in_port),
+                len: r.frame.len(),
+                frame: to_hex(&r.frame),
+                steps: r
+                    .steps
+                    .into_iter()
+                    .map(|s| TraceStepView {
+                        stage: s.stage.to_string(),
+                        verdict: s.verdict,
+                    })
+                    .collect(),
+                sent: r
+                    .sent
+                    .iter()
+                    .map(|s| TraceSentView {
+                        port: name(s.port),
+                        len: s.frame.len(),
+                        frame: to_hex(&s.frame),
+                    })
+                    .collect(),
+            })
+        })??;
+        Ok(r)
     }
 
     /// Start copying a port's frames; one capture per port at a time.

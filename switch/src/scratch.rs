@@ -63,6 +63,10 @@ pub(crate) struct Scratch {
     pub(crate) trace_ids: [u64; BATCH_MAX],
     /// Bit i set: packet i is traced.
     pub(crate) traced: u64,
+    /// The batch is one injected frame (`Switch::inject_dry`): nodes record
+    /// their verdict and change no state (see `pipeline/dry.rs`). Tested
+    /// once per batch by the nodes that would change state.
+    pub(crate) dry: bool,
     /// Ports whose tx queue holds frames.
     pub(crate) touched: Vec<PortId>,
     /// Flood targets of the current packet.
@@ -87,6 +91,7 @@ impl Default for Scratch {
             to_router: 0,
             trace_ids: [0; BATCH_MAX],
             traced: 0,
+            dry: false,
             touched: Vec::with_capacity(64),
             targets: Vec::with_capacity(64),
             l3_in: Batch::new(BATCH_MAX),

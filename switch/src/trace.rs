@@ -45,6 +45,41 @@ impl std::fmt::Display for TraceRecord {
     }
 }
 
+/// Why [`crate::Switch::inject_dry`] refused a frame (nothing ran).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InjectError {
+    #[error("no port {0}")]
+    NoPort(PortId),
+    #[error("frame of {0} bytes is shorter than an Ethernet header (14 bytes)")]
+    Runt(usize),
+    #[error("frame of {0} bytes is longer than a packet buffer ({1} bytes)")]
+    TooLong(usize, usize),
+    #[error("vlan {0} is outside 1..=4094")]
+    BadVlan(u16),
+    #[error("no free packet buffer")]
+    PoolExhausted,
+}
+
+/// A frame a dry run would have transmitted: the port and the exact bytes
+/// (after every tag edit and, for routed frames, the MAC rewrite and TTL).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DrySend {
+    pub port: PortId,
+    pub frame: Vec<u8>,
+}
+
+/// What one injected frame would do (`Switch::inject_dry`): each stage's
+/// verdict, in pipeline order, and what would have been sent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DryRun {
+    pub in_port: PortId,
+    /// The frame as it entered (with the tag the caller asked for).
+    pub frame: Vec<u8>,
+    pub steps: Vec<TraceStep>,
+    /// In the order a real run would have queued them.
+    pub sent: Vec<DrySend>,
+}
+
 /// The tracer state owned by the pipeline.
 #[derive(Debug, Default)]
 pub struct Tracer {
@@ -110,6 +145,16 @@ impl Tracer {
         {
             r.steps.push(TraceStep { stage, verdict });
         }
+    }
+
+    /// The handle of the record begun last.
+    pub(crate) fn last_handle(&self) -> u64 {
+        self.seq
+    }
+
+    /// Append a stage verdict to the record begun last.
+    pub(crate) fn note(&mut self, stage: &'static str, verdict: String) {
+        self.step(self.seq, stage, verdict);
     }
 
     /// Take the finished records.

@@ -229,7 +229,7 @@ impl Fdb {
     }
 
     #[inline]
-    fn hash(&self, key: u64) -> u64 {
+    pub(crate) fn hash(&self, key: u64) -> u64 {
         self.table.hash(key)
     }
 
@@ -250,7 +250,7 @@ impl Fdb {
     }
 
     #[inline]
-    fn port_full(&self, port: u16) -> bool {
+    pub(crate) fn port_full(&self, port: u16) -> bool {
         let limit = self.port_limit.get(port as usize).copied().unwrap_or(0);
         limit != 0 && self.per_port.get(port as usize).copied().unwrap_or(0) >= limit
     }
@@ -535,6 +535,28 @@ impl Fdb {
     /// Buckets a full aging pass visits (budget units of [`Fdb::age_step`]).
     pub fn buckets(&self) -> usize {
         self.table.buckets()
+    }
+
+    /// The entry of `key`, if known and not expired (for the control plane
+    /// and dry runs; not for the fast path).
+    pub fn entry(&self, key: u64, now: u32) -> Option<FdbEntryInfo> {
+        let e = self.table.find(key, self.hash(key))?;
+        if self.expired(e, now) {
+            return None;
+        }
+        let is_static = e.flags & F_STATIC != 0;
+        Some(FdbEntryInfo {
+            vid: key_vid(key),
+            mac: key_mac(key),
+            port: PortId(e.port),
+            is_static,
+            age_secs: if is_static {
+                0
+            } else {
+                now.wrapping_sub(e.last_seen)
+            },
+            damped: e.flags & F_DAMPED != 0,
+        })
     }
 
     /// Every entry, for the control plane (allocates; not for the fast path).

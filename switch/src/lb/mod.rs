@@ -332,6 +332,9 @@ pub struct Lb {
     flows: Flows,
     /// The flow of the last [`Verdict::ToBackend`] (see [`Lb::cached_mac`]).
     last: u32,
+    /// A dry run (`Switch::inject_dry`): `packet` decides and rewrites but
+    /// keeps no flow and changes no health state.
+    pub(crate) dry: bool,
 }
 
 /// An address as a neighbor-table key, and its family.
@@ -603,7 +606,7 @@ impl Lb {
             let b = (f.dport - PROBE_PORT_BASE) as usize;
             if s.addrs.get(b) == Some(&f.src) {
                 let synack = f.flags & (nat::SYN | nat::ACK) == nat::SYN | nat::ACK;
-                if synack {
+                if synack && !self.dry {
                     s.last_ok_ms[b] = now_ms;
                     if !s.up[b] {
                         s.up[b] = true;
@@ -628,7 +631,13 @@ impl Lb {
                 proto: f.proto,
             };
             if let Some(i) = self.flows.find_rev(&rk) {
-                let fl = &mut self.flows.slots[i as usize];
+                let mut copy;
+                let fl = if self.dry {
+                    copy = self.flows.slots[i as usize];
+                    &mut copy
+                } else {
+                    &mut self.flows.slots[i as usize]
+                };
                 let from = s.addrs.get(fl.backend as usize).copied();
                 if from == Some(f.src) && fl.target == f.sport {
                     fl.last_ms = now_ms;
@@ -656,7 +665,13 @@ impl Lb {
         let closing = f.flags & (nat::FIN | nat::RST) != 0;
         let h = flow_hash(&key);
         if let Some(i) = self.flows.find(&key, h) {
-            let fl = &mut self.flows.slots[i as usize];
+            let mut copy;
+            let fl = if self.dry {
+                copy = self.flows.slots[i as usize];
+                &mut copy
+            } else {
+                &mut self.flows.slots[i as usize]
+            };
             let live = s.up.get(fl.backend as usize).copied().unwrap_or(false);
             if !live {
                 // Its backend left or is down: the table picks again.
@@ -723,6 +738,14 @@ impl Lb {
             mac_gen: NO_GEN,
         };
         fl.deltas = deltas_of(s, &fl);
+        if self.dry {
+            // Decided and rewritten, but not kept: no flow to cache a MAC in.
+            self.last = u32::MAX;
+            let d = fl.deltas.fwd;
+            let to = s.addrs[b as usize];
+            nat::rewrite_with(ip, &f, partial, (s.vip, snat), (to, target), d);
+            return (Verdict::ToBackend(to), true);
+        }
         self.last = self.flows.insert(fl, h);
         let to = s.addrs[b as usize];
         nat::rewrite_with(ip, &f, partial, (s.vip, snat), (to, target), fl.deltas.fwd);

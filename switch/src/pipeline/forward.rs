@@ -38,6 +38,9 @@ pub(super) fn lookup_node(cx: &mut Ctx, n: usize) {
         filter |= super::learn::filter_bit(s.dst_hash[i]);
     }
     s.dst_filter = filter;
+    if s.dry {
+        super::dry::lookup(cx, n);
+    }
 }
 
 /// Decide each frame's verdict.

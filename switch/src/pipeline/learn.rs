@@ -11,6 +11,7 @@ use super::Ctx;
 use crate::batch::BATCH_MAX;
 use crate::counters::StageCounter;
 use crate::fdb::{Learned, fdb_key};
+use crate::mac::MacAddr;
 use crate::port::PortId;
 use crate::scratch::{Action, Scratch};
 
@@ -23,6 +24,9 @@ pub(super) fn filter_bit(h: u64) -> u64 {
 
 #[inline(never)]
 pub(super) fn node(cx: &mut Ctx, n: usize) {
+    if cx.scratch.dry {
+        return dry(cx, n);
+    }
     let in_port = cx.in_port;
     let ps = cx.ports[in_port.index()]
         .as_ref()
@@ -78,6 +82,51 @@ fn now_on_ingress(s: &mut Scratch, from: usize, n: usize, key: u64, in_port: Por
         if s.action[k] == Action::Continue && fdb_key(m.vid, m.dst) == key {
             s.found[k] = Some(in_port);
         }
+    }
+}
+
+/// `learn` in a dry run: what learning the source would do, without doing
+/// it. A frame to its own source sees the table as learning would leave it
+/// (as `learn` corrects it), so the verdict matches a real run.
+#[cold]
+fn dry(cx: &mut Ctx, n: usize) {
+    let in_port = cx.in_port;
+    let ps = cx.ports[in_port.index()]
+        .as_ref()
+        .expect("ingress port exists");
+    let on = ps.cfg.learning && ps.stp_learn;
+    let s: &mut Scratch = cx.scratch;
+    for i in 0..n {
+        let i = i % BATCH_MAX;
+        if matches!(s.action[i], Action::Drop(_) | Action::Bpdu) {
+            continue;
+        }
+        let m = s.meta[i];
+        let src = MacAddr::from_u64(m.src);
+        if !on {
+            let v = format!("src {src}: learning off on this port");
+            cx.tracer.note("learn", v);
+            continue;
+        }
+        let key = fdb_key(m.vid, m.src);
+        let fdb = &cx.domain.fdb;
+        let r = match fdb.entry(key, cx.now_s) {
+            Some(e) if e.port == in_port => Learned::Refreshed,
+            Some(e) if e.is_static => Learned::StaticConflict,
+            Some(e) => Learned::Moved { from: e.port },
+            None if fdb.port_full(in_port.0) => Learned::LimitPort,
+            None => Learned::New,
+        };
+        if matches!(r, Learned::Refreshed | Learned::New | Learned::Moved { .. })
+            && s.dst_filter & filter_bit(fdb.hash(key)) != 0
+        {
+            now_on_ingress(s, i, n, key, in_port);
+        }
+        let v = format!(
+            "src {src} vlan {} on port {in_port}: {r:?} (dry run: not learned)",
+            m.vid
+        );
+        cx.tracer.note("learn", v);
     }
 }
 

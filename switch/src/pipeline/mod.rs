@@ -35,6 +35,7 @@
 //! nodes, and freed (and counted by reason) in `egress`.
 
 mod classify;
+mod dry;
 mod egress;
 mod forward;
 mod l3;
@@ -80,6 +81,15 @@ impl Switch {
     /// Run one batch received on `in_port` through the pipeline. Every packet
     /// leaves `batch`: transmitted, queued on a port, or dropped and counted.
     pub fn process(&mut self, in_port: PortId, batch: &mut Batch) {
+        self.run_batch(in_port, batch, false);
+    }
+
+    /// The pipeline over one batch. `dry` (a constant at each call site, so
+    /// `process` carries none of its branches) is a dry run of one injected
+    /// frame: traced, not counted, not learned, not transmitted (the frames
+    /// stay in the transmit queues for `dry::collect`).
+    #[inline(always)]
+    pub(crate) fn run_batch(&mut self, in_port: PortId, batch: &mut Batch, dry: bool) {
         let n = batch.len();
         if n == 0 {
             return;
@@ -101,8 +111,13 @@ impl Switch {
             batch.free_all(pool);
             return;
         };
-        ps.count_rx(pool, batch, now_ms);
+        if !dry {
+            ps.count_rx(pool, batch, now_ms);
+        }
         if !ps.cfg.enabled {
+            if dry {
+                dry::note(tracer, "port", format!("port {in_port} is disabled: drop"));
+            }
             ps.counters.drops[DropReason::PortDisabled as usize] += n as u64;
             batch.free_all(pool);
             return;
@@ -133,7 +148,10 @@ impl Switch {
             now_ms,
         };
         cx.scratch.traced = 0;
-        if cx.tracer.is_armed() {
+        cx.scratch.dry = dry;
+        if dry {
+            dry::start(&mut cx, batch);
+        } else if cx.tracer.is_armed() {
             start_trace(&mut cx, batch);
         }
         cx.scratch.touched.clear();
@@ -151,13 +169,17 @@ impl Switch {
         }
         let c = std::mem::take(&mut cx.c);
         c.add_to(cx.stages);
-        if bpdus {
+        // A dry run's BPDU never reached RSTP: nothing to apply.
+        if bpdus && !dry {
             stp_service(cx.ports, cx.pool, cx.domain, now_ms);
         }
 
         // The L3 node: route what went to the gateway, then send what the
         // router produced through the L2 output of its egress domain.
         if !scratch.l3_in.is_empty() {
+            if dry {
+                dry::before_l3(router, pool, domains, domain_id, scratch, tracer);
+            }
             router.process(
                 pool,
                 domain_id,
@@ -165,11 +187,17 @@ impl Switch {
                 now_ms,
                 &mut scratch.l3_out,
             );
+            if dry {
+                dry::after_l3(router, pool, domains, scratch, tracer);
+            }
             l3::output(ports, pool, domains, scratch, tracer, now_s, now_ms);
         }
 
-        // Transmit what the batch produced.
-        flush_touched(ports, pool, &scratch.touched, now_ms);
+        // Transmit what the batch produced (a dry run's caller takes the
+        // queues instead).
+        if !dry {
+            flush_touched(ports, pool, &scratch.touched, now_ms);
+        }
     }
 }
 

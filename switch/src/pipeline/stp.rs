@@ -14,6 +14,9 @@ use crate::scratch::Action;
 /// [`Action::Drop`].
 #[inline(never)]
 pub(super) fn node(cx: &mut Ctx, batch: &Batch) {
+    if cx.scratch.dry {
+        return super::dry::stp(cx, batch);
+    }
     let stp = cx.domain.stp.as_mut().expect("BPDUs only where STP runs");
     for i in 0..batch.len() {
         let i = i % BATCH_MAX;

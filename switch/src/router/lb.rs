@@ -65,6 +65,11 @@ impl Router {
         let (v, new) = self.lb.packet(svc, &mut f[ETH..], mac, partial, now_ms);
         if new {
             self.counters.stages.inc(StageCounter::LbNewFlows);
+            // A dry run's new flow was not kept (`Lb::dry`); tested only
+            // here, off the path of packets of known flows.
+            if self.dry {
+                self.dry_lb(in_d, F::V6, svc, v);
+            }
         }
         match v {
             Verdict::ToBackend(ip) => {

@@ -41,6 +41,9 @@ impl Router {
         now_ms: u64,
         out: &mut L3Out,
     ) {
+        if self.dry {
+            return self.dry_hold(pool, key, buf, now_ms, out);
+        }
         match self.neigh.hold(key, buf, from, now_ms) {
             Hold::Held { solicit } => {
                 self.counters.stages.inc(StageCounter::NeighHeld);
@@ -50,6 +53,35 @@ impl Router {
             }
             Hold::QueueFull(b) => self.drop_pkt(pool, b, DropReason::NeighPendingFull),
             Hold::TableFull(b) => self.drop_pkt(pool, b, DropReason::NeighTableFull),
+        }
+    }
+
+    /// [`Self::hold`] in a dry run: the neighbor table keeps no entry and
+    /// no packet; the solicitation a real run would send is shown.
+    #[cold]
+    #[inline(never)]
+    fn dry_hold(
+        &mut self,
+        pool: &mut PacketPool,
+        key: NeighKey,
+        buf: PktBuf,
+        now_ms: u64,
+        out: &mut L3Out,
+    ) {
+        let ip = super::dry::ip_of(&key);
+        let pending = self.neigh.get(&key).is_some();
+        self.dry_note(format!(
+            "neighbor {ip} in domain {} unresolved: packet would be held{}",
+            key.domain,
+            if pending {
+                " (already soliciting)"
+            } else {
+                ", solicited"
+            }
+        ));
+        pool.free(buf);
+        if !pending {
+            self.solicit(pool, key, now_ms, out);
         }
     }
 
@@ -125,6 +157,26 @@ impl Router {
         }
     }
 
+    /// `k` is at `mac` (an ARP or ND message said so): update the neighbor
+    /// and send what waited for it; in a dry run, only say so. Out of line:
+    /// the routed path that `process` inlines carries no part of it.
+    #[inline(never)]
+    fn confirm(
+        &mut self,
+        pool: &mut PacketPool,
+        k: NeighKey,
+        mac: MacAddr,
+        now_ms: u64,
+        create: bool,
+        out: &mut L3Out,
+    ) {
+        if self.dry {
+            return self.dry_learn(super::dry::ip_of(&k), mac);
+        }
+        let held = self.neigh.confirm(k, mac, now_ms, create);
+        self.release(pool, k, mac, held, out);
+    }
+
     /// ARP in `in_d`: learn the sender, answer requests for our addresses.
     pub(super) fn handle_arp(
         &mut self,
@@ -146,8 +198,7 @@ impl Router {
             || self.is_vip(in_d, false, u32::from(tpa) as u128);
         if sha.is_valid_source() && !spa.is_unspecified() {
             let k = NeighKey::v4(in_d, spa.into());
-            let held = self.neigh.confirm(k, sha, now_ms, for_us);
-            self.release(pool, k, sha, held, out);
+            self.confirm(pool, k, sha, now_ms, for_us, out);
         }
         if op == arp::OP_REQUEST && for_us && sha.is_valid_source() {
             pool.set_len(&mut buf, arp::FRAME_LEN);
@@ -238,8 +289,7 @@ impl Router {
                 let eth_src = MacAddr(data[6..12].try_into().unwrap());
                 if let (true, Some(m)) = (src_ok, peer_mac) {
                     let k = NeighKey::v6(in_d, u128::from_be_bytes(src));
-                    let held = self.neigh.confirm(k, m, now_ms, for_us);
-                    self.release(pool, k, m, held, out);
+                    self.confirm(pool, k, m, now_ms, for_us, out);
                 }
                 if for_us && src_ok {
                     let to = peer_mac.unwrap_or(eth_src);
@@ -256,8 +306,7 @@ impl Router {
             icmpv6::TYPE_NEIGHBOR_ADVERT => {
                 if let (Some(t), Some(m)) = (msg.nd_target(), msg.nd_lladdr()) {
                     let k = NeighKey::v6(in_d, u128::from_be_bytes(t));
-                    let held = self.neigh.confirm(k, m, now_ms, false);
-                    self.release(pool, k, m, held, out);
+                    self.confirm(pool, k, m, now_ms, false, out);
                 }
                 self.counters.stages.inc(StageCounter::L3NeighConsumed);
                 pool.free(buf);

@@ -19,6 +19,7 @@
 //! I/O, locks, allocation per forwarded packet (`L3Out` and the scratch
 //! arrays are reused; new neighbor entries may grow their map).
 
+pub(crate) mod dry;
 mod family;
 mod forward;
 mod lanes;
@@ -292,6 +293,9 @@ pub struct Router {
     lb: crate::lb::Lb,
     /// Health probes due, reused by `tick`.
     lb_probes: Vec<crate::lb::Probe>,
+    /// A dry run is under way (`dry.rs`): change no state, note instead.
+    dry: bool,
+    dry_notes: Vec<String>,
 }
 
 impl std::fmt::Debug for Router {
@@ -329,6 +333,8 @@ impl Router {
             punt: None,
             lb: crate::lb::Lb::default(),
             lb_probes: Vec::new(),
+            dry: false,
+            dry_notes: Vec::new(),
         }
     }
 

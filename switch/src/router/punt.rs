@@ -157,6 +157,9 @@ impl Router {
             payload,
         };
         pool.free(buf);
+        if self.dry {
+            return self.dry_punt(&p);
+        }
         let Some(sink) = self.punt.as_mut() else {
             self.counters.drops[DropReason::DnsPuntFull as usize] += 1;
             return;
