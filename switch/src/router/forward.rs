@@ -37,7 +37,7 @@ use super::lanes::{Class, Scratch};
 /// Classify one frame; a routable packet's destination goes into its
 /// family's lanes, one to a service VIP (`vips`: the load balancer, when
 /// the domain has VIPs) is classed for the balancer and needs no lookup.
-#[inline]
+#[inline(always)]
 fn classify(f: &[u8], gw_mac: MacAddr, s: &mut Scratch, vips: Option<(&Lb, DomainId)>) -> Class {
     if f.len() < ETH {
         return Class::Drop(DropReason::Runt);
@@ -63,11 +63,9 @@ fn lane<F: Family>(
             if let Some((lb, dom)) = vips
                 && let Some(svc) = lb.vip(dom, F::V6, F::to_key(d))
             {
-                return if F::V6 {
-                    Class::Lb6(svc)
-                } else {
-                    Class::Lb4(svc)
-                };
+                s.lb[s.lb_n] = svc;
+                s.lb_n += 1;
+                return if F::V6 { Class::Lb6 } else { Class::Lb4 };
             }
             let l = F::lanes_mut(s);
             l.dst[l.n] = d;
@@ -124,13 +122,14 @@ impl Router {
         s.in_external = external;
         s.v4.n = 0;
         s.v6.n = 0;
+        s.lb_n = 0;
         let vips = self.lb.serves(in_domain).then_some((&self.lb, in_domain));
         for (i, b) in batch.iter().enumerate() {
             s.class[i] = classify(pool.data(b), gw_mac, s, vips);
         }
         self.lookup_lanes::<V4>(t);
         self.lookup_lanes::<V6>(t);
-        let (mut k4, mut k6) = (0, 0);
+        let (mut k4, mut k6, mut kl) = (0, 0, 0);
         for (i, buf) in batch.drain().enumerate() {
             match self.scratch.class[i] {
                 Class::V4 => {
@@ -141,8 +140,15 @@ impl Router {
                     self.forward_lane::<V6>(pool, in_domain, buf, k6, now_ms, out);
                     k6 += 1;
                 }
-                Class::Lb4(svc) => self.lb_packet::<V4>(pool, in_domain, buf, svc, now_ms, out),
-                Class::Lb6(svc) => self.lb_packet::<V6>(pool, in_domain, buf, svc, now_ms, out),
+                Class::Lb4 | Class::Lb6 => {
+                    let svc = self.scratch.lb[kl];
+                    kl += 1;
+                    if self.scratch.class[i] == Class::Lb4 {
+                        self.lb_packet::<V4>(pool, in_domain, buf, svc, now_ms, out)
+                    } else {
+                        self.lb_packet::<V6>(pool, in_domain, buf, svc, now_ms, out)
+                    }
+                }
                 Class::Arp => self.handle_arp(pool, in_domain, buf, now_ms, out),
                 Class::V6Multicast => self.local::<V6>(pool, in_domain, buf, now_ms, out),
                 Class::Drop(r) => self.drop_pkt(pool, buf, r),

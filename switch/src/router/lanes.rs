@@ -21,9 +21,10 @@ pub(super) enum Class {
     Arp,
     /// ICMPv6 to a multicast group (neighbor discovery).
     V6Multicast,
-    /// To the VIP of this load-balancer service (no route lookup).
-    Lb4(u32),
-    Lb6(u32),
+    /// To a load-balancer VIP (no route lookup); the services are in
+    /// [`Scratch::lb`], in frame order.
+    Lb4,
+    Lb6,
 }
 
 /// One family's share of a batch: the destinations to look up, in frame
@@ -50,6 +51,9 @@ pub(super) struct Scratch {
     pub(super) class: [Class; BATCH_MAX],
     pub(super) v4: Lanes<u32>,
     pub(super) v6: Lanes<u128>,
+    /// The services of the batch's `Lb4`/`Lb6` frames, and how many.
+    pub(super) lb: [u32; BATCH_MAX],
+    pub(super) lb_n: usize,
     /// The ingress gateway routes between domains / is an uplink.
     pub(super) in_routing: bool,
     pub(super) in_external: bool,
@@ -61,6 +65,8 @@ impl Default for Scratch {
             class: [Class::V4; BATCH_MAX],
             v4: Lanes::default(),
             v6: Lanes::default(),
+            lb: [0; BATCH_MAX],
+            lb_n: 0,
             in_routing: false,
             in_external: false,
         }
