@@ -261,14 +261,7 @@ impl Control {
                         .map_or_else(|_| r.in_port.to_string(), |p| p.name),
                     len: r.len,
                     head_hex: r.head_hex,
-                    steps: r
-                        .steps
-                        .into_iter()
-                        .map(|s| TraceStepView {
-                            stage: s.stage.to_string(),
-                            verdict: s.verdict,
-                        })
-                        .collect(),
+                    steps: step_views(r.steps),
                 })
                 .collect::<Vec<_>>()
         })?;
@@ -314,14 +307,7 @@ impl Control {
                 in_port: name(r.in_port),
                 len: r.frame.len(),
                 frame: to_hex(&r.frame),
-                steps: r
-                    .steps
-                    .into_iter()
-                    .map(|s| TraceStepView {
-                        stage: s.stage.to_string(),
-                        verdict: s.verdict,
-                    })
-                    .collect(),
+                steps: step_views(r.steps),
                 sent: r
                     .sent
                     .iter()
@@ -387,4 +373,15 @@ impl Control {
         });
         self.captures.lock().expect("captures lock").remove(&s.port);
     }
+}
+
+/// A traced frame's steps as the API shows them.
+fn step_views(steps: Vec<rvs_switch::trace::TraceStep>) -> Vec<TraceStepView> {
+    steps
+        .into_iter()
+        .map(|s| TraceStepView {
+            stage: s.stage.to_string(),
+            verdict: s.verdict,
+        })
+        .collect()
 }

@@ -631,13 +631,8 @@ impl Lb {
                 proto: f.proto,
             };
             if let Some(i) = self.flows.find_rev(&rk) {
-                let mut copy;
-                let fl = if self.dry {
-                    copy = self.flows.slots[i as usize];
-                    &mut copy
-                } else {
-                    &mut self.flows.slots[i as usize]
-                };
+                let mut copy = None;
+                let fl = flow_mut(&mut self.flows.slots, i, self.dry, &mut copy);
                 let from = s.addrs.get(fl.backend as usize).copied();
                 if from == Some(f.src) && fl.target == f.sport {
                     fl.last_ms = now_ms;
@@ -665,13 +660,8 @@ impl Lb {
         let closing = f.flags & (nat::FIN | nat::RST) != 0;
         let h = flow_hash(&key);
         if let Some(i) = self.flows.find(&key, h) {
-            let mut copy;
-            let fl = if self.dry {
-                copy = self.flows.slots[i as usize];
-                &mut copy
-            } else {
-                &mut self.flows.slots[i as usize]
-            };
+            let mut copy = None;
+            let fl = flow_mut(&mut self.flows.slots, i, self.dry, &mut copy);
             let live = s.up.get(fl.backend as usize).copied().unwrap_or(false);
             if !live {
                 // Its backend left or is down: the table picks again.
@@ -806,6 +796,22 @@ impl Lb {
     /// Whether `addr` (a neighbor key) is a VIP of `d` (ARP/ND answers).
     pub fn is_vip(&self, d: DomainId, v6: bool, addr: u128) -> bool {
         self.serves(d) && self.vips.contains_key(&(d, v6, addr))
+    }
+}
+
+/// Flow `i` to update: the slot itself, or in a dry run a copy of it (put
+/// in `copy`), so the decision is the same and the table unchanged.
+#[inline(always)]
+fn flow_mut<'a>(
+    slots: &'a mut [Flow],
+    i: u32,
+    dry: bool,
+    copy: &'a mut Option<Flow>,
+) -> &'a mut Flow {
+    if dry {
+        copy.insert(slots[i as usize])
+    } else {
+        &mut slots[i as usize]
     }
 }
 
