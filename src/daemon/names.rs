@@ -94,11 +94,13 @@ impl Control {
         let mut zone = rvs_dns::Zone::new();
         for n in st.names.values() {
             if let Some(id) = ids.get(&n.domain) {
-                zone.insert(*id, &n.name, &n.addresses);
+                let vid = gateway_vid(st, &n.domain);
+                zone.insert(rvs_dns::net_id(*id, vid), &n.name, &n.addresses);
             }
         }
         for (domain, id) in &ids {
-            Self::service_names(st, domain, *id, &mut zone);
+            let net = rvs_dns::net_id(*id, gateway_vid(st, domain));
+            Self::service_names(st, domain, net, &mut zone);
         }
         dns.set_zone(zone);
     }
@@ -146,4 +148,13 @@ impl Control {
             .dp
             .call(Target::Worker(L3_WORKER), move |sw| sw.set_dns_punt(sink))?)
     }
+}
+
+/// The VLAN of `domain`'s gateway (1 when it has none): the scope of its
+/// names that name no VLAN.
+fn gateway_vid(st: &State, domain: &str) -> u16 {
+    st.domains
+        .get(domain)
+        .and_then(|d| d.gateway.as_ref())
+        .map_or(1, |g| g.vid)
 }

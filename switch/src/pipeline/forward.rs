@@ -62,7 +62,7 @@ pub(super) fn node(cx: &mut Ctx, batch: &Batch) {
             action = Action::Drop(DropReason::StpDiscarding);
         }
         if action == Action::Continue && m.dst == gw.mac {
-            action = if m.vid == gw.vid {
+            action = if m.vid == gw.vid || (gw.listens && listens(cx.router, cx.domain_id, m.vid)) {
                 Action::Route
             } else {
                 Action::Drop(DropReason::L3NotForGateway)
@@ -79,12 +79,16 @@ pub(super) fn node(cx: &mut Ctx, batch: &Batch) {
             };
         }
         if let Action::Flood(kind) = action {
-            if gw.mac != u64::MAX
-                && kind != FloodKind::Unknown
-                && m.vid == gw.vid
-                && cx.router.wants(cx.domain_id, cx.pool.data(batch.get(i)))
-            {
-                s.to_router |= 1 << i;
+            if gw.mac != u64::MAX && kind != FloodKind::Unknown {
+                let f = cx.pool.data(batch.get(i));
+                let wants = if m.vid == gw.vid {
+                    cx.router.wants(cx.domain_id, f, m.tagged)
+                } else {
+                    gw.listens && cx.router.wants_listen(cx.domain_id, m.vid, f, m.tagged)
+                };
+                if wants {
+                    s.to_router |= 1 << i;
+                }
             }
             cx.stages.inc(match kind {
                 FloodKind::Broadcast => StageCounter::FwdBroadcast,
@@ -105,6 +109,13 @@ pub(super) fn node(cx: &mut Ctx, batch: &Batch) {
             trace(cx.tracer, s.trace_ids[i], action);
         }
     }
+}
+
+/// Whether the domain has a DNS listener in `vid` (frames to the gateway
+/// MAC outside its VLAN: the slow path).
+#[cold]
+fn listens(router: &crate::router::Router, d: crate::config::DomainId, vid: u16) -> bool {
+    router.dns_listener(d, vid).is_some()
 }
 
 #[cold]

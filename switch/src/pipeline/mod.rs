@@ -115,6 +115,7 @@ impl Switch {
         let gw = domain.gw.unwrap_or(GwFast {
             mac: u64::MAX,
             vid: 0,
+            listens: false,
         });
         let mut cx = Ctx {
             pool,
@@ -165,6 +166,10 @@ impl Switch {
                 now_ms,
                 &mut scratch.l3_out,
             );
+            l3::output(ports, pool, domains, scratch, tracer, now_s, now_ms);
+        }
+        if !scratch.listen_in.is_empty() {
+            l3::listen(router, pool, domain_id, scratch);
             l3::output(ports, pool, domains, scratch, tracer, now_s, now_ms);
         }
 
