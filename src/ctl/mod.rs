@@ -265,9 +265,18 @@ pub enum NameCmd {
         name: String,
         #[arg(required = true)]
         addresses: Vec<IpAddr>,
+        /// The VLAN whose resolver answers it (default: the gateway's).
+        #[arg(long)]
+        vlan: Option<u16>,
     },
     /// Remove NAME from DOMAIN.
-    Del { domain: String, name: String },
+    Del {
+        domain: String,
+        name: String,
+        /// The VLAN it was given (default: the gateway's).
+        #[arg(long)]
+        vlan: Option<u16>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -764,15 +773,19 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
                 domain,
                 name,
                 addresses,
+                vlan,
             } => {
                 let path = format!("/v1/domains/{}/names/{}", enc(&domain), enc(&name));
                 let r = c
-                    .send(hyper::Method::PUT, &path, &NameSpec { addresses })?
+                    .send(hyper::Method::PUT, &path, &NameSpec { addresses, vlan })?
                     .ok()?;
                 out.reply_or(&r, &format!("set name {name} in {domain}"))
             }
-            NameCmd::Del { domain, name } => {
-                let path = format!("/v1/domains/{}/names/{}", enc(&domain), enc(&name));
+            NameCmd::Del { domain, name, vlan } => {
+                let mut path = format!("/v1/domains/{}/names/{}", enc(&domain), enc(&name));
+                if let Some(v) = vlan {
+                    path.push_str(&format!("?vlan={v}"));
+                }
                 c.delete(&path)?.ok()?;
                 out.done(&format!("deleted name {name} from {domain}"))
             }

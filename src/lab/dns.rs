@@ -86,6 +86,7 @@ pub fn ensure_names<'a>(
                 }
                 let spec = NameSpec {
                     addresses: addrs.clone(),
+                    vlan: None,
                 };
                 c.send(hyper::Method::PUT, &format!("{base}/{name}"), &spec)
                     .and_then(|r| r.ok())

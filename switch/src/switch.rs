@@ -265,6 +265,8 @@ impl Switch {
         if d.gw.is_some() {
             let _ = self.router.remove_gateway(&mut self.pool, id);
         }
+        // A domain made later under this id starts without listeners.
+        self.router.clear_dns_listeners(id);
         Ok(self.domains[id.0 as usize].take().expect("checked").cfg)
     }
 

@@ -151,6 +151,13 @@ impl Router {
         Ok(v.swap_remove(i))
     }
 
+    /// Remove every listener of `d` (the domain goes).
+    pub fn clear_dns_listeners(&mut self, d: DomainId) {
+        if let Some(v) = self.listeners.get_mut(d.0 as usize) {
+            v.clear();
+        }
+    }
+
     /// The listeners of `d`.
     pub fn dns_listeners(&self, d: DomainId) -> &[DnsListener] {
         self.listeners.get(d.0 as usize).map_or(&[], Vec::as_slice)
