@@ -17,9 +17,11 @@ pub(crate) enum Action {
     Drop(DropReason),
     Unicast(PortId),
     Flood(FloodKind),
-    /// Addressed to the domain's gateway MAC, in the gateway's VLAN (the
-    /// L3 stage takes it) or a DNS listener's (the listener stage does).
+    /// Addressed to the domain's gateway: the L3 stage takes it.
     Route,
+    /// Addressed to the gateway MAC in the VLAN of one of the domain's DNS
+    /// listeners: the listener stage (`router::listen`) takes it.
+    Listen,
     /// A BPDU for the domain's spanning tree.
     Bpdu,
 }

@@ -132,7 +132,15 @@ pub(super) fn node(cx: &mut Ctx, batch: &mut Batch) {
             Action::Drop(r) => drop_at(ports, pool, b, in_port, r),
             Action::Route => match egress_edit(pool, &mut b, &m, Egress::Untagged, tpid, c) {
                 Ok(()) => {
-                    if let Err(b) = to_l3(scratch, b, m.vid, gw_vid) {
+                    if let Err(b) = scratch.l3_in.push(b) {
+                        drop_at(ports, pool, b, in_port, DropReason::PoolExhausted);
+                    }
+                }
+                Err(r) => drop_at(ports, pool, b, in_port, r),
+            },
+            Action::Listen => match egress_edit(pool, &mut b, &m, Egress::Untagged, tpid, c) {
+                Ok(()) => {
+                    if let Err(b) = to_listener(scratch, b, m.vid) {
                         drop_at(ports, pool, b, in_port, DropReason::PoolExhausted);
                     }
                 }
@@ -176,7 +184,7 @@ pub(super) fn node(cx: &mut Ctx, batch: &mut Batch) {
     }
 }
 
-/// Hand an untagged frame for the gateway MAC to the L3 stage: the routed
+/// Hand an untagged copy of a flooded frame to the L3 stage: the routed
 /// batch when it came in the gateway's VLAN, else the DNS listeners'.
 #[inline(always)]
 fn to_l3(scratch: &mut Scratch, b: PktBuf, vid: u16, gw_vid: u16) -> Result<(), PktBuf> {

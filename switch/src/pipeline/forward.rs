@@ -62,8 +62,10 @@ pub(super) fn node(cx: &mut Ctx, batch: &Batch) {
             action = Action::Drop(DropReason::StpDiscarding);
         }
         if action == Action::Continue && m.dst == gw.mac {
-            action = if m.vid == gw.vid || (gw.listens && listens(cx.router, cx.domain_id, m.vid)) {
+            action = if m.vid == gw.vid {
                 Action::Route
+            } else if gw.listens && listens(cx.router, cx.domain_id, m.vid) {
+                Action::Listen
             } else {
                 Action::Drop(DropReason::L3NotForGateway)
             };
@@ -125,6 +127,7 @@ fn trace(tracer: &mut Tracer, id: u64, action: Action) {
         Action::Flood(kind) => format!("flood ({kind:?})"),
         Action::Drop(r) => format!("drop: {r}"),
         Action::Route => "to the gateway: L3".into(),
+        Action::Listen => "to the gateway MAC: a DNS listener of this VLAN".into(),
         Action::Bpdu => "BPDU to the spanning tree".into(),
         Action::Continue => "continue".into(),
     };

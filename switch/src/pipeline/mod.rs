@@ -158,18 +158,22 @@ impl Switch {
 
         // The L3 node: route what went to the gateway, then send what the
         // router produced through the L2 output of its egress domain.
-        if !scratch.l3_in.is_empty() {
-            router.process(
-                pool,
-                domain_id,
-                &mut scratch.l3_in,
-                now_ms,
-                &mut scratch.l3_out,
-            );
-            l3::output(ports, pool, domains, scratch, tracer, now_s, now_ms);
-        }
-        if !scratch.listen_in.is_empty() {
+        // Frames for the DNS listeners (rare) are answered first, and go
+        // out with the routed ones.
+        let listen = !scratch.listen_in.is_empty();
+        if listen {
             l3::listen(router, pool, domain_id, scratch);
+        }
+        if !scratch.l3_in.is_empty() || listen {
+            if !scratch.l3_in.is_empty() {
+                router.process(
+                    pool,
+                    domain_id,
+                    &mut scratch.l3_in,
+                    now_ms,
+                    &mut scratch.l3_out,
+                );
+            }
             l3::output(ports, pool, domains, scratch, tracer, now_s, now_ms);
         }
 
