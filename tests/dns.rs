@@ -286,11 +286,15 @@ fn dns_listeners_and_vlan_names_are_validated_and_stored() {
     assert_eq!(s, 204, "{v}");
     let (s, v) = call(&c, "DELETE", "/v1/domains/west/dns/20", None);
     assert_eq!(s, 404, "{v}");
-    let (s, v) = put(
-        "/v1/domains/west/dns/20",
-        json!({"addresses": ["10.9.20.254"]}),
+    // ctl too.
+    d.ctl(&["dns", "set", "west", "20", "10.9.20.254"]);
+    let l = d.json(&["dns", "list", "west"]);
+    assert_eq!(
+        l,
+        json!([{"domain": "west", "vid": 20, "addresses": ["10.9.20.254"]}])
     );
-    assert_eq!(s, 200, "{v}");
+    let table = d.ctl(&["dns", "list", "west"]);
+    assert!(table.contains("10.9.20.254"), "{table}");
     // The domain takes its listeners with it.
     d.ctl(&["domain", "del", "west"]);
     d.ctl(&["domain", "add", "west", "--gateway", "10.9.10.1/24"]);
