@@ -295,6 +295,28 @@ fn dns_listeners_and_vlan_names_are_validated_and_stored() {
     );
     let table = d.ctl(&["dns", "list", "west"]);
     assert!(table.contains("10.9.20.254"), "{table}");
+    // A gateway moving into the listener's VLAN is refused until it goes;
+    // a name stored for that VLAN can still be deleted as it was given.
+    d.ctl(&["name", "set", "west", "x", "10.9.20.7", "--vlan", "20"]);
+    let gw20 = json!({"gateway": {"addresses": ["10.9.10.1/24"], "vid": 20}});
+    let (s, v) = call(&c, "PATCH", "/v1/domains/west", Some(gw20.clone()));
+    assert_eq!(s, 409, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("gateway's"), "{v}");
+    d.ctl(&["dns", "del", "west", "20"]);
+    let (s, v) = call(&c, "PATCH", "/v1/domains/west", Some(gw20));
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = call(&c, "DELETE", "/v1/domains/west/names/x?vlan=20", None);
+    assert_eq!(s, 204, "{v}");
+    let names = d.json(&["name", "list", "west"]);
+    assert!(
+        names.as_array().unwrap().iter().all(|n| n["name"] != "x"),
+        "{names}"
+    );
+    d.ctl(&["dns", "set", "west", "10", "10.9.10.254"]);
+    assert_eq!(
+        d.json(&["dns", "list", "west"]).as_array().unwrap().len(),
+        1
+    );
     // The domain takes its listeners with it.
     d.ctl(&["domain", "del", "west"]);
     d.ctl(&["domain", "add", "west", "--gateway", "10.9.10.1/24"]);

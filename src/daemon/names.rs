@@ -78,8 +78,15 @@ impl Control {
             if !st.domains.contains_key(domain) {
                 return Err(not_found_domain(domain));
             }
+            // The record as given first (a name stored with a VLAN that
+            // became the gateway's later), else as `set_name` stores it.
+            let exact = name_key_in(domain, q.vlan, name);
             let vlan = q.vlan.filter(|v| *v != gateway_vid(st, domain));
-            let key = name_key_in(domain, vlan, name);
+            let key = if st.names.contains_key(&exact) {
+                exact
+            } else {
+                name_key_in(domain, vlan, name)
+            };
             if !st.names.contains_key(&key) {
                 let in_vlan = vlan.map(|v| format!(" in VLAN {v}")).unwrap_or_default();
                 return Err(ControlError::NotFound(format!(

@@ -97,10 +97,19 @@ pub fn ensure_names<'a>(
         let have: Vec<NameRecord> =
             serde_json::from_slice(&r.body).map_err(|e| err(format!("GET {base}: {e}")))?;
         let scope_of = |h: &NameRecord| h.vlan.unwrap_or(gw_vid);
+        // How the daemon stores a name of VLAN `vid`: the gateway's VLAN as
+        // none. A record stored otherwise (its VLAN became the gateway's
+        // since) is made again.
+        let stored = |vid: u16| (vid != gw_vid).then_some(vid);
+        let right = |h: &NameRecord, vid: u16, addrs: Option<&Vec<IpAddr>>| {
+            h.vlan == stored(vid) && addrs.is_none_or(|a| &h.addresses == a)
+        };
         for h in &have {
             let vid = scope_of(h);
-            if !scopes.get(&vid).is_some_and(|n| n.contains_key(&h.name)) {
-                c.delete(&format!("{base}/{}?vlan={vid}", h.name))
+            let wanted = scopes.get(&vid).and_then(|n| n.get(&h.name));
+            if wanted.is_none() || !right(h, vid, None) {
+                let q = h.vlan.map(|v| format!("?vlan={v}")).unwrap_or_default();
+                c.delete(&format!("{base}/{}{q}", h.name))
                     .and_then(|r| r.ok())
                     .map_err(err)?;
             }
@@ -109,13 +118,13 @@ pub fn ensure_names<'a>(
             for (name, addrs) in names {
                 if have
                     .iter()
-                    .any(|h| scope_of(h) == *vid && &h.name == name && &h.addresses == addrs)
+                    .any(|h| scope_of(h) == *vid && &h.name == name && right(h, *vid, Some(addrs)))
                 {
                     continue;
                 }
                 let spec = NameSpec {
                     addresses: addrs.clone(),
-                    vlan: Some(*vid),
+                    vlan: stored(*vid),
                 };
                 c.send(hyper::Method::PUT, &format!("{base}/{name}"), &spec)
                     .and_then(|r| r.ok())
