@@ -10,7 +10,10 @@
 //!
 //! The L2 stage hands the router listener frames apart from the routed
 //! batch (`Scratch::listen_in`, each with its VLAN), so routing itself does
-//! not change; this is the slow path.
+//! not change; this is the slow path. A listener whose VLAN the gateway
+//! takes later (`Switch::set_gateway` does not check) is shadowed: the
+//! gateway's VLAN always goes to the gateway (the daemon refuses that
+//! change while the listener exists). Listeners go with their domain.
 //!
 //! Owns: the listeners and what they answer. Never: I/O, routing.
 
