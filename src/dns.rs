@@ -212,9 +212,9 @@ enum Step {
     Dropped,
 }
 
-/// Take one query of network `net` that came over `t`: answered from the
+/// Take one query of name scope `net` (domain and VLAN) that came over `t`: answered from the
 /// network's names or the cache, forwarded, or dropped; counted.
-fn step(dns: &Dns, net: u16, bytes: &[u8], t: Transport) -> Step {
+fn step(dns: &Dns, net: rvs_dns::NetId, bytes: &[u8], t: Transport) -> Step {
     let c = &dns.counters;
     c.queries.fetch_add(1, Ordering::Relaxed);
     let zone = dns.zone();
@@ -270,7 +270,12 @@ async fn forward_answer(dns: &Dns, pending: &Pending) -> Vec<u8> {
 async fn serve(control: Arc<Control>, dns: Arc<Dns>, mut rx: mpsc::Receiver<Punted>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(p) = rx.recv().await {
-        match step(&dns, p.domain.0, &p.payload, Transport::Udp) {
+        match step(
+            &dns,
+            rvs_dns::net_id(p.domain.0, p.vid),
+            &p.payload,
+            Transport::Udp,
+        ) {
             Step::Now(bytes) => send(&control, &p, bytes),
             Step::Forward(pending) => {
                 let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -291,6 +296,7 @@ async fn serve(control: Arc<Control>, dns: Arc<Dns>, mut rx: mpsc::Receiver<Punt
 fn send(control: &Control, p: &Punted, payload: Vec<u8>) {
     control.post_dns_reply(UdpReply {
         domain: p.domain,
+        vid: p.vid,
         client_mac: p.client_mac,
         client: p.client,
         server: p.server,

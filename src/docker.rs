@@ -581,6 +581,7 @@ fn sync_names(control: &Control, domain: &str, want: &Names) {
         }
         let spec = crate::api::NameSpec {
             addresses: addrs.clone(),
+            vlan: None,
         };
         if let Err(e) = control.set_name(domain, name, spec) {
             tracing::warn!(%domain, %name, error = %e, "container name not set");

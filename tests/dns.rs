@@ -109,6 +109,221 @@ fn names_are_validated_stored_and_go_with_their_domain() {
     assert_eq!(d.json(&["name", "list", "net1"]), json!([]));
 }
 
+/// DNS listeners and names by VLAN through the API: validated (4xx with
+/// the reason, nothing kept), stored, kept beside the gateway, gone with
+/// the domain. Memory ports only: runs without root.
+#[test]
+fn dns_listeners_and_vlan_names_are_validated_and_stored() {
+    let mut d = Daemon::start(None, &["--test-memory-ports"]);
+    d.ctl(&["domain", "add", "west"]);
+    d.ctl(&["gateway", "set", "west", "10.9.10.1/24", "--vid", "10"]);
+    d.ctl(&["domain", "add", "bare"]);
+    let c = d.client();
+    let put = |path: &str, body: Value| call(&c, "PUT", path, Some(body));
+    let (s, v) = put(
+        "/v1/domains/west/dns/20",
+        json!({"addresses": ["10.9.20.254", "fd09:20::fe", "10.9.20.254"]}),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["vid"], 20);
+    assert_eq!(v["addresses"], json!(["10.9.20.254", "fd09:20::fe"]));
+    for (path, body, status, needle) in [
+        (
+            "/v1/domains/west/dns/10",
+            json!({"addresses": ["10.9.10.254"]}),
+            400,
+            "gateway's own",
+        ),
+        (
+            "/v1/domains/west/dns/0",
+            json!({"addresses": ["10.9.0.254"]}),
+            400,
+            "not a VLAN id",
+        ),
+        (
+            "/v1/domains/west/dns/4095",
+            json!({"addresses": ["10.9.0.254"]}),
+            400,
+            "not a VLAN id",
+        ),
+        (
+            "/v1/domains/west/dns/x",
+            json!({"addresses": ["10.9.0.254"]}),
+            400,
+            "not a VLAN id",
+        ),
+        (
+            "/v1/domains/west/dns/30",
+            json!({"addresses": []}),
+            400,
+            "1 to 8 addresses",
+        ),
+        (
+            "/v1/domains/west/dns/30",
+            json!({"addresses": ["10.9.10.1"]}),
+            400,
+            "gateway's address",
+        ),
+        (
+            "/v1/domains/west/dns/30",
+            json!({"addresses": ["224.0.0.9"]}),
+            400,
+            "not a unicast",
+        ),
+        (
+            "/v1/domains/west/dns/30",
+            json!({"addresses": ["fe80::1"]}),
+            400,
+            "link-local",
+        ),
+        (
+            "/v1/domains/west/dns/30",
+            json!({"addresses": ["10.9.30.1"], "ttl": 1}),
+            400,
+            "unknown field",
+        ),
+        (
+            "/v1/domains/bare/dns/30",
+            json!({"addresses": ["10.9.30.1"]}),
+            409,
+            "no gateway",
+        ),
+        (
+            "/v1/domains/nope/dns/30",
+            json!({"addresses": ["10.9.30.1"]}),
+            404,
+            "nope",
+        ),
+        (
+            "/v1/domains/west/names/b1",
+            json!({"addresses": ["10.9.20.5"], "vlan": 4095}),
+            400,
+            "out of range",
+        ),
+    ] {
+        let (s, v) = put(path, body);
+        assert_eq!(s, status, "{path}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(needle), "{path}: {v}");
+    }
+    let (s, v) = call(&c, "GET", "/v1/domains/west/dns", None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v.as_array().unwrap().len(),
+        1,
+        "nothing refused was kept: {v}"
+    );
+
+    // Names by VLAN: one name in two scopes; the gateway's VLAN named
+    // outright is the default scope.
+    let (s, v) = put(
+        "/v1/domains/west/names/b1",
+        json!({"addresses": ["10.9.20.5"], "vlan": 20}),
+    );
+    assert_eq!((s, &v["vlan"]), (200, &json!(20)), "{v}");
+    let (s, v) = put(
+        "/v1/domains/west/names/b1",
+        json!({"addresses": ["10.9.10.5"], "vlan": 10}),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        v.get("vlan").is_none(),
+        "the gateway's VLAN is the default: {v}"
+    );
+    d.ctl(&["name", "set", "west", "r1", "10.9.10.6"]);
+
+    // The gateway cannot move onto the listener's VLAN or go while it is there.
+    let (s, v) = call(
+        &c,
+        "PATCH",
+        "/v1/domains/west",
+        Some(json!({"gateway": null})),
+    );
+    assert_eq!(s, 409, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("west/20"), "{v}");
+
+    d.restart();
+    let c = d.client();
+    let (_, v) = call(&c, "GET", "/v1/domains/west/dns", None);
+    assert_eq!(
+        v[0]["addresses"],
+        json!(["10.9.20.254", "fd09:20::fe"]),
+        "{v}"
+    );
+    let names = d.json(&["name", "list", "west"]);
+    let mut got: Vec<(String, Value)> = names
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap().to_string(),
+                n.get("vlan").cloned().unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    got.sort_by_key(|(n, v)| (n.clone(), v.to_string()));
+    assert_eq!(
+        got,
+        [
+            ("b1".to_string(), json!(20)),
+            ("b1".to_string(), Value::Null),
+            ("r1".to_string(), Value::Null)
+        ],
+        "by name, then VLAN as text"
+    );
+    let (s, v) = call(&c, "DELETE", "/v1/domains/west/names/b1?vlan=x", None);
+    assert_eq!(s, 400, "{v}");
+    d.ctl(&["name", "del", "west", "b1", "--vlan", "20"]);
+    let (s, v) = call(&c, "DELETE", "/v1/domains/west/names/b1?vlan=20", None);
+    assert_eq!(s, 404, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("VLAN 20"), "{v}");
+    assert_eq!(
+        d.json(&["name", "list", "west"]).as_array().unwrap().len(),
+        2
+    );
+
+    let (s, v) = call(&c, "DELETE", "/v1/domains/west/dns/20", None);
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = call(&c, "DELETE", "/v1/domains/west/dns/20", None);
+    assert_eq!(s, 404, "{v}");
+    // ctl too.
+    d.ctl(&["dns", "set", "west", "20", "10.9.20.254"]);
+    let l = d.json(&["dns", "list", "west"]);
+    assert_eq!(
+        l,
+        json!([{"domain": "west", "vid": 20, "addresses": ["10.9.20.254"]}])
+    );
+    let table = d.ctl(&["dns", "list", "west"]);
+    assert!(table.contains("10.9.20.254"), "{table}");
+    // A gateway moving into the listener's VLAN is refused until it goes;
+    // a name stored for that VLAN can still be deleted as it was given.
+    d.ctl(&["name", "set", "west", "x", "10.9.20.7", "--vlan", "20"]);
+    let gw20 = json!({"gateway": {"addresses": ["10.9.10.1/24"], "vid": 20}});
+    let (s, v) = call(&c, "PATCH", "/v1/domains/west", Some(gw20.clone()));
+    assert_eq!(s, 409, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("gateway's"), "{v}");
+    d.ctl(&["dns", "del", "west", "20"]);
+    let (s, v) = call(&c, "PATCH", "/v1/domains/west", Some(gw20));
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = call(&c, "DELETE", "/v1/domains/west/names/x?vlan=20", None);
+    assert_eq!(s, 204, "{v}");
+    let names = d.json(&["name", "list", "west"]);
+    assert!(
+        names.as_array().unwrap().iter().all(|n| n["name"] != "x"),
+        "{names}"
+    );
+    d.ctl(&["dns", "set", "west", "10", "10.9.10.254"]);
+    assert_eq!(
+        d.json(&["dns", "list", "west"]).as_array().unwrap().len(),
+        1
+    );
+    // The domain takes its listeners with it.
+    d.ctl(&["domain", "del", "west"]);
+    d.ctl(&["domain", "add", "west", "--gateway", "10.9.10.1/24"]);
+    let (_, v) = call(&c, "GET", "/v1/domains/west/dns", None);
+    assert_eq!(v, json!([]));
+}
+
 fn c_of(d: &Daemon) -> rvswitch::client::Client {
     d.client()
 }
@@ -785,4 +1000,98 @@ fn dns_over_tcp_is_bounded_and_drops_malformed_streams() {
     let mut s = tcp_connect(&r.a, GW1).unwrap();
     s.write_all(&q).unwrap();
     assert_eq!(rdata(&tcp_read(&mut s)), ["10.77.1.11"]);
+}
+
+/// A bridge domain carrying two VLANs (as examples/vlans.yml's): the
+/// gateway in VLAN 10, a DNS listener in VLAN 20. Each VLAN's nodes
+/// resolve their own VLAN's names from their own resolver, over UDP and
+/// TCP, and not the other VLAN's; the listener answers ping and never
+/// routes.
+#[test]
+fn each_vlan_of_a_domain_resolves_its_own_names() {
+    if !root_or_skip("each_vlan_of_a_domain_resolves_its_own_names") {
+        return;
+    }
+    let h = Netns::new("rvdh");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (port, _seen) = test_resolver(&h, stop.clone());
+    let _stop = StopOnDrop(stop);
+    let up = format!("127.0.0.1:{port}");
+    let d = Daemon::start(
+        Some(&h),
+        &["--dns-upstream", &up, "--dns-timeout-secs", "1"],
+    );
+    d.ctl(&["domain", "add", "west"]);
+    d.ctl(&["gateway", "set", "west", "10.78.10.1/24", "--vid", "10"]);
+    let vlan_node = |vid: &str, addr: &str| {
+        let ns = Netns::new("rvdn");
+        let port = unique("rvtv");
+        d.ctl(&[
+            "port", "add", &port, "--kind", "tap", "--domain", "west", "--access", vid,
+        ]);
+        h.ip(&["link", "set", &port, "netns", &ns.name]);
+        ns.ip(&["link", "set", &port, "name", "eth0"]);
+        ns.ip(&["addr", "add", addr, "dev", "eth0"]);
+        ns.ip(&["link", "set", "eth0", "up"]);
+        ns
+    };
+    let red = vlan_node("10", "10.78.10.10/24");
+    let blue = vlan_node("20", "10.78.20.10/24");
+    let c = d.client();
+    let (s, v) = call(
+        &c,
+        "PUT",
+        "/v1/domains/west/dns/20",
+        Some(json!({"addresses": ["10.78.20.254"]})),
+    );
+    assert_eq!(s, 200, "{v}");
+    d.ctl(&["name", "set", "west", "r1", "10.78.10.10"]);
+    d.ctl(&["name", "set", "west", "b1", "10.78.20.10", "--vlan", "20"]);
+
+    let sr = client_socket(&red, "10.78.10.1");
+    assert_eq!(rdata(&ask(&sr, "r1.", RecordType::A)), ["10.78.10.10"]);
+    let m = ask(&sr, "b1.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{m:?}");
+
+    let sb = client_socket(&blue, "10.78.20.254");
+    assert_eq!(rdata(&ask(&sb, "b1.", RecordType::A)), ["10.78.20.10"]);
+    let m = ask(&sb, "r1.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{m:?}");
+    // Over TCP from VLAN 20 too.
+    let mut t = tcp_connect(&blue, "10.78.20.254").expect("TCP to the listener");
+    t.write_all(&framed(&query(77, "b1.", RecordType::A, false)))
+        .unwrap();
+    let m = tcp_read(&mut t);
+    assert_eq!(
+        (m.metadata.id, rdata(&m)),
+        (77, vec!["10.78.20.10".to_string()])
+    );
+    drop(t);
+    assert!(blue.ping("10.78.20.254", 1), "the listener answers ping");
+
+    // The listener never routes: red's node is not reached through it.
+    blue.ip(&["route", "add", "10.78.10.0/24", "via", "10.78.20.254"]);
+    assert!(
+        !blue.ping("10.78.10.10", 1),
+        "no routing through a listener"
+    );
+    assert!(d.l3_drop("l3_not_for_gateway") >= 1);
+
+    // What a user runs: the system resolver, pointed at the listener.
+    let conf = std::path::Path::new("/etc/netns").join(&blue.name);
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("resolv.conf"), "nameserver 10.78.20.254\n").unwrap();
+    let out = blue.exec("getent", &["ahostsv4", "b1"]);
+    let _ = std::fs::remove_dir_all(&conf);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("10.78.20.10"), "getent: {text}");
+}
+
+/// Stops the test resolver when the test ends, however it ends.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }

@@ -316,6 +316,68 @@ fn vlans_lab_passes_both_halves_of_its_expectations() {
     assert!(grid.contains("iso") && grid.contains("ok"), "{grid}");
     let table = lab.ok("inspect", &[]);
     assert!(table.contains("TRUNK"), "{table}");
+    // DNS in a domain that carries two VLANs: each VLAN has its own
+    // resolver (red's is west's DNS-only gateway, blue's a DNS listener
+    // beside it; east's nodes reach them over the trunk) and its own names.
+    let conf = |node: &str| {
+        std::fs::read_to_string(format!("/etc/netns/{}-{node}/resolv.conf", lab.name))
+            .unwrap_or_else(|e| panic!("{node}'s resolv.conf: {e}"))
+    };
+    let (red, blue) = (conf("r1"), conf("b1"));
+    assert!(red.contains("nameserver 10.10.0.254"), "{red}");
+    assert!(blue.contains("nameserver 10.10.0.253"), "{blue}");
+    assert_eq!(conf("r2"), red.replace("r1", "r2"), "one resolver per VLAN");
+    assert_eq!(
+        conf("b2"),
+        blue.replace("b1", "b2"),
+        "one resolver per VLAN"
+    );
+    lab.ping_by_name("r1", "r3");
+    lab.ping_by_name("r2", "r1");
+    lab.ping_by_name("b1", "b2");
+    lab.ping_by_name("b2", "b1");
+    for (from, other) in [("r1", "b1"), ("b1", "r1"), ("r2", "b2")] {
+        let o = rvs(&["lab", "exec", lab.f(), from, "--", "getent", "hosts", other]);
+        assert!(
+            !o.status.success(),
+            "{from} resolved {other} of the other VLAN: {}",
+            text(&o)
+        );
+    }
+    lab.destroy_clean();
+}
+
+/// `--reconfigure` of a domain carrying two VLANs whose routed gateway
+/// moves into the VLAN of its DNS listener: the listener gives way, the
+/// other VLAN gets one, and each VLAN still resolves its own names.
+#[test]
+fn vlans_lab_reconfigured_with_a_gateway_moves_its_dns_listener() {
+    if !root_or_skip("vlans_lab_reconfigured_with_a_gateway_moves_its_dns_listener") {
+        return;
+    }
+    let before = example("vlans.yml");
+    let lab = Lab::new(&before);
+    lab.ok("deploy", &[]);
+    lab.ping_by_name("b1", "b2");
+    lab.rewrite(&before.replace(
+        "blue-west: {domain: west, vlan: 20, subnet: 10.10.0.0/24}",
+        "blue-west: {domain: west, vlan: 20, subnet: 10.10.0.0/24, gateway: true}",
+    ));
+    lab.ok("deploy", &["--reconfigure"]);
+    let conf = |node: &str| {
+        std::fs::read_to_string(format!("/etc/netns/{}-{node}/resolv.conf", lab.name))
+            .unwrap_or_else(|e| panic!("{node}'s resolv.conf: {e}"))
+    };
+    assert!(
+        conf("b1").contains("nameserver 10.10.0.1"),
+        "{}",
+        conf("b1")
+    );
+    lab.ping_by_name("b1", "b2");
+    lab.ping_by_name("r1", "r3");
+    lab.ping_by_name("r2", "r1");
+    let o = rvs(&["lab", "exec", lab.f(), "r1", "--", "getent", "hosts", "b1"]);
+    assert!(!o.status.success(), "r1 resolved blue's b1: {}", text(&o));
     lab.destroy_clean();
 }
 

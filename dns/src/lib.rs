@@ -18,8 +18,16 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
-/// A network as the data plane numbers it (its bridge domain id).
-pub type NetId = u16;
+/// A name scope: a bridge domain's id in its high 16 bits and a VLAN of
+/// it in the low 16 ([`net_id`]). A domain carrying several VLANs has one
+/// scope per VLAN, as if each were a network of its own; a query is
+/// answered from the scope of the domain and VLAN it came in.
+pub type NetId = u32;
+
+/// The scope of VLAN `vid` of bridge domain `domain`.
+pub const fn net_id(domain: u16, vid: u16) -> NetId {
+    ((domain as u32) << 16) | vid as u32
+}
 
 /// TTL of the answers for a network's own names: short, as endpoints come
 /// and go.

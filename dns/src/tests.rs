@@ -61,6 +61,31 @@ fn names_answer_in_their_network_case_insensitively() {
 }
 
 #[test]
+fn each_vlan_of_a_domain_is_its_own_scope() {
+    let mut z = Zone::new();
+    let (red, blue) = (net_id(3, 10), net_id(3, 20));
+    assert_ne!(red, blue);
+    assert_ne!(net_id(3, 10), net_id(10, 3));
+    let r1: IpAddr = Ipv4Addr::new(10, 0, 10, 2).into();
+    let b1: IpAddr = Ipv4Addr::new(10, 0, 20, 2).into();
+    z.insert(red, "r1", &[r1]);
+    z.insert(blue, "b1", &[b1]);
+    let m = answer(run(&z, red, &query("r1.", RecordType::A)));
+    assert_eq!(addrs(&m), ["10.0.10.2"]);
+    let m = answer(run(&z, blue, &query("b1.", RecordType::A)));
+    assert_eq!(addrs(&m), ["10.0.20.2"]);
+    for (net, name) in [(red, "b1."), (blue, "r1."), (net_id(3, 30), "r1.")] {
+        assert!(
+            matches!(
+                run(&z, net, &query(name, RecordType::A)),
+                Outcome::Forward(_)
+            ),
+            "{name} is not a name of scope {net:#x}"
+        );
+    }
+}
+
+#[test]
 fn a_name_of_another_network_is_not_answered_there() {
     let z = zone();
     assert!(matches!(

@@ -57,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut st = STATE.lock().unwrap();
     let (zone, cache, t0) = st.get_or_insert_with(|| (zone(), Cache::new(CACHE), Instant::now()));
-    let net = (sel & 1) as u16;
+    let net = rvs_dns::NetId::from(sel & 1);
     if sel & 2 == 0 {
         return one(zone, cache, t0, net, payload, Transport::Udp);
     }
@@ -78,7 +78,14 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-fn one(zone: &Zone, cache: &mut Cache, t0: &mut Instant, net: u16, payload: &[u8], t: Transport) {
+fn one(
+    zone: &Zone,
+    cache: &mut Cache,
+    t0: &mut Instant,
+    net: rvs_dns::NetId,
+    payload: &[u8],
+    t: Transport,
+) {
     // Time moves a little with every input, so cached entries expire too.
     *t0 += Duration::from_secs(7);
     let now = *t0;

@@ -76,11 +76,7 @@ impl Topology {
                 let stp = self.switches.iter().any(|s| s.name == sw && s.rstp);
                 let on = |n: &&crate::NetworkDef| n.domain == dom && n.switches.contains(&sw);
                 let routed = self.networks.iter().filter(on).find(|n| n.gateway);
-                let dns_only = self
-                    .networks
-                    .iter()
-                    .filter(on)
-                    .find(|n| !n.gateway && !n.dns_only.is_empty());
+                let dns_only = self.networks.iter().filter(on).find(|n| self.dns_host(n));
                 let gateway = match (routed, dns_only) {
                     (Some(n), _) => Some(GatewaySpec {
                         addresses: n.gateway_addrs(),
@@ -117,7 +113,7 @@ impl Topology {
         let mut want: Vec<(String, String)> = self
             .networks
             .iter()
-            .filter(|n| !n.gateway && !n.dns_only.is_empty())
+            .filter(|n| self.dns_host(n))
             .flat_map(|n| n.switches.iter().map(|s| (s.clone(), n.domain.clone())))
             .collect();
         want.sort();

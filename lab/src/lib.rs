@@ -155,10 +155,13 @@ pub struct NetworkDef {
     pub global: bool,
     /// Where the nodes find the embedded DNS on a network without a
     /// gateway: the highest address of each subnet left free by the nodes,
-    /// held by a gateway that does not route. Empty when the network has a
-    /// gateway (the DNS is there), when it shares its bridge domain on a
-    /// switch with another network (a domain has one gateway, in one
-    /// VLAN), or when no address is free.
+    /// held by a gateway that does not route, or, when the network shares
+    /// its bridge domain with networks in other VLANs, by a DNS listener
+    /// in its VLAN beside the domain's one gateway. Networks of one VLAN
+    /// and subnet (one segment, e.g. across a trunk) share the address of
+    /// the first of them, which holds it ([`Topology::dns_host`]). Empty
+    /// when the network has a gateway (the DNS is there), shares its domain
+    /// and VLAN with a routed network, or when no address is free.
     #[serde(default)]
     pub dns_only: Vec<Cidr>,
     /// The host NIC whose LAN the network is bridged to (`parent: eth0`
@@ -435,6 +438,43 @@ impl Topology {
 
     /// Bridge domains per switch the lab makes, in first-use order:
     /// `(switch, domain)`.
+    /// Whether `net` holds its DNS-only addresses itself: the first
+    /// network of its segment (the others share its addresses).
+    pub fn dns_host(&self, net: &NetworkDef) -> bool {
+        !net.gateway
+            && !net.dns_only.is_empty()
+            && self
+                .networks
+                .iter()
+                .take_while(|o| o.name != net.name)
+                .all(|o| o.gateway || o.dns_only != net.dns_only)
+    }
+
+    /// The DNS listeners of each (switch, domain): the DNS-only addresses
+    /// of the networks holding them in VLANs other than the domain's
+    /// gateway's, by VLAN.
+    pub fn dns_listeners(&self) -> Vec<DnsListenerSpec> {
+        let specs = self.domain_specs();
+        let mut out: Vec<DnsListenerSpec> = Vec::new();
+        for d in &specs {
+            let Some(g) = &d.gateway else { continue };
+            for n in self.networks.iter().filter(|n| {
+                n.domain == d.domain && n.switches.contains(&d.switch) && self.dns_host(n)
+            }) {
+                if n.vlan == g.vid || out.iter().any(|l| l.same_place(d, n.vlan)) {
+                    continue;
+                }
+                out.push(DnsListenerSpec {
+                    switch: d.switch.clone(),
+                    domain: d.domain.clone(),
+                    vid: n.vlan,
+                    addresses: n.dns_only.clone(),
+                });
+            }
+        }
+        out
+    }
+
     pub fn domains(&self) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = Vec::new();
         // A global network's domain is made by the daemon with the network.
@@ -447,6 +487,22 @@ impl Topology {
             }
         }
         out
+    }
+}
+
+/// A DNS listener of a lab: resolver addresses of `domain` on `switch` in
+/// VLAN `vid` (see [`Topology::dns_listeners`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsListenerSpec {
+    pub switch: String,
+    pub domain: String,
+    pub vid: u16,
+    pub addresses: Vec<Cidr>,
+}
+
+impl DnsListenerSpec {
+    fn same_place(&self, d: &DomainSpec, vid: u16) -> bool {
+        self.switch == d.switch && self.domain == d.domain && self.vid == vid
     }
 }
 

@@ -1784,9 +1784,38 @@ impl P<'_> {
             });
             // A global network's domain is the daemon's (its DNS too); a
             // network on a host NIC takes no address of the LAN's.
-            if net.gateway || shared || net.global || net.parent.is_some() {
+            if net.gateway || net.global || net.parent.is_some() {
                 continue;
             }
+            if shared {
+                // A domain carrying several VLANs: each VLAN gets its own
+                // resolver address (a DNS listener beside the domain's one
+                // gateway), except the VLAN of a routed gateway, whose
+                // addresses serve it. One VLAN of one subnet spread over
+                // domains joined by trunks is one segment: its first network
+                // takes the address, the others share it.
+                let routed_here = networks.iter().any(|o| {
+                    o.gateway
+                        && o.domain == net.domain
+                        && o.vlan == net.vlan
+                        && o.switches.iter().any(|s| net.switches.contains(s))
+                });
+                if routed_here {
+                    continue;
+                }
+                let first = networks[..i].iter().find(|o| {
+                    !o.gateway
+                        && o.vlan == net.vlan
+                        && o.subnet == net.subnet
+                        && o.ipv6 == net.ipv6
+                        && !o.dns_only.is_empty()
+                });
+                if let Some(o) = first {
+                    networks[i].dns_only = o.dns_only.clone();
+                    continue;
+                }
+            }
+            let net = &networks[i];
             let mut dns = Vec::new();
             for (v4, sub) in [(true, net.subnet), (false, net.ipv6)] {
                 let Some(sub) = sub else { continue };

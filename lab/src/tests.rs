@@ -608,9 +608,9 @@ nodes:
                 "- link b.eth1 (port rc-b-1 on network side)",
                 "- link d.eth1 (port rc-d-1 on network side)",
                 "~ network side: was (domain side vlan 1 10.2.0.0/24) (domain side on switch sw goes)",
-                // Two networks in domain lan now: its one gateway cannot
-                // serve DNS in both VLANs, so lan's DNS-only gateway goes.
-                "~ domain lan on switch sw: gateway none, rstp off",
+                // Two networks in domain lan now: lan's DNS-only gateway
+                // stays, side gets a DNS listener in VLAN 20 (made with
+                // the names, after the steps).
                 "~ network side: now (domain lan vlan 20 10.2.0.0/24)",
                 "+ link b.eth1 (port rc-b-1 on network side, 10.2.0.1/24)",
                 "+ link d.eth1 (port rc-d-1 on network side, 10.2.0.2/24)",
@@ -657,8 +657,9 @@ nodes:
 
 /// Where a node finds the embedded DNS: the gateway of a routed network;
 /// on a network without one, the highest address the nodes left free
-/// (held by a gateway that does not route, in a table of its own); none
-/// when the network shares its bridge domain with another VLAN.
+/// (held by a gateway that does not route, in a table of its own, or by
+/// a DNS listener when the network shares its bridge domain with other
+/// VLANs).
 #[test]
 fn dns_addresses_per_network() {
     let t = ok(QUICK);
@@ -686,7 +687,8 @@ fn dns_addresses_per_network() {
     assert!(lan.dns_only.is_empty());
     assert_eq!(lan.dns_addrs(), lan.gateway_addrs());
     assert!(t.domain_specs()[0].gateway.as_ref().unwrap().routing);
-    // Two VLANs in one domain: one gateway cannot serve both: no DNS.
+    // Two VLANs in one domain: the first VLAN's DNS-only address is the
+    // domain's gateway, the other VLAN's a DNS listener beside it.
     let two = "\
 name: v
 networks:
@@ -697,8 +699,42 @@ nodes:
   b: {interfaces: [{network: blue}]}
 ";
     let t = ok(two);
-    assert!(t.networks.iter().all(|n| n.dns_addrs().is_empty()));
-    assert!(t.domain_specs()[0].gateway.is_none());
+    let dns = |n: &str| t.network(n).unwrap().dns_addrs()[0].to_string();
+    assert_eq!(
+        (dns("red"), dns("blue")),
+        ("10.10.0.254/24".into(), "10.10.0.253/24".into())
+    );
+    let g = t.domain_specs()[0]
+        .gateway
+        .clone()
+        .expect("a DNS-only gateway");
+    assert_eq!((g.vid, g.routing), (10, false));
+    let l = t.dns_listeners();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!((l[0].domain.as_str(), l[0].vid), ("west", 20));
+    assert_eq!(l[0].addresses[0].to_string(), "10.10.0.253/24");
+    // One VLAN over two domains joined by a trunk is one segment: east's
+    // networks use west's addresses, and east makes no DNS of its own.
+    let trunked = format!(
+        "{}  red-east: {{domain: east, vlan: 10, subnet: 10.10.0.0/24}}\n  blue-east: {{domain: east, vlan: 20, subnet: 10.10.0.0/24}}\n",
+        two.split("nodes:").next().unwrap()
+    ) + "nodes:\n  r: {interfaces: [{network: red}]}\n  r2: {interfaces: [{network: red-east}]}\n  b2: {interfaces: [{network: blue-east}]}\ntrunks:\n  core: {endpoints: [west, east], vlans: [10, 20]}\n";
+    let t = ok(&trunked);
+    let dns = |n: &str| t.network(n).unwrap().dns_addrs()[0].to_string();
+    assert_eq!(dns("red-east"), dns("red"));
+    assert_eq!(dns("blue-east"), dns("blue"));
+    assert!(t.dns_host(t.network("red").unwrap()));
+    assert!(!t.dns_host(t.network("red-east").unwrap()));
+    let east = t
+        .domain_specs()
+        .into_iter()
+        .find(|d| d.domain == "east")
+        .unwrap();
+    assert!(
+        east.gateway.is_none(),
+        "two gateways would answer ARP for one address"
+    );
+    assert!(t.dns_listeners().iter().all(|l| l.domain == "west"));
 }
 
 #[test]

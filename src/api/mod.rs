@@ -810,6 +810,13 @@ pub struct NameSpec {
     /// 1 to 128 unicast addresses (IPv4 answers A queries, IPv6 AAAA).
     #[schema(value_type = Vec<IpAddress>, min_items = 1, max_items = 128)]
     pub addresses: Vec<IpAddr>,
+    /// The VLAN of the domain whose resolver answers the name: the
+    /// gateway's (the default), or one with a DNS listener
+    /// (`/v1/domains/{name}/dns/{vid}`). Each VLAN of a domain is its own
+    /// name scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 4094)]
+    pub vlan: Option<u16>,
 }
 
 impl NameSpec {
@@ -821,14 +828,28 @@ impl NameSpec {
                 self.addresses.len()
             ));
         }
-        if let Some(a) = self
-            .addresses
-            .iter()
-            .find(|a| a.is_unspecified() || a.is_multicast() || a.is_loopback())
-        {
+        if let Some(a) = self.addresses.iter().find(|a| !unicast_endpoint(**a)) {
             return Err(format!("{a} is not a unicast endpoint address"));
         }
+        if let Some(v) = self.vlan {
+            check_vlan(v)?;
+        }
         Ok(())
+    }
+}
+
+fn unicast_endpoint(a: IpAddr) -> bool {
+    !(a.is_unspecified()
+        || a.is_multicast()
+        || a.is_loopback()
+        || matches!(a, IpAddr::V4(v) if v.is_broadcast()))
+}
+
+fn check_vlan(v: u16) -> Result<(), String> {
+    if (1..=4094).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!("VLAN {v} out of range 1..=4094"))
     }
 }
 
@@ -841,18 +862,111 @@ pub struct NameRecord {
     pub name: String,
     #[schema(value_type = Vec<IpAddress>)]
     pub addresses: Vec<IpAddr>,
+    /// The VLAN whose resolver answers it; absent: the gateway's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 4094)]
+    pub vlan: Option<u16>,
 }
 
 impl NameRecord {
-    /// The store key: `domain/name`.
+    /// The store key: `domain/name`, or `domain/vid/name` for a name of
+    /// VLAN `vid`.
     pub fn key(&self) -> String {
-        name_key(&self.domain, &self.name)
+        name_key_in(&self.domain, self.vlan, &self.name)
     }
 }
 
 /// The key of name `name` of `domain` (names cannot contain '/').
 pub fn name_key(domain: &str, name: &str) -> String {
     format!("{domain}/{}", rvs_dns::normalize(name))
+}
+
+/// The key of name `name` of `domain` in `vlan` (`None`: the gateway's).
+pub fn name_key_in(domain: &str, vlan: Option<u16>, name: &str) -> String {
+    match vlan {
+        None => name_key(domain, name),
+        Some(v) => format!("{domain}/{v}/{}", rvs_dns::normalize(name)),
+    }
+}
+
+/// `DELETE /v1/domains/{name}/names/{host}`: which VLAN's name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct NameQuery {
+    /// The VLAN the name was given (default: the gateway's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 4094)]
+    pub vlan: Option<u16>,
+}
+
+/// Most addresses one DNS listener answers on.
+pub const DNS_LISTENER_ADDRESSES_MAX: usize = 8;
+
+/// `PUT /v1/domains/{name}/dns/{vid}`: resolver addresses of a bridge
+/// domain in one of its VLANs other than the gateway's. They answer ARP/ND,
+/// ping and DNS there with the gateway's MAC (and nothing else: they never
+/// route), from the names given that VLAN. Stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DnsListenerSpec {
+    /// 1 to 8 unicast addresses, none of them the gateway's.
+    #[schema(value_type = Vec<IpAddress>, min_items = 1, max_items = 8)]
+    pub addresses: Vec<IpAddr>,
+}
+
+impl DnsListenerSpec {
+    pub fn validate(&self) -> Result<(), String> {
+        let n = self.addresses.len();
+        if n == 0 || n > DNS_LISTENER_ADDRESSES_MAX {
+            return Err(format!(
+                "a DNS listener has 1 to {DNS_LISTENER_ADDRESSES_MAX} addresses, not {n}"
+            ));
+        }
+        if let Some(a) = self.addresses.iter().find(|a| !unicast_endpoint(**a)) {
+            return Err(format!("{a} is not a unicast address"));
+        }
+        if let Some(a) = self
+            .addresses
+            .iter()
+            .find(|a| matches!(a, IpAddr::V6(v) if v.is_unicast_link_local()))
+        {
+            return Err(format!(
+                "{a} is link-local: give the listener a global or unique local address"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A DNS listener as stored and listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DnsListenerRecord {
+    pub domain: String,
+    #[schema(minimum = 1, maximum = 4094)]
+    pub vid: u16,
+    #[schema(value_type = Vec<IpAddress>)]
+    pub addresses: Vec<IpAddr>,
+}
+
+impl DnsListenerRecord {
+    /// The store key: `domain/vid`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.domain, self.vid)
+    }
+
+    /// The listener as the switch takes it, in domain `id`.
+    pub fn to_listener(&self, id: rvs_switch::DomainId) -> rvs_switch::router::DnsListener {
+        let mut l = rvs_switch::router::DnsListener::new(id, self.vid);
+        for a in &self.addresses {
+            match a {
+                IpAddr::V4(v) => l.ipv4.push(*v),
+                IpAddr::V6(v) => l.ipv6.push(*v),
+            }
+        }
+        l
+    }
 }
 
 /// Most backends one service may name.

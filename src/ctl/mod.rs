@@ -20,10 +20,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api::{
-    AddRemote, CaptureQuery, CreatePort, DomainPatch, DomainRecord, FlushQuery, Flushed,
-    GatewaySpec, HealthCheckSpec, LogFilter, NameSpec, PortKind, PortPatch, Protocol, RouteRecord,
-    ServiceMode, ServicePortSpec, ServiceSpec, StaticEntry, StormSpec, TraceInjectRequest,
-    TraceRequest, VlanSpec, parse_hex,
+    AddRemote, CaptureQuery, CreatePort, DnsListenerSpec, DomainPatch, DomainRecord, FlushQuery,
+    Flushed, GatewaySpec, HealthCheckSpec, LogFilter, NameSpec, PortKind, PortPatch, Protocol,
+    RouteRecord, ServiceMode, ServicePortSpec, ServiceSpec, StaticEntry, StormSpec,
+    TraceInjectRequest, TraceRequest, VlanSpec, parse_hex,
 };
 use crate::client::{Client, ClientError};
 use crate::daemon::DEFAULT_SOCKET;
@@ -77,6 +77,10 @@ pub enum CtlCommand {
     /// Names of a network's embedded DNS (answered on its gateway, port 53).
     #[command(subcommand)]
     Name(NameCmd),
+    /// DNS listeners: a bridge domain's resolver addresses in VLANs other
+    /// than its gateway's.
+    #[command(subcommand)]
+    Dns(DnsCmd),
     /// Host NICs a bridge domain's VLANs are bridged to (uplink ports).
     #[command(subcommand)]
     Parent(ParentCmd),
@@ -266,9 +270,36 @@ pub enum NameCmd {
         name: String,
         #[arg(required = true)]
         addresses: Vec<IpAddr>,
+        /// The VLAN whose resolver answers it (default: the gateway's).
+        #[arg(long)]
+        vlan: Option<u16>,
     },
     /// Remove NAME from DOMAIN.
-    Del { domain: String, name: String },
+    Del {
+        domain: String,
+        name: String,
+        /// The VLAN it was given (default: the gateway's).
+        #[arg(long)]
+        vlan: Option<u16>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DnsCmd {
+    /// List the DNS listeners of bridge domain DOMAIN.
+    #[command(visible_alias = "ls")]
+    List { domain: String },
+    /// Give DOMAIN resolver ADDRESSES in VLAN VID (not the gateway's):
+    /// they answer ARP/ND, ping and DNS there with the gateway's MAC, from
+    /// the names of that VLAN (`name set --vlan VID`).
+    Set {
+        domain: String,
+        vid: u16,
+        #[arg(required = true)]
+        addresses: Vec<IpAddr>,
+    },
+    /// Remove DOMAIN's DNS listener in VLAN VID.
+    Del { domain: String, vid: u16 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -781,17 +812,47 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
                 domain,
                 name,
                 addresses,
+                vlan,
             } => {
                 let path = format!("/v1/domains/{}/names/{}", enc(&domain), enc(&name));
                 let r = c
-                    .send(hyper::Method::PUT, &path, &NameSpec { addresses })?
+                    .send(hyper::Method::PUT, &path, &NameSpec { addresses, vlan })?
                     .ok()?;
                 out.reply_or(&r, &format!("set name {name} in {domain}"))
             }
-            NameCmd::Del { domain, name } => {
-                let path = format!("/v1/domains/{}/names/{}", enc(&domain), enc(&name));
+            NameCmd::Del { domain, name, vlan } => {
+                let mut path = format!("/v1/domains/{}/names/{}", enc(&domain), enc(&name));
+                if let Some(v) = vlan {
+                    path.push_str(&format!("?vlan={v}"));
+                }
                 c.delete(&path)?.ok()?;
                 out.done(&format!("deleted name {name} from {domain}"))
+            }
+        },
+        CtlCommand::Dns(cmd) => match cmd {
+            DnsCmd::List { domain } => {
+                out.dns_listeners(&c.get(&format!("/v1/domains/{}/dns", enc(&domain)))?.ok()?)
+            }
+            DnsCmd::Set {
+                domain,
+                vid,
+                addresses,
+            } => {
+                let path = format!("/v1/domains/{}/dns/{vid}", enc(&domain));
+                let r = c
+                    .send(hyper::Method::PUT, &path, &DnsListenerSpec { addresses })?
+                    .ok()?;
+                out.reply_or(
+                    &r,
+                    &format!("set the DNS listener of {domain} in VLAN {vid}"),
+                )
+            }
+            DnsCmd::Del { domain, vid } => {
+                c.delete(&format!("/v1/domains/{}/dns/{vid}", enc(&domain)))?
+                    .ok()?;
+                out.done(&format!(
+                    "deleted the DNS listener of {domain} in VLAN {vid}"
+                ))
             }
         },
         CtlCommand::Parent(cmd) => match cmd {

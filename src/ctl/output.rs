@@ -235,12 +235,27 @@ impl Output {
     }
 
     pub(super) fn names(&self, r: &Reply) -> Result<(), CtlError> {
-        self.list(r, &["NAME", "ADDRESSES"], |v| {
+        self.list(r, &["NAME", "VLAN", "ADDRESSES"], |v| {
             let addrs = v["addresses"]
                 .as_array()
                 .map(|a| a.iter().map(txt).collect::<Vec<_>>().join(", "))
                 .unwrap_or_default();
-            vec![txt(&v["name"]), addrs]
+            let vlan = if v["vlan"].is_null() {
+                "gateway's".to_string()
+            } else {
+                txt(&v["vlan"])
+            };
+            vec![txt(&v["name"]), vlan, addrs]
+        })
+    }
+
+    pub(super) fn dns_listeners(&self, r: &Reply) -> Result<(), CtlError> {
+        self.list(r, &["VLAN", "ADDRESSES"], |v| {
+            let addrs = v["addresses"]
+                .as_array()
+                .map(|a| a.iter().map(txt).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default();
+            vec![txt(&v["vid"]), addrs]
         })
     }
 

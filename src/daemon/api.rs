@@ -165,6 +165,8 @@ fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(delete_fdb_entry))
         .routes(routes!(list_names))
         .routes(routes!(set_name, delete_name))
+        .routes(routes!(list_dns_listeners))
+        .routes(routes!(set_dns_listener, delete_dns_listener))
         .routes(routes!(list_services))
         .routes(routes!(get_service, set_service, delete_service))
         .routes(routes!(domain_stp))
@@ -812,7 +814,7 @@ async fn list_names(State(c): State<Shared>, Path(name): Path<String>) -> ApiRes
 #[utoipa::path(put, path = "/v1/domains/{name}/names/{host}", operation_id = "setName", tag = "dns",
     request_body = NameSpec,
     params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$"), ("host" = String, Path, description = "DNS name (labels of letters, digits, '-', '_')")),
-    responses((status = 200, description = "Stored", body = NameRecord), (status = 400, description = "Bad input (malformed JSON, an unknown field, a bad name or address); nothing changed", body = ErrorBody), (status = 404, description = "Unknown bridge domain", body = ErrorBody), (status = 500, description = "A store or worker failure", body = ErrorBody)))]
+    responses((status = 200, description = "Stored", body = NameRecord), (status = 400, description = "Bad input (malformed JSON, an unknown field, a bad name or address, a VLAN out of range); nothing changed", body = ErrorBody), (status = 404, description = "Unknown bridge domain", body = ErrorBody), (status = 500, description = "A store or worker failure", body = ErrorBody)))]
 async fn set_name(
     State(c): State<Shared>,
     Path((name, host)): Path<(String, String)>,
@@ -824,13 +826,49 @@ async fn set_name(
 
 /// Remove a name from a network's embedded DNS
 #[utoipa::path(delete, path = "/v1/domains/{name}/names/{host}", operation_id = "deleteName", tag = "dns",
-    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$"), ("host" = String, Path, description = "DNS name")),
-    responses((status = 204, description = "Deleted"), (status = 404, description = "Unknown bridge domain or name", body = ErrorBody), (status = 500, description = "A store or worker failure", body = ErrorBody)))]
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$"), ("host" = String, Path, description = "DNS name"), NameQuery),
+    responses((status = 204, description = "Deleted"), (status = 400, description = "Bad input (a VLAN out of range, an unknown query parameter); nothing changed", body = ErrorBody), (status = 404, description = "Unknown bridge domain or name", body = ErrorBody), (status = 500, description = "A store or worker failure", body = ErrorBody)))]
 async fn delete_name(
     State(c): State<Shared>,
     Path((name, host)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
 ) -> ApiResult {
-    run(&c, move |c| c.delete_name(&name, &host)).await?;
+    let q: NameQuery = query(q)?;
+    run(&c, move |c| c.delete_name_in(&name, &host, q)).await?;
+    no_content()
+}
+
+/// List the DNS listeners of a bridge domain (resolver addresses in its VLANs other than the gateway's)
+#[utoipa::path(get, path = "/v1/domains/{name}/dns", operation_id = "listDnsListeners", tag = "dns",
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 200, description = "DNS listeners, by VLAN", body = Vec<DnsListenerRecord>), (status = 404, description = "Unknown bridge domain", body = ErrorBody)))]
+async fn list_dns_listeners(State(c): State<Shared>, Path(name): Path<String>) -> ApiResult {
+    ok(&run(&c, move |c| c.list_dns_listeners(&name)).await?)
+}
+
+/// Give a bridge domain resolver addresses in one of its VLANs other than the gateway's (added or replaced); they answer ARP/ND, ping and DNS there with the gateway's MAC, from the names of that VLAN, and never route; stored
+#[utoipa::path(put, path = "/v1/domains/{name}/dns/{vid}", operation_id = "setDnsListener", tag = "dns",
+    request_body = DnsListenerSpec,
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$"), ("vid" = u16, Path, description = "VLAN id (not the gateway's)", minimum = 1, maximum = 4094)),
+    responses((status = 200, description = "Stored", body = DnsListenerRecord), (status = 400, description = "Bad input (malformed JSON, an unknown field, a VLAN out of range or the gateway's own, a bad address or one of the gateway's); nothing changed", body = ErrorBody), (status = 404, description = "Unknown bridge domain", body = ErrorBody), (status = 409, description = "The bridge domain has no gateway", body = ErrorBody), (status = 500, description = "A store or worker failure", body = ErrorBody)))]
+async fn set_dns_listener(
+    State(c): State<Shared>,
+    Path((name, vid)): Path<(String, String)>,
+    b: Bytes,
+) -> ApiResult {
+    let spec: DnsListenerSpec = body(&b)?;
+    ok(&run(&c, move |c| c.set_dns_listener(&name, &vid, spec)).await?)
+}
+
+/// Remove a bridge domain's DNS listener of one VLAN
+#[utoipa::path(delete, path = "/v1/domains/{name}/dns/{vid}", operation_id = "deleteDnsListener", tag = "dns",
+    params(("name" = String, Path, description = "Bridge domain name", pattern = "^[A-Za-z0-9._-]{1,64}$"), ("vid" = u16, Path, description = "VLAN id", minimum = 1, maximum = 4094)),
+    responses((status = 204, description = "Deleted"), (status = 400, description = "A VLAN out of range", body = ErrorBody), (status = 404, description = "Unknown bridge domain, or no listener in that VLAN", body = ErrorBody), (status = 500, description = "A store or worker failure", body = ErrorBody)))]
+async fn delete_dns_listener(
+    State(c): State<Shared>,
+    Path((name, vid)): Path<(String, String)>,
+) -> ApiResult {
+    run(&c, move |c| c.delete_dns_listener(&name, &vid)).await?;
     no_content()
 }
 

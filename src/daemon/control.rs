@@ -59,6 +59,8 @@ pub(super) struct State {
     pub names: BTreeMap<String, NameRecord>,
     /// Services by key (`domain/name`).
     pub services: BTreeMap<String, ServiceRecord>,
+    /// DNS listeners by key (`domain/vid`), as the data plane holds them.
+    pub dns: BTreeMap<String, super::model::DnsListenerRecord>,
     /// The services the data plane was last given (`services.rs`).
     pub lb: Vec<super::model::LbService>,
 }
@@ -74,6 +76,31 @@ impl State {
                 return Err(ControlError::Conflict(format!(
                     "static route {} would break: {e}; remove it first",
                     r.key()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuse (409) a gateway of `domain` (or none) that its DNS listeners
+    /// cannot stand beside: they answer with the gateway's MAC, in VLANs
+    /// other than its own, on addresses other than its own.
+    fn dns_listeners_fit(&self, domain: &str, g: Option<&GatewaySpec>) -> Result<()> {
+        for l in self.dns.values().filter(|l| l.domain == domain) {
+            let why = match g {
+                None => Some("it needs a gateway".to_string()),
+                Some(g) if g.vid == l.vid => Some(format!("VLAN {} would be the gateway's", l.vid)),
+                Some(g) => g
+                    .addresses
+                    .iter()
+                    .filter_map(|a| parse_cidr(a).ok())
+                    .find(|(a, _)| l.addresses.contains(a))
+                    .map(|(a, _)| format!("{a} would be the gateway's address")),
+            };
+            if let Some(why) = why {
+                return Err(ControlError::Conflict(format!(
+                    "DNS listener {} would break: {why}; remove it first",
+                    l.key()
                 )));
             }
         }
@@ -380,6 +407,7 @@ impl Control {
             let new = patch.apply(&old);
             new.validate().map_err(ControlError::BadRequest)?;
             self.check_gateway_placement(&new)?;
+            st.dns_listeners_fit(name, new.gateway.as_ref())?;
             match &new.gateway {
                 None if old.gateway.is_some() => {
                     st.no_routes_through(name, "before its gateway")?
@@ -417,6 +445,7 @@ impl Control {
             next.statics.retain(|_, s| s.domain != name);
             next.names.retain(|_, n| n.domain != name);
             next.services.retain(|_, s| s.domain != name);
+            next.dns.retain(|_, l| l.domain != name);
             self.commit(st, next)
         })
     }

@@ -69,6 +69,12 @@ pub fn switch_error(e: SwitchError) -> ControlError {
         | SwitchError::NotStationMac(_)
         | SwitchError::Stp(_)
         | SwitchError::Lb(_) => ControlError::BadRequest(msg),
+        SwitchError::Listener(l) => match l {
+            rvs_switch::router::ListenerError::NoGateway(_)
+            | rvs_switch::router::ListenerError::NoSuchListener(..) => ControlError::NotFound(msg),
+            rvs_switch::router::ListenerError::Full(_) => ControlError::Conflict(msg),
+            _ => ControlError::BadRequest(msg),
+        },
         SwitchError::Router(r) => match r {
             RouterError::GatewayExists(_)
             | RouterError::RouteExists(..)

@@ -16,7 +16,8 @@
 //! Removals first, from the leaves up (static entries, routes, ports,
 //! whose back ends close), then domains are added or changed, ports are
 //! changed or added, domains removed, and routes and static entries added
-//! last, so every object finds what it refers to; the DNS names go to the
+//! last, so every object finds what it refers to (DNS listeners go before
+//! their domain's gateway changes and come after it); the DNS names go to the
 //! DNS service at the end (they refer to domains only by name), and the
 //! services to the load balancer after them (their backends are names). A port is
 //! re-opened only when what identifies its back end changed (kind,
@@ -33,7 +34,7 @@
 
 use super::apply::{L3_WORKER, add_domain, apply_gateway, install_route};
 use super::control::{Control, ControlError, PortState, State, not_found_domain};
-use super::model::{DomainRecord, PortRecord, RouteRecord, StaticRecord};
+use super::model::{DnsListenerRecord, DomainRecord, PortRecord, RouteRecord, StaticRecord};
 use super::store::Desired;
 use crate::worker::Target;
 
@@ -59,6 +60,7 @@ impl State {
             routes: self.routes.clone(),
             names: self.names.clone(),
             services: self.services.clone(),
+            dns: self.dns.clone(),
         }
     }
 }
@@ -119,6 +121,22 @@ impl Control {
                 continue;
             }
             st.routes.remove(&k);
+        }
+
+        // 2b. DNS listeners gone or changed (before their domain's gateway
+        // changes or the domain goes).
+        let gone: Vec<(String, DnsListenerRecord)> = st
+            .dns
+            .iter()
+            .filter(|(k, l)| to.dns.get(*k) != Some(*l))
+            .map(|(k, l)| (k.clone(), l.clone()))
+            .collect();
+        for (k, l) in gone {
+            if let Err(e) = self.uninstall_dns_listener(&l) {
+                failed(format!("remove DNS listener {k}"), e)?;
+                continue;
+            }
+            st.dns.remove(&k);
         }
 
         // 3. Ports gone, or whose back end must be opened again.
@@ -299,6 +317,24 @@ impl Control {
             st.statics.insert(k.clone(), s.clone());
         }
 
+        // 7b. DNS listeners added or changed (their domain and its gateway
+        // are there now).
+        for (k, l) in &to.dns {
+            if st.dns.contains_key(k) {
+                continue;
+            }
+            match self.install_dns_listener(l) {
+                Ok(()) => {
+                    st.dns.insert(k.clone(), l.clone());
+                }
+                Err(e) if mode == Mode::Tolerant => {
+                    tracing::warn!(listener = %k, error = %e, "stored DNS listener not installed");
+                    st.dns.insert(k.clone(), l.clone());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+
         // 8. Names: nothing in the data plane; the DNS service gets the
         // whole table (with the domains' ids as they are now).
         st.names = to.names.clone();
@@ -323,6 +359,35 @@ impl Control {
             sw.set_domain_config(id, cfg)
                 .map_err(super::error::switch_error)?;
             apply_gateway(sw, id, &n, gw.as_ref())
+        })?
+    }
+
+    fn install_dns_listener(&self, l: &DnsListenerRecord) -> Result<()> {
+        let (l, d) = (l.clone(), l.domain.clone());
+        self.dp.call(Target::Domain(&d), move |sw| {
+            let id = sw
+                .domain_id(&l.domain)
+                .ok_or_else(|| not_found_domain(&l.domain))?;
+            sw.set_dns_listener(l.to_listener(id))
+                .map_err(super::error::switch_error)
+        })?
+    }
+
+    fn uninstall_dns_listener(&self, l: &DnsListenerRecord) -> Result<()> {
+        let (l, d) = (l.clone(), l.domain.clone());
+        self.dp.call(Target::Domain(&d), move |sw| {
+            // The domain gone, or the listener never installed (refused at
+            // start-up): nothing to remove.
+            let Some(id) = sw.domain_id(&l.domain) else {
+                return Ok(());
+            };
+            match sw.remove_dns_listener(id, l.vid) {
+                Ok(_)
+                | Err(rvs_switch::SwitchError::Listener(
+                    rvs_switch::router::ListenerError::NoSuchListener(..),
+                )) => Ok(()),
+                Err(e) => Err(super::error::switch_error(e)),
+            }
         })?
     }
 

@@ -215,10 +215,16 @@ impl Control {
         })?)
     }
 
-    /// Add the names of the services of `domain` to `zone` (DNS): a vip
+    /// Add the names of the services of `domain` to `zone` (DNS), in its
+    /// scope `id` (the gateway's VLAN): a vip
     /// service's name answers its VIPs, a dnsrr service's its backends'
     /// addresses, round robin.
-    pub(super) fn service_names(st: &State, domain: &str, id: u16, zone: &mut rvs_dns::Zone) {
+    pub(super) fn service_names(
+        st: &State,
+        domain: &str,
+        id: rvs_dns::NetId,
+        zone: &mut rvs_dns::Zone,
+    ) {
         for s in st.services.values().filter(|s| s.domain == domain) {
             match s.spec.mode {
                 ServiceMode::Vip => zone.insert(id, &s.name, &s.spec.vips),

@@ -1,5 +1,5 @@
 //! The switch's desired state — bridge domains, ports (spec + settings),
-//! static FDB entries, routes, DNS names and services — as six tables of the daemon's one state
+//! static FDB entries, routes, DNS names, DNS listeners and services — as seven tables of the daemon's one state
 //! store (`rvs_store`, `<state-dir>/rvswitch.redb`, shared with the CNM
 //! layer's tables), and [`Desired`], the same state in memory.
 //!
@@ -16,7 +16,8 @@ pub use rvs_store::StoreError;
 use rvs_store::{Batch, Db, Table};
 
 use super::model::{
-    DomainRecord, NameRecord, PortRecord, RouteRecord, ServiceRecord, StaticRecord,
+    DnsListenerRecord, DomainRecord, NameRecord, PortRecord, RouteRecord, ServiceRecord,
+    StaticRecord,
 };
 
 /// Name → [`DomainRecord`].
@@ -29,6 +30,9 @@ pub const STATICS: Table<StaticRecord> = Table::new("statics");
 pub const ROUTES: Table<RouteRecord> = Table::new("routes");
 /// `domain/name` → [`NameRecord`] (the embedded DNS's names).
 pub const NAMES: Table<NameRecord> = Table::new("names");
+/// `domain/vid` → [`DnsListenerRecord`] (resolver addresses in a
+/// domain's VLANs other than its gateway's).
+pub const DNS_LISTENERS: Table<DnsListenerRecord> = Table::new("dns_listeners");
 /// `domain/name` → [`ServiceRecord`] (services with a VIP or DNS round robin).
 pub const SERVICES: Table<ServiceRecord> = Table::new("services");
 
@@ -53,6 +57,8 @@ pub struct Desired {
     pub names: BTreeMap<String, NameRecord>,
     /// By [`ServiceRecord::key`].
     pub services: BTreeMap<String, ServiceRecord>,
+    /// By [`DnsListenerRecord::key`].
+    pub dns: BTreeMap<String, DnsListenerRecord>,
 }
 
 /// Put into `b` the changes that turn `from` into `to` in `t`.
@@ -82,6 +88,7 @@ impl Desired {
         diff_table(&mut b, &ROUTES, &self.routes, &to.routes);
         diff_table(&mut b, &NAMES, &self.names, &to.names);
         diff_table(&mut b, &SERVICES, &self.services, &to.services);
+        diff_table(&mut b, &DNS_LISTENERS, &self.dns, &to.dns);
         b
     }
 
@@ -149,6 +156,7 @@ impl Store {
             routes: self.db.read_all(&ROUTES)?.into_iter().collect(),
             names: self.db.read_all(&NAMES)?.into_iter().collect(),
             services: self.db.read_all(&SERVICES)?.into_iter().collect(),
+            dns: self.db.read_all(&DNS_LISTENERS)?.into_iter().collect(),
         })
     }
 

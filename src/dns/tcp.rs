@@ -123,6 +123,8 @@ struct Conn {
 
 struct Net {
     domain: DomainId,
+    /// The VLAN its queries come in (the gateway's or a DNS listener's).
+    vid: u16,
     iface: Interface,
     dev: Punts,
     sockets: SocketSet<'static>,
@@ -134,7 +136,7 @@ struct Net {
 
 /// A forwarded query's answer on its way back to its connection.
 pub(super) struct Late {
-    domain: u16,
+    net: rvs_dns::NetId,
     conn: usize,
     generation: u64,
     bytes: Vec<u8>,
@@ -159,7 +161,7 @@ fn listener() -> tcp::Socket<'static> {
 }
 
 impl Net {
-    fn new(domain: DomainId, start: Instant) -> Net {
+    fn new(domain: DomainId, vid: u16, start: Instant) -> Net {
         let mut dev = Punts::default();
         let mut cfg = Config::new(HardwareAddress::Ip);
         cfg.random_seed = u64::from(rvs_dns::random_id()) << 16 | u64::from(rvs_dns::random_id());
@@ -170,6 +172,7 @@ impl Net {
             .collect();
         Net {
             domain,
+            vid,
             iface,
             dev,
             sockets,
@@ -250,7 +253,7 @@ fn dst_of(ip: &[u8]) -> Option<IpAddr> {
 /// Run DNS over TCP: punted segments from `rx`, until the sender is gone.
 pub(super) async fn serve(control: Arc<Control>, dns: Arc<Dns>, mut rx: mpsc::Receiver<Punted>) {
     let start = Instant::now();
-    let mut nets: HashMap<u16, Net> = HashMap::new();
+    let mut nets: HashMap<rvs_dns::NetId, Net> = HashMap::new();
     let (late_tx, mut late_rx) = mpsc::channel::<Late>(MAX_CONNECTIONS * MAX_IN_FLIGHT);
     loop {
         let wait = nets
@@ -270,7 +273,7 @@ pub(super) async fn serve(control: Arc<Control>, dns: Arc<Dns>, mut rx: mpsc::Re
                 }
             }
             Some(l) = late_rx.recv() => {
-                if let Some((_, c)) = nets.get_mut(&l.domain).and_then(|n| n.conns.get_mut(l.conn))
+                if let Some((_, c)) = nets.get_mut(&l.net).and_then(|n| n.conns.get_mut(l.conn))
                     && c.generation == l.generation
                 {
                     c.in_flight -= 1;
@@ -287,11 +290,11 @@ pub(super) async fn serve(control: Arc<Control>, dns: Arc<Dns>, mut rx: mpsc::Re
 }
 
 /// Hand a punted segment to its network's interface.
-fn take(dns: &Dns, nets: &mut HashMap<u16, Net>, p: Punted, start: Instant) {
+fn take(dns: &Dns, nets: &mut HashMap<rvs_dns::NetId, Net>, p: Punted, start: Instant) {
     let c = &dns.counters;
     let net = nets
-        .entry(p.domain.0)
-        .or_insert_with(|| Net::new(p.domain, start));
+        .entry(rvs_dns::net_id(p.domain.0, p.vid))
+        .or_insert_with(|| Net::new(p.domain, p.vid, start));
     net.last_used = Instant::now();
     if !net.hold(p.server) {
         c.tcp_dropped.fetch_add(1, Ordering::Relaxed);
@@ -332,11 +335,12 @@ fn turn(
 ) {
     net.iface
         .poll(now_of(start), &mut net.dev, &mut net.sockets);
-    let domain = net.domain;
+    let (domain, vid) = (net.domain, net.vid);
+    let id = rvs_dns::net_id(domain.0, vid);
     let mut served = false;
     for (i, (h, c)) in net.conns.iter_mut().enumerate() {
         let s = net.sockets.get_mut::<tcp::Socket>(*h);
-        served |= serve_conn(dns, domain, i, s, c, late);
+        served |= serve_conn(dns, id, i, s, c, late);
     }
     if served {
         net.iface
@@ -349,6 +353,7 @@ fn turn(
         };
         control.post_dns_ip_reply(IpReply {
             domain,
+            vid,
             client_mac: *mac,
             packet,
         });
@@ -359,7 +364,7 @@ fn turn(
 /// socket (the interface then runs again to send).
 fn serve_conn(
     dns: &Arc<Dns>,
-    domain: DomainId,
+    net: rvs_dns::NetId,
     index: usize,
     s: &mut tcp::Socket<'static>,
     c: &mut Conn,
@@ -401,7 +406,7 @@ fn serve_conn(
             Some(Ok(m)) => {
                 c.last = Some(now);
                 counters.tcp_queries.fetch_add(1, Ordering::Relaxed);
-                match super::step(dns, domain.0, &m, Transport::Tcp) {
+                match super::step(dns, net, &m, Transport::Tcp) {
                     Step::Now(bytes) => queue(c, &bytes),
                     Step::Forward(pending) => {
                         c.in_flight += 1;
@@ -411,7 +416,7 @@ fn serve_conn(
                             let bytes = super::forward_answer(&dns, &pending).await;
                             let _ = late
                                 .send(Late {
-                                    domain: domain.0,
+                                    net,
                                     conn,
                                     generation,
                                     bytes,

@@ -311,6 +311,16 @@ fn apply(
             let body = domain_body(d);
             let mut patch = DomainPatch::default();
             if o.gateway != d.gateway {
+                // The domain's DNS listeners stand beside its gateway: they
+                // go first (a new gateway may take one's VLAN), and the
+                // names step makes the wanted ones again.
+                let c = switches.get(&d.switch);
+                let path = format!("/v1/domains/{}/dns", d.domain);
+                if let Ok(r) = c.get(&path).and_then(|r| r.ok()) {
+                    for v in r.json().as_array().into_iter().flatten() {
+                        delete(c, &format!("{path}/{}", v["vid"]))?;
+                    }
+                }
                 patch.gateway = Some(body.gateway);
             }
             if o.stp != d.stp {

@@ -50,6 +50,8 @@ pub(crate) struct GwFast {
     /// MAC in the low 48 bits, as the pipeline's parsed addresses.
     pub mac: u64,
     pub vid: u16,
+    /// The domain has DNS listeners (in VLANs other than `vid`).
+    pub listens: bool,
 }
 
 /// One worker's switch.

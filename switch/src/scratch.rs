@@ -19,6 +19,9 @@ pub(crate) enum Action {
     Flood(FloodKind),
     /// Addressed to the domain's gateway: the L3 stage takes it.
     Route,
+    /// Addressed to the gateway MAC in the VLAN of one of the domain's DNS
+    /// listeners: the listener stage (`router::listen`) takes it.
+    Listen,
     /// A BPDU for the domain's spanning tree.
     Bpdu,
 }
@@ -74,6 +77,9 @@ pub(crate) struct Scratch {
     /// Frames for the L3 stage (to the gateway MAC, or copies of
     /// broadcast ARP / IPv6 multicast the gateway must see).
     pub(crate) l3_in: Batch,
+    /// Frames for the domain's DNS listeners, untagged, with the VLAN they
+    /// came in (`router::listen`); at most `BATCH_MAX`.
+    pub(crate) listen_in: Vec<(u16, crate::buf::PktBuf)>,
     /// What the router hands back for the L2 output stage.
     pub(crate) l3_out: L3Out,
 }
@@ -95,6 +101,7 @@ impl Default for Scratch {
             touched: Vec::with_capacity(64),
             targets: Vec::with_capacity(64),
             l3_in: Batch::new(BATCH_MAX),
+            listen_in: Vec::with_capacity(BATCH_MAX),
             l3_out: L3Out::default(),
         }
     }

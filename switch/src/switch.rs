@@ -56,6 +56,8 @@ pub enum SwitchError {
     Stp(String),
     #[error(transparent)]
     Lb(#[from] crate::lb::LbError),
+    #[error(transparent)]
+    Listener(#[from] crate::router::ListenerError),
 }
 
 /// A port as the control plane sees it.
@@ -263,6 +265,8 @@ impl Switch {
         if d.gw.is_some() {
             let _ = self.router.remove_gateway(&mut self.pool, id);
         }
+        // A domain made later under this id starts without listeners.
+        self.router.clear_dns_listeners(id);
         Ok(self.domains[id.0 as usize].take().expect("checked").cfg)
     }
 
@@ -283,6 +287,7 @@ impl Switch {
         let fast = GwFast {
             mac: gw.mac.to_u64(),
             vid,
+            listens: !self.router.dns_listeners(id).is_empty(),
         };
         if let Err(e) = self.router.add_gateway(gw) {
             if let Some(p) = previous {
@@ -340,6 +345,36 @@ impl Switch {
             .add_static_neighbor(&mut self.pool, domain, ip, mac, &mut out);
         self.scratch.l3_out = out;
         crate::pipeline::l3_flush_out(self);
+        Ok(())
+    }
+
+    /// Add or replace the DNS listener of `l.domain` in VLAN `l.vid` (see
+    /// `router::listen`): its addresses answer ARP/ND, ping and DNS there
+    /// with the gateway's MAC. The domain needs a gateway, in another VLAN.
+    pub fn set_dns_listener(&mut self, l: crate::router::DnsListener) -> Result<(), SwitchError> {
+        let id = l.domain;
+        self.domain(id)?;
+        self.router.set_dns_listener(l)?;
+        self.sync_listens(id)
+    }
+
+    /// Remove the DNS listener of `domain` in `vid`.
+    pub fn remove_dns_listener(
+        &mut self,
+        domain: DomainId,
+        vid: u16,
+    ) -> Result<crate::router::DnsListener, SwitchError> {
+        self.domain(domain)?;
+        let l = self.router.remove_dns_listener(domain, vid)?;
+        self.sync_listens(domain)?;
+        Ok(l)
+    }
+
+    fn sync_listens(&mut self, id: DomainId) -> Result<(), SwitchError> {
+        let listens = !self.router.dns_listeners(id).is_empty();
+        if let Some(g) = self.domain_mut(id)?.gw.as_mut() {
+            g.listens = listens;
+        }
         Ok(())
     }
 

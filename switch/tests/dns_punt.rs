@@ -87,6 +87,7 @@ fn dns_to_the_gateway_is_punted_with_who_asked() {
     r.send(udp4(G1, [10, 0, 1, 1], 53, b"query-bytes"));
     let p = r.rx.try_recv().expect("punted");
     assert_eq!(p.domain, r.d1);
+    assert_eq!(p.vid, 1, "asked in the gateway's VLAN");
     assert_eq!(p.client_mac, MacAddr(A));
     assert_eq!(p.client, "10.0.1.10:40000".parse::<SocketAddr>().unwrap());
     assert_eq!(p.server, IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1)));
@@ -142,6 +143,7 @@ fn answers_leave_from_the_gateway_with_valid_checksums() {
     let mut r = rig(8);
     let reply = UdpReply {
         domain: r.d1,
+        vid: 1,
         client_mac: MacAddr(A),
         client: "10.0.1.10:40000".parse().unwrap(),
         server: IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1)),
@@ -227,6 +229,7 @@ fn ip_replies_leave_from_the_gateway_only_from_its_addresses() {
     };
     let reply = IpReply {
         domain: r.d1,
+        vid: 1,
         client_mac: MacAddr(A),
         packet: seg([10, 0, 1, 1]),
     };

@@ -469,8 +469,8 @@ fn routing_off_and_internal_networks_drop() {
     // D4 has no gateway: an internal network.
     assert!(lab.send(D4, &[udp4([10, 0, 2, 20], 64)], 0).is_empty());
     assert_eq!(lab.drops(DropReason::L3NoGateway), 1);
-    assert!(!lab.r.wants(D4, &udp4([10, 0, 2, 20], 64)));
-    assert!(lab.r.wants(D1, &udp4([10, 0, 2, 20], 64)));
+    assert!(!lab.r.wants(D4, &udp4([10, 0, 2, 20], 64), false));
+    assert!(lab.r.wants(D1, &udp4([10, 0, 2, 20], 64), false));
     lab.r.set_routing(D2, true).unwrap();
     assert_eq!(lab.send(D1, &[udp4([10, 0, 2, 20], 64)], 0).len(), 1);
     lab.assert_no_leak();

@@ -106,7 +106,7 @@ pub(crate) fn unicast_egress(ports: &[Option<PortSlot>], out: PortId, vid: u16) 
 #[inline(never)]
 pub(super) fn node(cx: &mut Ctx, batch: &mut Batch) {
     let in_port = cx.in_port;
-    let (tpid, now_ms) = (cx.tpid, cx.now_ms);
+    let (tpid, now_ms, gw_vid) = (cx.tpid, cx.now_ms, cx.gw.vid);
     let Ctx {
         pool,
         ports,
@@ -122,7 +122,7 @@ pub(super) fn node(cx: &mut Ctx, batch: &mut Batch) {
         let traced = scratch.traced & (1 << i) != 0;
         let m = scratch.meta[i];
         if scratch.to_router & (1 << i) != 0 {
-            copy_to_router(pool, &mut scratch.l3_in, &b, &m, tpid, c);
+            copy_to_router(pool, scratch, &b, &m, gw_vid, tpid, c);
         }
         match scratch.action[i] {
             Action::Continue => {
@@ -133,6 +133,14 @@ pub(super) fn node(cx: &mut Ctx, batch: &mut Batch) {
             Action::Route => match egress_edit(pool, &mut b, &m, Egress::Untagged, tpid, c) {
                 Ok(()) => {
                     if let Err(b) = scratch.l3_in.push(b) {
+                        drop_at(ports, pool, b, in_port, DropReason::PoolExhausted);
+                    }
+                }
+                Err(r) => drop_at(ports, pool, b, in_port, r),
+            },
+            Action::Listen => match egress_edit(pool, &mut b, &m, Egress::Untagged, tpid, c) {
+                Ok(()) => {
+                    if let Err(b) = to_listener(scratch, b, m.vid) {
                         drop_at(ports, pool, b, in_port, DropReason::PoolExhausted);
                     }
                 }
@@ -176,14 +184,35 @@ pub(super) fn node(cx: &mut Ctx, batch: &mut Batch) {
     }
 }
 
+/// Hand an untagged copy of a flooded frame to the L3 stage: the routed
+/// batch when it came in the gateway's VLAN, else the DNS listeners'.
+#[inline(always)]
+fn to_l3(scratch: &mut Scratch, b: PktBuf, vid: u16, gw_vid: u16) -> Result<(), PktBuf> {
+    if vid == gw_vid {
+        scratch.l3_in.push(b)
+    } else {
+        to_listener(scratch, b, vid)
+    }
+}
+
+#[cold]
+fn to_listener(scratch: &mut Scratch, b: PktBuf, vid: u16) -> Result<(), PktBuf> {
+    if scratch.listen_in.len() >= BATCH_MAX {
+        return Err(b);
+    }
+    scratch.listen_in.push((vid, b));
+    Ok(())
+}
+
 /// Give the router an untagged copy of a flooded frame it wants (ARP
 /// broadcast, IPv6 multicast for neighbor discovery).
 #[cold]
 fn copy_to_router(
     pool: &mut PacketPool,
-    l3_in: &mut Batch,
+    scratch: &mut Scratch,
     b: &PktBuf,
     m: &Meta,
+    gw_vid: u16,
     tpid: u16,
     c: &mut BatchCounts,
 ) {
@@ -192,7 +221,7 @@ fn copy_to_router(
     };
     match egress_edit(pool, &mut copy, m, Egress::Untagged, tpid, c) {
         Ok(()) => {
-            if let Err(copy) = l3_in.push(copy) {
+            if let Err(copy) = to_l3(scratch, copy, m.vid, gw_vid) {
                 pool.free(copy);
             }
         }

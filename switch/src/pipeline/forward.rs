@@ -67,6 +67,8 @@ pub(super) fn node(cx: &mut Ctx, batch: &Batch) {
         if action == Action::Continue && m.dst == gw.mac {
             action = if m.vid == gw.vid {
                 Action::Route
+            } else if gw.listens && listens(cx.router, cx.domain_id, m.vid) {
+                Action::Listen
             } else {
                 Action::Drop(DropReason::L3NotForGateway)
             };
@@ -82,12 +84,16 @@ pub(super) fn node(cx: &mut Ctx, batch: &Batch) {
             };
         }
         if let Action::Flood(kind) = action {
-            if gw.mac != u64::MAX
-                && kind != FloodKind::Unknown
-                && m.vid == gw.vid
-                && cx.router.wants(cx.domain_id, cx.pool.data(batch.get(i)))
-            {
-                s.to_router |= 1 << i;
+            if gw.mac != u64::MAX && kind != FloodKind::Unknown {
+                let f = cx.pool.data(batch.get(i));
+                let wants = if m.vid == gw.vid {
+                    cx.router.wants(cx.domain_id, f, m.tagged)
+                } else {
+                    gw.listens && cx.router.wants_listen(cx.domain_id, m.vid, f, m.tagged)
+                };
+                if wants {
+                    s.to_router |= 1 << i;
+                }
             }
             cx.stages.inc(match kind {
                 FloodKind::Broadcast => StageCounter::FwdBroadcast,
@@ -110,6 +116,13 @@ pub(super) fn node(cx: &mut Ctx, batch: &Batch) {
     }
 }
 
+/// Whether the domain has a DNS listener in `vid` (frames to the gateway
+/// MAC outside its VLAN: the slow path).
+#[cold]
+fn listens(router: &crate::router::Router, d: crate::config::DomainId, vid: u16) -> bool {
+    router.dns_listener(d, vid).is_some()
+}
+
 #[cold]
 fn trace(tracer: &mut Tracer, id: u64, action: Action) {
     let v = match action {
@@ -117,6 +130,7 @@ fn trace(tracer: &mut Tracer, id: u64, action: Action) {
         Action::Flood(kind) => format!("flood ({kind:?})"),
         Action::Drop(r) => format!("drop: {r}"),
         Action::Route => "to the gateway: L3".into(),
+        Action::Listen => "to the gateway MAC: a DNS listener of this VLAN".into(),
         Action::Bpdu => "BPDU to the spanning tree".into(),
         Action::Continue => "continue".into(),
     };

@@ -111,6 +111,18 @@ pub(crate) fn output(
     scratch.l3_out.frames = out;
 }
 
+/// Answer the frames for the domain's DNS listeners (the router's
+/// `listen`); the caller sends `scratch.l3_out`.
+#[cold]
+pub(crate) fn listen(
+    router: &mut crate::router::Router,
+    pool: &mut PacketPool,
+    domain: DomainId,
+    scratch: &mut Scratch,
+) {
+    router.listen(pool, domain, &mut scratch.listen_in, &mut scratch.l3_out);
+}
+
 /// Router housekeeping (neighbor retransmits and timeouts) and the output
 /// of what it produced. Called from `Switch::poll` every ~100 ms.
 pub(crate) fn l3_tick(sw: &mut Switch) {

@@ -130,6 +130,7 @@ impl Switch {
         let gw = domain.gw.unwrap_or(GwFast {
             mac: u64::MAX,
             vid: 0,
+            listens: false,
         });
         let mut cx = Ctx {
             pool,
@@ -176,19 +177,27 @@ impl Switch {
 
         // The L3 node: route what went to the gateway, then send what the
         // router produced through the L2 output of its egress domain.
-        if !scratch.l3_in.is_empty() {
-            if dry {
-                dry::before_l3(router, pool, domains, domain_id, scratch, tracer);
-            }
-            router.process(
-                pool,
-                domain_id,
-                &mut scratch.l3_in,
-                now_ms,
-                &mut scratch.l3_out,
-            );
-            if dry {
-                dry::after_l3(router, pool, domains, scratch, tracer);
+        // Frames for the DNS listeners (rare) are answered first, and go
+        // out with the routed ones.
+        let listen = !scratch.listen_in.is_empty();
+        if listen {
+            l3::listen(router, pool, domain_id, scratch);
+        }
+        if !scratch.l3_in.is_empty() || listen {
+            if !scratch.l3_in.is_empty() {
+                if dry {
+                    dry::before_l3(router, pool, domains, domain_id, scratch, tracer);
+                }
+                router.process(
+                    pool,
+                    domain_id,
+                    &mut scratch.l3_in,
+                    now_ms,
+                    &mut scratch.l3_out,
+                );
+                if dry {
+                    dry::after_l3(router, pool, domains, scratch, tracer);
+                }
             }
             l3::output(ports, pool, domains, scratch, tracer, now_s, now_ms);
         }

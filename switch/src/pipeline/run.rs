@@ -506,7 +506,9 @@ fn plain_flood(cx: &Ctx, m: &Meta, kind: FloodKind) -> bool {
     let storm = cx.ports[cx.in_port.index()]
         .as_ref()
         .is_some_and(|p| p.storm.is_some());
-    let router = cx.gw.mac != u64::MAX && kind != FloodKind::Unknown && m.vid == cx.gw.vid;
+    let router = cx.gw.mac != u64::MAX
+        && kind != FloodKind::Unknown
+        && (m.vid == cx.gw.vid || cx.gw.listens);
     !storm && !router
 }
 

@@ -76,6 +76,18 @@ fn lane<F: Family>(
     }
 }
 
+/// Whether `frame` is unicast to `mac`, a broadcast ARP or IPv6
+/// multicast (see [`Router::wants`]).
+pub(super) fn wanted(mac: MacAddr, frame: &[u8], tagged: bool) -> bool {
+    let et = if tagged { ETH + 2 } else { ETH - 2 };
+    if frame.len() < et + 2 {
+        return false;
+    }
+    frame[..6] == mac.0
+        || (frame[..6] == [0xff; 6] && read_u16(frame, et) == EtherType::ARP)
+        || (frame[..2] == [0x33, 0x33] && read_u16(frame, et) == EtherType::IPV6)
+}
+
 impl Router {
     #[inline]
     pub(super) fn drop_pkt(&mut self, pool: &mut PacketPool, buf: PktBuf, r: DropReason) {
@@ -86,17 +98,13 @@ impl Router {
     /// Whether the L3 stage should see `frame` received in `domain`: unicast
     /// to the gateway MAC, a broadcast ARP, or IPv6 multicast (ND). The L2
     /// stage still floods broadcasts and multicasts normally; the router
-    /// gets a copy.
-    pub fn wants(&self, domain: DomainId, frame: &[u8]) -> bool {
+    /// gets a copy. `tagged`: the frame still carries the domain's VLAN
+    /// tag (its EtherType is 4 bytes further on).
+    pub fn wants(&self, domain: DomainId, frame: &[u8], tagged: bool) -> bool {
         let Some(g) = self.gw_state(domain) else {
             return false;
         };
-        if frame.len() < ETH {
-            return false;
-        }
-        frame[..6] == g.cfg.mac.0
-            || (frame[..6] == [0xff; 6] && read_u16(frame, 12) == EtherType::ARP)
-            || (frame[..2] == [0x33, 0x33] && read_u16(frame, 12) == EtherType::IPV6)
+        wanted(g.cfg.mac, frame, tagged)
     }
 
     /// Route one batch received in `in_domain`. Every frame leaves `batch`:

@@ -230,11 +230,11 @@ impl Router {
         let ip = &pool.data(&buf)[ETH..];
         let unicast = !F::is_multicast(F::dst(ip));
         if F::protocol(ip) == Protocol::TCP && unicast && self.wants_punt::<F>(in_d, ip) {
-            return self.punt(pool, in_d, buf);
+            return self.punt(pool, in_d, vid, buf);
         }
         if F::protocol(ip) == Protocol::UDP && unicast {
             if self.wants_punt::<F>(in_d, ip) {
-                return self.punt(pool, in_d, buf);
+                return self.punt(pool, in_d, vid, buf);
             }
             let r = DropReason::L3LocalUnsupported;
             return self.icmp_error::<F>(pool, in_d, buf, F::PORT_UNREACHABLE, r, now_ms, out);

@@ -24,6 +24,7 @@ mod family;
 mod forward;
 mod lanes;
 mod lb;
+pub mod listen;
 mod local;
 pub mod lpm4;
 pub mod lpm6;
@@ -43,6 +44,7 @@ use crate::ratelimit::TokenBucket;
 use family::{Family, V4, V6};
 
 pub use family::Lpm;
+pub use listen::{DnsListener, ListenerError};
 pub use lpm4::Lpm4;
 pub use lpm6::Lpm6;
 pub use neigh::{NeighConfig, NeighKey, NeighState, Neighbor, NeighborTable};
@@ -289,6 +291,8 @@ pub struct Router {
     cfg_epoch: u64,
     /// Where DNS queries to a gateway go (`punt.rs`), when anywhere.
     punt: Option<punt::PuntSink>,
+    /// DNS listeners by domain index (`listen.rs`).
+    listeners: Vec<Vec<listen::DnsListener>>,
     /// Services with a VIP (`crate::lb`, glue in `lb.rs`).
     lb: crate::lb::Lb,
     /// Health probes due, reused by `tick`.
@@ -331,6 +335,7 @@ impl Router {
             unresolved: Vec::with_capacity(64),
             cfg_epoch: 0,
             punt: None,
+            listeners: Vec::new(),
             lb: crate::lb::Lb::default(),
             lb_probes: Vec::new(),
             dry: false,

@@ -3,7 +3,9 @@
 //! back from the gateway (its MAC and the address the query went to): UDP
 //! answers as a payload the router frames ([`UdpReply`]), TCP segments as
 //! whole IP packets the service's TCP stack wrote ([`IpReply`]), each
-//! checked to come from one of the domain's gateway addresses.
+//! checked to come from one of the domain's gateway addresses (or, in a
+//! DNS listener's VLAN, from one of the listener's: `listen.rs`). Queries
+//! and answers carry the VLAN they were asked in.
 //!
 //! The worker never waits for the service: a punted query is handed to a
 //! [`PuntSink`], which takes it or refuses it at once (a bounded queue that
@@ -47,6 +49,8 @@ pub enum Transport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Punted {
     pub domain: DomainId,
+    /// The VLAN it was asked in: the gateway's, or a DNS listener's.
+    pub vid: u16,
     pub client_mac: MacAddr,
     pub client: SocketAddr,
     /// The gateway address the query was sent to (the answer's source).
@@ -61,6 +65,8 @@ pub struct Punted {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IpReply {
     pub domain: DomainId,
+    /// The VLAN the query came in (the `vid` of its [`Punted`]).
+    pub vid: u16,
     pub client_mac: MacAddr,
     pub packet: Vec<u8>,
 }
@@ -70,6 +76,8 @@ pub struct IpReply {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UdpReply {
     pub domain: DomainId,
+    /// The VLAN the query came in (the `vid` of its [`Punted`]).
+    pub vid: u16,
     pub client_mac: MacAddr,
     pub client: SocketAddr,
     pub server: IpAddr,
@@ -87,6 +95,8 @@ pub enum ReplyError {
     NoGateway(DomainId),
     #[error("{0} is not an address of the gateway of domain {1}")]
     NotGatewayAddress(IpAddr, DomainId),
+    #[error("{0} is not an address of the DNS listener of domain {1} in VLAN {2}")]
+    NotListenerAddress(IpAddr, DomainId, u16),
     #[error("the answer's addresses are of different families")]
     FamilyMismatch,
     #[error("not a whole IPv4 or IPv6 packet")]
@@ -124,7 +134,7 @@ impl Router {
 
     /// Hand the query in `buf` to the sink; the buffer goes back to the pool
     /// either way.
-    pub(super) fn punt(&mut self, pool: &mut PacketPool, in_d: DomainId, buf: PktBuf) {
+    pub(super) fn punt(&mut self, pool: &mut PacketPool, in_d: DomainId, vid: u16, buf: PktBuf) {
         let f = pool.data(&buf);
         let ip = &f[ethernet::HEADER_LEN..];
         let (Some((sport, _, l4)), Some((src, dst))) = (l4_of(ip), addrs_of(ip)) else {
@@ -150,6 +160,7 @@ impl Router {
         };
         let p = Punted {
             domain: in_d,
+            vid,
             client_mac: MacAddr(f[6..12].try_into().expect("6 bytes")),
             client: SocketAddr::new(src, sport),
             server: dst,
@@ -177,17 +188,7 @@ impl Router {
         r: &UdpReply,
         out: &mut L3Out,
     ) -> Result<(), ReplyError> {
-        let g = self
-            .gw_state(r.domain)
-            .ok_or(ReplyError::NoGateway(r.domain))?;
-        let ours = match r.server {
-            IpAddr::V4(a) => g.cfg.ipv4.iter().any(|(x, _)| *x == a),
-            IpAddr::V6(a) => g.cfg.ipv6.iter().any(|(x, _)| *x == a),
-        };
-        if !ours {
-            return Err(ReplyError::NotGatewayAddress(r.server, r.domain));
-        }
-        let (mac, vid, mtu) = (g.cfg.mac, g.cfg.vid, g.cfg.mtu as usize);
+        let (mac, vid, mtu) = self.reply_source(r.domain, r.vid, r.server)?;
         let ip_len = match r.server {
             IpAddr::V4(_) => ipv4::HEADER_LEN,
             IpAddr::V6(_) => ipv6::HEADER_LEN,
@@ -221,9 +222,6 @@ impl Router {
         r: &IpReply,
         out: &mut L3Out,
     ) -> Result<(), ReplyError> {
-        let g = self
-            .gw_state(r.domain)
-            .ok_or(ReplyError::NoGateway(r.domain))?;
         let ip = r.packet.as_slice();
         let (src, whole, ethertype) = match ip.first().map(|b| b >> 4) {
             Some(4) => {
@@ -246,14 +244,7 @@ impl Router {
         if !whole {
             return Err(ReplyError::NotIp);
         }
-        let ours = match src {
-            IpAddr::V4(a) => g.cfg.ipv4.iter().any(|(x, _)| *x == a),
-            IpAddr::V6(a) => g.cfg.ipv6.iter().any(|(x, _)| *x == a),
-        };
-        if !ours {
-            return Err(ReplyError::NotGatewayAddress(src, r.domain));
-        }
-        let (mac, vid, mtu) = (g.cfg.mac, g.cfg.vid, g.cfg.mtu as usize);
+        let (mac, vid, mtu) = self.reply_source(r.domain, r.vid, src)?;
         let len = ethernet::HEADER_LEN + ip.len();
         let mut b = pool.alloc().ok_or(ReplyError::NoBuffer)?;
         if pool.tail_room_mut(&b).len() < len || ip.len() > mtu {
@@ -270,6 +261,37 @@ impl Router {
         out.push(r.domain, vid, b);
         Ok(())
     }
+}
+
+impl Router {
+    /// The MAC, VLAN and MTU an answer from `server` leaves `d` with in
+    /// VLAN `vid`: `server` must be an address of the gateway when `vid`
+    /// is the gateway's, else of the domain's DNS listener in `vid`.
+    fn reply_source(
+        &self,
+        d: DomainId,
+        vid: u16,
+        server: IpAddr,
+    ) -> Result<(MacAddr, u16, usize), ReplyError> {
+        let g = self.gw_state(d).ok_or(ReplyError::NoGateway(d))?;
+        if vid == g.cfg.vid {
+            let ours = match server {
+                IpAddr::V4(a) => g.cfg.ipv4.iter().any(|(x, _)| *x == a),
+                IpAddr::V6(a) => g.cfg.ipv6.iter().any(|(x, _)| *x == a),
+            };
+            if !ours {
+                return Err(ReplyError::NotGatewayAddress(server, d));
+            }
+        } else if !self.dns_listener(d, vid).is_some_and(|l| l.has(server)) {
+            return Err(ReplyError::NotListenerAddress(server, d, vid));
+        }
+        Ok((g.cfg.mac, vid, g.cfg.mtu as usize))
+    }
+}
+
+/// The destination port of the whole UDP datagram or TCP segment in `ip`.
+pub(super) fn dport_of(ip: &[u8]) -> Option<u16> {
+    l4_of(ip).map(|(_, dport, _)| dport)
 }
 
 /// Fill `f` (exactly the frame's length) with the answer `r` from `mac`.
