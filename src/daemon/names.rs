@@ -214,9 +214,11 @@ impl Control {
             }
         }
         for (domain, names) in self.remote_names.lock().unwrap().iter() {
+            // Other hosts' names of a global network: its gateway's VLAN.
             if let Some(id) = ids.get(domain) {
+                let net = rvs_dns::net_id(*id, gateway_vid(st, domain));
                 for (name, addrs) in names {
-                    zone.insert(*id, name, addrs);
+                    zone.insert(net, name, addrs);
                 }
             }
         }
