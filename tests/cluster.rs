@@ -708,7 +708,33 @@ fn endpoints_created_in_parallel_on_three_hosts_never_share_an_address() {
 
 /// A Linux bridge in this namespace standing for the underlay LAN; removed
 /// on drop.
-struct Underlay(String);
+/// An underlay bridge here at `10.251.NET.254/24` (etcd listens there),
+/// and its namespace-hosts at `10.251.NET.HOST` on `ul0`.
+struct Underlay(String, u8);
+
+impl Underlay {
+    fn new(net: u8) -> Underlay {
+        let u = Underlay(unique("rvub"), net);
+        ip(&["link", "add", &u.0, "type", "bridge"]);
+        ip(&["addr", "add", &format!("10.251.{net}.254/24"), "dev", &u.0]);
+        ip(&["link", "set", &u.0, "up"]);
+        u
+    }
+
+    /// Put namespace-host `ns` on the underlay as `10.251.NET.host`.
+    fn join(&self, ns: &Netns, host: u8) {
+        let (outer, inner) = (unique("rvuh"), unique("rvun"));
+        ip(&[
+            "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+        ]);
+        ip(&["link", "set", &outer, "master", &self.0, "up"]);
+        ip(&["link", "set", &inner, "netns", &ns.name]);
+        ns.ip(&["link", "set", &inner, "name", "ul0"]);
+        let a = format!("10.251.{}.{host}/24", self.1);
+        ns.ip(&["addr", "add", &a, "dev", "ul0"]);
+        ns.ip(&["link", "set", "ul0", "up"]);
+    }
+}
 
 impl Drop for Underlay {
     fn drop(&mut self) {
@@ -788,27 +814,10 @@ fn an_endpoint_on_one_host_is_reached_from_the_others_and_withdrawn_when_its_hos
     }
     // The underlay: a bridge here (etcd listens on its address) and three
     // namespace-hosts on it, each with its own daemon.
-    let underlay = Underlay(unique("rvub"));
-    ip(&["link", "add", &underlay.0, "type", "bridge"]);
-    ip(&["addr", "add", "10.251.7.254/24", "dev", &underlay.0]);
-    ip(&["link", "set", &underlay.0, "up"]);
+    let underlay = Underlay::new(7);
     let host_ns: Vec<Netns> = (0..3).map(|i| Netns::new(&format!("ch{i}"))).collect();
     for (i, ns) in host_ns.iter().enumerate() {
-        let (outer, inner) = (unique("rvuh"), unique("rvun"));
-        ip(&[
-            "link", "add", &outer, "type", "veth", "peer", "name", &inner,
-        ]);
-        ip(&["link", "set", &outer, "master", &underlay.0, "up"]);
-        ip(&["link", "set", &inner, "netns", &ns.name]);
-        ns.ip(&["link", "set", &inner, "name", "ul0"]);
-        ns.ip(&[
-            "addr",
-            "add",
-            &format!("10.251.7.{}/24", i + 1),
-            "dev",
-            "ul0",
-        ]);
-        ns.ip(&["link", "set", "ul0", "up"]);
+        underlay.join(ns, i as u8 + 1);
     }
     let etcd = Etcd::start("10.251.7.254".parse().unwrap());
     let ttl = 3;
@@ -1054,20 +1063,9 @@ fn a_container_on_dockerd_reaches_an_endpoint_on_another_host_through_a_global_n
     }
     // The underlay: a bridge here (this host's VTEP, and etcd) and one
     // namespace-host on it.
-    let underlay = Underlay(unique("rvub"));
-    ip(&["link", "add", &underlay.0, "type", "bridge"]);
-    ip(&["addr", "add", "10.251.8.254/24", "dev", &underlay.0]);
-    ip(&["link", "set", &underlay.0, "up"]);
+    let underlay = Underlay::new(8);
     let h1 = Netns::new("dh1");
-    let (outer, inner) = (unique("rvuh"), unique("rvun"));
-    ip(&[
-        "link", "add", &outer, "type", "veth", "peer", "name", &inner,
-    ]);
-    ip(&["link", "set", &outer, "master", &underlay.0, "up"]);
-    ip(&["link", "set", &inner, "netns", &h1.name]);
-    h1.ip(&["link", "set", &inner, "name", "ul0"]);
-    h1.ip(&["addr", "add", "10.251.8.1/24", "dev", "ul0"]);
-    h1.ip(&["link", "set", "ul0", "up"]);
+    underlay.join(&h1, 1);
     let etcd = Etcd::start("10.251.8.254".parse().unwrap());
     let store = ["--store", &etcd.url(), "--store-ttl", "5"];
     let remote = Host::start_in(Some(&h1.name), "dh1", "10.251.8.1", &store);
@@ -1685,22 +1683,10 @@ fn no_broadcast_for_a_known_remote_reaches_the_underlay() {
     if !etcd_or_skip(test) || !root_or_skip(test) {
         return;
     }
-    let underlay = Underlay(unique("rvus"));
-    ip(&["link", "add", &underlay.0, "type", "bridge"]);
-    ip(&["addr", "add", "10.251.9.254/24", "dev", &underlay.0]);
-    ip(&["link", "set", &underlay.0, "up"]);
+    let underlay = Underlay::new(9);
     let host_ns: Vec<Netns> = (0..2).map(|i| Netns::new(&format!("sh{i}"))).collect();
     for (i, ns) in host_ns.iter().enumerate() {
-        let (outer, inner) = (unique("rvsh"), unique("rvsn"));
-        ip(&[
-            "link", "add", &outer, "type", "veth", "peer", "name", &inner,
-        ]);
-        ip(&["link", "set", &outer, "master", &underlay.0, "up"]);
-        ip(&["link", "set", &inner, "netns", &ns.name]);
-        ns.ip(&["link", "set", &inner, "name", "ul0"]);
-        let a = format!("10.251.9.{}/24", i + 1);
-        ns.ip(&["addr", "add", &a, "dev", "ul0"]);
-        ns.ip(&["link", "set", "ul0", "up"]);
+        underlay.join(ns, i as u8 + 1);
     }
     let etcd = Etcd::start("10.251.9.254".parse().unwrap());
     let hosts: Vec<Host> = host_ns
@@ -2176,20 +2162,9 @@ fn names_of_an_endpoint_on_another_host_resolve_on_this_hosts_gateway() {
     }
     // Host A (real ports) in a namespace-host on an underlay bridge; host
     // B (memory ports) here, where etcd listens.
-    let underlay = Underlay(unique("rvub"));
-    ip(&["link", "add", &underlay.0, "type", "bridge"]);
-    ip(&["addr", "add", "10.251.13.254/24", "dev", &underlay.0]);
-    ip(&["link", "set", &underlay.0, "up"]);
+    let underlay = Underlay::new(13);
     let a_ns = Netns::new("nh0");
-    let (outer, inner) = (unique("rvuh"), unique("rvun"));
-    ip(&[
-        "link", "add", &outer, "type", "veth", "peer", "name", &inner,
-    ]);
-    ip(&["link", "set", &outer, "master", &underlay.0, "up"]);
-    ip(&["link", "set", &inner, "netns", &a_ns.name]);
-    a_ns.ip(&["link", "set", &inner, "name", "ul0"]);
-    a_ns.ip(&["addr", "add", "10.251.13.1/24", "dev", "ul0"]);
-    a_ns.ip(&["link", "set", "ul0", "up"]);
+    underlay.join(&a_ns, 1);
     let etcd = Etcd::start("10.251.13.254".parse().unwrap());
     let store = ["--store", &etcd.url(), "--store-ttl", "3"];
     // Names that are not the network's go to an upstream that refuses at
