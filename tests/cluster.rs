@@ -256,7 +256,11 @@ impl Host {
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut h = Host {
             name: name.into(),
-            plugin: dir.join("rvswitch.sock"),
+            // A driver name of its own: the uplink veth pair a daemon makes
+            // in the root namespace is named after it, outlives the daemon
+            // by design, and is this host's to remove (see Drop); daemons of
+            // one driver name would also sweep each other's marked links.
+            plugin: dir.join(format!("{}.sock", unique("rvsdr"))),
             dir,
             args,
             netns: netns.map(str::to_string),
@@ -374,6 +378,16 @@ impl Host {
 impl Drop for Host {
     fn drop(&mut self) {
         self.kill9();
+        // The uplink of a daemon in the root namespace (one in a
+        // namespace-host goes with its namespace).
+        if self.netns.is_none()
+            && let Some(driver) = self.plugin.file_stem().and_then(|s| s.to_str())
+        {
+            let u = rvswitch::fabric::Uplink::for_driver(driver);
+            let _ = Command::new("ip")
+                .args(["link", "del", &u.host_if])
+                .status();
+        }
         if self.plugin.starts_with("/run/docker/plugins") {
             let _ = std::fs::remove_file(&self.plugin);
         }
