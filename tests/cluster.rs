@@ -1318,19 +1318,7 @@ fn a_store_with_authentication_takes_a_user_and_refuses_anonymous_hosts() {
             pw.to_str().unwrap(),
         ],
     ] {
-        let o = Command::new(common::BIN)
-            .arg("daemon")
-            .arg("--test-memory-ports")
-            .arg("--socket")
-            .arg(dir.join("b.sock"))
-            .arg("--state-dir")
-            .arg(dir.join("b"))
-            .args(["--vtep", "10.99.0.2", "--host-name", "hb"])
-            .args(&extra)
-            .output()
-            .unwrap();
-        assert!(!o.status.success());
-        let e = String::from_utf8_lossy(&o.stderr);
+        let e = host_b_refused(&dir, &extra);
         assert!(e.contains("cluster store"), "{extra:?}: {e}");
         let why = e
             .lines()
@@ -1340,6 +1328,24 @@ fn a_store_with_authentication_takes_a_user_and_refuses_anonymous_hosts() {
     }
     assert_eq!(a.members().len(), 1);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Start a daemon as host "hb" (`10.99.0.2`) under `dir` with `extra`
+/// options, expecting it to refuse; what it said.
+fn host_b_refused(dir: &Path, extra: &[&str]) -> String {
+    let o = Command::new(common::BIN)
+        .arg("daemon")
+        .arg("--test-memory-ports")
+        .arg("--socket")
+        .arg(dir.join("b.sock"))
+        .arg("--state-dir")
+        .arg(dir.join("b"))
+        .args(["--vtep", "10.99.0.2", "--host-name", "hb"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{extra:?} started");
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// One etcd member serving clients over TLS only, with client certificates
@@ -1548,20 +1554,7 @@ fn a_store_over_tls_takes_a_client_certificate_and_refuses_without_one() {
         (vec!["--store", &plain, "--store-ca", &ca], "etcds://"),
     ];
     for (extra, why) in cases {
-        let dir = etcd.dir.join(unique("b"));
-        let o = Command::new(common::BIN)
-            .arg("daemon")
-            .arg("--test-memory-ports")
-            .arg("--socket")
-            .arg(dir.join("b.sock"))
-            .arg("--state-dir")
-            .arg(dir.join("b"))
-            .args(["--vtep", "10.99.0.2", "--host-name", "hb"])
-            .args(&extra)
-            .output()
-            .unwrap();
-        assert!(!o.status.success(), "{extra:?} started");
-        let e = String::from_utf8_lossy(&o.stderr);
+        let e = host_b_refused(&etcd.dir.join(unique("b")), &extra);
         assert!(e.contains(why), "{extra:?}: {e}");
         println!(
             "refused: {}",
