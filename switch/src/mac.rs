@@ -60,13 +60,10 @@ impl MacAddr {
     }
 
     pub const fn to_u64(self) -> u64 {
+        // One load and a byte swap, where shifting byte by byte is six
+        // loads.
         let b = self.0;
-        ((b[0] as u64) << 40)
-            | ((b[1] as u64) << 32)
-            | ((b[2] as u64) << 24)
-            | ((b[3] as u64) << 16)
-            | ((b[4] as u64) << 8)
-            | (b[5] as u64)
+        u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
     }
 
     #[inline]
