@@ -91,6 +91,13 @@ impl Batch {
         self.bufs.drain(..)
     }
 
+    /// Move the first `k` packets out, in order; the rest move to the
+    /// front.
+    #[inline]
+    pub fn drain_front(&mut self, k: usize) -> arrayvec::Drain<'_, PktBuf, BATCH_MAX> {
+        self.bufs.drain(..k)
+    }
+
     /// Keep the packets for which `keep(index, buf)` is true, in order; the
     /// others are returned to `pool`. Returns how many were dropped.
     #[inline]

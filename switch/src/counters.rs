@@ -129,6 +129,7 @@ named_enum! {
         DnsPunted => ("dns_punted", "L3: DNS queries to a gateway handed to the DNS service"),
         DnsReplies => ("dns_replies", "L3: DNS answers sent from a gateway"),
         LbToBackend => ("lb_to_backend", "LB: packets to a VIP sent to a backend"),
+        LbFastPath => ("lb_fast_path", "LB: of lb_to_backend, packets of established IPv4 flows the vip node sent"),
         LbToClient => ("lb_to_client", "LB: backend replies sent back to the client from the VIP"),
         LbNewFlows => ("lb_new_flows", "LB: flows added to the flow table"),
         LbExpiredFlows => ("lb_expired_flows", "LB: idle flows removed from the flow table"),

@@ -85,6 +85,51 @@ pub fn parse(ip: &[u8]) -> Option<Flow> {
     })
 }
 
+/// [`parse`] of an IPv4 packet the router would route as it is: a
+/// 20-byte header (no options) whose checksum verifies, a total length
+/// within `ip`, not a fragment, TCP or UDP with its whole header. The
+/// load balancer's fast path (`pipeline/vip.rs`) takes only these: one
+/// pass over the header does the router's checks and the parse, and every
+/// packet it accepts is one the router's check and [`parse`] accept with
+/// the same result (`tests::parse_v4_plain_accepts_a_subset`). `None`:
+/// anything else, for the general path to decide.
+#[inline(always)]
+pub fn parse_v4_plain(ip: &[u8]) -> Option<Flow> {
+    let h: &[u8; 20] = ip.get(..20)?.try_into().ok()?;
+    let total = u16::from_be_bytes([h[2], h[3]]) as usize;
+    // Version 4, IHL 5; neither MF nor a fragment offset.
+    if h[0] != 0x45 || total < 20 || total > ip.len() || h[6] & 0x3f != 0 || h[7] != 0 {
+        return None;
+    }
+    // The one's-complement sum is the same in either byte order (RFC
+    // 1071): add native 32-bit words and fold; all ones when it verifies.
+    let w = |i: usize| u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]) as u64;
+    let mut c = w(0) + w(4) + w(8) + w(12) + w(16);
+    c = (c & 0xffff_ffff) + (c >> 32);
+    c = (c & 0xffff) + (c >> 16);
+    c = (c & 0xffff) + (c >> 16);
+    if c != 0xffff {
+        return None;
+    }
+    let proto = h[9];
+    let need = match proto {
+        TCP => 20,
+        UDP => 8,
+        _ => return None,
+    };
+    let l4 = ip.get(20..20 + need)?;
+    Some(Flow {
+        v6: false,
+        proto,
+        src: u32::from_be_bytes([h[12], h[13], h[14], h[15]]) as u128,
+        dst: u32::from_be_bytes([h[16], h[17], h[18], h[19]]) as u128,
+        sport: u16::from_be_bytes([l4[0], l4[1]]),
+        dport: u16::from_be_bytes([l4[2], l4[3]]),
+        flags: if proto == TCP { l4[13] } else { 0 },
+        l4: 20,
+    })
+}
+
 /// The one's-complement change of a sum when 16-bit words `old` became
 /// `new`, for `u32` (an IPv4 address, or two ports): `~old + new` word by
 /// word (RFC 1624 eqn. 3), not yet folded.
@@ -282,6 +327,72 @@ mod tests {
         let c = l4_residue(&ip);
         ip[26..28].copy_from_slice(&c.to_be_bytes());
         ip
+    }
+
+    /// What the router checks of an IPv4 packet before it routes it
+    /// (`V4::check`: header, checksum) and what [`parse`] reads of it.
+    fn router_and_parse(ip: &[u8]) -> Option<Flow> {
+        let p = crate::wire::ipv4::Ipv4Packet::new_checked(ip).ok()?;
+        if !p.verify_checksum() {
+            return None;
+        }
+        parse(ip)
+    }
+
+    #[test]
+    fn parse_v4_plain_accepts_a_subset() {
+        let mut tcp = v4_udp();
+        tcp[9] = TCP;
+        tcp.splice(28..28, [0u8; 12]);
+        let total = tcp.len() as u16;
+        tcp[2..4].copy_from_slice(&total.to_be_bytes());
+        tcp[10..12].copy_from_slice(&[0, 0]);
+        let hc = checksum::compute(&tcp[..20]);
+        tcp[10..12].copy_from_slice(&hc.to_be_bytes());
+        tcp[33] = ACK | FIN;
+        for ip in [v4_udp(), tcp.clone()] {
+            assert_eq!(parse_v4_plain(&ip), router_and_parse(&ip));
+            assert!(parse_v4_plain(&ip).is_some());
+        }
+        assert_eq!(parse_v4_plain(&tcp).unwrap().flags, ACK | FIN);
+        // Mutants: bytes of the headers changed (with the header checksum
+        // fixed up or not), lengths cut. Whatever the plain parse accepts,
+        // the router and `parse` accept alike.
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let (mut accepted, mut refused) = (0, 0);
+        for i in 0..200_000 {
+            let mut ip = if i % 2 == 0 { v4_udp() } else { tcp.clone() };
+            for _ in 0..1 + next() % 3 {
+                let at = (next() % 40) as usize % ip.len();
+                ip[at] = next() as u8;
+            }
+            if next() % 2 == 0 {
+                ip[10..12].copy_from_slice(&[0, 0]);
+                let ihl = ((ip[0] & 0xf) as usize * 4).clamp(20, ip.len());
+                let hc = checksum::compute(&ip[..ihl]);
+                ip[10..12].copy_from_slice(&hc.to_be_bytes());
+            }
+            if next() % 4 == 0 {
+                ip.truncate((next() % ip.len() as u64) as usize);
+            }
+            match parse_v4_plain(&ip) {
+                Some(f) => {
+                    assert_eq!(Some(f), router_and_parse(&ip), "{ip:02x?}");
+                    accepted += 1;
+                }
+                None => refused += 1,
+            }
+        }
+        assert!(
+            accepted > 10_000 && refused > 10_000,
+            "{accepted} {refused}"
+        );
     }
 
     #[test]

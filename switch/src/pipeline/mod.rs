@@ -42,6 +42,7 @@ mod l3;
 mod learn;
 mod run;
 mod stp;
+mod vip;
 
 use crate::batch::Batch;
 use crate::buf::PacketPool;
@@ -184,6 +185,13 @@ impl Switch {
             l3::listen(router, pool, domain_id, scratch);
         }
         if !scratch.l3_in.is_empty() || listen {
+            // Established flows to a VIP first, when nothing is traced
+            // (their steps are the general path's to note).
+            if !dry && scratch.traced == 0 && !scratch.l3_in.is_empty() {
+                vip::node(
+                    router, ports, pool, domains, domain_id, scratch, now_s, now_ms,
+                );
+            }
             if !scratch.l3_in.is_empty() {
                 if dry {
                     dry::before_l3(router, pool, domains, domain_id, scratch, tracer);

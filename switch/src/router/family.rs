@@ -126,6 +126,13 @@ pub(super) trait Family: Sized + 'static {
 
 /// IPv4.
 pub(super) enum V4 {}
+
+/// Whether the router routes to IPv4 destination `d`: not multicast,
+/// limited broadcast or "this network".
+#[inline(always)]
+pub(super) fn routable_v4(d: u32) -> bool {
+    !(d >> 28 == 0xe || d == u32::MAX || d >> 24 == 0)
+}
 /// IPv6.
 pub(super) enum V6 {}
 
@@ -202,8 +209,7 @@ impl Family for V4 {
             return Err(Class::Drop(DropReason::L3BadChecksum));
         }
         let d = ip.dst_u32();
-        // Multicast, limited broadcast, "this network".
-        if d >> 28 == 0xe || d == u32::MAX || d >> 24 == 0 {
+        if !routable_v4(d) {
             return Err(Class::Drop(DropReason::L3NotRoutable));
         }
         Ok(d)

@@ -13,11 +13,36 @@ use crate::mac::MacAddr;
 use crate::wire::ethernet::{self, EtherType};
 use crate::wire::{ipv4, ipv6};
 
-use super::family::Family;
+use super::family::{Family, V4, routable_v4};
 use super::neigh::NeighKey;
 use super::{L3Out, Router};
 
 const ETH: usize = ethernet::HEADER_LEN;
+
+/// What the load balancer's fast path (`pipeline/vip.rs`) holds for one
+/// batch into a domain with VIPs: fixed for the batch (no control change
+/// runs during one).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LbFast {
+    domain: DomainId,
+    gw_mac: MacAddr,
+    /// The gateway's VLAN: the backends' output VLAN.
+    pub(crate) vid: u16,
+    /// The neighbor table's generation, under which flows cache MACs.
+    generation: u64,
+    /// The batch's last VIP port.
+    vip: Option<VipPort>,
+}
+
+/// A VIP's port: its service and the backends' port.
+#[derive(Debug, Clone, Copy)]
+struct VipPort {
+    dst: u32,
+    svc: u32,
+    proto: u8,
+    port: u16,
+    target: u16,
+}
 
 impl Router {
     /// Replace the load balancer's services (see [`crate::lb::Lb::set`]).
@@ -38,6 +63,95 @@ impl Router {
             return None;
         }
         self.lb.vip(in_d, F::V6, F::to_key(dst))
+    }
+
+    /// The load balancer's fast path into domain `d` (`pipeline/vip.rs`):
+    /// `None` when `d` has no VIP or no gateway, or in a dry run.
+    #[inline]
+    pub(crate) fn lb_fast(&self, d: DomainId) -> Option<LbFast> {
+        if !self.lb.serves(d) || self.dry {
+            return None;
+        }
+        let g = self.gw_state(d)?;
+        Some(LbFast {
+            domain: d,
+            gw_mac: g.cfg.mac,
+            vid: g.cfg.vid,
+            generation: self.neigh.generation(),
+            vip: None,
+        })
+    }
+
+    /// The fast path for `frame`, received in `fc.domain` and untagged:
+    /// when it is an IPv4 packet of an established flow to a VIP that the
+    /// general path (`process`, `lb_packet`) would send to the backend MAC
+    /// the flow caches, and `out` takes that MAC (the verdict returned),
+    /// rewrite it as the general path would. `None`: nothing changed, the
+    /// general path decides.
+    #[inline(always)]
+    pub(crate) fn lb_fast_forward<T>(
+        &mut self,
+        fc: &mut LbFast,
+        frame: &mut [u8],
+        partial: bool,
+        now_ms: u64,
+        out: impl FnOnce(u64) -> Option<T>,
+    ) -> Option<T> {
+        // What `process` checks of it before its class is `Lb4`.
+        if frame.len() < ETH
+            || frame[..6] != fc.gw_mac.0
+            || crate::wire::read_u16(frame, 12) != EtherType::IPV4
+        {
+            return None;
+        }
+        let f = nat::parse_v4_plain(&frame[ETH..])?;
+        let dst = f.dst as u32;
+        // The rest of `V4::check`.
+        if !routable_v4(dst) {
+            return None;
+        }
+        let (svc, target) = match fc.vip {
+            Some(v) if v.dst == dst && v.port == f.dport && v.proto == f.proto => (v.svc, v.target),
+            _ => {
+                let svc = self.lb_service::<V4>(fc.domain, dst)?;
+                let target = self.lb.target(svc, f.proto, f.dport)?;
+                fc.vip = Some(VipPort {
+                    dst,
+                    svc,
+                    proto: f.proto,
+                    port: f.dport,
+                    target,
+                });
+                (svc, target)
+            }
+        };
+        let client = MacAddr(frame[6..12].try_into().expect("6 bytes"));
+        let mut backend = 0;
+        let verdict = self.lb.forward_established(
+            svc,
+            target,
+            &mut frame[ETH..],
+            &f,
+            client,
+            partial,
+            now_ms,
+            fc.generation,
+            |mac| {
+                backend = mac;
+                out(mac)
+            },
+        )?;
+        frame[0..6].copy_from_slice(&backend.to_be_bytes()[2..]);
+        frame[6..12].copy_from_slice(&fc.gw_mac.0);
+        Some(verdict)
+    }
+
+    /// Count `n` packets the fast path sent to backends.
+    #[inline]
+    pub(crate) fn lb_forwarded(&mut self, n: usize) {
+        let s = &mut self.counters.stages;
+        s.add(StageCounter::LbToBackend, n as u64);
+        s.add(StageCounter::LbFastPath, n as u64);
     }
 
     /// Whether `ip` is a VIP of `d` (ARP and ND answer for it).

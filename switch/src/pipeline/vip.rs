@@ -1,0 +1,111 @@
+//! The `vip` node: packets of established IPv4 flows to a service VIP,
+//! balanced in one loop before the router sees the batch.
+//!
+//! The general way such a packet goes is long: the router classifies and
+//! checks it, finds the VIP's service, hands it to the load balancer
+//! (`crate::lb`), which parses it again, finds the flow, rewrites it and
+//! returns the backend, whose MAC the router resolves, and the L3 output
+//! looks the MAC up in the FDB and queues it. For a packet of an
+//! established flow whose every decision is cached in the flow (its live
+//! backend, its checksum deltas, its backend's MAC under the neighbor
+//! table's generation) all of that is known: this node checks what the
+//! router checks, probes the flow once, rewrites, and queues the packet
+//! on the port the backend's MAC is behind (looked up once per backend
+//! and batch).
+//!
+//! The result is exactly the general path's (`the_vip_node_matches_the_
+//! general_path` in `mod.rs` compares both, packet by packet and counter by
+//! counter): the node takes the batch's packets in order up to the first it
+//! cannot take, and leaves that one and all after it to the router, so no
+//! flow's packets are reordered. It does not run for traced batches or dry
+//! runs.
+
+use super::classify::MULTICAST_BIT;
+use super::egress::{egress_edit, enqueue, unicast_egress};
+use super::{BatchCounts, drop_at};
+use crate::batch::BATCH_MAX;
+use crate::buf::PacketPool;
+use crate::config::DomainId;
+use crate::core::{Domain, PortSlot};
+use crate::fdb::fdb_key;
+use crate::port::PortId;
+use crate::router::Router;
+use crate::scratch::{Meta, Scratch};
+use crate::vlan::Egress;
+
+/// Backends' ports remembered per batch, by the MAC's low bits.
+const MEMO: usize = 4;
+
+/// Take the packets of established VIP flows at the head of
+/// `scratch.l3_in` (received in `domain_id`); the router takes the rest.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn node(
+    router: &mut Router,
+    ports: &mut [Option<PortSlot>],
+    pool: &mut PacketPool,
+    domains: &[Option<Domain>],
+    domain_id: DomainId,
+    scratch: &mut Scratch,
+    now_s: u32,
+    now_ms: u64,
+) {
+    let Some(mut fc) = router.lb_fast(domain_id) else {
+        return;
+    };
+    let Some(d) = domains.get(domain_id.0 as usize).and_then(Option::as_ref) else {
+        return;
+    };
+    let tpid = d.cfg.vlan_protocol.tpid();
+    let batch = &mut scratch.l3_in;
+    let mut out = [(PortId(0), Egress::NotMember); BATCH_MAX];
+    // The FDB and the ports do not change during the batch's L3 work
+    // (nothing learns there): one lookup per backend MAC.
+    let mut memo = [(u64::MAX, PortId(0), Egress::NotMember); MEMO];
+    let mut k = 0;
+    let vid = fc.vid;
+    while k < batch.len() {
+        let b = batch.get(k);
+        let partial = b.offload().needs_csum();
+        // What the L3 output would do with the backend's MAC: a known
+        // unicast destination, or (`None`) the general path, to flood.
+        let port_of = |mac: u64| {
+            let slot = &mut memo[mac as usize % MEMO];
+            if slot.0 != mac {
+                if mac & MULTICAST_BIT != 0 {
+                    return None;
+                }
+                let p = d.fdb.lookup(fdb_key(vid, mac), now_s)?;
+                *slot = (mac, p, unicast_egress(ports, p, vid));
+            }
+            Some((slot.1, slot.2))
+        };
+        let f = pool.data_mut(b);
+        let Some(o) = router.lb_fast_forward(&mut fc, f, partial, now_ms, port_of) else {
+            break;
+        };
+        out[k] = o;
+        k += 1;
+    }
+    if k == 0 {
+        return;
+    }
+    router.lb_forwarded(k);
+    // The L3 output's edit and queueing (`l3::output`), frame by frame.
+    let mut c = BatchCounts::default();
+    // `egress_edit` reads the tag fields only.
+    let m = Meta {
+        dst: 0,
+        src: 0,
+        vid: fc.vid,
+        tci: 0,
+        tagged: false,
+    };
+    for (i, mut b) in batch.drain_front(k).enumerate() {
+        let (p, egress) = out[i];
+        match egress_edit(pool, &mut b, &m, egress, tpid, &mut c) {
+            Ok(()) => enqueue(ports, pool, &mut scratch.touched, p, b, now_ms),
+            Err(r) => drop_at(ports, pool, b, p, r),
+        }
+    }
+}
