@@ -28,6 +28,7 @@
 //! allocation per packet (the flow slots are allocated with the first
 //! service; the flow indexes grow, doubling, with a new flow now and then).
 
+mod index;
 pub mod maglev;
 pub mod nat;
 
@@ -39,6 +40,7 @@ use crate::config::DomainId;
 use crate::counters::DropReason;
 use crate::mac::MacAddr;
 
+use index::Index;
 use maglev::{NONE, Table, mix64};
 
 /// Most flows the table holds (all services together).
@@ -218,14 +220,14 @@ struct Flow {
 /// A flow's `mac_gen` with no MAC cached.
 const NO_GEN: u64 = u64::MAX;
 
-/// The flow table: slots, and two indexes of slot numbers hashed with
-/// [`flow_hash`] / [`rev_hash`] (`HashTable` rather than `HashMap`: the
-/// hash is computed once per packet and serves both the lookup and, for
-/// a new flow, the Maglev pick and the SNAT port).
+/// The flow table: slots, and two indexes of slot numbers (`index.rs`)
+/// hashed with [`flow_hash`] / [`rev_hash`] (the hash is computed once per
+/// packet and serves both the lookup and, for a new flow, the Maglev pick
+/// and the SNAT port).
 #[derive(Default)]
 struct Flows {
-    fwd: hashbrown::HashTable<u32>,
-    rev: hashbrown::HashTable<u32>,
+    fwd: Index,
+    rev: Index,
     slots: Vec<Flow>,
     free: Vec<u32>,
     sweep_at: usize,
@@ -240,16 +242,13 @@ impl std::fmt::Debug for Flows {
 impl Flows {
     fn reserve(&mut self) {
         if self.slots.capacity() == 0 {
-            // The indexes grow with the flows (hashbrown doubles them on a
-            // new flow's insert, a few times up to FLOWS_MAX): sized for
-            // FLOWS_MAX from the start, 4,096 flows spread over 1.4 MB of
-            // index and most lookups missed the L2 cache (`lb/vip_tcp`
-            // 12.2 → 13.9 Mpps when sized to the flows).
-            let slots = &self.slots;
-            self.fwd
-                .reserve(INDEX_FIRST, |&i| flow_hash(&slots[i as usize].key));
-            self.rev
-                .reserve(INDEX_FIRST, |&i| rev_hash(&slots[i as usize].rev_key()));
+            // The indexes grow with the flows (doubling on a new flow's
+            // insert, a few times up to FLOWS_MAX): sized for FLOWS_MAX
+            // from the start, 4,096 flows were spread over a table far
+            // larger than the L2 cache, and most lookups missed it
+            // (`lb/vip_tcp` 12.2 → 13.9 Mpps when sized to the flows).
+            self.fwd.reserve(INDEX_FIRST);
+            self.rev.reserve(INDEX_FIRST);
             self.slots.reserve_exact(FLOWS_MAX);
             self.free.reserve_exact(FLOWS_MAX);
         }
@@ -258,15 +257,14 @@ impl Flows {
     #[inline(always)]
     fn find(&self, k: &FwdKey, h: u64) -> Option<u32> {
         let slots = &self.slots;
-        self.fwd.find(h, |&i| slots[i as usize].key == *k).copied()
+        self.fwd.find(h, |i| slots[i as usize].key == *k)
     }
 
     #[inline(always)]
     fn find_rev(&self, k: &RevKey) -> Option<u32> {
         let slots = &self.slots;
         self.rev
-            .find(rev_hash(k), |&i| slots[i as usize].rev_key() == *k)
-            .copied()
+            .find(rev_hash(k), |i| slots[i as usize].rev_key() == *k)
     }
 
     fn insert(&mut self, fl: Flow, h: u64) -> u32 {
@@ -280,12 +278,8 @@ impl Flows {
                 (self.slots.len() - 1) as u32
             }
         };
-        let slots = &self.slots;
-        self.fwd
-            .insert_unique(h, i, |&j| flow_hash(&slots[j as usize].key));
-        self.rev.insert_unique(rev_hash(&fl.rev_key()), i, |&j| {
-            rev_hash(&slots[j as usize].rev_key())
-        });
+        self.fwd.insert(h, i);
+        self.rev.insert(rev_hash(&fl.rev_key()), i);
         i
     }
 
@@ -295,12 +289,8 @@ impl Flows {
             return;
         }
         self.slots[i as usize].used = false;
-        if let Ok(e) = self.fwd.find_entry(flow_hash(&f.key), |&j| j == i) {
-            e.remove();
-        }
-        if let Ok(e) = self.rev.find_entry(rev_hash(&f.rev_key()), |&j| j == i) {
-            e.remove();
-        }
+        self.fwd.remove(flow_hash(&f.key), i);
+        self.rev.remove(rev_hash(&f.rev_key()), i);
         self.free.push(i);
     }
 
@@ -354,7 +344,13 @@ fn key_of(a: IpAddr) -> (bool, u128) {
 
 fn check(s: &Service) -> Result<(), LbError> {
     let vip = s.vip;
-    if vip.is_unspecified() || vip.is_multicast() || vip.is_loopback() {
+    // Nor an address the router does not route to (limited broadcast,
+    // "this network"): packets to it never reach the balancer.
+    let unrouted = match vip {
+        IpAddr::V4(a) => a.is_broadcast() || a.octets()[0] == 0,
+        IpAddr::V6(_) => false,
+    };
+    if vip.is_unspecified() || vip.is_multicast() || vip.is_loopback() || unrouted {
         return Err(LbError::BadVip(vip));
     }
     if s.ports.is_empty() {
@@ -746,30 +742,23 @@ impl Lb {
         (Verdict::ToBackend(to), true)
     }
 
-    /// The fast path (`pipeline/vip.rs`): forward the plain IPv4 packet
-    /// `ip` of flow `f` (as [`nat::parse_v4_plain`] reads it) to the VIP
+    /// The fast path's probe (`pipeline/vip.rs`): the flow of the plain
+    /// IPv4 packet `f` (as [`nat::parse_v4_plain`] reads it) to the VIP
     /// of service `svc`, whose port `f.dport` is sent to `target` (see
-    /// [`Lb::target`]), from the station at `mac`, when it belongs to an
-    /// established flow whose every decision is cached (its backend live,
-    /// its port's target unchanged, its checksum deltas worked out, its
-    /// backend's MAC cached at neighbor generation `generation`) and
-    /// `out` takes that MAC (its verdict is returned). Then it does what
-    /// [`Lb::packet`] would; otherwise (`None`) it changes nothing and
-    /// `packet` decides.
-    #[allow(clippy::too_many_arguments)]
+    /// [`Lb::target`]), when it is established and its every decision is
+    /// cached (its backend live, its port's target unchanged, its
+    /// checksum deltas worked out, its backend's MAC cached at neighbor
+    /// generation `generation`): its slot and that MAC (as
+    /// [`MacAddr::to_u64`]). Then [`Lb::forward`] does what [`Lb::packet`]
+    /// would; otherwise (`None`) `packet` decides. Changes nothing.
     #[inline(always)]
-    pub fn forward_established<T>(
-        &mut self,
+    pub fn established(
+        &self,
         svc: u32,
         target: u16,
-        ip: &mut [u8],
         f: &nat::Flow,
-        mac: MacAddr,
-        partial: bool,
-        now_ms: u64,
         generation: u64,
-        out: impl FnOnce(u64) -> Option<T>,
-    ) -> Option<T> {
+    ) -> Option<(u32, u64)> {
         // A health probe's answer may be on a port above PROBE_PORT_BASE:
         // `packet` tells.
         if f.dport >= PROBE_PORT_BASE && f.proto == nat::TCP || self.dry {
@@ -784,15 +773,33 @@ impl Lb {
             proto: f.proto,
         };
         let i = self.flows.find(&key, flow_hash(&key))?;
-        let fl = &mut self.flows.slots[i as usize];
+        let fl = &self.flows.slots[i as usize];
         let cached = fl.deltas_ok && fl.mac_gen == generation && fl.target == target;
-        if !cached || !s.up.get(fl.backend as usize).copied().unwrap_or(false) {
-            return None;
-        }
-        let verdict = out(fl.mac)?;
-        self.last = i;
+        let live = s.up.get(fl.backend as usize).copied().unwrap_or(false);
+        (cached && live).then_some((i, fl.mac))
+    }
+
+    /// Forward the packet `ip` of flow `f` in `slot` (as
+    /// [`Lb::established`] found it, nothing changed since) from the
+    /// station at `mac` to its backend, as [`Lb::packet`] would.
+    #[inline(always)]
+    pub fn forward(
+        &mut self,
+        slot: u32,
+        ip: &mut [u8],
+        f: &nat::Flow,
+        mac: MacAddr,
+        partial: bool,
+        now_ms: u64,
+    ) {
+        let Some(fl) = self.flows.slots.get_mut(slot as usize) else {
+            return;
+        };
+        let Some(Some(s)) = self.svcs.get(fl.key.svc as usize) else {
+            return;
+        };
+        self.last = slot;
         to_backend(s, fl, ip, f, mac, partial, now_ms);
-        Some(verdict)
     }
 
     /// Timers: forget idle flows (a slice of the table per call), mark

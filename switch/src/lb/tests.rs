@@ -219,6 +219,24 @@ fn idle_flows_expire_and_bad_services_are_refused_changing_nothing() {
     ] {
         assert_eq!(l.set(vec![bad], 0), Err(want));
     }
+    // VIPs packets could never reach: not unicast, or not routed.
+    for vip in [
+        "255.255.255.255",
+        "0.1.2.3",
+        "224.0.0.5",
+        "127.0.0.1",
+        "0.0.0.0",
+        "ff02::1",
+    ] {
+        let vip: IpAddr = vip.parse().unwrap();
+        let backends = if vip.is_ipv4() { vec![be(1)] } else { vec![] };
+        let bad = Service {
+            vip,
+            backends,
+            ..svc(&[], None)
+        };
+        assert_eq!(l.set(vec![bad], 0), Err(LbError::BadVip(vip)), "{vip}");
+    }
     let dup = vec![svc(&[be(1)], None), svc(&[be(2)], None)];
     assert_eq!(l.set(dup, 0), Err(LbError::DuplicateVip(VIP.into(), D)));
     assert_eq!(l.status().len(), 1, "the old service is still there");

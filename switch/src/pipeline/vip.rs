@@ -67,24 +67,26 @@ pub(crate) fn node(
     while k < batch.len() {
         let b = batch.get(k);
         let partial = b.offload().needs_csum();
-        // What the L3 output would do with the backend's MAC: a known
-        // unicast destination, or (`None`) the general path, to flood.
-        let port_of = |mac: u64| {
-            let slot = &mut memo[mac as usize % MEMO];
-            if slot.0 != mac {
-                if mac & MULTICAST_BIT != 0 {
-                    return None;
-                }
-                let p = d.fdb.lookup(fdb_key(vid, mac), now_s)?;
-                *slot = (mac, p, unicast_egress(ports, p, vid));
-            }
-            Some((slot.1, slot.2))
-        };
         let f = pool.data_mut(b);
-        let Some(o) = router.lb_fast_forward(&mut fc, f, partial, now_ms, port_of) else {
+        let Some(hit) = router.lb_established(&mut fc, f) else {
             break;
         };
-        out[k] = o;
+        // What the L3 output would do with the backend's MAC: a known
+        // unicast destination, or the general path (a flood, say).
+        let slot = &mut memo[hit.mac as usize % MEMO];
+        if slot.0 != hit.mac {
+            let found = if hit.mac & MULTICAST_BIT != 0 {
+                None
+            } else {
+                d.fdb.lookup(fdb_key(vid, hit.mac), now_s)
+            };
+            let Some(p) = found else {
+                break;
+            };
+            *slot = (hit.mac, p, unicast_egress(ports, p, vid));
+        }
+        out[k] = (slot.1, slot.2);
+        router.lb_forward(&fc, &hit, f, partial, now_ms);
         k += 1;
     }
     if k == 0 {
@@ -97,7 +99,7 @@ pub(crate) fn node(
     let m = Meta {
         dst: 0,
         src: 0,
-        vid: fc.vid,
+        vid,
         tci: 0,
         tagged: false,
     };

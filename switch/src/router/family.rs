@@ -130,7 +130,7 @@ pub(super) enum V4 {}
 /// Whether the router routes to IPv4 destination `d`: not multicast,
 /// limited broadcast or "this network".
 #[inline(always)]
-pub(super) fn routable_v4(d: u32) -> bool {
+fn routable_v4(d: u32) -> bool {
     !(d >> 28 == 0xe || d == u32::MAX || d >> 24 == 0)
 }
 /// IPv6.

@@ -13,7 +13,7 @@ use crate::mac::MacAddr;
 use crate::wire::ethernet::{self, EtherType};
 use crate::wire::{ipv4, ipv6};
 
-use super::family::{Family, V4, routable_v4};
+use super::family::{Family, V4};
 use super::neigh::NeighKey;
 use super::{L3Out, Router};
 
@@ -32,6 +32,16 @@ pub(crate) struct LbFast {
     generation: u64,
     /// The batch's last VIP port.
     vip: Option<VipPort>,
+}
+
+/// A packet the fast path can take (see [`Router::lb_established`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FastHit {
+    slot: u32,
+    proto: u8,
+    flags: u8,
+    /// The backend's MAC, as [`MacAddr::to_u64`].
+    pub(crate) mac: u64,
 }
 
 /// A VIP's port: its service and the backends' port.
@@ -82,21 +92,13 @@ impl Router {
         })
     }
 
-    /// The fast path for `frame`, received in `fc.domain` and untagged:
-    /// when it is an IPv4 packet of an established flow to a VIP that the
+    /// The fast path's probe of `frame`, received in `fc.domain` and
+    /// untagged: an IPv4 packet of an established flow to a VIP that the
     /// general path (`process`, `lb_packet`) would send to the backend MAC
-    /// the flow caches, and `out` takes that MAC (the verdict returned),
-    /// rewrite it as the general path would. `None`: nothing changed, the
+    /// the flow caches (`FastHit::mac`). Changes nothing; `None`: the
     /// general path decides.
     #[inline(always)]
-    pub(crate) fn lb_fast_forward<T>(
-        &mut self,
-        fc: &mut LbFast,
-        frame: &mut [u8],
-        partial: bool,
-        now_ms: u64,
-        out: impl FnOnce(u64) -> Option<T>,
-    ) -> Option<T> {
+    pub(crate) fn lb_established(&self, fc: &mut LbFast, frame: &[u8]) -> Option<FastHit> {
         // What `process` checks of it before its class is `Lb4`.
         if frame.len() < ETH
             || frame[..6] != fc.gw_mac.0
@@ -105,11 +107,9 @@ impl Router {
             return None;
         }
         let f = nat::parse_v4_plain(&frame[ETH..])?;
+        // The rest of `V4::check` (a routable destination) holds for every
+        // VIP (`lb::check`).
         let dst = f.dst as u32;
-        // The rest of `V4::check`.
-        if !routable_v4(dst) {
-            return None;
-        }
         let (svc, target) = match fc.vip {
             Some(v) if v.dst == dst && v.port == f.dport && v.proto == f.proto => (v.svc, v.target),
             _ => {
@@ -125,25 +125,43 @@ impl Router {
                 (svc, target)
             }
         };
+        let (slot, mac) = self.lb.established(svc, target, &f, fc.generation)?;
+        Some(FastHit {
+            slot,
+            proto: f.proto,
+            flags: f.flags,
+            mac,
+        })
+    }
+
+    /// Send the packet in `frame` of `hit` (from [`Router::lb_established`],
+    /// nothing changed since) to its backend: the load balancer's rewrite
+    /// and the MACs, as `lb_packet` would.
+    #[inline(always)]
+    pub(crate) fn lb_forward(
+        &mut self,
+        fc: &LbFast,
+        hit: &FastHit,
+        frame: &mut [u8],
+        partial: bool,
+        now_ms: u64,
+    ) {
+        // What the rewrite reads of the parse: fixed for plain IPv4.
+        let f = nat::Flow {
+            v6: false,
+            proto: hit.proto,
+            src: 0,
+            dst: 0,
+            sport: 0,
+            dport: 0,
+            flags: hit.flags,
+            l4: 20,
+        };
         let client = MacAddr(frame[6..12].try_into().expect("6 bytes"));
-        let mut backend = 0;
-        let verdict = self.lb.forward_established(
-            svc,
-            target,
-            &mut frame[ETH..],
-            &f,
-            client,
-            partial,
-            now_ms,
-            fc.generation,
-            |mac| {
-                backend = mac;
-                out(mac)
-            },
-        )?;
-        frame[0..6].copy_from_slice(&backend.to_be_bytes()[2..]);
+        let ip = &mut frame[ETH..];
+        self.lb.forward(hit.slot, ip, &f, client, partial, now_ms);
+        frame[0..6].copy_from_slice(&hit.mac.to_be_bytes()[2..]);
         frame[6..12].copy_from_slice(&fc.gw_mac.0);
-        Some(verdict)
     }
 
     /// Count `n` packets the fast path sent to backends.
