@@ -6,6 +6,8 @@ seed_* files, leaves whatever the fuzzer added alone).
   packets to the gateways, a BPDU, VXLAN-encapsulated frames, laid out as
   each target reads its input (see the target's doc comment);
 - lab_yaml: ../examples/*.yml;
+- vip: established, new, UDP, trunk and damaged packets to the VIPs,
+  with the neighbor, service and clock changes between them;
 - docker_json: the request bodies of ../shared/docker/transcript*.jsonl (what
   a real engine sent), one call per seed and each whole session as one seed.
 """
@@ -178,6 +180,22 @@ reply_vip = eth(GW_A, H_A, 0x0800, ipv4("10.0.0.2", "10.0.0.100", 17, udp(53, 20
 probe_ack = eth(GW_A, H_A, 0x0800, ipv4("10.0.0.2", "10.0.0.100", 6, tcp(8080, 64512, 0x12)))
 udp6_vip = eth(GW_A, H_A, 0x86DD, ipv6("fd00::9", "fd00::100", 17, udp(4002, 53, b"six")))
 write("l3_input", "services", bytes([0x20]) + records([(0, arp_vip), (0, udp_vip), (0, syn_vip), (0, backend_arp), (0, reply_vip), (0x14, probe_ack), (0, udp6_vip)]))
+
+# vip: records [op][arg][len][body]; op % 8: 0-4 a batch of 1 + arg % 32
+# packets into port op % 3 (body: client, proto/VIP/port, sport, MAC, TCP
+# flags, cut, dport), 5 a raw frame, 6 the clock, 7 a control change.
+def vrec(op, arg, body):
+    return bytes([op, arg, len(body)]) + bytes(body)
+V_SYN = [1, 0, 0, 0, 0x02, 0, 0, 80]
+V_ACK = [1, 0, 0, 0, 0x10, 0, 0, 80]
+V_UDP = [2, 1 | 1 << 2, 0, 0, 0, 0, 0, 53]
+write("vip", "established", vrec(0, 31, V_SYN) + vrec(3, 31, V_ACK) + vrec(0, 31, V_ACK))
+write("vip", "neighbor_moves", vrec(0, 31, V_SYN) + vrec(3, 31, V_ACK) + vrec(7, 0, []) + vrec(0, 31, V_ACK) + vrec(3, 31, V_ACK))
+write("vip", "services_change", vrec(0, 31, V_SYN) + vrec(3, 31, V_ACK) + vrec(7, 1, []) + vrec(0, 31, V_ACK))
+write("vip", "health_down", vrec(7, 7, []) + vrec(0, 31, V_SYN) + vrec(3, 31, V_ACK) + vrec(6, 40, []) + vrec(0, 31, V_ACK))
+write("vip", "udp", vrec(0, 15, V_UDP) + vrec(3, 15, V_UDP))
+write("vip", "trunk", vrec(2, 15, V_SYN) + vrec(2, 15, V_ACK))
+write("vip", "bad_header", vrec(0, 31, V_SYN) + vrec(3, 24, V_ACK + [0x40]) + vrec(0, 22, V_ACK + [0x46]))
 
 # lab_yaml: the examples.
 for f in sorted(os.listdir(os.path.join(ROOT, "examples"))):
