@@ -11,7 +11,7 @@
 //!
 //! Owns: byte offsets and checksum arithmetic. Never: decisions.
 
-use crate::wire::ipv4::checksum::{fold, sum};
+use crate::wire::ipv4::checksum::{fold, fold2, sum};
 
 pub const TCP: u8 = 6;
 pub const UDP: u8 = 17;
@@ -153,7 +153,8 @@ fn delta128(old: u128, new: u128) -> u32 {
 /// `HC' = ~(~HC + d)`.
 #[inline(always)]
 fn apply(hc: u16, d: u32) -> u16 {
-    !fold((!hc) as u32 + d)
+    // Three or more terms: the sum usually carries (`fold2`).
+    !fold2((!hc) as u32 + d)
 }
 
 #[inline(always)]
