@@ -6,10 +6,12 @@
 //!       +-> run (one flow: everything once per batch) ---------------+
 //!       |                                                            |
 //! rx ---+-> classify -+-> lookup -> learn -> forward -> egress ------+-> tx
-//!                     |                         |          |
-//!                     +-> stp (BPDUs to RSTP)   +-> l3 <---+  (to the gateway)
-//!                                                    |
-//!                                                    +-> egress of the routed-to domain
+//!                     |                         |          |             |
+//!                     +-> stp (BPDUs to RSTP)   +-> vip <--+ ------------+
+//!                                                    |   (to the gateway)
+//!                                                    +-> l3 (the rest)
+//!                                                         |
+//!                                                         +-> egress of the routed-to domain
 //! ```
 //!
 //! - `run`: a batch whose frames all share their header but (at most) the
@@ -28,6 +30,9 @@
 //!   gateway, filtered, STP discarding) and storm control.
 //! - `egress`: VLAN edit, flood copies, queue on the egress ports, count and
 //!   free drops.
+//! - `vip`: packets of established IPv4 flows to a load-balancer VIP,
+//!   from the head of the batch to the gateway: rewritten and queued on
+//!   the backend's port in one loop.
 //! - `l3`: the router, then the L2 output of what it produced.
 //!
 //! Per-packet state lives in fixed arrays, so the fast path never allocates,
