@@ -9,6 +9,7 @@ use super::{BatchCounts, drop_at, flush_touched};
 use crate::buf::PacketPool;
 use crate::config::DomainId;
 use crate::core::{Domain, PortSlot, Switch};
+use crate::counters::StageCounters;
 use crate::fdb::fdb_key;
 use crate::port::PortId;
 use crate::scratch::{Meta, Scratch};
@@ -24,12 +25,14 @@ const MEMO: usize = 8;
 /// Send every frame in `scratch.l3_out` into its egress domain: FDB lookup
 /// without learning, VLAN edit, queue; unknown and multicast destinations
 /// flood the VLAN. The caller flushes `scratch.touched`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn output(
     ports: &mut [Option<PortSlot>],
     pool: &mut PacketPool,
     domains: &mut [Option<Domain>],
     scratch: &mut Scratch,
     tracer: &mut Tracer,
+    stages: &mut StageCounters,
     now_s: u32,
     now_ms: u64,
 ) {
@@ -109,6 +112,7 @@ pub(crate) fn output(
         }
     }
     scratch.l3_out.frames = out;
+    c.add_to(stages);
 }
 
 /// Answer the frames for the domain's DNS listeners (the router's
@@ -146,6 +150,7 @@ pub(crate) fn l3_flush_out(sw: &mut Switch) {
         domains,
         scratch,
         tracer,
+        stages,
         now_s,
         now_ms,
         ..
@@ -154,6 +159,8 @@ pub(crate) fn l3_flush_out(sw: &mut Switch) {
         return;
     }
     scratch.touched.clear();
-    output(ports, pool, domains, scratch, tracer, *now_s, *now_ms);
+    output(
+        ports, pool, domains, scratch, tracer, stages, *now_s, *now_ms,
+    );
     flush_touched(ports, pool, &scratch.touched, *now_ms);
 }

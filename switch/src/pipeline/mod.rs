@@ -194,7 +194,7 @@ impl Switch {
             // (their steps are the general path's to note).
             if !dry && scratch.traced == 0 && !scratch.l3_in.is_empty() {
                 vip::node(
-                    router, ports, pool, domains, domain_id, scratch, now_s, now_ms,
+                    router, ports, pool, domains, domain_id, scratch, stages, now_s, now_ms,
                 );
             }
             if !scratch.l3_in.is_empty() {
@@ -212,7 +212,7 @@ impl Switch {
                     dry::after_l3(router, pool, domains, scratch, tracer);
                 }
             }
-            l3::output(ports, pool, domains, scratch, tracer, now_s, now_ms);
+            l3::output(ports, pool, domains, scratch, tracer, stages, now_s, now_ms);
         }
 
         // Transmit what the batch produced (a dry run's caller takes the
@@ -494,6 +494,20 @@ mod tests {
     /// Batches of one flow (or one destination from many sources) take the
     /// `run` fast path unless the tracer is armed; both paths must leave
     /// the same frames on the same ports and the same counters.
+    /// A routed frame's tag edit is counted like a switched one's: the
+    /// gateway's echo reply to a station behind the trunk leaves tagged.
+    #[test]
+    fn routed_frames_count_their_tag_edits() {
+        let (mut sw, hs) = mixed(false);
+        hs[0].inject(tag(ping_gw(A, 1), 10));
+        sw.poll();
+        let sent = hs[0].take_tx();
+        assert_eq!(sent.len(), 1, "the reply, back through the trunk");
+        assert_eq!(sent[0][12..16], [0x81, 0x00, 0x00, 10], "tagged VLAN 10");
+        assert_eq!(sw.stage_counters().get(StageCounter::EgressTagPush), 1);
+        assert_eq!(sw.stage_counters().get(StageCounter::EgressTagPop), 1);
+    }
+
     #[test]
     fn the_run_fast_path_matches_the_general_path() {
         let s = |i: u64| MacAddr::local(0x100 + i);

@@ -27,6 +27,7 @@ use crate::batch::BATCH_MAX;
 use crate::buf::PacketPool;
 use crate::config::DomainId;
 use crate::core::{Domain, PortSlot};
+use crate::counters::StageCounters;
 use crate::fdb::fdb_key;
 use crate::port::PortId;
 use crate::router::Router;
@@ -47,6 +48,7 @@ pub(crate) fn node(
     domains: &[Option<Domain>],
     domain_id: DomainId,
     scratch: &mut Scratch,
+    stages: &mut StageCounters,
     now_s: u32,
     now_ms: u64,
 ) {
@@ -110,4 +112,5 @@ pub(crate) fn node(
             Err(r) => drop_at(ports, pool, b, p, r),
         }
     }
+    c.add_to(stages);
 }
