@@ -91,6 +91,16 @@ impl Batch {
         self.bufs.drain(..)
     }
 
+    /// Exchange the packets of the two batches (each keeps its limit):
+    /// moving a whole batch at once, where draining one into the other
+    /// packet by packet costs a capacity check each. The caller checks the
+    /// packets fit `other`'s limit.
+    #[inline]
+    pub fn swap_packets(&mut self, other: &mut Batch) {
+        debug_assert!(self.len() <= other.limit && other.len() <= self.limit);
+        std::mem::swap(&mut self.bufs, &mut other.bufs);
+    }
+
     /// Move the first `k` packets out, in order; the rest move to the
     /// front.
     #[inline]

@@ -262,6 +262,11 @@ fn to_router(cx: &mut Ctx, batch: &mut Batch, m: &Meta) {
         in_port,
         ..
     } = cx;
+    if !m.tagged && scratch.l3_in.is_empty() && batch.len() <= scratch.l3_in.limit() {
+        // The whole batch as it is (the router's input is empty).
+        scratch.l3_in.swap_packets(batch);
+        return;
+    }
     for mut b in batch.drain() {
         if m.tagged {
             super::egress::move_macs(pool.data_mut(&b), 0, TAG_LEN);
