@@ -190,6 +190,20 @@ struct FwdKey {
     proto: u8,
 }
 
+impl FwdKey {
+    /// The key of packet `f` to service `svc`'s VIP.
+    #[inline(always)]
+    fn of(svc: u32, f: &nat::Flow) -> FwdKey {
+        FwdKey {
+            client: f.src,
+            svc,
+            cport: f.sport,
+            vport: f.dport,
+            proto: f.proto,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct RevKey {
     svc: u32,
@@ -653,13 +667,7 @@ impl Lb {
             return (Verdict::Drop(DropReason::LbNoPort), false);
         };
         let target = port.target;
-        let key = FwdKey {
-            client: f.src,
-            svc,
-            cport: f.sport,
-            vport: f.dport,
-            proto: f.proto,
-        };
+        let key = FwdKey::of(svc, &f);
         let closing = f.flags & (nat::FIN | nat::RST) != 0;
         let h = flow_hash(&key);
         if let Some(i) = self.flows.find(&key, h) {
@@ -765,13 +773,7 @@ impl Lb {
             return None;
         }
         let s = self.svcs.get(svc as usize)?.as_ref()?;
-        let key = FwdKey {
-            client: f.src,
-            svc,
-            cport: f.sport,
-            vport: f.dport,
-            proto: f.proto,
-        };
+        let key = FwdKey::of(svc, f);
         let i = self.flows.find(&key, flow_hash(&key))?;
         let fl = &self.flows.slots[i as usize];
         let cached = fl.deltas_ok && fl.mac_gen == generation && fl.target == target;
