@@ -200,15 +200,17 @@ fn failed(action: impl Into<String>, reason: impl std::fmt::Display) -> FabricEr
 }
 
 /// A cluster operation's error: [`FabricError::Unavailable`] when the
-/// store did not answer (so the API says 503, not 409), else
-/// [`FabricError::Failed`].
+/// store did not answer (so the API says 503, not 409),
+/// [`FabricError::Store`] when it answered with an error of its own (an
+/// authentication or permission error: 500), else [`FabricError::Failed`]
+/// (the cluster refused: 409).
 fn cluster_failed(action: impl Into<String>, e: crate::cluster::ClusterError) -> FabricError {
+    use crate::cluster::ClusterError;
+    let (action, reason) = (action.into(), e.to_string());
     match e {
-        crate::cluster::ClusterError::Unavailable(_) => FabricError::Unavailable {
-            action: action.into(),
-            reason: e.to_string(),
-        },
-        e => failed(action, e),
+        ClusterError::Unavailable(_) => FabricError::Unavailable { action, reason },
+        ClusterError::Etcd(_) => FabricError::Store { action, reason },
+        _ => FabricError::Failed { action, reason },
     }
 }
 
@@ -949,6 +951,24 @@ const fn libc_eexist() -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_errors_keep_their_kind() {
+        use crate::cluster::ClusterError;
+        let kind = |e| match cluster_failed("create", e) {
+            FabricError::Unavailable { .. } => "unavailable",
+            FabricError::Store { .. } => "store",
+            FabricError::Failed { .. } => "failed",
+            FabricError::Unsupported(_) => "unsupported",
+        };
+        assert_eq!(
+            kind(ClusterError::Unavailable("no quorum".into())),
+            "unavailable"
+        );
+        let auth = etcd_client::Error::InvalidArgs("authentication failed".into());
+        assert_eq!(kind(ClusterError::Etcd(auth)), "store");
+        assert_eq!(kind(ClusterError::Conflict("held by b".into())), "failed");
+    }
     use rvs_cnm::model::{DEFAULT_MTU, Subnet};
 
     fn net(internal: bool) -> Network {

@@ -24,6 +24,11 @@ pub enum FabricError {
     /// time: nothing was changed, and the same call may succeed later.
     #[error("{action}: {reason}")]
     Unavailable { action: String, reason: String },
+    /// That store answered with an error of its own (a refused credential,
+    /// a permission): nothing was changed, and the fault is the store's or
+    /// this host's setup, not the request.
+    #[error("{action}: {reason}")]
+    Store { action: String, reason: String },
 }
 
 /// What the fabric built for an endpoint.

@@ -60,6 +60,9 @@ fn driver_error(e: DriverError) -> ControlError {
         DriverError::Fabric(FabricError::Unavailable { .. }) => {
             ControlError::Unavailable(e.to_string())
         }
+        // The store answered with an error of its own (credentials,
+        // permissions): this host's setup, not the request.
+        DriverError::Fabric(FabricError::Store { .. }) => ControlError::Backend(e.to_string()),
         DriverError::Store(_) => ControlError::Internal(e.to_string()),
     }
 }
