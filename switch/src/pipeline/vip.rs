@@ -13,8 +13,8 @@
 //! on the port the backend's MAC is behind (looked up once per backend
 //! and batch).
 //!
-//! The result is exactly the general path's (`the_vip_node_matches_the_
-//! general_path` in `mod.rs` compares both, packet by packet and counter by
+//! The result is exactly the general path's (`switch/tests/vip_fast_path.rs`
+//! and the `vip` fuzz target compare both, byte by byte and counter by
 //! counter): the node takes the batch's packets in order up to the first it
 //! cannot take, and leaves that one and all after it to the router, so no
 //! flow's packets are reordered. It does not run for traced batches or dry
