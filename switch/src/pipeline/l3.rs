@@ -14,13 +14,64 @@ use crate::fdb::fdb_key;
 use crate::port::PortId;
 use crate::scratch::{Meta, Scratch};
 use crate::trace::Tracer;
+use crate::vlan::Egress;
 
 /// The ingress "port" of frames the router sends: no port has this id, so
 /// flooding excludes nothing and drops are charged to no port.
 const ROUTER_PORT: PortId = PortId(u16::MAX);
 
-/// Destinations remembered per [`output`] call.
+/// Destinations an [`OutMemo`] remembers.
 const MEMO: usize = 8;
+
+/// Where the router's output to a unicast MAC goes, remembered for one
+/// [`output`] call or one batch of the `vip` node: the port the FDB has it
+/// behind and how a frame of its VLAN leaves that port (`None`: unknown,
+/// so flooded). The router's output goes to few stations (next hops, a
+/// service's backends), and while it is sent nothing learns and no port
+/// changes, so an answer stays right that long. Slots by the MAC's low
+/// bits.
+pub(super) struct OutMemo {
+    slots: [MemoSlot; MEMO],
+}
+
+/// (FDB key, domain, answer); an empty slot's key is `u64::MAX`, which no
+/// FDB key is (a VID has 12 bits).
+type MemoSlot = (u64, DomainId, Option<(PortId, Egress)>);
+
+impl OutMemo {
+    pub(super) fn new() -> Self {
+        OutMemo {
+            slots: [(u64::MAX, DomainId(0), None); MEMO],
+        }
+    }
+
+    /// The answer for unicast MAC `dst` (as [`MacAddr::to_u64`]) in VLAN
+    /// `vid` of domain `d` (`id`).
+    ///
+    /// [`MacAddr::to_u64`]: crate::MacAddr::to_u64
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn get(
+        &mut self,
+        ports: &[Option<PortSlot>],
+        d: &Domain,
+        id: DomainId,
+        vid: u16,
+        dst: u64,
+        now_s: u32,
+    ) -> Option<(PortId, Egress)> {
+        let key = fdb_key(vid, dst);
+        let slot = &mut self.slots[dst as usize % MEMO];
+        if slot.0 != key || slot.1 != id {
+            let v = d
+                .fdb
+                .lookup(key, now_s)
+                .map(|p| (p, unicast_egress(ports, p, vid)));
+            *slot = (key, id, v);
+        }
+        slot.2
+    }
+}
 
 /// Send every frame in `scratch.l3_out` into its egress domain: FDB lookup
 /// without learning, VLAN edit, queue; unknown and multicast destinations
@@ -38,11 +89,7 @@ pub(crate) fn output(
 ) {
     let mut out = std::mem::take(&mut scratch.l3_out.frames);
     let mut c = BatchCounts::default();
-    // The lookups of this call, by the destination's low bits: the router's
-    // output goes to few stations (next hops, a service's backends), and
-    // no FDB changes while it is sent (no learning here), so an answer
-    // stays right for the whole call.
-    let mut memo: [Option<(DomainId, u64, Option<PortId>)>; MEMO] = [None; MEMO];
+    let mut memo = OutMemo::new();
     for f in out.drain(..) {
         let Some(d) = domains
             .get_mut(f.domain.0 as usize)
@@ -68,21 +115,11 @@ pub(crate) fn output(
         let known = if dst & MULTICAST_BIT != 0 {
             None
         } else {
-            let key = fdb_key(f.vid, dst);
-            let slot = &mut memo[(dst as usize) % MEMO];
-            match *slot {
-                Some((dom, k, p)) if dom == f.domain && k == key => p,
-                _ => {
-                    let p = d.fdb.lookup(key, now_s);
-                    *slot = Some((f.domain, key, p));
-                    p
-                }
-            }
+            memo.get(ports, d, f.domain, f.vid, dst, now_s)
         };
         match known {
-            Some(out) => {
+            Some((out, egress)) => {
                 let mut b = f.buf;
-                let egress = unicast_egress(ports, out, f.vid);
                 match egress_edit(pool, &mut b, &m, egress, tpid, &mut c) {
                     Ok(()) => enqueue(ports, pool, &mut scratch.touched, out, b, now_ms),
                     // Counted on the port it was routed to (disabled, not

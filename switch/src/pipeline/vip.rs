@@ -21,21 +21,18 @@
 //! runs.
 
 use super::classify::MULTICAST_BIT;
-use super::egress::{egress_edit, enqueue, unicast_egress};
+use super::egress::{egress_edit, enqueue};
+use super::l3::OutMemo;
 use super::{BatchCounts, drop_at};
 use crate::batch::BATCH_MAX;
 use crate::buf::PacketPool;
 use crate::config::DomainId;
 use crate::core::{Domain, PortSlot};
 use crate::counters::StageCounters;
-use crate::fdb::fdb_key;
 use crate::port::PortId;
 use crate::router::Router;
 use crate::scratch::{Meta, Scratch};
 use crate::vlan::Egress;
-
-/// Backends' ports remembered per batch, by the MAC's low bits.
-const MEMO: usize = 4;
 
 /// Take the packets of established VIP flows at the head of
 /// `scratch.l3_in` (received in `domain_id`); the router takes the rest.
@@ -61,9 +58,8 @@ pub(crate) fn node(
     let tpid = d.cfg.vlan_protocol.tpid();
     let batch = &mut scratch.l3_in;
     let mut out = [(PortId(0), Egress::NotMember); BATCH_MAX];
-    // The FDB and the ports do not change during the batch's L3 work
-    // (nothing learns there): one lookup per backend MAC.
-    let mut memo = [(u64::MAX, PortId(0), Egress::NotMember); MEMO];
+    // One FDB lookup per backend MAC and batch.
+    let mut memo = OutMemo::new();
     let mut k = 0;
     let vid = fc.vid;
     while k < batch.len() {
@@ -75,19 +71,13 @@ pub(crate) fn node(
         };
         // What the L3 output would do with the backend's MAC: a known
         // unicast destination, or the general path (a flood, say).
-        let slot = &mut memo[hit.mac as usize % MEMO];
-        if slot.0 != hit.mac {
-            let found = if hit.mac & MULTICAST_BIT != 0 {
-                None
-            } else {
-                d.fdb.lookup(fdb_key(vid, hit.mac), now_s)
-            };
-            let Some(p) = found else {
-                break;
-            };
-            *slot = (hit.mac, p, unicast_egress(ports, p, vid));
+        if hit.mac & MULTICAST_BIT != 0 {
+            break;
         }
-        out[k] = (slot.1, slot.2);
+        let Some(o) = memo.get(ports, d, domain_id, vid, hit.mac, now_s) else {
+            break;
+        };
+        out[k] = o;
         router.lb_forward(&fc, &hit, f, partial, now_ms);
         k += 1;
     }
