@@ -49,6 +49,8 @@ pub const FLOWS_MAX: usize = 65536;
 const INDEX_FIRST: usize = 1024;
 /// Most backends of one service.
 pub const BACKENDS_MAX: usize = 1000;
+/// Services at most (a flow key holds the service's slot in 16 bits).
+pub const SERVICES_MAX: usize = 65536;
 /// Source ports of health probes: `PROBE_PORT_BASE + backend index`.
 pub const PROBE_PORT_BASE: u16 = 64512;
 /// Source ports of balanced flows: `SNAT_FIRST..PROBE_PORT_BASE`.
@@ -111,6 +113,8 @@ pub enum LbError {
     TooManyBackends(IpAddr),
     #[error("VIP {0} is not a unicast address")]
     BadVip(IpAddr),
+    #[error("{0} services; at most {max}", max = SERVICES_MAX)]
+    TooManyServices(usize),
 }
 
 /// A backend as the data plane sees it.
@@ -181,13 +185,25 @@ impl Svc {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// An established flow as [`Lb::established`] found it: its slot, its
+/// backend's cached MAC (as [`MacAddr::to_u64`]), the VIP and the
+/// backend's address.
+#[derive(Debug, Clone, Copy)]
+pub struct Established {
+    slot: u32,
+    pub mac: u64,
+    vip: u128,
+    to: u128,
+}
+
+/// A flow's key: the client's address, and its service, protocol and
+/// ports packed in one word (`svc << 40 | proto << 32 | cport << 16 |
+/// vport`), so the established path compares three words, not five
+/// fields ([`SERVICES_MAX`] keeps `svc` in 16 bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FwdKey {
     client: u128,
-    svc: u32,
-    cport: u16,
-    vport: u16,
-    proto: u8,
+    rest: u64,
 }
 
 impl FwdKey {
@@ -196,11 +212,31 @@ impl FwdKey {
     fn of(svc: u32, f: &nat::Flow) -> FwdKey {
         FwdKey {
             client: f.src,
-            svc,
-            cport: f.sport,
-            vport: f.dport,
-            proto: f.proto,
+            rest: (svc as u64) << 40
+                | (f.proto as u64) << 32
+                | (f.sport as u64) << 16
+                | f.dport as u64,
         }
+    }
+
+    #[inline(always)]
+    fn svc(&self) -> u32 {
+        (self.rest >> 40) as u32
+    }
+
+    #[inline(always)]
+    fn proto(&self) -> u8 {
+        (self.rest >> 32) as u8
+    }
+
+    #[inline(always)]
+    fn cport(&self) -> u16 {
+        (self.rest >> 16) as u16
+    }
+
+    #[inline(always)]
+    fn vport(&self) -> u16 {
+        self.rest as u16
     }
 }
 
@@ -325,9 +361,9 @@ impl Flow {
     #[inline(always)]
     fn rev_key(&self) -> RevKey {
         RevKey {
-            svc: self.key.svc,
+            svc: self.key.svc(),
             snat: self.snat,
-            proto: self.key.proto,
+            proto: self.key.proto(),
         }
     }
 }
@@ -392,8 +428,16 @@ fn check(s: &Service) -> Result<(), LbError> {
 /// The flow hash: the 5-tuple, mixed.
 #[inline(always)]
 fn flow_hash(k: &FwdKey) -> u64 {
-    let a = mix64(k.client as u64 ^ ((k.client >> 64) as u64).rotate_left(17));
-    mix64(a ^ ((k.cport as u64) << 32 | (k.vport as u64) << 16 | k.proto as u64))
+    let (lo, hi) = (k.client as u64, (k.client >> 64) as u64);
+    // An IPv4 client's address is 32 bits: one round mixes it with the
+    // protocol and the ports (not the service), overlapping the protocol
+    // with its last byte. An IPv6 client's takes a round of its own.
+    let a = if hi == 0 {
+        lo
+    } else {
+        mix64(lo ^ hi.rotate_left(17))
+    };
+    mix64(a.rotate_left(32) ^ (k.rest & 0xff_ffff_ffff))
 }
 
 /// The reverse index's hash.
@@ -426,6 +470,9 @@ impl Lb {
     /// or port is gone move or go). Refused as a whole (nothing changes)
     /// when one service is invalid.
     pub fn set(&mut self, services: Vec<Service>, now_ms: u64) -> Result<(), LbError> {
+        if services.len() > SERVICES_MAX {
+            return Err(LbError::TooManyServices(services.len()));
+        }
         let mut seen = hashbrown::HashSet::new();
         for s in &services {
             check(s)?;
@@ -520,14 +567,14 @@ impl Lb {
         }
         for k in 0..self.flows.slots.len() {
             let f = &mut self.flows.slots[k];
-            if !f.used || f.key.svc != i {
+            if !f.used || f.key.svc() != i {
                 continue;
             }
             let port = n
                 .cfg
                 .ports
                 .iter()
-                .find(|p| p.proto == f.key.proto && p.port == f.key.vport);
+                .find(|p| p.proto == f.key.proto() && p.port == f.key.vport());
             match port {
                 Some(p) => {
                     f.backend = remap.get(f.backend as usize).copied().unwrap_or(NONE);
@@ -543,7 +590,7 @@ impl Lb {
     fn drop_flows_of(&mut self, svc: u32) {
         for k in 0..self.flows.slots.len() {
             let f = &self.flows.slots[k];
-            if f.used && f.key.svc == svc {
+            if f.used && f.key.svc() == svc {
                 self.flows.remove(k as u32);
             }
         }
@@ -553,7 +600,7 @@ impl Lb {
     pub fn status(&self) -> Vec<ServiceStatus> {
         let mut flows = vec![0usize; self.svcs.len()];
         for f in self.flows.slots.iter().filter(|f| f.used) {
-            flows[f.key.svc as usize] += 1;
+            flows[f.key.svc() as usize] += 1;
         }
         self.svcs
             .iter()
@@ -658,9 +705,9 @@ impl Lb {
                         fl.deltas = deltas_of(s, fl);
                         fl.deltas_ok = true;
                     }
-                    let to = (fl.key.client, fl.key.cport);
+                    let to = (fl.key.client, fl.key.cport());
                     let d = fl.deltas.rev;
-                    nat::rewrite_with(ip, &f, partial, (s.vip, fl.key.vport), to, d);
+                    nat::rewrite_with(ip, &f, partial, (s.vip, fl.key.vport()), to, d);
                     return (Verdict::ToClient(fl.client_mac), false);
                 }
             }
@@ -693,10 +740,9 @@ impl Lb {
                 fl.mac_gen = NO_GEN;
             }
             self.last = i;
-            return (
-                Verdict::ToBackend(to_backend(s, fl, ip, &f, mac, partial, now_ms)),
-                false,
-            );
+            let to = s.addrs[fl.backend as usize];
+            to_backend((s.vip, to), fl, ip, &f, mac, partial, now_ms);
+            return (Verdict::ToBackend(to), false);
         }
         let b = s.table.lookup(h);
         if b == NONE {
@@ -756,9 +802,8 @@ impl Lb {
     /// [`Lb::target`]), when it is established and its every decision is
     /// cached (its backend live, its port's target unchanged, its
     /// checksum deltas worked out, its backend's MAC cached at neighbor
-    /// generation `generation`): its slot and that MAC (as
-    /// [`MacAddr::to_u64`]). Then [`Lb::forward`] does what [`Lb::packet`]
-    /// would; otherwise (`None`) `packet` decides. Changes nothing.
+    /// generation `generation`): what [`Lb::forward`] needs to do what
+    /// [`Lb::packet`] would. `None`: `packet` decides. Changes nothing.
     #[inline(always)]
     pub fn established(
         &self,
@@ -766,7 +811,7 @@ impl Lb {
         target: u16,
         f: &nat::Flow,
         generation: u64,
-    ) -> Option<(u32, u64)> {
+    ) -> Option<Established> {
         // A health probe's answer may be on a port above PROBE_PORT_BASE:
         // `packet` tells.
         if f.dport >= PROBE_PORT_BASE && f.proto == nat::TCP || self.dry {
@@ -778,30 +823,32 @@ impl Lb {
         let fl = &self.flows.slots[i as usize];
         let cached = fl.deltas_ok && fl.mac_gen == generation && fl.target == target;
         let live = s.up.get(fl.backend as usize).copied().unwrap_or(false);
-        (cached && live).then_some((i, fl.mac))
+        (cached && live).then(|| Established {
+            slot: i,
+            mac: fl.mac,
+            vip: s.vip,
+            to: s.addrs[fl.backend as usize],
+        })
     }
 
-    /// Forward the packet `ip` of flow `f` in `slot` (as
-    /// [`Lb::established`] found it, nothing changed since) from the
-    /// station at `mac` to its backend, as [`Lb::packet`] would.
+    /// Forward the packet `ip` of flow `f` (as [`Lb::established`] found
+    /// it in `e`, nothing changed since) from the station at `mac` to its
+    /// backend, as [`Lb::packet`] would.
     #[inline(always)]
     pub fn forward(
         &mut self,
-        slot: u32,
+        e: &Established,
         ip: &mut [u8],
         f: &nat::Flow,
         mac: MacAddr,
         partial: bool,
         now_ms: u64,
     ) {
-        let Some(fl) = self.flows.slots.get_mut(slot as usize) else {
+        let Some(fl) = self.flows.slots.get_mut(e.slot as usize) else {
             return;
         };
-        let Some(Some(s)) = self.svcs.get(fl.key.svc as usize) else {
-            return;
-        };
-        self.last = slot;
-        to_backend(s, fl, ip, f, mac, partial, now_ms);
+        self.last = e.slot;
+        to_backend((e.vip, e.to), fl, ip, f, mac, partial, now_ms);
     }
 
     /// Timers: forget idle flows (a slice of the table per call), mark
@@ -814,7 +861,7 @@ impl Lb {
             let i = self.flows.sweep_at % n;
             self.flows.sweep_at = i + 1;
             let f = &self.flows.slots[i];
-            let idle = match (f.key.proto, f.closing) {
+            let idle = match (f.key.proto(), f.closing) {
                 (nat::UDP, _) => UDP_IDLE_MS,
                 (_, true) => TCP_CLOSING_MS,
                 _ => TCP_IDLE_MS,
@@ -890,32 +937,30 @@ fn flow_mut<'a>(
     }
 }
 
-/// A packet of established flow `fl` of service `s` (its backend live, its
-/// deltas valid) from the station at `mac`: note it, and rewrite `ip` to
-/// the backend. Returns the backend's address.
+/// A packet of established flow `fl` (its backend, at `to`, live; its
+/// deltas valid) to VIP `vip` from the station at `mac`: note it, and
+/// rewrite `ip` to the backend.
 #[inline(always)]
 fn to_backend(
-    s: &Svc,
+    (vip, to): (u128, u128),
     fl: &mut Flow,
     ip: &mut [u8],
     f: &nat::Flow,
     mac: MacAddr,
     partial: bool,
     now_ms: u64,
-) -> u128 {
+) {
     fl.last_ms = now_ms;
     fl.closing |= f.flags & (nat::FIN | nat::RST) != 0;
     fl.client_mac = mac;
-    let to = s.addrs[fl.backend as usize];
     let d = fl.deltas.fwd;
-    nat::rewrite_with(ip, f, partial, (s.vip, fl.snat), (to, fl.target), d);
-    to
+    nat::rewrite_with(ip, f, partial, (vip, fl.snat), (to, fl.target), d);
 }
 
 /// The checksum deltas of flow `fl` of service `s` (on its backend and
 /// port now): client → backend, and the backend's reply back.
 fn deltas_of(s: &Svc, fl: &Flow) -> nat::Deltas {
-    let (client, vip) = ((fl.key.client, fl.key.cport), (s.vip, fl.key.vport));
+    let (client, vip) = ((fl.key.client, fl.key.cport()), (s.vip, fl.key.vport()));
     let backend = (s.addrs[fl.backend as usize], fl.target);
     let snat = (s.vip, fl.snat);
     nat::Deltas {

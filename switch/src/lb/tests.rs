@@ -239,6 +239,12 @@ fn idle_flows_expire_and_bad_services_are_refused_changing_nothing() {
     }
     let dup = vec![svc(&[be(1)], None), svc(&[be(2)], None)];
     assert_eq!(l.set(dup, 0), Err(LbError::DuplicateVip(VIP.into(), D)));
+    // A flow key holds a service's slot in 16 bits.
+    let many = vec![svc(&[be(1)], None); SERVICES_MAX + 1];
+    assert_eq!(
+        l.set(many, 0),
+        Err(LbError::TooManyServices(SERVICES_MAX + 1))
+    );
     assert_eq!(l.status().len(), 1, "the old service is still there");
     l.set(vec![], 0).unwrap();
     assert!(l.is_empty() && !l.serves(D));

@@ -71,10 +71,10 @@ pub(crate) fn node(
         };
         // What the L3 output would do with the backend's MAC: a known
         // unicast destination, or the general path (a flood, say).
-        if hit.mac & MULTICAST_BIT != 0 {
+        if hit.flow.mac & MULTICAST_BIT != 0 {
             break;
         }
-        let Some(o) = memo.get(ports, d, domain_id, vid, hit.mac, now_s) else {
+        let Some(o) = memo.get(ports, d, domain_id, vid, hit.flow.mac, now_s) else {
             break;
         };
         out[k] = o;

@@ -8,7 +8,7 @@
 use crate::buf::{PacketPool, PktBuf};
 use crate::config::DomainId;
 use crate::counters::{DropReason, StageCounter};
-use crate::lb::{LbError, Probe, Service, ServiceStatus, Verdict, nat};
+use crate::lb::{Established, LbError, Probe, Service, ServiceStatus, Verdict, nat};
 use crate::mac::MacAddr;
 use crate::wire::ethernet::{self, EtherType};
 use crate::wire::{ipv4, ipv6};
@@ -37,11 +37,10 @@ pub(crate) struct LbFast {
 /// A packet the fast path can take (see [`Router::lb_established`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FastHit {
-    slot: u32,
+    /// The flow; its `mac` is the backend's.
+    pub(crate) flow: Established,
     proto: u8,
     flags: u8,
-    /// The backend's MAC, as [`MacAddr::to_u64`].
-    pub(crate) mac: u64,
 }
 
 /// A VIP's port: its service and the backends' port.
@@ -95,7 +94,7 @@ impl Router {
     /// The fast path's probe of `frame`, received in `fc.domain` and
     /// untagged: an IPv4 packet of an established flow to a VIP that the
     /// general path (`process`, `lb_packet`) would send to the backend MAC
-    /// the flow caches (`FastHit::mac`). Changes nothing; `None`: the
+    /// the flow caches (`FastHit::flow`). Changes nothing; `None`: the
     /// general path decides.
     #[inline(always)]
     pub(crate) fn lb_established(&self, fc: &mut LbFast, frame: &[u8]) -> Option<FastHit> {
@@ -125,12 +124,11 @@ impl Router {
                 (svc, target)
             }
         };
-        let (slot, mac) = self.lb.established(svc, target, &f, fc.generation)?;
+        let flow = self.lb.established(svc, target, &f, fc.generation)?;
         Some(FastHit {
-            slot,
+            flow,
             proto: f.proto,
             flags: f.flags,
-            mac,
         })
     }
 
@@ -159,8 +157,8 @@ impl Router {
         };
         let client = MacAddr(frame[6..12].try_into().expect("6 bytes"));
         let ip = &mut frame[ETH..];
-        self.lb.forward(hit.slot, ip, &f, client, partial, now_ms);
-        frame[0..6].copy_from_slice(&hit.mac.to_be_bytes()[2..]);
+        self.lb.forward(&hit.flow, ip, &f, client, partial, now_ms);
+        frame[0..6].copy_from_slice(&hit.flow.mac.to_be_bytes()[2..]);
         frame[6..12].copy_from_slice(&fc.gw_mac.0);
     }
 
