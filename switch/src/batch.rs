@@ -101,6 +101,19 @@ impl Batch {
         std::mem::swap(&mut self.bufs, &mut other.bufs);
     }
 
+    /// Move the first `n` packets, in order, to the end of `dst` when it
+    /// has room for them all (true); otherwise nothing moves (false).
+    #[inline]
+    pub fn move_front(&mut self, n: usize, dst: &mut Batch) -> bool {
+        if n > self.bufs.len() || n > dst.room() {
+            return false;
+        }
+        for b in self.bufs.drain(..n) {
+            dst.bufs.push(b);
+        }
+        true
+    }
+
     /// Move the first `k` packets out, in order; the rest move to the
     /// front.
     #[inline]

@@ -20,8 +20,8 @@ use rvs_switch::lb::{HealthCheck, Service, ServicePort};
 use rvs_switch::router::Gateway;
 use rvs_switch::wire::ipv4::{checksum, write_header};
 use rvs_switch::{
-    DomainConfig, DomainId, MacAddr, MemoryPort, MemoryPortHandle, PacketPool, PortConfig, PortId,
-    StageCounter, Switch, VlanMode,
+    DomainConfig, DomainId, DropReason, MacAddr, MemoryPort, MemoryPortHandle, PacketPool,
+    PortConfig, PortId, StageCounter, Switch, VlanMode,
 };
 
 const GW: MacAddr = MacAddr([2, 0, 0, 0, 1, 1]);
@@ -145,12 +145,15 @@ fn ping_vip() -> Vec<u8> {
     f
 }
 
-/// p0: clients (access, VLAN 1); p1: backends 1 and 2 (access); p2: a
-/// trunk (VLAN 1 tagged) with backend 3 behind it and tagged clients;
-/// backend 4 has a neighbor entry but no FDB entry (its packets flood).
-/// VIP:80/tcp → 8080 and VIP:53/udp → 5353 over backends 1–3; VIP2:443 →
-/// 8443 over backend 4.
-fn twin(health: Option<HealthCheck>) -> (Switch, Vec<MemoryPortHandle>, DomainId) {
+/// p0: clients (access, VLAN 1); p1: backends 1 and 2 (access; frames of
+/// at most `p1_max` bytes, when given); p2: a trunk (VLAN 1 tagged) with
+/// backend 3 behind it and tagged clients; backend 4 has a neighbor entry
+/// but no FDB entry (its packets flood). VIP:80/tcp → 8080 and
+/// VIP:53/udp → 5353 over backends 1–3; VIP2:443 → 8443 over backend 4.
+fn twin(
+    health: Option<HealthCheck>,
+    p1_max: Option<usize>,
+) -> (Switch, Vec<MemoryPortHandle>, DomainId) {
     let mut sw = Switch::new(PacketPool::with_frames(1024));
     let mut cfg = DomainConfig::new("lb");
     cfg.fdb.max_entries = 64;
@@ -159,7 +162,10 @@ fn twin(health: Option<HealthCheck>) -> (Switch, Vec<MemoryPortHandle>, DomainId
         .unwrap();
     let mut hs = Vec::new();
     for i in 0..3 {
-        let (p, h) = MemoryPort::new(&format!("p{i}"));
+        let (mut p, h) = MemoryPort::new(&format!("p{i}"));
+        if let (1, Some(max)) = (i, p1_max) {
+            p = p.with_max_frame(max);
+        }
         let mut cfg = PortConfig::access(d, 1);
         if i == 2 {
             cfg = cfg.with_vlan(VlanMode::Trunk {
@@ -250,8 +256,12 @@ struct Twins {
 
 impl Twins {
     fn new(health: Option<HealthCheck>) -> Self {
-        let (fast, fh, d) = twin(health);
-        let (mut slow, sh, _) = twin(health);
+        Self::with_p1_max(health, None)
+    }
+
+    fn with_p1_max(health: Option<HealthCheck>, p1_max: Option<usize>) -> Self {
+        let (fast, fh, d) = twin(health, p1_max);
+        let (mut slow, sh, _) = twin(health, p1_max);
         slow.tracer().arm(u32::MAX, None);
         Twins {
             fast,
@@ -511,4 +521,54 @@ fn a_backend_whose_health_check_failed_is_left_to_the_general_path() {
         .counters()
         .drops_by(rvs_switch::DropReason::LbNoBackend);
     assert_eq!(dropped, 32);
+}
+
+/// The node moves a run of frames to one port into its transmit batch at
+/// once; what it sends and counts must still be what frame by frame
+/// gives: a port too small for a run's frames drops them (counted, and
+/// the run goes frame by frame), and a batch whose bridged frames already
+/// wait on the port adds to them.
+#[test]
+fn runs_to_one_port_queue_as_single_frames_do() {
+    // p1 takes frames of up to 56 bytes: the clients' UDP datagrams (48
+    // bytes) fit, their TCP segments (60) do not.
+    let mut t = Twins::with_p1_max(None, Some(56));
+    let udp = |p| {
+        packet(
+            (GW, client_mac(2)),
+            ([10, 0, 0, 52], p),
+            (VIP, 53),
+            UDP,
+            0,
+            0,
+            0,
+        )
+    };
+    let tcps = flows(1, 1000..1016, SYN);
+    let udps: Vec<_> = (0..16).map(|i| udp(4000 + i)).collect();
+    t.batch(0, &[tcps.clone(), udps.clone()].concat());
+    let tcps = flows(1, 1000..1016, ACK);
+    let oversize = |sw: &Switch| sw.ports()[1].counters.drops[DropReason::Oversize as usize];
+    let (before, dropped) = (fast_path(&t.fast), oversize(&t.fast));
+    let sent = t.batch(0, &[tcps, udps.clone()].concat());
+    assert_eq!(
+        fast_path(&t.fast) - before,
+        32,
+        "the vip node took them all"
+    );
+    assert!(sent[1].iter().all(|f| f.len() == 48), "only UDP fits p1");
+    assert!(!sent[1].is_empty() && !sent[2].is_empty());
+    assert_eq!(
+        (oversize(&t.fast) - dropped) as usize,
+        16 - sent[2].iter().filter(|f| f.len() == 64).count(),
+        "every TCP segment to p1 dropped"
+    );
+    // A bridged frame to backend 1 (on p1) first, then established UDP
+    // flows: the node's frames join it on p1.
+    let mut direct = udp(5000);
+    direct[0..6].copy_from_slice(&backend(1).1.0);
+    let before = fast_path(&t.fast);
+    let sent = t.batch(0, &[vec![direct.clone()], udps].concat());
+    assert_eq!(fast_path(&t.fast) - before, 16);
+    assert_eq!(sent[1].first(), Some(&direct), "the bridged frame first");
 }

@@ -93,6 +93,36 @@ pub(crate) fn enqueue(
     }
 }
 
+/// [`enqueue`] of the first `n` frames of `batch`, all to port `out`,
+/// when one move does it: the frames all fit the port's frame size and
+/// its transmit batch has room for them. Otherwise nothing moves (false).
+#[inline(always)]
+pub(crate) fn enqueue_front(
+    ports: &mut [Option<PortSlot>],
+    touched: &mut Vec<PortId>,
+    out: PortId,
+    batch: &mut Batch,
+    n: usize,
+) -> bool {
+    let os = ports[out.index()]
+        .as_mut()
+        .expect("caller checked the port");
+    let Some(front) = batch.iter().as_slice().get(..n) else {
+        return false;
+    };
+    let fit = front
+        .iter()
+        .fold(true, |ok, b| ok & (b.len() <= os.max_frame));
+    let was_empty = os.txq.is_empty();
+    if !fit || !batch.move_front(n, &mut os.txq) {
+        return false;
+    }
+    if was_empty {
+        touched.push(out);
+    }
+    true
+}
+
 /// How a known-unicast frame of VLAN `vid` leaves port `out`.
 #[inline(always)]
 pub(crate) fn unicast_egress(ports: &[Option<PortSlot>], out: PortId, vid: u16) -> Egress {

@@ -21,7 +21,7 @@
 //! runs.
 
 use super::classify::MULTICAST_BIT;
-use super::egress::{egress_edit, enqueue};
+use super::egress::{egress_edit, enqueue, enqueue_front};
 use super::l3::OutMemo;
 use super::{BatchCounts, drop_at};
 use crate::batch::BATCH_MAX;
@@ -95,12 +95,24 @@ pub(crate) fn node(
         tci: 0,
         tagged: false,
     };
-    for (i, mut b) in batch.drain_front(k).enumerate() {
+    let mut i = 0;
+    while i < k {
+        // A run of frames to one port, leaving it alike: untagged in,
+        // untagged out (`egress_edit` has nothing to do), it moves to the
+        // port's transmit batch at once when it can.
         let (p, egress) = out[i];
-        match egress_edit(pool, &mut b, &m, egress, tpid, &mut c) {
-            Ok(()) => enqueue(ports, pool, &mut scratch.touched, p, b, now_ms),
-            Err(r) => drop_at(ports, pool, b, p, r),
+        let j = i + out[i..k].iter().take_while(|&&o| o == (p, egress)).count();
+        if egress != Egress::Untagged
+            || !enqueue_front(ports, &mut scratch.touched, p, batch, j - i)
+        {
+            for mut b in batch.drain_front(j - i) {
+                match egress_edit(pool, &mut b, &m, egress, tpid, &mut c) {
+                    Ok(()) => enqueue(ports, pool, &mut scratch.touched, p, b, now_ms),
+                    Err(r) => drop_at(ports, pool, b, p, r),
+                }
+            }
         }
+        i = j;
     }
     c.add_to(stages);
 }
