@@ -208,8 +208,16 @@ fn cluster_failed(action: impl Into<String>, e: crate::cluster::ClusterError) ->
     use crate::cluster::ClusterError;
     let (action, reason) = (action.into(), e.to_string());
     match e {
-        ClusterError::Unavailable(_) => FabricError::Unavailable { action, reason },
-        ClusterError::Etcd(_) => FabricError::Store { action, reason },
+        // Nothing changed; the same call may succeed later (503).
+        ClusterError::Unavailable(_) | ClusterError::Contended(_) => {
+            FabricError::Unavailable { action, reason }
+        }
+        // The store's fault or this host's setup, not the request (500).
+        ClusterError::Etcd(_) | ClusterError::Corrupt(_) => FabricError::Store { action, reason },
+        // The request itself (400).
+        ClusterError::Invalid(_) => FabricError::Unsupported(format!("{action}: {reason}")),
+        // The cluster's state refuses it: another host's subnet, VNI or
+        // address, or none left (409).
         _ => FabricError::Failed { action, reason },
     }
 }
@@ -968,6 +976,10 @@ mod tests {
         let auth = etcd_client::Error::InvalidArgs("authentication failed".into());
         assert_eq!(kind(ClusterError::Etcd(auth)), "store");
         assert_eq!(kind(ClusterError::Conflict("held by b".into())), "failed");
+        assert_eq!(kind(ClusterError::Exhausted("no VNI".into())), "failed");
+        assert_eq!(kind(ClusterError::Invalid("a VLAN".into())), "unsupported");
+        assert_eq!(kind(ClusterError::Contended("no win".into())), "unavailable");
+        assert_eq!(kind(ClusterError::Corrupt("record".into())), "store");
     }
     use rvs_cnm::model::{DEFAULT_MTU, Subnet};
 

@@ -199,6 +199,19 @@ pub enum ClusterError {
     Failed(String),
     #[error("{0}")]
     Conflict(String),
+    /// The request cannot be a global network's (say what to change).
+    #[error("{0}")]
+    Invalid(String),
+    /// Every VNI or subnet a global network could take is taken.
+    #[error("{0}")]
+    Exhausted(String),
+    /// Other hosts' claims kept winning: nothing changed, and the same
+    /// call may succeed later.
+    #[error("{0}; nothing was changed, try again")]
+    Contended(String),
+    /// A record in the store is not what this version writes.
+    #[error("cluster store: {0}")]
+    Corrupt(String),
     #[error("--store-password-file {0}: {1}")]
     Password(String, std::io::Error),
     #[error("cannot start the cluster client's runtime: {0}")]
@@ -738,7 +751,7 @@ impl Cluster {
     /// the record (and claiming VNI and subnet) when this host is the first.
     pub fn resolve_network(&self, n: &mut Network) -> Result<(), ClusterError> {
         let NetworkKind::Vxlan { vni: wanted } = n.kind else {
-            return Err(ClusterError::Failed(format!(
+            return Err(ClusterError::Invalid(format!(
                 "global network {} is not a VXLAN network",
                 n.name
             )));
@@ -801,7 +814,7 @@ impl Cluster {
         for attempt in 0u32..64 {
             if let Some(kv) = c.get(key.as_str(), None).await?.kvs().first() {
                 return serde_json::from_slice(kv.value())
-                    .map_err(|e| ClusterError::Failed(format!("record {key}: {e}")));
+                    .map_err(|e| ClusterError::Corrupt(format!("record {key}: {e}")));
             }
             let vni = match wanted {
                 0 => VNI_BASE + (seed.wrapping_add(attempt.wrapping_mul(7919)) % VNI_SPAN),
@@ -870,7 +883,7 @@ impl Cluster {
                 )));
             }
         }
-        Err(ClusterError::Failed(format!(
+        Err(ClusterError::Exhausted(format!(
             "no free VNI or subnet found for global network {name}"
         )))
     }
@@ -946,7 +959,8 @@ impl Cluster {
                     "address {} of global network {name} is held by endpoint {} on host {}",
                     w.addr, h.endpoint, h.host
                 ))),
-                None => Err(ClusterError::Failed(format!(
+                // Released between the claim and the read: a race lost.
+                None => Err(ClusterError::Contended(format!(
                     "address {} of global network {name}: claim refused",
                     w.addr
                 ))),
@@ -984,7 +998,7 @@ impl Cluster {
         loop {
             if misses >= TRIES_BEFORE_SCAN {
                 if scans == 3 {
-                    return Err(ClusterError::Failed(format!(
+                    return Err(ClusterError::Contended(format!(
                         "global network {name}: no address won after {scans} reads of the \
                          claims"
                     )));
