@@ -978,7 +978,10 @@ mod tests {
         assert_eq!(kind(ClusterError::Conflict("held by b".into())), "failed");
         assert_eq!(kind(ClusterError::Exhausted("no VNI".into())), "failed");
         assert_eq!(kind(ClusterError::Invalid("a VLAN".into())), "unsupported");
-        assert_eq!(kind(ClusterError::Contended("no win".into())), "unavailable");
+        assert_eq!(
+            kind(ClusterError::Contended("no win".into())),
+            "unavailable"
+        );
         assert_eq!(kind(ClusterError::Corrupt("record".into())), "store");
     }
     use rvs_cnm::model::{DEFAULT_MTU, Subnet};
