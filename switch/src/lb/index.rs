@@ -74,6 +74,18 @@ impl Index {
         }
     }
 
+    /// The longest run of occupied words: what the worst probe walks.
+    #[cfg(test)]
+    pub(super) fn longest_run(&self) -> usize {
+        let (mut best, mut run) = (0, 0);
+        // Twice round, for a run that wraps.
+        for &w in self.words.iter().chain(&self.words) {
+            run = if w == 0 { 0 } else { run + 1 };
+            best = best.max(run);
+        }
+        best.min(self.words.len())
+    }
+
     /// Add `slot` under hash `h` (not there yet), growing when half full.
     pub(super) fn insert(&mut self, h: u64, slot: u32) {
         if 2 * (self.len + 1) > self.words.len() {

@@ -271,16 +271,32 @@ struct Flow {
 const NO_GEN: u64 = u64::MAX;
 
 /// The flow table: slots, and two indexes of slot numbers (`index.rs`)
-/// hashed with [`flow_hash`] / [`rev_hash`] (the hash is computed once per
-/// packet and serves both the lookup and, for a new flow, the Maglev pick
-/// and the SNAT port).
+/// hashed with [`flow_hash`] / [`rev_hash`] under the table's own
+/// [`Seed`].
 #[derive(Default)]
 struct Flows {
+    seed: Seed,
     fwd: Index,
     rev: Index,
     slots: Vec<Flow>,
     free: Vec<u32>,
     sweep_at: usize,
+}
+
+/// The indexes' hash key, drawn from the OS's randomness per flow table.
+/// Clients choose their addresses and ports: under a hash anyone can
+/// compute they could pick flows whose index homes collide and make every
+/// probe walk one long run. The backend pick and the SNAT port stay on
+/// the unkeyed hash ([`pick_hash`]), so a flow keeps its backend and port
+/// across restarts and hosts.
+#[derive(Debug, Clone, Copy)]
+struct Seed(u64);
+
+impl Default for Seed {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        Seed(std::hash::RandomState::new().hash_one(0x5eed_u64))
+    }
 }
 
 impl std::fmt::Debug for Flows {
@@ -305,19 +321,21 @@ impl Flows {
     }
 
     #[inline(always)]
-    fn find(&self, k: &FwdKey, h: u64) -> Option<u32> {
+    fn find(&self, k: &FwdKey) -> Option<u32> {
         let slots = &self.slots;
-        self.fwd.find(h, |i| slots[i as usize].key == *k)
+        self.fwd
+            .find(flow_hash(k, self.seed.0), |i| slots[i as usize].key == *k)
     }
 
     #[inline(always)]
     fn find_rev(&self, k: &RevKey) -> Option<u32> {
         let slots = &self.slots;
-        self.rev
-            .find(rev_hash(k), |i| slots[i as usize].rev_key() == *k)
+        self.rev.find(rev_hash(k, self.seed.0), |i| {
+            slots[i as usize].rev_key() == *k
+        })
     }
 
-    fn insert(&mut self, fl: Flow, h: u64) -> u32 {
+    fn insert(&mut self, fl: Flow) -> u32 {
         let i = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = fl;
@@ -328,8 +346,8 @@ impl Flows {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.fwd.insert(h, i);
-        self.rev.insert(rev_hash(&fl.rev_key()), i);
+        self.fwd.insert(flow_hash(&fl.key, self.seed.0), i);
+        self.rev.insert(rev_hash(&fl.rev_key(), self.seed.0), i);
         i
     }
 
@@ -339,8 +357,8 @@ impl Flows {
             return;
         }
         self.slots[i as usize].used = false;
-        self.fwd.remove(flow_hash(&f.key), i);
-        self.rev.remove(rev_hash(&f.rev_key()), i);
+        self.fwd.remove(flow_hash(&f.key, self.seed.0), i);
+        self.rev.remove(rev_hash(&f.rev_key(), self.seed.0), i);
         self.free.push(i);
     }
 
@@ -425,25 +443,28 @@ fn check(s: &Service) -> Result<(), LbError> {
     Ok(())
 }
 
-/// The flow hash: the 5-tuple, mixed.
+/// The flow hash: the 5-tuple (not the service), mixed under `seed`.
 #[inline(always)]
-fn flow_hash(k: &FwdKey) -> u64 {
+fn flow_hash(k: &FwdKey, seed: u64) -> u64 {
     let (lo, hi) = (k.client as u64, (k.client >> 64) as u64);
     // An IPv4 client's address is 32 bits: one round mixes it with the
-    // protocol and the ports (not the service), overlapping the protocol
-    // with its last byte. An IPv6 client's takes a round of its own.
-    let a = if hi == 0 {
-        lo
-    } else {
-        mix64(lo ^ hi.rotate_left(17))
-    };
-    mix64(a.rotate_left(32) ^ (k.rest & 0xff_ffff_ffff))
+    // protocol and the ports, overlapping the protocol with its last
+    // byte. An IPv6 client's takes a round of its own.
+    let a = if hi == 0 { lo } else { mix64(lo ^ seed) ^ hi };
+    mix64(a.rotate_left(32) ^ (k.rest & 0xff_ffff_ffff) ^ seed)
+}
+
+/// The hash of a new flow's backend pick (`Table::lookup`) and SNAT port:
+/// [`flow_hash`] unkeyed, the same in every process.
+#[inline(always)]
+fn pick_hash(k: &FwdKey) -> u64 {
+    flow_hash(k, 0)
 }
 
 /// The reverse index's hash.
 #[inline(always)]
-fn rev_hash(k: &RevKey) -> u64 {
-    mix64((k.svc as u64) << 24 | (k.snat as u64) << 8 | k.proto as u64)
+fn rev_hash(k: &RevKey, seed: u64) -> u64 {
+    mix64(((k.svc as u64) << 24 | (k.snat as u64) << 8 | k.proto as u64) ^ seed)
 }
 
 impl Lb {
@@ -716,8 +737,8 @@ impl Lb {
         let target = port.target;
         let key = FwdKey::of(svc, &f);
         let closing = f.flags & (nat::FIN | nat::RST) != 0;
-        let h = flow_hash(&key);
-        if let Some(i) = self.flows.find(&key, h) {
+        let h = pick_hash(&key);
+        if let Some(i) = self.flows.find(&key) {
             let mut copy = None;
             let fl = flow_mut(&mut self.flows.slots, i, self.dry, &mut copy);
             let live = s.up.get(fl.backend as usize).copied().unwrap_or(false);
@@ -790,7 +811,7 @@ impl Lb {
             nat::rewrite_with(ip, &f, partial, (s.vip, snat), (to, target), d);
             return (Verdict::ToBackend(to), true);
         }
-        self.last = self.flows.insert(fl, h);
+        self.last = self.flows.insert(fl);
         let to = s.addrs[b as usize];
         nat::rewrite_with(ip, &f, partial, (s.vip, snat), (to, target), fl.deltas.fwd);
         (Verdict::ToBackend(to), true)
@@ -819,7 +840,7 @@ impl Lb {
         }
         let s = self.svcs.get(svc as usize)?.as_ref()?;
         let key = FwdKey::of(svc, f);
-        let i = self.flows.find(&key, flow_hash(&key))?;
+        let i = self.flows.find(&key)?;
         let fl = &self.flows.slots[i as usize];
         let cached = fl.deltas_ok && fl.mac_gen == generation && fl.target == target;
         let live = s.up.get(fl.backend as usize).copied().unwrap_or(false);

@@ -347,3 +347,80 @@ fn a_flow_follows_its_backends_new_mac() {
     sw.add_static_neighbor(d, be(1), m2).unwrap();
     assert_eq!(dst_macs(&mut sw), vec![m2, m2]);
 }
+
+/// Two flow tables (two processes, two hosts) send a flow to the same
+/// backend from the same SNAT port, though each keys its indexes with a
+/// seed of its own.
+#[test]
+fn a_flow_gets_the_same_backend_and_port_from_every_table() {
+    let backends = [be(1), be(2), be(3)];
+    let (mut a, mut b) = (lb(&backends), lb(&backends));
+    assert_ne!(a.flows.seed.0, b.flows.seed.0, "each table draws its seed");
+    let s = a.vip(D, false, u32::from(VIP) as u128).unwrap();
+    for sport in 1000..1500 {
+        let (mut p, mut q) = (
+            udp(CLIENT, sport, VIP.into(), 53),
+            udp(CLIENT, sport, VIP.into(), 53),
+        );
+        let va = a.packet(s, &mut p, MAC, false, 1).0;
+        let vb = b.packet(s, &mut q, MAC, false, 1).0;
+        assert_eq!(va, vb, "port {sport}");
+        assert_eq!(p, q, "port {sport}: the same backend, port and SNAT port");
+    }
+}
+
+/// Flows chosen so that the unkeyed hash sends them all to one index home
+/// (as anyone can compute it) land spread out under the table's seed: no
+/// probe walks their whole run.
+#[test]
+fn flows_chosen_to_collide_do_not_make_a_long_probe() {
+    let mut flows = Flows::default();
+    flows.reserve();
+    let mask = 2 * INDEX_FIRST as u64 - 1;
+    let key = |cport: u16, client: u32| {
+        FwdKey::of(
+            0,
+            &nat::Flow {
+                v6: false,
+                proto: nat::TCP,
+                src: client as u128,
+                dst: u32::from(VIP) as u128,
+                sport: cport,
+                dport: 80,
+                flags: 0,
+                l4: 20,
+            },
+        )
+    };
+    let home = |k: &FwdKey| (pick_hash(k) >> 32) & mask;
+    let target = home(&key(0, CLIENT));
+    let chosen: Vec<FwdKey> = (0..64u32)
+        .flat_map(|c| (0..=u16::MAX).map(move |p| (p, CLIENT + c)))
+        .map(|(p, c)| key(p, c))
+        .filter(|k| home(k) == target)
+        .take(300)
+        .collect();
+    assert_eq!(chosen.len(), 300, "enough colliding flows found");
+    for (i, k) in chosen.iter().enumerate() {
+        let fl = Flow {
+            key: *k,
+            backend: 0,
+            target: 8080,
+            snat: SNAT_FIRST + i as u16,
+            client_mac: MAC,
+            last_ms: 0,
+            closing: false,
+            used: true,
+            deltas: nat::Deltas::default(),
+            deltas_ok: false,
+            mac: 0,
+            mac_gen: NO_GEN,
+        };
+        flows.insert(fl);
+    }
+    for k in &chosen {
+        assert!(flows.find(k).is_some());
+    }
+    let run = flows.fwd.longest_run();
+    assert!(run < 40, "longest probe {run} words for 300 flows in 2,048");
+}
