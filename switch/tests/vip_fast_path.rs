@@ -100,6 +100,19 @@ fn packet(
     f
 }
 
+/// Client 2's UDP datagram from port `cport` to VIP:53.
+fn udp(cport: u16) -> Vec<u8> {
+    packet(
+        (GW, client_mac(2)),
+        ([10, 0, 0, 52], cport),
+        (VIP, 53),
+        UDP,
+        0,
+        0,
+        0,
+    )
+}
+
 /// A client's TCP segment to `dst`.
 fn tcp(client: u8, cport: u16, dst: ([u8; 4], u16), flags: u8) -> Vec<u8> {
     let src = [10, 0, 0, 50 + client];
@@ -404,17 +417,6 @@ fn the_vip_node_sends_what_the_general_path_sends() {
     }
     // UDP and the FDB-less backend once established: UDP takes the fast
     // path; backend 4's packets keep flooding through the router.
-    let udp = |p| {
-        packet(
-            (GW, client_mac(2)),
-            ([10, 0, 0, 52], p),
-            (VIP, 53),
-            UDP,
-            0,
-            0,
-            0,
-        )
-    };
     t.batch(0, &(0..8).map(|i| udp(4000 + i)).collect::<Vec<_>>());
     let before = fast_path(&t.fast);
     t.batch(0, &(0..8).map(|i| udp(4000 + i)).collect::<Vec<_>>());
@@ -533,17 +535,6 @@ fn runs_to_one_port_queue_as_single_frames_do() {
     // p1 takes frames of up to 56 bytes: the clients' UDP datagrams (48
     // bytes) fit, their TCP segments (60) do not.
     let mut t = Twins::with_p1_max(None, Some(56));
-    let udp = |p| {
-        packet(
-            (GW, client_mac(2)),
-            ([10, 0, 0, 52], p),
-            (VIP, 53),
-            UDP,
-            0,
-            0,
-            0,
-        )
-    };
     let tcps = flows(1, 1000..1016, SYN);
     let udps: Vec<_> = (0..16).map(|i| udp(4000 + i)).collect();
     t.batch(0, &[tcps.clone(), udps.clone()].concat());
