@@ -62,7 +62,10 @@ pub fn switch_error(e: SwitchError) -> ControlError {
         | SwitchError::DomainInUse { .. }
         | SwitchError::WrongDomain { .. }
         | SwitchError::TooManyPorts(_)
-        | SwitchError::TooManyDomains(_) => ControlError::Conflict(msg),
+        | SwitchError::TooManyDomains(_)
+        | SwitchError::Lb(rvs_switch::lb::LbError::TooManyServices(_)) => {
+            ControlError::Conflict(msg)
+        }
         SwitchError::BadName(_)
         | SwitchError::Vlan(_)
         | SwitchError::NotVlanMember { .. }

@@ -49,7 +49,8 @@ pub const FLOWS_MAX: usize = 65536;
 const INDEX_FIRST: usize = 1024;
 /// Most backends of one service.
 pub const BACKENDS_MAX: usize = 1000;
-/// Services at most (a flow key holds the service's slot in 16 bits).
+/// Services (one per VIP) at most: a flow key holds the service's slot
+/// in 16 bits.
 pub const SERVICES_MAX: usize = 65536;
 /// Source ports of health probes: `PROBE_PORT_BASE + backend index`.
 pub const PROBE_PORT_BASE: u16 = 64512;
@@ -113,7 +114,7 @@ pub enum LbError {
     TooManyBackends(IpAddr),
     #[error("VIP {0} is not a unicast address")]
     BadVip(IpAddr),
-    #[error("{0} services; at most {max}", max = SERVICES_MAX)]
+    #[error("{0} VIPs to balance; a switch balances at most {max}", max = SERVICES_MAX)]
     TooManyServices(usize),
 }
 
