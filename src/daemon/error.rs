@@ -149,4 +149,17 @@ mod tests {
         let e: ControlError = WorkerError::NoSuchWorker(7).into();
         assert!(matches!(e, ControlError::Internal(_)), "{e:?}");
     }
+
+    #[test]
+    fn a_full_load_balancer_is_a_conflict_a_bad_service_a_bad_request() {
+        use rvs_switch::lb::LbError;
+        let e = switch_error(SwitchError::Lb(LbError::TooManyServices(65537)));
+        assert!(
+            matches!(&e, ControlError::Conflict(m) if m.contains("65536")),
+            "{e:?}"
+        );
+        let vip = "10.0.0.100".parse().unwrap();
+        let e = switch_error(SwitchError::Lb(LbError::NoPorts(vip)));
+        assert!(matches!(e, ControlError::BadRequest(_)), "{e:?}");
+    }
 }
