@@ -74,6 +74,18 @@ fn services_are_validated_stored_and_go_with_their_domain() {
         ),
         (
             "/v1/domains/net1/services/x",
+            with("vips", json!(["fe80::64"])),
+            400,
+            "not a unicast address the gateway routes to",
+        ),
+        (
+            "/v1/domains/net1/services/x",
+            with("vips", json!(["255.255.255.255"])),
+            400,
+            "not a unicast address the gateway routes to",
+        ),
+        (
+            "/v1/domains/net1/services/x",
             with("ports", json!([])),
             400,
             "1 to 64 ports",

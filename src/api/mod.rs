@@ -1127,9 +1127,11 @@ impl ServiceSpec {
         if let Some(a) = self
             .vips
             .iter()
-            .find(|a| a.is_unspecified() || a.is_multicast() || a.is_loopback())
+            .find(|a| !rvs_switch::lb::routed_unicast(**a))
         {
-            return Err(format!("VIP {a} is not a unicast address"));
+            return Err(format!(
+                "VIP {a} is not a unicast address the gateway routes to"
+            ));
         }
         if self.ports.is_empty() || self.ports.len() > SERVICE_PORTS_MAX {
             return Err(format!(

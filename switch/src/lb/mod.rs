@@ -112,7 +112,7 @@ pub enum LbError {
     BadPort(IpAddr),
     #[error("service {0} has more than {max} backends", max = BACKENDS_MAX)]
     TooManyBackends(IpAddr),
-    #[error("VIP {0} is not a unicast address")]
+    #[error("VIP {0} is not a unicast address the gateway routes to")]
     BadVip(IpAddr),
     #[error("{0} VIPs to balance; a switch balances at most {max}", max = SERVICES_MAX)]
     TooManyServices(usize),
@@ -411,15 +411,20 @@ fn key_of(a: IpAddr) -> (bool, u128) {
     }
 }
 
-fn check(s: &Service) -> Result<(), LbError> {
-    let vip = s.vip;
-    // Nor an address the router does not route to (limited broadcast,
-    // "this network"): packets to it never reach the balancer.
+/// Whether packets to `vip` can reach the balancer: a unicast address
+/// the router routes to (not limited broadcast, "this network", loopback
+/// or IPv6 link-local).
+pub fn routed_unicast(vip: IpAddr) -> bool {
     let unrouted = match vip {
         IpAddr::V4(a) => a.is_broadcast() || a.octets()[0] == 0,
-        IpAddr::V6(_) => false,
+        IpAddr::V6(a) => a.is_unicast_link_local(),
     };
-    if vip.is_unspecified() || vip.is_multicast() || vip.is_loopback() || unrouted {
+    !(vip.is_unspecified() || vip.is_multicast() || vip.is_loopback() || unrouted)
+}
+
+fn check(s: &Service) -> Result<(), LbError> {
+    let vip = s.vip;
+    if !routed_unicast(vip) {
         return Err(LbError::BadVip(vip));
     }
     if s.ports.is_empty() {

@@ -227,6 +227,8 @@ fn idle_flows_expire_and_bad_services_are_refused_changing_nothing() {
         "127.0.0.1",
         "0.0.0.0",
         "ff02::1",
+        "fe80::1",
+        "febf::1",
     ] {
         let vip: IpAddr = vip.parse().unwrap();
         let backends = if vip.is_ipv4() { vec![be(1)] } else { vec![] };
