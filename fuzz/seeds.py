@@ -182,7 +182,7 @@ udp6_vip = eth(GW_A, H_A, 0x86DD, ipv6("fd00::9", "fd00::100", 17, udp(4002, 53,
 write("l3_input", "services", bytes([0x20]) + records([(0, arp_vip), (0, udp_vip), (0, syn_vip), (0, backend_arp), (0, reply_vip), (0x14, probe_ack), (0, udp6_vip)]))
 
 # vip: records [op][arg][len][body]; op % 8: 0-4 a batch of 1 + arg % 32
-# packets into port op % 3 (body: client, proto/VIP/port, sport, MAC, TCP
+# packets into port op % 3 (body: client, proto/VIP/port/family, sport, MAC, TCP
 # flags, cut, dport), 5 a raw frame, 6 the clock, 7 a control change.
 def vrec(op, arg, body):
     return bytes([op, arg, len(body)]) + bytes(body)
@@ -196,6 +196,13 @@ write("vip", "health_down", vrec(7, 7, []) + vrec(0, 31, V_SYN) + vrec(3, 31, V_
 write("vip", "udp", vrec(0, 15, V_UDP) + vrec(3, 15, V_UDP))
 write("vip", "trunk", vrec(2, 15, V_SYN) + vrec(2, 15, V_ACK))
 write("vip", "bad_header", vrec(0, 31, V_SYN) + vrec(3, 24, V_ACK + [0x40]) + vrec(0, 22, V_ACK + [0x46]))
+# body[1] bit 4: IPv6, to the first VIP's twin.
+V6_SYN = [1, 0x10, 0, 0, 0x02, 0, 0, 80]
+V6_ACK = [1, 0x10, 0, 0, 0x10, 0, 0, 80]
+write("vip", "v6_established", vrec(0, 31, V6_SYN) + vrec(3, 31, V6_ACK) + vrec(0, 31, V6_ACK))
+# The first frame's IPv6 payload length (frame bytes 18-19) past the frame.
+write("vip", "v6_bad_length", vrec(0, 31, V6_SYN) + vrec(3, 18, V6_ACK + [0x01, 0x00]) + vrec(0, 18, V6_ACK + [0x00, 0x05]))
+write("vip", "mixed_families", vrec(0, 15, V_SYN) + vrec(0, 15, V6_SYN) + vrec(3, 15, V_ACK) + vrec(0, 15, V6_ACK) + vrec(7, 0, []) + vrec(0, 15, V6_ACK))
 
 # lab_yaml: the examples.
 for f in sorted(os.listdir(os.path.join(ROOT, "examples"))):

@@ -1,7 +1,7 @@
 //! The load balancer's `vip` node against the general path, differentially:
 //! two switches built alike (a VIP with TCP and UDP ports over three
-//! backends, one behind a trunk, and a second VIP whose backend the FDB
-//! does not know) get the same frames; an armed tracer keeps one on the
+//! backends, one behind a trunk, its IPv6 twin, and a second VIP whose
+//! backend the FDB does not know) get the same frames; an armed tracer keeps one on the
 //! general path. After every batch both must have sent the same bytes on
 //! every port and counted the same (but the node's own counter), hold the
 //! same flows, and leak no buffer.
@@ -9,7 +9,8 @@
 //! Input: records `[op: u8][arg: u8][len: u8][len bytes]`. By `op % 8`:
 //! 0–4 a batch of `1 + arg % 32` frames into port `op % 3` (0 clients, 1
 //! backends, 2 the trunk), each a packet to a VIP from a template picked
-//! and filled in by the record's bytes (client, ports, flags, protocol),
+//! and filled in by the record's bytes (client, ports, flags, protocol,
+//! IPv4 or IPv6),
 //! then patched at `arg`'s offset with the rest of the bytes (so bad
 //! headers, options, fragments and truncation all occur); 5 a raw frame;
 //! 6 the clock moves on `arg` × 100 ms; 7 a control change by `arg`: a
@@ -30,18 +31,28 @@ use rvs_switch::{
 const FRAMES: usize = 512;
 const GW: MacAddr = MacAddr([2, 0, 0, 0, 1, 1]);
 const VIPS: [[u8; 4]; 2] = [[10, 0, 0, 100], [10, 0, 0, 101]];
+/// The first VIP's IPv6 twin.
+const VIP6: u128 = 0xfd00_0000_0000_0000_0000_0000_0000_0100;
 
 fn backend(i: u8) -> (Ipv4Addr, MacAddr) {
-    (Ipv4Addr::new(10, 0, 0, 10 + i), MacAddr([2, 0, 0, 0, 0xb, i]))
+    (
+        Ipv4Addr::new(10, 0, 0, 10 + i),
+        MacAddr([2, 0, 0, 0, 0xb, i]),
+    )
+}
+
+fn backend6(i: u8) -> IpAddr {
+    IpAddr::V6((0xfd00_0000_0000_0000_0000_0000_000b_0000 | i as u128).into())
 }
 
 fn services(d: DomainId, which: u8) -> Vec<Service> {
     let ip = |i| IpAddr::V4(backend(i).0);
-    let backends = match which % 3 {
-        0 => vec![ip(1), ip(2), ip(3)],
-        1 => vec![ip(1), ip(3)],
-        _ => vec![ip(2)],
+    let picks: &[u8] = match which % 3 {
+        0 => &[1, 2, 3],
+        1 => &[1, 3],
+        _ => &[2],
     };
+    let backends = picks.iter().map(|&i| ip(i)).collect();
     let health = (which % 4 == 3).then_some(HealthCheck {
         port: 9,
         interval_ms: 500,
@@ -77,14 +88,36 @@ fn services(d: DomainId, which: u8) -> Vec<Service> {
             backends: vec![ip(4)],
             health: None,
         },
+        Service {
+            domain: d,
+            vip: IpAddr::V6(VIP6.into()),
+            ports: vec![
+                ServicePort {
+                    proto: 6,
+                    port: 80,
+                    target: 8080 + (which as u16 % 2),
+                },
+                ServicePort {
+                    proto: 17,
+                    port: 53,
+                    target: 5353,
+                },
+            ],
+            backends: picks.iter().map(|&i| backend6(i)).collect(),
+            health,
+        },
     ]
 }
 
 fn build() -> (Switch, Vec<MemoryPortHandle>, DomainId) {
     let mut sw = Switch::new(PacketPool::with_frames(FRAMES));
     let d = sw.add_domain(DomainConfig::new("lb")).unwrap();
-    sw.set_gateway(Gateway::new(d, GW).with_ipv4(Ipv4Addr::new(10, 0, 0, 1), 24))
-        .unwrap();
+    sw.set_gateway(
+        Gateway::new(d, GW)
+            .with_ipv4(Ipv4Addr::new(10, 0, 0, 1), 24)
+            .with_ipv6("fd00::1".parse().unwrap(), 64),
+    )
+    .unwrap();
     let mut hs = Vec::new();
     for i in 0..3 {
         let (p, h) = MemoryPort::new(&format!("p{i}"));
@@ -101,6 +134,7 @@ fn build() -> (Switch, Vec<MemoryPortHandle>, DomainId) {
     for (i, port) in [(1, Some(1)), (2, Some(1)), (3, Some(2)), (4, None)] {
         let (ip, mac) = backend(i);
         sw.add_static_neighbor(d, IpAddr::V4(ip), mac).unwrap();
+        sw.add_static_neighbor(d, backend6(i), mac).unwrap();
         if let Some(p) = port {
             sw.add_static(d, 1, mac, PortId(p)).unwrap();
         }
@@ -122,9 +156,11 @@ fn packet(b: &[u8], at: u8, patch: &[u8]) -> Vec<u8> {
         2 => 443,
         _ => u16::from_be_bytes([g(6), g(7)]),
     };
+    let v6 = g(1) & 0x10 != 0;
     let sport = 1000 + (g(2) as u16 % 64);
     let l4 = if tcp { 20 } else { 8 };
-    let mut f = vec![0u8; 14 + 20 + l4 + 4];
+    let l3 = if v6 { 40 } else { 20 };
+    let mut f = vec![0u8; 14 + l3 + l4 + 4];
     let mac = if g(3) & 0x80 != 0 {
         backend(g(3) % 4 + 1).1
     } else {
@@ -132,18 +168,31 @@ fn packet(b: &[u8], at: u8, patch: &[u8]) -> Vec<u8> {
     };
     f[0..6].copy_from_slice(&GW.0);
     f[6..12].copy_from_slice(&mac.0);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
     let src = [10, 0, 0, 50 + client];
+    let src6 = (0xfd00_0000_0000_0000_0000_0000_000c_0000_u128 | client as u128).to_be_bytes();
     let proto = if tcp { 6 } else { 17 };
-    write_header(
-        &mut f[14..],
-        (20 + l4 + 4) as u16,
-        64,
-        proto,
-        u32::from_be_bytes(src),
-        u32::from_be_bytes(vip),
-    );
-    let t = &mut f[34..];
+    if v6 {
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        rvs_switch::wire::ipv6::write_header(
+            &mut f[14..],
+            (l4 + 4) as u16,
+            proto,
+            64,
+            &src6,
+            &VIP6.to_be_bytes(),
+        );
+    } else {
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        write_header(
+            &mut f[14..],
+            (20 + l4 + 4) as u16,
+            64,
+            proto,
+            u32::from_be_bytes(src),
+            u32::from_be_bytes(vip),
+        );
+    }
+    let t = &mut f[14 + l3..];
     t[0..2].copy_from_slice(&sport.to_be_bytes());
     t[2..4].copy_from_slice(&dport.to_be_bytes());
     if tcp {
@@ -152,7 +201,11 @@ fn packet(b: &[u8], at: u8, patch: &[u8]) -> Vec<u8> {
     } else {
         t[4..6].copy_from_slice(&((l4 + 4) as u16).to_be_bytes());
     }
-    let acc = checksum::pseudo_v4(src, vip, proto, (l4 + 4) as u16);
+    let acc = if v6 {
+        checksum::pseudo_v6(&src6, &VIP6.to_be_bytes(), proto, (l4 + 4) as u32)
+    } else {
+        checksum::pseudo_v4(src, vip, proto, (l4 + 4) as u16)
+    };
     let c = !checksum::fold(checksum::sum(t, acc));
     let ck = if tcp { 16 } else { 6 };
     t[ck..ck + 2].copy_from_slice(&c.to_be_bytes());
@@ -221,6 +274,8 @@ fuzz_target!(|data: &[u8]| {
                         let (ip, _) = backend(arg / 2 % 3 + 1);
                         let mac = MacAddr([2, 0, 0, 0, 0xd, arg]);
                         sw.add_static_neighbor(d, IpAddr::V4(ip), mac).unwrap();
+                        let ip6 = backend6(arg / 2 % 3 + 1);
+                        sw.add_static_neighbor(d, ip6, mac).unwrap();
                         sw.add_static(d, 1, mac, PortId(1)).unwrap();
                     } else {
                         sw.set_services(services(d, arg / 2)).unwrap();
@@ -235,6 +290,19 @@ fuzz_target!(|data: &[u8]| {
         }
         assert_eq!(state(&fast), state(&slow));
     }
+    // Packets held for a neighbor's answer (a routed destination the
+    // patches made) are freed when the resolution gives up.
+    for _ in 0..10 {
+        now += 10_000;
+        for sw in [&mut fast, &mut slow] {
+            sw.set_now_ms(now);
+            sw.poll();
+        }
+    }
     assert_eq!(fast.pool().available(), FRAMES, "fast path leaked buffers");
-    assert_eq!(slow.pool().available(), FRAMES, "general path leaked buffers");
+    assert_eq!(
+        slow.pool().available(),
+        FRAMES,
+        "general path leaked buffers"
+    );
 });

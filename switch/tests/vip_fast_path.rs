@@ -27,6 +27,7 @@ use rvs_switch::{
 const GW: MacAddr = MacAddr([2, 0, 0, 0, 1, 1]);
 const VIP: [u8; 4] = [10, 0, 0, 100];
 const VIP2: [u8; 4] = [10, 0, 0, 101];
+const VIP6: u128 = 0xfd00_0000_0000_0000_0000_0000_0000_0100;
 const TCP: u8 = 6;
 const UDP: u8 = 17;
 const ACK: u8 = 0x10;
@@ -113,6 +114,65 @@ fn udp(cport: u16) -> Vec<u8> {
     )
 }
 
+/// Backend `i`'s IPv6 address (fd00::b:i).
+fn backend6(i: u8) -> u128 {
+    0xfd00_0000_0000_0000_0000_0000_000b_0000 | i as u128
+}
+
+/// An IPv6 TCP (`proto` 6, `flags`) or UDP (17) frame from client
+/// `client` (fd00::c:client) port `cport` to `dst`, checksum valid; with
+/// `hop_by_hop`, an empty hop-by-hop options header before it.
+fn packet6(
+    client: u8,
+    cport: u16,
+    dst: (u128, u16),
+    proto: u8,
+    flags: u8,
+    hop_by_hop: bool,
+) -> Vec<u8> {
+    let src = 0xfd00_0000_0000_0000_0000_0000_000c_0000_u128 | client as u128;
+    let l4 = if proto == TCP { 20 } else { 8 };
+    let ext = if hop_by_hop { 8 } else { 0 };
+    let payload = 6;
+    let mut f = vec![0u8; 14 + 40 + ext + l4 + payload];
+    f[0..6].copy_from_slice(&GW.0);
+    f[6..12].copy_from_slice(&client_mac(client).0);
+    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    let next = if hop_by_hop { 0 } else { proto };
+    rvs_switch::wire::ipv6::write_header(
+        &mut f[14..],
+        (ext + l4 + payload) as u16,
+        next,
+        64,
+        &src.to_be_bytes(),
+        &dst.0.to_be_bytes(),
+    );
+    if hop_by_hop {
+        // Next header, length 0 (8 bytes), a PadN option filling it.
+        f[54..62].copy_from_slice(&[proto, 0, 1, 4, 0, 0, 0, 0]);
+    }
+    let t = &mut f[54 + ext..];
+    t[0..2].copy_from_slice(&cport.to_be_bytes());
+    t[2..4].copy_from_slice(&dst.1.to_be_bytes());
+    if proto == TCP {
+        t[12] = 5 << 4;
+        t[13] = flags;
+    } else {
+        t[4..6].copy_from_slice(&((l4 + payload) as u16).to_be_bytes());
+    }
+    t[l4..].copy_from_slice(b"abcdef");
+    let acc = checksum::pseudo_v6(
+        &src.to_be_bytes(),
+        &dst.0.to_be_bytes(),
+        proto,
+        (l4 + payload) as u32,
+    );
+    let c = !checksum::fold(checksum::sum(t, acc));
+    let at = if proto == TCP { 16 } else { 6 };
+    t[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
 /// A client's TCP segment to `dst`.
 fn tcp(client: u8, cport: u16, dst: ([u8; 4], u16), flags: u8) -> Vec<u8> {
     let src = [10, 0, 0, 50 + client];
@@ -171,8 +231,12 @@ fn twin(
     let mut cfg = DomainConfig::new("lb");
     cfg.fdb.max_entries = 64;
     let d = sw.add_domain(cfg).unwrap();
-    sw.set_gateway(Gateway::new(d, GW).with_ipv4(Ipv4Addr::new(10, 0, 0, 1), 24))
-        .unwrap();
+    sw.set_gateway(
+        Gateway::new(d, GW)
+            .with_ipv4(Ipv4Addr::new(10, 0, 0, 1), 24)
+            .with_ipv6("fd00::1".parse().unwrap(), 64),
+    )
+    .unwrap();
     let mut hs = Vec::new();
     for i in 0..3 {
         let (mut p, h) = MemoryPort::new(&format!("p{i}"));
@@ -192,6 +256,8 @@ fn twin(
     for (i, port) in [(1, 1), (2, 1), (3, 2), (4, u16::MAX)] {
         let (ip, mac) = backend(i);
         sw.add_static_neighbor(d, IpAddr::V4(ip), mac).unwrap();
+        let ip6 = IpAddr::V6(backend6(i).into());
+        sw.add_static_neighbor(d, ip6, mac).unwrap();
         if port != u16::MAX {
             sw.add_static(d, 1, mac, PortId(port)).unwrap();
         }
@@ -202,11 +268,32 @@ fn twin(
     (sw, hs, d)
 }
 
-/// VIP:80/tcp → 8080 and VIP:53/udp → 5353 over `backends`, VIP2:443 →
-/// 8443 over backend 4.
+/// VIP:80/tcp → 8080 and VIP:53/udp → 5353 over `backends`, the same
+/// on VIP6 over their IPv6 addresses, VIP2:443 → 8443 over backend 4.
 fn services(d: DomainId, backends: &[u8]) -> Vec<Service> {
     let ip = |i| IpAddr::V4(backend(i).0);
-    vec![
+    let mut v6 = vec![Service {
+        domain: d,
+        vip: IpAddr::V6(VIP6.into()),
+        ports: vec![
+            ServicePort {
+                proto: TCP,
+                port: 80,
+                target: 8080,
+            },
+            ServicePort {
+                proto: UDP,
+                port: 53,
+                target: 5353,
+            },
+        ],
+        backends: backends
+            .iter()
+            .map(|&i| IpAddr::V6(backend6(i).into()))
+            .collect(),
+        health: None,
+    }];
+    let mut all = vec![
         Service {
             domain: d,
             vip: IpAddr::V4(VIP.into()),
@@ -236,7 +323,9 @@ fn services(d: DomainId, backends: &[u8]) -> Vec<Service> {
             backends: vec![ip(4)],
             health: None,
         },
-    ]
+    ];
+    all.append(&mut v6);
+    all
 }
 
 /// Everything a user could compare between the twins, the fast path's
@@ -562,4 +651,63 @@ fn runs_to_one_port_queue_as_single_frames_do() {
     let sent = t.batch(0, &[vec![direct.clone()], udps].concat());
     assert_eq!(fast_path(&t.fast) - before, 16);
     assert_eq!(sent[1].first(), Some(&direct), "the bridged frame first");
+}
+
+/// IPv6 flows to a VIP take the node as IPv4 ones do, and what it leaves
+/// (extension headers, a batch that turns to the other family, a length
+/// the packet does not have) the router decides, the same way.
+#[test]
+fn ipv6_flows_take_the_vip_node_too() {
+    let mut t = Twins::new(None);
+    let syn: Vec<_> = (0..32)
+        .map(|i| packet6(1 + i % 3, 1000 + i as u16, (VIP6, 80), TCP, SYN, false))
+        .collect();
+    t.batch(0, &syn);
+    assert_eq!(fast_path(&t.fast), 0, "new flows: the router");
+    let ack = |i: u16| packet6(1 + (i % 3) as u8, 1000 + i, (VIP6, 80), TCP, ACK, false);
+    let sent = t.batch(0, &(0..32).map(ack).collect::<Vec<_>>());
+    assert_eq!(fast_path(&t.fast), 32, "the vip node took the batch");
+    let to_backends: Vec<_> = sent[1].iter().chain(&sent[2]).collect();
+    assert_eq!(to_backends.len(), 32);
+    // IPv6 destination (after a tag on the trunk): a backend's address.
+    let dst = |f: &Vec<u8>| {
+        let at = if f[12..14] == [0x81, 0x00] { 18 } else { 14 };
+        u128::from_be_bytes(f[at + 24..at + 40].try_into().unwrap())
+    };
+    assert!(
+        to_backends
+            .iter()
+            .all(|f| (1..=3).any(|i| dst(f) == backend6(i)))
+    );
+    // UDP, established.
+    let udp6 = |p| packet6(2, p, (VIP6, 53), UDP, 0, false);
+    t.batch(0, &(0..8).map(|i| udp6(4000 + i)).collect::<Vec<_>>());
+    let before = fast_path(&t.fast);
+    t.batch(0, &(0..8).map(|i| udp6(4000 + i)).collect::<Vec<_>>());
+    assert_eq!(fast_path(&t.fast) - before, 8, "established UDP");
+    // What the node leaves, each after two packets it takes.
+    let mut short = ack(3);
+    short[18..20].copy_from_slice(&200u16.to_be_bytes());
+    let odd: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "a hop-by-hop header",
+            packet6(1, 1004, (VIP6, 80), TCP, ACK, true),
+        ),
+        ("a payload length past the frame", short),
+        ("an IPv4 packet", tcp(1, 1000, (VIP, 80), ACK)),
+        ("a new flow", packet6(1, 3000, (VIP6, 80), TCP, SYN, false)),
+    ];
+    for (what, f) in odd {
+        let before = fast_path(&t.fast);
+        let batch = vec![ack(0), ack(1), f, ack(2), ack(4)];
+        t.batch(0, &batch);
+        assert_eq!(fast_path(&t.fast) - before, 2, "{what}: the two before it");
+    }
+    // A batch that starts with IPv4: the node takes the IPv4 head.
+    t.batch(0, &flows(1, 1000..1004, SYN));
+    let before = fast_path(&t.fast);
+    let mut mixed = flows(1, 1000..1004, ACK);
+    mixed.extend((0..4).map(ack));
+    t.batch(0, &mixed);
+    assert_eq!(fast_path(&t.fast) - before, 4, "the IPv4 head");
 }

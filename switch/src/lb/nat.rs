@@ -130,6 +130,39 @@ pub fn parse_v4_plain(ip: &[u8]) -> Option<Flow> {
     })
 }
 
+/// [`parse`] of an IPv6 packet the router would route as it is: version
+/// 6, a payload length within `ip`, TCP or UDP with its whole header
+/// straight after the fixed header (no extension headers). As
+/// [`parse_v4_plain`], for the fast path: every packet it accepts is one
+/// the router's check (`V6::check`) and [`parse`] accept with the same
+/// result (`tests::parse_v6_plain_accepts_a_subset`).
+#[inline(always)]
+pub fn parse_v6_plain(ip: &[u8]) -> Option<Flow> {
+    let h: &[u8; 40] = ip.get(..40)?.try_into().ok()?;
+    let payload = u16::from_be_bytes([h[4], h[5]]) as usize;
+    if h[0] >> 4 != 6 || 40 + payload > ip.len() {
+        return None;
+    }
+    let proto = h[6];
+    let need = match proto {
+        TCP => 20,
+        UDP => 8,
+        _ => return None,
+    };
+    let l4 = ip.get(40..40 + need)?;
+    let addr = |at: usize| u128::from_be_bytes(h[at..at + 16].try_into().expect("16 bytes"));
+    Some(Flow {
+        v6: true,
+        proto,
+        src: addr(8),
+        dst: addr(24),
+        sport: u16::from_be_bytes([l4[0], l4[1]]),
+        dport: u16::from_be_bytes([l4[2], l4[3]]),
+        flags: if proto == TCP { l4[13] } else { 0 },
+        l4: 40,
+    })
+}
+
 /// The one's-complement change of a sum when 16-bit words `old` became
 /// `new`, for `u32` (an IPv4 address, or two ports): `~old + new` word by
 /// word (RFC 1624 eqn. 3), not yet folded.
@@ -385,6 +418,86 @@ mod tests {
             match parse_v4_plain(&ip) {
                 Some(f) => {
                     assert_eq!(Some(f), router_and_parse(&ip), "{ip:02x?}");
+                    accepted += 1;
+                }
+                None => refused += 1,
+            }
+        }
+        assert!(
+            accepted > 10_000 && refused > 10_000,
+            "{accepted} {refused}"
+        );
+    }
+
+    /// An IPv6 TCP segment fd00::5:33000 → fd00::100:80 with a 3-byte
+    /// payload, checksum right.
+    fn v6_tcp() -> Vec<u8> {
+        let src: u128 = "fd00::5".parse::<std::net::Ipv6Addr>().unwrap().into();
+        let vip: u128 = "fd00::100".parse::<std::net::Ipv6Addr>().unwrap().into();
+        let mut ip = vec![0u8; 40 + 20 + 3];
+        crate::wire::ipv6::write_header(
+            &mut ip,
+            23,
+            TCP,
+            64,
+            &src.to_be_bytes(),
+            &vip.to_be_bytes(),
+        );
+        write_tcp(&mut ip[40..], true, src, vip, (33000, 80), 7, 0, ACK);
+        ip[60..].copy_from_slice(b"abc");
+        ip[56..58].copy_from_slice(&[0, 0]);
+        let c = l4_residue(&ip);
+        ip[56..58].copy_from_slice(&c.to_be_bytes());
+        ip
+    }
+
+    /// What the router checks of an IPv6 packet before it routes it
+    /// (`V6::check`: the lengths) and what [`parse`] reads of it.
+    fn router_and_parse_v6(ip: &[u8]) -> Option<Flow> {
+        crate::wire::ipv6::Ipv6Packet::new_checked(ip).ok()?;
+        parse(ip)
+    }
+
+    #[test]
+    fn parse_v6_plain_accepts_a_subset() {
+        let mut udp = v6_tcp();
+        udp[6] = UDP;
+        udp.truncate(40 + 8 + 3);
+        udp[4..6].copy_from_slice(&11u16.to_be_bytes());
+        // A frame's padding after the packet is not the packet's.
+        let mut padded = v6_tcp();
+        padded.extend_from_slice(&[0; 9]);
+        for ip in [v6_tcp(), udp.clone(), padded] {
+            assert_eq!(parse_v6_plain(&ip), router_and_parse_v6(&ip));
+            assert!(parse_v6_plain(&ip).is_some());
+        }
+        assert_eq!(parse_v6_plain(&v6_tcp()).unwrap().flags, ACK);
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let (mut accepted, mut refused) = (0, 0);
+        for i in 0..200_000 {
+            let mut ip = if i % 2 == 0 { udp.clone() } else { v6_tcp() };
+            for _ in 0..1 + next() % 3 {
+                // The fixed header's first 8 bytes (version, lengths, next
+                // header) and the ports, more often than the addresses.
+                let at = match next() % 4 {
+                    0 => (next() % ip.len() as u64) as usize,
+                    1 => 40 + (next() % 4) as usize,
+                    _ => (next() % 8) as usize,
+                };
+                ip[at] = next() as u8;
+            }
+            if next() % 4 == 0 {
+                ip.truncate((next() % ip.len() as u64) as usize);
+            }
+            match parse_v6_plain(&ip) {
+                Some(f) => {
+                    assert_eq!(Some(f), router_and_parse_v6(&ip), "{ip:02x?}");
                     accepted += 1;
                 }
                 None => refused += 1,

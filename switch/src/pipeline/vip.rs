@@ -24,15 +24,17 @@ use super::classify::MULTICAST_BIT;
 use super::egress::{egress_edit, enqueue, enqueue_front};
 use super::l3::OutMemo;
 use super::{BatchCounts, drop_at};
-use crate::batch::BATCH_MAX;
+use crate::batch::{BATCH_MAX, Batch};
 use crate::buf::PacketPool;
 use crate::config::DomainId;
 use crate::core::{Domain, PortSlot};
 use crate::counters::StageCounters;
 use crate::port::PortId;
+use crate::router::LbFast;
 use crate::router::Router;
 use crate::scratch::{Meta, Scratch};
 use crate::vlan::Egress;
+use crate::wire::ethernet::EtherType;
 
 /// Take the packets of established VIP flows at the head of
 /// `scratch.l3_in` (received in `domain_id`); the router takes the rest.
@@ -58,32 +60,20 @@ pub(crate) fn node(
     let tpid = d.cfg.vlan_protocol.tpid();
     let batch = &mut scratch.l3_in;
     let mut out = [(PortId(0), Egress::NotMember); BATCH_MAX];
-    // One FDB lookup per backend MAC and batch.
-    let mut memo = OutMemo::new();
-    let mut k = 0;
-    let vid = fc.vid;
-    while k < batch.len() {
-        let b = batch.get(k);
-        let partial = b.offload().needs_csum();
-        let f = pool.data_mut(b);
-        let Some(hit) = router.lb_established(&mut fc, f) else {
-            break;
-        };
-        // What the L3 output would do with the backend's MAC: a known
-        // unicast destination, or the general path (a flood, say).
-        if hit.flow.mac & MULTICAST_BIT != 0 {
-            break;
-        }
-        let Some(o) = memo.get(ports, d, domain_id, vid, hit.flow.mac, now_s) else {
-            break;
-        };
-        out[k] = o;
-        router.lb_forward(&fc, &hit, f, partial, now_ms);
-        k += 1;
-    }
+    // One loop per family, chosen by the first packet: a packet of the
+    // other family ends the run as any other the node leaves does.
+    let v6 = pool
+        .data(batch.get(0))
+        .get(12..14)
+        .is_some_and(|t| t == EtherType::IPV6.to_be_bytes());
+    let take = if v6 { take::<true> } else { take::<false> };
+    let k = take(
+        router, &mut fc, ports, pool, d, domain_id, batch, &mut out, now_s, now_ms,
+    );
     if k == 0 {
         return;
     }
+    let vid = fc.vid;
     router.lb_forwarded(k);
     // The L3 output's edit and queueing (`l3::output`), frame by frame.
     let mut c = BatchCounts::default();
@@ -115,4 +105,47 @@ pub(crate) fn node(
         i = j;
     }
     c.add_to(stages);
+}
+
+/// The node's probe, rewrite and output decision for the packets of one
+/// family (IPv6 when `V6`) at the head of `batch`: how many it took, their
+/// output in `out`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn take<const V6: bool>(
+    router: &mut Router,
+    fc: &mut LbFast,
+    ports: &[Option<PortSlot>],
+    pool: &mut PacketPool,
+    d: &Domain,
+    domain_id: DomainId,
+    batch: &Batch,
+    out: &mut [(PortId, Egress); BATCH_MAX],
+    now_s: u32,
+    now_ms: u64,
+) -> usize {
+    // One FDB lookup per backend MAC and batch.
+    let mut memo = OutMemo::new();
+    let mut k = 0;
+    let vid = fc.vid;
+    while k < batch.len() {
+        let b = batch.get(k);
+        let partial = b.offload().needs_csum();
+        let f = pool.data_mut(b);
+        let Some(hit) = router.lb_established::<V6>(fc, f) else {
+            break;
+        };
+        // What the L3 output would do with the backend's MAC: a known
+        // unicast destination, or the general path (a flood, say).
+        if hit.flow.mac & MULTICAST_BIT != 0 {
+            break;
+        }
+        let Some(o) = memo.get(ports, d, domain_id, vid, hit.flow.mac, now_s) else {
+            break;
+        };
+        out[k % BATCH_MAX] = o;
+        router.lb_forward(fc, &hit, f, partial, now_ms);
+        k += 1;
+    }
+    k
 }

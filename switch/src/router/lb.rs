@@ -13,7 +13,7 @@ use crate::mac::MacAddr;
 use crate::wire::ethernet::{self, EtherType};
 use crate::wire::{ipv4, ipv6};
 
-use super::family::{Family, V4};
+use super::family::{Family, V4, V6};
 use super::neigh::NeighKey;
 use super::{L3Out, Router};
 
@@ -39,6 +39,7 @@ pub(crate) struct LbFast {
 pub(crate) struct FastHit {
     /// The flow; its `mac` is the backend's.
     pub(crate) flow: Established,
+    v6: bool,
     proto: u8,
     flags: u8,
 }
@@ -46,7 +47,8 @@ pub(crate) struct FastHit {
 /// A VIP's port: its service and the backends' port.
 #[derive(Debug, Clone, Copy)]
 struct VipPort {
-    dst: u32,
+    /// Of the family `fc` serves.
+    dst: u128,
     svc: u32,
     proto: u8,
     port: u16,
@@ -92,30 +94,44 @@ impl Router {
     }
 
     /// The fast path's probe of `frame`, received in `fc.domain` and
-    /// untagged: an IPv4 packet of an established flow to a VIP that the
-    /// general path (`process`, `lb_packet`) would send to the backend MAC
-    /// the flow caches (`FastHit::flow`). Changes nothing; `None`: the
-    /// general path decides.
+    /// untagged: an IPv4 (IPv6 when `V6`) packet of an established flow to
+    /// a VIP that the general path (`process`, `lb_packet`) would send to
+    /// the backend MAC the flow caches (`FastHit::flow`). Changes nothing;
+    /// `None`: the general path decides. One `fc` serves one family.
     #[inline(always)]
-    pub(crate) fn lb_established(&self, fc: &mut LbFast, frame: &[u8]) -> Option<FastHit> {
-        // What `process` checks of it before its class is `Lb4`.
+    pub(crate) fn lb_established<const V6: bool>(
+        &self,
+        fc: &mut LbFast,
+        frame: &[u8],
+    ) -> Option<FastHit> {
+        // What `process` checks of it before its class is `Lb4` / `Lb6`.
+        let ether = if V6 { EtherType::IPV6 } else { EtherType::IPV4 };
         if frame.len() < ETH
             || frame[..6] != fc.gw_mac.0
-            || crate::wire::read_u16(frame, 12) != EtherType::IPV4
+            || crate::wire::read_u16(frame, 12) != ether
         {
             return None;
         }
-        let f = nat::parse_v4_plain(&frame[ETH..])?;
-        // The rest of `V4::check` (a routable destination) holds for every
-        // VIP (`lb::check`).
-        let dst = f.dst as u32;
+        let f = if V6 {
+            nat::parse_v6_plain(&frame[ETH..])?
+        } else {
+            nat::parse_v4_plain(&frame[ETH..])?
+        };
+        // The rest of `V4::check` / `V6::check` (a routable destination)
+        // holds for every VIP (`lb::routed_unicast`).
         let (svc, target) = match fc.vip {
-            Some(v) if v.dst == dst && v.port == f.dport && v.proto == f.proto => (v.svc, v.target),
+            Some(v) if v.dst == f.dst && v.port == f.dport && v.proto == f.proto => {
+                (v.svc, v.target)
+            }
             _ => {
-                let svc = self.lb_service::<V4>(fc.domain, dst)?;
+                let svc = if V6 {
+                    self.lb_service::<V6>(fc.domain, f.dst)?
+                } else {
+                    self.lb_service::<V4>(fc.domain, f.dst as u32)?
+                };
                 let target = self.lb.target(svc, f.proto, f.dport)?;
                 fc.vip = Some(VipPort {
-                    dst,
+                    dst: f.dst,
                     svc,
                     proto: f.proto,
                     port: f.dport,
@@ -127,6 +143,7 @@ impl Router {
         let flow = self.lb.established(svc, target, &f, fc.generation)?;
         Some(FastHit {
             flow,
+            v6: V6,
             proto: f.proto,
             flags: f.flags,
         })
@@ -144,16 +161,16 @@ impl Router {
         partial: bool,
         now_ms: u64,
     ) {
-        // What the rewrite reads of the parse: fixed for plain IPv4.
+        // What the rewrite reads of the parse: fixed for plain packets.
         let f = nat::Flow {
-            v6: false,
+            v6: hit.v6,
             proto: hit.proto,
             src: 0,
             dst: 0,
             sport: 0,
             dport: 0,
             flags: hit.flags,
-            l4: 20,
+            l4: if hit.v6 { 40 } else { 20 },
         };
         let client = MacAddr(frame[6..12].try_into().expect("6 bytes"));
         let ip = &mut frame[ETH..];

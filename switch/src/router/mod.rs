@@ -24,6 +24,7 @@ mod family;
 mod forward;
 mod lanes;
 mod lb;
+pub(crate) use lb::LbFast;
 pub mod listen;
 mod local;
 pub mod lpm4;
