@@ -12,13 +12,14 @@
 # the outer IPv4 encapsulation and decapsulation of benches/vxlan.rs (their
 # counts include the head move that undoes each step).
 # lb_vip_tcp is the whole pipeline with a service VIP
-# (benches/lb.rs's setup), its flow table filled before counting.
+# (benches/lb.rs's setup), its flow table filled before counting;
+# lb_vip6_tcp the same over IPv6 (74-byte frames).
 # Usage: bench/icount.sh [SCENARIO...]   (needs valgrind)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p rvs-bench --bin rvs-icount --bin rvs-icount-l3
 scenarios=${*:-known_unicast known_unicast_stream flood_4ports learn_new_macs access_to_trunk trunk_to_access lookup_1M_entries
-  known_unicast_1M_stations vxlan_encap vxlan_decap lb_vip_tcp l3_ipv4_100k_routes l3_ipv6_1k_routes l3_icmp4_ttl_exceeded l3_icmp6_hop_limit}
+  known_unicast_1M_stations vxlan_encap vxlan_decap lb_vip_tcp lb_vip6_tcp l3_ipv4_100k_routes l3_ipv6_1k_routes l3_icmp4_ttl_exceeded l3_icmp6_hop_limit}
 burst=32
 n=2000
 count() {

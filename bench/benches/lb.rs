@@ -30,6 +30,14 @@ fn lb(c: &mut Criterion) {
     g.bench_function("vip_tcp", |b| b.iter(|| sw.poll()));
     let flows = sw.services()[0].flows;
     assert_eq!(flows, rvs_bench::lb::FLOWS, "every flow in the table");
+    let mut sw6 = rvs_bench::lb::vip6_tcp(BURST);
+    for _ in 0..2 * rvs_bench::lb::FLOWS / BURST {
+        sw6.poll();
+    }
+    let l3 = sw6.router().counters();
+    assert!(l3.drops.iter().all(|&d| d == 0), "nothing dropped: {l3:?}");
+    g.bench_function("vip6_tcp", |b| b.iter(|| sw6.poll()));
+    assert_eq!(sw6.services()[0].flows, rvs_bench::lb::FLOWS);
     let mut peer = rvs_bench::known_unicast(BURST);
     g.bench_function("known_unicast_peer", |b| b.iter(|| peer.poll()));
     g.finish();

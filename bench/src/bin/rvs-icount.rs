@@ -12,7 +12,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 4 {
         eprintln!(
-            "usage: rvs-icount <known_unicast|known_unicast_stream|flood_4ports|learn_new_macs|access_to_trunk|trunk_to_access|lookup_1M_entries|known_unicast_1M_stations|vxlan_encap|vxlan_decap|lb_vip_tcp> BURST BURSTS"
+            "usage: rvs-icount <known_unicast|known_unicast_stream|flood_4ports|learn_new_macs|access_to_trunk|trunk_to_access|lookup_1M_entries|known_unicast_1M_stations|vxlan_encap|vxlan_decap|lb_vip_tcp|lb_vip6_tcp> BURST BURSTS"
         );
         std::process::exit(2);
     }
@@ -42,8 +42,12 @@ fn main() {
         }
         // The flow table is filled before counting starts (2 rounds of the
         // replayed flows), so N and 2N bursts both count established flows.
-        "lb_vip_tcp" => {
-            let mut sw = rvs_bench::lb::vip_tcp(burst);
+        "lb_vip_tcp" | "lb_vip6_tcp" => {
+            let mut sw = if args[1] == "lb_vip6_tcp" {
+                rvs_bench::lb::vip6_tcp(burst)
+            } else {
+                rvs_bench::lb::vip_tcp(burst)
+            };
             for _ in 0..2 * rvs_bench::lb::FLOWS / burst {
                 sw.poll();
             }
