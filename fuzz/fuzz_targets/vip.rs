@@ -46,37 +46,39 @@ fn backend6(i: u8) -> IpAddr {
 }
 
 fn services(d: DomainId, which: u8) -> Vec<Service> {
-    let ip = |i| IpAddr::V4(backend(i).0);
     let picks: &[u8] = match which % 3 {
         0 => &[1, 2, 3],
         1 => &[1, 3],
         _ => &[2],
     };
-    let backends = picks.iter().map(|&i| ip(i)).collect();
     let health = (which % 4 == 3).then_some(HealthCheck {
         port: 9,
         interval_ms: 500,
         timeout_ms: 1500,
     });
+    // The first VIP and its IPv6 twin: 80/tcp and 53/udp over `picks`.
+    let web = |vip: IpAddr, backends: Vec<IpAddr>| Service {
+        domain: d,
+        vip,
+        ports: vec![
+            ServicePort {
+                proto: 6,
+                port: 80,
+                target: 8080 + (which as u16 % 2),
+            },
+            ServicePort {
+                proto: 17,
+                port: 53,
+                target: 5353,
+            },
+        ],
+        backends,
+        health,
+    };
+    let v4 = picks.iter().map(|&i| IpAddr::V4(backend(i).0)).collect();
+    let v6 = picks.iter().map(|&i| backend6(i)).collect();
     vec![
-        Service {
-            domain: d,
-            vip: IpAddr::V4(VIPS[0].into()),
-            ports: vec![
-                ServicePort {
-                    proto: 6,
-                    port: 80,
-                    target: 8080 + (which as u16 % 2),
-                },
-                ServicePort {
-                    proto: 17,
-                    port: 53,
-                    target: 5353,
-                },
-            ],
-            backends,
-            health,
-        },
+        web(IpAddr::V4(VIPS[0].into()), v4),
         Service {
             domain: d,
             vip: IpAddr::V4(VIPS[1].into()),
@@ -85,27 +87,10 @@ fn services(d: DomainId, which: u8) -> Vec<Service> {
                 port: 443,
                 target: 8443,
             }],
-            backends: vec![ip(4)],
+            backends: vec![IpAddr::V4(backend(4).0)],
             health: None,
         },
-        Service {
-            domain: d,
-            vip: IpAddr::V6(VIP6.into()),
-            ports: vec![
-                ServicePort {
-                    proto: 6,
-                    port: 80,
-                    target: 8080 + (which as u16 % 2),
-                },
-                ServicePort {
-                    proto: 17,
-                    port: 53,
-                    target: 5353,
-                },
-            ],
-            backends: picks.iter().map(|&i| backend6(i)).collect(),
-            health,
-        },
+        web(IpAddr::V6(VIP6.into()), v6),
     ]
 }
 

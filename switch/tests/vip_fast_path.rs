@@ -83,22 +83,27 @@ fn packet(
     f[24..26].copy_from_slice(&[0, 0]);
     let c = checksum::compute(&f[14..14 + ihl]);
     f[24..26].copy_from_slice(&c.to_be_bytes());
-    let t = &mut f[14 + ihl..];
-    t[0..2].copy_from_slice(&src.1.to_be_bytes());
-    t[2..4].copy_from_slice(&dst.1.to_be_bytes());
+    let acc = checksum::pseudo_v4(src.0, dst.0, proto, (l4 + payload) as u16);
+    transport(&mut f[14 + ihl..], (src.1, dst.1), proto, flags, acc);
+    f
+}
+
+/// The TCP (`flags`) or UDP header and the payload "abcdef" in `t`, its
+/// checksum over the pseudo-header sum `pseudo`.
+fn transport(t: &mut [u8], (sport, dport): (u16, u16), proto: u8, flags: u8, pseudo: u32) {
+    let l4 = if proto == TCP { 20 } else { 8 };
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
     if proto == TCP {
         t[12] = 5 << 4;
         t[13] = flags;
     } else {
-        t[4..6].copy_from_slice(&((l4 + payload) as u16).to_be_bytes());
+        t[4..6].copy_from_slice(&((l4 + 6) as u16).to_be_bytes());
     }
-    t[l4..].copy_from_slice(b"abcdef");
-    let len = (l4 + payload) as u16;
-    let acc = checksum::pseudo_v4(src.0, dst.0, proto, len);
-    let c = !checksum::fold(checksum::sum(t, acc));
+    t[l4..l4 + 6].copy_from_slice(b"abcdef");
+    let c = !checksum::fold(checksum::sum(t, pseudo));
     let at = if proto == TCP { 16 } else { 6 };
     t[at..at + 2].copy_from_slice(&c.to_be_bytes());
-    f
 }
 
 /// Client 2's UDP datagram from port `cport` to VIP:53.
@@ -151,25 +156,13 @@ fn packet6(
         // Next header, length 0 (8 bytes), a PadN option filling it.
         f[54..62].copy_from_slice(&[proto, 0, 1, 4, 0, 0, 0, 0]);
     }
-    let t = &mut f[54 + ext..];
-    t[0..2].copy_from_slice(&cport.to_be_bytes());
-    t[2..4].copy_from_slice(&dst.1.to_be_bytes());
-    if proto == TCP {
-        t[12] = 5 << 4;
-        t[13] = flags;
-    } else {
-        t[4..6].copy_from_slice(&((l4 + payload) as u16).to_be_bytes());
-    }
-    t[l4..].copy_from_slice(b"abcdef");
     let acc = checksum::pseudo_v6(
         &src.to_be_bytes(),
         &dst.0.to_be_bytes(),
         proto,
         (l4 + payload) as u32,
     );
-    let c = !checksum::fold(checksum::sum(t, acc));
-    let at = if proto == TCP { 16 } else { 6 };
-    t[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    transport(&mut f[54 + ext..], (cport, dst.1), proto, flags, acc);
     f
 }
 
@@ -271,10 +264,9 @@ fn twin(
 /// VIP:80/tcp → 8080 and VIP:53/udp → 5353 over `backends`, the same
 /// on VIP6 over their IPv6 addresses, VIP2:443 → 8443 over backend 4.
 fn services(d: DomainId, backends: &[u8]) -> Vec<Service> {
-    let ip = |i| IpAddr::V4(backend(i).0);
-    let mut v6 = vec![Service {
+    let web = |vip: IpAddr, backends: Vec<IpAddr>| Service {
         domain: d,
-        vip: IpAddr::V6(VIP6.into()),
+        vip,
         ports: vec![
             ServicePort {
                 proto: TCP,
@@ -287,31 +279,16 @@ fn services(d: DomainId, backends: &[u8]) -> Vec<Service> {
                 target: 5353,
             },
         ],
-        backends: backends
-            .iter()
-            .map(|&i| IpAddr::V6(backend6(i).into()))
-            .collect(),
+        backends,
         health: None,
-    }];
-    let mut all = vec![
-        Service {
-            domain: d,
-            vip: IpAddr::V4(VIP.into()),
-            ports: vec![
-                ServicePort {
-                    proto: TCP,
-                    port: 80,
-                    target: 8080,
-                },
-                ServicePort {
-                    proto: UDP,
-                    port: 53,
-                    target: 5353,
-                },
-            ],
-            backends: backends.iter().map(|&i| ip(i)).collect(),
-            health: None,
-        },
+    };
+    let v4 = backends.iter().map(|&i| IpAddr::V4(backend(i).0)).collect();
+    let v6 = backends
+        .iter()
+        .map(|&i| IpAddr::V6(backend6(i).into()))
+        .collect();
+    vec![
+        web(IpAddr::V4(VIP.into()), v4),
         Service {
             domain: d,
             vip: IpAddr::V4(VIP2.into()),
@@ -320,12 +297,11 @@ fn services(d: DomainId, backends: &[u8]) -> Vec<Service> {
                 port: 443,
                 target: 8443,
             }],
-            backends: vec![ip(4)],
+            backends: vec![IpAddr::V4(backend(4).0)],
             health: None,
         },
-    ];
-    all.append(&mut v6);
-    all
+        web(IpAddr::V6(VIP6.into()), v6),
+    ]
 }
 
 /// Everything a user could compare between the twins, the fast path's

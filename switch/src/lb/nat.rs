@@ -392,16 +392,8 @@ mod tests {
         // Mutants: bytes of the headers changed (with the header checksum
         // fixed up or not), lengths cut. Whatever the plain parse accepts,
         // the router and `parse` accept alike.
-        let mut x = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let (mut accepted, mut refused) = (0, 0);
-        for i in 0..200_000 {
-            let mut ip = if i % 2 == 0 { v4_udp() } else { tcp.clone() };
+        let bases = [v4_udp(), tcp];
+        mutants(&bases, parse_v4_plain, router_and_parse, |ip, next| {
             for _ in 0..1 + next() % 3 {
                 let at = (next() % 40) as usize % ip.len();
                 ip[at] = next() as u8;
@@ -412,12 +404,35 @@ mod tests {
                 let hc = checksum::compute(&ip[..ihl]);
                 ip[10..12].copy_from_slice(&hc.to_be_bytes());
             }
+        });
+    }
+
+    /// 200,000 mutants of `bases` (by `mutate`, some then cut short):
+    /// whatever `plain` accepts, `reference` accepts with the same
+    /// result; each refuses and accepts more than 10,000.
+    fn mutants(
+        bases: &[Vec<u8>; 2],
+        plain: fn(&[u8]) -> Option<Flow>,
+        reference: fn(&[u8]) -> Option<Flow>,
+        mut mutate: impl FnMut(&mut Vec<u8>, &mut dyn FnMut() -> u64),
+    ) {
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let (mut accepted, mut refused) = (0, 0);
+        for i in 0..200_000 {
+            let mut ip = bases[i % 2].clone();
+            mutate(&mut ip, &mut next);
             if next() % 4 == 0 {
                 ip.truncate((next() % ip.len() as u64) as usize);
             }
-            match parse_v4_plain(&ip) {
+            match plain(&ip) {
                 Some(f) => {
-                    assert_eq!(Some(f), router_and_parse(&ip), "{ip:02x?}");
+                    assert_eq!(Some(f), reference(&ip), "{ip:02x?}");
                     accepted += 1;
                 }
                 None => refused += 1,
@@ -429,9 +444,9 @@ mod tests {
         );
     }
 
-    /// An IPv6 TCP segment fd00::5:33000 → fd00::100:80 with a 3-byte
-    /// payload, checksum right.
-    fn v6_tcp() -> Vec<u8> {
+    /// An IPv6 TCP segment fd00::5:33000 → fd00::100:80 with `flags` and
+    /// a 3-byte payload, checksum right.
+    fn v6_tcp(flags: u8) -> Vec<u8> {
         let src: u128 = "fd00::5".parse::<std::net::Ipv6Addr>().unwrap().into();
         let vip: u128 = "fd00::100".parse::<std::net::Ipv6Addr>().unwrap().into();
         let mut ip = vec![0u8; 40 + 20 + 3];
@@ -443,7 +458,7 @@ mod tests {
             &src.to_be_bytes(),
             &vip.to_be_bytes(),
         );
-        write_tcp(&mut ip[40..], true, src, vip, (33000, 80), 7, 0, ACK);
+        write_tcp(&mut ip[40..], true, src, vip, (33000, 80), 7, 0, flags);
         ip[60..].copy_from_slice(b"abc");
         ip[56..58].copy_from_slice(&[0, 0]);
         let c = l4_residue(&ip);
@@ -460,28 +475,20 @@ mod tests {
 
     #[test]
     fn parse_v6_plain_accepts_a_subset() {
-        let mut udp = v6_tcp();
+        let mut udp = v6_tcp(ACK);
         udp[6] = UDP;
         udp.truncate(40 + 8 + 3);
         udp[4..6].copy_from_slice(&11u16.to_be_bytes());
         // A frame's padding after the packet is not the packet's.
-        let mut padded = v6_tcp();
+        let mut padded = v6_tcp(ACK);
         padded.extend_from_slice(&[0; 9]);
-        for ip in [v6_tcp(), udp.clone(), padded] {
+        for ip in [v6_tcp(ACK), udp.clone(), padded] {
             assert_eq!(parse_v6_plain(&ip), router_and_parse_v6(&ip));
             assert!(parse_v6_plain(&ip).is_some());
         }
-        assert_eq!(parse_v6_plain(&v6_tcp()).unwrap().flags, ACK);
-        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let (mut accepted, mut refused) = (0, 0);
-        for i in 0..200_000 {
-            let mut ip = if i % 2 == 0 { udp.clone() } else { v6_tcp() };
+        assert_eq!(parse_v6_plain(&v6_tcp(ACK)).unwrap().flags, ACK);
+        let bases = [udp, v6_tcp(ACK)];
+        mutants(&bases, parse_v6_plain, router_and_parse_v6, |ip, next| {
             for _ in 0..1 + next() % 3 {
                 // The fixed header's first 8 bytes (version, lengths, next
                 // header) and the ports, more often than the addresses.
@@ -492,21 +499,7 @@ mod tests {
                 };
                 ip[at] = next() as u8;
             }
-            if next() % 4 == 0 {
-                ip.truncate((next() % ip.len() as u64) as usize);
-            }
-            match parse_v6_plain(&ip) {
-                Some(f) => {
-                    assert_eq!(Some(f), router_and_parse_v6(&ip), "{ip:02x?}");
-                    accepted += 1;
-                }
-                None => refused += 1,
-            }
-        }
-        assert!(
-            accepted > 10_000 && refused > 10_000,
-            "{accepted} {refused}"
-        );
+        });
     }
 
     #[test]
@@ -569,21 +562,7 @@ mod tests {
             .parse::<std::net::Ipv6Addr>()
             .unwrap()
             .into();
-        let mut ip = vec![0u8; 40 + 20 + 3];
-        crate::wire::ipv6::write_header(
-            &mut ip,
-            23,
-            TCP,
-            64,
-            &src.to_be_bytes(),
-            &vip.to_be_bytes(),
-        );
-        write_tcp(&mut ip[40..], true, src, vip, (33000, 80), 7, 0, SYN);
-        // A payload, then the checksum fixed over it.
-        ip[60..].copy_from_slice(b"abc");
-        ip[56..58].copy_from_slice(&[0, 0]);
-        let c = l4_residue(&ip);
-        ip[56..58].copy_from_slice(&c.to_be_bytes());
+        let ip = v6_tcp(SYN);
         assert_eq!(l4_residue(&ip), 0);
         let f = parse(&ip).unwrap();
         assert_eq!((f.flags, f.sport, f.dport), (SYN, 33000, 80));
