@@ -507,3 +507,63 @@ fn a_neighbor_solicitation_is_answered_but_no_neighbor_is_learned() {
     sw.inject_real(0, f);
     assert_eq!(sw.router().neighbors().len(), n + 1, "a real run learns it");
 }
+
+/// The learn verdict is the one learning reaches, limits and damping
+/// included: a domain full of stations, and a station moving once too
+/// often in the damping window.
+#[test]
+fn the_learn_verdict_knows_the_domain_limit_and_damping() {
+    let mut sw = Switch::new(PacketPool::with_frames(256));
+    let mut cfg = DomainConfig::new("d");
+    cfg.fdb.max_entries = 1;
+    cfg.fdb.damping = rvs_switch::MoveDamping {
+        max_moves: 1,
+        window_secs: 60,
+        hold_secs: 60,
+    };
+    let d = sw.add_domain(cfg).unwrap();
+    let mut hs = Vec::new();
+    for i in 0..2 {
+        let (p, h) = MemoryPort::new(&format!("p{i}"));
+        sw.add_port(Box::new(p), PortConfig::access(d, 1)).unwrap();
+        hs.push(h);
+    }
+    let all: Vec<&MemoryPortHandle> = hs.iter().collect();
+    let where_is = |sw: &Switch, mac: MacAddr| {
+        sw.fdb_entries(d)
+            .unwrap()
+            .iter()
+            .find(|e| e.mac == mac)
+            .map(|e| e.port.0)
+    };
+    sw.set_now_ms(1000);
+    hs[0].inject(frame(MacAddr::BROADCAST, A));
+    sw.poll();
+    for h in &hs {
+        h.take_tx();
+    }
+    // The domain holds one station (A): C would not be learned.
+    let r = dry(&mut sw, &all, 1, &frame(A, C));
+    assert!(
+        has(&r, "learn", "LimitDomain (dry run: not learned)"),
+        "{r:#?}"
+    );
+    hs[1].inject(frame(A, C));
+    sw.poll();
+    assert_eq!(where_is(&sw, C), None, "the real run agrees");
+    // A moves to p1 once (allowed); a second move in the window is damped.
+    hs[1].inject(frame(MacAddr::BROADCAST, A));
+    sw.poll();
+    assert_eq!(where_is(&sw, A), Some(1));
+    for h in &hs {
+        h.take_tx();
+    }
+    let r = dry(&mut sw, &all, 0, &frame(MacAddr::BROADCAST, A));
+    assert!(
+        has(&r, "learn", "MoveDamped (dry run: not learned)"),
+        "{r:#?}"
+    );
+    hs[0].inject(frame(MacAddr::BROADCAST, A));
+    sw.poll();
+    assert_eq!(where_is(&sw, A), Some(1), "the real run agrees: damped");
+}

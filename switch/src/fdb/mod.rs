@@ -136,6 +136,42 @@ struct Flap {
     damped_until: u32,
 }
 
+/// What a station's move does to its flap state ([`Flap::step`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FlapStep {
+    /// Damped, its hold not over: refused, nothing changes.
+    Held,
+    /// One move too many in the window: refused, and damped from now.
+    Damp,
+    /// Counted and allowed.
+    Move,
+}
+
+impl Flap {
+    /// A station tracked as `f` (a new one: `None`) moving at `now`: its
+    /// state after the move, and what the move does.
+    fn step(f: Option<Flap>, d: MoveDamping, now: u32) -> (Flap, FlapStep) {
+        let fresh = Flap {
+            window_start: now,
+            moves: 0,
+            damped_until: 0,
+        };
+        let mut f = f.unwrap_or(fresh);
+        if f.damped_until != 0 && now.wrapping_sub(f.damped_until) > u32::MAX / 2 {
+            return (f, FlapStep::Held);
+        }
+        if f.damped_until != 0 || now.wrapping_sub(f.window_start) >= d.window_secs {
+            f = fresh;
+        }
+        f.moves += 1;
+        if d.max_moves != 0 && f.moves > d.max_moves {
+            f.damped_until = now.wrapping_add(d.hold_secs).max(1);
+            return (f, FlapStep::Damp);
+        }
+        (f, FlapStep::Move)
+    }
+}
+
 /// Most stations tracked for flapping at once; beyond it, moves are simply
 /// not damped (and a counter of the overflow would show it in `flap_overflow`).
 const FLAP_TRACK_MAX: usize = 4096;
@@ -322,24 +358,77 @@ impl Fdb {
         let from = e.port;
         let was_expired = aging != 0 && now.wrapping_sub(e.last_seen) >= aging;
         if was_expired {
-            // An entry past its age is gone in all but bookkeeping: relearn.
-            e.port = port.0;
-            e.last_seen = now;
-            e.flags = 0;
-            *self.port_count_mut(from) -= 1;
-            *self.port_count_mut(port.0) += 1;
-            return Learned::New;
+            return self.relearn_expired(key, hash, from, port.0, now);
         }
         self.station_moved(key, hash, from, port.0, now)
     }
 
+    /// What [`Fdb::learn`] of `key` on `port` at `now` would return, changing
+    /// nothing: the dry run's verdict (`pipeline/learn.rs`), the same
+    /// decisions as `learn_hashed` and the functions it calls.
+    pub fn learn_verdict(&self, key: u64, port: PortId, now: u32) -> Learned {
+        let Some(e) = self.table.find(key, self.hash(key)) else {
+            return self.insert_refused(port.0).unwrap_or(Learned::New);
+        };
+        if e.port == port.0 {
+            return Learned::Refreshed;
+        }
+        if e.flags & F_STATIC != 0 {
+            return Learned::StaticConflict;
+        }
+        if self.expired(e, now) {
+            return self.relearn_refused(port.0).unwrap_or(Learned::New);
+        }
+        let tracked = self.flaps.get(&key).copied();
+        let untracked = tracked.is_none() && self.flaps.len() >= FLAP_TRACK_MAX;
+        if !untracked && Flap::step(tracked, self.cfg.damping, now).1 != FlapStep::Move {
+            return Learned::MoveDamped;
+        }
+        if self.port_full(port.0) {
+            return Learned::LimitPort;
+        }
+        Learned::Moved {
+            from: PortId(e.port),
+        }
+    }
+
+    /// Why a new station on `port` is not learned, if it is not.
+    fn insert_refused(&self, port: u16) -> Option<Learned> {
+        if self.cfg.max_entries != 0 && self.dynamic >= self.cfg.max_entries {
+            return Some(Learned::LimitDomain);
+        }
+        self.relearn_refused(port)
+    }
+
+    /// Why a station is not learned on `port` (already counted in the
+    /// domain: an entry past its age), if it is not.
+    fn relearn_refused(&self, port: u16) -> Option<Learned> {
+        self.port_full(port).then_some(Learned::LimitPort)
+    }
+
+    /// An entry past its age is gone in all but bookkeeping: relearn it on
+    /// `to`, as a new station (within `to`'s limit).
+    #[cold]
+    fn relearn_expired(&mut self, key: u64, hash: u64, from: u16, to: u16, now: u32) -> Learned {
+        if let Some(r) = self.relearn_refused(to) {
+            return r;
+        }
+        let e = self
+            .table
+            .find_mut(key, hash)
+            .expect("entry found by caller");
+        e.port = to;
+        e.last_seen = now;
+        e.flags = 0;
+        *self.port_count_mut(from) -= 1;
+        *self.port_count_mut(to) += 1;
+        Learned::New
+    }
+
     #[cold]
     fn insert_new(&mut self, key: u64, hash: u64, port: u16, now: u32) -> Learned {
-        if self.cfg.max_entries != 0 && self.dynamic >= self.cfg.max_entries {
-            return Learned::LimitDomain;
-        }
-        if self.port_full(port) {
-            return Learned::LimitPort;
+        if let Some(r) = self.insert_refused(port) {
+            return r;
         }
         self.table.insert_new(
             key,
@@ -359,36 +448,17 @@ impl Fdb {
     fn station_moved(&mut self, key: u64, hash: u64, from: u16, to: u16, now: u32) -> Learned {
         let d = self.cfg.damping;
         // Damped stations stay put until their hold ends.
-        let tracker_full = self.flaps.len() >= FLAP_TRACK_MAX;
-        let flap = match self.flaps.get_mut(&key) {
-            Some(f) => Some(f),
-            None if tracker_full => {
-                self.flap_overflow += 1;
-                None
-            }
-            None => Some(self.flaps.entry(key).or_insert(Flap {
-                window_start: now,
-                moves: 0,
-                damped_until: 0,
-            })),
-        };
+        let tracked = self.flaps.get(&key).copied();
         let mut damp_now = false;
-        if let Some(f) = flap {
-            if f.damped_until != 0 && now.wrapping_sub(f.damped_until) > u32::MAX / 2 {
+        if tracked.is_none() && self.flaps.len() >= FLAP_TRACK_MAX {
+            self.flap_overflow += 1;
+        } else {
+            let (f, step) = Flap::step(tracked, d, now);
+            if step == FlapStep::Held {
                 return Learned::MoveDamped;
             }
-            if f.damped_until != 0 || now.wrapping_sub(f.window_start) >= d.window_secs {
-                *f = Flap {
-                    window_start: now,
-                    moves: 0,
-                    damped_until: 0,
-                };
-            }
-            f.moves += 1;
-            if d.max_moves != 0 && f.moves > d.max_moves {
-                f.damped_until = now.wrapping_add(d.hold_secs).max(1);
-                damp_now = true;
-            }
+            self.flaps.insert(key, f);
+            damp_now = step == FlapStep::Damp;
         }
         if damp_now {
             if let Some(e) = self.table.find_mut(key, hash) {
@@ -593,6 +663,88 @@ mod tests {
     const P1: PortId = PortId(1);
     const P2: PortId = PortId(2);
     const P3: PortId = PortId(3);
+
+    /// The dry run's verdict is what learning then does: 100,000 random
+    /// learns (few stations and ports, small limits, quick aging and
+    /// damping, statics and removals among them), each checked against the
+    /// verdict taken just before it.
+    #[test]
+    fn the_learn_verdict_is_what_learning_does() {
+        let mut f = Fdb::new(FdbConfig {
+            aging_secs: 6,
+            max_entries: 12,
+            damping: MoveDamping {
+                max_moves: 3,
+                window_secs: 4,
+                hold_secs: 5,
+            },
+        });
+        f.set_port_limit(P1, 4);
+        f.set_port_limit(P2, 6);
+        let mut x = 0x853c_49e6_748f_ea9b_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut now = 0u32;
+        let mut seen = std::collections::HashMap::new();
+        for _ in 0..100_000 {
+            let key = k(1, next() % 24);
+            let port = PortId((next() % 4) as u16);
+            match next() % 64 {
+                0 => now += (next() % 8) as u32,
+                1 => f.add_static(1, key_mac(key), port),
+                2 => {
+                    f.remove(1, key_mac(key));
+                }
+                3 => {
+                    f.age_step(now, 4);
+                }
+                _ => {
+                    let v = f.learn_verdict(key, port, now);
+                    let r = f.learn(key, port, now);
+                    assert_eq!(v, r, "key {key:x} on {port:?} at {now}");
+                    *seen
+                        .entry(format!("{r:?}").split(' ').next().unwrap().to_string())
+                        .or_insert(0) += 1;
+                }
+            }
+        }
+        // Every kind of verdict came up.
+        for kind in [
+            "New",
+            "Refreshed",
+            "Moved",
+            "MoveDamped",
+            "LimitPort",
+            "LimitDomain",
+            "StaticConflict",
+        ] {
+            assert!(
+                seen.get(kind).copied().unwrap_or(0) > 50,
+                "{kind}: {seen:?}"
+            );
+        }
+    }
+
+    /// A station whose entry expired, seen again on a port at its limit, is
+    /// not learned there (it was, past the limit).
+    #[test]
+    fn an_expired_station_relearned_respects_the_port_limit() {
+        let mut f = Fdb::new(FdbConfig {
+            aging_secs: 10,
+            ..Default::default()
+        });
+        f.set_port_limit(P2, 1);
+        assert_eq!(f.learn(k(1, 1), P2, 0), Learned::New);
+        assert_eq!(f.learn(k(1, 2), P1, 0), Learned::New);
+        f.learn(k(1, 1), P2, 20);
+        assert_eq!(f.learn(k(1, 2), P2, 20), Learned::LimitPort);
+        assert_eq!(f.port_len(P2), 1);
+        assert_eq!(f.lookup(k(1, 2), 20), None);
+    }
 
     #[test]
     fn learn_then_lookup() {

@@ -110,13 +110,7 @@ fn dry(cx: &mut Ctx, n: usize) {
         }
         let key = fdb_key(m.vid, m.src);
         let fdb = &cx.domain.fdb;
-        let r = match fdb.entry(key, cx.now_s) {
-            Some(e) if e.port == in_port => Learned::Refreshed,
-            Some(e) if e.is_static => Learned::StaticConflict,
-            Some(e) => Learned::Moved { from: e.port },
-            None if fdb.port_full(in_port.0) => Learned::LimitPort,
-            None => Learned::New,
-        };
+        let r = fdb.learn_verdict(key, in_port, cx.now_s);
         if matches!(r, Learned::Refreshed | Learned::New | Learned::Moved { .. })
             && s.dst_filter & filter_bit(fdb.hash(key)) != 0
         {
