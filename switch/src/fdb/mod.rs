@@ -413,16 +413,22 @@ impl Fdb {
         if let Some(r) = self.relearn_refused(to) {
             return r;
         }
+        self.rehome(key, hash, (from, to), now, 0);
+        Learned::New
+    }
+
+    /// Move `key`'s entry from port `from` to `to`, seen at `now`, keeping
+    /// the flags in `keep`.
+    fn rehome(&mut self, key: u64, hash: u64, (from, to): (u16, u16), now: u32, keep: u16) {
         let e = self
             .table
             .find_mut(key, hash)
             .expect("entry found by caller");
         e.port = to;
         e.last_seen = now;
-        e.flags = 0;
+        e.flags &= keep;
         *self.port_count_mut(from) -= 1;
         *self.port_count_mut(to) += 1;
-        Learned::New
     }
 
     #[cold]
@@ -469,15 +475,7 @@ impl Fdb {
         if self.port_full(to) {
             return Learned::LimitPort;
         }
-        let e = self
-            .table
-            .find_mut(key, hash)
-            .expect("entry found by caller");
-        e.port = to;
-        e.last_seen = now;
-        e.flags &= !F_DAMPED;
-        *self.port_count_mut(from) -= 1;
-        *self.port_count_mut(to) += 1;
+        self.rehome(key, hash, (from, to), now, !F_DAMPED);
         Learned::Moved { from: PortId(from) }
     }
 
