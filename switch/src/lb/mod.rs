@@ -412,14 +412,15 @@ fn key_of(a: IpAddr) -> (bool, u128) {
 }
 
 /// Whether packets to `vip` can reach the balancer: a unicast address
-/// the router routes to (not limited broadcast, "this network", loopback
-/// or IPv6 link-local).
+/// the router routes to (`V4::check` / `V6::check`, whose tests
+/// `wire::ipv4::routed` / `wire::ipv6::routed_unicast` are: the `vip`
+/// node relies on every VIP passing them), and not loopback.
 pub fn routed_unicast(vip: IpAddr) -> bool {
-    let unrouted = match vip {
-        IpAddr::V4(a) => a.is_broadcast() || a.octets()[0] == 0,
-        IpAddr::V6(a) => a.is_unicast_link_local(),
+    let routed = match vip {
+        IpAddr::V4(a) => crate::wire::ipv4::routed(a.into()),
+        IpAddr::V6(a) => !a.is_multicast() && crate::wire::ipv6::routed_unicast(a.into()),
     };
-    !(vip.is_unspecified() || vip.is_multicast() || vip.is_loopback() || unrouted)
+    routed && !vip.is_loopback()
 }
 
 fn check(s: &Service) -> Result<(), LbError> {

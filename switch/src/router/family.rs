@@ -127,12 +127,6 @@ pub(super) trait Family: Sized + 'static {
 /// IPv4.
 pub(super) enum V4 {}
 
-/// Whether the router routes to IPv4 destination `d`: not multicast,
-/// limited broadcast or "this network".
-#[inline(always)]
-fn routable_v4(d: u32) -> bool {
-    !(d >> 28 == 0xe || d == u32::MAX || d >> 24 == 0)
-}
 /// IPv6.
 pub(super) enum V6 {}
 
@@ -209,7 +203,7 @@ impl Family for V4 {
             return Err(Class::Drop(DropReason::L3BadChecksum));
         }
         let d = ip.dst_u32();
-        if !routable_v4(d) {
+        if !crate::wire::ipv4::routed(d) {
             return Err(Class::Drop(DropReason::L3NotRoutable));
         }
         Ok(d)
@@ -373,8 +367,7 @@ impl Family for V6 {
         if !to_gw {
             return Err(Class::Drop(DropReason::L3NotForGateway));
         }
-        // Link-local (fe80::/10), unspecified, loopback: never routed.
-        if d >> 118 == 0x3fa || d <= 1 {
+        if !crate::wire::ipv6::routed_unicast(d) {
             return Err(Class::Drop(DropReason::L3NotRoutable));
         }
         Ok(d)

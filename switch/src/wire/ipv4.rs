@@ -277,6 +277,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     }
 }
 
+/// Whether the router routes to destination `d`: not multicast, limited
+/// broadcast or "this network" (0.0.0.0/8).
+#[inline(always)]
+pub fn routed(d: u32) -> bool {
+    !(d >> 28 == 0xe || d == u32::MAX || d >> 24 == 0)
+}
+
 /// Write a 20-byte header without options into `b[..20]` with its checksum.
 /// Panics if `b` is shorter than 20 bytes (builders size their buffers).
 pub fn write_header(b: &mut [u8], total_len: u16, ttl: u8, proto: u8, src: u32, dst: u32) {

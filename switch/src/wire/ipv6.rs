@@ -154,6 +154,14 @@ pub fn write_header(
     b[field::DESTINATION].copy_from_slice(dst);
 }
 
+/// Whether the router routes to unicast destination `d` (multicast is
+/// the router's to tell apart first): not link-local (fe80::/10),
+/// unspecified or loopback.
+#[inline(always)]
+pub fn routed_unicast(d: u128) -> bool {
+    !(d >> 118 == 0x3fa || d <= 1)
+}
+
 /// The solicited-node multicast address of `a` (ff02::1:ffXX:XXXX).
 pub fn solicited_node(a: &[u8; 16]) -> [u8; 16] {
     let mut m = [0u8; 16];
